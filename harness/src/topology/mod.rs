@@ -1,0 +1,11 @@
+//! The plain-data model of a lab (no syscalls): fixtures parsed and validated into a [`Topology`].
+
+pub mod expect;
+pub mod model;
+pub mod parse;
+pub mod source;
+
+pub use expect::{ExpectRule, Outcome, PairPattern, Proto};
+pub use model::*;
+pub use parse::{load_fixture, parse_fixture};
+pub use source::{ConfigError, ConfigErrors, Key, Source};

@@ -1,0 +1,213 @@
+//! The plain-data model of a lab: hosts, their roles and addresses. No syscalls here.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use super::expect::{ExpectRule, Outcome, Proto};
+
+/// A validated topology, ready to be realised by `Lab::up`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    /// The fixture's name: its file stem.
+    pub name: String,
+    pub description: String,
+    /// Hosts in the order the fixture declares them: nodes, then pods, then external hosts.
+    pub hosts: Vec<Host>,
+    /// The uplink segment every node's uplink and every external host sits on.
+    pub uplink: Option<Segment>,
+    pub probe: ProbeSettings,
+    /// Whether the default healthy pairs apply (see `parse::default_reason`).
+    pub default_pairs: bool,
+    /// What the healthy lab must show beyond (or instead of) the defaults; the most specific
+    /// rule wins (see `expect`).
+    pub expect: Vec<ExpectRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "kebab-case")]
+pub enum Role {
+    Node(NodeSpec),
+    Pod(PodSpec),
+    External(ExternalSpec),
+}
+
+/// A Kubernetes host: a bridge for its pods, a pod CIDR, an uplink, ip_forward on, masquerade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub pod_cidr: Ipv4Net,
+    /// The bridge's address: the pods' default gateway.
+    pub gateway: Ipv4Addr,
+    pub bridge: String,
+    pub uplink_ifname: String,
+    /// Address and prefix on the uplink segment.
+    pub uplink: Ipv4Net,
+    /// Whether the node masquerades pod traffic leaving its uplink (a CNI's ipMasq).
+    pub masquerade: bool,
+}
+
+/// A pod, joined to its node's bridge by a veth pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSpec {
+    pub node: String,
+    pub ip: Ipv4Addr,
+    /// The pod side of the veth pair.
+    pub ifname: String,
+    /// The node side of the veth pair, enslaved to the node's bridge.
+    pub host_veth: String,
+}
+
+/// A host outside the cluster, on the uplink segment, with no route to any pod CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalSpec {
+    pub ifname: String,
+    pub addr: Ipv4Net,
+}
+
+/// A layer-2 segment joining several hosts' interfaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub cidr: Ipv4Net,
+    /// (host, interface) of each member, in declaration order.
+    pub members: Vec<(String, String)>,
+}
+
+/// The name of the switch host built when a segment has more than two members.
+pub const SWITCH_HOST: &str = "underlay";
+/// The bridge inside the switch host.
+pub const SWITCH_BRIDGE: &str = "br0";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSettings {
+    pub protocols: Vec<Proto>,
+    pub tcp_port: u16,
+    pub udp_port: u16,
+    /// How long a probe waits for an answer before it calls the pair `timeout`.
+    pub timeout_ms: u64,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        ProbeSettings {
+            protocols: vec![Proto::Icmp, Proto::Tcp, Proto::Udp],
+            tcp_port: 80,
+            udp_port: 7,
+            timeout_ms: 1000,
+        }
+    }
+}
+
+impl ProbeSettings {
+    pub fn port(&self, proto: Proto) -> Option<u16> {
+        match proto {
+            Proto::Icmp => None,
+            Proto::Tcp => Some(self.tcp_port),
+            Proto::Udp => Some(self.udp_port),
+        }
+    }
+}
+
+impl Host {
+    /// The address probes target: a node's uplink address, a pod's address, an external's address.
+    pub fn address(&self) -> Ipv4Addr {
+        match &self.role {
+            Role::Node(n) => n.uplink.addr(),
+            Role::Pod(p) => p.ip,
+            Role::External(e) => e.addr.addr(),
+        }
+    }
+
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Node(_) => "node",
+            Role::Pod(_) => "pod",
+            Role::External(_) => "external",
+        }
+    }
+
+    pub fn as_node(&self) -> Option<&NodeSpec> {
+        match &self.role {
+            Role::Node(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn as_pod(&self) -> Option<&PodSpec> {
+        match &self.role {
+            Role::Pod(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl Topology {
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn host_names(&self) -> Vec<&str> {
+        self.hosts.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, &NodeSpec)> {
+        self.hosts
+            .iter()
+            .filter_map(|h| h.as_node().map(|n| (h.name.as_str(), n)))
+    }
+
+    pub fn pods(&self) -> impl Iterator<Item = (&str, &PodSpec)> {
+        self.hosts
+            .iter()
+            .filter_map(|h| h.as_pod().map(|p| (h.name.as_str(), p)))
+    }
+
+    pub fn pods_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = (&'a str, &'a PodSpec)> {
+        self.pods().filter(move |(_, p)| p.node == node)
+    }
+
+    /// Whether the uplink segment needs a switch host (more than two members).
+    pub fn needs_switch(&self) -> bool {
+        self.uplink.as_ref().is_some_and(|s| s.members.len() != 2)
+    }
+
+    /// Names of every namespace the lab creates, hosts first, then the switch if any.
+    pub fn namespace_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.hosts.iter().map(|h| h.name.clone()).collect();
+        if self.needs_switch() {
+            v.push(SWITCH_HOST.to_string());
+        }
+        v
+    }
+
+    /// The healthy outcome of a probe, if the fixture states one.
+    pub fn healthy(&self, from: &str, to: &str, proto: Proto) -> Option<Outcome> {
+        self.healthy_with_origin(from, to, proto).map(|(o, _)| o)
+    }
+
+    /// The healthy outcome and the rule that demands it (`file:line` or `default: why`).
+    pub fn healthy_with_origin(&self, from: &str, to: &str, proto: Proto) -> Option<(Outcome, String)> {
+        if let Some(r) = super::expect::resolve(&self.expect, from, to, proto) {
+            return Some((r.outcome, r.origin.clone()));
+        }
+        if self.default_pairs {
+            if let Some(why) = super::parse::default_reason(self, from, to) {
+                return Some((Outcome::Reachable, format!("default: {why}")));
+            }
+        }
+        None
+    }
+
+    /// Which host owns an address (a host's probe address, a node's gateway).
+    pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Host> {
+        self.hosts.iter().find(|h| {
+            h.address() == ip || h.as_node().is_some_and(|n| n.gateway == ip)
+        })
+    }
+}

@@ -1,0 +1,895 @@
+//! Fixture files: TOML → validated [`Topology`], with errors that point at the offending line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::str::FromStr;
+
+use indexmap::IndexMap;
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+use super::expect::{self, ExpectRule, Outcome, PairPattern, Proto};
+use super::model::*;
+use super::source::{ConfigError, ConfigErrors, Key, Source};
+
+/// Upper bounds that keep a typo from asking for an absurd lab.
+pub const MAX_HOSTS: usize = 4096;
+/// A Linux bridge takes at most 1023 ports.
+pub const MAX_PODS_PER_NODE: usize = 1023;
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+/// The kernel's IFNAMSIZ minus the terminating NUL.
+pub const MAX_IFNAME: usize = 15;
+pub const MAX_HOST_NAME: usize = 32;
+
+fn default_bridge() -> String {
+    "cni0".into()
+}
+fn default_eth0() -> String {
+    "eth0".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_tcp_port() -> u16 {
+    80
+}
+fn default_udp_port() -> u16 {
+    7
+}
+fn default_timeout() -> u64 {
+    1000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFixture {
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    node: IndexMap<String, RawNode>,
+    #[serde(default)]
+    pod: IndexMap<String, RawPod>,
+    #[serde(default)]
+    external: IndexMap<String, RawExternal>,
+    #[serde(default)]
+    probe: Option<RawProbe>,
+    #[serde(default)]
+    expect: IndexMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    pod_cidr: String,
+    gateway: Option<String>,
+    uplink: String,
+    #[serde(default = "default_bridge")]
+    bridge: String,
+    #[serde(default = "default_eth0")]
+    uplink_ifname: String,
+    #[serde(default = "default_true")]
+    masquerade: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPod {
+    node: String,
+    ip: String,
+    #[serde(default = "default_eth0")]
+    ifname: String,
+    host_veth: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExternal {
+    uplink: String,
+    #[serde(default = "default_eth0")]
+    ifname: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    protocols: Option<Vec<String>>,
+    #[serde(default = "default_tcp_port")]
+    tcp_port: u16,
+    #[serde(default = "default_udp_port")]
+    udp_port: u16,
+    #[serde(default = "default_timeout")]
+    timeout_ms: u64,
+    #[serde(default = "default_true")]
+    default_pairs: bool,
+}
+
+/// Reads and validates a fixture file.
+pub fn load_fixture(path: &Path) -> Result<Topology, ConfigErrors> {
+    let src = Source::read(path)?;
+    parse_fixture(&src)
+}
+
+/// Validates fixture text; `src.path` names it in errors and gives the fixture its name.
+pub fn parse_fixture(src: &Source) -> Result<Topology, ConfigErrors> {
+    let raw: RawFixture = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
+    let mut v = Validator {
+        src,
+        errors: Vec::new(),
+        suppressed: 0,
+    };
+    let topo = v.fixture(raw);
+    v.finish(topo)
+}
+
+/// Past this many errors in one file, the rest are counted, not located.
+pub const MAX_ERRORS: usize = 20;
+
+struct Validator<'a> {
+    src: &'a Source,
+    errors: Vec<ConfigError>,
+    suppressed: usize,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: &[Key], message: impl Into<String>, help: impl Into<Option<String>>) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.suppressed += 1;
+            return;
+        }
+        let e = self.src.error_at_path(path, message, help.into());
+        self.errors.push(e);
+    }
+
+    fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
+        if self.errors.is_empty() {
+            return Ok(value);
+        }
+        if self.suppressed > 0 {
+            self.errors.push(ConfigError::whole_file(
+                &self.src.path,
+                format!("... and {} more errors", self.suppressed),
+                None,
+            ));
+        }
+        Err(ConfigErrors(self.errors))
+    }
+
+    fn fixture(&mut self, raw: RawFixture) -> Topology {
+        let name = self
+            .src
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "fixture".into());
+        let total = raw.node.len() + raw.pod.len() + raw.external.len();
+        if total == 0 {
+            self.err(
+                &[],
+                "the fixture declares no hosts",
+                Some("add at least one [node.NAME], [pod.NAME] or [external.NAME] table".into()),
+            );
+        }
+        if total > MAX_HOSTS {
+            self.err(
+                &[],
+                format!("the fixture declares {total} hosts, over the limit of {MAX_HOSTS}"),
+                Some("a lab is built in this machine's memory; split it into smaller fixtures".into()),
+            );
+            return empty_topology(name, raw.description);
+        }
+
+        // Host names: valid, unique across roles.
+        let mut seen: HashMap<String, &'static str> = HashMap::new();
+        for (role, names) in [
+            ("node", raw.node.keys().collect::<Vec<_>>()),
+            ("pod", raw.pod.keys().collect()),
+            ("external", raw.external.keys().collect()),
+        ] {
+            for n in names {
+                if let Err(msg) = check_host_name(n) {
+                    self.err(&[Key::Field(role), Key::Name(n)], msg, host_name_help());
+                }
+                if let Some(prev) = seen.insert(n.clone(), role) {
+                    self.err(
+                        &[Key::Field(role), Key::Name(n)],
+                        format!("duplicate host name \"{n}\": already declared as [{prev}.{n}]"),
+                        Some("every host needs its own name, across nodes, pods and external hosts".into()),
+                    );
+                }
+            }
+        }
+
+        let mut hosts = Vec::new();
+        let mut addrs: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+        let mut uplink: Option<(Ipv4Net, String)> = None;
+        let mut pod_cidrs: Vec<(Ipv4Net, String)> = Vec::new();
+
+        for (name, n) in &raw.node {
+            let at = |k: &'static str| [Key::Field("node"), Key::Field(name), Key::Field(k)];
+            let pod_cidr = self.net(&at("pod_cidr"), &n.pod_cidr, "pod_cidr");
+            let uplink_net = self.iface_addr(&at("uplink"), &n.uplink, "uplink");
+            for (k, v) in [("bridge", &n.bridge), ("uplink_ifname", &n.uplink_ifname)] {
+                if let Err(msg) = check_ifname(v) {
+                    self.err(&at(k), msg, ifname_help());
+                }
+            }
+            if n.bridge == n.uplink_ifname {
+                self.err(
+                    &at("uplink_ifname"),
+                    format!("uplink_ifname \"{}\" is also the bridge's name", n.uplink_ifname),
+                    Some("give the bridge and the uplink different names".into()),
+                );
+            }
+            let (Some(pod_cidr), Some(up)) = (pod_cidr, uplink_net) else {
+                continue;
+            };
+            if pod_cidr.prefix_len() > 30 {
+                self.err(
+                    &at("pod_cidr"),
+                    format!("pod_cidr {pod_cidr} leaves no room for a gateway and pods"),
+                    Some("use a /30 or larger network, e.g. 10.244.1.0/24".into()),
+                );
+                continue;
+            }
+            let gateway = match &n.gateway {
+                Some(g) => self.addr(&at("gateway"), g, "gateway"),
+                None => pod_cidr.hosts().next(),
+            };
+            let Some(gateway) = gateway else { continue };
+            if n.gateway.is_some() && !usable_in(pod_cidr, gateway) {
+                self.err(
+                    &at("gateway"),
+                    format!("gateway {gateway} is not a usable address of pod_cidr {pod_cidr}"),
+                    Some(format!(
+                        "pick an address inside {pod_cidr} other than its network and broadcast address"
+                    )),
+                );
+            }
+            self.claim(&mut addrs, gateway, name, &at(if n.gateway.is_some() { "gateway" } else { "pod_cidr" }));
+            self.claim(&mut addrs, up.addr(), name, &at("uplink"));
+            for (cidr, owner) in &pod_cidrs {
+                if overlaps(*cidr, pod_cidr) {
+                    self.err(
+                        &at("pod_cidr"),
+                        format!("pod_cidr {pod_cidr} overlaps {owner}'s pod_cidr {cidr}"),
+                        Some("give every node its own pod CIDR, e.g. 10.244.1.0/24, 10.244.2.0/24".into()),
+                    );
+                }
+            }
+            pod_cidrs.push((pod_cidr, name.clone()));
+            self.same_segment(&mut uplink, up, name, &at("uplink"));
+            hosts.push(Host {
+                name: name.clone(),
+                role: Role::Node(NodeSpec {
+                    pod_cidr,
+                    gateway,
+                    bridge: n.bridge.clone(),
+                    uplink_ifname: n.uplink_ifname.clone(),
+                    uplink: up,
+                    masquerade: n.masquerade,
+                }),
+            });
+        }
+
+        let mut pods_per_node: HashMap<&str, usize> = HashMap::new();
+        for (name, p) in &raw.pod {
+            let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
+            let node = hosts.iter().find(|h| h.name == p.node).and_then(|h| h.as_node()).cloned();
+            let Some(node) = node else {
+                let known: Vec<&str> = raw.node.keys().map(String::as_str).collect();
+                let help = if known.is_empty() {
+                    "declare the node as a [node.NAME] table".to_string()
+                } else {
+                    format!("nodes in this fixture: {}", known.join(", "))
+                };
+                let what = if raw.pod.contains_key(&p.node) || raw.external.contains_key(&p.node) {
+                    format!("pod {name}: \"{}\" is not a node", p.node)
+                } else {
+                    format!("pod {name}: unknown host \"{}\"", p.node)
+                };
+                self.err(&at("node"), what, Some(help));
+                continue;
+            };
+            let count = pods_per_node.entry(raw.node.get_key_value(&p.node).unwrap().0).or_default();
+            *count += 1;
+            if *count == MAX_PODS_PER_NODE + 1 {
+                self.err(
+                    &at("node"),
+                    format!("node {} has more than {MAX_PODS_PER_NODE} pods", p.node),
+                    Some("a Linux bridge takes at most 1023 ports; spread pods over more nodes".into()),
+                );
+            }
+            let Some(ip) = self.addr(&at("ip"), &p.ip, "ip") else { continue };
+            if !usable_in(node.pod_cidr, ip) {
+                self.err(
+                    &at("ip"),
+                    format!("pod {name}: {ip} is outside node {}'s pod_cidr {}", p.node, node.pod_cidr),
+                    Some(format!(
+                        "pick a free address inside {} (not its network or broadcast address)",
+                        node.pod_cidr
+                    )),
+                );
+            }
+            self.claim(&mut addrs, ip, name, &at("ip"));
+            let host_veth = p.host_veth.clone().unwrap_or_else(|| format!("veth-{name}"));
+            if let Err(msg) = check_ifname(&p.ifname) {
+                self.err(&at("ifname"), msg, ifname_help());
+            }
+            if let Err(msg) = check_ifname(&host_veth) {
+                if p.host_veth.is_some() {
+                    self.err(&at("host_veth"), msg, ifname_help());
+                } else {
+                    self.err(
+                        &[Key::Field("pod"), Key::Name(name)],
+                        format!(
+                            "pod name \"{name}\" makes the node-side interface \"{host_veth}\" ({} bytes), \
+                             over the kernel's {MAX_IFNAME}-byte limit",
+                            host_veth.len()
+                        ),
+                        Some("shorten the pod name to 10 bytes, or set host_veth = \"NAME\" (15 bytes at most)".into()),
+                    );
+                }
+            } else if host_veth == node.bridge || host_veth == node.uplink_ifname {
+                self.err(
+                    &at("host_veth"),
+                    format!("host_veth \"{host_veth}\" clashes with an interface of node {}", p.node),
+                    Some("pick another name".into()),
+                );
+            }
+            hosts.push(Host {
+                name: name.clone(),
+                role: Role::Pod(PodSpec {
+                    node: p.node.clone(),
+                    ip,
+                    ifname: p.ifname.clone(),
+                    host_veth,
+                }),
+            });
+        }
+        // Two pods of one node may not share a node-side interface name.
+        let mut veths: HashMap<(String, String), String> = HashMap::new();
+        for h in &hosts {
+            if let Role::Pod(p) = &h.role {
+                if let Some(other) = veths.insert((p.node.clone(), p.host_veth.clone()), h.name.clone()) {
+                    self.err(
+                        &[Key::Field("pod"), Key::Name(&h.name)],
+                        format!(
+                            "pods {other} and {} both use \"{}\" on node {}",
+                            h.name, p.host_veth, p.node
+                        ),
+                        Some("set host_veth to distinct names".into()),
+                    );
+                }
+            }
+        }
+
+        for (name, e) in &raw.external {
+            let at = |k: &'static str| [Key::Field("external"), Key::Field(name), Key::Field(k)];
+            if let Err(msg) = check_ifname(&e.ifname) {
+                self.err(&at("ifname"), msg, ifname_help());
+            }
+            let Some(addr) = self.iface_addr(&at("uplink"), &e.uplink, "uplink") else { continue };
+            self.claim(&mut addrs, addr.addr(), name, &at("uplink"));
+            self.same_segment(&mut uplink, addr, name, &at("uplink"));
+            hosts.push(Host {
+                name: name.clone(),
+                role: Role::External(ExternalSpec {
+                    ifname: e.ifname.clone(),
+                    addr,
+                }),
+            });
+        }
+        if let Some((seg, owner)) = &uplink {
+            for (cidr, node) in &pod_cidrs {
+                if overlaps(*cidr, *seg) {
+                    self.err(
+                        &[Key::Field("node"), Key::Field(node), Key::Field("pod_cidr")],
+                        format!("pod_cidr {cidr} overlaps the uplink segment {seg} (set by {owner})"),
+                        Some("pod CIDRs and the uplink segment must not overlap".into()),
+                    );
+                }
+            }
+        }
+        if hosts.iter().any(|h| h.name == SWITCH_HOST) {
+            let role = hosts.iter().find(|h| h.name == SWITCH_HOST).unwrap().role_name();
+            self.err(
+                &[Key::Field(role), Key::Name(SWITCH_HOST)],
+                format!("\"{SWITCH_HOST}\" is reserved for the uplink switch netfault builds"),
+                Some("rename the host".into()),
+            );
+        }
+
+        let probe = self.probe(raw.probe.as_ref());
+        let default_pairs = raw.probe.as_ref().is_none_or(|p| p.default_pairs);
+        let segment = uplink.map(|(cidr, _)| Segment {
+            cidr,
+            members: hosts
+                .iter()
+                .filter_map(|h| match &h.role {
+                    Role::Node(n) => Some((h.name.clone(), n.uplink_ifname.clone())),
+                    Role::External(e) => Some((h.name.clone(), e.ifname.clone())),
+                    Role::Pod(_) => None,
+                })
+                .collect(),
+        });
+        let mut topo = Topology {
+            name,
+            description: raw.description,
+            hosts,
+            uplink: segment,
+            probe,
+            default_pairs,
+            expect: Vec::new(),
+        };
+        topo.expect = self.expect_rules(&raw.expect, &topo, "expect");
+        self.check_conflicts(&topo.expect, &topo, "expect");
+        topo
+    }
+
+    fn probe(&mut self, raw: Option<&RawProbe>) -> ProbeSettings {
+        let mut s = ProbeSettings::default();
+        let Some(raw) = raw else { return s };
+        if let Some(list) = &raw.protocols {
+            let mut protos = Vec::new();
+            for (i, p) in list.iter().enumerate() {
+                match p.parse::<Proto>() {
+                    Ok(p) if protos.contains(&p) => self.err(
+                        &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
+                        format!("protocol {p} is listed twice"),
+                        None,
+                    ),
+                    Ok(p) => protos.push(p),
+                    Err(msg) => self.err(
+                        &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
+                        msg,
+                        None,
+                    ),
+                }
+            }
+            if list.is_empty() {
+                self.err(
+                    &[Key::Field("probe"), Key::Field("protocols")],
+                    "protocols is empty: nothing would be probed",
+                    Some("list at least one of \"icmp\", \"tcp\", \"udp\"".into()),
+                );
+            }
+            protos.sort();
+            s.protocols = protos;
+        }
+        for (k, port) in [("tcp_port", raw.tcp_port), ("udp_port", raw.udp_port)] {
+            if port == 0 {
+                self.err(&[Key::Field("probe"), Key::Field(k)], "port 0 cannot be probed", Some("use 1..65535".into()));
+            }
+        }
+        s.tcp_port = raw.tcp_port;
+        s.udp_port = raw.udp_port;
+        if raw.timeout_ms == 0 || raw.timeout_ms > MAX_TIMEOUT_MS {
+            self.err(
+                &[Key::Field("probe"), Key::Field("timeout_ms")],
+                format!("timeout_ms = {} is out of range", raw.timeout_ms),
+                Some(format!("use 1..{MAX_TIMEOUT_MS} (milliseconds); 1000 suits most labs")),
+            );
+        }
+        s.timeout_ms = raw.timeout_ms;
+        s
+    }
+
+    /// `table` is the name of the TOML table holding the rules (`expect`).
+    fn expect_rules(&mut self, raw: &IndexMap<String, String>, topo: &Topology, table: &str) -> Vec<ExpectRule> {
+        parse_expect_rules(self.src, raw, topo, table, &mut self.errors)
+    }
+
+    fn check_conflicts(&mut self, rules: &[ExpectRule], topo: &Topology, table: &str) {
+        check_expect_conflicts(self.src, rules, topo, table, &mut self.errors);
+    }
+
+    fn net(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Net> {
+        match parse_cidr(s) {
+            Ok(net) if net.trunc() != net => {
+                self.err(
+                    at,
+                    format!("{field} \"{s}\" has host bits set"),
+                    Some(format!("did you mean \"{}\"?", net.trunc())),
+                );
+                None
+            }
+            Ok(net) => Some(net),
+            Err(msg) => {
+                self.err(at, format!("{field}: {msg}"), Some("write a CIDR such as \"10.244.1.0/24\"".into()));
+                None
+            }
+        }
+    }
+
+    fn iface_addr(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Net> {
+        match parse_cidr(s) {
+            Ok(net) => {
+                if net.prefix_len() < 31 && (net.addr() == net.network() || net.addr() == net.broadcast()) {
+                    self.err(
+                        at,
+                        format!("{field} {s} is the network or broadcast address of {}", net.trunc()),
+                        Some("pick a host address inside the network".into()),
+                    );
+                    return None;
+                }
+                Some(net)
+            }
+            Err(msg) => {
+                self.err(
+                    at,
+                    format!("{field}: {msg}"),
+                    Some("write an address with its prefix, such as \"203.0.113.1/24\"".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn addr(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Addr> {
+        match Ipv4Addr::from_str(s) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let help = if s.contains('/') {
+                    "write the address without a prefix, such as \"10.244.1.2\""
+                } else {
+                    "write an IPv4 address such as \"10.244.1.2\""
+                };
+                self.err(at, format!("{field} \"{s}\" is not an IPv4 address"), Some(help.into()));
+                None
+            }
+        }
+    }
+
+    fn claim(&mut self, addrs: &mut BTreeMap<Ipv4Addr, String>, ip: Ipv4Addr, host: &str, at: &[Key]) {
+        if let Some(prev) = addrs.get(&ip) {
+            let msg = if prev == host {
+                format!("{host} uses {ip} twice")
+            } else {
+                format!("duplicate address {ip}: {prev} already uses it")
+            };
+            self.err(at, msg, Some("every address in a lab must be unique".into()));
+        } else {
+            addrs.insert(ip, host.to_string());
+        }
+    }
+
+    fn same_segment(&mut self, seg: &mut Option<(Ipv4Net, String)>, addr: Ipv4Net, host: &str, at: &[Key]) {
+        match seg {
+            None => *seg = Some((addr.trunc(), host.to_string())),
+            Some((net, owner)) if *net != addr.trunc() => {
+                let msg = format!(
+                    "{host}'s uplink {addr} is not on the uplink segment {net} (set by {owner})"
+                );
+                self.err(
+                    at,
+                    msg,
+                    Some(format!("every node and external host shares one uplink segment: use an address in {net}")),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn empty_topology(name: String, description: String) -> Topology {
+    Topology {
+        name,
+        description,
+        hosts: Vec::new(),
+        uplink: None,
+        probe: ProbeSettings::default(),
+        default_pairs: false,
+        expect: Vec::new(),
+    }
+}
+
+/// Parses `[expect]`-style rules against a topology's hosts (shared by fixtures and cases).
+pub(crate) fn parse_expect_rules(
+    src: &Source,
+    raw: &IndexMap<String, String>,
+    topo: &Topology,
+    table: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<ExpectRule> {
+    let names = topo.host_names();
+    let mut rules = Vec::new();
+    for (key, value) in raw {
+        let key_at = [Key::Field(table), Key::Name(key)];
+        let pattern = match PairPattern::from_str(key) {
+            Ok(p) => p,
+            Err(msg) => {
+                errors.push(src.error_at_path(&key_at, msg, Some("keys look like \"pod-a -> ext\" or \"pod-* -> ext tcp\"".into())));
+                continue;
+            }
+        };
+        let mut ok = true;
+        for g in [&pattern.from, &pattern.to] {
+            if !names.iter().any(|n| g.matches(n)) {
+                let what = if g.is_exact() { "unknown host" } else { "glob matches no host:" };
+                errors.push(src.error_at_path(
+                    &key_at,
+                    format!("{what} \"{}\" in \"{key}\"", g.0),
+                    Some(format!("hosts in {}: {}", topo.name, names.join(", "))),
+                ));
+                ok = false;
+            }
+        }
+        let outcome = match Outcome::from_str(value) {
+            Ok(Outcome::Unsupported) => {
+                errors.push(src.error_at_path(
+                    &[Key::Field(table), Key::Field(key)],
+                    "\"unsupported\" cannot be expected: it means nothing was decided",
+                    Some("expect reachable, refused, unreachable or timeout".into()),
+                ));
+                continue;
+            }
+            Ok(o) => o,
+            Err(msg) => {
+                errors.push(src.error_at_path(&[Key::Field(table), Key::Field(key)], msg, None));
+                continue;
+            }
+        };
+        if ok {
+            let span = src.locate(&key_at);
+            let (line, _) = src.line_col(span.start);
+            rules.push(ExpectRule {
+                pattern,
+                outcome,
+                origin: format!("{}:{line}", src.path.display()),
+            });
+        }
+    }
+    rules
+}
+
+pub(crate) fn check_expect_conflicts(
+    src: &Source,
+    rules: &[ExpectRule],
+    topo: &Topology,
+    table: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    let names = topo.host_names();
+    for (a, b, probe) in expect::conflicts(rules, &names) {
+        errors.push(src.error_at_path(
+            &[Key::Field(table), Key::Name(&b.pattern.to_string())],
+            format!(
+                "\"{}\" = \"{}\" conflicts with \"{}\" = \"{}\" ({}) for {probe}",
+                b.pattern, b.outcome, a.pattern, a.outcome, a.origin
+            ),
+            Some("the two rules are equally specific; make one name the host or protocol exactly".into()),
+        ));
+    }
+}
+
+/// Why a pair must be reachable in a healthy lab unless `[probe] default_pairs = false`: pods on
+/// one node reach each other, pods and their node reach each other, pods reach external hosts,
+/// nodes and external hosts reach each other, nodes reach each other.
+pub fn default_reason(topo: &Topology, from: &str, to: &str) -> Option<&'static str> {
+    let (a, b) = (topo.host(from)?, topo.host(to)?);
+    if a.name == b.name {
+        return None;
+    }
+    Some(match (&a.role, &b.role) {
+        (Role::Pod(p), Role::Pod(q)) if p.node == q.node => "pods on one node reach each other",
+        (Role::Pod(p), Role::Node(_)) if p.node == b.name => "a pod reaches its node",
+        (Role::Node(_), Role::Pod(q)) if q.node == a.name => "a node reaches its pods",
+        (Role::Pod(_), Role::External(_)) => "pods reach external hosts (masqueraded)",
+        (Role::Node(_), Role::External(_)) | (Role::External(_), Role::Node(_)) => {
+            "nodes and external hosts share the uplink"
+        }
+        (Role::Node(_), Role::Node(_)) => "nodes share the uplink",
+        _ => return None,
+    })
+}
+
+fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
+    let Some((addr, len)) = s.split_once('/') else {
+        return Err(format!("\"{s}\" has no prefix length"));
+    };
+    let addr = Ipv4Addr::from_str(addr).map_err(|_| format!("\"{addr}\" in \"{s}\" is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("prefix length \"{len}\" in \"{s}\" is not a number"))?;
+    Ipv4Net::new(addr, len).map_err(|_| format!("prefix length /{len} in \"{s}\" is over 32"))
+}
+
+fn usable_in(net: Ipv4Net, ip: Ipv4Addr) -> bool {
+    net.contains(&ip) && (net.prefix_len() >= 31 || (ip != net.network() && ip != net.broadcast()))
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+pub(crate) fn check_host_name(n: &str) -> Result<(), String> {
+    if n.is_empty() {
+        return Err("a host name is empty".into());
+    }
+    if n.len() > MAX_HOST_NAME {
+        return Err(format!("host name \"{n}\" is {} bytes, over the limit of {MAX_HOST_NAME}", n.len()));
+    }
+    let ok_chars = n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok_chars || n.starts_with('-') || n.ends_with('-') {
+        return Err(format!("host name \"{}\" is not a valid name", n.escape_debug()));
+    }
+    Ok(())
+}
+
+fn host_name_help() -> Option<String> {
+    Some("host names use lowercase letters, digits and '-', like Kubernetes names (e.g. pod-a, node1)".into())
+}
+
+pub(crate) fn check_ifname(n: &str) -> Result<(), String> {
+    if n.is_empty() {
+        return Err("interface name is empty".into());
+    }
+    if n.len() > MAX_IFNAME {
+        return Err(format!(
+            "interface name \"{n}\" is {} bytes, over the kernel's {MAX_IFNAME}-byte limit",
+            n.len()
+        ));
+    }
+    if n == "." || n == ".." || n == "lo" || n.contains(['/', ':']) || n.contains(char::is_whitespace) || !n.is_ascii() {
+        return Err(format!("\"{}\" cannot be an interface name", n.escape_debug()));
+    }
+    Ok(())
+}
+
+fn ifname_help() -> Option<String> {
+    Some("interface names are 1 to 15 ASCII bytes, without '/', ':' or spaces".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SINGLE: &str = include_str!("../../../fixtures/single-node.toml");
+
+    fn parse(text: &str) -> Result<Topology, ConfigErrors> {
+        parse_fixture(&Source::new("t.toml", text))
+    }
+
+    fn first_error(text: &str) -> ConfigError {
+        parse(text).expect_err("should fail").0.remove(0)
+    }
+
+    #[test]
+    fn single_node_fixture_parses() {
+        let t = parse_fixture(&Source::new("fixtures/single-node.toml", SINGLE)).unwrap();
+        assert_eq!(t.name, "single-node");
+        assert_eq!(t.host_names(), ["node1", "pod-a", "pod-b", "ext"]);
+        let n = t.host("node1").unwrap().as_node().unwrap();
+        assert_eq!(n.gateway, "10.244.1.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(n.uplink.to_string(), "203.0.113.1/24");
+        assert_eq!(n.bridge, "cni0");
+        assert_eq!(t.host("pod-a").unwrap().address().to_string(), "10.244.1.2");
+        assert_eq!(t.host("pod-a").unwrap().as_pod().unwrap().host_veth, "veth-pod-a");
+        assert_eq!(t.host("ext").unwrap().address().to_string(), "203.0.113.10");
+        assert!(!t.needs_switch());
+        // Healthy pairs: the defaults, and ext -> pods unreachable as the fixture says.
+        assert_eq!(t.healthy("pod-a", "pod-b", Proto::Tcp), Some(Outcome::Reachable));
+        assert_eq!(t.healthy("pod-a", "node1", Proto::Icmp), Some(Outcome::Reachable));
+        assert_eq!(t.healthy("node1", "pod-b", Proto::Udp), Some(Outcome::Reachable));
+        assert_eq!(t.healthy("pod-b", "ext", Proto::Udp), Some(Outcome::Reachable));
+        assert_eq!(t.healthy("ext", "node1", Proto::Udp), Some(Outcome::Reachable));
+        assert_eq!(t.healthy("ext", "pod-a", Proto::Tcp), Some(Outcome::Unreachable));
+    }
+
+    const BASE: &str = r#"
+[node.node1]
+pod_cidr = "10.244.1.0/24"
+uplink = "203.0.113.1/24"
+
+[pod.pod-a]
+node = "node1"
+ip = "10.244.1.2"
+
+[external.ext]
+uplink = "203.0.113.10/24"
+"#;
+
+    #[test]
+    fn base_is_valid() {
+        parse(BASE).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = first_error(&BASE.replace("ip = \"10.244.1.2\"", "ip = \"10.244.1.2\"\nipp = 1"));
+        assert_eq!((e.line, e.column), (9, 1));
+        assert!(e.message.contains("unknown field `ipp`"), "{}", e.message);
+    }
+
+    #[test]
+    fn unknown_host_is_located_and_named() {
+        let e = first_error(&BASE.replace("node = \"node1\"", "node = \"node7\""));
+        assert_eq!((e.line, e.column), (7, 8));
+        assert!(e.message.contains("unknown host \"node7\""), "{}", e.message);
+        assert_eq!(e.help.as_deref(), Some("nodes in this fixture: node1"));
+    }
+
+    #[test]
+    fn duplicate_names_and_addresses() {
+        let e = first_error(&format!("{BASE}\n[external.pod-a]\nuplink = \"203.0.113.11/24\"\n"));
+        assert!(e.message.contains("duplicate host name \"pod-a\""), "{}", e.message);
+        assert_eq!(e.line, 13);
+        let e = first_error(&format!("{BASE}\n[pod.pod-b]\nnode = \"node1\"\nip = \"10.244.1.2\"\n"));
+        assert!(e.message.contains("duplicate address 10.244.1.2: pod-a already uses it"), "{}", e.message);
+        assert_eq!(e.line, 15);
+        let e = first_error(&BASE.replace("10.244.1.2", "10.244.1.1"));
+        assert!(e.message.contains("duplicate address 10.244.1.1: node1"), "{}", e.message);
+    }
+
+    #[test]
+    fn address_outside_cidr() {
+        let e = first_error(&BASE.replace("10.244.1.2", "10.244.2.2"));
+        assert!(e.message.contains("10.244.2.2 is outside node node1's pod_cidr 10.244.1.0/24"), "{}", e.message);
+        let e = first_error(&BASE.replace("10.244.1.2", "10.244.1.255"));
+        assert!(e.message.contains("outside"), "{}", e.message);
+    }
+
+    #[test]
+    fn interface_name_over_15_bytes() {
+        let e = first_error(&BASE.replace("[pod.pod-a]", "[pod.pod-abcdefghij]"));
+        assert!(e.message.contains("\"veth-pod-abcdefghij\" (19 bytes)"), "{}", e.message);
+        assert!(e.help.unwrap().contains("host_veth"));
+        let e = first_error(&BASE.replace("uplink = \"203.0.113.1/24\"", "uplink = \"203.0.113.1/24\"\nbridge = \"a-very-long-bridge\""));
+        assert!(e.message.contains("over the kernel's 15-byte limit"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_cidrs() {
+        let e = first_error(&BASE.replace("10.244.1.0/24", "10.244.1.0/33"));
+        assert!(e.message.contains("/33"), "{}", e.message);
+        assert_eq!((e.line, e.column), (3, 12));
+        let e = first_error(&BASE.replace("10.244.1.0/24", "10.244.1.7/24"));
+        assert!(e.message.contains("host bits"), "{}", e.message);
+        assert_eq!(e.help.as_deref(), Some("did you mean \"10.244.1.0/24\"?"));
+        let e = first_error(&BASE.replace("10.244.1.0/24", "banana"));
+        assert!(e.message.contains("no prefix length"), "{}", e.message);
+        let e = first_error(&BASE.replace("203.0.113.10/24", "203.0.113.10"));
+        assert!(e.message.contains("no prefix length"), "{}", e.message);
+        let e = first_error(&BASE.replace("203.0.113.10/24", "198.51.100.10/24"));
+        assert!(e.message.contains("not on the uplink segment 203.0.113.0/24"), "{}", e.message);
+    }
+
+    #[test]
+    fn expect_rules_are_checked() {
+        let e = first_error(&format!("{BASE}\n[expect]\n\"ext -> pod-z\" = \"unreachable\"\n"));
+        assert!(e.message.contains("unknown host \"pod-z\""), "{}", e.message);
+        let e = first_error(&format!("{BASE}\n[expect]\n\"ext -> pod-a\" = \"gone\"\n"));
+        assert!(e.message.contains("unknown outcome \"gone\""), "{}", e.message);
+        let e = first_error(&format!(
+            "{BASE}\n[expect]\n\"ext -> pod-*\" = \"unreachable\"\n\"* -> pod-a\" = \"timeout\"\n"
+        ));
+        assert!(e.message.contains("conflicts with"), "{}", e.message);
+    }
+
+    #[test]
+    fn wrong_types_and_garbage() {
+        let e = first_error(&BASE.replace("ip = \"10.244.1.2\"", "ip = 10"));
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        let e = first_error("this is not toml");
+        assert!(e.line >= 1);
+        let e = first_error("");
+        assert!(e.message.contains("no hosts"), "{}", e.message);
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_anything_is_built() {
+        let mut text = BASE.replace("10.244.1.0/24", "10.244.0.0/16");
+        for i in 0..1100 {
+            text.push_str(&format!(
+                "[pod.p{i}]\nnode = \"node1\"\nip = \"10.{}.{}.{}\"\n",
+                244,
+                2 + i / 250,
+                2 + i % 250
+            ));
+        }
+        let errs = parse(&text).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert!(errs.0[0].message.contains("node node1 has more than 1023 pods"), "{errs}");
+    }
+}
