@@ -1,5 +1,15 @@
 //! netfault: build disposable container-network labs in network namespaces, break them on
 //! purpose, probe who can still reach whom, and explain why.
 
-pub mod topology;
+pub mod error;
+pub mod lab;
+pub mod leakcheck;
 pub mod netns;
+pub mod nft;
+pub mod nl;
+pub mod registry;
+pub mod topology;
+
+pub use error::{Error, Result};
+pub use lab::Lab;
+pub use topology::{load_fixture, Outcome, Proto, Topology};

@@ -168,8 +168,14 @@ fn ensure_netns_dir(dir: &Path) -> io::Result<()> {
     let shared = MsFlags::MS_SHARED | MsFlags::MS_REC;
     if mount(None::<&str>, dir, None::<&str>, shared, None::<&str>).is_err() {
         // Not a mount point yet: bind it onto itself first (what iproute2 does).
-        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(io::Error::from)?;
+        mount(
+            Some(dir),
+            dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(io::Error::from)?;
         mount(None::<&str>, dir, None::<&str>, shared, None::<&str>).map_err(io::Error::from)?;
     }
     Ok(())
@@ -184,7 +190,8 @@ pub fn read_sysctl(key: &str) -> io::Result<String> {
 /// Writes a sysctl of the namespace the calling thread is in (call inside [`Netns::run`]).
 pub fn write_sysctl(key: &str, value: &str) -> io::Result<()> {
     let path = sysctl_path(key);
-    std::fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("{key} = {value}: {e}")))
+    std::fs::write(&path, value)
+        .map_err(|e| io::Error::new(e.kind(), format!("{key} = {value}: {e}")))
 }
 
 /// `net.ipv4.ip_forward` → `/proc/sys/net/ipv4/ip_forward`. Interface names may contain dots, so
@@ -215,23 +222,40 @@ mod tests {
     #[test]
     fn a_new_namespace_is_not_ours_and_has_its_own_sysctls() {
         let me = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
-        let (ns, inside) = Netns::create_with(|| {
-            Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
-        })
-        .unwrap();
+        let (ns, inside) =
+            Netns::create_with(|| Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino()))
+                .unwrap();
         assert_ne!(ns.inode(), me);
         assert_eq!(ns.inode(), inside);
-        let seen = ns.run(|| std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()).unwrap();
+        let seen = ns
+            .run(|| std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino())
+            .unwrap();
         assert_eq!(seen, ns.inode());
-        ns.run(|| write_sysctl("net.ipv4.ip_forward", "1")).unwrap().unwrap();
-        assert_eq!(ns.run(|| read_sysctl("net.ipv4.ip_forward")).unwrap().unwrap(), "1");
+        ns.run(|| write_sysctl("net.ipv4.ip_forward", "1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ns.run(|| read_sysctl("net.ipv4.ip_forward"))
+                .unwrap()
+                .unwrap(),
+            "1"
+        );
         // The caller's namespace is untouched.
-        assert_eq!(std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino(), me);
+        assert_eq!(
+            std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino(),
+            me
+        );
     }
 
     #[test]
     fn sysctl_paths() {
-        assert_eq!(sysctl_path("net.ipv4.ip_forward"), "/proc/sys/net/ipv4/ip_forward");
-        assert_eq!(sysctl_path("net/ipv4/conf/eth0.1/forwarding"), "/proc/sys/net/ipv4/conf/eth0.1/forwarding");
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward"),
+            "/proc/sys/net/ipv4/ip_forward"
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.1/forwarding"),
+            "/proc/sys/net/ipv4/conf/eth0.1/forwarding"
+        );
     }
 }

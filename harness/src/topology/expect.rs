@@ -44,7 +44,9 @@ impl FromStr for Proto {
             "icmp" => Ok(Proto::Icmp),
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
-            _ => Err(format!("unknown protocol \"{s}\" (expected icmp, tcp or udp)")),
+            _ => Err(format!(
+                "unknown protocol \"{s}\" (expected icmp, tcp or udp)"
+            )),
         }
     }
 }
@@ -177,20 +179,29 @@ impl FromStr for PairPattern {
         } else if let Some((l, r)) = s.split_once("->") {
             (l, r, false)
         } else {
-            return Err(format!("\"{s}\" is not a pair: write \"FROM -> TO\" or \"FROM -> TO PROTO\""));
+            return Err(format!(
+                "\"{s}\" is not a pair: write \"FROM -> TO\" or \"FROM -> TO PROTO\""
+            ));
         };
         let from = left.trim();
         let mut rest = right.split_whitespace();
         let to = rest.next().unwrap_or("");
         let proto = rest.next();
         if let Some(extra) = rest.next() {
-            return Err(format!("unexpected \"{extra}\" after the protocol in \"{s}\""));
+            return Err(format!(
+                "unexpected \"{extra}\" after the protocol in \"{s}\""
+            ));
         }
         for (what, name) in [("FROM", from), ("TO", to)] {
             if name.is_empty() {
-                return Err(format!("{what} is missing in \"{s}\": write \"FROM -> TO [PROTO]\""));
+                return Err(format!(
+                    "{what} is missing in \"{s}\": write \"FROM -> TO [PROTO]\""
+                ));
             }
-            if !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.*?".contains(c)) {
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.*?".contains(c))
+            {
                 return Err(format!(
                     "\"{name}\" in \"{s}\" is not a host name or glob (letters, digits, '-', '*', '?')"
                 ));
@@ -225,7 +236,12 @@ impl ExpectRule {
 }
 
 /// The winning rule for one probe, if any rule matches.
-pub fn resolve<'a>(rules: &'a [ExpectRule], from: &str, to: &str, proto: Proto) -> Option<&'a ExpectRule> {
+pub fn resolve<'a>(
+    rules: &'a [ExpectRule],
+    from: &str,
+    to: &str,
+    proto: Proto,
+) -> Option<&'a ExpectRule> {
     rules
         .iter()
         .filter(|r| r.pattern.matches(from, to, proto))
@@ -234,7 +250,10 @@ pub fn resolve<'a>(rules: &'a [ExpectRule], from: &str, to: &str, proto: Proto) 
 
 /// Pairs of equally specific rules that demand different outcomes for some probe between two of
 /// `hosts`, each with one such probe as a witness.
-pub fn conflicts<'a>(rules: &'a [ExpectRule], hosts: &[&str]) -> Vec<(&'a ExpectRule, &'a ExpectRule, String)> {
+pub fn conflicts<'a>(
+    rules: &'a [ExpectRule],
+    hosts: &[&str],
+) -> Vec<(&'a ExpectRule, &'a ExpectRule, String)> {
     let mut out = Vec::new();
     for (i, a) in rules.iter().enumerate() {
         for b in &rules[i + 1..] {
@@ -265,8 +284,16 @@ fn witness<'h>(a: &PairPattern, b: &PairPattern, hosts: &[&'h str]) -> Option<(&
     };
     for (af, at) in dirs(a) {
         for (bf, bt) in dirs(b) {
-            let froms: Vec<&str> = hosts.iter().copied().filter(|h| af.matches(h) && bf.matches(h)).collect();
-            let tos: Vec<&str> = hosts.iter().copied().filter(|h| at.matches(h) && bt.matches(h)).collect();
+            let froms: Vec<&str> = hosts
+                .iter()
+                .copied()
+                .filter(|h| af.matches(h) && bf.matches(h))
+                .collect();
+            let tos: Vec<&str> = hosts
+                .iter()
+                .copied()
+                .filter(|h| at.matches(h) && bt.matches(h))
+                .collect();
             for f in &froms {
                 if let Some(t) = tos.iter().find(|t| *t != f) {
                     return Some((f, t));
@@ -319,15 +346,27 @@ mod tests {
             rule("pod-a -> ext", Outcome::Reachable),
             rule("pod-a -> ext udp", Outcome::Refused),
         ];
-        assert_eq!(resolve(&rules, "pod-b", "ext", Proto::Tcp).unwrap().outcome, Outcome::Timeout);
-        assert_eq!(resolve(&rules, "pod-a", "ext", Proto::Tcp).unwrap().outcome, Outcome::Reachable);
-        assert_eq!(resolve(&rules, "pod-a", "ext", Proto::Udp).unwrap().outcome, Outcome::Refused);
+        assert_eq!(
+            resolve(&rules, "pod-b", "ext", Proto::Tcp).unwrap().outcome,
+            Outcome::Timeout
+        );
+        assert_eq!(
+            resolve(&rules, "pod-a", "ext", Proto::Tcp).unwrap().outcome,
+            Outcome::Reachable
+        );
+        assert_eq!(
+            resolve(&rules, "pod-a", "ext", Proto::Udp).unwrap().outcome,
+            Outcome::Refused
+        );
         assert!(resolve(&rules, "ext", "pod-a", Proto::Udp).is_none());
     }
 
     #[test]
     fn equal_rank_disagreement_is_a_conflict() {
-        let rules = vec![rule("pod-* -> ext", Outcome::Timeout), rule("* -> ext", Outcome::Reachable)];
+        let rules = vec![
+            rule("pod-* -> ext", Outcome::Timeout),
+            rule("* -> ext", Outcome::Reachable),
+        ];
         // "pod-*" and "*" are both globs: equally specific.
         let c = conflicts(&rules, &["pod-a", "ext"]);
         assert_eq!(c.len(), 1);

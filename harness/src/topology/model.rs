@@ -192,7 +192,12 @@ impl Topology {
     }
 
     /// The healthy outcome and the rule that demands it (`file:line` or `default: why`).
-    pub fn healthy_with_origin(&self, from: &str, to: &str, proto: Proto) -> Option<(Outcome, String)> {
+    pub fn healthy_with_origin(
+        &self,
+        from: &str,
+        to: &str,
+        proto: Proto,
+    ) -> Option<(Outcome, String)> {
         if let Some(r) = super::expect::resolve(&self.expect, from, to, proto) {
             return Some((r.outcome, r.origin.clone()));
         }
@@ -206,8 +211,8 @@ impl Topology {
 
     /// Which host owns an address (a host's probe address, a node's gateway).
     pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Host> {
-        self.hosts.iter().find(|h| {
-            h.address() == ip || h.as_node().is_some_and(|n| n.gateway == ip)
-        })
+        self.hosts
+            .iter()
+            .find(|h| h.address() == ip || h.as_node().is_some_and(|n| n.gateway == ip))
     }
 }

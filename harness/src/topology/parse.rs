@@ -174,7 +174,10 @@ impl Validator<'_> {
             self.err(
                 &[],
                 format!("the fixture declares {total} hosts, over the limit of {MAX_HOSTS}"),
-                Some("a lab is built in this machine's memory; split it into smaller fixtures".into()),
+                Some(
+                    "a lab is built in this machine's memory; split it into smaller fixtures"
+                        .into(),
+                ),
             );
             return empty_topology(name, raw.description);
         }
@@ -194,7 +197,10 @@ impl Validator<'_> {
                     self.err(
                         &[Key::Field(role), Key::Name(n)],
                         format!("duplicate host name \"{n}\": already declared as [{prev}.{n}]"),
-                        Some("every host needs its own name, across nodes, pods and external hosts".into()),
+                        Some(
+                            "every host needs its own name, across nodes, pods and external hosts"
+                                .into(),
+                        ),
                     );
                 }
             }
@@ -217,7 +223,10 @@ impl Validator<'_> {
             if n.bridge == n.uplink_ifname {
                 self.err(
                     &at("uplink_ifname"),
-                    format!("uplink_ifname \"{}\" is also the bridge's name", n.uplink_ifname),
+                    format!(
+                        "uplink_ifname \"{}\" is also the bridge's name",
+                        n.uplink_ifname
+                    ),
                     Some("give the bridge and the uplink different names".into()),
                 );
             }
@@ -246,14 +255,26 @@ impl Validator<'_> {
                     )),
                 );
             }
-            self.claim(&mut addrs, gateway, name, &at(if n.gateway.is_some() { "gateway" } else { "pod_cidr" }));
+            self.claim(
+                &mut addrs,
+                gateway,
+                name,
+                &at(if n.gateway.is_some() {
+                    "gateway"
+                } else {
+                    "pod_cidr"
+                }),
+            );
             self.claim(&mut addrs, up.addr(), name, &at("uplink"));
             for (cidr, owner) in &pod_cidrs {
                 if overlaps(*cidr, pod_cidr) {
                     self.err(
                         &at("pod_cidr"),
                         format!("pod_cidr {pod_cidr} overlaps {owner}'s pod_cidr {cidr}"),
-                        Some("give every node its own pod CIDR, e.g. 10.244.1.0/24, 10.244.2.0/24".into()),
+                        Some(
+                            "give every node its own pod CIDR, e.g. 10.244.1.0/24, 10.244.2.0/24"
+                                .into(),
+                        ),
                     );
                 }
             }
@@ -275,7 +296,11 @@ impl Validator<'_> {
         let mut pods_per_node: HashMap<&str, usize> = HashMap::new();
         for (name, p) in &raw.pod {
             let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
-            let node = hosts.iter().find(|h| h.name == p.node).and_then(|h| h.as_node()).cloned();
+            let node = hosts
+                .iter()
+                .find(|h| h.name == p.node)
+                .and_then(|h| h.as_node())
+                .cloned();
             let Some(node) = node else {
                 let known: Vec<&str> = raw.node.keys().map(String::as_str).collect();
                 let help = if known.is_empty() {
@@ -291,20 +316,30 @@ impl Validator<'_> {
                 self.err(&at("node"), what, Some(help));
                 continue;
             };
-            let count = pods_per_node.entry(raw.node.get_key_value(&p.node).unwrap().0).or_default();
+            let count = pods_per_node
+                .entry(raw.node.get_key_value(&p.node).unwrap().0)
+                .or_default();
             *count += 1;
             if *count == MAX_PODS_PER_NODE + 1 {
                 self.err(
                     &at("node"),
                     format!("node {} has more than {MAX_PODS_PER_NODE} pods", p.node),
-                    Some("a Linux bridge takes at most 1023 ports; spread pods over more nodes".into()),
+                    Some(
+                        "a Linux bridge takes at most 1023 ports; spread pods over more nodes"
+                            .into(),
+                    ),
                 );
             }
-            let Some(ip) = self.addr(&at("ip"), &p.ip, "ip") else { continue };
+            let Some(ip) = self.addr(&at("ip"), &p.ip, "ip") else {
+                continue;
+            };
             if !usable_in(node.pod_cidr, ip) {
                 self.err(
                     &at("ip"),
-                    format!("pod {name}: {ip} is outside node {}'s pod_cidr {}", p.node, node.pod_cidr),
+                    format!(
+                        "pod {name}: {ip} is outside node {}'s pod_cidr {}",
+                        p.node, node.pod_cidr
+                    ),
                     Some(format!(
                         "pick a free address inside {} (not its network or broadcast address)",
                         node.pod_cidr
@@ -312,7 +347,10 @@ impl Validator<'_> {
                 );
             }
             self.claim(&mut addrs, ip, name, &at("ip"));
-            let host_veth = p.host_veth.clone().unwrap_or_else(|| format!("veth-{name}"));
+            let host_veth = p
+                .host_veth
+                .clone()
+                .unwrap_or_else(|| format!("veth-{name}"));
             if let Err(msg) = check_ifname(&p.ifname) {
                 self.err(&at("ifname"), msg, ifname_help());
             }
@@ -333,7 +371,10 @@ impl Validator<'_> {
             } else if host_veth == node.bridge || host_veth == node.uplink_ifname {
                 self.err(
                     &at("host_veth"),
-                    format!("host_veth \"{host_veth}\" clashes with an interface of node {}", p.node),
+                    format!(
+                        "host_veth \"{host_veth}\" clashes with an interface of node {}",
+                        p.node
+                    ),
                     Some("pick another name".into()),
                 );
             }
@@ -351,7 +392,9 @@ impl Validator<'_> {
         let mut veths: HashMap<(String, String), String> = HashMap::new();
         for h in &hosts {
             if let Role::Pod(p) = &h.role {
-                if let Some(other) = veths.insert((p.node.clone(), p.host_veth.clone()), h.name.clone()) {
+                if let Some(other) =
+                    veths.insert((p.node.clone(), p.host_veth.clone()), h.name.clone())
+                {
                     self.err(
                         &[Key::Field("pod"), Key::Name(&h.name)],
                         format!(
@@ -369,7 +412,9 @@ impl Validator<'_> {
             if let Err(msg) = check_ifname(&e.ifname) {
                 self.err(&at("ifname"), msg, ifname_help());
             }
-            let Some(addr) = self.iface_addr(&at("uplink"), &e.uplink, "uplink") else { continue };
+            let Some(addr) = self.iface_addr(&at("uplink"), &e.uplink, "uplink") else {
+                continue;
+            };
             self.claim(&mut addrs, addr.addr(), name, &at("uplink"));
             self.same_segment(&mut uplink, addr, name, &at("uplink"));
             hosts.push(Host {
@@ -385,14 +430,20 @@ impl Validator<'_> {
                 if overlaps(*cidr, *seg) {
                     self.err(
                         &[Key::Field("node"), Key::Field(node), Key::Field("pod_cidr")],
-                        format!("pod_cidr {cidr} overlaps the uplink segment {seg} (set by {owner})"),
+                        format!(
+                            "pod_cidr {cidr} overlaps the uplink segment {seg} (set by {owner})"
+                        ),
                         Some("pod CIDRs and the uplink segment must not overlap".into()),
                     );
                 }
             }
         }
         if hosts.iter().any(|h| h.name == SWITCH_HOST) {
-            let role = hosts.iter().find(|h| h.name == SWITCH_HOST).unwrap().role_name();
+            let role = hosts
+                .iter()
+                .find(|h| h.name == SWITCH_HOST)
+                .unwrap()
+                .role_name();
             self.err(
                 &[Key::Field(role), Key::Name(SWITCH_HOST)],
                 format!("\"{SWITCH_HOST}\" is reserved for the uplink switch netfault builds"),
@@ -459,7 +510,11 @@ impl Validator<'_> {
         }
         for (k, port) in [("tcp_port", raw.tcp_port), ("udp_port", raw.udp_port)] {
             if port == 0 {
-                self.err(&[Key::Field("probe"), Key::Field(k)], "port 0 cannot be probed", Some("use 1..65535".into()));
+                self.err(
+                    &[Key::Field("probe"), Key::Field(k)],
+                    "port 0 cannot be probed",
+                    Some("use 1..65535".into()),
+                );
             }
         }
         s.tcp_port = raw.tcp_port;
@@ -468,7 +523,9 @@ impl Validator<'_> {
             self.err(
                 &[Key::Field("probe"), Key::Field("timeout_ms")],
                 format!("timeout_ms = {} is out of range", raw.timeout_ms),
-                Some(format!("use 1..{MAX_TIMEOUT_MS} (milliseconds); 1000 suits most labs")),
+                Some(format!(
+                    "use 1..{MAX_TIMEOUT_MS} (milliseconds); 1000 suits most labs"
+                )),
             );
         }
         s.timeout_ms = raw.timeout_ms;
@@ -476,7 +533,12 @@ impl Validator<'_> {
     }
 
     /// `table` is the name of the TOML table holding the rules (`expect`).
-    fn expect_rules(&mut self, raw: &IndexMap<String, String>, topo: &Topology, table: &str) -> Vec<ExpectRule> {
+    fn expect_rules(
+        &mut self,
+        raw: &IndexMap<String, String>,
+        topo: &Topology,
+        table: &str,
+    ) -> Vec<ExpectRule> {
         parse_expect_rules(self.src, raw, topo, table, &mut self.errors)
     }
 
@@ -496,7 +558,11 @@ impl Validator<'_> {
             }
             Ok(net) => Some(net),
             Err(msg) => {
-                self.err(at, format!("{field}: {msg}"), Some("write a CIDR such as \"10.244.1.0/24\"".into()));
+                self.err(
+                    at,
+                    format!("{field}: {msg}"),
+                    Some("write a CIDR such as \"10.244.1.0/24\"".into()),
+                );
                 None
             }
         }
@@ -505,10 +571,15 @@ impl Validator<'_> {
     fn iface_addr(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Net> {
         match parse_cidr(s) {
             Ok(net) => {
-                if net.prefix_len() < 31 && (net.addr() == net.network() || net.addr() == net.broadcast()) {
+                if net.prefix_len() < 31
+                    && (net.addr() == net.network() || net.addr() == net.broadcast())
+                {
                     self.err(
                         at,
-                        format!("{field} {s} is the network or broadcast address of {}", net.trunc()),
+                        format!(
+                            "{field} {s} is the network or broadcast address of {}",
+                            net.trunc()
+                        ),
                         Some("pick a host address inside the network".into()),
                     );
                     return None;
@@ -535,26 +606,46 @@ impl Validator<'_> {
                 } else {
                     "write an IPv4 address such as \"10.244.1.2\""
                 };
-                self.err(at, format!("{field} \"{s}\" is not an IPv4 address"), Some(help.into()));
+                self.err(
+                    at,
+                    format!("{field} \"{s}\" is not an IPv4 address"),
+                    Some(help.into()),
+                );
                 None
             }
         }
     }
 
-    fn claim(&mut self, addrs: &mut BTreeMap<Ipv4Addr, String>, ip: Ipv4Addr, host: &str, at: &[Key]) {
+    fn claim(
+        &mut self,
+        addrs: &mut BTreeMap<Ipv4Addr, String>,
+        ip: Ipv4Addr,
+        host: &str,
+        at: &[Key],
+    ) {
         if let Some(prev) = addrs.get(&ip) {
             let msg = if prev == host {
                 format!("{host} uses {ip} twice")
             } else {
                 format!("duplicate address {ip}: {prev} already uses it")
             };
-            self.err(at, msg, Some("every address in a lab must be unique".into()));
+            self.err(
+                at,
+                msg,
+                Some("every address in a lab must be unique".into()),
+            );
         } else {
             addrs.insert(ip, host.to_string());
         }
     }
 
-    fn same_segment(&mut self, seg: &mut Option<(Ipv4Net, String)>, addr: Ipv4Net, host: &str, at: &[Key]) {
+    fn same_segment(
+        &mut self,
+        seg: &mut Option<(Ipv4Net, String)>,
+        addr: Ipv4Net,
+        host: &str,
+        at: &[Key],
+    ) {
         match seg {
             None => *seg = Some((addr.trunc(), host.to_string())),
             Some((net, owner)) if *net != addr.trunc() => {
@@ -599,14 +690,22 @@ pub(crate) fn parse_expect_rules(
         let pattern = match PairPattern::from_str(key) {
             Ok(p) => p,
             Err(msg) => {
-                errors.push(src.error_at_path(&key_at, msg, Some("keys look like \"pod-a -> ext\" or \"pod-* -> ext tcp\"".into())));
+                errors.push(src.error_at_path(
+                    &key_at,
+                    msg,
+                    Some("keys look like \"pod-a -> ext\" or \"pod-* -> ext tcp\"".into()),
+                ));
                 continue;
             }
         };
         let mut ok = true;
         for g in [&pattern.from, &pattern.to] {
             if !names.iter().any(|n| g.matches(n)) {
-                let what = if g.is_exact() { "unknown host" } else { "glob matches no host:" };
+                let what = if g.is_exact() {
+                    "unknown host"
+                } else {
+                    "glob matches no host:"
+                };
                 errors.push(src.error_at_path(
                     &key_at,
                     format!("{what} \"{}\" in \"{key}\"", g.0),
@@ -688,7 +787,8 @@ fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
     let Some((addr, len)) = s.split_once('/') else {
         return Err(format!("\"{s}\" has no prefix length"));
     };
-    let addr = Ipv4Addr::from_str(addr).map_err(|_| format!("\"{addr}\" in \"{s}\" is not an IPv4 address"))?;
+    let addr = Ipv4Addr::from_str(addr)
+        .map_err(|_| format!("\"{addr}\" in \"{s}\" is not an IPv4 address"))?;
     let len: u8 = len
         .parse()
         .map_err(|_| format!("prefix length \"{len}\" in \"{s}\" is not a number"))?;
@@ -708,11 +808,19 @@ pub(crate) fn check_host_name(n: &str) -> Result<(), String> {
         return Err("a host name is empty".into());
     }
     if n.len() > MAX_HOST_NAME {
-        return Err(format!("host name \"{n}\" is {} bytes, over the limit of {MAX_HOST_NAME}", n.len()));
+        return Err(format!(
+            "host name \"{n}\" is {} bytes, over the limit of {MAX_HOST_NAME}",
+            n.len()
+        ));
     }
-    let ok_chars = n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = n
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !ok_chars || n.starts_with('-') || n.ends_with('-') {
-        return Err(format!("host name \"{}\" is not a valid name", n.escape_debug()));
+        return Err(format!(
+            "host name \"{}\" is not a valid name",
+            n.escape_debug()
+        ));
     }
     Ok(())
 }
@@ -731,8 +839,17 @@ pub(crate) fn check_ifname(n: &str) -> Result<(), String> {
             n.len()
         ));
     }
-    if n == "." || n == ".." || n == "lo" || n.contains(['/', ':']) || n.contains(char::is_whitespace) || !n.is_ascii() {
-        return Err(format!("\"{}\" cannot be an interface name", n.escape_debug()));
+    if n == "."
+        || n == ".."
+        || n == "lo"
+        || n.contains(['/', ':'])
+        || n.contains(char::is_whitespace)
+        || !n.is_ascii()
+    {
+        return Err(format!(
+            "\"{}\" cannot be an interface name",
+            n.escape_debug()
+        ));
     }
     Ok(())
 }
@@ -765,16 +882,37 @@ mod tests {
         assert_eq!(n.uplink.to_string(), "203.0.113.1/24");
         assert_eq!(n.bridge, "cni0");
         assert_eq!(t.host("pod-a").unwrap().address().to_string(), "10.244.1.2");
-        assert_eq!(t.host("pod-a").unwrap().as_pod().unwrap().host_veth, "veth-pod-a");
+        assert_eq!(
+            t.host("pod-a").unwrap().as_pod().unwrap().host_veth,
+            "veth-pod-a"
+        );
         assert_eq!(t.host("ext").unwrap().address().to_string(), "203.0.113.10");
         assert!(!t.needs_switch());
         // Healthy pairs: the defaults, and ext -> pods unreachable as the fixture says.
-        assert_eq!(t.healthy("pod-a", "pod-b", Proto::Tcp), Some(Outcome::Reachable));
-        assert_eq!(t.healthy("pod-a", "node1", Proto::Icmp), Some(Outcome::Reachable));
-        assert_eq!(t.healthy("node1", "pod-b", Proto::Udp), Some(Outcome::Reachable));
-        assert_eq!(t.healthy("pod-b", "ext", Proto::Udp), Some(Outcome::Reachable));
-        assert_eq!(t.healthy("ext", "node1", Proto::Udp), Some(Outcome::Reachable));
-        assert_eq!(t.healthy("ext", "pod-a", Proto::Tcp), Some(Outcome::Unreachable));
+        assert_eq!(
+            t.healthy("pod-a", "pod-b", Proto::Tcp),
+            Some(Outcome::Reachable)
+        );
+        assert_eq!(
+            t.healthy("pod-a", "node1", Proto::Icmp),
+            Some(Outcome::Reachable)
+        );
+        assert_eq!(
+            t.healthy("node1", "pod-b", Proto::Udp),
+            Some(Outcome::Reachable)
+        );
+        assert_eq!(
+            t.healthy("pod-b", "ext", Proto::Udp),
+            Some(Outcome::Reachable)
+        );
+        assert_eq!(
+            t.healthy("ext", "node1", Proto::Udp),
+            Some(Outcome::Reachable)
+        );
+        assert_eq!(
+            t.healthy("ext", "pod-a", Proto::Tcp),
+            Some(Outcome::Unreachable)
+        );
     }
 
     const BASE: &str = r#"
@@ -806,26 +944,52 @@ uplink = "203.0.113.10/24"
     fn unknown_host_is_located_and_named() {
         let e = first_error(&BASE.replace("node = \"node1\"", "node = \"node7\""));
         assert_eq!((e.line, e.column), (7, 8));
-        assert!(e.message.contains("unknown host \"node7\""), "{}", e.message);
+        assert!(
+            e.message.contains("unknown host \"node7\""),
+            "{}",
+            e.message
+        );
         assert_eq!(e.help.as_deref(), Some("nodes in this fixture: node1"));
     }
 
     #[test]
     fn duplicate_names_and_addresses() {
-        let e = first_error(&format!("{BASE}\n[external.pod-a]\nuplink = \"203.0.113.11/24\"\n"));
-        assert!(e.message.contains("duplicate host name \"pod-a\""), "{}", e.message);
+        let e = first_error(&format!(
+            "{BASE}\n[external.pod-a]\nuplink = \"203.0.113.11/24\"\n"
+        ));
+        assert!(
+            e.message.contains("duplicate host name \"pod-a\""),
+            "{}",
+            e.message
+        );
         assert_eq!(e.line, 13);
-        let e = first_error(&format!("{BASE}\n[pod.pod-b]\nnode = \"node1\"\nip = \"10.244.1.2\"\n"));
-        assert!(e.message.contains("duplicate address 10.244.1.2: pod-a already uses it"), "{}", e.message);
+        let e = first_error(&format!(
+            "{BASE}\n[pod.pod-b]\nnode = \"node1\"\nip = \"10.244.1.2\"\n"
+        ));
+        assert!(
+            e.message
+                .contains("duplicate address 10.244.1.2: pod-a already uses it"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.line, 15);
         let e = first_error(&BASE.replace("10.244.1.2", "10.244.1.1"));
-        assert!(e.message.contains("duplicate address 10.244.1.1: node1"), "{}", e.message);
+        assert!(
+            e.message.contains("duplicate address 10.244.1.1: node1"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn address_outside_cidr() {
         let e = first_error(&BASE.replace("10.244.1.2", "10.244.2.2"));
-        assert!(e.message.contains("10.244.2.2 is outside node node1's pod_cidr 10.244.1.0/24"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("10.244.2.2 is outside node node1's pod_cidr 10.244.1.0/24"),
+            "{}",
+            e.message
+        );
         let e = first_error(&BASE.replace("10.244.1.2", "10.244.1.255"));
         assert!(e.message.contains("outside"), "{}", e.message);
     }
@@ -833,10 +997,21 @@ uplink = "203.0.113.10/24"
     #[test]
     fn interface_name_over_15_bytes() {
         let e = first_error(&BASE.replace("[pod.pod-a]", "[pod.pod-abcdefghij]"));
-        assert!(e.message.contains("\"veth-pod-abcdefghij\" (19 bytes)"), "{}", e.message);
+        assert!(
+            e.message.contains("\"veth-pod-abcdefghij\" (19 bytes)"),
+            "{}",
+            e.message
+        );
         assert!(e.help.unwrap().contains("host_veth"));
-        let e = first_error(&BASE.replace("uplink = \"203.0.113.1/24\"", "uplink = \"203.0.113.1/24\"\nbridge = \"a-very-long-bridge\""));
-        assert!(e.message.contains("over the kernel's 15-byte limit"), "{}", e.message);
+        let e = first_error(&BASE.replace(
+            "uplink = \"203.0.113.1/24\"",
+            "uplink = \"203.0.113.1/24\"\nbridge = \"a-very-long-bridge\"",
+        ));
+        assert!(
+            e.message.contains("over the kernel's 15-byte limit"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -852,15 +1027,30 @@ uplink = "203.0.113.10/24"
         let e = first_error(&BASE.replace("203.0.113.10/24", "203.0.113.10"));
         assert!(e.message.contains("no prefix length"), "{}", e.message);
         let e = first_error(&BASE.replace("203.0.113.10/24", "198.51.100.10/24"));
-        assert!(e.message.contains("not on the uplink segment 203.0.113.0/24"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("not on the uplink segment 203.0.113.0/24"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn expect_rules_are_checked() {
-        let e = first_error(&format!("{BASE}\n[expect]\n\"ext -> pod-z\" = \"unreachable\"\n"));
-        assert!(e.message.contains("unknown host \"pod-z\""), "{}", e.message);
+        let e = first_error(&format!(
+            "{BASE}\n[expect]\n\"ext -> pod-z\" = \"unreachable\"\n"
+        ));
+        assert!(
+            e.message.contains("unknown host \"pod-z\""),
+            "{}",
+            e.message
+        );
         let e = first_error(&format!("{BASE}\n[expect]\n\"ext -> pod-a\" = \"gone\"\n"));
-        assert!(e.message.contains("unknown outcome \"gone\""), "{}", e.message);
+        assert!(
+            e.message.contains("unknown outcome \"gone\""),
+            "{}",
+            e.message
+        );
         let e = first_error(&format!(
             "{BASE}\n[expect]\n\"ext -> pod-*\" = \"unreachable\"\n\"* -> pod-a\" = \"timeout\"\n"
         ));
@@ -890,6 +1080,11 @@ uplink = "203.0.113.10/24"
         }
         let errs = parse(&text).unwrap_err();
         assert_eq!(errs.0.len(), 1, "{errs}");
-        assert!(errs.0[0].message.contains("node node1 has more than 1023 pods"), "{errs}");
+        assert!(
+            errs.0[0]
+                .message
+                .contains("node node1 has more than 1023 pods"),
+            "{errs}"
+        );
     }
 }

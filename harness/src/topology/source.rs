@@ -113,7 +113,9 @@ impl Source {
             ConfigError::whole_file(
                 path,
                 format!("cannot read file: {}", plain_io_error(&e)),
-                Some("check the path; relative paths in a case are relative to the case file".into()),
+                Some(
+                    "check the path; relative paths in a case are relative to the case file".into(),
+                ),
             )
         })?;
         if meta.is_dir() {
@@ -126,12 +128,20 @@ impl Source {
         if meta.len() > MAX_FILE_BYTES {
             return Err(ConfigError::whole_file(
                 path,
-                format!("file is {} bytes, over the {} byte limit", meta.len(), MAX_FILE_BYTES),
+                format!(
+                    "file is {} bytes, over the {} byte limit",
+                    meta.len(),
+                    MAX_FILE_BYTES
+                ),
                 Some("fixtures and cases are small TOML files; is this the right file?".into()),
             ));
         }
         let bytes = std::fs::read(path).map_err(|e| {
-            ConfigError::whole_file(path, format!("cannot read file: {}", plain_io_error(&e)), None)
+            ConfigError::whole_file(
+                path,
+                format!("cannot read file: {}", plain_io_error(&e)),
+                None,
+            )
         })?;
         match String::from_utf8(bytes) {
             Ok(text) => Ok(Source::new(path, text)),
@@ -254,7 +264,10 @@ pub fn plain_io_error(e: &std::io::Error) -> String {
 
 fn toml_help(message: &str) -> Option<String> {
     if message.starts_with("unknown field") {
-        Some("remove the key or fix its spelling; the keys this table accepts are listed above".into())
+        Some(
+            "remove the key or fix its spelling; the keys this table accepts are listed above"
+                .into(),
+        )
     } else if message.starts_with("missing field") {
         Some("add the field named above".into())
     } else if message.starts_with("invalid type") {

@@ -1,0 +1,417 @@
+//! A live lab: one anonymous namespace per host, wired by netlink as the plan says.
+//!
+//! `Lab::up` returns only when every link is operationally up; if any step fails, everything
+//! built so far is dropped (and so freed by the kernel) before the error returns. Dropping a
+//! `Lab` closes its namespace fds and netlink sockets: the kernel then removes every namespace and
+//! interface of the lab. Named labs (`up_named`) are also pinned under /run/netns and outlive the
+//! process until `Lab::down_named`.
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+
+use crate::error::{nl, Error, Result};
+use crate::netns::{self, Netns};
+use crate::nl::{self as netlink, NlConn, VethSpec};
+use crate::registry::{self, LabRecord, LabState};
+use crate::topology::Topology;
+pub use plan::{HostPlan, IfaceKind, Plan};
+
+/// One namespace of a lab, with its netlink connection.
+pub struct LabHost {
+    pub name: String,
+    pub ns: Netns,
+    pub nl: NlConn,
+}
+
+impl LabHost {
+    pub fn handle(&self) -> &rtnetlink::Handle {
+        &self.nl.handle
+    }
+
+    /// The ifindex of a link in this host, or an error naming host and link.
+    pub async fn index(&self, ifname: &str) -> Result<u32> {
+        match netlink::link_by_name(self.handle(), ifname).await {
+            Ok(Some(l)) => Ok(l.index),
+            Ok(None) => Err(Error::NotFound(format!(
+                "{}: no interface {ifname}",
+                self.name
+            ))),
+            Err(e) => Err(nl(&self.name, format!("looking up {ifname}"), e)),
+        }
+    }
+}
+
+pub struct Lab {
+    topo: Topology,
+    plan: Plan,
+    hosts: BTreeMap<String, LabHost>,
+    name: Option<String>,
+}
+
+/// How long `up` waits for carriers before it calls the lab broken.
+const OPER_UP_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Lab {
+    /// Builds an anonymous lab: gone when the `Lab` drops or the process dies.
+    pub async fn up(topo: &Topology) -> Result<Lab> {
+        let plan = Plan::from_topology(topo);
+        let hosts = create_namespaces(&plan).await?;
+        let lab = Lab {
+            topo: topo.clone(),
+            plan,
+            hosts,
+            name: None,
+        };
+        // On error `lab` drops here, closing every fd: nothing is left behind.
+        lab.wire().await?;
+        Ok(lab)
+    }
+
+    /// Builds a lab and pins every host at /run/netns/<name>-<host>; it outlives this process
+    /// until `netfault down <name>`.
+    pub async fn up_named(topo: &Topology, name: &str, fixture: Option<PathBuf>) -> Result<Lab> {
+        let mut rec = LabRecord::new(name, fixture, topo);
+        registry::reserve(&rec)?;
+        let built = async {
+            let mut lab = Lab::up(topo).await?;
+            for (host, pin) in &rec.pins {
+                lab.host(host)?
+                    .ns
+                    .pin(pin)
+                    .map_err(|e| Error::io(format!("pinning {host}"), e))?;
+            }
+            lab.name = Some(name.to_string());
+            Ok::<Lab, Error>(lab)
+        }
+        .await;
+        match built {
+            Ok(lab) => {
+                rec.state = LabState::Up;
+                if let Err(e) = registry::update(&rec) {
+                    let _ = registry::remove(&rec);
+                    return Err(e);
+                }
+                Ok(lab)
+            }
+            Err(e) => {
+                let _ = registry::remove(&rec);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens a named lab another process (or an earlier run) brought up.
+    pub async fn attach(name: &str) -> Result<Lab> {
+        let rec = registry::load(name)?;
+        if rec.state != LabState::Up {
+            return Err(Error::NotFound(format!(
+                "lab {name} is still being built{}",
+                if rec.owner_alive() {
+                    ""
+                } else {
+                    " by a process that died: netfault gc removes it"
+                }
+            )));
+        }
+        let plan = Plan::from_topology(&rec.topology);
+        let mut hosts = BTreeMap::new();
+        for (host, pin) in &rec.pins {
+            let ns = Netns::open(pin).map_err(|e| {
+                Error::NotFound(format!(
+                    "lab {name}: cannot open {} ({}); the lab is damaged: netfault down {name}",
+                    pin.display(),
+                    crate::topology::source::plain_io_error(&e)
+                ))
+            })?;
+            let conn = netlink::connect(&ns)
+                .await
+                .map_err(|e| Error::io(format!("{host}: opening netlink"), e))?;
+            hosts.insert(
+                host.clone(),
+                LabHost {
+                    name: host.clone(),
+                    ns,
+                    nl: conn,
+                },
+            );
+        }
+        Ok(Lab {
+            topo: rec.topology,
+            plan,
+            hosts,
+            name: Some(name.to_string()),
+        })
+    }
+
+    /// Removes a named lab's pins and record. The namespaces go once nothing else holds them.
+    pub fn down_named(name: &str) -> Result<Vec<PathBuf>> {
+        let rec = registry::load(name)?;
+        registry::remove(&rec)
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The lab's name if it is pinned.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn host(&self, name: &str) -> Result<&LabHost> {
+        self.hosts
+            .get(name)
+            .ok_or_else(|| Error::NotFound(format!("no host {name} in this lab")))
+    }
+
+    /// Every namespace of the lab (hosts and switch), by name.
+    pub fn hosts(&self) -> impl Iterator<Item = &LabHost> {
+        self.hosts.values()
+    }
+
+    /// Inode numbers of the lab's namespaces: their identity on this machine.
+    pub fn namespace_inodes(&self) -> Vec<(String, u64)> {
+        self.hosts
+            .values()
+            .map(|h| (h.name.clone(), h.ns.inode()))
+            .collect()
+    }
+
+    async fn wire(&self) -> Result<()> {
+        // nft runs in parallel with netlink: a masquerade rule only names the uplink.
+        let nft = try_join_all(self.plan.hosts.iter().filter_map(|hp| {
+            let m = hp.masquerade.as_ref()?;
+            let host = self.hosts.get(&hp.name)?;
+            let comment = format!(
+                "netfault: masquerade pods of {} leaving {}",
+                hp.name, m.uplink
+            );
+            let batch = crate::nft::masquerade_batch(m.pod_cidr, &m.uplink, &comment);
+            Some(async move { crate::nft::apply(&host.ns, &hp.name, batch).await })
+        }));
+        let links = async {
+            try_join_all(self.plan.hosts.iter().map(|hp| self.create_links(hp))).await?;
+            try_join_all(self.plan.hosts.iter().map(|hp| self.configure(hp))).await?;
+            try_join_all(self.plan.hosts.iter().map(|hp| self.wait_up(hp))).await
+        };
+        let (a, b) = tokio::join!(nft, links);
+        a?;
+        b?;
+        Ok(())
+    }
+
+    /// Bridges, then the veth pairs this host creates (peers land in their namespaces).
+    async fn create_links(&self, hp: &HostPlan) -> Result<()> {
+        let host = self.host(&hp.name)?;
+        let h = host.handle();
+        for i in &hp.ifaces {
+            if matches!(i.kind, IfaceKind::Bridge) {
+                netlink::add_bridge(h, &i.name, i.mac)
+                    .await
+                    .map_err(|e| nl(&hp.name, format!("creating bridge {}", i.name), e))?;
+            }
+        }
+        let mut masters: BTreeMap<&str, u32> = BTreeMap::new();
+        for i in &hp.ifaces {
+            if let Some(m) = &i.master {
+                if !masters.contains_key(m.as_str()) {
+                    masters.insert(m, host.index(m).await?);
+                }
+            }
+        }
+        let masters = &masters;
+        try_join_all(hp.ifaces.iter().filter_map(|i| match &i.kind {
+            IfaceKind::Veth {
+                peer_host,
+                peer_name,
+                create: true,
+            } => Some(async move {
+                let peer = self.host(peer_host)?;
+                let peer_plan = self.plan.host(peer_host).and_then(|p| p.iface(peer_name));
+                let spec = VethSpec {
+                    name: &i.name,
+                    mac: i.mac,
+                    mtu: i.mtu,
+                    master: i.master.as_deref().and_then(|m| masters.get(m).copied()),
+                    up: true,
+                    peer_name,
+                    peer_mac: peer_plan
+                        .map(|p| p.mac)
+                        .unwrap_or(plan::mac_for(peer_host, peer_name)),
+                    peer_mtu: peer_plan.and_then(|p| p.mtu),
+                    peer_ns: &peer.ns,
+                };
+                netlink::add_veth(h, spec).await.map_err(|e| {
+                    nl(
+                        &hp.name,
+                        format!("creating veth {} ⇄ {peer_host}:{peer_name}", i.name),
+                        e,
+                    )
+                })
+            }),
+            _ => None,
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Inside each host: lo and veth peers up, addresses, routes, static neighbours.
+    async fn configure(&self, hp: &HostPlan) -> Result<()> {
+        let host = self.host(&hp.name)?;
+        let h = host.handle();
+        let all = netlink::links(h)
+            .await
+            .map_err(|e| nl(&hp.name, "listing links", e))?;
+        let index = |name: &str| {
+            all.iter()
+                .find(|l| l.name == name)
+                .map(|l| l.index)
+                .ok_or_else(|| {
+                    Error::other(format!("{}: interface {name} was not created", hp.name))
+                })
+        };
+        let mut ups = vec![index("lo")?];
+        for i in &hp.ifaces {
+            if matches!(i.kind, IfaceKind::Veth { create: false, .. }) {
+                ups.push(index(&i.name)?);
+            }
+        }
+        try_join_all(ups.into_iter().map(|ix| async move {
+            netlink::set_up(h, ix, true)
+                .await
+                .map_err(|e| nl(&hp.name, "bringing a link up", e))
+        }))
+        .await?;
+        try_join_all(hp.addresses.iter().map(|(dev, net)| async move {
+            netlink::add_address(h, index(dev)?, *net)
+                .await
+                .map_err(|e| nl(&hp.name, format!("adding {net} to {dev}"), e))
+        }))
+        .await?;
+        try_join_all(hp.routes.iter().map(|r| async move {
+            netlink::add_route(h, r.dst, r.gateway, index(&r.dev)?)
+                .await
+                .map_err(|e| nl(&hp.name, format!("adding route {} dev {}", r.dst, r.dev), e))
+        }))
+        .await?;
+        try_join_all(hp.neighbours.iter().map(|n| async move {
+            netlink::add_permanent_neighbour(h, index(&n.dev)?, n.ip, &n.mac)
+                .await
+                .map_err(|e| {
+                    nl(
+                        &hp.name,
+                        format!("adding neighbour {} on {}", n.ip, n.dev),
+                        e,
+                    )
+                })
+        }))
+        .await?;
+        Ok(())
+    }
+
+    async fn wait_up(&self, hp: &HostPlan) -> Result<()> {
+        let host = self.host(&hp.name)?;
+        let pending = netlink::wait_oper_up(host.handle(), &hp.must_be_up(), OPER_UP_TIMEOUT)
+            .await
+            .map_err(|e| nl(&hp.name, "reading link state", e))?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::other(format!(
+                "{}: {} not operationally up after {} s",
+                hp.name,
+                pending.join(", "),
+                OPER_UP_TIMEOUT.as_secs()
+            )))
+        }
+    }
+
+    /// Waits until the named links of a host are operationally up (after a heal, say).
+    pub async fn wait_links_up(&self, host: &str, names: &[String]) -> Result<()> {
+        let h = self.host(host)?;
+        let pending = netlink::wait_oper_up(h.handle(), names, OPER_UP_TIMEOUT)
+            .await
+            .map_err(|e| nl(host, "reading link state", e))?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::other(format!(
+                "{host}: {} not operationally up",
+                pending.join(", ")
+            )))
+        }
+    }
+}
+
+/// Creates every namespace of a plan in parallel, each with its sysctls set and a netlink socket
+/// opened inside it.
+async fn create_namespaces(plan: &Plan) -> Result<BTreeMap<String, LabHost>> {
+    let specs: Vec<(String, Vec<(String, String)>)> = plan
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.sysctls.clone()))
+        .collect();
+    let created = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = specs
+                .iter()
+                .map(|(name, sysctls)| {
+                    s.spawn(move || {
+                        Netns::create_with(|| {
+                            for (k, v) in sysctls {
+                                netns::write_sysctl(k, v)?;
+                            }
+                            netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)
+                        })
+                        .map(|(ns, sock)| (name.clone(), ns, sock))
+                        .map_err(|e| (name.clone(), e))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("namespace thread"))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|e| Error::other(format!("creating namespaces: {e}")))?;
+    let mut hosts = BTreeMap::new();
+    let mut first_err = None;
+    for r in created {
+        match r {
+            Ok((name, ns, sock)) => {
+                hosts.insert(
+                    name.clone(),
+                    LabHost {
+                        name,
+                        ns,
+                        nl: netlink::from_socket(sock),
+                    },
+                );
+            }
+            Err((name, e)) => {
+                first_err.get_or_insert_with(|| {
+                    if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        Error::Unsupported(format!("{name}: {e}"))
+                    } else {
+                        Error::io(format!("{name}: creating namespace"), e)
+                    }
+                });
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(hosts),
+    }
+}

@@ -1,0 +1,367 @@
+//! What a lab consists of, computed from a [`Topology`] without any syscall: per namespace the
+//! sysctls, bridges, veth pairs, addresses, routes, static neighbours and masquerade rules.
+//!
+//! `Lab::up` realises a plan; faults and diagnosis read it as the lab's intended wiring.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::nl::Mac;
+use crate::topology::{Role, Topology, SWITCH_BRIDGE, SWITCH_HOST};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub hosts: Vec<HostPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    pub name: String,
+    pub sysctls: Vec<(String, String)>,
+    pub ifaces: Vec<IfacePlan>,
+    pub addresses: Vec<(String, Ipv4Net)>,
+    pub routes: Vec<RoutePlan>,
+    pub neighbours: Vec<NeighPlan>,
+    pub masquerade: Option<MasqPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum IfaceKind {
+    Bridge,
+    /// One end of a veth pair; `create` is true on the end whose host creates the pair.
+    Veth {
+        peer_host: String,
+        peer_name: String,
+        create: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IfacePlan {
+    pub name: String,
+    pub kind: IfaceKind,
+    pub mac: Mac,
+    pub master: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutePlan {
+    pub dst: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub dev: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NeighPlan {
+    pub dev: String,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MasqPlan {
+    pub pod_cidr: Ipv4Net,
+    pub uplink: String,
+}
+
+/// A stable, locally administered unicast MAC for an interface of a host.
+pub fn mac_for(host: &str, ifname: &str) -> Mac {
+    // FNV-1a over "host/ifname".
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in host.bytes().chain([b'/']).chain(ifname.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    let b = h.to_be_bytes();
+    [0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// Sysctls every lab namespace gets: ICMP sockets for probes, no ICMP rate limit (so outcomes do
+/// not depend on how many probes ran before), no IPv6 chatter.
+pub fn base_sysctls() -> Vec<(String, String)> {
+    [
+        ("net.ipv4.ping_group_range", "0 2147483647"),
+        ("net.ipv4.icmp_ratelimit", "0"),
+        ("net.ipv4.icmp_ratemask", "0"),
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl Plan {
+    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn from_topology(t: &Topology) -> Plan {
+        let mut hosts: Vec<HostPlan> = t
+            .namespace_names()
+            .into_iter()
+            .map(|name| HostPlan {
+                name,
+                sysctls: base_sysctls(),
+                ifaces: Vec::new(),
+                addresses: Vec::new(),
+                routes: Vec::new(),
+                neighbours: Vec::new(),
+                masquerade: None,
+            })
+            .collect();
+        let idx = |hosts: &[HostPlan], n: &str| {
+            hosts
+                .iter()
+                .position(|h| h.name == n)
+                .expect("host in plan")
+        };
+
+        for (name, node) in t.nodes() {
+            let i = idx(&hosts, name);
+            let h = &mut hosts[i];
+            h.sysctls.push(("net.ipv4.ip_forward".into(), "1".into()));
+            h.ifaces.push(IfacePlan {
+                name: node.bridge.clone(),
+                kind: IfaceKind::Bridge,
+                mac: mac_for(name, &node.bridge),
+                master: None,
+                mtu: None,
+            });
+            h.addresses.push((
+                node.bridge.clone(),
+                Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len()).expect("valid prefix"),
+            ));
+            h.addresses.push((node.uplink_ifname.clone(), node.uplink));
+            if node.masquerade {
+                h.masquerade = Some(MasqPlan {
+                    pod_cidr: node.pod_cidr,
+                    uplink: node.uplink_ifname.clone(),
+                });
+            }
+        }
+
+        for (name, pod) in t.pods() {
+            let node = t
+                .host(&pod.node)
+                .and_then(|h| h.as_node())
+                .expect("validated pod node");
+            let pod_mac = mac_for(name, &pod.ifname);
+            let ni = idx(&hosts, &pod.node);
+            hosts[ni].ifaces.push(IfacePlan {
+                name: pod.host_veth.clone(),
+                kind: IfaceKind::Veth {
+                    peer_host: name.to_string(),
+                    peer_name: pod.ifname.clone(),
+                    create: true,
+                },
+                mac: mac_for(&pod.node, &pod.host_veth),
+                master: Some(node.bridge.clone()),
+                mtu: None,
+            });
+            hosts[ni].neighbours.push(NeighPlan {
+                dev: node.bridge.clone(),
+                ip: pod.ip,
+                mac: pod_mac,
+            });
+            let pi = idx(&hosts, name);
+            let p = &mut hosts[pi];
+            p.ifaces.push(IfacePlan {
+                name: pod.ifname.clone(),
+                kind: IfaceKind::Veth {
+                    peer_host: pod.node.clone(),
+                    peer_name: pod.host_veth.clone(),
+                    create: false,
+                },
+                mac: pod_mac,
+                master: None,
+                mtu: None,
+            });
+            p.addresses.push((
+                pod.ifname.clone(),
+                Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix"),
+            ));
+            p.routes.push(RoutePlan {
+                dst: "0.0.0.0/0".parse().expect("default"),
+                gateway: Some(node.gateway),
+                dev: pod.ifname.clone(),
+            });
+            p.neighbours.push(NeighPlan {
+                dev: pod.ifname.clone(),
+                ip: node.gateway,
+                mac: mac_for(&pod.node, &node.bridge),
+            });
+            for (other, op) in t.pods_of(&pod.node) {
+                if other != name {
+                    p.neighbours.push(NeighPlan {
+                        dev: pod.ifname.clone(),
+                        ip: op.ip,
+                        mac: mac_for(other, &op.ifname),
+                    });
+                }
+            }
+        }
+
+        for h in &t.hosts {
+            if let Role::External(e) = &h.role {
+                let i = idx(&hosts, &h.name);
+                hosts[i].addresses.push((e.ifname.clone(), e.addr));
+            }
+        }
+
+        // The uplink segment: a direct veth between two members, or a switch for more.
+        if let Some(seg) = &t.uplink {
+            let addr_of = |host: &str| t.host(host).map(|h| h.address()).expect("member host");
+            if seg.members.len() == 2 {
+                let (a, ai) = &seg.members[0];
+                let (b, bi) = &seg.members[1];
+                let ia = idx(&hosts, a);
+                hosts[ia].ifaces.push(IfacePlan {
+                    name: ai.clone(),
+                    kind: IfaceKind::Veth {
+                        peer_host: b.clone(),
+                        peer_name: bi.clone(),
+                        create: true,
+                    },
+                    mac: mac_for(a, ai),
+                    master: None,
+                    mtu: None,
+                });
+                let ib = idx(&hosts, b);
+                hosts[ib].ifaces.push(IfacePlan {
+                    name: bi.clone(),
+                    kind: IfaceKind::Veth {
+                        peer_host: a.clone(),
+                        peer_name: ai.clone(),
+                        create: false,
+                    },
+                    mac: mac_for(b, bi),
+                    master: None,
+                    mtu: None,
+                });
+            } else {
+                let si = idx(&hosts, SWITCH_HOST);
+                hosts[si].ifaces.push(IfacePlan {
+                    name: SWITCH_BRIDGE.into(),
+                    kind: IfaceKind::Bridge,
+                    mac: mac_for(SWITCH_HOST, SWITCH_BRIDGE),
+                    master: None,
+                    mtu: None,
+                });
+                for (m, mi) in &seg.members {
+                    hosts[si].ifaces.push(IfacePlan {
+                        name: m.clone(),
+                        kind: IfaceKind::Veth {
+                            peer_host: m.clone(),
+                            peer_name: mi.clone(),
+                            create: true,
+                        },
+                        mac: mac_for(SWITCH_HOST, m),
+                        master: Some(SWITCH_BRIDGE.into()),
+                        mtu: None,
+                    });
+                    let ii = idx(&hosts, m);
+                    hosts[ii].ifaces.push(IfacePlan {
+                        name: mi.clone(),
+                        kind: IfaceKind::Veth {
+                            peer_host: SWITCH_HOST.into(),
+                            peer_name: m.clone(),
+                            create: false,
+                        },
+                        mac: mac_for(m, mi),
+                        master: None,
+                        mtu: None,
+                    });
+                }
+            }
+            for (m, mi) in &seg.members {
+                let ii = idx(&hosts, m);
+                for (o, oi) in &seg.members {
+                    if o != m {
+                        hosts[ii].neighbours.push(NeighPlan {
+                            dev: mi.clone(),
+                            ip: addr_of(o),
+                            mac: mac_for(o, oi),
+                        });
+                    }
+                }
+            }
+        }
+        hosts.iter_mut().for_each(|h| {
+            h.ifaces
+                .sort_by_key(|i| !matches!(i.kind, IfaceKind::Bridge))
+        });
+        Plan { hosts }
+    }
+}
+
+impl HostPlan {
+    pub fn iface(&self, name: &str) -> Option<&IfacePlan> {
+        self.ifaces.iter().find(|i| i.name == name)
+    }
+
+    /// Interfaces `up` must see operationally up: every veth end, and bridges with ports.
+    pub fn must_be_up(&self) -> Vec<String> {
+        self.ifaces
+            .iter()
+            .filter(|i| match i.kind {
+                IfaceKind::Veth { .. } => true,
+                IfaceKind::Bridge => self
+                    .ifaces
+                    .iter()
+                    .any(|p| p.master.as_deref() == Some(&i.name)),
+            })
+            .map(|i| i.name.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{parse_fixture, Source};
+
+    #[test]
+    fn single_node_plan() {
+        let t = parse_fixture(&Source::new(
+            "single-node.toml",
+            include_str!("../../../fixtures/single-node.toml"),
+        ))
+        .unwrap();
+        let p = Plan::from_topology(&t);
+        assert_eq!(
+            p.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            ["node1", "pod-a", "pod-b", "ext"]
+        );
+        let n = p.host("node1").unwrap();
+        let names: Vec<&str> = n.ifaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["cni0", "veth-pod-a", "veth-pod-b", "eth0"]);
+        assert!(n
+            .sysctls
+            .contains(&("net.ipv4.ip_forward".into(), "1".into())));
+        assert_eq!(n.masquerade.as_ref().unwrap().uplink, "eth0");
+        assert_eq!(n.must_be_up(), ["cni0", "veth-pod-a", "veth-pod-b", "eth0"]);
+        let a = p.host("pod-a").unwrap();
+        assert_eq!(a.routes[0].gateway, Some("10.244.1.1".parse().unwrap()));
+        // pod-a knows the gateway's and pod-b's MACs.
+        assert_eq!(a.neighbours.len(), 2);
+        assert_eq!(a.neighbours[0].mac, mac_for("node1", "cni0"));
+        let e = p.host("ext").unwrap();
+        assert!(e.routes.is_empty(), "ext must not route to pod CIDRs");
+        assert_eq!(
+            e.neighbours[0].ip,
+            "203.0.113.1".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn macs_are_stable_local_unicast() {
+        let m = mac_for("pod-a", "eth0");
+        assert_eq!(m, mac_for("pod-a", "eth0"));
+        assert_ne!(m, mac_for("pod-b", "eth0"));
+        assert_eq!(m[0] & 0x03, 0x02);
+    }
+}

@@ -1,0 +1,567 @@
+//! Netlink, one connection per namespace: open it inside the namespace, drive it from tokio.
+//!
+//! Thin helpers over rtnetlink that return plain structs (links, addresses, routes, neighbours)
+//! for the lab builder, the faults, state capture and diagnosis.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{FromRawFd, IntoRawFd};
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
+};
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
+use netlink_packet_route::AddressFamily;
+use netlink_sys::{protocols::NETLINK_ROUTE, TokioSocket};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+
+use crate::netns::Netns;
+
+/// A netlink connection opened inside one namespace. Dropping it closes the socket, which
+/// otherwise keeps the namespace alive.
+pub struct NlConn {
+    pub handle: Handle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for NlConn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Opens a netlink socket inside `ns` and spawns its connection on the current runtime.
+pub async fn connect(ns: &Netns) -> io::Result<NlConn> {
+    let sock = ns
+        .run_async(|| netlink_sys::Socket::new(NETLINK_ROUTE))
+        .await??;
+    Ok(from_socket(sock))
+}
+
+/// Wraps a netlink socket (opened inside some namespace) as a connection on the current runtime.
+pub fn from_socket(sock: netlink_sys::Socket) -> NlConn {
+    let fd = sock.into_raw_fd();
+    // SAFETY: `fd` was just released by an owned netlink socket; TokioSocket takes it over.
+    let ts = unsafe { TokioSocket::from_raw_fd(fd) };
+    let (conn, handle, _) = rtnetlink::from_socket(ts);
+    let task = tokio::spawn(conn);
+    NlConn { handle, task }
+}
+
+pub type Mac = [u8; 6];
+
+pub fn mac_string(m: &[u8]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A link as netlink reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    /// Administratively up (IFF_UP).
+    pub admin_up: bool,
+    /// Operational state: "up", "down", "lowerlayerdown", "unknown", ...
+    pub oper: String,
+    /// Carrier (IFF_LOWER_UP).
+    pub lower_up: bool,
+    pub mtu: u32,
+    pub master: Option<u32>,
+    pub mac: Option<Vec<u8>>,
+    /// IFLA_LINK: for a veth, the peer's ifindex (in `link_netnsid`'s namespace if set).
+    pub link: Option<u32>,
+    pub link_netnsid: Option<i32>,
+}
+
+impl Link {
+    pub fn is_oper_up(&self) -> bool {
+        self.oper == "up" || (self.oper == "unknown" && self.lower_up)
+    }
+}
+
+fn parse_link(m: &LinkMessage) -> Link {
+    let mut l = Link {
+        index: m.header.index,
+        name: String::new(),
+        kind: None,
+        admin_up: m.header.flags.contains(LinkFlags::Up),
+        oper: "unknown".into(),
+        lower_up: m.header.flags.contains(LinkFlags::LowerUp),
+        mtu: 0,
+        master: None,
+        mac: None,
+        link: None,
+        link_netnsid: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Mtu(x) => l.mtu = *x,
+            LinkAttribute::Controller(x) => l.master = Some(*x),
+            LinkAttribute::Address(x) => l.mac = Some(x.clone()),
+            LinkAttribute::Link(x) => l.link = Some(*x),
+            LinkAttribute::LinkNetNsId(x) => l.link_netnsid = Some(*x),
+            LinkAttribute::OperState(s) => {
+                l.oper = match s {
+                    State::Up => "up",
+                    State::Down => "down",
+                    State::LowerLayerDown => "lowerlayerdown",
+                    State::NotPresent => "notpresent",
+                    State::Dormant => "dormant",
+                    State::Testing => "testing",
+                    _ => "unknown",
+                }
+                .into()
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        l.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l
+}
+
+pub async fn links(h: &Handle) -> Result<Vec<Link>, rtnetlink::Error> {
+    let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await?;
+    Ok(msgs.iter().map(parse_link).collect())
+}
+
+/// The link called `name`, or None when there is none.
+pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<Link>, rtnetlink::Error> {
+    let r: Result<Vec<LinkMessage>, _> = h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_collect()
+        .await;
+    match r {
+        Ok(v) => Ok(v.first().map(parse_link)),
+        Err(e) if crate::error::netlink_errno(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addr {
+    pub index: u32,
+    pub net: Ipv4Net,
+}
+
+pub async fn addresses(h: &Handle) -> Result<Vec<Addr>, rtnetlink::Error> {
+    let msgs: Vec<_> = h.address().get().execute().try_collect().await?;
+    let mut out = Vec::new();
+    for m in msgs {
+        if m.header.family != AddressFamily::Inet {
+            continue;
+        }
+        let local = m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        });
+        let addr = local.or_else(|| {
+            m.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            })
+        });
+        if let Some(ip) = addr {
+            if let Ok(net) = Ipv4Net::new(ip, m.header.prefix_len) {
+                out.push(Addr {
+                    index: m.header.index,
+                    net,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub table: u32,
+    pub kind: String,
+    pub dst: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub prefsrc: Option<Ipv4Addr>,
+    pub scope: String,
+    pub protocol: String,
+    pub metric: Option<u32>,
+}
+
+fn v4(a: &RouteAddress) -> Option<Ipv4Addr> {
+    match a {
+        RouteAddress::Inet(ip) => Some(*ip),
+        _ => None,
+    }
+}
+
+fn route_kind(k: RouteType) -> String {
+    match k {
+        RouteType::Unicast => "unicast",
+        RouteType::Local => "local",
+        RouteType::Broadcast => "broadcast",
+        RouteType::Anycast => "anycast",
+        RouteType::Multicast => "multicast",
+        RouteType::BlackHole => "blackhole",
+        RouteType::Unreachable => "unreachable",
+        RouteType::Prohibit => "prohibit",
+        RouteType::Throw => "throw",
+        RouteType::Nat => "nat",
+        _ => "other",
+    }
+    .into()
+}
+
+pub fn parse_route(m: &RouteMessage) -> Option<Route> {
+    if m.header.address_family != AddressFamily::Inet {
+        return None;
+    }
+    let mut r = Route {
+        table: u32::from(m.header.table),
+        kind: route_kind(m.header.kind),
+        dst: Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).ok()?,
+        gateway: None,
+        oif: None,
+        prefsrc: None,
+        scope: format!("{:?}", m.header.scope).to_lowercase(),
+        protocol: format!("{:?}", m.header.protocol).to_lowercase(),
+        metric: None,
+    };
+    for a in &m.attributes {
+        match a {
+            RouteAttribute::Destination(d) => {
+                if let Some(ip) = v4(d) {
+                    r.dst = Ipv4Net::new(ip, m.header.destination_prefix_length).ok()?;
+                }
+            }
+            RouteAttribute::Gateway(g) => r.gateway = v4(g),
+            RouteAttribute::Oif(i) => r.oif = Some(*i),
+            RouteAttribute::PrefSource(s) => r.prefsrc = v4(s),
+            RouteAttribute::Table(t) => r.table = *t,
+            RouteAttribute::Priority(p) => r.metric = Some(*p),
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// Every IPv4 route in every table.
+pub async fn routes(h: &Handle) -> Result<Vec<Route>, rtnetlink::Error> {
+    let mut msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    msg.header.table = 0; // RT_TABLE_UNSPEC: dump all tables
+    let msgs: Vec<RouteMessage> = h.route().get(msg).execute().try_collect().await?;
+    Ok(msgs.iter().filter_map(parse_route).collect())
+}
+
+/// What `ip route get DST [from SRC] [iif IF]` answers: the route, or the kernel's refusal.
+pub async fn route_get(
+    h: &Handle,
+    dst: Ipv4Addr,
+    src: Option<Ipv4Addr>,
+    iif: Option<u32>,
+) -> Result<Route, RouteGetError> {
+    let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst, 32);
+    if let Some(s) = src {
+        b = b.source_prefix(s, 32);
+    }
+    if let Some(i) = iif {
+        b = b.input_interface(i);
+    }
+    let msg = b.build();
+    let r: Result<Vec<RouteMessage>, _> = h.route().get(msg).execute().try_collect().await;
+    match r {
+        Ok(v) => v.first().and_then(parse_route).ok_or(RouteGetError {
+            errno: 0,
+            message: "no answer".into(),
+        }),
+        Err(e) => Err(RouteGetError {
+            errno: crate::error::netlink_errno(&e).unwrap_or(0),
+            message: crate::error::netlink_message(&e),
+        }),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteGetError {
+    pub errno: i32,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub mac: Option<Vec<u8>>,
+    pub state: String,
+}
+
+pub async fn neighbours(h: &Handle) -> Result<Vec<Neighbour>, rtnetlink::Error> {
+    let msgs: Vec<_> = h
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Inet)
+        .execute()
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for m in msgs {
+        let mut ip = None;
+        let mut mac = None;
+        for a in &m.attributes {
+            match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(x)) => ip = Some(*x),
+                NeighbourAttribute::LinkLayerAddress(x) => mac = Some(x.clone()),
+                _ => {}
+            }
+        }
+        let state = match m.header.state {
+            NeighbourState::Permanent => "permanent",
+            NeighbourState::Reachable => "reachable",
+            NeighbourState::Stale => "stale",
+            NeighbourState::Delay => "delay",
+            NeighbourState::Probe => "probe",
+            NeighbourState::Failed => "failed",
+            NeighbourState::Incomplete => "incomplete",
+            NeighbourState::Noarp => "noarp",
+            _ => "other",
+        };
+        if let Some(ip) = ip {
+            out.push(Neighbour {
+                index: m.header.ifindex,
+                ip,
+                mac,
+                state: state.into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn add_permanent_neighbour(
+    h: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    mac: &[u8],
+) -> Result<(), rtnetlink::Error> {
+    h.neighbours()
+        .add(index, IpAddr::V4(ip))
+        .link_layer_address(mac)
+        .state(NeighbourState::Permanent)
+        .replace()
+        .execute()
+        .await
+}
+
+pub async fn add_address(h: &Handle, index: u32, net: Ipv4Net) -> Result<(), rtnetlink::Error> {
+    h.address()
+        .add(index, IpAddr::V4(net.addr()), net.prefix_len())
+        .execute()
+        .await
+}
+
+pub async fn add_route(
+    h: &Handle,
+    dst: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    oif: u32,
+) -> Result<(), rtnetlink::Error> {
+    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst.addr(), dst.prefix_len())
+        .output_interface(oif);
+    if let Some(g) = gateway {
+        b = b.gateway(g);
+    }
+    h.route().add(b.build()).execute().await
+}
+
+pub async fn set_up(h: &Handle, index: u32, up: bool) -> Result<(), rtnetlink::Error> {
+    let b = LinkUnspec::new_with_index(index);
+    let b = if up { b.up() } else { b.down() };
+    h.link().set(b.build()).execute().await
+}
+
+/// Creates a veth pair: `name` here (with `mac`, optionally enslaved to `master`, up) and its
+/// peer `peer_name` (with `peer_mac`) placed straight into `peer_ns`. The peer is left down: a
+/// veth peer cannot be created up; bring it up from inside its namespace.
+pub struct VethSpec<'a> {
+    pub name: &'a str,
+    pub mac: Mac,
+    pub mtu: Option<u32>,
+    pub master: Option<u32>,
+    pub up: bool,
+    pub peer_name: &'a str,
+    pub peer_mac: Mac,
+    pub peer_mtu: Option<u32>,
+    pub peer_ns: &'a Netns,
+}
+
+pub async fn add_veth(h: &Handle, v: VethSpec<'_>) -> Result<(), rtnetlink::Error> {
+    let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(v.peer_name.to_string())
+        .address(v.peer_mac.to_vec())
+        .setns_by_fd(v.peer_ns.raw_fd());
+    if let Some(m) = v.peer_mtu {
+        peer = peer.mtu(m);
+    }
+    let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+        .name(v.name.to_string())
+        .address(v.mac.to_vec())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+    if let Some(m) = v.mtu {
+        b = b.mtu(m);
+    }
+    if let Some(master) = v.master {
+        b = b.controller(master);
+    }
+    if v.up {
+        b = b.up();
+    }
+    h.link().add(b.build()).execute().await
+}
+
+pub async fn add_bridge(h: &Handle, name: &str, mac: Mac) -> Result<(), rtnetlink::Error> {
+    let msg = rtnetlink::LinkBridge::new(name)
+        .address(mac.to_vec())
+        .up()
+        .build();
+    h.link().add(msg).execute().await
+}
+
+pub async fn set_master(
+    h: &Handle,
+    index: u32,
+    master: Option<u32>,
+) -> Result<(), rtnetlink::Error> {
+    let b = LinkUnspec::new_with_index(index);
+    let b = match master {
+        Some(m) => b.controller(m),
+        None => b.nocontroller(),
+    };
+    h.link().set(b.build()).execute().await
+}
+
+pub async fn del_link(h: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
+    h.link().del(index).execute().await
+}
+
+/// The id namespace `of` has inside the namespace `h` talks to, if one is assigned.
+pub async fn netnsid_of(h: &Handle, of: &Netns) -> Result<Option<i32>, rtnetlink::Error> {
+    use futures::StreamExt;
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut msg = NsidMessage::default();
+    msg.attributes = vec![NsidAttribute::Fd(of.raw_fd() as u32)];
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    let mut h = h.clone();
+    let mut resp = h.request(req)?;
+    while let Some(m) = resp.next().await {
+        match m.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(n)) => {
+                for a in n.attributes {
+                    if let NsidAttribute::Id(id) = a {
+                        return Ok(if id < 0 { None } else { Some(id) });
+                    }
+                }
+            }
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                return Err(rtnetlink::Error::NetlinkError(e))
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Polls until every named link is operationally up, or `timeout` passes. Returns the names
+/// still not up.
+pub async fn wait_oper_up(
+    h: &Handle,
+    names: &[String],
+    timeout: std::time::Duration,
+) -> Result<Vec<String>, rtnetlink::Error> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = std::time::Duration::from_micros(200);
+    loop {
+        let all = links(h).await?;
+        let pending: Vec<String> = names
+            .iter()
+            .filter(|n| !all.iter().any(|l| &l.name == *n && l.is_oper_up()))
+            .cloned()
+            .collect();
+        if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(pending);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Gives namespace `of` an id inside the namespace `h` talks to (`ip netns set`). An id does not
+/// keep `of` alive: the kernel drops it when `of` is freed, which makes ids a way to watch
+/// namespaces die.
+pub async fn assign_nsid(h: &Handle, of: &Netns) -> Result<(), rtnetlink::Error> {
+    use futures::StreamExt;
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
+    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut msg = NsidMessage::default();
+    msg.attributes = vec![NsidAttribute::Fd(of.raw_fd() as u32), NsidAttribute::Id(-1)];
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNsId(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    let mut h = h.clone();
+    let mut resp = h.request(req)?;
+    while let Some(m) = resp.next().await {
+        if let NetlinkPayload::Error(e) = m.payload {
+            if e.code.is_some() {
+                return Err(rtnetlink::Error::NetlinkError(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every namespace id assigned inside the namespace `h` talks to (`ip netns list-id`).
+pub async fn list_nsids(h: &Handle) -> Result<Vec<i32>, rtnetlink::Error> {
+    use futures::StreamExt;
+    use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+    use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(NsidMessage::default()));
+    req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut h = h.clone();
+    let mut resp = h.request(req)?;
+    let mut out = Vec::new();
+    while let Some(m) = resp.next().await {
+        match m.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(n)) => {
+                for a in n.attributes {
+                    if let NsidAttribute::Id(id) = a {
+                        out.push(id);
+                    }
+                }
+            }
+            NetlinkPayload::Error(e) if e.code.is_some() => {
+                return Err(rtnetlink::Error::NetlinkError(e))
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}

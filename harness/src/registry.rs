@@ -1,0 +1,272 @@
+//! Named labs: the ones that outlive the process (`netfault up --name`, drills).
+//!
+//! Each host of a named lab is pinned at `/run/netns/<LAB>-<host>` so `ip netns exec` works. A
+//! record at `/run/netfault/labs/<LAB>.json` says which pins are netfault's: `gc` and `down` only
+//! ever remove pins a record lists. The record is written (exclusively) before the first pin, so
+//! a process killed half-way leaves a record `gc` can use, and two `up` of one name cannot both win.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::topology::source::plain_io_error;
+use crate::topology::Topology;
+
+/// Where records live; `NETFAULT_RUN_DIR` overrides `/run/netfault` (tests use a temp dir).
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("NETFAULT_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/netfault"))
+}
+
+pub fn labs_dir() -> PathBuf {
+    run_dir().join("labs")
+}
+
+/// Where pins live; `NETFAULT_NETNS_DIR` overrides `/run/netns`.
+pub fn netns_dir() -> PathBuf {
+    std::env::var_os("NETFAULT_NETNS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/netns"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabState {
+    /// `up` is still running (or died half-way: see `pid`).
+    Building,
+    Up,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabRecord {
+    pub name: String,
+    pub state: LabState,
+    /// The process building the lab, and its start time (so a reused pid is not mistaken for it).
+    pub pid: u32,
+    pub pid_start: u64,
+    pub created_unix: u64,
+    pub fixture: Option<PathBuf>,
+    pub topology: Topology,
+    /// (host, pin path) for every namespace, including the switch.
+    pub pins: Vec<(String, PathBuf)>,
+}
+
+impl LabRecord {
+    pub fn new(name: &str, fixture: Option<PathBuf>, topology: &Topology) -> LabRecord {
+        let pins = topology
+            .namespace_names()
+            .into_iter()
+            .map(|h| {
+                let p = pin_path(name, &h);
+                (h, p)
+            })
+            .collect();
+        LabRecord {
+            name: name.to_string(),
+            state: LabState::Building,
+            pid: std::process::id(),
+            pid_start: process_start(std::process::id()).unwrap_or(0),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            fixture,
+            topology: topology.clone(),
+            pins,
+        }
+    }
+
+    /// Whether the process that wrote the record is still running.
+    pub fn owner_alive(&self) -> bool {
+        process_start(self.pid).is_some_and(|s| s == self.pid_start)
+    }
+
+    /// A record of a build whose process is gone: what `gc` reaps.
+    pub fn is_abandoned(&self) -> bool {
+        self.state == LabState::Building && !self.owner_alive()
+    }
+}
+
+pub fn pin_path(lab: &str, host: &str) -> PathBuf {
+    netns_dir().join(format!("{lab}-{host}"))
+}
+
+fn record_path(name: &str) -> PathBuf {
+    labs_dir().join(format!("{name}.json"))
+}
+
+/// Lab names become file names and pin prefixes: keep them plain.
+pub fn check_lab_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "invalid lab name \"{}\": use 1 to 32 lowercase letters, digits and '-'",
+            name.escape_debug()
+        )))
+    }
+}
+
+/// Writes a new record; fails if a lab of that name exists or one of its pins is taken.
+pub fn reserve(rec: &LabRecord) -> Result<()> {
+    check_lab_name(&rec.name)?;
+    std::fs::create_dir_all(labs_dir())
+        .map_err(|e| Error::io(format!("creating {}", labs_dir().display()), e))?;
+    for (_, pin) in &rec.pins {
+        if pin.exists() {
+            return Err(Error::NotFound(format!(
+                "{} already exists, and no netfault lab record claims it: pick another lab name \
+                 (netfault never removes namespaces it did not create)",
+                pin.display()
+            )));
+        }
+    }
+    let path = record_path(&rec.name);
+    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::NotFound(format!(
+                "a lab named \"{}\" already exists: netfault down {} removes it, or pick another name",
+                rec.name, rec.name
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
+    };
+    let json = serde_json::to_vec_pretty(rec).expect("record serialises");
+    f.write_all(&json)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(())
+}
+
+/// Rewrites an existing record (atomically: write a temp file, rename).
+pub fn update(rec: &LabRecord) -> Result<()> {
+    let path = record_path(&rec.name);
+    let tmp = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(rec).expect("record serialises");
+    std::fs::write(&tmp, json).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+pub fn load(name: &str) -> Result<LabRecord> {
+    check_lab_name(name)?;
+    let path = record_path(name);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound(format!(
+                "no lab named \"{name}\" (netfault status lists the labs on this machine)"
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        Error::other(format!(
+            "{}: not a netfault lab record: {e}",
+            path.display()
+        ))
+    })
+}
+
+pub fn list() -> Vec<LabRecord> {
+    let Ok(rd) = std::fs::read_dir(labs_dir()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<LabRecord> = rd
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            if p.extension()? != "json" {
+                return None;
+            }
+            let name = p.file_stem()?.to_str()?.to_string();
+            load(&name).ok()
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Removes a lab's pins and record. Only pins the record lists, and only if they are namespace
+/// pins. Returns the pins removed.
+pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    for (_, pin) in &rec.pins {
+        if !pin.exists() {
+            continue;
+        }
+        if !is_nsfs_pin(pin) && !is_empty_file(pin) {
+            errors.push(format!(
+                "{} is not a namespace pin; left alone",
+                pin.display()
+            ));
+            continue;
+        }
+        match crate::netns::unpin(pin) {
+            Ok(()) => removed.push(pin.clone()),
+            Err(e) => errors.push(format!("{}: {}", pin.display(), plain_io_error(&e))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Error::other(format!(
+            "lab {}: {}",
+            rec.name,
+            errors.join("; ")
+        )));
+    }
+    let path = record_path(&rec.name);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+    Ok(removed)
+}
+
+/// Whether `path` is a bind mount of a namespace (nsfs).
+pub fn is_nsfs_pin(path: &Path) -> bool {
+    const NSFS_MAGIC: i64 = 0x6e736673;
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+}
+
+/// An empty regular file: a pin whose mount never happened (the process died in between).
+fn is_empty_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
+}
+
+/// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_names() {
+        assert!(check_lab_name("demo-1").is_ok());
+        assert!(check_lab_name("../x").is_err());
+        assert!(check_lab_name("A").is_err());
+        assert!(check_lab_name("").is_err());
+        assert!(check_lab_name("-x").is_err());
+    }
+
+    #[test]
+    fn our_own_start_time_is_readable() {
+        let me = std::process::id();
+        assert!(process_start(me).is_some());
+        assert!(process_start(u32::MAX).is_none());
+    }
+}

@@ -1,0 +1,93 @@
+//! Integration tests of lab up/down on the real kernel.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use netfault::leakcheck::Witness;
+use netfault::nl;
+use netfault::{load_fixture, Lab};
+
+fn fixture(name: &str) -> netfault::Topology {
+    load_fixture(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_lab_is_wired_as_planned_and_vanishes_on_drop() {
+    let topo = fixture("single-node.toml");
+    let lab = Lab::up(&topo).await.unwrap();
+    let mut witness = Witness::new().await.unwrap();
+    for h in lab.hosts() {
+        witness.watch(&h.ns).await.unwrap();
+    }
+    assert_eq!(witness.alive().await.unwrap(), 4);
+
+    // pod-a: eth0 up with its address, default route via the bridge.
+    let pod = lab.host("pod-a").unwrap();
+    let eth0 = nl::link_by_name(pod.handle(), "eth0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(eth0.admin_up && eth0.is_oper_up(), "{eth0:?}");
+    let addrs = nl::addresses(pod.handle()).await.unwrap();
+    assert!(addrs
+        .iter()
+        .any(|a| a.index == eth0.index && a.net.to_string() == "10.244.1.2/24"));
+    let r = nl::route_get(pod.handle(), "203.0.113.10".parse().unwrap(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.gateway, Some(Ipv4Addr::new(10, 244, 1, 1)));
+    assert_eq!(r.oif, Some(eth0.index));
+
+    // node1: both veths on cni0, the node forwards from cni0 to eth0.
+    let node = lab.host("node1").unwrap();
+    let links = nl::links(node.handle()).await.unwrap();
+    let cni0 = links.iter().find(|l| l.name == "cni0").unwrap();
+    for v in ["veth-pod-a", "veth-pod-b"] {
+        let l = links.iter().find(|l| l.name == v).unwrap();
+        assert_eq!(l.master, Some(cni0.index), "{v} enslaved to cni0");
+        assert!(l.is_oper_up(), "{v} up");
+    }
+    let fwd = nl::route_get(
+        node.handle(),
+        "203.0.113.10".parse().unwrap(),
+        Some("10.244.1.2".parse().unwrap()),
+        Some(cni0.index),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fwd.oif,
+        links.iter().find(|l| l.name == "eth0").map(|l| l.index)
+    );
+
+    // ext has no route to the pods.
+    let ext = lab.host("ext").unwrap();
+    let e = nl::route_get(ext.handle(), "10.244.1.2".parse().unwrap(), None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno, libc::ENETUNREACH);
+
+    // The masquerade rule is in node1's ruleset, and only there.
+    let text = netfault::nft::list_text(&node.ns, "node1").await.unwrap();
+    assert!(
+        text.contains(
+            "ip saddr 10.244.1.0/24 ip daddr != 10.244.1.0/24 oifname \"eth0\" masquerade"
+        ),
+        "{text}"
+    );
+    assert_eq!(netfault::nft::list_text(&ext.ns, "ext").await.unwrap(), "");
+
+    let inodes: Vec<u64> = lab.namespace_inodes().into_iter().map(|(_, i)| i).collect();
+    drop(lab);
+    assert_eq!(
+        witness.wait_gone(Duration::from_secs(10)).await.unwrap(),
+        0,
+        "namespaces outlived the lab"
+    );
+    assert!(netfault::leakcheck::processes_in(&inodes).is_empty());
+}
