@@ -235,7 +235,7 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
 /// Whether `path` is a bind mount of a namespace (nsfs).
 pub fn is_nsfs_pin(path: &Path) -> bool {
     const NSFS_MAGIC: i64 = 0x6e736673;
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == NSFS_MAGIC)
 }
 
 /// An empty regular file: a pin whose mount never happened (the process died in between).

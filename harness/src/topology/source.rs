@@ -224,7 +224,7 @@ impl Source {
                     let Some(arr) = value.and_then(|v| v.as_array()) else {
                         break;
                     };
-                    let Some(v) = arr.iter().nth(i) else {
+                    let Some(v) = arr.get(i) else {
                         break;
                     };
                     best = v.span();
