@@ -4,9 +4,11 @@
 pub mod error;
 pub mod lab;
 pub mod leakcheck;
+pub mod matrix;
 pub mod netns;
 pub mod nft;
 pub mod nl;
+pub mod probe;
 pub mod registry;
 pub mod topology;
 

@@ -91,3 +91,38 @@ async fn single_node_lab_is_wired_as_planned_and_vanishes_on_drop() {
     );
     assert!(netfault::leakcheck::processes_in(&inodes).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_single_node_matrix_is_as_the_fixture_says() {
+    let topo = fixture("single-node.toml");
+    let lab = Lab::up(&topo).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    let took = t0.elapsed();
+    println!("{}", m.render());
+    assert!(m.mismatches().is_empty(), "{:#?}", m.render_mismatches());
+    use netfault::{Outcome, Proto};
+    // Masquerade: ext sees pod traffic as node1's uplink address; pods see each other as is.
+    assert_eq!(
+        m.cell("pod-a", "ext", Proto::Tcp).unwrap().seen_as,
+        Some("203.0.113.1".parse().unwrap())
+    );
+    assert_eq!(
+        m.cell("pod-b", "ext", Proto::Udp).unwrap().seen_as,
+        Some("203.0.113.1".parse().unwrap())
+    );
+    assert_eq!(
+        m.cell("pod-a", "pod-b", Proto::Tcp).unwrap().seen_as,
+        Some("10.244.1.2".parse().unwrap())
+    );
+    assert_eq!(
+        m.observed("ext", "pod-a", Proto::Icmp),
+        Some(Outcome::Unreachable)
+    );
+    assert_eq!(m.cells.len(), 4 * 3 * 3);
+    // No probe waited for a timeout.
+    assert!(
+        took < Duration::from_millis(900),
+        "healthy matrix took {took:?}"
+    );
+}

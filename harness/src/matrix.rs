@@ -1,0 +1,241 @@
+//! Who reaches whom: expected against observed, for every (from, to, protocol).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::probe::{Observation, ProbeSpec};
+use crate::topology::{Outcome, Proto};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cell {
+    pub from: String,
+    pub to: String,
+    pub proto: Proto,
+    /// `203.0.113.10:80`, or the bare address for ICMP.
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Outcome>,
+    pub observed: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen_as: Option<Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Cell {
+    pub fn matches(&self) -> bool {
+        self.expected.is_none_or(|e| e == self.observed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Matrix {
+    pub hosts: Vec<String>,
+    pub protocols: Vec<Proto>,
+    pub cells: Vec<Cell>,
+}
+
+impl Matrix {
+    /// Builds a matrix from probe results; `expect` gives the outcome each probe should have.
+    pub fn new(
+        hosts: Vec<String>,
+        protocols: Vec<Proto>,
+        results: Vec<(ProbeSpec, Observation)>,
+        expect: impl Fn(&str, &str, Proto) -> Option<Outcome>,
+    ) -> Matrix {
+        let cells = results
+            .into_iter()
+            .map(|(s, o)| Cell {
+                expected: expect(&s.from, &s.to, s.proto),
+                target: match s.port {
+                    Some(p) => format!("{}:{p}", s.dst),
+                    None => s.dst.to_string(),
+                },
+                from: s.from,
+                to: s.to,
+                proto: s.proto,
+                observed: o.outcome,
+                seen_as: o.seen_as,
+                detail: o.detail,
+            })
+            .collect();
+        Matrix {
+            hosts,
+            protocols,
+            cells,
+        }
+    }
+
+    pub fn cell(&self, from: &str, to: &str, proto: Proto) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.from == from && c.to == to && c.proto == proto)
+    }
+
+    pub fn observed(&self, from: &str, to: &str, proto: Proto) -> Option<Outcome> {
+        self.cell(from, to, proto).map(|c| c.observed)
+    }
+
+    pub fn mismatches(&self) -> Vec<&Cell> {
+        self.cells.iter().filter(|c| !c.matches()).collect()
+    }
+
+    /// Sets every cell's expectation anew.
+    pub fn expect_with(&mut self, expect: impl Fn(&str, &str, Proto) -> Option<Outcome>) {
+        for c in &mut self.cells {
+            c.expected = expect(&c.from, &c.to, c.proto);
+        }
+    }
+
+    /// The observed outcomes only, for comparing two runs.
+    pub fn outcomes(&self) -> BTreeMap<(String, String, Proto), Outcome> {
+        self.cells
+            .iter()
+            .map(|c| ((c.from.clone(), c.to.clone(), c.proto), c.observed))
+            .collect()
+    }
+
+    /// A table for people: rows are sources, columns destinations, one symbol per protocol.
+    pub fn render(&self) -> String {
+        let width = self
+            .hosts
+            .iter()
+            .map(|h| h.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(self.protocols.len() + 1)
+            + 2;
+        let pad =
+            |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
+        let mut out = String::new();
+        out.push_str(&pad("from \\ to", width.max(11)));
+        for h in &self.hosts {
+            out.push_str(&pad(h, width));
+        }
+        out.truncate(out.trim_end().len());
+        let _ = writeln!(out);
+        for from in &self.hosts {
+            let mut line = pad(from, width.max(11));
+            for to in &self.hosts {
+                let cell = if from == to {
+                    "·".to_string()
+                } else {
+                    let mut s = String::new();
+                    let mut wrong = false;
+                    for &p in &self.protocols {
+                        match self.cell(from, to, p) {
+                            Some(c) => {
+                                s.push(c.observed.symbol());
+                                wrong |= !c.matches();
+                            }
+                            None => s.push(' '),
+                        }
+                    }
+                    if wrong {
+                        s.push('!');
+                    }
+                    s
+                };
+                line.push_str(&pad(&cell, width));
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        let protos: Vec<&str> = self.protocols.iter().map(|p| p.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "({}; ✓ reachable, R refused, U unreachable, T timeout, - unsupported, ! not as expected)",
+            protos.join(" ")
+        );
+        out
+    }
+
+    /// Probes whose echo came back from a translated source: "pod-a → ext: seen as 203.0.113.1".
+    pub fn translations(&self, address_of: impl Fn(&str) -> Option<Ipv4Addr>) -> Vec<String> {
+        let mut seen: BTreeMap<(String, String, Ipv4Addr), Vec<Proto>> = BTreeMap::new();
+        for c in &self.cells {
+            if let (Some(s), Some(own)) = (c.seen_as, address_of(&c.from)) {
+                if s != own {
+                    seen.entry((c.from.clone(), c.to.clone(), s))
+                        .or_default()
+                        .push(c.proto);
+                }
+            }
+        }
+        seen.into_iter()
+            .map(|((f, t, s), ps)| {
+                let ps: Vec<&str> = ps.iter().map(|p| p.as_str()).collect();
+                format!("{f} → {t}: seen as {s} ({})", ps.join(", "))
+            })
+            .collect()
+    }
+
+    /// Every cell that is not as expected, one line each.
+    pub fn render_mismatches(&self) -> Vec<String> {
+        self.mismatches()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} → {} {}: expected {}, observed {}{}",
+                    c.from,
+                    c.to,
+                    c.proto,
+                    c.expected.map(|e| e.as_str()).unwrap_or("?"),
+                    c.observed,
+                    c.detail
+                        .as_ref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m() -> Matrix {
+        let spec = |f: &str, t: &str, p| ProbeSpec {
+            from: f.into(),
+            to: t.into(),
+            proto: p,
+            dst: Ipv4Addr::new(10, 0, 0, 1),
+            port: None,
+        };
+        let obs = |o| Observation::new(o, None);
+        Matrix::new(
+            vec!["a".into(), "b".into()],
+            vec![Proto::Icmp, Proto::Tcp],
+            vec![
+                (spec("a", "b", Proto::Icmp), obs(Outcome::Reachable)),
+                (spec("a", "b", Proto::Tcp), obs(Outcome::Timeout)),
+                (spec("b", "a", Proto::Icmp), obs(Outcome::Unreachable)),
+                (spec("b", "a", Proto::Tcp), obs(Outcome::Refused)),
+            ],
+            |f, _, _| {
+                if f == "a" {
+                    Some(Outcome::Reachable)
+                } else {
+                    None
+                }
+            },
+        )
+    }
+
+    #[test]
+    fn table_marks_cells_not_as_expected() {
+        let t = m().render();
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].starts_with("a") && lines[1].contains("✓T!"), "{t}");
+        assert!(lines[2].contains("UR") && !lines[2].contains('!'), "{t}");
+        assert_eq!(m().mismatches().len(), 1);
+        assert_eq!(
+            m().render_mismatches(),
+            ["a → b tcp: expected reachable, observed timeout"]
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! Probes: ICMP echo, TCP connect + echo, UDP echo, as Rust sockets opened inside the lab's
+//! namespaces and driven by tokio, every probe at once.
+//!
+//! The prober opens its own echo listeners in the target namespaces, so it works on any lab,
+//! including one another process brought up. Echo replies name the source address the server
+//! saw (`seen_as`), which makes NAT visible.
+
+mod classify;
+mod echo;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use serde::Serialize;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::topology::{Outcome, Proto};
+pub use classify::{classify_ee, classify_errno};
+
+/// One probe: from a host to an address of another host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeSpec {
+    pub from: String,
+    pub to: String,
+    pub proto: Proto,
+    pub dst: Ipv4Addr,
+    pub port: Option<u16>,
+}
+
+/// How a probe ended, and what we learnt on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Observation {
+    pub outcome: Outcome,
+    /// The source address the echo server saw (TCP, UDP): differs from the prober's own
+    /// address when something translated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen_as: Option<Ipv4Addr>,
+    /// What decided the outcome: "ICMP host unreachable from 10.244.1.1", "no route at source".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Observation {
+    pub fn new(outcome: Outcome, detail: impl Into<Option<String>>) -> Self {
+        Observation {
+            outcome,
+            seen_as: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The first payload line of every probe, and the prefix of every echo.
+pub(crate) const PROBE_LINE: &str = "netfault-probe";
+pub(crate) const ECHO_PREFIX: &str = "netfault-echo seen=";
+/// ICMP and UDP probes are sent again at this interval until answered or timed out.
+const RESEND: Duration = Duration::from_millis(200);
+
+/// Every ordered pair of topology hosts, for every protocol the fixture probes.
+pub fn all_pairs(lab: &Lab) -> Vec<ProbeSpec> {
+    let t = lab.topology();
+    let mut v = Vec::new();
+    for a in &t.hosts {
+        for b in &t.hosts {
+            if a.name == b.name {
+                continue;
+            }
+            for &proto in &t.probe.protocols {
+                v.push(ProbeSpec {
+                    from: a.name.clone(),
+                    to: b.name.clone(),
+                    proto,
+                    dst: b.address(),
+                    port: t.probe.port(proto),
+                });
+            }
+        }
+    }
+    v
+}
+
+/// Runs every probe at once and returns observations in the same order.
+pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
+    // Echo listeners in every target namespace, for the whole run.
+    let mut targets: Vec<(String, Proto, Ipv4Addr, u16)> = Vec::new();
+    for s in specs {
+        if let Some(port) = s.port {
+            let key = (s.to.clone(), s.proto, s.dst, port);
+            if !targets.contains(&key) {
+                targets.push(key);
+            }
+        }
+    }
+    let mut servers = echo::Servers::default();
+    for (host, proto, ip, port) in &targets {
+        let ns = &lab.host(host)?.ns;
+        servers.start(ns, host, *proto, *ip, *port).await?;
+    }
+
+    // Client sockets, opened inside each source namespace (one thread per source).
+    let mut by_source: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        match by_source.iter_mut().find(|(h, _)| *h == s.from) {
+            Some((_, v)) => v.push(i),
+            None => by_source.push((s.from.clone(), vec![i])),
+        }
+    }
+    let mut sockets: Vec<Option<std::io::Result<Socket>>> =
+        (0..specs.len()).map(|_| None).collect();
+    let opened = futures::future::try_join_all(by_source.iter().map(|(host, idx)| {
+        let kinds: Vec<Proto> = idx.iter().map(|&i| specs[i].proto).collect();
+        async move {
+            let ns = &lab.host(host)?.ns;
+            let socks = ns
+                .run_async(move || kinds.into_iter().map(open_client).collect::<Vec<_>>())
+                .await
+                .map_err(|e| Error::io(format!("{host}: opening probe sockets"), e))?;
+            Ok::<_, Error>((idx.clone(), socks))
+        }
+    }))
+    .await?;
+    for (idx, socks) in opened {
+        for (i, s) in idx.into_iter().zip(socks) {
+            sockets[i] = Some(s);
+        }
+    }
+
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let results =
+        futures::future::join_all(specs.iter().zip(sockets).map(|(spec, sock)| async move {
+            let sock = match sock.expect("every probe has a socket") {
+                Ok(s) => s,
+                Err(e) => return open_failure(spec.proto, e),
+            };
+            match spec.proto {
+                Proto::Icmp => icmp(sock, spec.dst, deadline).await,
+                Proto::Tcp => {
+                    tcp(
+                        sock,
+                        SocketAddrV4::new(spec.dst, spec.port.unwrap_or(80)),
+                        deadline,
+                    )
+                    .await
+                }
+                Proto::Udp => {
+                    udp(
+                        sock,
+                        SocketAddrV4::new(spec.dst, spec.port.unwrap_or(7)),
+                        deadline,
+                    )
+                    .await
+                }
+            }
+        }))
+        .await;
+    drop(servers);
+    Ok(results)
+}
+
+fn open_client(proto: Proto) -> std::io::Result<Socket> {
+    let s = match proto {
+        Proto::Icmp => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))?,
+        Proto::Tcp => Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
+        Proto::Udp => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?,
+    };
+    s.set_nonblocking(true)?;
+    if proto != Proto::Tcp {
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv4RecvErr, &true)?;
+    }
+    Ok(s)
+}
+
+fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
+    match (proto, e.raw_os_error()) {
+        (Proto::Icmp, Some(libc::EACCES)) | (Proto::Icmp, Some(libc::EPERM)) => Observation::new(
+            Outcome::Unsupported,
+            "ICMP echo sockets are not permitted in the source namespace (net.ipv4.ping_group_range)".to_string(),
+        ),
+        (_, Some(libc::EAFNOSUPPORT)) | (_, Some(libc::EPROTONOSUPPORT)) => Observation::new(
+            Outcome::Unsupported,
+            format!("this kernel cannot open {proto} sockets"),
+        ),
+        _ => Observation::new(Outcome::Unsupported, format!("cannot open a {proto} socket: {e}")),
+    }
+}
+
+async fn icmp(sock: Socket, dst: Ipv4Addr, deadline: Instant) -> Observation {
+    if let Err(e) = sock.connect(&SockAddr::from(SocketAddrV4::new(dst, 0))) {
+        return classify_errno(&e, "connect");
+    }
+    let afd = match register(sock) {
+        Ok(a) => a,
+        Err(e) => {
+            return Observation::new(
+                Outcome::Unsupported,
+                format!("cannot poll an ICMP socket: {e}"),
+            )
+        }
+    };
+    let mut seq: u16 = 0;
+    let mut next_send = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        if Instant::now() >= next_send {
+            seq = seq.wrapping_add(1);
+            // type 8 (echo request), code 0; the kernel fills in id and checksum.
+            let mut pkt = [0u8; 24];
+            pkt[0] = 8;
+            pkt[6..8].copy_from_slice(&seq.to_be_bytes());
+            pkt[8..22].copy_from_slice(b"netfault-probe");
+            if let Err(e) = afd.get_ref().send(&pkt) {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send"));
+                }
+            }
+            next_send += RESEND;
+        }
+        tokio::select! {
+            r = afd.ready(Interest::READABLE | Interest::ERROR) => {
+                let mut guard = match r {
+                    Ok(g) => g,
+                    Err(e) => return classify_errno(&e, "poll"),
+                };
+                if let Some(o) = errqueue(afd.get_ref()) {
+                    return o;
+                }
+                match recv(afd.get_ref(), &mut buf) {
+                    Ok(n) if n >= 1 && buf[0] == 0 => return Observation::new(Outcome::Reachable, None),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    Err(e) => return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "recv")),
+                }
+            }
+            _ = tokio::time::sleep_until(next_send.min(deadline)) => {
+                if Instant::now() >= deadline {
+                    return Observation::new(Outcome::Timeout, None);
+                }
+            }
+        }
+    }
+}
+
+async fn udp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation {
+    if let Err(e) = sock.connect(&SockAddr::from(dst)) {
+        return classify_errno(&e, "connect");
+    }
+    let afd = match register(sock) {
+        Ok(a) => a,
+        Err(e) => {
+            return Observation::new(
+                Outcome::Unsupported,
+                format!("cannot poll a UDP socket: {e}"),
+            )
+        }
+    };
+    let mut next_send = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        if Instant::now() >= next_send {
+            if let Err(e) = afd.get_ref().send(format!("{PROBE_LINE}\n").as_bytes()) {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send"));
+                }
+            }
+            next_send += RESEND;
+        }
+        tokio::select! {
+            r = afd.ready(Interest::READABLE | Interest::ERROR) => {
+                let mut guard = match r {
+                    Ok(g) => g,
+                    Err(e) => return classify_errno(&e, "poll"),
+                };
+                if let Some(o) = errqueue(afd.get_ref()) {
+                    return o;
+                }
+                match recv(afd.get_ref(), &mut buf) {
+                    Ok(n) => {
+                        if let Some(seen) = parse_echo(&buf[..n]) {
+                            return Observation { outcome: Outcome::Reachable, seen_as: Some(seen), detail: None };
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    Err(e) => return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "recv")),
+                }
+            }
+            _ = tokio::time::sleep_until(next_send.min(deadline)) => {
+                if Instant::now() >= deadline {
+                    return Observation::new(Outcome::Timeout, None);
+                }
+            }
+        }
+    }
+}
+
+async fn tcp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation {
+    let std: std::net::TcpStream = sock.into();
+    let socket = tokio::net::TcpSocket::from_std_stream(std);
+    let stream = match tokio::time::timeout_at(deadline, socket.connect(SocketAddr::V4(dst))).await
+    {
+        Err(_) => return Observation::new(Outcome::Timeout, None),
+        Ok(Err(e)) => return classify_errno(&e, "connect"),
+        Ok(Ok(s)) => s,
+    };
+    let exchange = async {
+        let (rd, mut wr) = stream.into_split();
+        wr.write_all(format!("{PROBE_LINE}\n").as_bytes()).await?;
+        let mut line = String::new();
+        BufReader::new(rd).read_line(&mut line).await?;
+        Ok::<_, std::io::Error>(line)
+    };
+    match tokio::time::timeout_at(deadline, exchange).await {
+        Err(_) => Observation::new(
+            Outcome::Timeout,
+            "connected, but the echo never came back".to_string(),
+        ),
+        Ok(Err(e)) => classify_errno(&e, "echo"),
+        Ok(Ok(line)) => match parse_echo(line.as_bytes()) {
+            Some(seen) => Observation {
+                outcome: Outcome::Reachable,
+                seen_as: Some(seen),
+                detail: None,
+            },
+            None => Observation::new(
+                Outcome::Refused,
+                "connected, but something other than netfault's echo server answered".to_string(),
+            ),
+        },
+    }
+}
+
+/// Registers a probe socket with tokio for readability and errors (queued ICMP errors raise
+/// only EPOLLERR, which plain readability would miss).
+fn register(sock: Socket) -> std::io::Result<AsyncFd<Socket>> {
+    // SAFETY: `Socket` owns a valid fd, which nothing closes or replaces while `AsyncFd` owns it.
+    unsafe {
+        AsyncFd::register_with_interest(sock, Interest::READABLE | Interest::ERROR)
+            .map_err(|e| e.into_parts().1)
+    }
+}
+
+fn parse_echo(b: &[u8]) -> Option<Ipv4Addr> {
+    let s = std::str::from_utf8(b).ok()?;
+    let rest = s.strip_prefix(ECHO_PREFIX)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+fn recv(s: &Socket, buf: &mut [u8]) -> std::io::Result<usize> {
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// The first queued ICMP error on a socket with IP_RECVERR, classified.
+fn errqueue(s: &Socket) -> Option<Observation> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+    let mut data = [0u8; 512];
+    let mut iov = [std::io::IoSliceMut::new(&mut data)];
+    let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in);
+    let msg = recvmsg::<SockaddrIn>(
+        s.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+    )
+    .ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::Ipv4RecvErr(ee, from) = c {
+            let offender = from.map(|a| Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)));
+            return Some(classify_ee(&ee, offender));
+        }
+    }
+    None
+}
+
+/// Probes every pair of the lab and returns the matrix against the fixture's healthy outcomes.
+pub async fn matrix(lab: &Lab) -> Result<crate::matrix::Matrix> {
+    let t = lab.topology();
+    let specs = all_pairs(lab);
+    let obs = run(lab, &specs, Duration::from_millis(t.probe.timeout_ms)).await?;
+    Ok(crate::matrix::Matrix::new(
+        t.host_names().into_iter().map(String::from).collect(),
+        t.probe.protocols.clone(),
+        specs.into_iter().zip(obs).collect(),
+        |f, to, p| t.healthy(f, to, p),
+    ))
+}
