@@ -24,6 +24,9 @@ pub enum Error {
     /// A named lab, host or interface that does not exist, or a name already taken.
     #[error("{0}")]
     NotFound(String),
+    /// The fault does not apply to the lab as it is (nothing to delete, say).
+    #[error("not applicable: {0}")]
+    NotApplicable(String),
     #[error("{0}")]
     Other(String),
 }

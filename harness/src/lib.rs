@@ -1,7 +1,9 @@
 //! netfault: build disposable container-network labs in network namespaces, break them on
 //! purpose, probe who can still reach whom, and explain why.
 
+pub mod diagnose;
 pub mod error;
+pub mod fault;
 pub mod lab;
 pub mod leakcheck;
 pub mod matrix;

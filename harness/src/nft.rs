@@ -212,10 +212,11 @@ pub fn delete_batch(rules: &[Rule<'static>]) -> Nftables<'static> {
     b.to_nftables()
 }
 
-/// A command re-adding `rule` after the rule with handle `after`, or at the head of its chain.
-pub fn readd_cmd(rule: &Rule<'static>, after: Option<u32>) -> NfObject<'static> {
+/// A command re-adding `rule` right after the rule at chain index `after` (nft 1.0.6 honours
+/// `index`, not `handle`, to place a rule given as JSON), or at the head of its chain.
+pub fn readd_cmd(rule: &Rule<'static>, after: Option<usize>) -> NfCmd<'static> {
     let mut r = rule.clone();
-    r.index = None;
+    r.handle = None;
     // Counters restart from zero; state values are not part of a rule's meaning.
     r.expr = Cow::Owned(
         r.expr
@@ -229,13 +230,13 @@ pub fn readd_cmd(rule: &Rule<'static>, after: Option<u32>) -> NfObject<'static> 
             .collect(),
     );
     match after {
-        Some(h) => {
-            r.handle = Some(h);
-            NfObject::CmdObject(NfCmd::Add(NfListObject::Rule(r)))
+        Some(i) => {
+            r.index = Some(i as u32);
+            NfCmd::Add(NfListObject::Rule(r))
         }
         None => {
-            r.handle = None;
-            NfObject::CmdObject(NfCmd::Insert(NfListObject::Rule(r)))
+            r.index = None;
+            NfCmd::Insert(NfListObject::Rule(r))
         }
     }
 }

@@ -1,0 +1,603 @@
+//! The state of a lab, captured from the kernel and normalised so two captures compare: links,
+//! addresses, routes, permanent neighbours, forwarding sysctls and nft rules, per host. Nothing
+//! unstable is kept: no ifindexes, no MACs (a MAC shows as the lab interface that owns it), no
+//! rule handles or counters, no dynamic neighbour entries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::error::{nl, Result};
+use crate::lab::{IfaceKind, Lab, LabHost};
+use crate::netns;
+use crate::nft::{self, RulesetText};
+use crate::nl::{self as netlink, Link};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkState {
+    pub kind: String,
+    pub admin_up: bool,
+    pub oper: String,
+    pub mtu: u32,
+    pub master: Option<String>,
+    /// For a veth: the other end as `host:ifname` (`?` when outside the lab).
+    pub peer: Option<String>,
+    /// `planned` when the MAC is the one the lab gave it, else `changed`.
+    pub mac: String,
+}
+
+impl LinkState {
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} {} (oper {}) mtu {}",
+            self.kind,
+            if self.admin_up { "up" } else { "down" },
+            self.oper,
+            self.mtu
+        );
+        if let Some(m) = &self.master {
+            s.push_str(&format!(" master {m}"));
+        }
+        if let Some(p) = &self.peer {
+            s.push_str(&format!(" peer {p}"));
+        }
+        if self.mac != "planned" {
+            s.push_str(&format!(" mac {}", self.mac));
+        }
+        s
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostState {
+    pub links: BTreeMap<String, LinkState>,
+    pub addresses: BTreeSet<String>,
+    pub routes: BTreeSet<String>,
+    pub neighbours: BTreeSet<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub nft: RulesetText,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LabState {
+    /// Hosts in lab order.
+    pub hosts: Vec<(String, HostState)>,
+}
+
+impl LabState {
+    pub fn host(&self, name: &str) -> Option<&HostState> {
+        self.hosts.iter().find(|(n, _)| n == name).map(|(_, h)| h)
+    }
+}
+
+/// Per-interface sysctls that decide forwarding and filtering.
+pub const IFACE_SYSCTLS: [&str; 4] = ["forwarding", "rp_filter", "proxy_arp", "route_localnet"];
+
+/// Captures the state of every namespace of the lab, veth peers resolved to `host:ifname`.
+pub async fn capture(lab: &Lab) -> Result<LabState> {
+    let mut s = capture_links_unresolved(lab).await?;
+    resolve_peers(lab, &mut s).await?;
+    Ok(s)
+}
+
+async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
+    let mut raw = Vec::new();
+    for h in lab.hosts() {
+        raw.push(read_host(h));
+    }
+    let raw = futures::future::try_join_all(raw).await?;
+    // Which lab interface owns which MAC, to show neighbour entries without MACs.
+    let mut macs: BTreeMap<Vec<u8>, String> = BTreeMap::new();
+    for (name, links, ..) in &raw {
+        for l in links {
+            if let Some(m) = &l.mac {
+                macs.entry(m.clone())
+                    .or_insert_with(|| format!("{name}:{}", l.name));
+            }
+        }
+    }
+    let mut order: Vec<String> = lab.topology().namespace_names();
+    order.retain(|n| raw.iter().any(|r| &r.0 == n));
+    let mut hosts = Vec::new();
+    for name in order {
+        let (_, links, addrs, routes, neigh, sysctls, nft_text) =
+            raw.iter().find(|r| r.0 == name).expect("captured");
+        let by_index: BTreeMap<u32, &Link> = links.iter().map(|l| (l.index, l)).collect();
+        let ifname = |i: u32| {
+            by_index
+                .get(&i)
+                .map(|l| l.name.clone())
+                .unwrap_or_else(|| format!("if{i}"))
+        };
+        let plan = lab.plan().host(&name);
+        let mut hs = HostState::default();
+        for l in links {
+            let planned_mac = plan.and_then(|p| p.iface(&l.name)).map(|i| i.mac.to_vec());
+            hs.links.insert(
+                l.name.clone(),
+                LinkState {
+                    kind: l.kind.clone().unwrap_or_else(|| {
+                        if l.name == "lo" {
+                            "loopback".into()
+                        } else {
+                            "device".into()
+                        }
+                    }),
+                    admin_up: l.admin_up,
+                    oper: l.oper.clone(),
+                    mtu: l.mtu,
+                    master: l.master.map(ifname),
+                    peer: None,
+                    mac: match (&planned_mac, &l.mac) {
+                        (Some(p), Some(m)) if p != m => "changed".into(),
+                        _ => "planned".into(),
+                    },
+                },
+            );
+        }
+        for a in addrs {
+            hs.addresses
+                .insert(format!("{} {}", ifname(a.index), a.net));
+        }
+        for r in routes {
+            if r.table == 255 || r.kind == "local" || r.kind == "broadcast" {
+                continue;
+            }
+            hs.routes.insert(render_route(r, &ifname));
+        }
+        for n in neigh {
+            if n.state != "permanent" {
+                continue;
+            }
+            let owner = n
+                .mac
+                .as_ref()
+                .map(|m| {
+                    macs.get(m)
+                        .cloned()
+                        .unwrap_or_else(|| "a MAC outside the lab".into())
+                })
+                .unwrap_or_else(|| "no lladdr".into());
+            hs.neighbours.insert(format!(
+                "{} dev {} lladdr {owner} permanent",
+                n.ip,
+                ifname(n.index)
+            ));
+        }
+        hs.sysctls = sysctls.clone();
+        hs.nft = nft::parse_text(nft_text);
+        hosts.push((name, hs));
+    }
+    Ok(LabState { hosts })
+}
+
+type RawHost = (
+    String,
+    Vec<Link>,
+    Vec<netlink::Addr>,
+    Vec<netlink::Route>,
+    Vec<netlink::Neighbour>,
+    BTreeMap<String, String>,
+    String,
+);
+
+async fn read_host(h: &LabHost) -> Result<RawHost> {
+    let name = h.name.clone();
+    let hd = h.handle();
+    let links = netlink::links(hd)
+        .await
+        .map_err(|e| nl(&name, "listing links", e))?;
+    let addrs = netlink::addresses(hd)
+        .await
+        .map_err(|e| nl(&name, "listing addresses", e))?;
+    let routes = netlink::routes(hd)
+        .await
+        .map_err(|e| nl(&name, "listing routes", e))?;
+    let neigh = netlink::neighbours(hd)
+        .await
+        .map_err(|e| nl(&name, "listing neighbours", e))?;
+    let ifnames: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
+    let sysctls =
+        h.ns.run_async(move || read_sysctls(&ifnames))
+            .await
+            .map_err(|e| crate::Error::io(format!("{name}: reading sysctls"), e))?;
+    let nft_text = nft::list_text(&h.ns, &name).await?;
+    Ok((name, links, addrs, routes, neigh, sysctls, nft_text))
+}
+
+/// Call inside the namespace.
+pub fn read_sysctls(ifnames: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut put = |key: String, path: String| {
+        if let Ok(v) = std::fs::read_to_string(&path) {
+            out.insert(key, v.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    };
+    put(
+        "net.ipv4.ip_forward".into(),
+        netns::sysctl_path("net.ipv4.ip_forward"),
+    );
+    put(
+        "net.bridge.bridge-nf-call-iptables".into(),
+        netns::sysctl_path("net.bridge.bridge-nf-call-iptables"),
+    );
+    for dev in ["all", "default"]
+        .into_iter()
+        .map(String::from)
+        .chain(ifnames.iter().filter(|n| *n != "lo").cloned())
+    {
+        for k in IFACE_SYSCTLS {
+            put(
+                format!("net.ipv4.conf.{dev}.{k}"),
+                format!("/proc/sys/net/ipv4/conf/{dev}/{k}"),
+            );
+        }
+    }
+    out
+}
+
+fn render_route(r: &netlink::Route, ifname: &impl Fn(u32) -> String) -> String {
+    let mut s = String::new();
+    if r.kind != "unicast" {
+        s.push_str(&r.kind);
+        s.push(' ');
+    }
+    if r.dst.prefix_len() == 0 {
+        s.push_str("default");
+    } else {
+        s.push_str(&r.dst.to_string());
+    }
+    if let Some(g) = r.gateway {
+        s.push_str(&format!(" via {g}"));
+    }
+    if let Some(o) = r.oif {
+        s.push_str(&format!(" dev {}", ifname(o)));
+    }
+    if r.protocol == "kernel" {
+        s.push_str(" proto kernel");
+    }
+    if r.scope == "link" {
+        s.push_str(" scope link");
+    }
+    if let Some(p) = r.prefsrc {
+        s.push_str(&format!(" src {p}"));
+    }
+    if let Some(m) = r.metric.filter(|m| *m != 0) {
+        s.push_str(&format!(" metric {m}"));
+    }
+    if r.table != 254 {
+        s.push_str(&format!(" table {}", r.table));
+    }
+    s
+}
+
+/// Fills in veth peers as `host:ifname`, asking each namespace which id it gives the others.
+pub async fn resolve_peers(lab: &Lab, state: &mut LabState) -> Result<()> {
+    for (host, hs) in state.hosts.iter_mut() {
+        let h = lab.host(host)?;
+        let links = netlink::links(h.handle())
+            .await
+            .map_err(|e| nl(host, "listing links", e))?;
+        for l in links.iter().filter(|l| l.kind.as_deref() == Some("veth")) {
+            let peer = peer_of(lab, host, l).await?;
+            if let Some(ls) = hs.links.get_mut(&l.name) {
+                ls.peer = Some(peer.unwrap_or_else(|| "?".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The other end of a veth as `host:ifname`, if it is in the lab.
+pub async fn peer_of(lab: &Lab, host: &str, l: &Link) -> Result<Option<String>> {
+    let Some(peer_index) = l.link else {
+        return Ok(None);
+    };
+    let h = lab.host(host)?;
+    let Some(nsid) = l.link_netnsid else {
+        // Both ends in one namespace.
+        let links = netlink::links(h.handle())
+            .await
+            .map_err(|e| nl(host, "listing links", e))?;
+        return Ok(links
+            .iter()
+            .find(|x| x.index == peer_index)
+            .map(|x| format!("{host}:{}", x.name)));
+    };
+    // Try the host the plan says first, then every other.
+    let planned = lab
+        .plan()
+        .host(host)
+        .and_then(|p| p.iface(&l.name))
+        .and_then(|i| match &i.kind {
+            IfaceKind::Veth { peer_host, .. } => Some(peer_host.clone()),
+            _ => None,
+        });
+    let mut candidates: Vec<&LabHost> = Vec::new();
+    if let Some(p) = planned.as_deref().and_then(|p| lab.host(p).ok()) {
+        candidates.push(p);
+    }
+    candidates.extend(
+        lab.hosts()
+            .filter(|o| o.name != host && Some(&o.name) != planned.as_ref()),
+    );
+    for other in candidates {
+        if netlink::netnsid_of(h.handle(), &other.ns)
+            .await
+            .map_err(|e| nl(host, "reading namespace ids", e))?
+            == Some(nsid)
+        {
+            let links = netlink::links(other.handle())
+                .await
+                .map_err(|e| nl(&other.name, "listing links", e))?;
+            return Ok(links
+                .iter()
+                .find(|x| x.index == peer_index)
+                .map(|x| format!("{}:{}", other.name, x.name)));
+        }
+    }
+    Ok(None)
+}
+
+/// What changed from `a` to `b`, one readable line per change, hosts in lab order.
+pub fn diff(a: &LabState, b: &LabState) -> Vec<String> {
+    let mut out = Vec::new();
+    let empty = HostState::default();
+    let mut names: Vec<&String> = a.hosts.iter().map(|(n, _)| n).collect();
+    for (n, _) in &b.hosts {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    for name in names {
+        let (x, y) = (a.host(name), b.host(name));
+        match (x, y) {
+            (Some(_), None) => out.push(format!("{name}: namespace gone")),
+            (None, Some(_)) => out.push(format!("{name}: namespace appeared")),
+            _ => {}
+        }
+        let (x, y) = (x.unwrap_or(&empty), y.unwrap_or(&empty));
+        diff_host(name, x, y, &mut out);
+    }
+    out
+}
+
+fn diff_host(h: &str, a: &HostState, b: &HostState, out: &mut Vec<String>) {
+    let mut changed_links: BTreeSet<&str> = BTreeSet::new();
+    for (n, la) in &a.links {
+        match b.links.get(n) {
+            None => {
+                out.push(format!("{h}: link {n} deleted (was {})", la.describe()));
+                changed_links.insert(n);
+            }
+            Some(lb) if lb != la => {
+                let mut parts = Vec::new();
+                if la.kind != lb.kind {
+                    parts.push(format!("kind {} → {}", la.kind, lb.kind));
+                }
+                if la.admin_up != lb.admin_up {
+                    let s = |u: bool| if u { "up" } else { "down" };
+                    parts.push(format!("admin {} → {}", s(la.admin_up), s(lb.admin_up)));
+                }
+                if la.oper != lb.oper {
+                    parts.push(format!("oper {} → {}", la.oper, lb.oper));
+                }
+                if la.mtu != lb.mtu {
+                    parts.push(format!("mtu {} → {}", la.mtu, lb.mtu));
+                }
+                if la.master != lb.master {
+                    let s = |m: &Option<String>| m.clone().unwrap_or_else(|| "none".into());
+                    parts.push(format!("master {} → {}", s(&la.master), s(&lb.master)));
+                }
+                if la.peer != lb.peer {
+                    let s = |m: &Option<String>| m.clone().unwrap_or_else(|| "none".into());
+                    parts.push(format!("peer {} → {}", s(&la.peer), s(&lb.peer)));
+                }
+                if la.mac != lb.mac {
+                    parts.push(format!("mac {} → {}", la.mac, lb.mac));
+                }
+                out.push(format!("{h}: link {n} {}", parts.join(", ")));
+            }
+            _ => {}
+        }
+    }
+    for (n, lb) in &b.links {
+        if !a.links.contains_key(n) {
+            out.push(format!("{h}: link {n} added ({})", lb.describe()));
+            changed_links.insert(n);
+        }
+    }
+    set_diff(h, "address", &a.addresses, &b.addresses, out);
+    set_diff(h, "route", &a.routes, &b.routes, out);
+    set_diff(h, "neighbour", &a.neighbours, &b.neighbours, out);
+    // Sysctls: per-interface keys of added or deleted links are implied; equal transitions of one
+    // setting across interfaces are grouped (writing ip_forward rewrites every conf.*.forwarding).
+    let mut groups: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+    let keys: BTreeSet<&String> = a.sysctls.keys().chain(b.sysctls.keys()).collect();
+    for k in keys {
+        let (va, vb) = (a.sysctls.get(k), b.sysctls.get(k));
+        if va == vb {
+            continue;
+        }
+        if let Some((dev, setting)) = iface_key(k) {
+            if changed_links.contains(dev) {
+                continue;
+            }
+            let t = (
+                setting.to_string(),
+                va.cloned().unwrap_or_else(|| "(none)".into()),
+                vb.cloned().unwrap_or_else(|| "(none)".into()),
+            );
+            groups.entry(t).or_default().push(dev.to_string());
+            continue;
+        }
+        out.push(format!(
+            "{h}: sysctl {k} {} → {}",
+            va.map(String::as_str).unwrap_or("(none)"),
+            vb.map(String::as_str).unwrap_or("(none)")
+        ));
+    }
+    for ((setting, va, vb), devs) in groups {
+        let devs = if devs.len() == 1 {
+            devs[0].clone()
+        } else {
+            format!("{{{}}}", devs.join(","))
+        };
+        out.push(format!(
+            "{h}: sysctl net.ipv4.conf.{devs}.{setting} {va} → {vb}"
+        ));
+    }
+    // nft: tables, chains (with their header), rules as multisets.
+    let tables: BTreeSet<&String> = a.nft.keys().chain(b.nft.keys()).collect();
+    for t in tables {
+        match (a.nft.get(t), b.nft.get(t)) {
+            (Some(_), None) => out.push(format!("{h}: nft {t} deleted")),
+            (None, Some(_)) => out.push(format!("{h}: nft {t} added")),
+            _ => {}
+        }
+        let empty = BTreeMap::new();
+        let (ca, cb) = (
+            a.nft.get(t).unwrap_or(&empty),
+            b.nft.get(t).unwrap_or(&empty),
+        );
+        let chains: BTreeSet<&String> = ca.keys().chain(cb.keys()).collect();
+        for c in chains {
+            let none = Vec::new();
+            let (ra, rb) = (ca.get(c).unwrap_or(&none), cb.get(c).unwrap_or(&none));
+            match (ca.contains_key(c), cb.contains_key(c)) {
+                (true, false) => out.push(format!("{h}: nft {t} {c} deleted")),
+                (false, true) => out.push(format!("{h}: nft {t} {c} added")),
+                _ => {
+                    if ra.first() != rb.first() {
+                        out.push(format!(
+                            "{h}: nft {t} {c}: {} → {}",
+                            ra.first().map(String::as_str).unwrap_or(""),
+                            rb.first().map(String::as_str).unwrap_or("")
+                        ));
+                    }
+                }
+            }
+            let (rules_a, rules_b) = (ra.get(1..).unwrap_or(&[]), rb.get(1..).unwrap_or(&[]));
+            for r in multiset_minus(rules_a, rules_b) {
+                out.push(format!("{h}: nft {t} {c}: rule deleted: {r}"));
+            }
+            for r in multiset_minus(rules_b, rules_a) {
+                out.push(format!("{h}: nft {t} {c}: rule added: {r}"));
+            }
+        }
+    }
+}
+
+fn iface_key(k: &str) -> Option<(&str, &str)> {
+    let rest = k.strip_prefix("net.ipv4.conf.")?;
+    let (dev, setting) = rest.rsplit_once('.')?;
+    Some((dev, setting))
+}
+
+fn set_diff(
+    h: &str,
+    what: &str,
+    a: &BTreeSet<String>,
+    b: &BTreeSet<String>,
+    out: &mut Vec<String>,
+) {
+    for x in a.difference(b) {
+        out.push(format!("{h}: {what} {x} removed"));
+    }
+    for x in b.difference(a) {
+        out.push(format!("{h}: {what} {x} added"));
+    }
+}
+
+fn multiset_minus<'a>(a: &'a [String], b: &[String]) -> Vec<&'a String> {
+    let mut left: Vec<&String> = b.iter().collect();
+    let mut out = Vec::new();
+    for x in a {
+        if let Some(i) = left.iter().position(|y| *y == x) {
+            left.remove(i);
+        } else {
+            out.push(x);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> HostState {
+        let mut h = HostState::default();
+        h.links.insert(
+            "eth0".into(),
+            LinkState {
+                kind: "veth".into(),
+                admin_up: true,
+                oper: "up".into(),
+                mtu: 1500,
+                master: None,
+                peer: Some("ext:eth0".into()),
+                mac: "planned".into(),
+            },
+        );
+        h.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
+        for d in ["all", "eth0", "cni0"] {
+            h.sysctls
+                .insert(format!("net.ipv4.conf.{d}.forwarding"), "1".into());
+        }
+        h.nft.entry("table ip nat".into()).or_default().insert(
+            "chain postrouting".into(),
+            vec![
+                "type nat hook postrouting priority srcnat; policy accept;".into(),
+                "masquerade".into(),
+            ],
+        );
+        h
+    }
+
+    #[test]
+    fn diff_is_readable_and_grouped() {
+        let a = LabState {
+            hosts: vec![("node1".into(), host())],
+        };
+        let mut b = a.clone();
+        let h = &mut b.hosts[0].1;
+        h.links.get_mut("eth0").unwrap().admin_up = false;
+        for v in h.sysctls.values_mut() {
+            *v = "0".into();
+        }
+        h.nft
+            .get_mut("table ip nat")
+            .unwrap()
+            .get_mut("chain postrouting")
+            .unwrap()
+            .pop();
+        let d = diff(&a, &b);
+        assert_eq!(
+            d,
+            [
+                "node1: link eth0 admin up → down",
+                "node1: sysctl net.ipv4.ip_forward 1 → 0",
+                "node1: sysctl net.ipv4.conf.{all,cni0,eth0}.forwarding 1 → 0",
+                "node1: nft table ip nat chain postrouting: rule deleted: masquerade",
+            ]
+        );
+        assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn deleted_link_implies_its_sysctls() {
+        let a = LabState {
+            hosts: vec![("n".into(), host())],
+        };
+        let mut b = a.clone();
+        let h = &mut b.hosts[0].1;
+        h.links.remove("eth0");
+        h.sysctls.remove("net.ipv4.conf.eth0.forwarding");
+        let d = diff(&a, &b);
+        assert_eq!(
+            d,
+            ["n: link eth0 deleted (was veth up (oper up) mtu 1500 peer ext:eth0)"]
+        );
+    }
+}
