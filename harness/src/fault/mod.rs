@@ -135,7 +135,7 @@ pub struct Guard {
 }
 
 enum Undo {
-    Veth(VethSnapshot),
+    Veth(Box<VethSnapshot>),
     LinkAdmin {
         host: String,
         ifname: String,
@@ -151,7 +151,7 @@ enum Undo {
 impl Guard {
     pub async fn heal(self, lab: &Lab) -> Result<()> {
         match self.undo {
-            Undo::Veth(s) => s.restore(lab).await,
+            Undo::Veth(s) => (*s).restore(lab).await,
             Undo::LinkAdmin {
                 host,
                 ifname,
@@ -297,13 +297,13 @@ async fn delete_veth(lab: &Lab, pod: &str) -> Result<Undo> {
     netlink::del_link(n.handle(), l.index)
         .await
         .map_err(|e| nl(&node, format!("deleting {host_veth}"), e))?;
-    Ok(Undo::Veth(VethSnapshot {
+    Ok(Undo::Veth(Box::new(VethSnapshot {
         node,
         pod: pod.to_string(),
         host_side,
         pod_side,
         master,
-    }))
+    })))
 }
 
 impl VethSnapshot {
