@@ -1,6 +1,7 @@
 //! netfault: build disposable container-network labs in network namespaces, break them on
 //! purpose, probe who can still reach whom, and explain why.
 
+pub mod case;
 pub mod diagnose;
 pub mod error;
 pub mod fault;
@@ -17,3 +18,12 @@ pub mod topology;
 pub use error::{Error, Result};
 pub use lab::Lab;
 pub use topology::{load_fixture, Outcome, Proto, Topology};
+
+/// A tokio runtime for netfault's async API, for callers without one (tests, the CLI).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}

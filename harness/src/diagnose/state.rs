@@ -96,6 +96,13 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
             }
         }
     }
+    // MACs of interfaces that are gone still belong to the interface the lab gave them to.
+    for hp in &lab.plan().hosts {
+        for i in &hp.ifaces {
+            macs.entry(i.mac.to_vec())
+                .or_insert_with(|| format!("{}:{}", hp.name, i.name));
+        }
+    }
     let mut order: Vec<String> = lab.topology().namespace_names();
     order.retain(|n| raw.iter().any(|r| &r.0 == n));
     let mut hosts = Vec::new();

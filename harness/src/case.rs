@@ -1,0 +1,404 @@
+//! Breakage cases: a case file names a fixture, the faults to inject and the outcomes expected
+//! after them; the loop brings the lab up, checks it is healthy, breaks it, probes, explains,
+//! heals and checks it is healthy again.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnose::{self, Culprit, Diagnosis};
+use crate::error::{Error, Result};
+use crate::fault::Fault;
+use crate::lab::Lab;
+use crate::matrix::Matrix;
+use crate::topology::expect::{self, ExpectRule};
+use crate::topology::parse::{check_expect_conflicts, parse_expect_rules};
+use crate::topology::source::{ConfigError, ConfigErrors, Key, Source};
+use crate::topology::{parse_fixture, Outcome, Proto, Topology};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    #[serde(default)]
+    description: String,
+    fixture: String,
+    #[serde(default)]
+    fault: Vec<Fault>,
+    #[serde(default)]
+    expect: IndexMap<String, String>,
+}
+
+/// A validated case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The file stem: names the case's snapshot.
+    pub name: String,
+    pub path: PathBuf,
+    pub description: String,
+    pub fixture_path: PathBuf,
+    pub topology: Topology,
+    pub faults: Vec<Fault>,
+    /// Outcomes after the faults; pairs no rule names keep their healthy outcome.
+    pub expect: Vec<ExpectRule>,
+}
+
+/// Reads and validates a case file and its fixture.
+pub fn load_case(path: &Path) -> std::result::Result<Case, ConfigErrors> {
+    let src = Source::read(path)?;
+    let fixture = |rel: &str| -> std::result::Result<Source, ConfigError> {
+        let p = path.parent().unwrap_or(Path::new(".")).join(rel);
+        Source::read(&p).map_err(|e| {
+            let at = src.locate(&[Key::Field("fixture")]);
+            src.error_at(
+                at,
+                format!("fixture \"{rel}\": {}", e.message),
+                Some(format!(
+                    "the path is relative to the case file's directory ({})",
+                    path.parent()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )),
+            )
+        })
+    };
+    parse_case(&src, fixture)
+}
+
+/// Validates case text; `read_fixture` resolves the case's `fixture` path to its text.
+pub fn parse_case(
+    src: &Source,
+    read_fixture: impl Fn(&str) -> std::result::Result<Source, ConfigError>,
+) -> std::result::Result<Case, ConfigErrors> {
+    let raw: RawCase = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
+    let fsrc = read_fixture(&raw.fixture)?;
+    let topology = parse_fixture(&fsrc)?;
+    let mut errors = Vec::new();
+    for (i, f) in raw.fault.iter().enumerate() {
+        if let Err(e) = f.check(&topology) {
+            errors.push(src.error_at_path(
+                &[Key::Field("fault"), Key::Index(i), Key::Field(e.field)],
+                format!("fault {}: {}", i + 1, e.message),
+                Some(e.help),
+            ));
+        }
+    }
+    let rules = parse_expect_rules(src, &raw.expect, &topology, "expect", &mut errors);
+    check_expect_conflicts(src, &rules, &topology, "expect", &mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Case {
+        name: src
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "case".into()),
+        path: src.path.clone(),
+        description: raw.description,
+        fixture_path: fsrc.path.clone(),
+        topology,
+        faults: raw.fault,
+        expect: rules,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Every outcome after the faults is as expected, and heal restored the healthy lab.
+    Pass,
+    /// Some outcome after the faults is not as expected.
+    Fail,
+    /// The case could not be decided: the lab would not build, the fixture is unhealthy, a
+    /// fault did not apply, or heal did not restore the lab.
+    Error,
+    /// This machine lacks what the case needs (named in the message).
+    Unsupported,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::Error => "error",
+            Status::Unsupported => "unsupported",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub up_ms: u64,
+    pub baseline_ms: u64,
+    pub inject_ms: u64,
+    pub probe_ms: u64,
+    pub diagnose_ms: u64,
+    pub heal_ms: u64,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    pub case: String,
+    pub path: PathBuf,
+    pub description: String,
+    pub fixture: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub faults: Vec<String>,
+    /// What the faults changed in the lab's state.
+    pub state_diff: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<Matrix>,
+    /// Cells not as expected, one line each.
+    pub mismatches: Vec<String>,
+    pub diagnoses: Vec<Diagnosis>,
+    /// The distinct culprits of the diagnoses.
+    pub culprits: Vec<Culprit>,
+    pub timings: Timings,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Case {
+    /// The outcome expected after the faults: the case's rule, else the fixture's healthy
+    /// outcome, else what the healthy lab showed.
+    pub fn expected(
+        &self,
+        baseline: &Matrix,
+        from: &str,
+        to: &str,
+        proto: Proto,
+    ) -> Option<Outcome> {
+        expect::resolve(&self.expect, from, to, proto)
+            .map(|r| r.outcome)
+            .or_else(|| self.topology.healthy(from, to, proto))
+            .or_else(|| baseline.observed(from, to, proto))
+    }
+
+    /// Runs the case on a fresh lab of its own.
+    pub async fn run(&self) -> CaseReport {
+        let t0 = Instant::now();
+        let mut report = self.empty_report();
+        let lab = match Lab::up(&self.topology).await {
+            Ok(l) => l,
+            Err(e) => {
+                report.status = status_of(&e);
+                report.message = Some(format!("the lab did not come up: {e}"));
+                return report;
+            }
+        };
+        report.timings.up_ms = ms(t0.elapsed());
+        self.run_on(&lab, &mut report).await;
+        drop(lab);
+        report.timings.total_ms = ms(t0.elapsed());
+        report
+    }
+
+    /// Runs the case on a lab that is up and healthy (the demo reuses one lab).
+    pub async fn run_on(&self, lab: &Lab, report: &mut CaseReport) {
+        if let Err(e) = self.steps(lab, report).await {
+            report.status = status_of(&e);
+            if report.message.is_none() {
+                report.message = Some(e.to_string());
+            }
+        }
+    }
+
+    pub fn empty_report(&self) -> CaseReport {
+        CaseReport {
+            case: self.name.clone(),
+            path: self.path.clone(),
+            description: self.description.clone(),
+            fixture: self.topology.name.clone(),
+            status: Status::Error,
+            message: None,
+            faults: self.faults.iter().map(|f| f.to_string()).collect(),
+            state_diff: Vec::new(),
+            matrix: None,
+            mismatches: Vec::new(),
+            diagnoses: Vec::new(),
+            culprits: Vec::new(),
+            timings: Timings::default(),
+        }
+    }
+
+    async fn steps(&self, lab: &Lab, report: &mut CaseReport) -> Result<()> {
+        let t = Instant::now();
+        let baseline = crate::probe::matrix(lab).await?;
+        report.timings.baseline_ms = ms(t.elapsed());
+        if !baseline.mismatches().is_empty() {
+            return Err(Error::other(format!(
+                "fixture unhealthy before any fault: {}",
+                baseline.render_mismatches().join("; ")
+            )));
+        }
+        let before = diagnose::capture(lab).await?;
+
+        let t = Instant::now();
+        let mut guards = Vec::new();
+        for f in &self.faults {
+            match f.inject(lab).await {
+                Ok(g) => guards.push(g),
+                Err(e) => {
+                    heal_all(lab, guards).await?;
+                    return Err(match e {
+                        Error::Unsupported(m) => Error::Unsupported(format!("{f}: {m}")),
+                        other => Error::other(format!("injecting {f}: {other}")),
+                    });
+                }
+            }
+        }
+        report.timings.inject_ms = ms(t.elapsed());
+        let broken = diagnose::capture(lab).await;
+
+        let t = Instant::now();
+        let observed = crate::probe::matrix(lab).await;
+        report.timings.probe_ms = ms(t.elapsed());
+        let t = Instant::now();
+        let explained = match &observed {
+            Ok(m) => Some(diagnose::explain_changes(lab, m, &baseline).await),
+            Err(_) => None,
+        };
+        report.timings.diagnose_ms = ms(t.elapsed());
+
+        // Heal whatever happened above, then look at the results.
+        let t = Instant::now();
+        let healed = heal_all(lab, guards).await;
+        report.timings.heal_ms = ms(t.elapsed());
+        let broken = broken?;
+        let mut observed = observed?;
+        report.state_diff = diagnose::diff(&before, &broken);
+        observed.expect_with(|f, to, p| self.expected(&baseline, f, to, p));
+        report.mismatches = observed.render_mismatches();
+        let diagnoses = explained.expect("probed")?;
+        for d in &diagnoses {
+            if !report.culprits.contains(&d.culprit) {
+                report.culprits.push(d.culprit.clone());
+            }
+        }
+        report.diagnoses = diagnoses;
+        report.status = if report.mismatches.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
+        report.matrix = Some(observed);
+        healed?;
+
+        let again = crate::probe::matrix(lab).await?;
+        if again.outcomes() != baseline.outcomes() {
+            let diff: Vec<String> = again
+                .cells
+                .iter()
+                .filter(|c| baseline.observed(&c.from, &c.to, c.proto) != Some(c.observed))
+                .map(|c| format!("{} → {} {} {}", c.from, c.to, c.proto, c.observed))
+                .collect();
+            return Err(Error::other(format!(
+                "heal did not restore the healthy matrix: {}",
+                diff.join("; ")
+            )));
+        }
+        let after = diagnose::capture(lab).await?;
+        let left = diagnose::diff(&before, &after);
+        if !left.is_empty() {
+            return Err(Error::other(format!(
+                "heal left changes behind: {}",
+                left.join("; ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+async fn heal_all(lab: &Lab, guards: Vec<crate::fault::Guard>) -> Result<()> {
+    let mut first = None;
+    for g in guards.into_iter().rev() {
+        let name = g.fault.to_string();
+        if let Err(e) = g.heal(lab).await {
+            first.get_or_insert(Error::other(format!("healing {name}: {e}")));
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+fn status_of(e: &Error) -> Status {
+    match e {
+        Error::Unsupported(_) => Status::Unsupported,
+        _ => Status::Error,
+    }
+}
+
+impl CaseReport {
+    /// The stable text a snapshot holds: faults, state diff, matrix, explanations. No timings.
+    pub fn snapshot(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "case: {}", self.case);
+        let _ = writeln!(s, "fixture: {}", self.fixture);
+        let _ = writeln!(s, "status: {}", self.status.as_str());
+        if let Some(m) = &self.message {
+            let _ = writeln!(s, "message: {m}");
+        }
+        let _ = writeln!(s, "\nfaults:");
+        for f in &self.faults {
+            let _ = writeln!(s, "  {f}");
+        }
+        let _ = writeln!(s, "\nwhat the faults changed:");
+        if self.state_diff.is_empty() {
+            let _ = writeln!(s, "  (nothing)");
+        }
+        for l in &self.state_diff {
+            let _ = writeln!(s, "  {l}");
+        }
+        if let Some(m) = &self.matrix {
+            let _ = writeln!(s, "\nmatrix after the faults:");
+            for l in m.render().lines() {
+                let _ = writeln!(s, "  {l}");
+            }
+            let _ = writeln!(s, "\nnot as expected:");
+            if self.mismatches.is_empty() {
+                let _ = writeln!(s, "  (nothing)");
+            }
+            for l in &self.mismatches {
+                let _ = writeln!(s, "  {l}");
+            }
+        }
+        let _ = writeln!(s, "\nexplanations:");
+        if self.diagnoses.is_empty() {
+            let _ = writeln!(s, "  (no pair got worse)");
+        }
+        for d in &self.diagnoses {
+            for l in d.to_string().lines() {
+                let _ = writeln!(s, "  {l}");
+            }
+        }
+        s
+    }
+
+    /// A short text for a terminal: status line, and details when not passing.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{:<11} {} ({:.1} s)",
+            self.status.as_str().to_uppercase(),
+            self.case,
+            self.timings.total_ms as f64 / 1000.0
+        );
+        if let Some(m) = &self.message {
+            let _ = write!(s, "\n  {m}");
+        }
+        for l in &self.mismatches {
+            let _ = write!(s, "\n  not as expected: {l}");
+        }
+        for c in &self.culprits {
+            let _ = write!(s, "\n  culprit: {} {} — {}", c.host, c.component, c.summary);
+        }
+        s
+    }
+}

@@ -1,0 +1,140 @@
+//! The path walk names the right host and component, whether netfault or a person broke the lab.
+
+use netfault::diagnose::{explain_changes, Component};
+use netfault::fault::Fault;
+use netfault::{load_fixture, Lab};
+
+fn fixture() -> netfault::Topology {
+    load_fixture(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/single-node.toml"),
+    )
+    .unwrap()
+}
+
+async fn culprits(
+    lab: &Lab,
+    base: &netfault::matrix::Matrix,
+) -> Vec<(String, String, String, Component)> {
+    let m = netfault::probe::matrix(lab).await.unwrap();
+    let ds = explain_changes(lab, &m, base).await.unwrap();
+    for d in &ds {
+        println!("{d}");
+    }
+    ds.into_iter()
+        .map(|d| (d.from, d.to, d.culprit.host, d.culprit.component))
+        .collect()
+}
+
+fn has(
+    cs: &[(String, String, String, Component)],
+    from: &str,
+    to: &str,
+    host: &str,
+    c: Component,
+) -> bool {
+    cs.iter()
+        .any(|x| x.0 == from && x.1 == to && x.2 == host && x.3 == c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_are_explained() {
+    let lab = Lab::up(&fixture()).await.unwrap();
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    let cases: Vec<(Fault, Vec<(&str, &str, &str, Component)>)> = vec![
+        (
+            Fault::DeleteMasquerade {
+                node: "node1".into(),
+            },
+            vec![
+                ("pod-a", "ext", "node1", Component::Masquerade),
+                ("pod-b", "ext", "node1", Component::Masquerade),
+            ],
+        ),
+        (
+            Fault::DisableIpForward {
+                node: "node1".into(),
+            },
+            vec![("pod-a", "ext", "node1", Component::Forwarding)],
+        ),
+        (
+            Fault::DeleteVeth {
+                pod: "pod-a".into(),
+            },
+            vec![
+                ("pod-a", "ext", "pod-a", Component::Link),
+                ("pod-b", "pod-a", "node1", Component::Link),
+                ("node1", "pod-a", "node1", Component::Link),
+            ],
+        ),
+        (
+            Fault::VethDown {
+                pod: "pod-a".into(),
+            },
+            vec![
+                ("pod-b", "pod-a", "node1", Component::Link),
+                ("pod-a", "ext", "pod-a", Component::Link),
+            ],
+        ),
+    ];
+    for (fault, want) in cases {
+        let g = fault.inject(&lab).await.unwrap();
+        let cs = culprits(&lab, &base).await;
+        for (f, t, h, c) in want {
+            assert!(
+                has(&cs, f, t, h, c),
+                "{fault}: want {f} → {t}: {h} {c}, got {cs:#?}"
+            );
+        }
+        assert!(
+            cs.iter().all(|x| x.3 != Component::Unexplained),
+            "{fault}: {cs:#?}"
+        );
+        g.heal(&lab).await.unwrap();
+    }
+}
+
+/// The same explanations come out when the lab is broken by hand with the usual tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakage_by_hand_is_explained_the_same_way() {
+    let lab = Lab::up(&fixture()).await.unwrap();
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    let node = lab.host("node1").unwrap();
+    let sh = |cmd: &'static str| {
+        node.ns
+            .run(move || {
+                let st = std::process::Command::new("sh")
+                    .args(["-c", cmd])
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "{cmd}");
+            })
+            .unwrap()
+    };
+    sh("sysctl -qw net.ipv4.ip_forward=0");
+    let cs = culprits(&lab, &base).await;
+    assert!(
+        has(&cs, "pod-a", "ext", "node1", Component::Forwarding),
+        "{cs:#?}"
+    );
+    sh("sysctl -qw net.ipv4.ip_forward=1");
+
+    sh("nft flush chain ip nat postrouting");
+    let cs = culprits(&lab, &base).await;
+    assert!(
+        has(&cs, "pod-b", "ext", "node1", Component::Masquerade),
+        "{cs:#?}"
+    );
+
+    sh("ip link set veth-pod-b down");
+    let cs = culprits(&lab, &base).await;
+    assert!(
+        has(&cs, "pod-a", "pod-b", "node1", Component::Link),
+        "{cs:#?}"
+    );
+    sh("ip link set veth-pod-b nomaster up");
+    let cs = culprits(&lab, &base).await;
+    assert!(
+        has(&cs, "pod-a", "pod-b", "node1", Component::Bridge),
+        "{cs:#?}"
+    );
+}
