@@ -40,7 +40,8 @@ fn has(
 async fn injected_faults_are_explained() {
     let lab = Lab::up(&fixture()).await.unwrap();
     let base = netfault::probe::matrix(&lab).await.unwrap();
-    let cases: Vec<(Fault, Vec<(&str, &str, &str, Component)>)> = vec![
+    type Want = Vec<(&'static str, &'static str, &'static str, Component)>;
+    let cases: Vec<(Fault, Want)> = vec![
         (
             Fault::DeleteMasquerade {
                 node: "node1".into(),
