@@ -257,6 +257,7 @@ impl Case {
             }
         }
         report.timings.inject_ms = ms(t.elapsed());
+        crate::testhook::pause("case:injected");
         let broken = diagnose::capture(lab).await;
 
         let t = Instant::now();

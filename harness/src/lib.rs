@@ -2,6 +2,7 @@
 //! purpose, probe who can still reach whom, and explain why.
 
 pub mod case;
+pub mod cli;
 pub mod diagnose;
 pub mod error;
 pub mod fault;
@@ -13,6 +14,7 @@ pub mod nft;
 pub mod nl;
 pub mod probe;
 pub mod registry;
+pub mod testhook;
 pub mod topology;
 
 pub use error::{Error, Result};

@@ -153,11 +153,12 @@ impl Matrix {
     }
 
     /// Probes whose echo came back from a translated source: "pod-a → ext: seen as 203.0.113.1".
-    pub fn translations(&self, address_of: impl Fn(&str) -> Option<Ipv4Addr>) -> Vec<String> {
+    /// `is_own(host, address)` says whether an address is one of the host's own.
+    pub fn translations(&self, is_own: impl Fn(&str, Ipv4Addr) -> bool) -> Vec<String> {
         let mut seen: BTreeMap<(String, String, Ipv4Addr), Vec<Proto>> = BTreeMap::new();
         for c in &self.cells {
-            if let (Some(s), Some(own)) = (c.seen_as, address_of(&c.from)) {
-                if s != own {
+            if let Some(s) = c.seen_as {
+                if !is_own(&c.from, s) {
                     seen.entry((c.from.clone(), c.to.clone(), s))
                         .or_default()
                         .push(c.proto);

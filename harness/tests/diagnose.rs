@@ -73,7 +73,7 @@ async fn injected_faults_are_explained() {
             },
             vec![
                 ("pod-b", "pod-a", "node1", Component::Link),
-                ("pod-a", "ext", "pod-a", Component::Link),
+                ("pod-a", "ext", "node1", Component::Link),
             ],
         ),
     ];

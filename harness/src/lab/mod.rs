@@ -61,6 +61,7 @@ impl Lab {
     pub async fn up(topo: &Topology) -> Result<Lab> {
         let plan = Plan::from_topology(topo);
         let hosts = create_namespaces(&plan).await?;
+        crate::testhook::pause("up:namespaces");
         let lab = Lab {
             topo: topo.clone(),
             plan,
@@ -84,6 +85,7 @@ impl Lab {
                     .ns
                     .pin(pin)
                     .map_err(|e| Error::io(format!("pinning {host}"), e))?;
+                crate::testhook::pause("up:pinned");
             }
             lab.name = Some(name.to_string());
             Ok::<Lab, Error>(lab)

@@ -209,6 +209,12 @@ impl Topology {
         None
     }
 
+    /// Whether `ip` is one of `host`'s own addresses (a node also owns its bridge gateway).
+    pub fn is_own_address(&self, host: &str, ip: Ipv4Addr) -> bool {
+        self.host(host)
+            .is_some_and(|h| h.address() == ip || h.as_node().is_some_and(|n| n.gateway == ip))
+    }
+
     /// Which host owns an address (a host's probe address, a node's gateway).
     pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Host> {
         self.hosts

@@ -1,0 +1,349 @@
+//! The netfault binary: exit codes, named labs, crashes, gc.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use netfault::leakcheck::{processes_in, Witness};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netfault");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn netfault(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    c
+}
+
+/// Waits for `netfault: paused at POINT` on the child's stderr.
+fn wait_paused(child: &mut Child, point: &str) {
+    let err = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(err).lines();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        if l.contains(&format!("paused at {point}")) {
+            return;
+        }
+    }
+    panic!("the child never paused at {point}");
+}
+
+/// Every network namespace the process holds an fd of, as /proc/PID/fd/N paths.
+fn netns_fds(pid: u32) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(t) = std::fs::read_link(e.path()) {
+            let t = t.to_string_lossy().into_owned();
+            if let Some(ino) = t.strip_prefix("net:[").and_then(|s| s.strip_suffix(']')) {
+                out.push((e.path(), ino.parse().unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn run_rejects_a_case_naming_an_unknown_host_with_file_line_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("bad.toml");
+    std::fs::write(
+        &case,
+        format!(
+            "description = \"x\"\nfixture = \"{}\"\n\n[[fault]]\ntype = \"delete-veth\"\npod = \"pod-z\"\n",
+            repo().join("fixtures/single-node.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = netfault(&["run", case.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:6:7: fault 1: unknown host \"pod-z\"",
+            case.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("pods in single-node: pod-a, pod-b"), "{err}");
+    assert!(err.contains("nothing was run"), "{err}");
+}
+
+#[test]
+fn run_reports_json_and_exit_0_when_cases_pass() {
+    let out = netfault(&[
+        "run",
+        "--json",
+        repo()
+            .join("cases/delete-masquerade.toml")
+            .to_str()
+            .unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["status"], "pass");
+    assert_eq!(v[0]["culprits"][0]["host"], "node1");
+    assert_eq!(v[0]["culprits"][0]["component"], "masquerade");
+}
+
+#[test]
+fn run_exits_1_when_a_case_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = dir.path().join("wrong.toml");
+    std::fs::write(
+        &case,
+        format!(
+            "fixture = \"{}\"\n[[fault]]\ntype = \"delete-masquerade\"\nnode = \"node1\"\n[expect]\n\"pod-* -> ext\" = \"reachable\"\n",
+            repo().join("fixtures/single-node.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = netfault(&["run", case.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL"), "{text}");
+    assert!(
+        text.contains("pod-a → ext tcp: expected reachable, observed timeout"),
+        "{text}"
+    );
+}
+
+/// Building, breaking and probing start no process but nft: with only nft on PATH, a case runs.
+#[test]
+fn a_case_needs_no_program_but_nft() {
+    let dir = tempfile::tempdir().unwrap();
+    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    std::os::unix::fs::symlink(nft, dir.path().join("nft")).unwrap();
+    let out = netfault(&[
+        "run",
+        repo().join("cases/delete-veth.toml").to_str().unwrap(),
+    ])
+    .env("PATH", dir.path())
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_lab_works_with_ip_netns_and_goes_away_on_down() {
+    let name = format!("t{}", std::process::id());
+    let fixture = repo().join("fixtures/single-node.toml");
+    let out = netfault(&["up", fixture.to_str().unwrap(), "--name", &name])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut witness = Witness::new().await.unwrap();
+    for h in ["node1", "pod-a", "pod-b", "ext"] {
+        witness
+            .watch_path(&PathBuf::from(format!("/run/netns/{name}-{h}")))
+            .await
+            .unwrap();
+    }
+    // The pins are usable by the usual tools.
+    let ip = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{name}-pod-a"),
+            "ip",
+            "-o",
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&ip.stdout).contains("10.244.1.2/24"),
+        "{ip:?}"
+    );
+    // A second `up` of the same name is refused.
+    let again = netfault(&["up", fixture.to_str().unwrap(), "--name", &name])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    // status probes the lab from this other process.
+    let st = netfault(&["status", &name]).output().unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("healthy: every pair is as the fixture expects"),
+        "{text}"
+    );
+    // Break it by hand; status explains.
+    let sh = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{name}-node1"),
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=0",
+        ])
+        .status()
+        .unwrap();
+    assert!(sh.success());
+    let st = netfault(&["status", &name]).output().unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.contains("culprit: node1 forwarding"), "{text}");
+    let list = netfault(&["status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&name));
+
+    let down = netfault(&["down", &name]).output().unwrap();
+    assert_eq!(
+        down.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(!Path::new(&format!("/run/netns/{name}-node1")).exists());
+    assert_eq!(witness.wait_gone(Duration::from_secs(10)).await.unwrap(), 0);
+    let gone = netfault(&["down", &name]).output().unwrap();
+    assert_eq!(gone.status.code(), Some(2));
+}
+
+/// SIGKILL in the middle of a case (faults injected, lab live): nothing of the lab remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_the_middle_of_a_lab_leaves_nothing() {
+    let mut child = netfault(&[
+        "run",
+        repo().join("cases/delete-veth.toml").to_str().unwrap(),
+    ])
+    .env("NETFAULT_PAUSE_AT", "case:injected")
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_paused(&mut child, "case:injected");
+    let fds = netns_fds(child.id());
+    assert_eq!(fds.len(), 4, "the lab's four namespaces: {fds:?}");
+    let mut witness = Witness::new().await.unwrap();
+    for (p, _) in &fds {
+        witness.watch_path(p).await.unwrap();
+    }
+    let inodes: Vec<u64> = fds.iter().map(|(_, i)| *i).collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        witness.wait_gone(Duration::from_secs(10)).await.unwrap(),
+        0,
+        "namespaces outlived SIGKILL"
+    );
+    assert!(processes_in(&inodes).is_empty());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for i in inodes {
+        assert!(
+            !mounts.contains(&format!("net:[{i}]")),
+            "a pin of the killed lab remains"
+        );
+    }
+}
+
+/// SIGKILL while `up --name` pins: `netfault gc` removes the half-built lab, and only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_reaps_a_named_lab_whose_builder_was_killed_and_nothing_else() {
+    let run = tempfile::tempdir().unwrap();
+    let pins = tempfile::tempdir().unwrap();
+    let env = |c: &mut Command| {
+        c.env("NETFAULT_RUN_DIR", run.path())
+            .env("NETFAULT_NETNS_DIR", pins.path());
+    };
+    // A namespace pin that is not netfault's, named like one of the lab's would be.
+    let foreign = netfault::netns::Netns::create().unwrap();
+    let foreign_pin = pins.path().join("other-node1");
+    foreign.pin(&foreign_pin).unwrap();
+
+    let mut up = netfault(&[
+        "up",
+        repo().join("fixtures/single-node.toml").to_str().unwrap(),
+        "--name",
+        "crash",
+    ]);
+    env(&mut up);
+    let mut child = up
+        .env("NETFAULT_PAUSE_AT", "up:pinned")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_paused(&mut child, "up:pinned");
+    let mut witness = Witness::new().await.unwrap();
+    for (p, _) in netns_fds(child.id()) {
+        witness.watch_path(&p).await.unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        pins.path().join("crash-node1").exists(),
+        "the first pin was made"
+    );
+    assert_eq!(
+        witness.wait_gone(Duration::from_millis(300)).await.unwrap(),
+        1,
+        "the pinned namespace lives on"
+    );
+
+    let mut st = netfault(&["status"]);
+    env(&mut st);
+    let text = String::from_utf8_lossy(&st.output().unwrap().stdout).into_owned();
+    assert!(
+        text.contains("crash") && text.contains("abandoned"),
+        "{text}"
+    );
+
+    let mut gc = netfault(&["gc"]);
+    env(&mut gc);
+    let out = gc.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed lab crash"));
+    assert_eq!(witness.wait_gone(Duration::from_secs(10)).await.unwrap(), 0);
+    assert!(
+        std::fs::read_dir(run.path().join("labs"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "record removed"
+    );
+
+    let mut gc = netfault(&["gc", "--all"]);
+    env(&mut gc);
+    assert!(gc.status().unwrap().success());
+    assert!(
+        netfault::registry::is_nsfs_pin(&foreign_pin),
+        "gc touched a pin that is not netfault's"
+    );
+    netfault::netns::unpin(&foreign_pin).unwrap();
+}
