@@ -6,9 +6,12 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let fixture = args.next().unwrap_or_else(|| "fixtures/single-node.toml".into());
+    let fixture = args
+        .next()
+        .unwrap_or_else(|| "fixtures/single-node.toml".into());
     let rounds: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(20);
-    let topo = netfault::load_fixture(std::path::Path::new(&fixture)).unwrap_or_else(|e| panic!("{e}"));
+    let topo =
+        netfault::load_fixture(std::path::Path::new(&fixture)).unwrap_or_else(|e| panic!("{e}"));
     let rt = netfault::runtime();
     let (mut ups, mut downs, mut gone) = (Vec::new(), Vec::new(), Vec::new());
     rt.block_on(async {

@@ -49,18 +49,29 @@ fn netns_fds(pid: u32) -> Vec<(PathBuf, u64)> {
     out
 }
 
-#[test]
-fn run_rejects_a_case_naming_an_unknown_host_with_file_line_and_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let case = dir.path().join("bad.toml");
+/// Writes a case file using the single-node fixture; `body` follows the `fixture =` line.
+fn write_case(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let case = dir.join(name);
+    let fixture = repo().join("fixtures/single-node.toml");
     std::fs::write(
         &case,
         format!(
-            "description = \"x\"\nfixture = \"{}\"\n\n[[fault]]\ntype = \"delete-veth\"\npod = \"pod-z\"\n",
-            repo().join("fixtures/single-node.toml").display()
+            "description = \"x\"\nfixture = \"{}\"\n{body}",
+            fixture.display()
         ),
     )
     .unwrap();
+    case
+}
+
+#[test]
+fn run_rejects_a_case_naming_an_unknown_host_with_file_line_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = write_case(
+        dir.path(),
+        "bad.toml",
+        "\n[[fault]]\ntype = \"delete-veth\"\npod = \"pod-z\"\n",
+    );
     let out = netfault(&["run", case.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -102,15 +113,11 @@ fn run_reports_json_and_exit_0_when_cases_pass() {
 #[test]
 fn run_exits_1_when_a_case_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let case = dir.path().join("wrong.toml");
-    std::fs::write(
-        &case,
-        format!(
-            "fixture = \"{}\"\n[[fault]]\ntype = \"delete-masquerade\"\nnode = \"node1\"\n[expect]\n\"pod-* -> ext\" = \"reachable\"\n",
-            repo().join("fixtures/single-node.toml").display()
-        ),
-    )
-    .unwrap();
+    let case = write_case(
+        dir.path(),
+        "wrong.toml",
+        "[[fault]]\ntype = \"delete-masquerade\"\nnode = \"node1\"\n[expect]\n\"pod-* -> ext\" = \"reachable\"\n",
+    );
     let out = netfault(&["run", case.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);

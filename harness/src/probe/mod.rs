@@ -192,62 +192,38 @@ fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
 }
 
 async fn icmp(sock: Socket, dst: Ipv4Addr, deadline: Instant) -> Observation {
-    if let Err(e) = sock.connect(&SockAddr::from(SocketAddrV4::new(dst, 0))) {
-        return classify_errno(&e, "connect");
-    }
-    let afd = match register(sock) {
-        Ok(a) => a,
-        Err(e) => {
-            return Observation::new(
-                Outcome::Unsupported,
-                format!("cannot poll an ICMP socket: {e}"),
-            )
-        }
-    };
-    let mut seq: u16 = 0;
-    let mut next_send = Instant::now();
-    let mut buf = [0u8; 512];
-    loop {
-        if Instant::now() >= next_send {
-            seq = seq.wrapping_add(1);
-            // type 8 (echo request), code 0; the kernel fills in id and checksum.
-            let mut pkt = [0u8; 24];
-            pkt[0] = 8;
-            pkt[6..8].copy_from_slice(&seq.to_be_bytes());
-            pkt[8..22].copy_from_slice(b"netfault-probe");
-            if let Err(e) = afd.get_ref().send(&pkt) {
-                if e.kind() != std::io::ErrorKind::WouldBlock {
-                    return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send"));
-                }
-            }
-            next_send += RESEND;
-        }
-        tokio::select! {
-            r = afd.ready(Interest::READABLE | Interest::ERROR) => {
-                let mut guard = match r {
-                    Ok(g) => g,
-                    Err(e) => return classify_errno(&e, "poll"),
-                };
-                if let Some(o) = errqueue(afd.get_ref()) {
-                    return o;
-                }
-                match recv(afd.get_ref(), &mut buf) {
-                    Ok(n) if n >= 1 && buf[0] == 0 => return Observation::new(Outcome::Reachable, None),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
-                    Err(e) => return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "recv")),
-                }
-            }
-            _ = tokio::time::sleep_until(next_send.min(deadline)) => {
-                if Instant::now() >= deadline {
-                    return Observation::new(Outcome::Timeout, None);
-                }
-            }
-        }
-    }
+    // type 8 (echo request), code 0, sequence 1; the kernel fills in id and checksum.
+    let mut pkt = [0u8; 24];
+    pkt[0] = 8;
+    pkt[7] = 1;
+    pkt[8..22].copy_from_slice(b"netfault-probe");
+    datagram(sock, SocketAddrV4::new(dst, 0), &pkt, deadline, |b| {
+        (b.first() == Some(&0)).then(|| Observation::new(Outcome::Reachable, None))
+    })
+    .await
 }
 
 async fn udp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation {
+    let line = format!("{PROBE_LINE}\n");
+    datagram(sock, dst, line.as_bytes(), deadline, |b| {
+        parse_echo(b).map(|seen| Observation {
+            outcome: Outcome::Reachable,
+            seen_as: Some(seen),
+            detail: None,
+        })
+    })
+    .await
+}
+
+/// Sends `payload` on a connected datagram socket every RESEND until `reply` accepts an answer,
+/// a queued ICMP error decides, or the deadline passes.
+async fn datagram(
+    sock: Socket,
+    dst: SocketAddrV4,
+    payload: &[u8],
+    deadline: Instant,
+    reply: impl Fn(&[u8]) -> Option<Observation>,
+) -> Observation {
     if let Err(e) = sock.connect(&SockAddr::from(dst)) {
         return classify_errno(&e, "connect");
     }
@@ -256,7 +232,7 @@ async fn udp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation 
         Err(e) => {
             return Observation::new(
                 Outcome::Unsupported,
-                format!("cannot poll a UDP socket: {e}"),
+                format!("cannot poll a probe socket: {e}"),
             )
         }
     };
@@ -264,7 +240,7 @@ async fn udp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation 
     let mut buf = [0u8; 512];
     loop {
         if Instant::now() >= next_send {
-            if let Err(e) = afd.get_ref().send(format!("{PROBE_LINE}\n").as_bytes()) {
+            if let Err(e) = afd.get_ref().send(payload) {
                 if e.kind() != std::io::ErrorKind::WouldBlock {
                     return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send"));
                 }
@@ -282,8 +258,8 @@ async fn udp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation 
                 }
                 match recv(afd.get_ref(), &mut buf) {
                     Ok(n) => {
-                        if let Some(seen) = parse_echo(&buf[..n]) {
-                            return Observation { outcome: Outcome::Reachable, seen_as: Some(seen), detail: None };
+                        if let Some(o) = reply(&buf[..n]) {
+                            return o;
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
