@@ -376,7 +376,7 @@ impl CaseReport {
             let _ = writeln!(s, "  (no pair got worse)");
         }
         for d in &self.diagnoses {
-            for l in d.to_string().lines() {
+            for l in d.render(true).lines() {
                 let _ = writeln!(s, "  {l}");
             }
         }

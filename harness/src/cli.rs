@@ -42,6 +42,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Probe a named lab's healthy pairs and explain each broken one (exit 0 healthy, 1 broken).
+    Diagnose {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run breakage cases (case files or directories of them), each on a fresh lab.
     Run {
         #[arg(required = true)]
@@ -86,6 +92,7 @@ async fn dispatch(cmd: Cmd) -> i32 {
             json,
         } => status(&n, json).await,
         Cmd::Run { cases, json, jobs } => return run(&cases, json, jobs).await,
+        Cmd::Diagnose { name, json } => return diagnose(&name, json).await,
         Cmd::Gc { all } => gc(all),
         Cmd::Demo => return demo().await,
     };
@@ -166,16 +173,8 @@ fn list(json: bool) -> Result<(), Error> {
 async fn status(name: &str, json: bool) -> Result<(), Error> {
     let lab = Lab::attach(name).await?;
     let m = crate::probe::matrix(&lab).await?;
-    // Explain what differs from the fixture's healthy outcomes.
-    let mut healthy = m.clone();
-    for c in &mut healthy.cells {
-        if let Some(e) = c.expected {
-            c.observed = e;
-        }
-    }
-    let ds = crate::diagnose::explain_changes(&lab, &m, &healthy).await?;
     if json {
-        let v = serde_json::json!({ "lab": name, "matrix": m, "diagnoses": ds });
+        let v = serde_json::json!({ "lab": name, "matrix": m });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
@@ -192,10 +191,58 @@ async fn status(name: &str, json: bool) -> Result<(), Error> {
         for l in m.render_mismatches() {
             println!("  {l}");
         }
-        println!();
-        print!("{}", crate::diagnose::walk::render(&ds));
+        println!("netfault diagnose {name} explains why");
     }
     Ok(())
+}
+
+async fn diagnose(name: &str, json: bool) -> i32 {
+    let r = async {
+        let lab = Lab::attach(name).await?;
+        crate::diagnose::diagnose_lab(&lab, name).await
+    }
+    .await;
+    let (report, ds) = match r {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else if report.healthy {
+        println!(
+            "lab {name} is healthy: all {} expected outcomes hold",
+            report.pairs.len()
+        );
+    } else {
+        let broken = report.pairs.iter().filter(|p| p.culprit.is_some()).count();
+        println!(
+            "lab {name}: {broken} of {} expected outcomes do not hold\n",
+            report.pairs.len()
+        );
+        print!("{}", crate::diagnose::walk::render(&ds));
+        for p in report.pairs.iter().filter(|p| {
+            p.culprit
+                .as_ref()
+                .is_some_and(|c| c.component == crate::diagnose::Component::Unexplained)
+                && p.hops.is_empty()
+        }) {
+            println!(
+                "{} → {} {}: {}",
+                p.from,
+                p.to,
+                p.proto,
+                p.culprit.as_ref().map(|c| c.summary.as_str()).unwrap_or("")
+            );
+        }
+    }
+    if report.healthy {
+        0
+    } else {
+        1
+    }
 }
 
 fn gc(all: bool) -> Result<(), Error> {

@@ -206,6 +206,7 @@ mod tests {
             proto: p,
             dst: Ipv4Addr::new(10, 0, 0, 1),
             port: None,
+            size: None,
         };
         let obs = |o| Observation::new(o, None);
         Matrix::new(

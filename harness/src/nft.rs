@@ -67,6 +67,31 @@ pub async fn list_text(ns: &Netns, host: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The live ruleset of `ns` as raw `nft -j` JSON (for evaluation: never fails on a statement the
+/// typed schema does not know).
+pub async fn list_json(ns: &Netns, host: &str) -> Result<serde_json::Value> {
+    let out = ns
+        .run_async(|| {
+            Command::new("nft")
+                .args(["-j", "list", "ruleset"])
+                .stdin(Stdio::null())
+                .output()
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| missing_nft(host, e))?;
+    if !out.status.success() {
+        return Err(Error::Nft {
+            host: host.into(),
+            msg: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| Error::Nft {
+        host: host.into(),
+        msg: format!("unreadable JSON from nft: {e}"),
+    })
+}
+
 fn missing_nft(host: &str, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound {
         Error::Unsupported(

@@ -221,7 +221,50 @@ async fn named_lab_works_with_ip_netns_and_goes_away_on_down() {
     assert!(sh.success());
     let st = netfault(&["status", &name]).output().unwrap();
     let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("pod-a → ext tcp: expected reachable, observed timeout"),
+        "{text}"
+    );
+    let dg = netfault(&["diagnose", &name]).output().unwrap();
+    assert_eq!(dg.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&dg.stdout);
     assert!(text.contains("culprit: node1 forwarding"), "{text}");
+    let dg = netfault(&["diagnose", "--json", &name]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&dg.stdout).unwrap();
+    assert_eq!(v["lab"], name.as_str());
+    assert_eq!(v["healthy"], false);
+    let broken: Vec<&serde_json::Value> = v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p["culprit"].is_null())
+        .collect();
+    assert_eq!(
+        broken.len(),
+        6,
+        "pod-a and pod-b to ext, three protocols each: {broken:#?}"
+    );
+    for p in &broken {
+        assert_eq!(p["to"], "ext");
+        assert_eq!(p["culprit"]["host"], "node1");
+        assert_eq!(p["culprit"]["component"], "forwarding");
+        assert!(!p["hops"].as_array().unwrap().is_empty());
+        assert!(
+            p["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["text"] == "IpInAddrErrors increased"),
+            "{p:#}"
+        );
+    }
+    let healthy_pair = v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["from"] == "pod-a" && p["to"] == "pod-b")
+        .unwrap();
+    assert!(healthy_pair["culprit"].is_null());
     let list = netfault(&["status"]).output().unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains(&name));
 

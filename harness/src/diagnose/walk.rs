@@ -1,11 +1,12 @@
 //! The path walk: why a pair is broken, from the lab's live state alone.
 //!
 //! It follows the packet hop by hop as the kernel would, asking the kernel where it can: route
-//! lookups with `from`/`iif` (which also say whether a host forwards), link and carrier state,
-//! veth peers and bridge ports, masquerade rules in the live ruleset; then the reply from the
-//! destination back to the address the packet arrived from. The first hop that cannot pass names
-//! the culprit. Nothing here knows which fault was injected: a lab broken by hand with `ip`,
-//! `nft` or `sysctl` gets the same explanation.
+//! lookups with `from`/`iif` (which also say whether a host forwards), link, carrier and MTU of
+//! every interface on the way, veth peers and bridge ports, neighbour entries, and the verdict of
+//! every nft base chain on every hook the packet crosses (with the NAT they apply); then the reply
+//! from the destination back to the address the packet arrived from. The first hop that cannot
+//! pass names the culprit. Nothing here knows which fault was injected: a lab broken by hand with
+//! `ip`, `nft` or `sysctl` gets the same explanation.
 
 use std::collections::HashMap;
 use std::fmt::{self, Write};
@@ -13,14 +14,16 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
+use super::evidence::Evidence;
+use super::nfteval::{Nat, Pkt, Ruleset, Verdict};
 use crate::error::{nl, Result};
 use crate::lab::{IfaceKind, Lab};
 use crate::netns;
 use crate::nft;
-use crate::nl::{self as netlink, Link, Route};
+use crate::nl::{self as netlink, Addr, Link, Neighbour, Route};
 use crate::topology::{Outcome, Proto, SWITCH_HOST};
 
-/// What broke, in a small fixed vocabulary (README: "Diagnosis components").
+/// What broke, in a small fixed vocabulary (README: "Diagnosis").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Component {
@@ -69,9 +72,20 @@ impl fmt::Display for Component {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HopStatus {
+    /// The packet passes this hop.
+    Ok,
+    /// The packet cannot pass this hop.
+    Fail,
+    /// Whether it passes hangs on something the walk cannot evaluate.
+    Unknown,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hop {
-    pub ok: bool,
+    pub status: HopStatus,
     pub host: String,
     pub text: String,
 }
@@ -89,22 +103,34 @@ pub struct Diagnosis {
     pub to: String,
     pub protocols: Vec<Proto>,
     pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
     pub forward: Vec<Hop>,
     pub reply: Vec<Hop>,
     pub culprit: Culprit,
+    /// What the kernel recorded while the pair was probed again.
+    pub evidence: Vec<Evidence>,
+    /// Where the walk and the evidence disagree, or what else was seen.
+    pub notes: Vec<String>,
 }
 
-impl fmt::Display for Diagnosis {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Diagnosis {
+    /// The text for people and snapshots (evidence limited to its stable kinds).
+    pub fn render(&self, stable_only: bool) -> String {
+        let mut f = String::new();
         let protos: Vec<&str> = self.protocols.iter().map(|p| p.as_str()).collect();
-        writeln!(
+        let size = self
+            .size
+            .map(|s| format!(" ({s}-byte packets)"))
+            .unwrap_or_default();
+        let _ = writeln!(
             f,
-            "{} → {} {}: {}",
+            "{} → {} {}{size}: {}",
             self.from,
             self.to,
             protos.join(","),
             self.outcome
-        )?;
+        );
         let width = self
             .forward
             .iter()
@@ -114,30 +140,50 @@ impl fmt::Display for Diagnosis {
             .unwrap_or(0);
         for h in self.forward.iter().chain(&self.reply) {
             let pad = " ".repeat(width - h.host.chars().count());
-            writeln!(
-                f,
-                "  {} {}{pad}  {}",
-                if h.ok { '✓' } else { '✗' },
-                h.host,
-                h.text
-            )?;
+            let mark = match h.status {
+                HopStatus::Ok => '✓',
+                HopStatus::Fail => '✗',
+                HopStatus::Unknown => '?',
+            };
+            let _ = writeln!(f, "  {mark} {}{pad}  {}", h.host, h.text);
         }
-        write!(
+        let _ = write!(
             f,
             "culprit: {} {} — {}",
             self.culprit.host, self.culprit.component, self.culprit.summary
-        )
+        );
+        let shown: Vec<&Evidence> = self
+            .evidence
+            .iter()
+            .filter(|e| !stable_only || e.stable)
+            .collect();
+        if !shown.is_empty() {
+            let _ = write!(f, "\nevidence:");
+            for e in shown {
+                let _ = write!(f, "\n  {} {}: {}", e.host, e.kind, e.text);
+            }
+        }
+        for n in &self.notes {
+            let _ = write!(f, "\nnote: {n}");
+        }
+        f
     }
 }
 
-/// Explains every pair whose outcome got worse than in `baseline`, grouping protocols that
-/// ended the same way.
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render(false))
+    }
+}
+
+/// Explains every pair whose outcome got worse than in `baseline`, one walk per protocol,
+/// protocols that walk the same way grouped; with kernel evidence from probing them again.
 pub async fn explain_changes(
     lab: &Lab,
     observed: &crate::matrix::Matrix,
     baseline: &crate::matrix::Matrix,
 ) -> Result<Vec<Diagnosis>> {
-    let mut groups: Vec<(String, String, Outcome, Vec<Proto>)> = Vec::new();
+    let mut broken: Vec<(String, String, Proto, Outcome)> = Vec::new();
     for c in &observed.cells {
         let before = baseline.observed(&c.from, &c.to, c.proto);
         if c.observed == Outcome::Reachable
@@ -146,63 +192,111 @@ pub async fn explain_changes(
         {
             continue;
         }
-        match groups
-            .iter_mut()
-            .find(|(f, t, o, _)| *f == c.from && *t == c.to && *o == c.observed)
-        {
-            Some(g) => g.3.push(c.proto),
-            None => groups.push((c.from.clone(), c.to.clone(), c.observed, vec![c.proto])),
+        broken.push((c.from.clone(), c.to.clone(), c.proto, c.observed));
+    }
+    explain_pairs(lab, &broken, None, true).await
+}
+
+/// Explains the given broken probes; with `gather`, probes them again to collect evidence.
+pub async fn explain_pairs(
+    lab: &Lab,
+    broken: &[(String, String, Proto, Outcome)],
+    size: Option<usize>,
+    gather: bool,
+) -> Result<Vec<Diagnosis>> {
+    let mut w = Walker::new(lab);
+    let mut out: Vec<Diagnosis> = Vec::new();
+    for (from, to, proto, outcome) in broken {
+        let d = w.explain(from, to, *proto, *outcome, size).await?;
+        match out.iter_mut().find(|x| {
+            x.from == d.from
+                && x.to == d.to
+                && x.outcome == d.outcome
+                && x.forward == d.forward
+                && x.reply == d.reply
+                && x.culprit == d.culprit
+        }) {
+            Some(x) => x.protocols.push(*proto),
+            None => out.push(d),
         }
     }
-    let mut w = Walker::new(lab);
-    let mut out = Vec::new();
-    for (from, to, outcome, protos) in groups {
-        out.push(w.explain(&from, &to, protos, outcome).await?);
+    if gather && !out.is_empty() {
+        super::evidence::attach(lab, &mut out).await?;
     }
     Ok(out)
 }
 
-/// Explains one pair.
+/// Explains one probe (no evidence).
 pub async fn explain(
     lab: &Lab,
     from: &str,
     to: &str,
-    protocols: Vec<Proto>,
+    proto: Proto,
     outcome: Outcome,
+    size: Option<usize>,
 ) -> Result<Diagnosis> {
-    Walker::new(lab).explain(from, to, protocols, outcome).await
+    Walker::new(lab)
+        .explain(from, to, proto, outcome, size)
+        .await
 }
 
+/// Per-lab caches of what the walk reads from the kernel.
 struct Walker<'a> {
     lab: &'a Lab,
     links: HashMap<String, Vec<Link>>,
-    rulesets: HashMap<String, Vec<nftables::schema::Rule<'static>>>,
+    addrs: HashMap<String, Vec<Addr>>,
+    neigh: HashMap<String, Vec<Neighbour>>,
+    rules: HashMap<String, Ruleset>,
+    sysctls: HashMap<(String, String), Option<String>>,
 }
 
 /// Where a walk stopped.
 enum End {
-    Arrived { host: String, iif: Option<u32> },
+    Arrived,
     Broken(Culprit),
 }
 
-/// Translation state carried along the forward path.
-#[derive(Default)]
+/// Translation state carried along a flow.
+#[derive(Default, Clone)]
 struct Flow {
-    /// (node, original source, translated source) when a node masqueraded the packet.
-    masq: Option<(String, Ipv4Addr, Ipv4Addr)>,
-    /// (node, uplink, pod source, index of the hop) when a node sent a pod-sourced packet out of
-    /// its uplink untranslated.
+    /// (host, original source, translated source) where the source was translated.
+    snat: Option<(String, Ipv4Addr, Ipv4Addr)>,
+    /// (node, uplink, pod source, hop index) when a node sent a pod-sourced packet out of its
+    /// uplink untranslated.
     untranslated: Option<(String, String, Ipv4Addr, usize)>,
+    /// Rules whose verdict the walk could not decide: (host, where, rule).
+    uncertain: Vec<(String, String, String)>,
 }
 
 const MAX_HOPS: usize = 16;
+/// The size of an ordinary probe's packets.
+const SMALL: usize = 64;
+
+fn culprit(host: &str, component: Component, summary: String) -> Culprit {
+    Culprit {
+        host: host.to_string(),
+        component,
+        summary,
+    }
+}
+
+fn hop(status: HopStatus, host: &str, text: String) -> Hop {
+    Hop {
+        status,
+        host: host.to_string(),
+        text,
+    }
+}
 
 impl<'a> Walker<'a> {
     fn new(lab: &'a Lab) -> Self {
         Walker {
             lab,
             links: HashMap::new(),
-            rulesets: HashMap::new(),
+            addrs: HashMap::new(),
+            neigh: HashMap::new(),
+            rules: HashMap::new(),
+            sysctls: HashMap::new(),
         }
     }
 
@@ -236,275 +330,56 @@ impl<'a> Walker<'a> {
             .unwrap_or_else(|| format!("if{index}")))
     }
 
-    async fn rules(&mut self, host: &str) -> Result<&Vec<nftables::schema::Rule<'static>>> {
-        if !self.rulesets.contains_key(host) {
+    async fn addrs(&mut self, host: &str) -> Result<&Vec<Addr>> {
+        if !self.addrs.contains_key(host) {
             let h = self.lab.host(host)?;
-            let set = nft::list(&h.ns, host).await?;
-            self.rulesets
-                .insert(host.to_string(), nft::rules(&set).cloned().collect());
+            let a = netlink::addresses(h.handle())
+                .await
+                .map_err(|e| nl(host, "listing addresses", e))?;
+            self.addrs.insert(host.to_string(), a);
         }
-        Ok(&self.rulesets[host])
+        Ok(&self.addrs[host])
     }
 
-    async fn sysctl(&self, host: &str, key: &str) -> Option<String> {
-        let key = key.to_string();
-        self.lab
-            .host(host)
-            .ok()?
-            .ns
-            .run_async(move || netns::read_sysctl(&key).ok())
-            .await
-            .ok()
-            .flatten()
+    async fn neighbours(&mut self, host: &str) -> Result<&Vec<Neighbour>> {
+        if !self.neigh.contains_key(host) {
+            let h = self.lab.host(host)?;
+            let n = netlink::neighbours(h.handle())
+                .await
+                .map_err(|e| nl(host, "listing neighbours", e))?;
+            self.neigh.insert(host.to_string(), n);
+        }
+        Ok(&self.neigh[host])
     }
 
-    async fn explain(
-        &mut self,
-        from: &str,
-        to: &str,
-        protocols: Vec<Proto>,
-        outcome: Outcome,
-    ) -> Result<Diagnosis> {
-        let t = self.lab.topology();
-        let dst = t
-            .host(to)
-            .map(|h| h.address())
-            .ok_or_else(|| crate::Error::NotFound(format!("no host {to}")))?;
-        let mut forward = Vec::new();
-        let mut flow = Flow::default();
-        let end = self
-            .walk(from, None, None, dst, &mut forward, &mut flow, true)
-            .await?;
-        let mut reply = Vec::new();
-        let culprit = match end {
-            End::Broken(c) => c,
-            End::Arrived { .. } => {
-                // The reply: from the destination back to the address the packet arrived from.
-                let back_to = flow
-                    .masq
-                    .as_ref()
-                    .map(|m| m.2)
-                    .or(flow.untranslated.as_ref().map(|u| u.2));
-                let src = match back_to {
-                    Some(a) => a,
-                    None => self.source_address(from, dst).await?,
-                };
-                let mut rflow = Flow::default();
-                let end = self
-                    .walk_reply(to, dst, src, &flow, &mut reply, &mut rflow)
-                    .await?;
-                match end {
-                    End::Broken(c) => {
-                        // Replies to an untranslated pod address fail on a host outside the
-                        // cluster: the node that let it out unmasqueraded is the culprit.
-                        if let (Some((node, uplink, pod_ip, hop)), Component::Route) =
-                            (&flow.untranslated, c.component)
-                        {
-                            if c.host != *node && !t.pods().any(|(p, _)| p == c.host) {
-                                let cidr = t
-                                    .host(node)
-                                    .and_then(|h| h.as_node())
-                                    .map(|n| n.pod_cidr.to_string())
-                                    .unwrap_or_else(|| pod_ip.to_string());
-                                if let Some(h) = forward.get_mut(*hop) {
-                                    h.ok = false;
-                                    h.text = format!(
-                                        "postrouting: no masquerade for {cidr} leaving {uplink}"
-                                    );
-                                }
-                                Culprit {
-                                    host: node.clone(),
-                                    component: Component::Masquerade,
-                                    summary: format!(
-                                        "{node} sends {cidr} out of {uplink} unmasqueraded; {} cannot route replies to the pod address {pod_ip}",
-                                        c.host
-                                    ),
-                                }
-                            } else {
-                                c
-                            }
-                        } else {
-                            c
-                        }
-                    }
-                    End::Arrived { .. } => Culprit {
-                        host: from.to_string(),
-                        component: Component::Unexplained,
-                        summary:
-                            "every hop passes in both directions by routes, links and NAT; \
-                                  the drop is somewhere this walk does not look yet (filter rules?)"
-                                .to_string(),
-                    },
-                }
+    async fn ruleset(&mut self, host: &str) -> Result<&Ruleset> {
+        if !self.rules.contains_key(host) {
+            let h = self.lab.host(host)?;
+            let json = nft::list_json(&h.ns, host).await?;
+            let text = nft::parse_text(&nft::list_text(&h.ns, host).await?);
+            self.rules
+                .insert(host.to_string(), Ruleset::from_json(&json, &text));
+        }
+        Ok(&self.rules[host])
+    }
+
+    async fn sysctl(&mut self, host: &str, key: &str) -> Option<String> {
+        let k = (host.to_string(), key.to_string());
+        if let Some(v) = self.sysctls.get(&k) {
+            return v.clone();
+        }
+        let key2 = key.to_string();
+        let v = match self.lab.host(host) {
+            Ok(h) => {
+                h.ns.run_async(move || netns::read_sysctl(&key2).ok())
+                    .await
+                    .ok()
+                    .flatten()
             }
+            Err(_) => None,
         };
-        Ok(Diagnosis {
-            from: from.to_string(),
-            to: to.to_string(),
-            protocols,
-            outcome,
-            forward,
-            reply,
-            culprit,
-        })
-    }
-
-    async fn source_address(&mut self, host: &str, dst: Ipv4Addr) -> Result<Ipv4Addr> {
-        let h = self.lab.host(host)?;
-        Ok(netlink::route_get(h.handle(), dst, None, None)
-            .await
-            .ok()
-            .and_then(|r| r.prefsrc)
-            .or_else(|| self.lab.topology().host(host).map(|h| h.address()))
-            .unwrap_or(Ipv4Addr::UNSPECIFIED))
-    }
-
-    /// The reply path: from `to` back to `src`, undoing the forward path's masquerade.
-    async fn walk_reply(
-        &mut self,
-        to: &str,
-        reply_src: Ipv4Addr,
-        dst: Ipv4Addr,
-        fwd: &Flow,
-        hops: &mut Vec<Hop>,
-        flow: &mut Flow,
-    ) -> Result<End> {
-        let end = self
-            .walk(to, None, Some(reply_src), dst, hops, flow, false)
-            .await?;
-        match (end, &fwd.masq) {
-            (End::Arrived { host, iif }, Some((node, orig, translated)))
-                if host == *node && dst == *translated =>
-            {
-                hops.push(Hop {
-                    ok: true,
-                    host: host.clone(),
-                    text: format!("conntrack: {translated} → {orig} (undoes the masquerade)"),
-                });
-                self.walk(&host, iif, Some(reply_src), *orig, hops, flow, false)
-                    .await
-            }
-            (end, _) => Ok(end),
-        }
-    }
-
-    /// Follows a packet from `host` (arriving on `iif`, or sent by `host` itself) to `dst`.
-    #[allow(clippy::too_many_arguments)]
-    async fn walk(
-        &mut self,
-        start: &str,
-        start_iif: Option<u32>,
-        mut src: Option<Ipv4Addr>,
-        dst: Ipv4Addr,
-        hops: &mut Vec<Hop>,
-        flow: &mut Flow,
-        forward: bool,
-    ) -> Result<End> {
-        let t = self.lab.topology().clone();
-        let mut host = start.to_string();
-        let mut iif = start_iif;
-        let direction = if forward { "" } else { "reply " };
-        for _ in 0..MAX_HOPS {
-            let h = self.lab.host(&host)?;
-            let r =
-                netlink::route_get(h.handle(), dst, if iif.is_some() { src } else { None }, iif)
-                    .await;
-            let r: Route = match r {
-                Ok(r) => r,
-                Err(e) => {
-                    let c = self
-                        .route_failure(&host, dst, src, iif, e.errno, &e.message, direction)
-                        .await?;
-                    hops.push(Hop {
-                        ok: false,
-                        host: host.clone(),
-                        text: c.1,
-                    });
-                    return Ok(End::Broken(c.0));
-                }
-            };
-            if r.kind == "local" {
-                if iif.is_none() && host == start && forward {
-                    hops.push(Hop {
-                        ok: true,
-                        host: host.clone(),
-                        text: format!("{dst} is local"),
-                    });
-                }
-                return Ok(End::Arrived { host, iif });
-            }
-            if src.is_none() {
-                src = r.prefsrc;
-            }
-            let oif = match r.oif {
-                Some(o) => self.ifname(&host, o).await?,
-                None => String::from("?"),
-            };
-            if let Some(i) = iif {
-                let in_name = self.ifname(&host, i).await?;
-                let fwd = self
-                    .sysctl(&host, "net.ipv4.ip_forward")
-                    .await
-                    .unwrap_or_else(|| "?".into());
-                hops.push(Hop {
-                    ok: true,
-                    host: host.clone(),
-                    text: format!("forward {in_name} → {oif} (ip_forward={fwd})"),
-                });
-            }
-            let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
-            hops.push(Hop {
-                ok: true,
-                host: host.clone(),
-                text: format!("{direction}route {dst}{via} dev {oif}"),
-            });
-            // Masquerade on the way out of a forwarding host.
-            if let (Some(_), Some(s)) = (iif, src) {
-                let masq = self.masquerades(&host, s, dst, &oif).await?;
-                let out_addr = self.address_on(&host, &oif).await?;
-                match (masq, out_addr) {
-                    (true, Some(a)) => {
-                        hops.push(Hop {
-                            ok: true,
-                            host: host.clone(),
-                            text: format!("postrouting: masquerade {s} → {a} leaving {oif}"),
-                        });
-                        if forward {
-                            flow.masq = Some((host.clone(), s, a));
-                        }
-                        src = Some(a);
-                    }
-                    _ => {
-                        let is_uplink = t
-                            .host(&host)
-                            .and_then(|x| x.as_node())
-                            .is_some_and(|n| n.uplink_ifname == oif);
-                        let from_pod = t.pods().any(|(_, p)| p.ip == s);
-                        if forward && is_uplink && from_pod {
-                            flow.untranslated = Some((host.clone(), oif.clone(), s, hops.len()));
-                            hops.push(Hop {
-                                ok: true,
-                                host: host.clone(),
-                                text: format!("postrouting: {s} leaves {oif} untranslated"),
-                            });
-                        }
-                    }
-                }
-            }
-            let nexthop = r.gateway.unwrap_or(dst);
-            match self.l2_next(&host, &oif, nexthop, hops).await? {
-                Ok((next, next_iif)) => {
-                    host = next;
-                    iif = Some(next_iif);
-                }
-                Err(c) => return Ok(End::Broken(c)),
-            }
-        }
-        Ok(End::Broken(Culprit {
-            host: host.clone(),
-            component: Component::Route,
-            summary: format!("more than {MAX_HOPS} hops towards {dst}: a routing loop"),
-        }))
+        self.sysctls.insert(k, v.clone());
+        v
     }
 
     /// The address a host has on an interface (the first one).
@@ -512,120 +387,562 @@ impl<'a> Walker<'a> {
         let Some(l) = self.link(host, ifname).await? else {
             return Ok(None);
         };
-        let h = self.lab.host(host)?;
-        let addrs = netlink::addresses(h.handle())
-            .await
-            .map_err(|e| nl(host, "listing addresses", e))?;
-        Ok(addrs
+        Ok(self
+            .addrs(host)
+            .await?
             .iter()
             .find(|a| a.index == l.index)
             .map(|a| a.net.addr()))
     }
 
-    /// Whether any masquerade rule on `host` would match a packet from `src` to `dst` leaving `oif`.
-    async fn masquerades(
+    async fn has_address(&mut self, host: &str, ip: Ipv4Addr) -> Result<bool> {
+        Ok(self.addrs(host).await?.iter().any(|a| a.net.addr() == ip))
+    }
+
+    async fn explain(
+        &mut self,
+        from: &str,
+        to: &str,
+        proto: Proto,
+        outcome: Outcome,
+        size: Option<usize>,
+    ) -> Result<Diagnosis> {
+        let t = self.lab.topology().clone();
+        let dst = t
+            .host(to)
+            .map(|h| h.address())
+            .ok_or_else(|| crate::Error::NotFound(format!("no host {to}")))?;
+        let src = t
+            .host(from)
+            .map(|h| h.address())
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let port = t.probe.port(proto);
+        let pkt = Pkt {
+            src,
+            dst,
+            proto,
+            sport: None,
+            dport: port,
+            icmp_type: (proto == Proto::Icmp).then_some(8),
+            iif: None,
+            oif: None,
+            ct_new: true,
+            len: size.unwrap_or(SMALL),
+        };
+        let mut forward = Vec::new();
+        let mut flow = Flow::default();
+        let end = self
+            .walk(from, None, pkt.clone(), true, &mut flow, &mut forward)
+            .await?;
+        let mut reply = Vec::new();
+        let culprit = match end {
+            End::Broken(c) => c,
+            End::Arrived => {
+                // The reply: from the destination back to the address the packet arrived from.
+                let back_to = flow
+                    .snat
+                    .as_ref()
+                    .map(|m| m.2)
+                    .or(flow.untranslated.as_ref().map(|u| u.2))
+                    .unwrap_or(src);
+                let rpkt = Pkt {
+                    src: dst,
+                    dst: back_to,
+                    proto,
+                    sport: port,
+                    dport: None,
+                    icmp_type: (proto == Proto::Icmp).then_some(0),
+                    iif: None,
+                    oif: None,
+                    ct_new: false,
+                    len: pkt.len,
+                };
+                let mut rflow = Flow {
+                    snat: flow.snat.clone(),
+                    ..Default::default()
+                };
+                let end = self
+                    .walk(to, None, rpkt, false, &mut rflow, &mut reply)
+                    .await?;
+                flow.uncertain.extend(rflow.uncertain);
+                match end {
+                    End::Broken(c) => self.blame_untranslated(c, &flow, &mut forward),
+                    End::Arrived => match flow.uncertain.first() {
+                        Some((h, at, rule)) => culprit(
+                            h,
+                            Component::Unexplained,
+                            format!(
+                                "every hop passes by routes, links and the rules netfault can evaluate; \
+                                 the verdict of {at} hangs on \"{rule}\", which it cannot"
+                            ),
+                        ),
+                        None => culprit(
+                            from,
+                            Component::Unexplained,
+                            "every hop passes in both directions by routes, links, neighbours, MTU and nft rules"
+                                .to_string(),
+                        ),
+                    },
+                }
+            }
+        };
+        Ok(Diagnosis {
+            from: from.to_string(),
+            to: to.to_string(),
+            protocols: vec![proto],
+            outcome,
+            size,
+            forward,
+            reply,
+            culprit,
+            evidence: Vec::new(),
+            notes: Vec::new(),
+        })
+    }
+
+    /// Replies to an untranslated pod address fail on a host outside the cluster: the node that
+    /// let the packet out unmasqueraded is the culprit.
+    fn blame_untranslated(&self, c: Culprit, flow: &Flow, forward: &mut [Hop]) -> Culprit {
+        let t = self.lab.topology();
+        let Some((node, uplink, pod_ip, at)) = &flow.untranslated else {
+            return c;
+        };
+        if c.component != Component::Route || c.host == *node || t.pods().any(|(p, _)| p == c.host)
+        {
+            return c;
+        }
+        let cidr = t
+            .host(node)
+            .and_then(|h| h.as_node())
+            .map(|n| n.pod_cidr.to_string())
+            .unwrap_or_else(|| pod_ip.to_string());
+        if let Some(h) = forward.get_mut(*at) {
+            h.status = HopStatus::Fail;
+            h.text = format!("postrouting: no masquerade for {cidr} leaving {uplink}");
+        }
+        culprit(
+            node,
+            Component::Masquerade,
+            format!(
+                "{node} sends {cidr} out of {uplink} unmasqueraded; {} cannot route replies to the pod address {pod_ip}",
+                c.host
+            ),
+        )
+    }
+
+    /// Evaluates one hook; a drop or reject is the culprit, an undecidable rule a `?` hop.
+    async fn hook(
         &mut self,
         host: &str,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        oif: &str,
-    ) -> Result<bool> {
-        let rules = self.rules(host).await?;
-        Ok(rules
+        name: &str,
+        pkt: &Pkt,
+        hops: &mut Vec<Hop>,
+        flow: &mut Flow,
+    ) -> Result<std::result::Result<Vec<Nat>, Culprit>> {
+        let rs = self.ruleset(host).await?;
+        if !rs.has_hook(name) {
+            return Ok(Ok(Vec::new()));
+        }
+        match rs.evaluate(name, pkt) {
+            Verdict::Accept { nat } => Ok(Ok(nat)),
+            Verdict::Drop { at, rule, reject } => {
+                let what = if reject { "rejects" } else { "drops" };
+                hops.push(hop(
+                    HopStatus::Fail,
+                    host,
+                    format!("{name}: {at} {what} it: {rule}"),
+                ));
+                Ok(Err(culprit(
+                    host,
+                    Component::Filter,
+                    format!(
+                        "{host} {what} {} → {} {} in {name} ({at}): {rule}",
+                        pkt.src, pkt.dst, pkt.proto
+                    ),
+                )))
+            }
+            Verdict::Uncertain { at, rule } => {
+                hops.push(hop(
+                    HopStatus::Unknown,
+                    host,
+                    format!("{name}: {at} may drop it: {rule}"),
+                ));
+                flow.uncertain.push((host.to_string(), at, rule));
+                Ok(Ok(Vec::new()))
+            }
+        }
+    }
+
+    /// Follows a packet from `start` (arriving on `start_iif`, or sent by `start` itself) to its
+    /// destination.
+    async fn walk(
+        &mut self,
+        start: &str,
+        start_iif: Option<u32>,
+        mut pkt: Pkt,
+        forward: bool,
+        flow: &mut Flow,
+        hops: &mut Vec<Hop>,
+    ) -> Result<End> {
+        let t = self.lab.topology().clone();
+        let dir = if forward { "" } else { "reply " };
+        let mut host = start.to_string();
+        let mut iif = start_iif;
+        // The sender must own the address it sends from.
+        if !self.has_address(&host, pkt.src).await? {
+            let planned = self.planned_iface_of(&host, pkt.src);
+            if let Some(dev) = &planned {
+                if self.link(&host, dev).await?.is_none() {
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        &host,
+                        format!("{dir}{dev} is missing (and {} with it)", pkt.src),
+                    ));
+                    return Ok(End::Broken(culprit(
+                        &host,
+                        Component::Link,
+                        format!(
+                            "{host} has no {dev}: its address {} and its routes went with it",
+                            pkt.src
+                        ),
+                    )));
+                }
+            }
+            let on = planned.map(|i| format!(" on {i}")).unwrap_or_default();
+            hops.push(hop(
+                HopStatus::Fail,
+                &host,
+                format!("{dir}source {}{on} is missing", pkt.src),
+            ));
+            return Ok(End::Broken(culprit(
+                &host,
+                Component::Address,
+                format!("{host} lacks its address {}{on}", pkt.src),
+            )));
+        }
+        for _ in 0..MAX_HOPS {
+            let h = self.lab.host(&host)?;
+            let handle = h.handle().clone();
+            let in_name = match iif {
+                Some(i) => Some(self.ifname(&host, i).await?),
+                None => None,
+            };
+            if let Some(n) = &in_name {
+                // Conntrack undoes the source translation of this flow before routing.
+                if let Some((nat_host, orig, translated)) = &flow.snat {
+                    if !forward && *nat_host == host && pkt.dst == *translated {
+                        hops.push(hop(
+                            HopStatus::Ok,
+                            &host,
+                            format!("conntrack: {translated} → {orig} (undoes the masquerade)"),
+                        ));
+                        pkt.dst = *orig;
+                    }
+                }
+                let in_link = self.link(&host, n).await?;
+                if !in_link.as_ref().is_some_and(|l| l.admin_up) {
+                    hops.push(hop(HopStatus::Fail, &host, format!("{n} is down")));
+                    return Ok(End::Broken(culprit(
+                        &host,
+                        Component::Link,
+                        format!("{host} {n} is administratively down"),
+                    )));
+                }
+                pkt.iif = Some(n.clone());
+                pkt.oif = None;
+                if let Err(c) = self.hook(&host, "prerouting", &pkt, hops, flow).await? {
+                    return Ok(End::Broken(c));
+                }
+            }
+            let lookup_src = if iif.is_some() { Some(pkt.src) } else { None };
+            let r: Route = match netlink::route_get(&handle, pkt.dst, lookup_src, iif).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let (c, text) = self
+                        .route_failure(&host, &pkt, in_name.as_deref(), e.errno, &e.message, dir)
+                        .await?;
+                    hops.push(hop(HopStatus::Fail, &host, text));
+                    return Ok(End::Broken(c));
+                }
+            };
+            if r.kind == "local" {
+                if in_name.is_some() {
+                    if let Err(c) = self.hook(&host, "input", &pkt, hops, flow).await? {
+                        return Ok(End::Broken(c));
+                    }
+                } else if host == start && forward {
+                    hops.push(hop(HopStatus::Ok, &host, format!("{} is local", pkt.dst)));
+                }
+                return Ok(End::Arrived);
+            }
+            if t.owner_of(pkt.dst).is_some_and(|o| o.name == host) {
+                let planned = self.planned_iface_of(&host, pkt.dst);
+                let on = planned.map(|i| format!(" on {i}")).unwrap_or_default();
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &host,
+                    format!("{} is not local: the address{on} is missing", pkt.dst),
+                ));
+                return Ok(End::Broken(culprit(
+                    &host,
+                    Component::Address,
+                    format!(
+                        "{host} lacks its address {}{on}: packets for it are not delivered",
+                        pkt.dst
+                    ),
+                )));
+            }
+            let oif = match r.oif {
+                Some(o) => self.ifname(&host, o).await?,
+                None => "?".to_string(),
+            };
+            pkt.oif = Some(oif.clone());
+            if let Some(n) = &in_name {
+                let fwd = self
+                    .sysctl(&host, "net.ipv4.ip_forward")
+                    .await
+                    .unwrap_or_else(|| "?".into());
+                hops.push(hop(
+                    HopStatus::Ok,
+                    &host,
+                    format!("forward {n} → {oif} (ip_forward={fwd})"),
+                ));
+                if let Err(c) = self.hook(&host, "forward", &pkt, hops, flow).await? {
+                    return Ok(End::Broken(c));
+                }
+            } else if let Err(c) = self.hook(&host, "output", &pkt, hops, flow).await? {
+                return Ok(End::Broken(c));
+            }
+            let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+            hops.push(hop(
+                HopStatus::Ok,
+                &host,
+                format!("{dir}route {}{via} dev {oif}", pkt.dst),
+            ));
+            // The egress interface must take the packet.
+            let out = self.link(&host, &oif).await?;
+            if let Some(l) = &out {
+                if (pkt.len as u32) > l.mtu {
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        &host,
+                        format!("{oif} mtu {} < {}-byte packet (DF)", l.mtu, pkt.len),
+                    ));
+                    return Ok(End::Broken(culprit(
+                        &host,
+                        Component::Mtu,
+                        format!(
+                            "{host} {oif} has mtu {}: {}-byte packets with DF set cannot leave",
+                            l.mtu, pkt.len
+                        ),
+                    )));
+                }
+            }
+            // Postrouting: filters and source NAT.
+            let nat = match self.hook(&host, "postrouting", &pkt, hops, flow).await? {
+                Ok(n) => n,
+                Err(c) => return Ok(End::Broken(c)),
+            };
+            let mut translated = None;
+            for n in nat {
+                match n {
+                    Nat::Masquerade => translated = self.address_on(&host, &oif).await?,
+                    Nat::Snat(a) => translated = Some(a),
+                    Nat::Dnat(..) => {}
+                }
+            }
+            match translated {
+                Some(a) if a != pkt.src => {
+                    hops.push(hop(
+                        HopStatus::Ok,
+                        &host,
+                        format!("postrouting: masquerade {} → {a} leaving {oif}", pkt.src),
+                    ));
+                    if forward {
+                        flow.snat = Some((host.clone(), pkt.src, a));
+                    }
+                    pkt.src = a;
+                }
+                _ => {
+                    let is_uplink = t
+                        .host(&host)
+                        .and_then(|x| x.as_node())
+                        .is_some_and(|n| n.uplink_ifname == oif);
+                    let from_pod = t.pods().any(|(_, p)| p.ip == pkt.src);
+                    if forward && iif.is_some() && is_uplink && from_pod {
+                        flow.untranslated = Some((host.clone(), oif.clone(), pkt.src, hops.len()));
+                        hops.push(hop(
+                            HopStatus::Ok,
+                            &host,
+                            format!("postrouting: {} leaves {oif} untranslated", pkt.src),
+                        ));
+                    }
+                }
+            }
+            let nexthop = r.gateway.unwrap_or(pkt.dst);
+            match self.l2_next(&host, &oif, nexthop, &pkt, hops, flow).await? {
+                Ok((next, next_iif)) => {
+                    host = next;
+                    iif = Some(next_iif);
+                }
+                Err(c) => return Ok(End::Broken(c)),
+            }
+        }
+        Ok(End::Broken(culprit(
+            &host,
+            Component::Route,
+            format!(
+                "more than {MAX_HOPS} hops towards {}: a routing loop",
+                pkt.dst
+            ),
+        )))
+    }
+
+    /// The interface the plan puts `ip` on, on `host`.
+    fn planned_iface_of(&self, host: &str, ip: Ipv4Addr) -> Option<String> {
+        self.lab
+            .plan()
+            .host(host)?
+            .addresses
             .iter()
-            .filter(|r| nft::is_masquerade(r))
-            .any(|r| rule_may_match(r, src, dst, oif)))
+            .find(|(_, net)| net.addr() == ip)
+            .map(|(dev, _)| dev.clone())
     }
 
     /// Why the kernel refused a route lookup, as a culprit and a hop line.
-    #[allow(clippy::too_many_arguments)]
     async fn route_failure(
         &mut self,
         host: &str,
-        dst: Ipv4Addr,
-        src: Option<Ipv4Addr>,
-        iif: Option<u32>,
+        pkt: &Pkt,
+        in_name: Option<&str>,
         errno: i32,
         message: &str,
-        direction: &str,
+        dir: &str,
     ) -> Result<(Culprit, String)> {
-        let culprit = |component, summary: String| Culprit {
-            host: host.to_string(),
-            component,
-            summary,
-        };
-        if let Some(i) = iif {
-            let in_name = self.ifname(host, i).await?;
+        let dst = pkt.dst;
+        if let Some(n) = in_name {
             if errno == libc::EHOSTUNREACH {
                 // The same lookup without iif succeeds when the host routes but will not forward.
-                let h = self.lab.host(host)?;
-                if netlink::route_get(h.handle(), dst, None, None)
-                    .await
-                    .is_ok()
-                {
+                let h = self.lab.host(host)?.handle().clone();
+                if netlink::route_get(&h, dst, None, None).await.is_ok() {
                     let all = self
                         .sysctl(host, "net.ipv4.ip_forward")
                         .await
                         .unwrap_or_else(|| "?".into());
                     let per_if = self
-                        .sysctl(host, &format!("net/ipv4/conf/{in_name}/forwarding"))
+                        .sysctl(host, &format!("net/ipv4/conf/{n}/forwarding"))
                         .await
                         .unwrap_or_else(|| "?".into());
                     let why = if all == "0" {
                         "net.ipv4.ip_forward = 0".to_string()
                     } else {
-                        format!("net.ipv4.conf.{in_name}.forwarding = {per_if}")
+                        format!("net.ipv4.conf.{n}.forwarding = {per_if}")
                     };
                     return Ok((
                         culprit(
+                            host,
                             Component::Forwarding,
-                            format!(
-                                "{host} does not forward packets arriving on {in_name} ({why})"
-                            ),
+                            format!("{host} does not forward packets arriving on {n} ({why})"),
                         ),
-                        format!("forward {in_name} → {dst}: refused ({why})"),
+                        format!("forward {n} → {dst}: refused ({why})"),
                     ));
                 }
             }
             if errno == libc::EINVAL {
-                let rp = self.sysctl(host, "net.ipv4.conf.all.rp_filter").await;
-                let rp_if = self
-                    .sysctl(host, &format!("net/ipv4/conf/{in_name}/rp_filter"))
+                let all = self.sysctl(host, "net.ipv4.conf.all.rp_filter").await;
+                let per_if = self
+                    .sysctl(host, &format!("net/ipv4/conf/{n}/rp_filter"))
                     .await;
-                if rp.as_deref() == Some("1") || rp_if.as_deref() == Some("1") {
-                    let s = src.map(|s| s.to_string()).unwrap_or_default();
+                let strict = |v: &Option<String>| v.as_deref() == Some("1");
+                if strict(&all) || strict(&per_if) {
+                    let s = pkt.src;
                     return Ok((
                         culprit(
+                            host,
                             Component::RpFilter,
-                            format!("{host} drops {s} arriving on {in_name}: strict rp_filter and the route back to {s} leaves elsewhere"),
+                            format!("{host} drops {s} arriving on {n}: strict rp_filter, and its route back to {s} leaves by another interface"),
                         ),
-                        format!("{direction}from {s} on {in_name}: rejected by rp_filter"),
+                        format!("{dir}from {s} on {n}: rejected by rp_filter"),
                     ));
                 }
             }
         }
-        if errno == libc::ENETUNREACH && iif.is_none() {
-            // A host that lost the interface its routes went through.
-            if let Some(missing) = self.missing_planned_links(host).await? {
-                return Ok((
-                    culprit(
-                        Component::Link,
-                        format!("{host} has no {missing}: its routes through it are gone"),
-                    ),
-                    format!("{direction}route {dst}: no route ({missing} is missing)"),
-                ));
+        if errno == libc::ENETUNREACH {
+            // A route that went away with an address, an interface or its link.
+            if let Some(plan) = self.lab.plan().host(host).cloned() {
+                for (dev, net) in &plan.addresses {
+                    if !net.trunc().contains(&dst) {
+                        continue;
+                    }
+                    match self.link(host, dev).await? {
+                        None => {
+                            return Ok((
+                                culprit(
+                                    host,
+                                    Component::Link,
+                                    format!(
+                                        "{host} has no {dev}: the route to {} went with it",
+                                        net.trunc()
+                                    ),
+                                ),
+                                format!("{dir}route {dst}: no route ({dev} is missing)"),
+                            ))
+                        }
+                        Some(l) if !l.admin_up => {
+                            return Ok((
+                                culprit(
+                                    host,
+                                    Component::Link,
+                                    format!(
+                                        "{host} {dev} is down: its route to {} is gone",
+                                        net.trunc()
+                                    ),
+                                ),
+                                format!("{dir}route {dst}: no route ({dev} is down)"),
+                            ))
+                        }
+                        Some(_) => {
+                            if !self.has_address(host, net.addr()).await? {
+                                return Ok((
+                                    culprit(
+                                        host,
+                                        Component::Address,
+                                        format!("{host} {dev} lacks {net}: the route to {} went with it", net.trunc()),
+                                    ),
+                                    format!("{dir}route {dst}: no route ({net} missing on {dev})"),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            if in_name.is_none() {
+                if let Some(missing) = self.missing_planned_links(host).await? {
+                    return Ok((
+                        culprit(
+                            host,
+                            Component::Link,
+                            format!("{host} has no {missing}: its routes through it are gone"),
+                        ),
+                        format!("{dir}route {dst}: no route ({missing} is missing)"),
+                    ));
+                }
             }
         }
         let what = match errno {
             libc::ENETUNREACH => "no route",
-            libc::EHOSTUNREACH => "unreachable route",
-            libc::EACCES => "prohibit route",
-            libc::EINVAL => "blackhole route or rejected source",
+            libc::EHOSTUNREACH => "an unreachable route",
+            libc::EACCES => "a prohibit route",
+            libc::EINVAL => "a blackhole route (or a rejected source)",
             _ => message,
         };
         Ok((
-            culprit(Component::Route, format!("{host} has {what} to {dst}")),
-            format!("{direction}route {dst}: {what}"),
+            culprit(
+                host,
+                Component::Route,
+                format!("{host} has {what} to {dst}"),
+            ),
+            format!("{dir}route {dst}: {what}"),
         ))
     }
 
@@ -648,7 +965,9 @@ impl<'a> Walker<'a> {
         host: &str,
         oif: &str,
         nexthop: Ipv4Addr,
+        pkt: &Pkt,
         hops: &mut Vec<Hop>,
+        flow: &mut Flow,
     ) -> Result<std::result::Result<(String, u32), Culprit>> {
         let t = self.lab.topology().clone();
         let Some(out) = self.link(host, oif).await? else {
@@ -659,7 +978,7 @@ impl<'a> Walker<'a> {
             )));
         };
         if !out.admin_up {
-            hops.push(bad(host, format!("{oif} is down")));
+            hops.push(hop(HopStatus::Fail, host, format!("{oif} is down")));
             return Ok(Err(culprit(
                 host,
                 Component::Link,
@@ -667,13 +986,23 @@ impl<'a> Walker<'a> {
             )));
         }
         let Some(target) = t.owner_of(nexthop).map(|h| h.name.clone()) else {
-            hops.push(bad(host, format!("next hop {nexthop}: no lab host has it")));
+            hops.push(hop(
+                HopStatus::Fail,
+                host,
+                format!("next hop {nexthop}: no lab host has it"),
+            ));
             return Ok(Err(culprit(
                 host,
                 Component::Route,
                 format!("{host} sends to {nexthop} via {oif}, an address no host in the lab has"),
             )));
         };
+        let neighbour = self
+            .neighbours(host)
+            .await?
+            .iter()
+            .find(|n| n.index == out.index && n.ip == nexthop)
+            .cloned();
         let is_bridge = matches!(
             self.lab
                 .plan()
@@ -697,18 +1026,19 @@ impl<'a> Walker<'a> {
         }
         for _ in 0..4 {
             // Across the veth.
-            let (far_host, far_name) = match self.veth_peer(&cur_host, &cur_port).await? {
-                Some(p) => p,
-                None => {
-                    return Ok(Err(culprit(
-                        &cur_host,
-                        Component::Unexplained,
-                        format!("{cur_host} {cur_port} leads nowhere this walk knows"),
-                    )))
-                }
+            let Some((far_host, far_name)) = self.veth_peer(&cur_host, &cur_port) else {
+                return Ok(Err(culprit(
+                    &cur_host,
+                    Component::Unexplained,
+                    format!("{cur_host} {cur_port} leads nowhere this walk knows"),
+                )));
             };
             let Some(far) = self.link(&far_host, &far_name).await? else {
-                hops.push(bad(&far_host, format!("{far_name} is missing")));
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &far_host,
+                    format!("{far_name} is missing"),
+                ));
                 return Ok(Err(culprit(
                     &far_host,
                     Component::Link,
@@ -716,7 +1046,11 @@ impl<'a> Walker<'a> {
                 )));
             };
             if !far.admin_up {
-                hops.push(bad(&far_host, format!("{far_name} is down")));
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &far_host,
+                    format!("{far_name} is down"),
+                ));
                 return Ok(Err(culprit(
                     &far_host,
                     Component::Link,
@@ -725,7 +1059,8 @@ impl<'a> Walker<'a> {
             }
             let near = self.link(&cur_host, &cur_port).await?;
             if !near.as_ref().is_some_and(|l| l.lower_up) || !far.lower_up {
-                hops.push(bad(
+                hops.push(hop(
+                    HopStatus::Fail,
                     &cur_host,
                     format!("{cur_port} ⇄ {far_host} {far_name}: no carrier"),
                 ));
@@ -733,6 +1068,29 @@ impl<'a> Walker<'a> {
                     &cur_host,
                     Component::Link,
                     format!("{cur_host} {cur_port} ⇄ {far_host} {far_name} has no carrier"),
+                )));
+            }
+            if (pkt.len as u32) > far.mtu {
+                let near_mtu = near.as_ref().map(|l| l.mtu).unwrap_or(0);
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &far_host,
+                    format!("{far_name} mtu {} < {}-byte packet from {cur_host} {cur_port} (mtu {near_mtu})", far.mtu, pkt.len),
+                ));
+                // The side that is out of line with the plan is the culprit.
+                let sender_bigger = near_mtu > far.mtu;
+                let (h, what) = if sender_bigger {
+                    (cur_host.clone(), format!("{cur_host} {cur_port} has mtu {near_mtu}, above {far_host} {far_name}'s {}", far.mtu))
+                } else {
+                    (
+                        far_host.clone(),
+                        format!("{far_host} {far_name} has mtu {}", far.mtu),
+                    )
+                };
+                return Ok(Err(culprit(
+                    &h,
+                    Component::Mtu,
+                    format!("{what}: {}-byte packets are dropped on the way", pkt.len),
                 )));
             }
             let far_master = match far.master {
@@ -751,7 +1109,8 @@ impl<'a> Walker<'a> {
                     .map(|m| format!("attached to {m}"))
                     .unwrap_or_else(|| "not attached to any bridge".into());
                 let want = planned_master.unwrap_or_default();
-                hops.push(bad(
+                hops.push(hop(
+                    HopStatus::Fail,
                     &far_host,
                     format!("{far_name} is {now}, not a port of {want}"),
                 ));
@@ -761,24 +1120,63 @@ impl<'a> Walker<'a> {
                     format!("{far_host} {far_name} is {now}, not a port of {want}"),
                 )));
             }
-            hops.push(Hop {
-                ok: true,
-                host: cur_host.clone(),
-                text: format!(
+            hops.push(hop(
+                HopStatus::Ok,
+                &cur_host,
+                format!(
                     "{text} ⇄ {far_host} {far_name} (up{})",
                     far_master
                         .as_ref()
                         .map(|m| format!(", master {m}"))
                         .unwrap_or_default()
                 ),
-            });
+            ));
             if far_host == target {
+                // The neighbour entry the sender used must name the interface holding the
+                // next hop's address (the bridge, for an address on a bridge).
+                if let Some(n) = &neighbour {
+                    let holder = self
+                        .addrs(&far_host)
+                        .await?
+                        .iter()
+                        .find(|a| a.net.addr() == nexthop)
+                        .map(|a| a.index);
+                    let want = match holder {
+                        Some(ix) => self
+                            .links(&far_host)
+                            .await?
+                            .iter()
+                            .find(|l| l.index == ix)
+                            .and_then(|l| l.mac.clone()),
+                        None => None,
+                    };
+                    if let (Some(mac), Some(want)) = (&n.mac, want) {
+                        if *mac != want && n.state != "failed" && n.state != "incomplete" {
+                            let owner = self.mac_owner(mac).await?;
+                            let right = self.mac_owner(&want).await?;
+                            hops.push(hop(
+                                HopStatus::Fail,
+                                host,
+                                format!("neighbour {nexthop} dev {oif} lladdr {owner} ({}), but {nexthop} is {right}", n.state),
+                            ));
+                            return Ok(Err(culprit(
+                                host,
+                                Component::Neighbour,
+                                format!("{host}'s neighbour entry for {nexthop} on {oif} points at {owner}, not {right}"),
+                            )));
+                        }
+                    }
+                }
                 // A packet arriving on a bridge port is routed by the bridge.
                 return Ok(Ok((far_host, far.master.unwrap_or(far.index))));
             }
             // Not there yet: through the far side's bridge, towards the target.
             let Some(bridge) = far_master else {
-                hops.push(bad(&far_host, format!("{nexthop} is not on this segment")));
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &far_host,
+                    format!("{nexthop} is not on this segment"),
+                ));
                 return Ok(Err(culprit(
                     host,
                     Component::Route,
@@ -787,6 +1185,32 @@ impl<'a> Walker<'a> {
                     ),
                 )));
             };
+            let bridge_link = self.link(&far_host, &bridge).await?;
+            if !bridge_link.as_ref().is_some_and(|l| l.admin_up) {
+                hops.push(hop(HopStatus::Fail, &far_host, format!("{bridge} is down")));
+                return Ok(Err(culprit(
+                    &far_host,
+                    Component::Link,
+                    format!("{far_host} {bridge} is administratively down"),
+                )));
+            }
+            // With br_netfilter on, bridged IPv4 crosses the bridge host's ip hooks.
+            if far_host != SWITCH_HOST
+                && self
+                    .sysctl(&far_host, "net.bridge.bridge-nf-call-iptables")
+                    .await
+                    .as_deref()
+                    == Some("1")
+            {
+                let mut bp = pkt.clone();
+                bp.iif = Some(bridge.clone());
+                bp.oif = Some(bridge.clone());
+                for hk in ["prerouting", "forward", "postrouting"] {
+                    if let Err(c) = self.hook(&far_host, hk, &bp, hops, flow).await? {
+                        return Ok(Err(c));
+                    }
+                }
+            }
             match self.bridge_port(&far_host, &bridge, &target, hops).await? {
                 Ok(p) => {
                     text = format!("{bridge} port {p}");
@@ -801,6 +1225,22 @@ impl<'a> Walker<'a> {
             Component::Unexplained,
             format!("{host}: too many bridges towards {target}"),
         )))
+    }
+
+    /// Which lab interface owns a MAC, as `host:ifname`.
+    async fn mac_owner(&mut self, mac: &[u8]) -> Result<String> {
+        let hosts: Vec<String> = self.lab.hosts().map(|h| h.name.clone()).collect();
+        for h in hosts {
+            if let Some(l) = self
+                .links(&h)
+                .await?
+                .iter()
+                .find(|l| l.mac.as_deref() == Some(mac))
+            {
+                return Ok(format!("{h}:{}", l.name));
+            }
+        }
+        Ok("a MAC no lab interface has".to_string())
     }
 
     /// The port of `bridge` on `host` that leads to `target` (the plan's wiring), checked live.
@@ -819,7 +1259,11 @@ impl<'a> Walker<'a> {
             })
         });
         let Some(port) = port.map(|p| p.name.clone()) else {
-            hops.push(bad(host, format!("{bridge}: no port leads to {target}")));
+            hops.push(hop(
+                HopStatus::Fail,
+                host,
+                format!("{bridge}: no port leads to {target}"),
+            ));
             return Ok(Err(culprit(
                 host,
                 Component::Bridge,
@@ -827,7 +1271,11 @@ impl<'a> Walker<'a> {
             )));
         };
         let Some(p) = self.link(host, &port).await? else {
-            hops.push(bad(host, format!("{bridge} port {port} is missing")));
+            hops.push(hop(
+                HopStatus::Fail,
+                host,
+                format!("{bridge} port {port} is missing"),
+            ));
             return Ok(Err(culprit(
                 host,
                 Component::Link,
@@ -840,7 +1288,7 @@ impl<'a> Walker<'a> {
                 Some(m) => format!("attached to {}", self.ifname(host, m).await?),
                 None => "not attached to any bridge".to_string(),
             };
-            hops.push(bad(host, format!("{port} is {now}")));
+            hops.push(hop(HopStatus::Fail, host, format!("{port} is {now}")));
             return Ok(Err(culprit(
                 host,
                 Component::Bridge,
@@ -848,7 +1296,11 @@ impl<'a> Walker<'a> {
             )));
         }
         if !p.admin_up {
-            hops.push(bad(host, format!("{bridge} port {port} is down")));
+            hops.push(hop(
+                HopStatus::Fail,
+                host,
+                format!("{bridge} port {port} is down"),
+            ));
             return Ok(Err(culprit(
                 host,
                 Component::Link,
@@ -859,9 +1311,8 @@ impl<'a> Walker<'a> {
     }
 
     /// The other end of a veth, from the plan, as (host, ifname).
-    async fn veth_peer(&mut self, host: &str, ifname: &str) -> Result<Option<(String, String)>> {
-        Ok(self
-            .lab
+    fn veth_peer(&self, host: &str, ifname: &str) -> Option<(String, String)> {
+        self.lab
             .plan()
             .host(host)
             .and_then(|p| p.iface(ifname))
@@ -872,101 +1323,7 @@ impl<'a> Walker<'a> {
                     ..
                 } => Some((peer_host.clone(), peer_name.clone())),
                 IfaceKind::Bridge => None,
-            }))
-    }
-}
-
-fn culprit(host: &str, component: Component, summary: String) -> Culprit {
-    Culprit {
-        host: host.to_string(),
-        component,
-        summary,
-    }
-}
-
-fn bad(host: &str, text: String) -> Hop {
-    Hop {
-        ok: false,
-        host: host.to_string(),
-        text,
-    }
-}
-
-/// Whether a rule's matches could all hold for this packet. Matches this walk does not model
-/// count as holding (a rule we cannot rule out is assumed to apply).
-fn rule_may_match(
-    r: &nftables::schema::Rule<'static>,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    oif: &str,
-) -> bool {
-    use nftables::expr::{Expression, MetaKey, NamedExpression, Payload};
-    use nftables::stmt::{Operator, Statement};
-    for s in r.expr.iter() {
-        let Statement::Match(m) = s else { continue };
-        let negate = match m.op {
-            Operator::EQ | Operator::IN => false,
-            Operator::NEQ => true,
-            _ => continue,
-        };
-        let holds = match &m.left {
-            Expression::Named(NamedExpression::Payload(Payload::PayloadField(f)))
-                if f.protocol == "ip" =>
-            {
-                let addr = match f.field.as_ref() {
-                    "saddr" => src,
-                    "daddr" => dst,
-                    _ => continue,
-                };
-                match ip_in(&m.right, addr) {
-                    Some(b) => b,
-                    None => continue,
-                }
-            }
-            Expression::Named(NamedExpression::Meta(meta)) if meta.key == MetaKey::Oifname => {
-                match &m.right {
-                    Expression::String(s) => {
-                        let s = s.as_ref();
-                        match s.strip_suffix('*') {
-                            Some(prefix) => oif.starts_with(prefix),
-                            None => s == oif,
-                        }
-                    }
-                    _ => continue,
-                }
-            }
-            _ => continue,
-        };
-        if holds == negate {
-            return false;
-        }
-    }
-    true
-}
-
-fn ip_in(e: &nftables::expr::Expression<'static>, addr: Ipv4Addr) -> Option<bool> {
-    use nftables::expr::{Expression, NamedExpression};
-    match e {
-        Expression::String(s) => s.parse::<Ipv4Addr>().ok().map(|a| a == addr),
-        Expression::Named(NamedExpression::Prefix(p)) => {
-            let Expression::String(a) = p.addr.as_ref() else {
-                return None;
-            };
-            let net = ipnet::Ipv4Net::new(a.parse().ok()?, p.len as u8).ok()?;
-            Some(net.contains(&addr))
-        }
-        Expression::Named(NamedExpression::Set(items)) => {
-            let mut any = false;
-            for i in items {
-                if let nftables::expr::SetItem::Element(x) = i {
-                    any |= ip_in(x, addr)?;
-                } else {
-                    return None;
-                }
-            }
-            Some(any)
-        }
-        _ => None,
+            })
     }
 }
 

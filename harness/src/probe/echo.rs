@@ -150,7 +150,9 @@ async fn udp_server(u: tokio::net::UdpSocket) {
         };
         let SocketAddr::V4(p) = peer else { continue };
         let mut reply = format!("{ECHO_PREFIX}{} ", p.ip()).into_bytes();
-        reply.extend_from_slice(&buf[..n.min(60000)]);
+        // As long as the request, so a large probe is large both ways.
+        let keep = n.saturating_sub(reply.len()).max(1).min(n);
+        reply.extend_from_slice(&buf[n - keep..n]);
         let _ = u.send_to(&reply, peer).await;
     }
 }

@@ -31,6 +31,10 @@ pub struct ProbeSpec {
     pub proto: Proto,
     pub dst: Ipv4Addr,
     pub port: Option<u16>,
+    /// Size of the probe's IP packets (ICMP, UDP: one packet with DF set; TCP: this many bytes
+    /// echoed back). None: a small probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
 }
 
 /// How a probe ended, and what we learnt on the way.
@@ -78,6 +82,7 @@ pub fn all_pairs(lab: &Lab) -> Vec<ProbeSpec> {
                     proto,
                     dst: b.address(),
                     port: t.probe.port(proto),
+                    size: None,
                 });
             }
         }
@@ -139,24 +144,19 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
                 Ok(s) => s,
                 Err(e) => return open_failure(spec.proto, e),
             };
+            if spec.size.is_some() {
+                if let Err(e) = set_dont_fragment(&sock) {
+                    return Observation::new(
+                        Outcome::Unsupported,
+                        format!("cannot set DF on a probe socket: {e}"),
+                    );
+                }
+            }
+            let port = |d| SocketAddrV4::new(spec.dst, spec.port.unwrap_or(d));
             match spec.proto {
-                Proto::Icmp => icmp(sock, spec.dst, deadline).await,
-                Proto::Tcp => {
-                    tcp(
-                        sock,
-                        SocketAddrV4::new(spec.dst, spec.port.unwrap_or(80)),
-                        deadline,
-                    )
-                    .await
-                }
-                Proto::Udp => {
-                    udp(
-                        sock,
-                        SocketAddrV4::new(spec.dst, spec.port.unwrap_or(7)),
-                        deadline,
-                    )
-                    .await
-                }
+                Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline).await,
+                Proto::Tcp => tcp(sock, port(80), spec.size, deadline).await,
+                Proto::Udp => udp(sock, port(7), spec.size, deadline).await,
             }
         }))
         .await;
@@ -191,9 +191,13 @@ fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
     }
 }
 
-async fn icmp(sock: Socket, dst: Ipv4Addr, deadline: Instant) -> Observation {
+/// IP (20) and ICMP or UDP (8) headers: what a probe of `size` bytes leaves for its payload.
+const HEADERS: usize = 28;
+
+async fn icmp(sock: Socket, dst: Ipv4Addr, size: Option<usize>, deadline: Instant) -> Observation {
     // type 8 (echo request), code 0, sequence 1; the kernel fills in id and checksum.
-    let mut pkt = [0u8; 24];
+    let len = size.map_or(24, |s| s.saturating_sub(20).max(24));
+    let mut pkt = vec![0u8; len];
     pkt[0] = 8;
     pkt[7] = 1;
     pkt[8..22].copy_from_slice(b"netfault-probe");
@@ -203,9 +207,17 @@ async fn icmp(sock: Socket, dst: Ipv4Addr, deadline: Instant) -> Observation {
     .await
 }
 
-async fn udp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation {
-    let line = format!("{PROBE_LINE}\n");
-    datagram(sock, dst, line.as_bytes(), deadline, |b| {
+async fn udp(
+    sock: Socket,
+    dst: SocketAddrV4,
+    size: Option<usize>,
+    deadline: Instant,
+) -> Observation {
+    let mut line = format!("{PROBE_LINE}\n").into_bytes();
+    if let Some(s) = size {
+        line.resize(s.saturating_sub(HEADERS).max(line.len()), b'.');
+    }
+    datagram(sock, dst, &line, deadline, |b| {
         parse_echo(b).map(|seen| Observation {
             outcome: Outcome::Reachable,
             seen_as: Some(seen),
@@ -237,7 +249,7 @@ async fn datagram(
         }
     };
     let mut next_send = Instant::now();
-    let mut buf = [0u8; 512];
+    let mut buf = vec![0u8; 65536];
     loop {
         if Instant::now() >= next_send {
             if let Err(e) = afd.get_ref().send(payload) {
@@ -275,7 +287,12 @@ async fn datagram(
     }
 }
 
-async fn tcp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation {
+async fn tcp(
+    sock: Socket,
+    dst: SocketAddrV4,
+    size: Option<usize>,
+    deadline: Instant,
+) -> Observation {
     let std: std::net::TcpStream = sock.into();
     let socket = tokio::net::TcpSocket::from_std_stream(std);
     let stream = match tokio::time::timeout_at(deadline, socket.connect(SocketAddr::V4(dst))).await
@@ -284,11 +301,42 @@ async fn tcp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation 
         Ok(Err(e)) => return classify_errno(&e, "connect"),
         Ok(Ok(s)) => s,
     };
+    let bulk = size.unwrap_or(0);
     let exchange = async {
         let (rd, mut wr) = stream.into_split();
+        let mut rd = BufReader::new(rd);
         wr.write_all(format!("{PROBE_LINE}\n").as_bytes()).await?;
         let mut line = String::new();
-        BufReader::new(rd).read_line(&mut line).await?;
+        rd.read_line(&mut line).await?;
+        if bulk > 0 {
+            // A transfer large enough to need full-size segments both ways.
+            let send = async {
+                let chunk = vec![b'x'; 16 * 1024];
+                let mut left = bulk;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    wr.write_all(&chunk[..n]).await?;
+                    left -= n;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            let recv = async {
+                let mut got = 0;
+                let mut buf = vec![0u8; 64 * 1024];
+                while got < bulk {
+                    let n = tokio::io::AsyncReadExt::read(&mut rd, &mut buf).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "echo closed early",
+                        ));
+                    }
+                    got += n;
+                }
+                Ok(())
+            };
+            tokio::try_join!(send, recv)?;
+        }
         Ok::<_, std::io::Error>(line)
     };
     match tokio::time::timeout_at(deadline, exchange).await {
@@ -308,6 +356,27 @@ async fn tcp(sock: Socket, dst: SocketAddrV4, deadline: Instant) -> Observation 
                 "connected, but something other than netfault's echo server answered".to_string(),
             ),
         },
+    }
+}
+
+/// Sets DF on a probe socket (IP_PMTUDISC_DO): a packet too big for the path is refused, not
+/// fragmented, so size problems show.
+fn set_dont_fragment(s: &Socket) -> std::io::Result<()> {
+    let v: libc::c_int = libc::IP_PMTUDISC_DO;
+    // SAFETY: a valid fd, and a pointer to a c_int of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -1,0 +1,635 @@
+//! Kernel evidence, recorded while the broken pairs are probed once more:
+//! - per-namespace counter deltas (`/proc/net/snmp` and `netstat`: IpInAddrErrors, IpOutNoRoutes,
+//!   TcpExtIPReversePathFilter, ...);
+//! - nft trace verdicts for the probes' packets (`meta nftrace set 1` in a temporary table and
+//!   `nft monitor trace`, in every namespace that has base chains);
+//! - `skb:kfree_skb` drop reasons from a private tracefs instance, mounted in a private mount
+//!   namespace (so the host's mounts are untouched) and filtered on the probing thread.
+//!
+//! Evidence supports the walk's verdict; where the two disagree, the diagnosis says so.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::walk::{Component, Diagnosis};
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::probe::ProbeSpec;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    pub host: String,
+    /// `counter`, `nft-trace` or `drop-reason`.
+    pub kind: String,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Whether the fact is the same on every run (snapshots keep only those).
+    #[serde(skip)]
+    pub stable: bool,
+}
+
+/// Counters that only move when something goes wrong.
+const COUNTERS: [&str; 17] = [
+    "IpInHdrErrors",
+    "IpInAddrErrors",
+    "IpInUnknownProtos",
+    "IpInDiscards",
+    "IpOutDiscards",
+    "IpOutNoRoutes",
+    "IpFragFails",
+    "IpExtInNoRoutes",
+    "IpExtInTruncatedPkts",
+    "IcmpInDestUnreachs",
+    "IcmpOutDestUnreachs",
+    "IcmpInTimeExcds",
+    "IcmpOutTimeExcds",
+    "UdpNoPorts",
+    "UdpInErrors",
+    "TcpExtIPReversePathFilter",
+    "TcpExtListenDrops",
+];
+
+/// Probes the diagnoses' pairs again while recording evidence, attaches what belongs to each
+/// pair, and reconciles: evidence can name a culprit the walk could not, or contradict it.
+pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
+    let t = lab.topology();
+    let mut specs = Vec::new();
+    for d in ds.iter() {
+        let Some(to) = t.host(&d.to) else { continue };
+        for &p in &d.protocols {
+            specs.push(ProbeSpec {
+                from: d.from.clone(),
+                to: d.to.clone(),
+                proto: p,
+                dst: to.address(),
+                port: t.probe.port(p),
+                size: d.size,
+            });
+        }
+    }
+    let hosts: Vec<String> = lab.hosts().map(|h| h.name.clone()).collect();
+    let tracers = start_traces(lab).await;
+    let before = read_counters(lab, &hosts).await?;
+    let drops = DropTracer::start();
+    let timeout = Duration::from_millis(t.probe.timeout_ms);
+    crate::probe::run(lab, &specs, timeout).await?;
+    let reasons = drops.map(|d| d.finish()).unwrap_or_default();
+    let after = read_counters(lab, &hosts).await?;
+    let traces = stop_traces(lab, tracers).await;
+
+    for d in ds.iter_mut() {
+        let src = t.host(&d.from).map(|h| h.address());
+        let dst = t.host(&d.to).map(|h| h.address());
+        let on_path: BTreeSet<&str> = d
+            .forward
+            .iter()
+            .chain(&d.reply)
+            .map(|h| h.host.as_str())
+            .collect();
+        let mut ev = Vec::new();
+        for h in &hosts {
+            if !on_path.contains(h.as_str()) {
+                continue;
+            }
+            for name in COUNTERS {
+                let delta = after.get(h).and_then(|m| m.get(name)).copied().unwrap_or(0)
+                    - before
+                        .get(h)
+                        .and_then(|m| m.get(name))
+                        .copied()
+                        .unwrap_or(0)
+                        .min(after.get(h).and_then(|m| m.get(name)).copied().unwrap_or(0));
+                if delta > 0 {
+                    ev.push(Evidence {
+                        host: h.clone(),
+                        kind: "counter".into(),
+                        text: format!("{name} increased"),
+                        count: Some(delta),
+                        stable: true,
+                    });
+                }
+            }
+        }
+        for tr in &traces {
+            let exact = (Some(tr.saddr) == src && Some(tr.daddr) == dst)
+                || (Some(tr.saddr) == dst && Some(tr.daddr) == src);
+            let near = on_path.contains(tr.host.as_str())
+                && (Some(tr.saddr) == src || Some(tr.daddr) == dst || Some(tr.saddr) == dst);
+            if exact || near {
+                let e = Evidence {
+                    host: tr.host.clone(),
+                    kind: "nft-trace".into(),
+                    text: tr.text.clone(),
+                    count: None,
+                    stable: true,
+                };
+                if !ev.contains(&e) {
+                    ev.push(e);
+                }
+            }
+        }
+        for (reason, location) in &reasons {
+            ev.push(Evidence {
+                host: "kernel".into(),
+                kind: "drop-reason".into(),
+                text: format!("{reason} at {location}"),
+                count: None,
+                stable: false,
+            });
+        }
+        reconcile(d, &ev);
+        d.evidence = ev;
+    }
+    Ok(())
+}
+
+/// Lets the evidence confirm, complete or contradict the walk.
+fn reconcile(d: &mut Diagnosis, ev: &[Evidence]) {
+    let drops: Vec<&Evidence> = ev.iter().filter(|e| e.kind == "nft-trace").collect();
+    match d.culprit.component {
+        Component::Unexplained => {
+            if let Some(e) = drops.first() {
+                d.notes.push(format!(
+                    "the walk could not decide; the kernel's nft trace did: {} {}",
+                    e.host, e.text
+                ));
+                d.culprit = super::walk::Culprit {
+                    host: e.host.clone(),
+                    component: Component::Filter,
+                    summary: format!("the nft trace on {} shows it: {}", e.host, e.text),
+                };
+            }
+        }
+        Component::Filter => {
+            let traced_here = drops.iter().any(|e| e.host == d.culprit.host);
+            if !traced_here && !drops.is_empty() {
+                let others: Vec<String> = drops
+                    .iter()
+                    .map(|e| format!("{} {}", e.host, e.text))
+                    .collect();
+                d.notes.push(format!(
+                    "evidence disagrees: the nft trace shows drops elsewhere: {}",
+                    others.join("; ")
+                ));
+            }
+        }
+        _ => {
+            for e in drops {
+                d.notes.push(format!(
+                    "evidence disagrees: the nft trace also shows {} {}",
+                    e.host, e.text
+                ));
+            }
+        }
+    }
+}
+
+/// Reads every namespace's SNMP counters (`Ip: InAddrErrors ...` as `IpInAddrErrors`).
+async fn read_counters(
+    lab: &Lab,
+    hosts: &[String],
+) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
+    let mut out = BTreeMap::new();
+    for h in hosts {
+        let ns = &lab.host(h)?.ns;
+        let m = ns
+            .run_async(|| {
+                let mut m = BTreeMap::new();
+                for f in [
+                    "/proc/thread-self/net/snmp",
+                    "/proc/thread-self/net/netstat",
+                ] {
+                    if let Ok(text) = std::fs::read_to_string(f) {
+                        parse_snmp(&text, &mut m);
+                    }
+                }
+                m
+            })
+            .await
+            .map_err(|e| Error::io(format!("{h}: reading counters"), e))?;
+        out.insert(h.clone(), m);
+    }
+    Ok(out)
+}
+
+fn parse_snmp(text: &str, out: &mut BTreeMap<String, u64>) {
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((p1, names)), Some((p2, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
+            continue;
+        };
+        if p1 != p2 {
+            continue;
+        }
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            if let Ok(v) = v.parse::<u64>() {
+                out.insert(format!("{p1}{n}"), v);
+            }
+        }
+    }
+}
+
+/// One namespace's `nft monitor trace`, with the lines it printed.
+struct Tracer {
+    host: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// A drop the trace recorded.
+struct TracedDrop {
+    host: String,
+    saddr: Ipv4Addr,
+    daddr: Ipv4Addr,
+    text: String,
+}
+
+const TRACE_TABLE: &str = "netfault_trace";
+
+async fn start_traces(lab: &Lab) -> Vec<Tracer> {
+    let mut out = Vec::new();
+    for h in lab.hosts() {
+        // Only namespaces with base chains have verdicts to trace.
+        let Ok(json) = crate::nft::list_json(&h.ns, &h.name).await else {
+            continue;
+        };
+        let has_base = json
+            .get("nftables")
+            .and_then(|x| x.as_array())
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|o| o.get("chain").and_then(|c| c.get("hook")).is_some())
+            });
+        if !has_base {
+            continue;
+        }
+        let setup = format!(
+            "add table ip {TRACE_TABLE}\n\
+             add chain ip {TRACE_TABLE} pre {{ type filter hook prerouting priority -350; }}\n\
+             add chain ip {TRACE_TABLE} out {{ type filter hook output priority -350; }}\n\
+             add rule ip {TRACE_TABLE} pre meta nftrace set 1\n\
+             add rule ip {TRACE_TABLE} out meta nftrace set 1\n"
+        );
+        let started =
+            h.ns.run_async(
+                move || -> std::io::Result<(Child, Arc<Mutex<Vec<String>>>)> {
+                    run_nft_stdin(&setup)?;
+                    let mut child = Command::new("nft")
+                        .args(["monitor", "trace"])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::null())
+                        .spawn()?;
+                    let out = child.stdout.take().expect("piped");
+                    let lines = Arc::new(Mutex::new(Vec::new()));
+                    let l2 = lines.clone();
+                    std::thread::spawn(move || {
+                        for l in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                            l2.lock().expect("trace lines").push(l);
+                        }
+                    });
+                    // Ready when a marker packet shows in the trace. It goes to a socket of ours, so
+                    // it moves no error counter.
+                    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+                    let sink = std::net::UdpSocket::bind("127.0.0.1:0")?;
+                    let to = sink.local_addr()?;
+                    for _ in 0..100 {
+                        let _ = sock.send_to(b"netfault-trace-marker", to);
+                        std::thread::sleep(Duration::from_millis(10));
+                        if lines
+                            .lock()
+                            .expect("trace lines")
+                            .iter()
+                            .any(|l| l.contains("127.0.0.1"))
+                        {
+                            return Ok((child, lines));
+                        }
+                    }
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    Err(std::io::Error::other(
+                        "nft monitor trace never showed the marker",
+                    ))
+                },
+            )
+            .await;
+        match started {
+            Ok(Ok((child, lines))) => out.push(Tracer {
+                host: h.name.clone(),
+                child,
+                lines,
+            }),
+            _ => {
+                let _ =
+                    h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
+                        .await;
+            }
+        }
+    }
+    out
+}
+
+async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<TracedDrop> {
+    let mut out = Vec::new();
+    for mut t in tracers {
+        // Let the last lines arrive, then stop the monitor we started (by its pid).
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = t.child.kill();
+        let _ = t.child.wait();
+        if let Ok(h) = lab.host(&t.host) {
+            let _ =
+                h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
+                    .await;
+        }
+        let lines = t.lines.lock().expect("trace lines").clone();
+        out.extend(parse_trace(&t.host, &lines));
+    }
+    out
+}
+
+fn run_nft_stdin(script: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut c = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    c.stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())?;
+    let out = c.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+/// Drops and rejects from `nft monitor trace` text, one per distinct (chain, rule, packet
+/// addresses), with the packet's addresses from the trace id's `packet:` line.
+fn parse_trace(host: &str, lines: &[String]) -> Vec<TracedDrop> {
+    let mut packets: BTreeMap<String, (Ipv4Addr, Ipv4Addr)> = BTreeMap::new();
+    let mut out: Vec<TracedDrop> = Vec::new();
+    for l in lines {
+        let Some(rest) = l.strip_prefix("trace id ") else {
+            continue;
+        };
+        let Some((id, rest)) = rest.split_once(' ') else {
+            continue;
+        };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        if words.len() < 4 {
+            continue;
+        }
+        let (family, table, chain) = (words[0], words[1], words[2]);
+        if table == TRACE_TABLE {
+            if let Some(p) = rest.find("packet:") {
+                let pkt = &rest[p..];
+                if let (Some(s), Some(d)) = (field(pkt, "ip saddr "), field(pkt, "ip daddr ")) {
+                    packets.insert(id.to_string(), (s, d));
+                }
+            }
+            continue;
+        }
+        if let Some(p) = rest.find("packet:") {
+            let pkt = &rest[p..];
+            if let (Some(s), Some(d)) = (field(pkt, "ip saddr "), field(pkt, "ip daddr ")) {
+                packets.entry(id.to_string()).or_insert((s, d));
+            }
+            continue;
+        }
+        let body = words[3..].join(" ");
+        let dropped = body.ends_with("(verdict drop)")
+            || body == "verdict drop"
+            || body.starts_with("policy drop");
+        let rejected = body.contains("reject");
+        if !(dropped || rejected) {
+            continue;
+        }
+        let Some(&(saddr, daddr)) = packets.get(id) else {
+            continue;
+        };
+        let what = if body.starts_with("rule ") {
+            let rule = body
+                .trim_start_matches("rule ")
+                .trim_end_matches(" (verdict drop)");
+            format!(
+                "table {family} {table} chain {chain} {} {saddr} → {daddr} by rule: {rule}",
+                if rejected { "rejected" } else { "dropped" }
+            )
+        } else {
+            format!("table {family} {table} chain {chain} dropped {saddr} → {daddr} by its policy")
+        };
+        if !out.iter().any(|d| d.text == what) {
+            out.push(TracedDrop {
+                host: host.to_string(),
+                saddr,
+                daddr,
+                text: what,
+            });
+        }
+    }
+    out
+}
+
+fn field(s: &str, key: &str) -> Option<Ipv4Addr> {
+    let i = s.find(key)? + key.len();
+    s[i..].split_whitespace().next()?.parse().ok()
+}
+
+/// `skb:kfree_skb` events of this process's threads, from a private tracefs instance mounted in a
+/// private mount namespace on a thread of its own.
+struct DropTracer {
+    stop: std::sync::mpsc::Sender<()>,
+    result: std::sync::mpsc::Receiver<Vec<(String, String)>>,
+}
+
+impl DropTracer {
+    /// Starts tracing drops in this process (the probes' threads); None where tracefs is absent
+    /// or another netfault process holds the tracing lock.
+    fn start() -> Option<DropTracer> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (res_tx, res_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = drop_tracer_thread(&ready_tx, stop_rx);
+            let _ = res_tx.send(r.unwrap_or_default());
+        });
+        ready_rx.recv_timeout(Duration::from_secs(2)).ok()??;
+        Some(DropTracer {
+            stop: stop_tx,
+            result: res_rx,
+        })
+    }
+
+    fn finish(self) -> Vec<(String, String)> {
+        let _ = self.stop.send(());
+        self.result
+            .recv_timeout(Duration::from_secs(2))
+            .unwrap_or_default()
+    }
+}
+
+fn drop_tracer_thread(
+    ready: &std::sync::mpsc::Sender<Option<i32>>,
+    stop: std::sync::mpsc::Receiver<()>,
+) -> Option<Vec<(String, String)>> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    let fail = |ready: &std::sync::mpsc::Sender<Option<i32>>| {
+        let _ = ready.send(None);
+        None
+    };
+    // Serialise with other netfault processes: the event is machine-wide.
+    let lock_path = crate::registry::run_dir().join("tracefs.lock");
+    let _ = std::fs::create_dir_all(crate::registry::run_dir());
+    let Ok(lock) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&lock_path)
+    else {
+        return fail(ready);
+    };
+    if nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err() {
+        return fail(ready);
+    }
+    if unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS).is_err()
+        || mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .is_err()
+        || mount(
+            Some("nodev"),
+            "/sys/kernel/tracing",
+            Some("tracefs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .is_err()
+    {
+        return fail(ready);
+    }
+    let inst = format!(
+        "/sys/kernel/tracing/instances/netfault-{}-{}",
+        std::process::id(),
+        nix::unistd::gettid()
+    );
+    if std::fs::create_dir(&inst).is_err() {
+        return fail(ready);
+    }
+    let ev = format!("{inst}/events/skb/kfree_skb");
+    // Every thread of this process may send a probe (tokio's workers): events are kept by thread
+    // id when read back.
+    let ok = std::fs::write(format!("{ev}/enable"), "1").is_ok();
+    if !ok {
+        let _ = std::fs::remove_dir(&inst);
+        return fail(ready);
+    }
+    let _ = ready.send(Some(nix::unistd::gettid().as_raw()));
+    let _ = stop.recv_timeout(Duration::from_secs(120));
+    let _ = std::fs::write(format!("{ev}/enable"), "0");
+    let text = std::fs::read_to_string(format!("{inst}/trace")).unwrap_or_default();
+    let _ = std::fs::remove_dir(&inst);
+    let tids: BTreeSet<i32> = std::fs::read_dir("/proc/thread-self/../")
+        .ok()
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        // "   <comm>-<tid>  [cpu] ... kfree_skb: skbaddr=... location=ip_forward+0x... reason: IP_INADDRERRORS"
+        let Some(tid) = l
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.rsplit('-').next())
+            .and_then(|t| t.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if !tids.contains(&tid) {
+            continue;
+        }
+        let Some(reason) = l.split("reason: ").nth(1).map(|r| r.trim().to_string()) else {
+            continue;
+        };
+        if matches!(
+            reason.as_str(),
+            "NOT_SPECIFIED" | "NO_SOCKET" | "SOCKET_CLOSE"
+        ) {
+            continue;
+        }
+        let location = l
+            .split("location=")
+            .nth(1)
+            .and_then(|x| x.split_whitespace().next())
+            .map(|x| x.split('+').next().unwrap_or(x).to_string())
+            .unwrap_or_default();
+        let e = (reason, location);
+        if !seen.contains(&e) {
+            seen.push(e);
+        }
+    }
+    Some(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snmp_counters_are_named_by_section() {
+        let mut m = BTreeMap::new();
+        parse_snmp(
+            "Ip: Forwarding InAddrErrors\nIp: 1 5\nIcmp: InMsgs\nIcmp: 3\n",
+            &mut m,
+        );
+        assert_eq!(m["IpInAddrErrors"], 5);
+        assert_eq!(m["IcmpInMsgs"], 3);
+    }
+
+    #[test]
+    fn trace_drops_carry_the_packet_addresses() {
+        let lines: Vec<String> = [
+            "trace id 1a2b ip netfault_trace pre packet: iif \"cni0\" ether saddr 02:00 ip saddr 10.244.1.2 ip daddr 203.0.113.10 ip protocol icmp",
+            "trace id 1a2b ip netfault_trace pre rule meta nftrace set 1 (verdict continue)",
+            "trace id 1a2b ip extra fwd packet: iif \"cni0\" oif \"eth0\" ip saddr 10.244.1.2 ip daddr 203.0.113.10",
+            "trace id 1a2b ip extra fwd rule ip saddr 10.244.1.0/24 oifname \"eth0\" drop (verdict drop)",
+            "trace id 3c4d ip filter FORWARD packet: iif \"cni0\" ip saddr 10.244.1.3 ip daddr 203.0.113.10",
+            "trace id 3c4d ip filter FORWARD policy drop",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let d = parse_trace("node1", &lines);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            d[0].text,
+            "table ip extra chain fwd dropped 10.244.1.2 → 203.0.113.10 by rule: ip saddr 10.244.1.0/24 oifname \"eth0\" drop"
+        );
+        assert_eq!(
+            d[1].text,
+            "table ip filter chain FORWARD dropped 10.244.1.3 → 203.0.113.10 by its policy"
+        );
+    }
+}

@@ -1,0 +1,634 @@
+//! What verdict would this packet get? A small evaluator of a namespace's live nft ruleset (as
+//! `nft -j` prints it) for one packet at one hook: every base chain of every ip/inet table on
+//! that hook, in priority order; within a chain, rules in order, with jump/goto/return and the
+//! chain's policy. Any drop or reject wins.
+//!
+//! It models the matches a pod network uses (addresses, protocols, ports, interface names,
+//! conntrack state, ICMP type, anonymous and named sets). A match it does not model makes the rule
+//! *uncertain*; a verdict that depends on an uncertain rule is reported as such, never guessed.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use serde_json::Value;
+
+use crate::nft::RulesetText;
+use crate::topology::Proto;
+
+/// The packet as a hook sees it.
+#[derive(Debug, Clone)]
+pub struct Pkt {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: Proto,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    /// ICMP type (8 echo request, 0 echo reply).
+    pub icmp_type: Option<u8>,
+    pub iif: Option<String>,
+    pub oif: Option<String>,
+    /// Conntrack state: the first packet of a flow is new, a reply is established.
+    pub ct_new: bool,
+    /// Length of the IP packet.
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nat {
+    Masquerade,
+    Snat(Ipv4Addr),
+    Dnat(Ipv4Addr, Option<u16>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every base chain let it through; NAT the nat chains would apply.
+    Accept { nat: Vec<Nat> },
+    /// Dropped (or rejected) by a rule or a chain's policy.
+    Drop {
+        at: String,
+        rule: String,
+        reject: bool,
+    },
+    /// The outcome hangs on a rule this evaluator cannot decide.
+    Uncertain { at: String, rule: String },
+}
+
+#[derive(Debug, Clone)]
+struct Chain {
+    hook: Option<String>,
+    prio: i64,
+    ctype: String,
+    policy: String,
+    rules: Vec<(Vec<Value>, String)>,
+}
+
+type Key = (String, String, String);
+
+/// A namespace's ruleset, ready to evaluate.
+#[derive(Debug, Clone, Default)]
+pub struct Ruleset {
+    chains: HashMap<Key, Chain>,
+    sets: HashMap<Key, Vec<Value>>,
+}
+
+fn key(family: &str, table: &str, name: &str) -> Key {
+    (family.to_string(), table.to_string(), name.to_string())
+}
+
+impl Ruleset {
+    /// From `nft -j list ruleset` output, with `text` (the stateless text listing) giving each
+    /// rule's readable form.
+    pub fn from_json(v: &Value, text: &RulesetText) -> Ruleset {
+        let mut rs = Ruleset::default();
+        let Some(objs) = v.get("nftables").and_then(|x| x.as_array()) else {
+            return rs;
+        };
+        for o in objs {
+            if let Some(c) = o.get("chain") {
+                let (Some(f), Some(t), Some(n)) = (s(c, "family"), s(c, "table"), s(c, "name"))
+                else {
+                    continue;
+                };
+                rs.chains.insert(
+                    key(f, t, n),
+                    Chain {
+                        hook: s(c, "hook").map(String::from),
+                        prio: c.get("prio").and_then(|p| p.as_i64()).unwrap_or(0),
+                        ctype: s(c, "type").unwrap_or("filter").to_string(),
+                        policy: s(c, "policy").unwrap_or("accept").to_string(),
+                        rules: Vec::new(),
+                    },
+                );
+            } else if let Some(set) = o.get("set") {
+                let (Some(f), Some(t), Some(n)) =
+                    (s(set, "family"), s(set, "table"), s(set, "name"))
+                else {
+                    continue;
+                };
+                let elems = set
+                    .get("elem")
+                    .and_then(|e| e.as_array())
+                    .cloned()
+                    .unwrap_or_default();
+                rs.sets.insert(key(f, t, n), elems);
+            }
+        }
+        for o in objs {
+            let Some(r) = o.get("rule") else { continue };
+            let (Some(f), Some(t), Some(c)) = (s(r, "family"), s(r, "table"), s(r, "chain")) else {
+                continue;
+            };
+            let expr = r
+                .get("expr")
+                .and_then(|e| e.as_array())
+                .cloned()
+                .unwrap_or_default();
+            if let Some(ch) = rs.chains.get_mut(&key(f, t, c)) {
+                let i = ch.rules.len();
+                let shown = text
+                    .get(&format!("table {f} {t}"))
+                    .and_then(|tt| tt.get(&format!("chain {c}")))
+                    .and_then(|lines| lines.get(i + 1))
+                    .cloned()
+                    .unwrap_or_else(|| render_expr(&expr));
+                ch.rules.push((expr, shown));
+            }
+        }
+        rs
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chains.is_empty()
+    }
+
+    /// Whether any base chain sits on `hook`.
+    pub fn has_hook(&self, hook: &str) -> bool {
+        self.chains
+            .values()
+            .any(|c| c.hook.as_deref() == Some(hook))
+    }
+
+    /// The verdict for `pkt` at `hook` (prerouting, input, forward, output, postrouting).
+    pub fn evaluate(&self, hook: &str, pkt: &Pkt) -> Verdict {
+        let mut base: Vec<(&Key, &Chain)> = self
+            .chains
+            .iter()
+            .filter(|(k, c)| c.hook.as_deref() == Some(hook) && (k.0 == "ip" || k.0 == "inet"))
+            .collect();
+        base.sort_by(|a, b| a.1.prio.cmp(&b.1.prio).then(a.0.cmp(b.0)));
+        let mut nat = Vec::new();
+        for (k, c) in base {
+            if c.ctype == "nat" && !pkt.ct_new {
+                continue; // conntrack translates established flows; nat chains see first packets only
+            }
+            let at = format!("table {} {} chain {}", k.0, k.1, k.2);
+            match self.run_chain(k, pkt, &mut nat, 0) {
+                Flow::Accept | Flow::Continue => {}
+                Flow::Policy => {
+                    if c.policy == "drop" {
+                        return Verdict::Drop {
+                            at,
+                            rule: format!("policy drop of chain {}", k.2),
+                            reject: false,
+                        };
+                    }
+                }
+                Flow::Drop { at, rule, reject } => return Verdict::Drop { at, rule, reject },
+                Flow::Uncertain { at, rule } => return Verdict::Uncertain { at, rule },
+            }
+        }
+        Verdict::Accept { nat }
+    }
+
+    fn run_chain(&self, k: &Key, pkt: &Pkt, nat: &mut Vec<Nat>, depth: usize) -> Flow {
+        let Some(chain) = self.chains.get(k) else {
+            return Flow::Continue;
+        };
+        if depth > 16 {
+            return Flow::Uncertain {
+                at: format!("table {} {} chain {}", k.0, k.1, k.2),
+                rule: "jumps nest too deep".into(),
+            };
+        }
+        let at = format!("table {} {} chain {}", k.0, k.1, k.2);
+        'rules: for (expr, text) in &chain.rules {
+            let mut uncertain = false;
+            for st in expr {
+                let Some((name, body)) = st.as_object().and_then(|o| o.iter().next()) else {
+                    continue;
+                };
+                match name.as_str() {
+                    "match" => match self.eval_match(k, body, pkt) {
+                        Some(true) => {}
+                        Some(false) => continue 'rules,
+                        None => uncertain = true,
+                    },
+                    "accept" | "drop" | "reject" | "jump" | "goto" | "return" | "continue" => {
+                        if uncertain && name != "continue" {
+                            return Flow::Uncertain {
+                                at,
+                                rule: text.clone(),
+                            };
+                        }
+                        match name.as_str() {
+                            "accept" => return Flow::Accept,
+                            "drop" => {
+                                return Flow::Drop {
+                                    at,
+                                    rule: text.clone(),
+                                    reject: false,
+                                }
+                            }
+                            "reject" => {
+                                return Flow::Drop {
+                                    at,
+                                    rule: text.clone(),
+                                    reject: true,
+                                }
+                            }
+                            "return" => return Flow::Continue,
+                            "continue" => {}
+                            _ => {
+                                let target =
+                                    body.get("target").and_then(|t| t.as_str()).unwrap_or("");
+                                let tk = key(&k.0, &k.1, target);
+                                match self.run_chain(&tk, pkt, nat, depth + 1) {
+                                    Flow::Continue | Flow::Policy if name == "jump" => {
+                                        continue 'rules
+                                    }
+                                    Flow::Continue | Flow::Policy => return Flow::Continue,
+                                    other => return other,
+                                }
+                            }
+                        }
+                    }
+                    "masquerade" | "snat" | "dnat" | "redirect" => {
+                        if uncertain {
+                            continue 'rules;
+                        }
+                        if let Some(n) = nat_of(name, body) {
+                            nat.push(n);
+                        }
+                        return Flow::Accept;
+                    }
+                    "xt" => {
+                        let kind = body.get("type").and_then(|t| t.as_str()).unwrap_or("");
+                        let xname = body.get("name").and_then(|t| t.as_str()).unwrap_or("");
+                        match (kind, xname) {
+                            ("match", "comment") => {}
+                            ("target", "MASQUERADE") if !uncertain => {
+                                nat.push(Nat::Masquerade);
+                                return Flow::Accept;
+                            }
+                            ("target", "MASQUERADE") => continue 'rules,
+                            ("target", _) => {
+                                return Flow::Uncertain {
+                                    at,
+                                    rule: text.clone(),
+                                }
+                            }
+                            _ => uncertain = true,
+                        }
+                    }
+                    "vmap" => {
+                        return Flow::Uncertain {
+                            at,
+                            rule: text.clone(),
+                        }
+                    }
+                    "limit" | "quota" | "meter" => uncertain = true,
+                    _ => {} // counter, log, mangle, ... do not decide
+                }
+            }
+        }
+        Flow::Policy
+    }
+
+    fn eval_match(&self, k: &Key, m: &Value, pkt: &Pkt) -> Option<bool> {
+        let op = m.get("op").and_then(|o| o.as_str()).unwrap_or("==");
+        let negate = match op {
+            "==" | "in" => false,
+            "!=" => true,
+            _ => return None,
+        };
+        let left = m.get("left")?;
+        let right = m.get("right")?;
+        let value = self.left_value(left, pkt)?;
+        let hit = match value {
+            LeftVal::Absent => false,
+            v => self.right_contains(k, right, &v)?,
+        };
+        Some(hit != negate)
+    }
+
+    fn left_value(&self, left: &Value, pkt: &Pkt) -> Option<LeftVal> {
+        if let Some(p) = left.get("payload") {
+            let proto = s(p, "protocol")?;
+            let field = s(p, "field")?;
+            return match (proto, field) {
+                ("ip", "saddr") => Some(LeftVal::Ip(pkt.src)),
+                ("ip", "daddr") => Some(LeftVal::Ip(pkt.dst)),
+                ("ip", "protocol") => Some(LeftVal::L4(pkt.proto)),
+                ("ip", "length") => Some(LeftVal::Num(pkt.len as u64)),
+                ("tcp" | "udp" | "th", "sport" | "dport") => {
+                    let wanted = match proto {
+                        "tcp" => Some(Proto::Tcp),
+                        "udp" => Some(Proto::Udp),
+                        _ => None,
+                    };
+                    let is_l4 = matches!(pkt.proto, Proto::Tcp | Proto::Udp);
+                    if wanted.is_some_and(|w| w != pkt.proto) || !is_l4 {
+                        return Some(LeftVal::Absent);
+                    }
+                    let port = if field == "sport" {
+                        pkt.sport
+                    } else {
+                        pkt.dport
+                    };
+                    port.map(|p| LeftVal::Num(u64::from(p)))
+                }
+                ("icmp", "type") => {
+                    if pkt.proto != Proto::Icmp {
+                        return Some(LeftVal::Absent);
+                    }
+                    pkt.icmp_type.map(LeftVal::IcmpType)
+                }
+                _ => None,
+            };
+        }
+        if let Some(m) = left.get("meta") {
+            return match s(m, "key")? {
+                "l4proto" => Some(LeftVal::L4(pkt.proto)),
+                "nfproto" | "protocol" => Some(LeftVal::Str("ipv4".into())),
+                "iifname" | "iif" => {
+                    Some(pkt.iif.clone().map(LeftVal::Str).unwrap_or(LeftVal::Absent))
+                }
+                "oifname" | "oif" => {
+                    Some(pkt.oif.clone().map(LeftVal::Str).unwrap_or(LeftVal::Absent))
+                }
+                "length" => Some(LeftVal::Num(pkt.len as u64)),
+                _ => None,
+            };
+        }
+        if let Some(c) = left.get("ct") {
+            return match s(c, "key")? {
+                "state" => Some(LeftVal::CtState(if pkt.ct_new {
+                    "new"
+                } else {
+                    "established"
+                })),
+                _ => None,
+            };
+        }
+        None
+    }
+
+    fn right_contains(&self, k: &Key, right: &Value, v: &LeftVal) -> Option<bool> {
+        match right {
+            Value::String(x) if x.starts_with('@') => {
+                let elems = self.sets.get(&key(&k.0, &k.1, &x[1..]))?;
+                let mut any = false;
+                for e in elems {
+                    any |= self.right_contains(k, e, v)?;
+                }
+                Some(any)
+            }
+            Value::Array(items) => {
+                // ct state { established, related } is printed as a plain list.
+                let mut any = false;
+                for e in items {
+                    any |= self.right_contains(k, e, v)?;
+                }
+                Some(any)
+            }
+            Value::Object(o) => {
+                if let Some(set) = o.get("set") {
+                    return self.right_contains(k, set, v);
+                }
+                if let Some(p) = o.get("prefix") {
+                    let LeftVal::Ip(ip) = v else { return None };
+                    let addr: Ipv4Addr = s(p, "addr")?.parse().ok()?;
+                    let len = p.get("len")?.as_u64()? as u8;
+                    return Some(ipnet::Ipv4Net::new(addr, len).ok()?.contains(ip));
+                }
+                if let Some(r) = o.get("range").and_then(|r| r.as_array()) {
+                    return match v {
+                        LeftVal::Ip(ip) => {
+                            let lo: Ipv4Addr = r.first()?.as_str()?.parse().ok()?;
+                            let hi: Ipv4Addr = r.get(1)?.as_str()?.parse().ok()?;
+                            Some(lo <= *ip && *ip <= hi)
+                        }
+                        LeftVal::Num(n) => {
+                            Some(r.first()?.as_u64()? <= *n && *n <= r.get(1)?.as_u64()?)
+                        }
+                        _ => None,
+                    };
+                }
+                if let Some(e) = o.get("elem") {
+                    return self.right_contains(k, e.get("val")?, v);
+                }
+                None
+            }
+            Value::Number(n) => match v {
+                LeftVal::Num(x) => Some(n.as_u64()? == *x),
+                LeftVal::L4(p) => Some(n.as_u64()? == proto_number(*p)),
+                LeftVal::IcmpType(t) => Some(n.as_u64()? == u64::from(*t)),
+                _ => None,
+            },
+            Value::String(x) => match v {
+                LeftVal::Ip(ip) => x.parse::<Ipv4Addr>().ok().map(|a| a == *ip),
+                LeftVal::Str(name) => Some(match x.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => x == name,
+                }),
+                LeftVal::L4(p) => Some(x == p.as_str()),
+                LeftVal::CtState(st) => Some(x == st),
+                LeftVal::IcmpType(t) => Some(icmp_type_name(*t) == Some(x.as_str())),
+                LeftVal::Num(n) => service_port(x).map(|p| u64::from(p) == *n),
+                LeftVal::Absent => Some(false),
+            },
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum LeftVal {
+    Ip(Ipv4Addr),
+    L4(Proto),
+    Num(u64),
+    Str(String),
+    CtState(&'static str),
+    IcmpType(u8),
+    /// The header the match reads is not in this packet (a tcp match on a udp packet).
+    Absent,
+}
+
+enum Flow {
+    Accept,
+    /// Fell off the end of a jumped-to chain (return) or matched `continue`.
+    Continue,
+    /// Fell off the end of the chain: its policy decides.
+    Policy,
+    Drop {
+        at: String,
+        rule: String,
+        reject: bool,
+    },
+    Uncertain {
+        at: String,
+        rule: String,
+    },
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(|x| x.as_str())
+}
+
+fn proto_number(p: Proto) -> u64 {
+    match p {
+        Proto::Icmp => 1,
+        Proto::Tcp => 6,
+        Proto::Udp => 17,
+    }
+}
+
+fn icmp_type_name(t: u8) -> Option<&'static str> {
+    Some(match t {
+        0 => "echo-reply",
+        3 => "destination-unreachable",
+        8 => "echo-request",
+        11 => "time-exceeded",
+        _ => return None,
+    })
+}
+
+fn service_port(name: &str) -> Option<u16> {
+    name.parse().ok().or(match name {
+        "http" => Some(80),
+        "https" => Some(443),
+        "domain" => Some(53),
+        "echo" => Some(7),
+        "ssh" => Some(22),
+        _ => None,
+    })
+}
+
+fn nat_of(name: &str, body: &Value) -> Option<Nat> {
+    match name {
+        "masquerade" => Some(Nat::Masquerade),
+        "snat" => body.get("addr")?.as_str()?.parse().ok().map(Nat::Snat),
+        "dnat" => {
+            let addr = body.get("addr")?.as_str()?.parse().ok()?;
+            let port = body.get("port").and_then(|p| p.as_u64()).map(|p| p as u16);
+            Some(Nat::Dnat(addr, port))
+        }
+        _ => None,
+    }
+}
+
+/// A rough text of a rule for when nft's own text is not at hand.
+fn render_expr(expr: &[Value]) -> String {
+    expr.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rs(json: &str) -> Ruleset {
+        Ruleset::from_json(&serde_json::from_str(json).unwrap(), &Default::default())
+    }
+
+    fn pkt(src: &str, dst: &str, proto: Proto, iif: &str, oif: &str) -> Pkt {
+        Pkt {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            proto,
+            sport: None,
+            dport: if proto == Proto::Icmp { None } else { Some(80) },
+            icmp_type: if proto == Proto::Icmp { Some(8) } else { None },
+            iif: Some(iif.into()),
+            oif: Some(oif.into()),
+            ct_new: true,
+            len: 84,
+        }
+    }
+
+    const TWO_TABLES: &str = r#"{"nftables":[
+      {"table":{"family":"inet","name":"a"}},
+      {"chain":{"family":"inet","table":"a","name":"fwd","type":"filter","hook":"forward","prio":0,"policy":"accept"}},
+      {"rule":{"family":"inet","table":"a","chain":"fwd","expr":[{"accept":null}]}},
+      {"table":{"family":"ip","name":"b"}},
+      {"chain":{"family":"ip","table":"b","name":"fwd","type":"filter","hook":"forward","prio":10,"policy":"accept"}},
+      {"chain":{"family":"ip","table":"b","name":"pods"}},
+      {"rule":{"family":"ip","table":"b","chain":"fwd","expr":[{"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"cni0"}},{"jump":{"target":"pods"}}]}},
+      {"rule":{"family":"ip","table":"b","chain":"pods","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"set":[22,80]}}},{"drop":null}]}},
+      {"rule":{"family":"ip","table":"b","chain":"pods","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":{"prefix":{"addr":"10.244.1.0","len":24}}}},{"reject":null}]}}
+    ]}"#;
+
+    #[test]
+    fn a_drop_in_a_second_table_wins_over_an_accept_in_the_first() {
+        let r = rs(TWO_TABLES);
+        let v = r.evaluate(
+            "forward",
+            &pkt("10.244.1.2", "203.0.113.10", Proto::Tcp, "cni0", "eth0"),
+        );
+        assert!(
+            matches!(v, Verdict::Drop { ref at, reject: false, .. } if at == "table ip b chain pods"),
+            "{v:?}"
+        );
+        // UDP skips the tcp rule and hits the reject.
+        let v = r.evaluate(
+            "forward",
+            &pkt("10.244.1.2", "203.0.113.10", Proto::Udp, "cni0", "eth0"),
+        );
+        assert!(matches!(v, Verdict::Drop { reject: true, .. }), "{v:?}");
+        // Other sources and interfaces pass.
+        let v = r.evaluate(
+            "forward",
+            &pkt("10.9.9.9", "203.0.113.10", Proto::Udp, "cni0", "eth0"),
+        );
+        assert_eq!(v, Verdict::Accept { nat: vec![] });
+        let v = r.evaluate(
+            "forward",
+            &pkt("10.244.1.2", "203.0.113.10", Proto::Udp, "eth0", "cni0"),
+        );
+        assert_eq!(v, Verdict::Accept { nat: vec![] });
+        assert_eq!(
+            r.evaluate("input", &pkt("1.1.1.1", "2.2.2.2", Proto::Icmp, "a", "b")),
+            Verdict::Accept { nat: vec![] }
+        );
+    }
+
+    #[test]
+    fn policy_drop_and_established_replies() {
+        let r = rs(r#"{"nftables":[
+          {"chain":{"family":"ip","table":"filter","name":"FORWARD","type":"filter","hook":"forward","prio":0,"policy":"drop"}},
+          {"rule":{"family":"ip","table":"filter","chain":"FORWARD","expr":[{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":["established","related"]}},{"accept":null}]}}
+        ]}"#);
+        let mut p = pkt("10.244.1.2", "203.0.113.10", Proto::Icmp, "cni0", "eth0");
+        assert!(
+            matches!(r.evaluate("forward", &p), Verdict::Drop { ref rule, .. } if rule == "policy drop of chain FORWARD")
+        );
+        p.ct_new = false;
+        assert_eq!(r.evaluate("forward", &p), Verdict::Accept { nat: vec![] });
+    }
+
+    #[test]
+    fn unknown_matches_make_the_verdict_uncertain_not_guessed() {
+        let r = rs(r#"{"nftables":[
+          {"chain":{"family":"ip","table":"t","name":"c","type":"filter","hook":"forward","prio":0,"policy":"accept"}},
+          {"rule":{"family":"ip","table":"t","chain":"c","expr":[{"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":7}},{"drop":null}]}}
+        ]}"#);
+        let v = r.evaluate(
+            "forward",
+            &pkt("10.244.1.2", "203.0.113.10", Proto::Icmp, "cni0", "eth0"),
+        );
+        assert!(matches!(v, Verdict::Uncertain { .. }), "{v:?}");
+    }
+
+    #[test]
+    fn nat_chains_report_translations_for_new_flows_only() {
+        let r = rs(r#"{"nftables":[
+          {"chain":{"family":"ip","table":"nat","name":"post","type":"nat","hook":"postrouting","prio":100,"policy":"accept"}},
+          {"rule":{"family":"ip","table":"nat","chain":"post","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":{"prefix":{"addr":"10.244.1.0","len":24}}}},{"match":{"op":"!=","left":{"meta":{"key":"oifname"}},"right":"cni0"}},{"xt":{"type":"match","name":"comment"}},{"xt":{"type":"target","name":"MASQUERADE"}}]}}
+        ]}"#);
+        let mut p = pkt("10.244.1.2", "203.0.113.10", Proto::Tcp, "cni0", "eth0");
+        assert_eq!(
+            r.evaluate("postrouting", &p),
+            Verdict::Accept {
+                nat: vec![Nat::Masquerade]
+            }
+        );
+        p.ct_new = false;
+        assert_eq!(
+            r.evaluate("postrouting", &p),
+            Verdict::Accept { nat: vec![] }
+        );
+    }
+}
