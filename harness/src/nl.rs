@@ -79,6 +79,11 @@ pub struct Link {
     /// IFLA_LINK: for a veth, the peer's ifindex (in `link_netnsid`'s namespace if set).
     pub link: Option<u32>,
     pub link_netnsid: Option<i32>,
+    /// Kind-specific facts worth comparing: a vxlan's VNI, port, local and remote address; a
+    /// bridge port's non-default flags (hairpin on, learning or flooding off).
+    pub details: Vec<String>,
+    /// A vxlan's underlying device index, if set.
+    pub vxlan_dev: Option<u32>,
 }
 
 impl Link {
@@ -100,6 +105,8 @@ fn parse_link(m: &LinkMessage) -> Link {
         mac: None,
         link: None,
         link_netnsid: None,
+        details: Vec::new(),
+        vxlan_dev: None,
     };
     for a in &m.attributes {
         match a {
@@ -123,8 +130,44 @@ fn parse_link(m: &LinkMessage) -> Link {
             }
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        l.kind = Some(k.to_string());
+                    match i {
+                        LinkInfo::Kind(k) => l.kind = Some(k.to_string()),
+                        LinkInfo::Data(InfoData::Vxlan(v)) => {
+                            use netlink_packet_route::link::InfoVxlan;
+                            for x in v {
+                                match x {
+                                    InfoVxlan::Id(id) => l.details.push(format!("vni {id}")),
+                                    InfoVxlan::Port(p) => l.details.push(format!("dstport {p}")),
+                                    InfoVxlan::Local(a) => l.details.push(format!("local {a}")),
+                                    InfoVxlan::Group(a) => l.details.push(format!("remote {a}")),
+                                    InfoVxlan::Learning(false) => {
+                                        l.details.push("nolearning".into())
+                                    }
+                                    InfoVxlan::Link(d) => l.vxlan_dev = Some(*d),
+                                    _ => {}
+                                }
+                            }
+                        }
+                        LinkInfo::PortData(
+                            netlink_packet_route::link::InfoPortData::BridgePort(v),
+                        ) => {
+                            use netlink_packet_route::link::InfoBridgePort;
+                            for x in v {
+                                match x {
+                                    InfoBridgePort::HairpinMode(true) => {
+                                        l.details.push("hairpin on".into())
+                                    }
+                                    InfoBridgePort::Learning(false) => {
+                                        l.details.push("learning off".into())
+                                    }
+                                    InfoBridgePort::UnicastFlood(false) => {
+                                        l.details.push("flood off".into())
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -562,6 +605,133 @@ pub async fn list_nsids(h: &Handle) -> Result<Vec<i32>, rtnetlink::Error> {
             }
             _ => {}
         }
+    }
+    Ok(out)
+}
+
+pub async fn del_address(h: &Handle, index: u32, net: Ipv4Net) -> Result<(), rtnetlink::Error> {
+    let msg = rtnetlink::AddressMessageBuilder::<Ipv4Addr>::new()
+        .index(index)
+        .address(net.addr(), net.prefix_len())
+        .build();
+    h.address().del(msg).execute().await
+}
+
+pub async fn del_route(
+    h: &Handle,
+    dst: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    oif: Option<u32>,
+) -> Result<(), rtnetlink::Error> {
+    let mut b =
+        RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(dst.addr(), dst.prefix_len());
+    if let Some(g) = gateway {
+        b = b.gateway(g);
+    }
+    if let Some(o) = oif {
+        b = b.output_interface(o);
+    }
+    h.route().del(b.build()).execute().await
+}
+
+pub async fn set_mtu(h: &Handle, index: u32, mtu: u32) -> Result<(), rtnetlink::Error> {
+    h.link()
+        .set(LinkUnspec::new_with_index(index).mtu(mtu).build())
+        .execute()
+        .await
+}
+
+/// One bridge or vxlan forwarding database entry (`bridge fdb show`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fdb {
+    pub index: u32,
+    pub mac: Vec<u8>,
+    /// The remote VTEP of a vxlan entry.
+    pub dst: Option<Ipv4Addr>,
+    pub master: Option<u32>,
+    pub state: String,
+    /// An entry of the device itself (NTF_SELF), rather than of its bridge.
+    pub is_self: bool,
+}
+
+pub async fn fdb(h: &Handle) -> Result<Vec<Fdb>, rtnetlink::Error> {
+    use netlink_packet_route::neighbour::NeighbourFlags;
+    let msgs: Vec<_> = h
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Bridge)
+        .execute()
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for m in msgs {
+        let mut e = Fdb {
+            index: m.header.ifindex,
+            mac: Vec::new(),
+            dst: None,
+            master: None,
+            state: match m.header.state {
+                NeighbourState::Permanent => "permanent",
+                NeighbourState::Noarp => "static",
+                NeighbourState::Reachable | NeighbourState::Stale => "dynamic",
+                _ => "other",
+            }
+            .into(),
+            is_self: m.header.flags.contains(NeighbourFlags::Own),
+        };
+        for a in &m.attributes {
+            match a {
+                NeighbourAttribute::LinkLayerAddress(x) => e.mac = x.clone(),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(x)) => e.dst = Some(*x),
+                NeighbourAttribute::Controller(x) => e.master = Some(*x),
+                _ => {}
+            }
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// `ip rule` lines: "PRIORITY: [from SRC] [to DST] [iif IF] [oif IF] [fwmark M] lookup TABLE".
+pub async fn rules(h: &Handle) -> Result<Vec<String>, rtnetlink::Error> {
+    use netlink_packet_route::rule::{RuleAction, RuleAttribute};
+    let msgs: Vec<_> = h
+        .rule()
+        .get(rtnetlink::IpVersion::V4)
+        .execute()
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for m in msgs {
+        let mut prio = 0;
+        let mut table = u32::from(m.header.table);
+        let mut parts = Vec::new();
+        for a in &m.attributes {
+            match a {
+                RuleAttribute::Priority(p) => prio = *p,
+                RuleAttribute::Table(t) => table = *t,
+                RuleAttribute::Source(s) => parts.push(format!("from {s}/{}", m.header.src_len)),
+                RuleAttribute::Destination(d) => parts.push(format!("to {d}/{}", m.header.dst_len)),
+                RuleAttribute::Iifname(i) => parts.push(format!("iif {i}")),
+                RuleAttribute::Oifname(o) => parts.push(format!("oif {o}")),
+                RuleAttribute::FwMark(f) => parts.push(format!("fwmark {f:#x}")),
+                _ => {}
+            }
+        }
+        if parts.is_empty() {
+            parts.push("from all".into());
+        }
+        let table = match table {
+            255 => "local".to_string(),
+            254 => "main".to_string(),
+            253 => "default".to_string(),
+            t => t.to_string(),
+        };
+        let action = match m.header.action {
+            RuleAction::ToTable => format!("lookup {table}"),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        out.push(format!("{prio}: {} {action}", parts.join(" ")));
     }
     Ok(out)
 }

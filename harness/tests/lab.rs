@@ -126,3 +126,44 @@ async fn healthy_single_node_matrix_is_as_the_fixture_says() {
         "healthy matrix took {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_capture_sees_rules_fdb_and_bridge_port_flags() {
+    let lab = Lab::up(&fixture("single-node.toml")).await.unwrap();
+    let before = netfault::diagnose::capture(&lab).await.unwrap();
+    let node = before.host("node1").unwrap();
+    assert!(
+        node.rules.contains("32766: from all lookup main"),
+        "{:?}",
+        node.rules
+    );
+    assert_eq!(node.links["veth-pod-a"].peer.as_deref(), Some("pod-a:eth0"));
+    lab.host("node1")
+        .unwrap()
+        .ns
+        .run(|| {
+            for cmd in [
+                "ip link set dev veth-pod-a type bridge_slave hairpin on",
+                "ip rule add from 10.244.1.0/24 lookup 100 priority 100",
+                "bridge fdb add 02:00:00:00:00:42 dev veth-pod-b master static",
+            ] {
+                let st = std::process::Command::new("sh")
+                    .args(["-c", cmd])
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "{cmd}");
+            }
+        })
+        .unwrap();
+    let after = netfault::diagnose::capture(&lab).await.unwrap();
+    let d = netfault::diagnose::diff(&before, &after);
+    assert_eq!(
+        d,
+        [
+            "node1: link veth-pod-a (defaults) → hairpin on",
+            "node1: rule 100: from 10.244.1.0/24 lookup 100 added",
+            "node1: fdb a MAC outside the lab dev veth-pod-b master cni0 static added",
+        ],
+        "{d:#?}"
+    );
+}

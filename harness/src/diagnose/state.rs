@@ -24,6 +24,8 @@ pub struct LinkState {
     pub peer: Option<String>,
     /// `planned` when the MAC is the one the lab gave it, else `changed`.
     pub mac: String,
+    /// Kind-specific facts: vxlan VNI, port, local address; bridge port flags.
+    pub details: Vec<String>,
 }
 
 impl LinkState {
@@ -44,6 +46,9 @@ impl LinkState {
         if self.mac != "planned" {
             s.push_str(&format!(" mac {}", self.mac));
         }
+        for d in &self.details {
+            s.push_str(&format!(" {d}"));
+        }
         s
     }
 }
@@ -54,6 +59,10 @@ pub struct HostState {
     pub addresses: BTreeSet<String>,
     pub routes: BTreeSet<String>,
     pub neighbours: BTreeSet<String>,
+    /// Policy routing rules (`ip rule`).
+    pub rules: BTreeSet<String>,
+    /// Forwarding database entries of overlay devices, and static entries on bridge ports.
+    pub fdb: BTreeSet<String>,
     pub sysctls: BTreeMap<String, String>,
     pub nft: RulesetText,
 }
@@ -107,7 +116,7 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
     order.retain(|n| raw.iter().any(|r| &r.0 == n));
     let mut hosts = Vec::new();
     for name in order {
-        let (_, links, addrs, routes, neigh, sysctls, nft_text) =
+        let (_, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb) =
             raw.iter().find(|r| r.0 == name).expect("captured");
         let by_index: BTreeMap<u32, &Link> = links.iter().map(|l| (l.index, l)).collect();
         let ifname = |i: u32| {
@@ -139,8 +148,44 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
                         (Some(p), Some(m)) if p != m => "changed".into(),
                         _ => "planned".into(),
                     },
+                    details: l.details.clone(),
                 },
             );
+        }
+        hs.rules = rules.iter().cloned().collect();
+        for e in fdb {
+            let Some(dev) = by_index.get(&e.index) else {
+                continue;
+            };
+            let is_vxlan = dev.kind.as_deref() == Some("vxlan");
+            let own = dev.mac.as_deref() == Some(e.mac.as_slice())
+                || e.master
+                    .and_then(|m| by_index.get(&m))
+                    .is_some_and(|b| b.mac.as_deref() == Some(e.mac.as_slice()));
+            let keep = if is_vxlan {
+                e.state != "dynamic"
+            } else {
+                !e.is_self && !own && e.state != "dynamic" && e.master.is_some()
+            };
+            if !keep || e.mac.first().is_some_and(|b| b & 1 == 1) {
+                continue;
+            }
+            let owner = if e.mac.iter().all(|b| *b == 0) {
+                "00:00:00:00:00:00".to_string()
+            } else {
+                macs.get(&e.mac)
+                    .cloned()
+                    .unwrap_or_else(|| "a MAC outside the lab".into())
+            };
+            let mut line = format!("{owner} dev {}", dev.name);
+            if let Some(d) = e.dst {
+                line.push_str(&format!(" dst {d}"));
+            }
+            if let Some(m) = e.master.and_then(|m| by_index.get(&m)) {
+                line.push_str(&format!(" master {}", m.name));
+            }
+            line.push_str(&format!(" {}", e.state));
+            hs.fdb.insert(line);
         }
         for a in addrs {
             hs.addresses
@@ -186,6 +231,8 @@ type RawHost = (
     Vec<netlink::Neighbour>,
     BTreeMap<String, String>,
     String,
+    Vec<String>,
+    Vec<netlink::Fdb>,
 );
 
 async fn read_host(h: &LabHost) -> Result<RawHost> {
@@ -209,7 +256,15 @@ async fn read_host(h: &LabHost) -> Result<RawHost> {
             .await
             .map_err(|e| crate::Error::io(format!("{name}: reading sysctls"), e))?;
     let nft_text = nft::list_text(&h.ns, &name).await?;
-    Ok((name, links, addrs, routes, neigh, sysctls, nft_text))
+    let rules = netlink::rules(hd)
+        .await
+        .map_err(|e| nl(&name, "listing rules", e))?;
+    let fdb = netlink::fdb(hd)
+        .await
+        .map_err(|e| nl(&name, "listing the fdb", e))?;
+    Ok((
+        name, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb,
+    ))
 }
 
 /// Call inside the namespace.
@@ -403,6 +458,16 @@ fn diff_host(h: &str, a: &HostState, b: &HostState, out: &mut Vec<String>) {
                 if la.mac != lb.mac {
                     parts.push(format!("mac {} → {}", la.mac, lb.mac));
                 }
+                if la.details != lb.details {
+                    let show = |d: &Vec<String>| {
+                        if d.is_empty() {
+                            "(defaults)".to_string()
+                        } else {
+                            d.join(" ")
+                        }
+                    };
+                    parts.push(format!("{} → {}", show(&la.details), show(&lb.details)));
+                }
                 out.push(format!("{h}: link {n} {}", parts.join(", ")));
             }
             _ => {}
@@ -417,6 +482,8 @@ fn diff_host(h: &str, a: &HostState, b: &HostState, out: &mut Vec<String>) {
     set_diff(h, "address", &a.addresses, &b.addresses, out);
     set_diff(h, "route", &a.routes, &b.routes, out);
     set_diff(h, "neighbour", &a.neighbours, &b.neighbours, out);
+    set_diff(h, "rule", &a.rules, &b.rules, out);
+    set_diff(h, "fdb", &a.fdb, &b.fdb, out);
     // Sysctls: per-interface keys of added or deleted links are implied; equal transitions of one
     // setting across interfaces are grouped (writing ip_forward rewrites every conf.*.forwarding).
     let mut groups: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
@@ -545,6 +612,7 @@ mod tests {
                 master: None,
                 peer: Some("ext:eth0".into()),
                 mac: "planned".into(),
+                details: Vec::new(),
             },
         );
         h.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());

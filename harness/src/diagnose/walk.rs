@@ -820,6 +820,27 @@ impl<'a> Walker<'a> {
         dir: &str,
     ) -> Result<(Culprit, String)> {
         let dst = pkt.dst;
+        // Arrived where the address should be, and it is not there.
+        if self
+            .lab
+            .topology()
+            .owner_of(dst)
+            .is_some_and(|o| o.name == host)
+            && !self.has_address(host, dst).await?
+        {
+            let on = self
+                .planned_iface_of(host, dst)
+                .map(|i| format!(" on {i}"))
+                .unwrap_or_default();
+            return Ok((
+                culprit(
+                    host,
+                    Component::Address,
+                    format!("{host} lacks its address {dst}{on}: packets for it are not delivered"),
+                ),
+                format!("{dir}{dst} is not local: the address{on} is missing"),
+            ));
+        }
         if let Some(n) = in_name {
             if errno == libc::EHOSTUNREACH {
                 // The same lookup without iif succeeds when the host routes but will not forward.
@@ -912,6 +933,58 @@ impl<'a> Walker<'a> {
                                     format!("{dir}route {dst}: no route ({net} missing on {dev})"),
                                 ));
                             }
+                        }
+                    }
+                }
+            }
+            // A planned route towards dst: its device missing or down, or the route itself gone.
+            if let Some(plan) = self.lab.plan().host(host).cloned() {
+                if let Some(r) = plan.routes.iter().find(|r| r.dst.contains(&dst)) {
+                    let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+                    let dst_s = if r.dst.prefix_len() == 0 {
+                        "default".to_string()
+                    } else {
+                        r.dst.to_string()
+                    };
+                    match self.link(host, &r.dev).await? {
+                        None => {
+                            return Ok((
+                                culprit(
+                                    host,
+                                    Component::Link,
+                                    format!(
+                                        "{host} has no {}: its route {dst_s}{via} went with it",
+                                        r.dev
+                                    ),
+                                ),
+                                format!("{dir}route {dst}: no route ({} is missing)", r.dev),
+                            ))
+                        }
+                        Some(l) if !l.admin_up => {
+                            return Ok((
+                                culprit(
+                                    host,
+                                    Component::Link,
+                                    format!(
+                                        "{host} {} is down: its route {dst_s}{via} is gone",
+                                        r.dev
+                                    ),
+                                ),
+                                format!("{dir}route {dst}: no route ({} is down)", r.dev),
+                            ))
+                        }
+                        Some(_) => {
+                            return Ok((
+                                culprit(
+                                    host,
+                                    Component::Route,
+                                    format!("{host} lacks its route {dst_s}{via} dev {}", r.dev),
+                                ),
+                                format!(
+                                    "{dir}route {dst}: no route ({dst_s}{via} dev {} is missing)",
+                                    r.dev
+                                ),
+                            ))
                         }
                     }
                 }

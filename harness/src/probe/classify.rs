@@ -29,10 +29,9 @@ pub fn classify_errno(e: &std::io::Error, step: &str) -> Observation {
         ),
         libc::EMSGSIZE => (Outcome::Unreachable, "message too long for the path MTU"),
         libc::ETIMEDOUT => (Outcome::Timeout, "timed out"),
-        libc::ENOBUFS => (
-            Outcome::Unreachable,
-            "no buffer space (neighbour table full?)",
-        ),
+        // A device dropped it on transmit (a veth whose peer cannot take the frame, a full
+        // neighbour table); IP_RECVERR reports what a sender is normally not told: dropped.
+        libc::ENOBUFS => (Outcome::Timeout, "dropped on transmit"),
         _ => (Outcome::Unreachable, ""),
     };
     let errno = nix::errno::Errno::from_raw(code);
