@@ -1,0 +1,65 @@
+//! The cost of diagnosing one broken pair beyond its probe: the path walk alone, and the walk
+//! with kernel evidence (minus the re-probe's own timeout), on the single-node lab.
+//!
+//!     cargo run --release -p netfault --example bench_diagnose -- [ROUNDS]
+
+use std::time::{Duration, Instant};
+
+use netfault::diagnose::{explain, explain_pairs};
+use netfault::{Outcome, Proto};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20);
+    let topo = netfault::load_fixture(std::path::Path::new("fixtures/single-node.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let rt = netfault::runtime();
+    rt.block_on(async {
+        let lab = netfault::Lab::up(&topo).await.unwrap();
+        let node = lab.host("node1").unwrap();
+        let results = [
+            ("ip_forward off", "net.ipv4.ip_forward", "pod-a", "ext"),
+            ("masquerade deleted", "", "pod-a", "ext"),
+        ];
+        let mut json = Vec::new();
+        for (what, sysctl, from, to) in results {
+            if !sysctl.is_empty() {
+                node.ns.run(move || netfault::netns::write_sysctl(sysctl, "0").unwrap()).unwrap();
+            } else {
+                node.ns
+                    .run(|| std::process::Command::new("nft").args(["flush", "chain", "ip", "nat", "postrouting"]).status().unwrap())
+                    .unwrap();
+            }
+            let mut walk = Vec::new();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let d = explain(&lab, from, to, Proto::Tcp, Outcome::Timeout, None).await.unwrap();
+                walk.push(t.elapsed());
+                assert_ne!(d.culprit.component, netfault::diagnose::Component::Unexplained);
+            }
+            let timeout = Duration::from_millis(topo.probe.timeout_ms);
+            let mut evidence = Vec::new();
+            for _ in 0..rounds.min(5) {
+                let broken = vec![(from.to_string(), to.to_string(), Proto::Tcp, Outcome::Timeout)];
+                let t = Instant::now();
+                explain_pairs(&lab, &broken, None, true).await.unwrap();
+                evidence.push(t.elapsed().saturating_sub(timeout));
+            }
+            let (w, e) = (median(walk), median(evidence));
+            println!("{what:<20} walk {:>6.1} ms   walk + evidence beyond the re-probe's timeout {:>6.1} ms", w.as_secs_f64() * 1e3, e.as_secs_f64() * 1e3);
+            json.push(format!(
+                "{{\"breakage\":\"{what}\",\"walk_ms\":{:.2},\"evidence_extra_ms\":{:.2}}}",
+                w.as_secs_f64() * 1e3,
+                e.as_secs_f64() * 1e3
+            ));
+            // Heal for the next round.
+            if !sysctl.is_empty() {
+                node.ns.run(move || netfault::netns::write_sysctl(sysctl, "1").unwrap()).unwrap();
+            }
+        }
+        println!("[{}]", json.join(","));
+    });
+}
