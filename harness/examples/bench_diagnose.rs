@@ -14,8 +14,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(20);
-    let topo = netfault::load_fixture(std::path::Path::new("fixtures/single-node.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let topo = netfault::load_fixture(std::path::Path::new("fixtures/single-node.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let rt = netfault::runtime();
     rt.block_on(async {
         let lab = netfault::Lab::up(&topo).await.unwrap();

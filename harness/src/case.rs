@@ -15,7 +15,7 @@ use crate::fault::Fault;
 use crate::lab::Lab;
 use crate::matrix::Matrix;
 use crate::topology::expect::{self, ExpectRule};
-use crate::topology::parse::{check_expect_conflicts, parse_expect_rules};
+use crate::topology::parse::{apply_probe, check_expect_conflicts, parse_expect_rules, RawProbe};
 use crate::topology::source::{ConfigError, ConfigErrors, Key, Source};
 use crate::topology::{parse_fixture, Outcome, Proto, Topology};
 
@@ -29,6 +29,10 @@ struct RawCase {
     fault: Vec<Fault>,
     #[serde(default)]
     expect: IndexMap<String, String>,
+    /// Probe settings for this case (sizes, counts, timeout), over the fixture's.
+    probe: Option<RawProbe>,
+    /// The culprits the diagnosis must name, as "HOST COMPONENT".
+    culprits: Option<Vec<String>>,
 }
 
 /// A validated case.
@@ -43,6 +47,8 @@ pub struct Case {
     pub faults: Vec<Fault>,
     /// Outcomes after the faults; pairs no rule names keep their healthy outcome.
     pub expect: Vec<ExpectRule>,
+    /// The distinct culprits ("host component") the diagnosis must name, if the case says.
+    pub culprits: Option<Vec<String>>,
 }
 
 /// Reads and validates a case file and its fixture.
@@ -74,8 +80,11 @@ pub fn parse_case(
 ) -> std::result::Result<Case, ConfigErrors> {
     let raw: RawCase = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
     let fsrc = read_fixture(&raw.fixture)?;
-    let topology = parse_fixture(&fsrc)?;
+    let mut topology = parse_fixture(&fsrc)?;
     let mut errors = Vec::new();
+    if let Some(p) = &raw.probe {
+        apply_probe(src, p, &mut topology.probe, true, &mut errors);
+    }
     for (i, f) in raw.fault.iter().enumerate() {
         if let Err(e) = f.check(&topology) {
             errors.push(src.error_at_path(
@@ -84,6 +93,47 @@ pub fn parse_case(
                 Some(e.help),
             ));
         }
+    }
+    let mut culprits = Vec::new();
+    for (i, c) in raw.culprits.iter().flatten().enumerate() {
+        let at = [Key::Field("culprits"), Key::Index(i)];
+        let mut parts = c.split_whitespace();
+        let (Some(host), Some(component), None) = (parts.next(), parts.next(), parts.next()) else {
+            errors.push(src.error_at_path(
+                &at,
+                format!("\"{c}\" is not \"HOST COMPONENT\""),
+                Some("for example \"node1 masquerade\"".into()),
+            ));
+            continue;
+        };
+        if topology.host(host).is_none() && host != crate::topology::SWITCH_HOST {
+            errors.push(src.error_at_path(
+                &at,
+                format!("unknown host \"{host}\""),
+                Some(format!(
+                    "hosts in {}: {}",
+                    topology.name,
+                    topology.host_names().join(", ")
+                )),
+            ));
+            continue;
+        }
+        if !crate::diagnose::Component::ALL
+            .iter()
+            .any(|x| x.as_str() == component)
+        {
+            let names: Vec<&str> = crate::diagnose::Component::ALL
+                .iter()
+                .map(|x| x.as_str())
+                .collect();
+            errors.push(src.error_at_path(
+                &at,
+                format!("unknown component \"{component}\""),
+                Some(format!("components: {}", names.join(", "))),
+            ));
+            continue;
+        }
+        culprits.push(format!("{host} {component}"));
     }
     let rules = parse_expect_rules(src, &raw.expect, &topology, "expect", &mut errors);
     check_expect_conflicts(src, &rules, &topology, "expect", &mut errors);
@@ -102,6 +152,7 @@ pub fn parse_case(
         topology,
         faults: raw.fault,
         expect: rules,
+        culprits: raw.culprits.map(|_| culprits),
     })
 }
 
@@ -153,6 +204,9 @@ pub struct CaseReport {
     pub faults: Vec<String>,
     /// What the faults changed in the lab's state.
     pub state_diff: Vec<String>,
+    /// Probe settings that differ from the defaults (sizes, counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matrix: Option<Matrix>,
     /// Cells not as expected, one line each.
@@ -222,6 +276,7 @@ impl Case {
             message: None,
             faults: self.faults.iter().map(|f| f.to_string()).collect(),
             state_diff: Vec::new(),
+            probes: probe_note(&self.topology.probe),
             matrix: None,
             mismatches: Vec::new(),
             diagnoses: Vec::new(),
@@ -286,6 +341,25 @@ impl Case {
             }
         }
         report.diagnoses = diagnoses;
+        if let Some(want) = &self.culprits {
+            let mut got: Vec<String> = report
+                .culprits
+                .iter()
+                .map(|c| format!("{} {}", c.host, c.component))
+                .collect();
+            got.sort();
+            got.dedup();
+            let mut want = want.clone();
+            want.sort();
+            want.dedup();
+            if got != want {
+                report.mismatches.push(format!(
+                    "culprits: expected [{}], diagnosed [{}]",
+                    want.join(", "),
+                    got.join(", ")
+                ));
+            }
+        }
         report.status = if report.mismatches.is_empty() {
             Status::Pass
         } else {
@@ -319,6 +393,37 @@ impl Case {
     }
 }
 
+fn probe_note(p: &crate::topology::ProbeSettings) -> Option<String> {
+    let d = crate::topology::ProbeSettings::default();
+    let mut v = Vec::new();
+    if p.protocols != d.protocols {
+        v.push(format!(
+            "protocols {}",
+            p.protocols
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    if p.timeout_ms != d.timeout_ms {
+        v.push(format!("timeout {} ms", p.timeout_ms));
+    }
+    if let Some(n) = p.packet_size {
+        v.push(format!("icmp/udp packets of {n} bytes with DF"));
+    }
+    if let Some(n) = p.tcp_bytes {
+        v.push(format!("tcp echoes {n} bytes"));
+    }
+    if p.count > 1 {
+        v.push(format!(
+            "{} per probe, reachable up to {}% lost",
+            p.count, p.loss_tolerance
+        ));
+    }
+    (!v.is_empty()).then(|| v.join("; "))
+}
+
 async fn heal_all(lab: &Lab, guards: Vec<crate::fault::Guard>) -> Result<()> {
     let mut first = None;
     for g in guards.into_iter().rev() {
@@ -344,6 +449,9 @@ impl CaseReport {
         let _ = writeln!(s, "case: {}", self.case);
         let _ = writeln!(s, "fixture: {}", self.fixture);
         let _ = writeln!(s, "status: {}", self.status.as_str());
+        if let Some(p) = &self.probes {
+            let _ = writeln!(s, "probes: {p}");
+        }
         if let Some(m) = &self.message {
             let _ = writeln!(s, "message: {m}");
         }

@@ -64,6 +64,11 @@ enum Cmd {
         #[arg(long)]
         all: bool,
     },
+    /// List the fault catalog: name, parameters, what it does, the component it breaks.
+    Faults {
+        #[arg(long)]
+        json: bool,
+    },
     /// The main job: bring up the single-node lab, break it three ways, explain, heal, tear down.
     Demo,
 }
@@ -95,6 +100,10 @@ async fn dispatch(cmd: Cmd) -> i32 {
         Cmd::Diagnose { name, json } => return diagnose(&name, json).await,
         Cmd::Gc { all } => gc(all),
         Cmd::Demo => return demo().await,
+        Cmd::Faults { json } => {
+            faults(json);
+            Ok(())
+        }
     };
     match r {
         Ok(()) => 0,
@@ -242,6 +251,25 @@ async fn diagnose(name: &str, json: bool) -> i32 {
         0
     } else {
         1
+    }
+}
+
+fn faults(json: bool) {
+    let cat = crate::fault::CATALOG;
+    if json {
+        println!("{}", serde_json::to_string_pretty(cat).unwrap_or_default());
+        return;
+    }
+    for k in cat {
+        let params: Vec<String> = k.params.iter().map(|(p, _)| format!("{p}=…")).collect();
+        println!("{:<24} {:<12} {}", k.name, k.component, k.description);
+        println!(
+            "{:<24} {:<12} [[fault]] type = \"{}\" {}",
+            "",
+            "",
+            k.name,
+            params.join(" ")
+        );
     }
 }
 

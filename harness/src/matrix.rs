@@ -200,14 +200,7 @@ mod tests {
     use super::*;
 
     fn m() -> Matrix {
-        let spec = |f: &str, t: &str, p| ProbeSpec {
-            from: f.into(),
-            to: t.into(),
-            proto: p,
-            dst: Ipv4Addr::new(10, 0, 0, 1),
-            port: None,
-            size: None,
-        };
+        let spec = |f: &str, t: &str, p| ProbeSpec::new(f, t, p, Ipv4Addr::new(10, 0, 0, 1), None);
         let obs = |o| Observation::new(o, None);
         Matrix::new(
             vec!["a".into(), "b".into()],

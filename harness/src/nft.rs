@@ -122,8 +122,13 @@ pub const NAT_TABLE: &str = "nat";
 pub const NAT_CHAIN: &str = "postrouting";
 
 /// `table ip nat { chain postrouting { type nat hook postrouting priority srcnat; policy accept;
-///  ip saddr POD_CIDR ip daddr != POD_CIDR oifname UPLINK masquerade } }`
-pub fn masquerade_batch(pod_cidr: Ipv4Net, uplink: &str, comment: &str) -> Nftables<'static> {
+///  ip saddr POD_CIDR ip daddr != CLUSTER_CIDR oifname UPLINK masquerade } }`
+pub fn masquerade_batch(
+    pod_cidr: Ipv4Net,
+    cluster_cidr: Ipv4Net,
+    uplink: &str,
+    comment: &str,
+) -> Nftables<'static> {
     let mut b = nftables::batch::Batch::new();
     b.add(NfListObject::Table(Table {
         family: NfFamily::IP,
@@ -166,7 +171,7 @@ pub fn masquerade_batch(pod_cidr: Ipv4Net, uplink: &str, comment: &str) -> Nftab
             }),
             Statement::Match(Match {
                 left: ip("daddr"),
-                right: prefix(pod_cidr),
+                right: prefix(cluster_cidr),
                 op: Operator::NEQ,
             }),
             Statement::Match(Match {

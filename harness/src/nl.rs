@@ -426,8 +426,9 @@ pub async fn add_route(
     let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
         .destination_prefix(dst.addr(), dst.prefix_len())
         .output_interface(oif);
-    if let Some(g) = gateway {
-        b = b.gateway(g);
+    match gateway {
+        Some(g) => b = b.gateway(g),
+        None => b = b.scope(netlink_packet_route::route::RouteScope::Link),
     }
     h.route().add(b.build()).execute().await
 }
@@ -477,12 +478,17 @@ pub async fn add_veth(h: &Handle, v: VethSpec<'_>) -> Result<(), rtnetlink::Erro
     h.link().add(b.build()).execute().await
 }
 
-pub async fn add_bridge(h: &Handle, name: &str, mac: Mac) -> Result<(), rtnetlink::Error> {
-    let msg = rtnetlink::LinkBridge::new(name)
-        .address(mac.to_vec())
-        .up()
-        .build();
-    h.link().add(msg).execute().await
+pub async fn add_bridge(
+    h: &Handle,
+    name: &str,
+    mac: Mac,
+    mtu: Option<u32>,
+) -> Result<(), rtnetlink::Error> {
+    let mut b = rtnetlink::LinkBridge::new(name).address(mac.to_vec()).up();
+    if let Some(m) = mtu {
+        b = b.mtu(m);
+    }
+    h.link().add(b.build()).execute().await
 }
 
 pub async fn set_master(
@@ -683,6 +689,10 @@ pub async fn fdb(h: &Handle) -> Result<Vec<Fdb>, rtnetlink::Error> {
             match a {
                 NeighbourAttribute::LinkLayerAddress(x) => e.mac = x.clone(),
                 NeighbourAttribute::Destination(NeighbourAddress::Inet(x)) => e.dst = Some(*x),
+                // In AF_BRIDGE messages the VTEP address comes unparsed.
+                NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
+                    e.dst = Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+                }
                 NeighbourAttribute::Controller(x) => e.master = Some(*x),
                 _ => {}
             }
@@ -734,4 +744,308 @@ pub async fn rules(h: &Handle) -> Result<Vec<String>, rtnetlink::Error> {
         out.push(format!("{prio}: {} {action}", parts.join(" ")));
     }
     Ok(out)
+}
+
+/// Creates a vxlan device over `dev_index` (learning off, as flannel), up.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_vxlan(
+    h: &Handle,
+    name: &str,
+    vni: u32,
+    port: u16,
+    local: Ipv4Addr,
+    dev_index: u32,
+    mac: Mac,
+    mtu: Option<u32>,
+) -> Result<(), rtnetlink::Error> {
+    let mut b = rtnetlink::LinkVxlan::new(name, vni)
+        .port(port)
+        .local(local)
+        .dev(dev_index)
+        .learning(false)
+        .address(mac.to_vec())
+        .up();
+    if let Some(m) = mtu {
+        b = b.mtu(m);
+    }
+    h.link().add(b.build()).execute().await
+}
+
+/// `bridge fdb append MAC dev DEV dst DST self permanent` (a vxlan's remote VTEP).
+pub async fn add_fdb(
+    h: &Handle,
+    index: u32,
+    mac: &[u8],
+    dst: Ipv4Addr,
+) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::neighbour::NeighbourFlags;
+    h.neighbours()
+        .add_bridge(index, mac)
+        .flags(NeighbourFlags::Own)
+        .destination(IpAddr::V4(dst))
+        .state(NeighbourState::Permanent)
+        .execute()
+        .await
+}
+
+/// Deletes an FDB entry of a device itself (a vxlan's) or of its bridge.
+pub async fn del_fdb(h: &Handle, e: &Fdb) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourMessage};
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Bridge;
+    m.header.ifindex = e.index;
+    m.header.flags = if e.is_self {
+        NeighbourFlags::Own
+    } else {
+        NeighbourFlags::Controller
+    };
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(e.mac.clone()));
+    if let Some(d) = e.dst {
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(d)));
+    }
+    h.neighbours().del(m).execute().await
+}
+
+/// Adds a route, optionally onlink (the gateway needs no address on the link).
+pub async fn add_route_onlink(
+    h: &Handle,
+    dst: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+    oif: u32,
+    onlink: bool,
+) -> Result<(), rtnetlink::Error> {
+    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst.addr(), dst.prefix_len())
+        .output_interface(oif);
+    match gateway {
+        Some(g) => b = b.gateway(g),
+        // A route straight onto a link has link scope, as `ip route add DST dev IF` gives it.
+        None => b = b.scope(netlink_packet_route::route::RouteScope::Link),
+    }
+    if onlink {
+        b = b.onlink();
+    }
+    h.route().add(b.build()).execute().await
+}
+
+/// Whether this kernel can create a link of `kind` (tries in the namespace `h` talks to).
+pub async fn link_kind_supported(h: &Handle, kind: &str) -> Result<bool, rtnetlink::Error> {
+    use netlink_packet_route::link::InfoKind;
+    let info = match kind {
+        "ipip" => InfoKind::IpIp,
+        "geneve" => InfoKind::Geneve,
+        "wireguard" => InfoKind::Wireguard,
+        "vlan" => InfoKind::Vlan,
+        "dummy" => InfoKind::Dummy,
+        other => InfoKind::Other(other.to_string()),
+    };
+    let name = "nf-probe0";
+    let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(info)
+        .name(name.to_string())
+        .build();
+    match h.link().add(msg).execute().await {
+        Ok(()) => {
+            if let Ok(Some(l)) = link_by_name(h, name).await {
+                let _ = del_link(h, l.index).await;
+            }
+            Ok(true)
+        }
+        Err(e) => match crate::error::netlink_errno(&e) {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOENT) | Some(libc::EINVAL) => Ok(false),
+            _ => Err(e),
+        },
+    }
+}
+
+/// Every IPv4 route as the kernel sent it, for putting one back exactly.
+pub async fn routes_raw(h: &Handle) -> Result<Vec<RouteMessage>, rtnetlink::Error> {
+    let mut msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    msg.header.table = 0;
+    h.route().get(msg).execute().try_collect().await
+}
+
+/// Re-adds a route captured with [`routes_raw`].
+pub async fn readd_route(h: &Handle, m: RouteMessage) -> Result<(), rtnetlink::Error> {
+    h.route().add(m).execute().await
+}
+
+/// Deletes a route captured with [`routes_raw`].
+pub async fn del_route_msg(h: &Handle, m: RouteMessage) -> Result<(), rtnetlink::Error> {
+    h.route().del(m).execute().await
+}
+
+/// Adds a static, sticky entry to a bridge's FDB: frames for `mac` leave by port `index`.
+pub async fn add_bridge_fdb(h: &Handle, index: u32, mac: &[u8]) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::neighbour::NeighbourFlags;
+    // Replace: the bridge may have learnt the MAC on another port already; sticky: learning
+    // must not move it back.
+    h.neighbours()
+        .add_bridge(index, mac)
+        .flags(NeighbourFlags::Controller | NeighbourFlags::Sticky)
+        .state(NeighbourState::Noarp)
+        .replace()
+        .execute()
+        .await
+}
+
+/// Removes a neighbour entry.
+pub async fn del_neighbour(h: &Handle, index: u32, ip: Ipv4Addr) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::neighbour::NeighbourMessage;
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.ifindex = index;
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+    h.neighbours().del(m).execute().await
+}
+
+const TCA_OPTIONS: u16 = 2;
+const TCA_TBF_PARMS: u16 = 1;
+const TCA_TBF_BURST: u16 = 6;
+
+/// A `tc_ratespec` for `rate` bytes per second (link layer ethernet, no rate table needed).
+fn ratespec(rate: u32) -> [u8; 12] {
+    let mut b = [0u8; 12];
+    b[1] = 1; // TC_LINKLAYER_ETHERNET
+    b[8..12].copy_from_slice(&rate.to_ne_bytes());
+    b
+}
+
+/// `tc qdisc add dev IF root tbf rate RATE burst BURST limit LIMIT`.
+pub async fn add_tbf(
+    h: &Handle,
+    index: u32,
+    rate_bits: u64,
+    burst: u32,
+    limit: u32,
+) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::tc::{TcAttribute, TcOption};
+    let rate = (rate_bits / 8).min(u64::from(u32::MAX)) as u32;
+    let mut qopt = Vec::with_capacity(36);
+    qopt.extend_from_slice(&ratespec(rate));
+    qopt.extend_from_slice(&[0u8; 12]); // no peak rate
+    qopt.extend_from_slice(&limit.to_ne_bytes());
+    // buffer: the time to send `burst` at `rate`, in psched ticks (64 ns).
+    let buffer = ((u64::from(burst) * 1_000_000_000 / u64::from(rate.max(1))) >> 6)
+        .min(u64::from(u32::MAX)) as u32;
+    qopt.extend_from_slice(&buffer.to_ne_bytes());
+    qopt.extend_from_slice(&0u32.to_ne_bytes());
+    let mut m = root_qdisc_message(index);
+    m.attributes.push(TcAttribute::Kind("tbf".into()));
+    m.attributes.push(TcAttribute::Options(vec![
+        TcOption::Other(netlink_packet_core::DefaultNla::new(TCA_TBF_PARMS, qopt)),
+        TcOption::Other(netlink_packet_core::DefaultNla::new(
+            TCA_TBF_BURST,
+            burst.to_ne_bytes().to_vec(),
+        )),
+    ]));
+    new_qdisc(h, m).await
+}
+
+/// `tc qdisc add dev IF root netem delay MS`; fails where the kernel has no netem.
+pub async fn add_netem(h: &Handle, index: u32, delay_ms: u32) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::tc::TcAttribute;
+    // struct tc_netem_qopt { latency, limit, loss, gap, duplicate, jitter } (latency in ticks).
+    let mut qopt = Vec::with_capacity(24);
+    let ticks = ((u64::from(delay_ms) * 1_000_000) >> 6).min(u64::from(u32::MAX)) as u32;
+    for v in [ticks, 1000, 0, 0, 0, 0] {
+        qopt.extend_from_slice(&v.to_ne_bytes());
+    }
+    let mut m = root_qdisc_message(index);
+    m.attributes.push(TcAttribute::Kind("netem".into()));
+    m.attributes
+        .push(TcAttribute::Other(netlink_packet_core::DefaultNla::new(
+            TCA_OPTIONS,
+            qopt,
+        )));
+    new_qdisc(h, m).await
+}
+
+fn root_qdisc_message(index: u32) -> netlink_packet_route::tc::TcMessage {
+    let mut m = netlink_packet_route::tc::TcMessage::default();
+    m.header.index = index as i32;
+    m.header.parent = netlink_packet_route::tc::TcHandle::ROOT;
+    m.header.handle = netlink_packet_route::tc::TcHandle { major: 1, minor: 0 };
+    m
+}
+
+async fn new_qdisc(
+    h: &Handle,
+    m: netlink_packet_route::tc::TcMessage,
+) -> Result<(), rtnetlink::Error> {
+    use futures::StreamExt;
+    use netlink_packet_core::{
+        NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+    };
+    use netlink_packet_route::RouteNetlinkMessage;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewQueueDiscipline(m));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    let mut h = h.clone();
+    let mut resp = h.request(req)?;
+    while let Some(msg) = resp.next().await {
+        if let NetlinkPayload::Error(e) = msg.payload {
+            if e.code.is_some() {
+                return Err(rtnetlink::Error::NetlinkError(e));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the root qdisc of a link (the kernel puts the default back).
+pub async fn del_root_qdisc(h: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
+    let mut req = h.clone().qdisc().del(index as i32);
+    req.message_mut().header.parent = netlink_packet_route::tc::TcHandle::ROOT;
+    req.execute().await
+}
+
+/// The root qdisc of a link: its kind, and for tbf its rate in bits per second.
+pub async fn root_qdisc(
+    h: &Handle,
+    index: u32,
+) -> Result<Option<(String, Option<u64>)>, rtnetlink::Error> {
+    use netlink_packet_route::tc::{TcAttribute, TcHandle, TcOption};
+    let msgs: Vec<_> = h
+        .clone()
+        .qdisc()
+        .get()
+        .index(index as i32)
+        .execute()
+        .try_collect()
+        .await?;
+    for m in msgs {
+        if m.header.index as u32 != index || m.header.parent != TcHandle::ROOT {
+            continue;
+        }
+        let mut kind = None;
+        let mut rate = None;
+        for a in &m.attributes {
+            match a {
+                TcAttribute::Kind(k) => kind = Some(k.clone()),
+                TcAttribute::Options(opts) => {
+                    for o in opts {
+                        if let TcOption::Other(n) = o {
+                            let mut buf = vec![0u8; netlink_packet_core::Nla::value_len(n)];
+                            netlink_packet_core::Nla::emit_value(n, &mut buf);
+                            // Unknown kinds keep TCA_OPTIONS whole: the tbf attributes are nested.
+                            for nla in netlink_packet_core::NlasIterator::new(&buf[..]).flatten() {
+                                let v = nla.value();
+                                if nla.kind() == TCA_TBF_PARMS && v.len() >= 12 {
+                                    let r = u32::from_ne_bytes([v[8], v[9], v[10], v[11]]);
+                                    rate = Some(u64::from(r) * 8);
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(k) = kind {
+            return Ok(Some((k, rate)));
+        }
+    }
+    Ok(None)
 }

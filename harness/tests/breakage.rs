@@ -440,14 +440,9 @@ fn wrong_permanent_neighbour_for_pod_b_on_node1() {
 fn pod_mtu_raised_above_the_path() {
     netfault::runtime().block_on(async {
         let lab = Lab::up(&fixture()).await.unwrap();
-        let spec = netfault::probe::ProbeSpec {
-            from: "pod-a".into(),
-            to: "ext".into(),
-            proto: Proto::Icmp,
-            dst: ip("203.0.113.10"),
-            port: None,
-            size: Some(3000),
-        };
+        let mut spec =
+            netfault::probe::ProbeSpec::new("pod-a", "ext", Proto::Icmp, ip("203.0.113.10"), None);
+        spec.size = Some(3000);
         let t = std::time::Duration::from_millis(1000);
         let before = netfault::probe::run(&lab, std::slice::from_ref(&spec), t)
             .await

@@ -167,3 +167,59 @@ async fn state_capture_sees_rules_fdb_and_bridge_port_flags() {
         "{d:#?}"
     );
 }
+
+async fn healthy(name: &str) -> netfault::matrix::Matrix {
+    let topo = fixture(name);
+    let lab = Lab::up(&topo)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    assert!(
+        m.mismatches().is_empty(),
+        "{name}:\n{}\n{:#?}",
+        m.render(),
+        m.render_mismatches()
+    );
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_node_fixtures_are_healthy() {
+    use netfault::Proto;
+    for f in [
+        "two-node-vxlan.toml",
+        "two-node-hostgw.toml",
+        "two-node-routed.toml",
+    ] {
+        let m = healthy(f).await;
+        // Cross-node pod traffic keeps pod addresses; egress to ext is masqueraded by the node.
+        assert_eq!(
+            m.cell("pod-a", "pod-c", Proto::Tcp).unwrap().seen_as,
+            Some("10.244.1.2".parse().unwrap()),
+            "{f}"
+        );
+        assert_eq!(
+            m.cell("pod-c", "pod-b", Proto::Udp).unwrap().seen_as,
+            Some("10.244.2.2".parse().unwrap()),
+            "{f}"
+        );
+        assert_eq!(
+            m.cell("pod-c", "ext", Proto::Tcp).unwrap().seen_as,
+            Some("203.0.113.2".parse().unwrap()),
+            "{f}"
+        );
+        assert_eq!(
+            m.cell("pod-a", "ext", Proto::Udp).unwrap().seen_as,
+            Some("203.0.113.1".parse().unwrap()),
+            "{f}"
+        );
+        assert_eq!(m.cells.len(), 6 * 5 * 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_this_kernel_lacks_is_unsupported() {
+    let e = Lab::up(&fixture("two-node-ipip.toml")).await.err().unwrap();
+    assert!(matches!(e, netfault::Error::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("ipip"), "{e}");
+}

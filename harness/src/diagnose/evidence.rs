@@ -71,6 +71,8 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
                 dst: to.address(),
                 port: t.probe.port(p),
                 size: d.size,
+                count: t.probe.count,
+                tolerance: t.probe.loss_tolerance,
             });
         }
     }
@@ -144,6 +146,18 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
                 stable: false,
             });
         }
+        // Trace lines arrive in no particular order: sort them, after the counters.
+        let (mut counters, mut rest): (Vec<Evidence>, Vec<Evidence>) =
+            ev.into_iter().partition(|e| e.kind == "counter");
+        counters.sort_by(|a, b| a.host.cmp(&b.host).then(a.text.cmp(&b.text)));
+        rest.sort_by(|a, b| {
+            a.kind
+                .cmp(&b.kind)
+                .then(a.host.cmp(&b.host))
+                .then(a.text.cmp(&b.text))
+        });
+        counters.extend(rest);
+        let ev = counters;
         reconcile(d, &ev);
         d.evidence = ev;
     }

@@ -23,8 +23,10 @@ pub struct Pkt {
     pub proto: Proto,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
-    /// ICMP type (8 echo request, 0 echo reply).
+    /// ICMP type (8 echo request, 0 echo reply, 3 destination unreachable).
     pub icmp_type: Option<u8>,
+    /// ICMP code (for type 3: 4 fragmentation needed, ...).
+    pub icmp_code: Option<u8>,
     pub iif: Option<String>,
     pub oif: Option<String>,
     /// Conntrack state: the first packet of a flow is new, a reply is established.
@@ -286,6 +288,11 @@ impl Ruleset {
     }
 
     fn eval_match(&self, k: &Key, m: &Value, pkt: &Pkt) -> Option<bool> {
+        // `numgen random mod N < X`: true for a share of packets; a rule that can drop some
+        // packets is reported as dropping (its text says how many).
+        if m.get("left").and_then(|l| l.get("numgen")).is_some() {
+            return Some(true);
+        }
         let op = m.get("op").and_then(|o| o.as_str()).unwrap_or("==");
         let negate = match op {
             "==" | "in" => false,
@@ -333,6 +340,12 @@ impl Ruleset {
                         return Some(LeftVal::Absent);
                     }
                     pkt.icmp_type.map(LeftVal::IcmpType)
+                }
+                ("icmp", "code") => {
+                    if pkt.proto != Proto::Icmp {
+                        return Some(LeftVal::Absent);
+                    }
+                    pkt.icmp_code.map(LeftVal::IcmpCode)
                 }
                 _ => None,
             };
@@ -414,6 +427,7 @@ impl Ruleset {
                 LeftVal::Num(x) => Some(n.as_u64()? == *x),
                 LeftVal::L4(p) => Some(n.as_u64()? == proto_number(*p)),
                 LeftVal::IcmpType(t) => Some(n.as_u64()? == u64::from(*t)),
+                LeftVal::IcmpCode(c) => Some(n.as_u64()? == u64::from(*c)),
                 _ => None,
             },
             Value::String(x) => match v {
@@ -425,6 +439,7 @@ impl Ruleset {
                 LeftVal::L4(p) => Some(x == p.as_str()),
                 LeftVal::CtState(st) => Some(x == st),
                 LeftVal::IcmpType(t) => Some(icmp_type_name(*t) == Some(x.as_str())),
+                LeftVal::IcmpCode(c) => Some(icmp_code_name(*c) == Some(x.as_str())),
                 LeftVal::Num(n) => service_port(x).map(|p| u64::from(p) == *n),
                 LeftVal::Absent => Some(false),
             },
@@ -441,6 +456,7 @@ enum LeftVal {
     Str(String),
     CtState(&'static str),
     IcmpType(u8),
+    IcmpCode(u8),
     /// The header the match reads is not in this packet (a tcp match on a udp packet).
     Absent,
 }
@@ -480,6 +496,20 @@ fn icmp_type_name(t: u8) -> Option<&'static str> {
         3 => "destination-unreachable",
         8 => "echo-request",
         11 => "time-exceeded",
+        _ => return None,
+    })
+}
+
+fn icmp_code_name(c: u8) -> Option<&'static str> {
+    Some(match c {
+        0 => "net-unreachable",
+        1 => "host-unreachable",
+        2 => "prot-unreachable",
+        3 => "port-unreachable",
+        4 => "frag-needed",
+        9 => "net-prohibited",
+        10 => "host-prohibited",
+        13 => "admin-prohibited",
         _ => return None,
     })
 }
@@ -532,6 +562,7 @@ mod tests {
             sport: None,
             dport: if proto == Proto::Icmp { None } else { Some(80) },
             icmp_type: if proto == Proto::Icmp { Some(8) } else { None },
+            icmp_code: None,
             iif: Some(iif.into()),
             oif: Some(oif.into()),
             ct_new: true,

@@ -140,7 +140,13 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
                         }
                     }),
                     admin_up: l.admin_up,
-                    oper: l.oper.clone(),
+                    // Linkwatch reports a new veth as "unknown" for a while before "up": with
+                    // carrier, both mean up.
+                    oper: if l.is_oper_up() {
+                        "up".to_string()
+                    } else {
+                        l.oper.clone()
+                    },
                     mtu: l.mtu,
                     master: l.master.map(ifname),
                     peer: None,

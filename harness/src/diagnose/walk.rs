@@ -45,6 +45,24 @@ pub enum Component {
 }
 
 impl Component {
+    pub const ALL: [Component; 15] = [
+        Component::Link,
+        Component::Bridge,
+        Component::Address,
+        Component::Route,
+        Component::Forwarding,
+        Component::Masquerade,
+        Component::Filter,
+        Component::Mtu,
+        Component::Overlay,
+        Component::Neighbour,
+        Component::RpFilter,
+        Component::Service,
+        Component::Policy,
+        Component::Dns,
+        Component::Unexplained,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Component::Link => "link",
@@ -119,10 +137,11 @@ impl Diagnosis {
     pub fn render(&self, stable_only: bool) -> String {
         let mut f = String::new();
         let protos: Vec<&str> = self.protocols.iter().map(|p| p.as_str()).collect();
-        let size = self
-            .size
-            .map(|s| format!(" ({s}-byte packets)"))
-            .unwrap_or_default();
+        let size = match (self.size, self.protocols.contains(&Proto::Tcp)) {
+            (Some(s), true) => format!(" ({s}-byte transfer)"),
+            (Some(s), false) => format!(" ({s}-byte packets)"),
+            (None, _) => String::new(),
+        };
         let _ = writeln!(
             f,
             "{} → {} {}{size}: {}",
@@ -207,6 +226,8 @@ pub async fn explain_pairs(
     let mut w = Walker::new(lab);
     let mut out: Vec<Diagnosis> = Vec::new();
     for (from, to, proto, outcome) in broken {
+        // The probe's own size unless the caller names one.
+        let size = size.or(lab.topology().probe.size(*proto));
         let d = w.explain(from, to, *proto, *outcome, size).await?;
         match out.iter_mut().find(|x| {
             x.from == d.from
@@ -243,6 +264,8 @@ pub async fn explain(
 /// Per-lab caches of what the walk reads from the kernel.
 struct Walker<'a> {
     lab: &'a Lab,
+    /// The probe is a bulk TCP transfer of this many bytes: full-size segments, and time counts.
+    bulk: Option<usize>,
     links: HashMap<String, Vec<Link>>,
     addrs: HashMap<String, Vec<Addr>>,
     neigh: HashMap<String, Vec<Neighbour>>,
@@ -266,6 +289,8 @@ struct Flow {
     untranslated: Option<(String, String, Ipv4Addr, usize)>,
     /// Rules whose verdict the walk could not decide: (host, where, rule).
     uncertain: Vec<(String, String, String)>,
+    /// The address the sender actually sends from (its route's preferred source).
+    origin_src: Option<Ipv4Addr>,
 }
 
 const MAX_HOPS: usize = 16;
@@ -292,6 +317,7 @@ impl<'a> Walker<'a> {
     fn new(lab: &'a Lab) -> Self {
         Walker {
             lab,
+            bulk: None,
             links: HashMap::new(),
             addrs: HashMap::new(),
             neigh: HashMap::new(),
@@ -408,6 +434,7 @@ impl<'a> Walker<'a> {
         size: Option<usize>,
     ) -> Result<Diagnosis> {
         let t = self.lab.topology().clone();
+        self.bulk = if proto == Proto::Tcp { size } else { None };
         let dst = t
             .host(to)
             .map(|h| h.address())
@@ -424,10 +451,15 @@ impl<'a> Walker<'a> {
             sport: None,
             dport: port,
             icmp_type: (proto == Proto::Icmp).then_some(8),
+            icmp_code: None,
             iif: None,
             oif: None,
             ct_new: true,
-            len: size.unwrap_or(SMALL),
+            len: if proto == Proto::Tcp {
+                SMALL
+            } else {
+                size.unwrap_or(SMALL)
+            },
         };
         let mut forward = Vec::new();
         let mut flow = Flow::default();
@@ -444,6 +476,7 @@ impl<'a> Walker<'a> {
                     .as_ref()
                     .map(|m| m.2)
                     .or(flow.untranslated.as_ref().map(|u| u.2))
+                    .or(flow.origin_src)
                     .unwrap_or(src);
                 let rpkt = Pkt {
                     src: dst,
@@ -452,6 +485,7 @@ impl<'a> Walker<'a> {
                     sport: port,
                     dport: None,
                     icmp_type: (proto == Proto::Icmp).then_some(0),
+                    icmp_code: None,
                     iif: None,
                     oif: None,
                     ct_new: false,
@@ -588,6 +622,7 @@ impl<'a> Walker<'a> {
         let dir = if forward { "" } else { "reply " };
         let mut host = start.to_string();
         let mut iif = start_iif;
+        let mut prev_route: Option<(String, String)> = None;
         // The sender must own the address it sends from.
         if !self.has_address(&host, pkt.src).await? {
             let planned = self.planned_iface_of(&host, pkt.src);
@@ -658,6 +693,29 @@ impl<'a> Walker<'a> {
             let r: Route = match netlink::route_get(&handle, pkt.dst, lookup_src, iif).await {
                 Ok(r) => r,
                 Err(e) => {
+                    // A host that does not route by design (a pod, an external host) was
+                    // handed a packet to forward: the previous hop's route is wrong.
+                    let by_design = t.host(&host).is_some_and(|h| h.as_node().is_none())
+                        && t.owner_of(pkt.dst).is_none_or(|o| o.name != host);
+                    if let (Some(n), Some((prev, route)), true) = (
+                        &in_name,
+                        &prev_route,
+                        by_design && e.errno == libc::EHOSTUNREACH,
+                    ) {
+                        hops.push(hop(
+                            HopStatus::Fail,
+                            &host,
+                            format!("forward {n} → {}: refused ({host} does not route)", pkt.dst),
+                        ));
+                        return Ok(End::Broken(culprit(
+                            prev,
+                            Component::Route,
+                            format!(
+                                "{prev} sends {} {route}: {host} is no router and drops it",
+                                pkt.dst
+                            ),
+                        )));
+                    }
                     let (c, text) = self
                         .route_failure(&host, &pkt, in_name.as_deref(), e.errno, &e.message, dir)
                         .await?;
@@ -665,6 +723,13 @@ impl<'a> Walker<'a> {
                     return Ok(End::Broken(c));
                 }
             };
+            // An unbound socket sends from the address the kernel's route prefers.
+            if forward && iif.is_none() && host == start {
+                if let Some(ps) = r.prefsrc {
+                    pkt.src = ps;
+                }
+                flow.origin_src = Some(pkt.src);
+            }
             if r.kind == "local" {
                 if in_name.is_some() {
                     if let Err(c) = self.hook(&host, "input", &pkt, hops, flow).await? {
@@ -722,20 +787,67 @@ impl<'a> Walker<'a> {
             // The egress interface must take the packet.
             let out = self.link(&host, &oif).await?;
             if let Some(l) = &out {
+                // A bulk transfer sends segments as large as the sender's interface allows.
+                if self.bulk.is_some() && in_name.is_none() {
+                    pkt.len = l.mtu as usize;
+                }
                 if (pkt.len as u32) > l.mtu {
+                    let mut why = String::new();
+                    if in_name.is_some() {
+                        // A router answers with ICMP fragmentation-needed, unless that is dropped.
+                        let icmp = Pkt {
+                            src: pkt.dst,
+                            dst: pkt.src,
+                            proto: Proto::Icmp,
+                            sport: None,
+                            dport: None,
+                            icmp_type: Some(3),
+                            icmp_code: Some(4),
+                            iif: None,
+                            oif: in_name.clone(),
+                            ct_new: false,
+                            len: 576,
+                        };
+                        let rs = self.ruleset(&host).await?;
+                        for hk in ["output", "postrouting"] {
+                            if let Verdict::Drop { at, rule, .. } = rs.evaluate(hk, &icmp) {
+                                why = format!(", and the ICMP fragmentation-needed it would send back is dropped in {hk} ({at}: {rule})");
+                                break;
+                            }
+                        }
+                    }
                     hops.push(hop(
                         HopStatus::Fail,
                         &host,
-                        format!("{oif} mtu {} < {}-byte packet (DF)", l.mtu, pkt.len),
+                        format!("{oif} mtu {} < {}-byte packet (DF){why}", l.mtu, pkt.len),
                     ));
                     return Ok(End::Broken(culprit(
                         &host,
                         Component::Mtu,
-                        format!(
-                            "{host} {oif} has mtu {}: {}-byte packets with DF set cannot leave",
-                            l.mtu, pkt.len
-                        ),
+                        format!("{host} {oif} has mtu {}: {}-byte packets with DF set cannot leave{why}", l.mtu, pkt.len),
                     )));
+                }
+                if let Some(bytes) = self.bulk {
+                    let h = self.lab.host(&host)?.handle().clone();
+                    if let Ok(Some((kind, Some(rate)))) = netlink::root_qdisc(&h, l.index).await {
+                        let secs = (bytes as f64 * 8.0) / rate as f64;
+                        let budget = self.lab.topology().probe.timeout_ms as f64 / 1000.0;
+                        if secs > budget {
+                            hops.push(hop(
+                                HopStatus::Fail,
+                                &host,
+                                format!("{oif} is shaped to {} ({kind}): {bytes} bytes need {secs:.1} s", rate_text(rate)),
+                            ));
+                            return Ok(End::Broken(culprit(
+                                &host,
+                                Component::Link,
+                                format!(
+                                    "{host} {oif} is shaped to {} by a {kind} qdisc: a {bytes}-byte transfer needs {secs:.1} s, more than the probe's {budget:.1} s",
+                                    rate_text(rate)
+                                ),
+                            )));
+                        }
+                    }
                 }
             }
             // Postrouting: filters and source NAT.
@@ -769,7 +881,8 @@ impl<'a> Walker<'a> {
                         .and_then(|x| x.as_node())
                         .is_some_and(|n| n.uplink_ifname == oif);
                     let from_pod = t.pods().any(|(_, p)| p.ip == pkt.src);
-                    if forward && iif.is_some() && is_uplink && from_pod {
+                    let leaves_cluster = !t.cluster.cidr.contains(&pkt.dst);
+                    if forward && iif.is_some() && is_uplink && from_pod && leaves_cluster {
                         flow.untranslated = Some((host.clone(), oif.clone(), pkt.src, hops.len()));
                         hops.push(hop(
                             HopStatus::Ok,
@@ -780,6 +893,7 @@ impl<'a> Walker<'a> {
                 }
             }
             let nexthop = r.gateway.unwrap_or(pkt.dst);
+            prev_route = Some((host.clone(), format!("via {nexthop} dev {oif}")));
             match self.l2_next(&host, &oif, nexthop, &pkt, hops, flow).await? {
                 Ok((next, next_iif)) => {
                     host = next;
@@ -1058,7 +1172,42 @@ impl<'a> Walker<'a> {
                 format!("{host} {oif} is administratively down"),
             )));
         }
-        let Some(target) = t.owner_of(nexthop).map(|h| h.name.clone()) else {
+        if out.kind.as_deref() == Some("vxlan") {
+            return Box::pin(self.overlay(host, &out, nexthop, pkt, hops, flow)).await;
+        }
+        // A routed pod's gateway is no host's address: the node answers for it by proxy ARP.
+        let routed_gw = match (&t.cluster.network, t.host(host).and_then(|h| h.as_pod())) {
+            (crate::topology::Network::Routed { gateway }, Some(_)) if *gateway == nexthop => {
+                self.veth_peer(host, oif)
+            }
+            _ => None,
+        };
+        if let Some((node, node_if)) = &routed_gw {
+            let proxy = self
+                .sysctl(node, &format!("net/ipv4/conf/{node_if}/proxy_arp"))
+                .await;
+            let all = self.sysctl(node, "net.ipv4.conf.all.proxy_arp").await;
+            if proxy.as_deref() != Some("1") && all.as_deref() != Some("1") {
+                hops.push(hop(
+                    HopStatus::Fail,
+                    node,
+                    format!(
+                        "{node_if}: proxy_arp = {}: nobody answers ARP for {nexthop}",
+                        proxy.unwrap_or_else(|| "?".into())
+                    ),
+                ));
+                return Ok(Err(culprit(
+                    node,
+                    Component::Neighbour,
+                    format!("{node} {node_if} has proxy_arp off: {host}'s ARP for its gateway {nexthop} gets no answer"),
+                )));
+            }
+        }
+        let owner = match &routed_gw {
+            Some((node, _)) => Some(node.clone()),
+            None => t.owner_of(nexthop).map(|h| h.name.clone()),
+        };
+        let Some(target) = owner else {
             hops.push(hop(
                 HopStatus::Fail,
                 host,
@@ -1316,6 +1465,205 @@ impl<'a> Walker<'a> {
         Ok("a MAC no lab interface has".to_string())
     }
 
+    /// Crosses a vxlan overlay: the neighbour and FDB entries for the remote VTEP, both
+    /// devices' VNI and port, then the encapsulated packet over the underlay (walked like any
+    /// packet: routes, links, filters), arriving on the remote vxlan device.
+    async fn overlay(
+        &mut self,
+        host: &str,
+        out: &Link,
+        nexthop: Ipv4Addr,
+        pkt: &Pkt,
+        hops: &mut Vec<Hop>,
+        flow: &mut Flow,
+    ) -> Result<std::result::Result<(String, u32), Culprit>> {
+        let t = self.lab.topology().clone();
+        let dev = out.name.clone();
+        let fail = |hops: &mut Vec<Hop>, h: &str, text: String, summary: String| {
+            hops.push(hop(HopStatus::Fail, h, text));
+            Ok(Err(culprit(h, Component::Overlay, summary)))
+        };
+        let Some(target) = t.owner_of(nexthop).map(|h| h.name.clone()) else {
+            return fail(
+                hops,
+                host,
+                format!("{dev}: next hop {nexthop} is no node's VTEP address"),
+                format!(
+                    "{host} routes through {dev} to {nexthop}, which is no node's VTEP address"
+                ),
+            );
+        };
+        let Some(remote) = self.link(&target, &dev).await? else {
+            hops.push(hop(HopStatus::Fail, &target, format!("{dev} is missing")));
+            return Ok(Err(culprit(
+                &target,
+                Component::Link,
+                format!("{target} has no {dev}: its end of the overlay is gone"),
+            )));
+        };
+        if !remote.admin_up {
+            hops.push(hop(HopStatus::Fail, &target, format!("{dev} is down")));
+            return Ok(Err(culprit(
+                &target,
+                Component::Link,
+                format!("{target} {dev} is administratively down"),
+            )));
+        }
+        // The neighbour entry: the remote VTEP address must map to the remote device's MAC.
+        let neigh = self
+            .neighbours(host)
+            .await?
+            .iter()
+            .find(|n| n.index == out.index && n.ip == nexthop)
+            .cloned();
+        let Some(mac) = neigh.as_ref().and_then(|n| n.mac.clone()).filter(|_| {
+            neigh
+                .as_ref()
+                .is_some_and(|n| n.state != "failed" && n.state != "incomplete")
+        }) else {
+            return fail(
+                hops,
+                host,
+                format!("{dev}: no neighbour entry for {nexthop} ({target}'s VTEP)"),
+                format!("{host} has no neighbour entry for {nexthop} on {dev}: it cannot address {target}'s VTEP"),
+            );
+        };
+        if Some(&mac) != remote.mac.as_ref() {
+            let owner = self.mac_owner(&mac).await?;
+            return fail(
+                hops,
+                host,
+                format!("{dev}: neighbour {nexthop} lladdr {owner}, but {target} {dev} has another MAC"),
+                format!("{host}'s neighbour entry for {nexthop} on {dev} points at {owner}, not {target}'s VTEP"),
+            );
+        }
+        // The FDB entry: that MAC must be sent to the remote node's VTEP address.
+        let remote_local = remote
+            .details
+            .iter()
+            .find_map(|d| d.strip_prefix("local "))
+            .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        let fdb = {
+            let h = self.lab.host(host)?.handle().clone();
+            netlink::fdb(&h)
+                .await
+                .map_err(|e| nl(host, "listing the fdb", e))?
+        };
+        let entry = fdb
+            .iter()
+            .find(|e| e.index == out.index && e.mac == mac && e.dst.is_some());
+        let Some(vtep) = entry.and_then(|e| e.dst) else {
+            return fail(
+                hops,
+                host,
+                format!("{dev}: no FDB entry for {target}'s VTEP MAC"),
+                format!("{host} {dev} has no FDB entry for {target}'s VTEP: it does not know where to send encapsulated packets"),
+            );
+        };
+        if Some(vtep) != remote_local {
+            let to = t
+                .owner_of(vtep)
+                .map(|h| h.name.clone())
+                .unwrap_or_else(|| "no host".into());
+            return fail(
+                hops,
+                host,
+                format!("{dev}: FDB sends {target}'s VTEP MAC to {vtep} ({to})"),
+                format!(
+                    "{host} {dev}'s FDB entry for {target}'s VTEP points at {vtep} ({to}), not {}",
+                    remote_local
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "?".into())
+                ),
+            );
+        }
+        // Both ends must speak the same VNI on the same port.
+        let field = |l: &Link, k: &str| {
+            l.details
+                .iter()
+                .find_map(|d| d.strip_prefix(k).map(|x| x.to_string()))
+        };
+        for (k, what) in [("vni ", "VNI"), ("dstport ", "UDP port")] {
+            let (a, b) = (field(out, k), field(&remote, k));
+            if a != b {
+                let planned = match (&t.cluster.network, k) {
+                    (crate::topology::Network::Vxlan(v), "vni ") => Some(v.vni.to_string()),
+                    (crate::topology::Network::Vxlan(v), _) => Some(v.port.to_string()),
+                    _ => None,
+                };
+                // The end that differs from the fixture is the culprit.
+                let (culprit_host, theirs) = if b == planned {
+                    (host.to_string(), a.clone())
+                } else {
+                    (target.clone(), b.clone())
+                };
+                let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "?".into());
+                return fail(
+                    hops,
+                    &culprit_host,
+                    format!(
+                        "{dev}: {what} {} on {host}, {} on {target}",
+                        show(&a),
+                        show(&b)
+                    ),
+                    format!(
+                        "{culprit_host} {dev} uses {what} {}, the rest of the overlay {}",
+                        show(&theirs),
+                        show(&planned)
+                    ),
+                );
+            }
+        }
+        let port = field(out, "dstport ").and_then(|p| p.parse::<u16>().ok());
+        let local = field(out, "local ")
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+        hops.push(hop(
+            HopStatus::Ok,
+            host,
+            format!(
+                "{dev} encapsulates for {target}: VTEP {vtep}, udp/{}",
+                port.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            ),
+        ));
+        // The encapsulated packet crosses the underlay like any other.
+        let outer = Pkt {
+            src: local,
+            dst: vtep,
+            proto: crate::topology::Proto::Udp,
+            sport: None,
+            dport: port,
+            icmp_type: None,
+            icmp_code: None,
+            iif: None,
+            oif: None,
+            ct_new: true,
+            len: pkt.len + 50,
+        };
+        let mut under = Vec::new();
+        let mut uflow = Flow::default();
+        let end = Box::pin(self.walk(host, None, outer, true, &mut uflow, &mut under)).await?;
+        flow.uncertain.extend(uflow.uncertain);
+        for mut h in under {
+            h.text = format!("underlay: {}", h.text);
+            hops.push(h);
+        }
+        match end {
+            End::Arrived => {
+                hops.push(hop(
+                    HopStatus::Ok,
+                    &target,
+                    format!(
+                        "{dev} decapsulates (VNI {})",
+                        field(&remote, "vni ").unwrap_or_default()
+                    ),
+                ));
+                Ok(Ok((target, remote.index)))
+            }
+            End::Broken(c) => Ok(Err(c)),
+        }
+    }
+
     /// The port of `bridge` on `host` that leads to `target` (the plan's wiring), checked live.
     async fn bridge_port(
         &mut self,
@@ -1368,6 +1716,42 @@ impl<'a> Walker<'a> {
                 format!("{host} {port} is {now}, not a port of {bridge}"),
             )));
         }
+        // A static FDB entry can send the target's MAC out of another port.
+        if let Some((th, ti)) = self.veth_peer(host, &port) {
+            let mac = if th == SWITCH_HOST {
+                None
+            } else {
+                self.link(&th, &ti).await?.and_then(|l| l.mac)
+            };
+            if let (Some(mac), Some(bix)) = (mac, bridge_ix) {
+                let fdb = {
+                    let h = self.lab.host(host)?.handle().clone();
+                    netlink::fdb(&h)
+                        .await
+                        .map_err(|e| nl(host, "listing the fdb", e))?
+                };
+                let wrong = fdb.iter().find(|e| {
+                    e.mac == mac
+                        && e.master == Some(bix)
+                        && !e.is_self
+                        && e.state == "static"
+                        && e.index != p.index
+                });
+                if let Some(e) = wrong {
+                    let out = self.ifname(host, e.index).await?;
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        host,
+                        format!("{bridge} fdb: {th} {ti}'s MAC → {out} (static), not {port}"),
+                    ));
+                    return Ok(Err(culprit(
+                        host,
+                        Component::Bridge,
+                        format!("{host} {bridge} has a static FDB entry sending {th} {ti}'s MAC out of {out} instead of {port}"),
+                    )));
+                }
+            }
+        }
         if !p.admin_up {
             hops.push(hop(
                 HopStatus::Fail,
@@ -1395,8 +1779,18 @@ impl<'a> Walker<'a> {
                     peer_name,
                     ..
                 } => Some((peer_host.clone(), peer_name.clone())),
-                IfaceKind::Bridge => None,
+                IfaceKind::Bridge | IfaceKind::Vxlan { .. } => None,
             })
+    }
+}
+
+fn rate_text(bits: u64) -> String {
+    if bits >= 1_000_000 && bits.is_multiple_of(1_000_000) {
+        format!("{}mbit", bits / 1_000_000)
+    } else if bits >= 1000 && bits.is_multiple_of(1000) {
+        format!("{}kbit", bits / 1000)
+    } else {
+        format!("{bits}bit")
     }
 }
 

@@ -1,54 +1,259 @@
-//! Faults: one variant per kind of breakage, each with an inject that returns a [`Guard`] knowing
-//! how to heal. Heal restores exactly the state before (names, MACs, addresses, routes,
-//! neighbours, sysctls, rule positions); faults compose, and heal in reverse order.
+//! Faults: one variant per kind of breakage. `inject` changes the live lab and returns a
+//! [`Guard`] holding an undo log; `heal` replays it backwards and restores exactly the state
+//! before (names, MACs, addresses, routes, neighbours, FDB, sysctls, rule positions). Faults
+//! compose: heal several in reverse order.
 //!
 //! Faults read the live lab, not what the harness remembers building: `delete-masquerade` finds
 //! masquerade rules by content, whoever wrote them (nft's native `masquerade` or iptables-nft's xt
-//! `MASQUERADE` target).
+//! `MASQUERADE` target); `delete-route` deletes whatever route the host has to that network.
+
+mod ops;
+mod undo;
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{nl, Error, Result};
+use crate::error::{Error, Result};
 use crate::lab::Lab;
-use crate::netns;
-use crate::nft;
-use crate::nl::{self as netlink, Mac, VethSpec};
-use crate::topology::Topology;
+use crate::topology::{Network, Proto, Topology};
+pub use ops::reinsert_lines;
+pub use undo::Undo;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Fault {
-    /// Delete a pod's veth pair (the node side; the pod side goes with it).
-    DeleteVeth { pod: String },
-    /// Set the node side of a pod's veth administratively down.
-    VethDown { pod: String },
-    /// `sysctl net.ipv4.ip_forward=0` on a node.
-    DisableIpForward { node: String },
-    /// Delete every masquerade rule in a node's ruleset.
-    DeleteMasquerade { node: String },
+    DeleteVeth {
+        pod: String,
+    },
+    VethDown {
+        pod: String,
+    },
+    DetachVeth {
+        pod: String,
+    },
+    DeletePodRoute {
+        pod: String,
+    },
+    RemovePodAddress {
+        pod: String,
+    },
+    DisableIpForward {
+        node: String,
+    },
+    DisableForwarding {
+        node: String,
+        interface: String,
+    },
+    DeleteMasquerade {
+        node: String,
+    },
+    BridgeDown {
+        node: String,
+    },
+    RemoveGatewayAddress {
+        node: String,
+    },
+    ForwardDropPolicy {
+        node: String,
+    },
+    NftReject {
+        node: String,
+        from: String,
+        proto: Option<Proto>,
+        port: Option<u16>,
+    },
+    DropInSecondTable {
+        node: String,
+        from: String,
+    },
+    StrictRpFilter {
+        node: String,
+    },
+    RouteVia {
+        host: String,
+        to: String,
+        via: String,
+    },
+    DeleteRoute {
+        host: String,
+        to: String,
+    },
+    DeleteVxlanFdb {
+        node: String,
+        peer: String,
+    },
+    WrongVxlanFdb {
+        node: String,
+        peer: String,
+        vtep: String,
+    },
+    DeleteVxlanNeighbour {
+        node: String,
+        peer: String,
+    },
+    BlockVxlanPort {
+        node: String,
+    },
+    VxlanPort {
+        node: String,
+        port: u16,
+    },
+    PodMtu {
+        node: String,
+        mtu: u32,
+    },
+    BlockFragNeeded {
+        node: String,
+    },
+    LinkDown {
+        host: String,
+        interface: String,
+    },
+    DisableProxyArp {
+        pod: String,
+    },
+    WrongNeighbour {
+        node: String,
+        pod: String,
+    },
+    MisdirectFdb {
+        node: String,
+        pod: String,
+        port: String,
+    },
+    PacketLoss {
+        host: String,
+        interface: String,
+        percent: u8,
+    },
+    Bandwidth {
+        host: String,
+        interface: String,
+        rate: String,
+    },
+    Delay {
+        host: String,
+        interface: String,
+        ms: u32,
+    },
 }
 
-/// The fault kinds, for help texts.
-pub const KINDS: [&str; 4] = [
-    "delete-veth",
-    "veth-down",
-    "disable-ip-forward",
-    "delete-masquerade",
+/// One entry of the catalog (`netfault faults`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Kind {
+    pub name: &'static str,
+    /// (parameter, what it is)
+    pub params: &'static [(&'static str, &'static str)],
+    pub description: &'static str,
+    /// The diagnosis component this fault breaks.
+    pub component: &'static str,
+}
+
+const POD: (&str, &str) = ("pod", "a pod");
+const NODE: (&str, &str) = ("node", "a node");
+
+pub const CATALOG: &[Kind] = &[
+    Kind { name: "delete-veth", params: &[POD], description: "delete the pod's veth pair (the pod's eth0 and its routes go with it)", component: "link" },
+    Kind { name: "veth-down", params: &[POD], description: "set the node side of the pod's veth down", component: "link" },
+    Kind { name: "detach-veth", params: &[POD], description: "take the node side of the pod's veth off its bridge", component: "bridge" },
+    Kind { name: "delete-pod-route", params: &[POD], description: "delete the pod's default route", component: "route" },
+    Kind { name: "remove-pod-address", params: &[POD], description: "remove the pod's address from its eth0", component: "address" },
+    Kind { name: "disable-ip-forward", params: &[NODE], description: "net.ipv4.ip_forward = 0 on the node", component: "forwarding" },
+    Kind { name: "disable-forwarding", params: &[NODE, ("interface", "an interface of the node")], description: "net.ipv4.conf.IF.forwarding = 0 on one interface only", component: "forwarding" },
+    Kind { name: "delete-masquerade", params: &[NODE], description: "delete every masquerade rule in the node's live ruleset (native or iptables-nft)", component: "masquerade" },
+    Kind { name: "bridge-down", params: &[NODE], description: "set the node's pod bridge down", component: "link" },
+    Kind { name: "remove-gateway-address", params: &[NODE], description: "remove the bridge's address, the pods' gateway (the route to the pod CIDR goes with it)", component: "address" },
+    Kind { name: "forward-drop-policy", params: &[NODE], description: "table ip filter, chain FORWARD: policy drop, as Docker sets it", component: "filter" },
+    Kind { name: "nft-reject", params: &[NODE, ("from", "a host whose traffic is rejected"), ("proto", "icmp, tcp or udp (optional)"), ("port", "a destination port (optional)")], description: "reject the host's traffic in the node's input and forward hooks", component: "filter" },
+    Kind { name: "drop-in-second-table", params: &[NODE, ("from", "a host whose traffic is dropped")], description: "one table's forward chain accepts everything, a second table's drops the host's traffic", component: "filter" },
+    Kind { name: "strict-rp-filter", params: &[NODE], description: "net.ipv4.conf.all.rp_filter = 1: packets whose return route leaves by another interface are dropped", component: "rp-filter" },
+    Kind { name: "route-via", params: &[("host", "any host"), ("to", "a destination CIDR"), ("via", "a gateway address")], description: "replace the host's route to a network by one via another gateway (say, to make a path asymmetric)", component: "route" },
+    Kind { name: "delete-route", params: &[("host", "any host"), ("to", "a destination CIDR")], description: "delete the host's route to a network (host-gw: a remote pod CIDR)", component: "route" },
+    Kind { name: "delete-vxlan-fdb", params: &[NODE, ("peer", "the remote node")], description: "delete the node's vxlan FDB entry for the peer's VTEP", component: "overlay" },
+    Kind { name: "wrong-vxlan-fdb", params: &[NODE, ("peer", "the remote node"), ("vtep", "the wrong VTEP address")], description: "point the node's vxlan FDB entry for the peer at another VTEP address", component: "overlay" },
+    Kind { name: "delete-vxlan-neighbour", params: &[NODE, ("peer", "the remote node")], description: "delete the node's vxlan neighbour entry for the peer's VTEP address", component: "overlay" },
+    Kind { name: "block-vxlan-port", params: &[NODE], description: "drop VXLAN's UDP port arriving at the node", component: "filter" },
+    Kind { name: "vxlan-port", params: &[NODE, ("port", "the UDP port the node's vxlan device will use")], description: "re-create the node's vxlan device on another UDP port than the rest of the overlay", component: "overlay" },
+    Kind { name: "pod-mtu", params: &[NODE, ("mtu", "the new MTU")], description: "set the MTU of the node's bridge, pod veths and pods' eth0 (pods at 1500 over a 1450 overlay)", component: "mtu" },
+    Kind { name: "block-frag-needed", params: &[NODE], description: "drop ICMP fragmentation-needed at the node (path MTU discovery breaks)", component: "mtu" },
+    Kind { name: "link-down", params: &[("host", "any host"), ("interface", "an interface of the host")], description: "set an interface down (a node's uplink: the node is partitioned)", component: "link" },
+    Kind { name: "disable-proxy-arp", params: &[POD], description: "routed: proxy_arp off on the pod's host veth (and the pod's ARP entry for its gateway flushed)", component: "neighbour" },
+    Kind { name: "wrong-neighbour", params: &[NODE, POD], description: "a permanent neighbour entry on the node for the pod's address with a wrong MAC", component: "neighbour" },
+    Kind { name: "misdirect-fdb", params: &[NODE, POD, ("port", "another port of the node's bridge")], description: "a static bridge FDB entry sending the pod's MAC out of the wrong port", component: "bridge" },
+    Kind { name: "packet-loss", params: &[("host", "any host"), ("interface", "an interface of the host"), ("percent", "1..100")], description: "drop that percentage of packets leaving the interface at random (nft numgen)", component: "filter" },
+    Kind { name: "bandwidth", params: &[("host", "any host"), ("interface", "an interface of the host"), ("rate", "like 1mbit, 500kbit")], description: "shape the interface's egress with a tbf qdisc", component: "link" },
+    Kind { name: "delay", params: &[("host", "any host"), ("interface", "an interface of the host"), ("ms", "milliseconds")], description: "delay the interface's egress (needs netem: reported unsupported where the kernel lacks it)", component: "link" },
 ];
+
+impl Fault {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::DeleteVeth { .. } => "delete-veth",
+            Fault::VethDown { .. } => "veth-down",
+            Fault::DetachVeth { .. } => "detach-veth",
+            Fault::DeletePodRoute { .. } => "delete-pod-route",
+            Fault::RemovePodAddress { .. } => "remove-pod-address",
+            Fault::DisableIpForward { .. } => "disable-ip-forward",
+            Fault::DisableForwarding { .. } => "disable-forwarding",
+            Fault::DeleteMasquerade { .. } => "delete-masquerade",
+            Fault::BridgeDown { .. } => "bridge-down",
+            Fault::RemoveGatewayAddress { .. } => "remove-gateway-address",
+            Fault::ForwardDropPolicy { .. } => "forward-drop-policy",
+            Fault::NftReject { .. } => "nft-reject",
+            Fault::DropInSecondTable { .. } => "drop-in-second-table",
+            Fault::StrictRpFilter { .. } => "strict-rp-filter",
+            Fault::RouteVia { .. } => "route-via",
+            Fault::DeleteRoute { .. } => "delete-route",
+            Fault::DeleteVxlanFdb { .. } => "delete-vxlan-fdb",
+            Fault::WrongVxlanFdb { .. } => "wrong-vxlan-fdb",
+            Fault::DeleteVxlanNeighbour { .. } => "delete-vxlan-neighbour",
+            Fault::BlockVxlanPort { .. } => "block-vxlan-port",
+            Fault::VxlanPort { .. } => "vxlan-port",
+            Fault::PodMtu { .. } => "pod-mtu",
+            Fault::BlockFragNeeded { .. } => "block-frag-needed",
+            Fault::LinkDown { .. } => "link-down",
+            Fault::DisableProxyArp { .. } => "disable-proxy-arp",
+            Fault::WrongNeighbour { .. } => "wrong-neighbour",
+            Fault::MisdirectFdb { .. } => "misdirect-fdb",
+            Fault::PacketLoss { .. } => "packet-loss",
+            Fault::Bandwidth { .. } => "bandwidth",
+            Fault::Delay { .. } => "delay",
+        }
+    }
+
+    /// The fault's parameters as `key=value` pairs, in catalog order.
+    fn params(&self) -> Vec<(&'static str, String)> {
+        let v = serde_json::to_value(self).unwrap_or_default();
+        let kind = CATALOG.iter().find(|k| k.name == self.name());
+        kind.map(|k| k.params)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|(p, _)| {
+                let x = v.get(*p)?;
+                if x.is_null() {
+                    return None;
+                }
+                Some((
+                    *p,
+                    x.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| x.to_string()),
+                ))
+            })
+            .collect()
+    }
+}
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fault::DeleteVeth { pod } => write!(f, "delete-veth pod={pod}"),
-            Fault::VethDown { pod } => write!(f, "veth-down pod={pod}"),
-            Fault::DisableIpForward { node } => write!(f, "disable-ip-forward node={node}"),
-            Fault::DeleteMasquerade { node } => write!(f, "delete-masquerade node={node}"),
+        write!(f, "{}", self.name())?;
+        for (k, v) in self.params() {
+            write!(f, " {k}={v}")?;
         }
+        Ok(())
     }
 }
 
@@ -60,66 +265,300 @@ pub struct ParamError {
     pub help: String,
 }
 
+fn perr(field: &'static str, message: impl Into<String>, help: impl Into<String>) -> ParamError {
+    ParamError {
+        field,
+        message: message.into(),
+        help: help.into(),
+    }
+}
+
 impl Fault {
-    /// Checks the fault's parameters against a topology (names exist and have the right role).
+    /// Checks the fault's parameters against a topology: names exist and have the right role,
+    /// interfaces exist on their host, numbers are in range, the fixture has what the fault needs.
     pub fn check(&self, t: &Topology) -> std::result::Result<(), ParamError> {
-        let (field, name, want) = match self {
-            Fault::DeleteVeth { pod } | Fault::VethDown { pod } => ("pod", pod, "pod"),
-            Fault::DisableIpForward { node } | Fault::DeleteMasquerade { node } => {
-                ("node", node, "node")
+        let role =
+            |field: &'static str, name: &str, want: &str| -> std::result::Result<(), ParamError> {
+                let of_role: Vec<&str> = t
+                    .hosts
+                    .iter()
+                    .filter(|h| want == "host" || h.role_name() == want)
+                    .map(|h| h.name.as_str())
+                    .collect();
+                let help = if of_role.is_empty() {
+                    format!("the fixture {} has no {want}", t.name)
+                } else {
+                    format!("{want}s in {}: {}", t.name, of_role.join(", "))
+                };
+                match t.host(name) {
+                    None => Err(perr(field, format!("unknown host \"{name}\""), help)),
+                    Some(h) if want != "host" && h.role_name() != want => {
+                        let an = if h.role_name() == "external" {
+                            "an"
+                        } else {
+                            "a"
+                        };
+                        Err(perr(
+                            field,
+                            format!("{name} is {an} {}, not a {want}", h.role_name()),
+                            help,
+                        ))
+                    }
+                    Some(_) => Ok(()),
+                }
+            };
+        let iface = |host: &str, name: &str| -> std::result::Result<(), ParamError> {
+            let plan = crate::lab::Plan::from_topology(t);
+            let names: Vec<String> = plan
+                .host(host)
+                .map(|p| p.ifaces.iter().map(|i| i.name.clone()).collect())
+                .unwrap_or_default();
+            if names.iter().any(|n| n == name) {
+                Ok(())
+            } else {
+                Err(perr(
+                    "interface",
+                    format!("{host} has no interface \"{name}\""),
+                    format!("interfaces of {host}: {}", names.join(", ")),
+                ))
             }
         };
-        let of_role: Vec<&str> = t
-            .hosts
-            .iter()
-            .filter(|h| h.role_name() == want)
-            .map(|h| h.name.as_str())
-            .collect();
-        let help = if of_role.is_empty() {
-            format!("the fixture {} has no {want}", t.name)
-        } else {
-            format!("{want}s in {}: {}", t.name, of_role.join(", "))
+        let vxlan = |what: &str| -> std::result::Result<(), ParamError> {
+            if matches!(t.cluster.network, Network::Vxlan(_)) {
+                Ok(())
+            } else {
+                Err(perr(
+                    "type",
+                    format!(
+                        "{what} needs a vxlan fixture; {} uses network \"{}\"",
+                        t.name,
+                        t.cluster.network.name()
+                    ),
+                    "use a fixture with [cluster] network = \"vxlan\", such as two-node-vxlan",
+                ))
+            }
         };
-        match t.host(name) {
-            None => Err(ParamError {
-                field,
-                message: format!("unknown host \"{name}\""),
-                help,
-            }),
-            Some(h) if h.role_name() != want => Err(ParamError {
-                field,
-                message: format!(
-                    "{name} is a{} {}, not a {want}",
-                    if h.role_name() == "external" { "n" } else { "" },
-                    h.role_name()
-                ),
-                help,
-            }),
-            Some(_) => Ok(()),
-        }
-    }
-
-    /// The host the fault changes.
-    pub fn host<'a>(&'a self, t: &'a Topology) -> &'a str {
+        let bridged = |what: &str| -> std::result::Result<(), ParamError> {
+            if t.has_bridge() {
+                Ok(())
+            } else {
+                Err(perr(
+                    "type",
+                    format!("{what} needs pods on a bridge; {} is routed", t.name),
+                    "use a bridged fixture",
+                ))
+            }
+        };
+        let check_peer = |node: &str, peer: &str| -> std::result::Result<(), ParamError> {
+            role("peer", peer, "node")?;
+            if node == peer {
+                return Err(perr(
+                    "peer",
+                    "the peer is the node itself",
+                    "name another node",
+                ));
+            }
+            Ok(())
+        };
+        let cidr = |field: &'static str, s: &str| -> std::result::Result<Ipv4Net, ParamError> {
+            s.parse::<Ipv4Net>().map(|n| n.trunc()).map_err(|_| {
+                perr(
+                    field,
+                    format!("\"{s}\" is not a CIDR"),
+                    "write a network such as \"10.244.2.0/24\"",
+                )
+            })
+        };
+        let addr = |field: &'static str, s: &str| -> std::result::Result<Ipv4Addr, ParamError> {
+            s.parse::<Ipv4Addr>().map_err(|_| {
+                perr(
+                    field,
+                    format!("\"{s}\" is not an IPv4 address"),
+                    "write an address such as \"203.0.113.2\"",
+                )
+            })
+        };
         match self {
-            Fault::DeleteVeth { pod } | Fault::VethDown { pod } => t
-                .host(pod)
-                .and_then(|h| h.as_pod())
-                .map(|p| p.node.as_str())
-                .unwrap_or(pod),
-            Fault::DisableIpForward { node } | Fault::DeleteMasquerade { node } => node,
+            Fault::DeleteVeth { pod }
+            | Fault::VethDown { pod }
+            | Fault::DeletePodRoute { pod }
+            | Fault::RemovePodAddress { pod } => role("pod", pod, "pod"),
+            Fault::DetachVeth { pod } => {
+                role("pod", pod, "pod")?;
+                bridged("detach-veth")
+            }
+            Fault::DisableProxyArp { pod } => {
+                role("pod", pod, "pod")?;
+                if matches!(t.cluster.network, Network::Routed { .. }) {
+                    Ok(())
+                } else {
+                    Err(perr(
+                        "type",
+                        format!(
+                            "disable-proxy-arp needs a routed fixture; {} is not",
+                            t.name
+                        ),
+                        "use two-node-routed",
+                    ))
+                }
+            }
+            Fault::DisableIpForward { node }
+            | Fault::DeleteMasquerade { node }
+            | Fault::ForwardDropPolicy { node }
+            | Fault::StrictRpFilter { node }
+            | Fault::BlockFragNeeded { node } => role("node", node, "node"),
+            Fault::BridgeDown { node } | Fault::RemoveGatewayAddress { node } => {
+                role("node", node, "node")?;
+                bridged(self.name())
+            }
+            Fault::DisableForwarding { node, interface } => {
+                role("node", node, "node")?;
+                iface(node, interface)
+            }
+            Fault::NftReject {
+                node,
+                from,
+                port,
+                proto,
+            } => {
+                role("node", node, "node")?;
+                role("from", from, "host")?;
+                if port.is_some() && matches!(proto, None | Some(Proto::Icmp)) {
+                    return Err(perr(
+                        "port",
+                        "a port needs proto = \"tcp\" or \"udp\"",
+                        "add proto = \"tcp\"",
+                    ));
+                }
+                if *port == Some(0) {
+                    return Err(perr("port", "port 0 is not a port", "use 1..65535"));
+                }
+                Ok(())
+            }
+            Fault::DropInSecondTable { node, from } => {
+                role("node", node, "node")?;
+                role("from", from, "host")
+            }
+            Fault::RouteVia { host, to, via } => {
+                role("host", host, "host")?;
+                cidr("to", to)?;
+                addr("via", via).map(|_| ())
+            }
+            Fault::DeleteRoute { host, to } => {
+                role("host", host, "host")?;
+                cidr("to", to).map(|_| ())
+            }
+            Fault::DeleteVxlanFdb { node, peer } | Fault::DeleteVxlanNeighbour { node, peer } => {
+                role("node", node, "node")?;
+                check_peer(node, peer)?;
+                vxlan(self.name())
+            }
+            Fault::WrongVxlanFdb { node, peer, vtep } => {
+                role("node", node, "node")?;
+                check_peer(node, peer)?;
+                addr("vtep", vtep)?;
+                vxlan(self.name())
+            }
+            Fault::BlockVxlanPort { node } => {
+                role("node", node, "node")?;
+                vxlan(self.name())
+            }
+            Fault::VxlanPort { node, port } => {
+                role("node", node, "node")?;
+                vxlan(self.name())?;
+                if *port == 0 {
+                    return Err(perr("port", "port 0 is not a port", "use 1..65535"));
+                }
+                if let Network::Vxlan(v) = &t.cluster.network {
+                    if v.port == *port {
+                        return Err(perr(
+                            "port",
+                            format!("{port} is already the overlay's port: nothing would break"),
+                            "pick another port, such as 4789",
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Fault::PodMtu { node, mtu } => {
+                role("node", node, "node")?;
+                if !(68..=65535).contains(mtu) {
+                    return Err(perr(
+                        "mtu",
+                        format!("mtu {mtu} is out of range"),
+                        "use 68..65535",
+                    ));
+                }
+                Ok(())
+            }
+            Fault::LinkDown { host, interface } => {
+                role("host", host, "host")?;
+                iface(host, interface)
+            }
+            Fault::WrongNeighbour { node, pod } => {
+                role("node", node, "node")?;
+                role("pod", pod, "pod")
+            }
+            Fault::MisdirectFdb { node, pod, port } => {
+                role("node", node, "node")?;
+                role("pod", pod, "pod")?;
+                bridged("misdirect-fdb")?;
+                iface(node, port).map_err(|mut e| {
+                    e.field = "port";
+                    e
+                })
+            }
+            Fault::PacketLoss {
+                host,
+                interface,
+                percent,
+            } => {
+                role("host", host, "host")?;
+                iface(host, interface)?;
+                if !(1..=100).contains(percent) {
+                    return Err(perr(
+                        "percent",
+                        format!("{percent}% is out of range"),
+                        "use 1..100",
+                    ));
+                }
+                Ok(())
+            }
+            Fault::Bandwidth {
+                host,
+                interface,
+                rate,
+            } => {
+                role("host", host, "host")?;
+                iface(host, interface)?;
+                parse_rate(rate)
+                    .map(|_| ())
+                    .map_err(|m| perr("rate", m, "write a rate such as \"1mbit\" or \"500kbit\""))
+            }
+            Fault::Delay {
+                host,
+                interface,
+                ms,
+            } => {
+                role("host", host, "host")?;
+                iface(host, interface)?;
+                if *ms == 0 || *ms > 60_000 {
+                    return Err(perr(
+                        "ms",
+                        format!("{ms} ms is out of range"),
+                        "use 1..60000",
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 
+    /// Injects the fault into a live lab.
     pub async fn inject(&self, lab: &Lab) -> Result<Guard> {
         self.check(lab.topology())
             .map_err(|e| Error::NotFound(format!("{self}: {}; {}", e.message, e.help)))?;
-        let undo = match self {
-            Fault::DeleteVeth { pod } => delete_veth(lab, pod).await?,
-            Fault::VethDown { pod } => veth_down(lab, pod).await?,
-            Fault::DisableIpForward { node } => disable_ip_forward(lab, node).await?,
-            Fault::DeleteMasquerade { node } => delete_masquerade(lab, node).await?,
-        };
+        let undo = ops::inject(self, lab).await?;
         Ok(Guard {
             fault: self.clone(),
             undo,
@@ -127,466 +566,51 @@ impl Fault {
     }
 }
 
+/// A rate like `1mbit`, `500kbit`, `2gbit`, `8000bit` in bits per second.
+pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (num, mult) = if let Some(n) = lower.strip_suffix("gbit") {
+        (n, 1_000_000_000)
+    } else if let Some(n) = lower.strip_suffix("mbit") {
+        (n, 1_000_000)
+    } else if let Some(n) = lower.strip_suffix("kbit") {
+        (n, 1_000)
+    } else if let Some(n) = lower.strip_suffix("bit") {
+        (n, 1)
+    } else {
+        return Err(format!("rate \"{s}\" has no unit"));
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("rate \"{s}\" is not a number with a unit"))?;
+    let bits = n * mult;
+    if !(8_000..=100_000_000_000).contains(&bits) {
+        return Err(format!("rate \"{s}\" is out of range (8kbit..100gbit)"));
+    }
+    Ok(bits)
+}
+
 /// An injected fault; `heal` puts back exactly what inject changed.
 #[must_use = "a fault that is never healed leaves the lab broken"]
 pub struct Guard {
     pub fault: Fault,
-    undo: Undo,
-}
-
-enum Undo {
-    Veth(Box<VethSnapshot>),
-    LinkAdmin {
-        host: String,
-        ifname: String,
-        was_up: bool,
-    },
-    Sysctls {
-        host: String,
-        values: Vec<(String, String)>,
-    },
-    Nft(NftUndo),
+    undo: Vec<Undo>,
 }
 
 impl Guard {
     pub async fn heal(self, lab: &Lab) -> Result<()> {
-        match self.undo {
-            Undo::Veth(s) => (*s).restore(lab).await,
-            Undo::LinkAdmin {
-                host,
-                ifname,
-                was_up,
-            } => {
-                let h = lab.host(&host)?;
-                let ix = h.index(&ifname).await?;
-                netlink::set_up(h.handle(), ix, was_up)
-                    .await
-                    .map_err(|e| nl(&host, format!("setting {ifname} up"), e))?;
-                if was_up {
-                    let peers = lab
-                        .plan()
-                        .host(&host)
-                        .and_then(|p| p.iface(&ifname))
-                        .map(|i| i.kind.clone());
-                    lab.wait_links_up(&host, std::slice::from_ref(&ifname))
-                        .await?;
-                    if let Some(crate::lab::IfaceKind::Veth {
-                        peer_host,
-                        peer_name,
-                        ..
-                    }) = peers
-                    {
-                        lab.wait_links_up(&peer_host, &[peer_name]).await?;
-                    }
-                }
-                Ok(())
-            }
-            Undo::Sysctls { host, values } => {
-                let h = lab.host(&host)?;
-                h.ns.run_async(move || {
-                    for (k, v) in &values {
-                        netns::write_sysctl(k, v)?;
-                    }
-                    Ok::<(), std::io::Error>(())
-                })
-                .await
-                .and_then(|r| r)
-                .map_err(|e| Error::io(format!("{host}: restoring sysctls"), e))
-            }
-            Undo::Nft(u) => u.restore(lab).await,
-        }
-    }
-}
-
-/// Everything needed to rebuild a deleted veth pair and what lived on it.
-struct VethSnapshot {
-    node: String,
-    pod: String,
-    host_side: LinkSnap,
-    pod_side: LinkSnap,
-    master: Option<String>,
-}
-
-struct LinkSnap {
-    name: String,
-    mac: Mac,
-    mtu: u32,
-    up: bool,
-    addresses: Vec<Ipv4Net>,
-    /// (destination, gateway) of routes through the link, kernel-made routes excluded.
-    routes: Vec<(Ipv4Net, Option<Ipv4Addr>)>,
-    neighbours: Vec<(Ipv4Addr, Vec<u8>)>,
-}
-
-async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> {
-    let h = lab.host(host)?;
-    let hd = h.handle();
-    let l = netlink::link_by_name(hd, ifname)
-        .await
-        .map_err(|e| nl(host, format!("reading {ifname}"), e))?
-        .ok_or_else(|| Error::NotApplicable(format!("{host} has no interface {ifname}")))?;
-    let mac: Mac = l
-        .mac
-        .as_deref()
-        .and_then(|m| m.try_into().ok())
-        .ok_or_else(|| Error::other(format!("{host}: {ifname} has no MAC address")))?;
-    let addresses = netlink::addresses(hd)
-        .await
-        .map_err(|e| nl(host, "listing addresses", e))?
-        .into_iter()
-        .filter(|a| a.index == l.index)
-        .map(|a| a.net)
-        .collect();
-    let routes = netlink::routes(hd)
-        .await
-        .map_err(|e| nl(host, "listing routes", e))?
-        .into_iter()
-        .filter(|r| {
-            r.oif == Some(l.index)
-                && r.table == 254
-                && r.protocol != "kernel"
-                && r.kind == "unicast"
-        })
-        .map(|r| (r.dst, r.gateway))
-        .collect();
-    let neighbours = netlink::neighbours(hd)
-        .await
-        .map_err(|e| nl(host, "listing neighbours", e))?
-        .into_iter()
-        .filter(|n| n.index == l.index && n.state == "permanent")
-        .filter_map(|n| Some((n.ip, n.mac?)))
-        .collect();
-    Ok(LinkSnap {
-        name: ifname.to_string(),
-        mac,
-        mtu: l.mtu,
-        up: l.admin_up,
-        addresses,
-        routes,
-        neighbours,
-    })
-}
-
-fn pod_sides(lab: &Lab, pod: &str) -> Result<(String, String, String)> {
-    let p = lab
-        .topology()
-        .host(pod)
-        .and_then(|h| h.as_pod())
-        .ok_or_else(|| Error::NotFound(format!("{pod} is not a pod")))?;
-    Ok((p.node.clone(), p.host_veth.clone(), p.ifname.clone()))
-}
-
-async fn delete_veth(lab: &Lab, pod: &str) -> Result<Undo> {
-    let (node, host_veth, ifname) = pod_sides(lab, pod)?;
-    let host_side = snap_link(lab, &node, &host_veth).await?;
-    let pod_side = snap_link(lab, pod, &ifname).await?;
-    let n = lab.host(&node)?;
-    let l = netlink::link_by_name(n.handle(), &host_veth)
-        .await
-        .map_err(|e| nl(&node, format!("reading {host_veth}"), e))?
-        .ok_or_else(|| Error::NotApplicable(format!("{node} has no {host_veth}")))?;
-    let master = match l.master {
-        Some(m) => netlink::links(n.handle())
-            .await
-            .map_err(|e| nl(&node, "listing links", e))?
-            .into_iter()
-            .find(|x| x.index == m)
-            .map(|x| x.name),
-        None => None,
-    };
-    netlink::del_link(n.handle(), l.index)
-        .await
-        .map_err(|e| nl(&node, format!("deleting {host_veth}"), e))?;
-    Ok(Undo::Veth(Box::new(VethSnapshot {
-        node,
-        pod: pod.to_string(),
-        host_side,
-        pod_side,
-        master,
-    })))
-}
-
-impl VethSnapshot {
-    async fn restore(self, lab: &Lab) -> Result<()> {
-        let n = lab.host(&self.node)?;
-        let p = lab.host(&self.pod)?;
-        let master = match &self.master {
-            Some(m) => Some(n.index(m).await?),
-            None => None,
-        };
-        netlink::add_veth(
-            n.handle(),
-            VethSpec {
-                name: &self.host_side.name,
-                mac: self.host_side.mac,
-                mtu: Some(self.host_side.mtu),
-                master,
-                up: self.host_side.up,
-                peer_name: &self.pod_side.name,
-                peer_mac: self.pod_side.mac,
-                peer_mtu: Some(self.pod_side.mtu),
-                peer_ns: &p.ns,
-            },
-        )
-        .await
-        .map_err(|e| {
-            nl(
-                &self.node,
-                format!("re-creating {}", self.host_side.name),
-                e,
-            )
-        })?;
-        for (host, side) in [(&self.node, &self.host_side), (&self.pod, &self.pod_side)] {
-            let h = lab.host(host)?;
-            let ix = h.index(&side.name).await?;
-            let hd = h.handle();
-            if side.up {
-                netlink::set_up(hd, ix, true)
-                    .await
-                    .map_err(|e| nl(host, format!("bringing {} up", side.name), e))?;
-            }
-            for a in &side.addresses {
-                netlink::add_address(hd, ix, *a)
-                    .await
-                    .map_err(|e| nl(host, format!("adding {a} to {}", side.name), e))?;
-            }
-            for (dst, gw) in &side.routes {
-                netlink::add_route(hd, *dst, *gw, ix)
-                    .await
-                    .map_err(|e| nl(host, format!("adding route {dst}"), e))?;
-            }
-            for (ip, mac) in &side.neighbours {
-                netlink::add_permanent_neighbour(hd, ix, *ip, mac)
-                    .await
-                    .map_err(|e| nl(host, format!("adding neighbour {ip}"), e))?;
-            }
-        }
-        if self.host_side.up && self.pod_side.up {
-            lab.wait_links_up(&self.node, std::slice::from_ref(&self.host_side.name))
-                .await?;
-            lab.wait_links_up(&self.pod, std::slice::from_ref(&self.pod_side.name))
-                .await?;
+        for u in self.undo.into_iter().rev() {
+            u.apply(lab).await?;
         }
         Ok(())
     }
-}
-
-async fn veth_down(lab: &Lab, pod: &str) -> Result<Undo> {
-    let (node, host_veth, _) = pod_sides(lab, pod)?;
-    let n = lab.host(&node)?;
-    let l = netlink::link_by_name(n.handle(), &host_veth)
-        .await
-        .map_err(|e| nl(&node, format!("reading {host_veth}"), e))?
-        .ok_or_else(|| Error::NotApplicable(format!("{node} has no {host_veth}")))?;
-    netlink::set_up(n.handle(), l.index, false)
-        .await
-        .map_err(|e| nl(&node, format!("setting {host_veth} down"), e))?;
-    Ok(Undo::LinkAdmin {
-        host: node,
-        ifname: host_veth,
-        was_up: l.admin_up,
-    })
-}
-
-async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Undo> {
-    let h = lab.host(node)?;
-    let ifnames: Vec<String> = netlink::links(h.handle())
-        .await
-        .map_err(|e| nl(node, "listing links", e))?
-        .into_iter()
-        .map(|l| l.name)
-        .collect();
-    let values =
-        h.ns.run_async(move || {
-            // Writing ip_forward rewrites every conf.*.forwarding: keep them all to restore.
-            let mut before = vec![(
-                "net.ipv4.ip_forward".to_string(),
-                netns::read_sysctl("net.ipv4.ip_forward")?,
-            )];
-            for dev in ["all", "default"]
-                .into_iter()
-                .map(String::from)
-                .chain(ifnames)
-            {
-                let key = format!("net/ipv4/conf/{dev}/forwarding");
-                if let Ok(v) = netns::read_sysctl(&key) {
-                    before.push((key, v));
-                }
-            }
-            netns::write_sysctl("net.ipv4.ip_forward", "0")?;
-            Ok::<_, std::io::Error>(before)
-        })
-        .await
-        .and_then(|r| r)
-        .map_err(|e| Error::io(format!("{node}: net.ipv4.ip_forward"), e))?;
-    Ok(Undo::Sysctls {
-        host: node.to_string(),
-        values,
-    })
-}
-
-struct NftUndo {
-    host: String,
-    /// Deleted native rules in ruleset order, with their index in the chain before deletion.
-    /// (nft 1.0.6 places a JSON `add` by `index` only, not by handle.)
-    native: Vec<(nftables::schema::Rule<'static>, usize)>,
-    /// iptables-nft tables whose xt rules were deleted: (table, `iptables-restore --noflush`
-    /// lines re-inserting each rule at its old position).
-    iptables: Vec<(String, Vec<String>)>,
-}
-
-async fn delete_masquerade(lab: &Lab, node: &str) -> Result<Undo> {
-    let h = lab.host(node)?;
-    let set = nft::list(&h.ns, node).await?;
-    let mut native = Vec::new();
-    let mut doomed = Vec::new();
-    let mut xt_tables: Vec<String> = Vec::new();
-    let mut index_in_chain: std::collections::HashMap<(String, String, String), usize> =
-        Default::default();
-    for r in nft::rules(&set) {
-        let key = (
-            nft::family_name(r.family).to_string(),
-            r.table.to_string(),
-            r.chain.to_string(),
-        );
-        let index = index_in_chain.entry(key).or_insert(0);
-        if nft::is_masquerade(r) {
-            doomed.push(r.clone());
-            if nft::uses_xt(r) {
-                if r.family != nftables::types::NfFamily::IP {
-                    return Err(Error::Unsupported(format!(
-                        "{node}: an xt masquerade rule in a {} table cannot be restored",
-                        nft::family_name(r.family)
-                    )));
-                }
-                if !xt_tables.contains(&r.table.to_string()) {
-                    xt_tables.push(r.table.to_string());
-                }
-            } else {
-                native.push((r.clone(), *index));
-            }
-        }
-        *index += 1;
-    }
-    if doomed.is_empty() {
-        return Err(Error::NotApplicable(format!(
-            "{node} has no masquerade rule to delete"
-        )));
-    }
-    let save = |table: String| async move {
-        h.ns.run_async(move || run_tool("iptables-nft-save", &["-t", &table], None))
-            .await
-            .and_then(|r| r)
-            .map_err(|e| Error::io(format!("{node}: iptables-nft-save"), e))
-    };
-    let mut saved = Vec::new();
-    for t in &xt_tables {
-        saved.push((t.clone(), save(t.clone()).await?));
-    }
-    nft::apply(&h.ns, node, nft::delete_batch(&doomed)).await?;
-    let mut iptables = Vec::new();
-    for (t, before) in saved {
-        let after = save(t.clone()).await?;
-        iptables.push((t, reinsert_lines(&before, &after)));
-    }
-    Ok(Undo::Nft(NftUndo {
-        host: node.to_string(),
-        native,
-        iptables,
-    }))
-}
-
-/// `-I CHAIN POS SPEC` lines that put back the `-A` rules of `before` missing from `after`.
-fn reinsert_lines(before: &str, after: &str) -> Vec<String> {
-    let rules = |text: &str| -> Vec<(String, String)> {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("-A "))
-            .filter_map(|l| l.split_once(' '))
-            .map(|(c, spec)| (c.to_string(), spec.to_string()))
-            .collect()
-    };
-    let mut remaining = rules(after);
-    let mut pos: std::collections::HashMap<String, usize> = Default::default();
-    let mut out = Vec::new();
-    for (chain, spec) in rules(before) {
-        let p = pos.entry(chain.clone()).or_insert(0);
-        *p += 1;
-        if let Some(i) = remaining
-            .iter()
-            .position(|(c, s)| *c == chain && *s == spec)
-        {
-            remaining.remove(i);
-        } else {
-            out.push(format!("-I {chain} {p} {spec}"));
-        }
-    }
-    out
-}
-
-impl NftUndo {
-    async fn restore(self, lab: &Lab) -> Result<()> {
-        let h = lab.host(&self.host)?;
-        for (table, lines) in self.iptables {
-            let host = self.host.clone();
-            let input = format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"));
-            h.ns.run_async(move || run_tool("iptables-nft-restore", &["--noflush"], Some(&input)))
-                .await
-                .and_then(|r| r)
-                .map_err(|e| Error::io(format!("{host}: iptables-nft-restore"), e))?;
-        }
-        // In chain order, each rule goes right after the rule now at its old index minus one.
-        for (rule, index) in self.native {
-            let mut b = nftables::batch::Batch::new();
-            b.add_cmd(nft::readd_cmd(&rule, index.checked_sub(1)));
-            nft::apply(&h.ns, &self.host, b.to_nftables()).await?;
-        }
-        Ok(())
-    }
-}
-
-/// Runs a helper program (iptables-nft-save/-restore) in the calling thread's namespace.
-fn run_tool(prog: &str, args: &[&str], stdin: Option<&str>) -> std::io::Result<String> {
-    use std::io::Write;
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("{prog} is missing: install iptables (apt-get install iptables)"),
-                )
-            } else {
-                e
-            }
-        })?;
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(std::io::Error::other(format!(
-            "{prog} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topology::{parse_fixture, Source};
 
     #[test]
     fn faults_parse_and_reject_unknown_fields() {
@@ -603,19 +627,71 @@ mod tests {
         );
         assert!(toml::from_str::<Fault>("type = \"melt-cpu\"\n").is_err());
         assert_eq!(f.to_string(), "delete-veth pod=pod-a");
+        let f: Fault = toml::from_str("type = \"nft-reject\"\nnode = \"node1\"\nfrom = \"pod-a\"\nproto = \"tcp\"\nport = 80\n").unwrap();
+        assert_eq!(
+            f.to_string(),
+            "nft-reject node=node1 from=pod-a proto=tcp port=80"
+        );
     }
 
     #[test]
-    fn iptables_rules_go_back_where_they_were() {
-        let before = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j A\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\n-A POSTROUTING -j B\n-A X -j MASQUERADE\nCOMMIT\n";
-        let after =
-            "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j A\n-A POSTROUTING -j B\nCOMMIT\n";
+    fn every_variant_is_in_the_catalog() {
+        let names: Vec<&str> = CATALOG.iter().map(|k| k.name).collect();
+        assert_eq!(names.len(), 30);
+        let mut dedup = names.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), names.len());
+    }
+
+    #[test]
+    fn parameters_are_checked_against_the_fixture() {
+        let t = parse_fixture(&Source::new(
+            "single-node.toml",
+            include_str!("../../../fixtures/single-node.toml"),
+        ))
+        .unwrap();
+        let e = Fault::LinkDown {
+            host: "node1".into(),
+            interface: "eth9".into(),
+        }
+        .check(&t)
+        .unwrap_err();
+        assert_eq!(e.field, "interface");
         assert_eq!(
-            reinsert_lines(before, after),
-            [
-                "-I POSTROUTING 2 -s 10.0.0.0/8 -j MASQUERADE",
-                "-I X 1 -j MASQUERADE"
-            ]
+            e.help,
+            "interfaces of node1: cni0, veth-pod-a, veth-pod-b, eth0"
         );
+        let e = Fault::DeleteVxlanFdb {
+            node: "node1".into(),
+            peer: "node1".into(),
+        }
+        .check(&t)
+        .unwrap_err();
+        assert_eq!(e.message, "the peer is the node itself");
+        let e = Fault::BlockVxlanPort {
+            node: "node1".into(),
+        }
+        .check(&t)
+        .unwrap_err();
+        assert!(e.message.contains("needs a vxlan fixture"), "{}", e.message);
+        let e = Fault::PacketLoss {
+            host: "node1".into(),
+            interface: "eth0".into(),
+            percent: 0,
+        }
+        .check(&t)
+        .unwrap_err();
+        assert_eq!(e.field, "percent");
+        let e = Fault::NftReject {
+            node: "node1".into(),
+            from: "pod-a".into(),
+            proto: None,
+            port: Some(80),
+        }
+        .check(&t)
+        .unwrap_err();
+        assert_eq!(e.field, "port");
+        assert!(parse_rate("1mbit").unwrap() == 1_000_000 && parse_rate("fast").is_err());
     }
 }

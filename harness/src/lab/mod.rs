@@ -59,6 +59,9 @@ const OPER_UP_TIMEOUT: Duration = Duration::from_secs(5);
 impl Lab {
     /// Builds an anonymous lab: gone when the `Lab` drops or the process dies.
     pub async fn up(topo: &Topology) -> Result<Lab> {
+        if let crate::topology::Network::Tunnel { kind } = &topo.cluster.network {
+            return Err(tunnel_unsupported(kind).await);
+        }
         let plan = Plan::from_topology(topo);
         let hosts = create_namespaces(&plan).await?;
         crate::testhook::pause("up:namespaces");
@@ -197,7 +200,8 @@ impl Lab {
                 "netfault: masquerade pods of {} leaving {}",
                 hp.name, m.uplink
             );
-            let batch = crate::nft::masquerade_batch(m.pod_cidr, &m.uplink, &comment);
+            let batch =
+                crate::nft::masquerade_batch(m.pod_cidr, m.cluster_cidr, &m.uplink, &comment);
             Some(async move { crate::nft::apply(&host.ns, &hp.name, batch).await })
         }));
         let links = async {
@@ -217,7 +221,7 @@ impl Lab {
         let h = host.handle();
         for i in &hp.ifaces {
             if matches!(i.kind, IfaceKind::Bridge) {
-                netlink::add_bridge(h, &i.name, i.mac)
+                netlink::add_bridge(h, &i.name, i.mac, i.mtu)
                     .await
                     .map_err(|e| nl(&hp.name, format!("creating bridge {}", i.name), e))?;
             }
@@ -270,6 +274,21 @@ impl Lab {
     async fn configure(&self, hp: &HostPlan) -> Result<()> {
         let host = self.host(&hp.name)?;
         let h = host.handle();
+        // Overlay devices need their underlay interface, which may come from another host.
+        for i in &hp.ifaces {
+            if let IfaceKind::Vxlan {
+                vni,
+                port,
+                local,
+                dev,
+            } = &i.kind
+            {
+                let dev_ix = host.index(dev).await?;
+                netlink::add_vxlan(h, &i.name, *vni, *port, *local, dev_ix, i.mac, i.mtu)
+                    .await
+                    .map_err(|e| nl(&hp.name, format!("creating vxlan {}", i.name), e))?;
+            }
+        }
         let all = netlink::links(h)
             .await
             .map_err(|e| nl(&hp.name, "listing links", e))?;
@@ -299,12 +318,42 @@ impl Lab {
                 .map_err(|e| nl(&hp.name, format!("adding {net} to {dev}"), e))
         }))
         .await?;
-        try_join_all(hp.routes.iter().map(|r| async move {
-            netlink::add_route(h, r.dst, r.gateway, index(&r.dev)?)
+        // Host routes first: other routes may need them to reach their gateway.
+        let (host_routes, others): (Vec<_>, Vec<_>) =
+            hp.routes.iter().partition(|r| r.gateway.is_none());
+        for batch in [host_routes, others] {
+            try_join_all(batch.into_iter().map(|r| async move {
+                netlink::add_route_onlink(h, r.dst, r.gateway, index(&r.dev)?, r.onlink)
+                    .await
+                    .map_err(|e| nl(&hp.name, format!("adding route {} dev {}", r.dst, r.dev), e))
+            }))
+            .await?;
+        }
+        try_join_all(hp.fdb.iter().map(|f| async move {
+            netlink::add_fdb(h, index(&f.dev)?, &f.mac, f.dst)
                 .await
-                .map_err(|e| nl(&hp.name, format!("adding route {} dev {}", r.dst, r.dev), e))
+                .map_err(|e| {
+                    nl(
+                        &hp.name,
+                        format!("adding fdb entry on {} to {}", f.dev, f.dst),
+                        e,
+                    )
+                })
         }))
         .await?;
+        if !hp.iface_sysctls.is_empty() {
+            let sysctls = hp.iface_sysctls.clone();
+            host.ns
+                .run_async(move || {
+                    for (k, v) in &sysctls {
+                        netns::write_sysctl(k, v)?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                })
+                .await
+                .and_then(|r| r)
+                .map_err(|e| Error::io(format!("{}: interface sysctls", hp.name), e))?;
+        }
         try_join_all(hp.neighbours.iter().map(|n| async move {
             netlink::add_permanent_neighbour(h, index(&n.dev)?, n.ip, &n.mac)
                 .await
@@ -351,6 +400,29 @@ impl Lab {
                 pending.join(", ")
             )))
         }
+    }
+}
+
+/// Why a tunnel mode cannot be built: the kernel lacks it (checked in a scratch namespace), or
+/// netfault does not build it yet.
+async fn tunnel_unsupported(kind: &str) -> Error {
+    let check = async {
+        let ns = Netns::create().map_err(|e| Error::io("creating a scratch namespace", e))?;
+        let conn = netlink::connect(&ns)
+            .await
+            .map_err(|e| Error::io("scratch namespace netlink", e))?;
+        netlink::link_kind_supported(&conn.handle, kind)
+            .await
+            .map_err(|e| nl("scratch", format!("creating a {kind} link"), e))
+    };
+    match check.await {
+        Ok(false) => Error::Unsupported(format!(
+            "network = \"{kind}\" needs {kind} links, which this kernel does not have (creating one fails)"
+        )),
+        Ok(true) => Error::Unsupported(format!(
+            "network = \"{kind}\": this kernel has {kind} links, but netfault does not build {kind} labs yet"
+        )),
+        Err(e) => e,
     }
 }
 

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::nl::Mac;
-use crate::topology::{Role, Topology, SWITCH_BRIDGE, SWITCH_HOST};
+use crate::topology::{Network, Role, Topology, SWITCH_BRIDGE, SWITCH_HOST};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -24,6 +24,10 @@ pub struct HostPlan {
     pub addresses: Vec<(String, Ipv4Net)>,
     pub routes: Vec<RoutePlan>,
     pub neighbours: Vec<NeighPlan>,
+    /// Forwarding database entries (a vxlan's remote VTEPs).
+    pub fdb: Vec<FdbPlan>,
+    /// Per-interface sysctls, set once the interfaces exist (proxy_arp on routed host veths).
+    pub iface_sysctls: Vec<(String, String)>,
     pub masquerade: Option<MasqPlan>,
 }
 
@@ -35,6 +39,13 @@ pub enum IfaceKind {
         peer_host: String,
         peer_name: String,
         create: bool,
+    },
+    /// A vxlan device over `dev`, sourcing from `local`.
+    Vxlan {
+        vni: u32,
+        port: u16,
+        local: Ipv4Addr,
+        dev: String,
     },
 }
 
@@ -52,6 +63,15 @@ pub struct RoutePlan {
     pub dst: Ipv4Net,
     pub gateway: Option<Ipv4Addr>,
     pub dev: String,
+    /// The gateway is on the link though no address says so (flannel's vxlan routes).
+    pub onlink: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FdbPlan {
+    pub dev: String,
+    pub mac: Mac,
+    pub dst: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +84,8 @@ pub struct NeighPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct MasqPlan {
     pub pod_cidr: Ipv4Net,
+    /// Traffic to the cluster CIDR is not masqueraded (pod to pod across nodes).
+    pub cluster_cidr: Ipv4Net,
     pub uplink: String,
 }
 
@@ -110,6 +132,8 @@ impl Plan {
                 addresses: Vec::new(),
                 routes: Vec::new(),
                 neighbours: Vec::new(),
+                fdb: Vec::new(),
+                iface_sysctls: Vec::new(),
                 masquerade: None,
             })
             .collect();
@@ -119,26 +143,32 @@ impl Plan {
                 .position(|h| h.name == n)
                 .expect("host in plan")
         };
+        let net = &t.cluster.network;
+        let pod_mtu = net.pod_mtu();
+        let bridged = t.has_bridge();
 
         for (name, node) in t.nodes() {
             let i = idx(&hosts, name);
             let h = &mut hosts[i];
             h.sysctls.push(("net.ipv4.ip_forward".into(), "1".into()));
-            h.ifaces.push(IfacePlan {
-                name: node.bridge.clone(),
-                kind: IfaceKind::Bridge,
-                mac: mac_for(name, &node.bridge),
-                master: None,
-                mtu: None,
-            });
-            h.addresses.push((
-                node.bridge.clone(),
-                Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len()).expect("valid prefix"),
-            ));
+            if bridged {
+                h.ifaces.push(IfacePlan {
+                    name: node.bridge.clone(),
+                    kind: IfaceKind::Bridge,
+                    mac: mac_for(name, &node.bridge),
+                    master: None,
+                    mtu: pod_mtu,
+                });
+                h.addresses.push((
+                    node.bridge.clone(),
+                    Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len()).expect("valid prefix"),
+                ));
+            }
             h.addresses.push((node.uplink_ifname.clone(), node.uplink));
             if node.masquerade {
                 h.masquerade = Some(MasqPlan {
                     pod_cidr: node.pod_cidr,
+                    cluster_cidr: t.cluster.cidr,
                     uplink: node.uplink_ifname.clone(),
                 });
             }
@@ -150,6 +180,7 @@ impl Plan {
                 .and_then(|h| h.as_node())
                 .expect("validated pod node");
             let pod_mac = mac_for(name, &pod.ifname);
+            let gateway = t.pod_gateway(pod).expect("pod gateway");
             let ni = idx(&hosts, &pod.node);
             hosts[ni].ifaces.push(IfacePlan {
                 name: pod.host_veth.clone(),
@@ -159,14 +190,37 @@ impl Plan {
                     create: true,
                 },
                 mac: mac_for(&pod.node, &pod.host_veth),
-                master: Some(node.bridge.clone()),
-                mtu: None,
+                master: bridged.then(|| node.bridge.clone()),
+                mtu: pod_mtu,
             });
+            let node_dev = if bridged {
+                node.bridge.clone()
+            } else {
+                pod.host_veth.clone()
+            };
             hosts[ni].neighbours.push(NeighPlan {
-                dev: node.bridge.clone(),
+                dev: node_dev.clone(),
                 ip: pod.ip,
                 mac: pod_mac,
             });
+            if !bridged {
+                // Calico: a /32 route per pod, proxy ARP answering for the pods' gateway.
+                hosts[ni].routes.push(RoutePlan {
+                    dst: Ipv4Net::new(pod.ip, 32).expect("host route"),
+                    gateway: None,
+                    dev: pod.host_veth.clone(),
+                    onlink: false,
+                });
+                hosts[ni].iface_sysctls.push((
+                    format!("net/ipv4/conf/{}/proxy_arp", pod.host_veth),
+                    "1".into(),
+                ));
+                // Answer at once, as Calico does (the default delays proxy replies up to 0.8 s).
+                hosts[ni].iface_sysctls.push((
+                    format!("net/ipv4/neigh/{}/proxy_delay", pod.host_veth),
+                    "0".into(),
+                ));
+            }
             let pi = idx(&hosts, name);
             let p = &mut hosts[pi];
             p.ifaces.push(IfacePlan {
@@ -178,29 +232,116 @@ impl Plan {
                 },
                 mac: pod_mac,
                 master: None,
-                mtu: None,
+                mtu: pod_mtu,
             });
+            let prefix = if bridged {
+                node.pod_cidr.prefix_len()
+            } else {
+                32
+            };
             p.addresses.push((
                 pod.ifname.clone(),
-                Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix"),
+                Ipv4Net::new(pod.ip, prefix).expect("valid prefix"),
             ));
+            if !bridged {
+                p.routes.push(RoutePlan {
+                    dst: Ipv4Net::new(gateway, 32).expect("gateway route"),
+                    gateway: None,
+                    dev: pod.ifname.clone(),
+                    onlink: false,
+                });
+            }
             p.routes.push(RoutePlan {
                 dst: "0.0.0.0/0".parse().expect("default"),
-                gateway: Some(node.gateway),
+                gateway: Some(gateway),
                 dev: pod.ifname.clone(),
+                onlink: false,
             });
-            p.neighbours.push(NeighPlan {
-                dev: pod.ifname.clone(),
-                ip: node.gateway,
-                mac: mac_for(&pod.node, &node.bridge),
-            });
-            for (other, op) in t.pods_of(&pod.node) {
-                if other != name {
-                    p.neighbours.push(NeighPlan {
-                        dev: pod.ifname.clone(),
-                        ip: op.ip,
-                        mac: mac_for(other, &op.ifname),
-                    });
+            if bridged {
+                // Static neighbours: the gateway (the bridge) and the pods on the same bridge.
+                // Routed pods resolve their gateway by ARP, which the node answers by proxy.
+                p.neighbours.push(NeighPlan {
+                    dev: pod.ifname.clone(),
+                    ip: gateway,
+                    mac: mac_for(&pod.node, &node.bridge),
+                });
+                for (other, op) in t.pods_of(&pod.node) {
+                    if other != name {
+                        p.neighbours.push(NeighPlan {
+                            dev: pod.ifname.clone(),
+                            ip: op.ip,
+                            mac: mac_for(other, &op.ifname),
+                        });
+                    }
+                }
+            }
+        }
+
+        // Between nodes: host-gw and routed routes via the remote node; vxlan through the overlay.
+        let nodes: Vec<(&str, &crate::topology::NodeSpec)> = t.nodes().collect();
+        for (name, node) in &nodes {
+            let i = idx(&hosts, name);
+            if let Network::Routed { gateway } = net {
+                // Proxy ARP answers only for an address the node routes elsewhere than where the
+                // request came in: a Calico node's default route does that; ours routes just
+                // the gateway address out of the uplink.
+                hosts[i].routes.push(RoutePlan {
+                    dst: Ipv4Net::new(*gateway, 32).expect("gateway route"),
+                    gateway: None,
+                    dev: node.uplink_ifname.clone(),
+                    onlink: false,
+                });
+            }
+            if let Network::Vxlan(v) = net {
+                hosts[i].ifaces.push(IfacePlan {
+                    name: v.device.clone(),
+                    kind: IfaceKind::Vxlan {
+                        vni: v.vni,
+                        port: v.port,
+                        local: node.uplink.addr(),
+                        dev: node.uplink_ifname.clone(),
+                    },
+                    mac: mac_for(name, &v.device),
+                    master: None,
+                    mtu: Some(v.mtu),
+                });
+                hosts[i].addresses.push((
+                    v.device.clone(),
+                    Ipv4Net::new(node.pod_cidr.network(), 32).expect("vtep address"),
+                ));
+            }
+            for (other, o) in &nodes {
+                if other == name {
+                    continue;
+                }
+                match net {
+                    Network::HostGw | Network::Routed { .. } => hosts[i].routes.push(RoutePlan {
+                        dst: o.pod_cidr,
+                        gateway: Some(o.uplink.addr()),
+                        dev: node.uplink_ifname.clone(),
+                        onlink: false,
+                    }),
+                    Network::Vxlan(v) => {
+                        let vtep = o.pod_cidr.network();
+                        let mac = mac_for(other, &v.device);
+                        hosts[i].routes.push(RoutePlan {
+                            dst: o.pod_cidr,
+                            gateway: Some(vtep),
+                            dev: v.device.clone(),
+                            onlink: true,
+                        });
+                        hosts[i].neighbours.push(NeighPlan {
+                            dev: v.device.clone(),
+                            ip: vtep,
+                            mac,
+                        });
+                        hosts[i].fdb.push(FdbPlan {
+                            dev: v.device.clone(),
+                            mac,
+                            dst: o.uplink.addr(),
+                        });
+                    }
+                    Network::Bridge | Network::Tunnel { .. } => {}
                 }
             }
         }
@@ -308,7 +449,7 @@ impl HostPlan {
         self.ifaces
             .iter()
             .filter(|i| match i.kind {
-                IfaceKind::Veth { .. } => true,
+                IfaceKind::Veth { .. } | IfaceKind::Vxlan { .. } => true,
                 IfaceKind::Bridge => self
                     .ifaces
                     .iter()

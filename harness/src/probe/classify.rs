@@ -70,7 +70,12 @@ pub fn classify_ee(ee: &libc::sock_extended_err, offender: Option<Ipv4Addr>) -> 
             ),
             (t, c) => (Outcome::Unreachable, format!("ICMP type {t} code {c}")),
         };
-        return Observation::new(outcome, format!("{what}{from}"));
+        let mut o = Observation::new(outcome, format!("{what}{from}"));
+        // Net and host unreachable are what a router's routing sends (rate-limited per source).
+        if ee.ee_type == 3 && matches!(ee.ee_code, 0 | 1) {
+            o.routing_error_from = offender;
+        }
+        return o;
     }
     let e = std::io::Error::from_raw_os_error(ee.ee_errno as i32);
     let mut o = classify_errno(&e, "send");

@@ -150,9 +150,13 @@ async fn udp_server(u: tokio::net::UdpSocket) {
         };
         let SocketAddr::V4(p) = peer else { continue };
         let mut reply = format!("{ECHO_PREFIX}{} ", p.ip()).into_bytes();
-        // As long as the request, so a large probe is large both ways.
-        let keep = n.saturating_sub(reply.len()).max(1).min(n);
-        reply.extend_from_slice(&buf[n - keep..n]);
+        // The request back, cut so a large probe's reply is as large as the probe itself.
+        let keep = if n > reply.len() + 64 {
+            n - reply.len()
+        } else {
+            n
+        };
+        reply.extend_from_slice(&buf[..keep]);
         let _ = u.send_to(&reply, peer).await;
     }
 }

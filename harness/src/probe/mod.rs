@@ -35,6 +35,26 @@ pub struct ProbeSpec {
     /// echoed back). None: a small probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<usize>,
+    /// Packets (ICMP, UDP) or connections (TCP) to send; above 1 the probe measures loss.
+    pub count: u32,
+    /// With `count` above 1: the share lost (percent) still called reachable.
+    pub tolerance: u8,
+}
+
+impl ProbeSpec {
+    /// A single small probe.
+    pub fn new(from: &str, to: &str, proto: Proto, dst: Ipv4Addr, port: Option<u16>) -> Self {
+        ProbeSpec {
+            from: from.to_string(),
+            to: to.to_string(),
+            proto,
+            dst,
+            port,
+            size: None,
+            count: 1,
+            tolerance: 0,
+        }
+    }
 }
 
 /// How a probe ended, and what we learnt on the way.
@@ -48,6 +68,10 @@ pub struct Observation {
     /// What decided the outcome: "ICMP host unreachable from 10.244.1.1", "no route at source".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The router that answered with ICMP net or host unreachable (a routing error, which the
+    /// kernel rate-limits per source).
+    #[serde(skip)]
+    pub routing_error_from: Option<Ipv4Addr>,
 }
 
 impl Observation {
@@ -56,6 +80,7 @@ impl Observation {
             outcome,
             seen_as: None,
             detail: detail.into(),
+            routing_error_from: None,
         }
     }
 }
@@ -82,7 +107,9 @@ pub fn all_pairs(lab: &Lab) -> Vec<ProbeSpec> {
                     proto,
                     dst: b.address(),
                     port: t.probe.port(proto),
-                    size: None,
+                    size: t.probe.size(proto),
+                    count: t.probe.count,
+                    tolerance: t.probe.loss_tolerance,
                 });
             }
         }
@@ -116,14 +143,30 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
             None => by_source.push((s.from.clone(), vec![i])),
         }
     }
-    let mut sockets: Vec<Option<std::io::Result<Socket>>> =
-        (0..specs.len()).map(|_| None).collect();
+    // A TCP probe with a count opens that many connections; others use one socket.
+    let per_spec = |s: &ProbeSpec| {
+        if s.proto == Proto::Tcp {
+            s.count.max(1) as usize
+        } else {
+            1
+        }
+    };
+    let mut sockets: Vec<Vec<std::io::Result<Socket>>> =
+        (0..specs.len()).map(|_| Vec::new()).collect();
     let opened = futures::future::try_join_all(by_source.iter().map(|(host, idx)| {
-        let kinds: Vec<Proto> = idx.iter().map(|&i| specs[i].proto).collect();
+        let kinds: Vec<(Proto, usize)> = idx
+            .iter()
+            .map(|&i| (specs[i].proto, per_spec(&specs[i])))
+            .collect();
         async move {
             let ns = &lab.host(host)?.ns;
             let socks = ns
-                .run_async(move || kinds.into_iter().map(open_client).collect::<Vec<_>>())
+                .run_async(move || {
+                    kinds
+                        .into_iter()
+                        .map(|(p, n)| (0..n).map(|_| open_client(p)).collect::<Vec<_>>())
+                        .collect::<Vec<_>>()
+                })
                 .await
                 .map_err(|e| Error::io(format!("{host}: opening probe sockets"), e))?;
             Ok::<_, Error>((idx.clone(), socks))
@@ -132,27 +175,74 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
     .await?;
     for (idx, socks) in opened {
         for (i, s) in idx.into_iter().zip(socks) {
-            sockets[i] = Some(s);
+            sockets[i] = s;
         }
     }
 
     let start = Instant::now();
-    let deadline = start + timeout;
+    // Routers rate-limit routing errors per source (about 5, then 1 a second): ICMP probes go
+    // first so each (source, destination) gets its answer, and TCP and UDP follow.
+    let has_icmp = |s: &ProbeSpec| {
+        specs
+            .iter()
+            .any(|o| o.proto == Proto::Icmp && o.from == s.from && o.to == s.to)
+    };
     let results =
-        futures::future::join_all(specs.iter().zip(sockets).map(|(spec, sock)| async move {
-            let sock = match sock.expect("every probe has a socket") {
-                Ok(s) => s,
-                Err(e) => return open_failure(spec.proto, e),
-            };
-            if spec.size.is_some() {
-                if let Err(e) = set_dont_fragment(&sock) {
-                    return Observation::new(
-                        Outcome::Unsupported,
-                        format!("cannot set DF on a probe socket: {e}"),
-                    );
+        futures::future::join_all(specs.iter().zip(sockets).map(|(spec, socks)| async move {
+            let mut deadline = start + timeout;
+            if spec.proto != Proto::Icmp && has_icmp(spec) {
+                tokio::time::sleep_until(start + STAGGER).await;
+                deadline += STAGGER;
+            }
+            let mut ready = Vec::new();
+            for s in socks {
+                match s {
+                    Ok(s) => {
+                        if spec.size.is_some() {
+                            if let Err(e) = set_dont_fragment(&s) {
+                                return Observation::new(
+                                    Outcome::Unsupported,
+                                    format!("cannot set DF on a probe socket: {e}"),
+                                );
+                            }
+                        }
+                        ready.push(s)
+                    }
+                    Err(e) => return open_failure(spec.proto, e),
                 }
             }
             let port = |d| SocketAddrV4::new(spec.dst, spec.port.unwrap_or(d));
+            if spec.count > 1 {
+                return match spec.proto {
+                    Proto::Tcp => {
+                        let all = futures::future::join_all(
+                            ready
+                                .into_iter()
+                                .map(|s| tcp(s, port(80), spec.size, deadline)),
+                        )
+                        .await;
+                        loss_outcome(
+                            spec,
+                            all.len()
+                                - all
+                                    .iter()
+                                    .filter(|o| o.outcome == Outcome::Reachable)
+                                    .count(),
+                            &all,
+                        )
+                    }
+                    Proto::Icmp | Proto::Udp => {
+                        let sock = ready.into_iter().next().expect("one socket");
+                        let dst = if spec.proto == Proto::Icmp {
+                            SocketAddrV4::new(spec.dst, 0)
+                        } else {
+                            port(7)
+                        };
+                        counted(sock, spec, dst, deadline).await
+                    }
+                };
+            }
+            let sock = ready.into_iter().next().expect("one socket");
             match spec.proto {
                 Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline).await,
                 Proto::Tcp => tcp(sock, port(80), spec.size, deadline).await,
@@ -161,7 +251,210 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
         }))
         .await;
     drop(servers);
-    Ok(results)
+    Ok(infer_rate_limited(specs, results))
+}
+
+/// Stagger between ICMP probes and the TCP and UDP probes of the same pairs.
+const STAGGER: Duration = Duration::from_millis(100);
+
+/// A TCP or UDP probe that timed out where the ICMP probe of the same pair got a routing error
+/// (net or host unreachable) from a router met the router's rate limit on routing errors, not a
+/// different fate: routing does not look at the protocol. It takes the ICMP probe's outcome.
+fn infer_rate_limited(specs: &[ProbeSpec], mut results: Vec<Observation>) -> Vec<Observation> {
+    let icmp: Vec<(usize, Ipv4Addr)> = specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.proto == Proto::Icmp)
+        .filter_map(|(i, _)| results[i].routing_error_from.map(|r| (i, r)))
+        .collect();
+    for i in 0..specs.len() {
+        if specs[i].proto == Proto::Icmp || results[i].outcome != Outcome::Timeout {
+            continue;
+        }
+        let sibling = icmp
+            .iter()
+            .find(|(j, _)| specs[*j].from == specs[i].from && specs[*j].to == specs[i].to);
+        if let Some((j, router)) = sibling {
+            let what = results[*j].detail.clone().unwrap_or_default();
+            results[i] = Observation {
+                outcome: results[*j].outcome,
+                seen_as: None,
+                detail: Some(format!("{what} (to the icmp probe; {router} rate-limits routing errors, so this probe got none)")),
+                routing_error_from: Some(*router),
+            };
+        }
+    }
+    results
+}
+
+/// The outcome of a counted probe: reachable within the loss tolerance, else what failed most.
+fn loss_outcome(spec: &ProbeSpec, lost: usize, seen: &[Observation]) -> Observation {
+    let count = spec.count.max(1) as usize;
+    let pct = lost * 100 / count;
+    let seen_as = seen.iter().find_map(|o| o.seen_as);
+    if pct <= usize::from(spec.tolerance) {
+        let detail =
+            (lost > 0).then(|| format!("{pct}% of {count} lost (tolerance {}%)", spec.tolerance));
+        return Observation {
+            outcome: Outcome::Reachable,
+            seen_as,
+            detail,
+            routing_error_from: None,
+        };
+    }
+    // Some got through: a lossy path, not a refusal.
+    if seen.iter().any(|o| o.outcome == Outcome::Reachable) {
+        return Observation::new(
+            Outcome::Timeout,
+            format!("{pct}% of {count} lost (tolerance {}%)", spec.tolerance),
+        );
+    }
+    // None got through: the most frequent failure names the outcome, a timeout if nothing said.
+    let mut tally: Vec<(Outcome, usize)> = Vec::new();
+    for o in seen.iter().filter(|o| o.outcome != Outcome::Reachable) {
+        match tally.iter_mut().find(|(x, _)| *x == o.outcome) {
+            Some(t) => t.1 += 1,
+            None => tally.push((o.outcome, 1)),
+        }
+    }
+    let unanswered = lost.saturating_sub(tally.iter().map(|t| t.1).sum());
+    if unanswered > 0 {
+        match tally.iter_mut().find(|(x, _)| *x == Outcome::Timeout) {
+            Some(t) => t.1 += unanswered,
+            None => tally.push((Outcome::Timeout, unanswered)),
+        }
+    }
+    tally.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let outcome = tally.first().map(|t| t.0).unwrap_or(Outcome::Timeout);
+    Observation::new(
+        outcome,
+        format!("{pct}% of {count} lost (tolerance {}%)", spec.tolerance),
+    )
+}
+
+/// Sends `count` numbered ICMP or UDP packets, paced, and counts the distinct answers.
+async fn counted(
+    sock: Socket,
+    spec: &ProbeSpec,
+    dst: SocketAddrV4,
+    deadline: Instant,
+) -> Observation {
+    if let Err(e) = sock.connect(&SockAddr::from(dst)) {
+        return classify_errno(&e, "connect");
+    }
+    let afd = match register(sock) {
+        Ok(a) => a,
+        Err(e) => {
+            return Observation::new(
+                Outcome::Unsupported,
+                format!("cannot poll a probe socket: {e}"),
+            )
+        }
+    };
+    let count = spec.count.max(1);
+    let payload = |seq: u32| -> Vec<u8> {
+        let line = format!("{PROBE_LINE} {seq}\n").into_bytes();
+        let mut p = if spec.proto == Proto::Icmp {
+            let mut h = vec![8u8, 0, 0, 0, 0, 0];
+            h.extend_from_slice(&((seq & 0xffff) as u16).to_be_bytes());
+            h.extend_from_slice(&line);
+            h
+        } else {
+            line
+        };
+        if let Some(sz) = spec.size {
+            let want = if spec.proto == Proto::Icmp {
+                sz.saturating_sub(20)
+            } else {
+                sz.saturating_sub(HEADERS)
+            };
+            if p.len() < want {
+                p.resize(want, b'.');
+            }
+        }
+        p
+    };
+    let parse = |b: &[u8]| -> Option<(u32, Option<Ipv4Addr>)> {
+        if spec.proto == Proto::Icmp {
+            if b.len() >= 8 && b[0] == 0 {
+                return Some((u32::from(u16::from_be_bytes([b[6], b[7]])), None));
+            }
+            return None;
+        }
+        let text = String::from_utf8_lossy(b);
+        let seen = parse_echo(b);
+        let seq = text
+            .split(PROBE_LINE)
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some((seq, seen))
+    };
+    let mut answered = std::collections::HashSet::new();
+    let mut seen_as = None;
+    let mut errors: Vec<Observation> = Vec::new();
+    let mut next = 0u32;
+    let mut next_send = Instant::now();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        while next < count && Instant::now() >= next_send {
+            next += 1;
+            if let Err(e) = afd.get_ref().send(&payload(next)) {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    errors.push(
+                        errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send")),
+                    );
+                }
+            }
+            next_send += Duration::from_millis(2);
+        }
+        if answered.len() as u32 >= count {
+            break;
+        }
+        let wake = if next < count {
+            next_send.min(deadline)
+        } else {
+            deadline
+        };
+        tokio::select! {
+            r = afd.ready(Interest::READABLE | Interest::ERROR) => {
+                let mut guard = match r {
+                    Ok(g) => g,
+                    Err(e) => return classify_errno(&e, "poll"),
+                };
+                if let Some(o) = errqueue(afd.get_ref()) {
+                    errors.push(o);
+                    continue;
+                }
+                match recv(afd.get_ref(), &mut buf) {
+                    Ok(n) => {
+                        if let Some((seq, seen)) = parse(&buf[..n]) {
+                            answered.insert(seq);
+                            seen_as = seen_as.or(seen);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    Err(e) => errors.push(errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "recv"))),
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+    }
+    let lost = count as usize - answered.len().min(count as usize);
+    let mut all = errors;
+    all.extend((0..answered.len()).map(|_| Observation {
+        outcome: Outcome::Reachable,
+        seen_as,
+        detail: None,
+        routing_error_from: None,
+    }));
+    loss_outcome(spec, lost, &all)
 }
 
 fn open_client(proto: Proto) -> std::io::Result<Socket> {
@@ -222,6 +515,7 @@ async fn udp(
             outcome: Outcome::Reachable,
             seen_as: Some(seen),
             detail: None,
+            routing_error_from: None,
         })
     })
     .await
@@ -350,6 +644,7 @@ async fn tcp(
                 outcome: Outcome::Reachable,
                 seen_as: Some(seen),
                 detail: None,
+                routing_error_from: None,
             },
             None => Observation::new(
                 Outcome::Refused,

@@ -17,6 +17,8 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     /// The uplink segment every node's uplink and every external host sits on.
     pub uplink: Option<Segment>,
+    /// How nodes carry pod traffic between them.
+    pub cluster: Cluster,
     pub probe: ProbeSettings,
     /// Whether the default healthy pairs apply (see `parse::default_reason`).
     pub default_pairs: bool,
@@ -79,6 +81,66 @@ pub struct Segment {
     pub members: Vec<(String, String)>,
 }
 
+/// The cluster-wide pod network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub network: Network,
+    /// The cluster CIDR: every pod CIDR is inside it; masquerade spares traffic to it.
+    pub cidr: Ipv4Net,
+}
+
+/// The pod-network designs netfault builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum Network {
+    /// Each node's pods on its bridge; nothing carries pod traffic between nodes.
+    Bridge,
+    /// Routes to each remote pod CIDR via the remote node's uplink address.
+    HostGw,
+    /// Flannel-style: a vxlan device per node, routes to remote pod CIDRs through it onlink,
+    /// permanent neighbour and FDB entries for every remote VTEP.
+    Vxlan(VxlanSpec),
+    /// Calico-style: no bridge; a veth per pod with a /32 host route, proxy ARP on the host
+    /// side, the pods' default gateway a link-local address; host-gw routes between nodes.
+    Routed { gateway: Ipv4Addr },
+    /// A tunnel kind netfault can only check for (ipip, geneve, wireguard): the lab reports it
+    /// unsupported when this kernel lacks it.
+    Tunnel { kind: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VxlanSpec {
+    pub device: String,
+    pub vni: u32,
+    pub port: u16,
+    pub mtu: u32,
+}
+
+impl Network {
+    pub fn name(&self) -> &str {
+        match self {
+            Network::Bridge => "bridge",
+            Network::HostGw => "host-gw",
+            Network::Vxlan(_) => "vxlan",
+            Network::Routed { .. } => "routed",
+            Network::Tunnel { kind } => kind,
+        }
+    }
+
+    /// Whether pods on different nodes reach each other.
+    pub fn connects_nodes(&self) -> bool {
+        !matches!(self, Network::Bridge)
+    }
+
+    /// The MTU of pod interfaces (pods' eth0, host veths, bridges).
+    pub fn pod_mtu(&self) -> Option<u32> {
+        match self {
+            Network::Vxlan(v) => Some(v.mtu),
+            _ => None,
+        }
+    }
+}
+
 /// The name of the switch host built when a segment has more than two members.
 pub const SWITCH_HOST: &str = "underlay";
 /// The bridge inside the switch host.
@@ -91,6 +153,14 @@ pub struct ProbeSettings {
     pub udp_port: u16,
     /// How long a probe waits for an answer before it calls the pair `timeout`.
     pub timeout_ms: u64,
+    /// ICMP and UDP probes send one IP packet of this size with DF set (default: small).
+    pub packet_size: Option<usize>,
+    /// TCP probes echo this many bytes (default: a line).
+    pub tcp_bytes: Option<usize>,
+    /// Packets (ICMP, UDP) or connections (TCP) per probe: above 1, a probe measures loss.
+    pub count: u32,
+    /// With `count` above 1: the share lost (percent) a probe still calls reachable.
+    pub loss_tolerance: u8,
 }
 
 impl Default for ProbeSettings {
@@ -100,11 +170,23 @@ impl Default for ProbeSettings {
             tcp_port: 80,
             udp_port: 7,
             timeout_ms: 1000,
+            packet_size: None,
+            tcp_bytes: None,
+            count: 1,
+            loss_tolerance: 0,
         }
     }
 }
 
 impl ProbeSettings {
+    /// The probe size for a protocol: TCP bytes to echo, or the ICMP/UDP packet size.
+    pub fn size(&self, proto: Proto) -> Option<usize> {
+        match proto {
+            Proto::Tcp => self.tcp_bytes,
+            _ => self.packet_size,
+        }
+    }
+
     pub fn port(&self, proto: Proto) -> Option<u16> {
         match proto {
             Proto::Icmp => None,
@@ -211,14 +293,35 @@ impl Topology {
 
     /// Whether `ip` is one of `host`'s own addresses (a node also owns its bridge gateway).
     pub fn is_own_address(&self, host: &str, ip: Ipv4Addr) -> bool {
-        self.host(host)
-            .is_some_and(|h| h.address() == ip || h.as_node().is_some_and(|n| n.gateway == ip))
+        self.owner_of(ip).is_some_and(|h| h.name == host)
     }
 
-    /// Which host owns an address (a host's probe address, a node's gateway).
+    /// Which host owns an address (a host's probe address, a node's bridge gateway or vxlan
+    /// device address).
     pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Host> {
-        self.hosts
-            .iter()
-            .find(|h| h.address() == ip || h.as_node().is_some_and(|n| n.gateway == ip))
+        self.hosts.iter().find(|h| {
+            h.address() == ip
+                || h.as_node().is_some_and(|n| {
+                    (self.has_bridge() && n.gateway == ip)
+                        || (matches!(self.cluster.network, Network::Vxlan(_))
+                            && n.pod_cidr.network() == ip)
+                })
+        })
+    }
+
+    /// Whether nodes put their pods on a bridge (every design but routed).
+    pub fn has_bridge(&self) -> bool {
+        !matches!(self.cluster.network, Network::Routed { .. })
+    }
+
+    /// The default gateway of a pod: its node's bridge address, or the routed gateway.
+    pub fn pod_gateway(&self, pod: &PodSpec) -> Option<Ipv4Addr> {
+        match &self.cluster.network {
+            Network::Routed { gateway } => Some(*gateway),
+            _ => self
+                .host(&pod.node)
+                .and_then(|h| h.as_node())
+                .map(|n| n.gateway),
+        }
     }
 }

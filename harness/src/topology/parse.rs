@@ -31,15 +31,6 @@ fn default_eth0() -> String {
 fn default_true() -> bool {
     true
 }
-fn default_tcp_port() -> u16 {
-    80
-}
-fn default_udp_port() -> u16 {
-    7
-}
-fn default_timeout() -> u64 {
-    1000
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,10 +44,35 @@ struct RawFixture {
     #[serde(default)]
     external: IndexMap<String, RawExternal>,
     #[serde(default)]
+    cluster: Option<RawCluster>,
+    #[serde(default)]
     probe: Option<RawProbe>,
     #[serde(default)]
     expect: IndexMap<String, String>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    network: Option<String>,
+    cidr: Option<String>,
+    vxlan_device: Option<String>,
+    vxlan_vni: Option<u32>,
+    vxlan_port: Option<u16>,
+    vxlan_mtu: Option<u32>,
+    routed_gateway: Option<String>,
+}
+
+/// The network modes a fixture may name.
+pub const NETWORKS: [&str; 7] = [
+    "bridge",
+    "host-gw",
+    "vxlan",
+    "routed",
+    "ipip",
+    "geneve",
+    "wireguard",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,18 +106,144 @@ struct RawExternal {
     ifname: String,
 }
 
-#[derive(Deserialize)]
+/// `[probe]`, in a fixture or (for what a case may change) in a case.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawProbe {
+pub(crate) struct RawProbe {
     protocols: Option<Vec<String>>,
-    #[serde(default = "default_tcp_port")]
-    tcp_port: u16,
-    #[serde(default = "default_udp_port")]
-    udp_port: u16,
-    #[serde(default = "default_timeout")]
-    timeout_ms: u64,
-    #[serde(default = "default_true")]
-    default_pairs: bool,
+    tcp_port: Option<u16>,
+    udp_port: Option<u16>,
+    timeout_ms: Option<u64>,
+    default_pairs: Option<bool>,
+    packet_size: Option<usize>,
+    tcp_bytes: Option<usize>,
+    count: Option<u32>,
+    loss_tolerance: Option<u8>,
+}
+
+pub const MAX_COUNT: u32 = 1000;
+pub const MAX_TCP_BYTES: usize = 100 << 20;
+
+/// Applies `[probe]` settings onto `s`, with located errors. A case may not change ports or the
+/// default pairs (they belong to the fixture).
+pub(crate) fn apply_probe(
+    src: &Source,
+    raw: &RawProbe,
+    s: &mut ProbeSettings,
+    for_case: bool,
+    errors: &mut Vec<ConfigError>,
+) {
+    let at = |k: &'static str| [Key::Field("probe"), Key::Field(k)];
+    let mut err = |path: &[Key], msg: String, help: Option<String>| {
+        errors.push(src.error_at_path(path, msg, help))
+    };
+    if for_case {
+        for (k, set) in [
+            ("tcp_port", raw.tcp_port.is_some()),
+            ("udp_port", raw.udp_port.is_some()),
+            ("default_pairs", raw.default_pairs.is_some()),
+        ] {
+            if set {
+                err(
+                    &at(k),
+                    format!("{k} belongs to the fixture, not to a case"),
+                    Some("set it in the fixture's [probe] table".into()),
+                );
+            }
+        }
+    }
+    if let Some(list) = &raw.protocols {
+        let mut protos = Vec::new();
+        for (i, p) in list.iter().enumerate() {
+            match p.parse::<Proto>() {
+                Ok(p) if protos.contains(&p) => err(
+                    &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
+                    format!("protocol {p} is listed twice"),
+                    None,
+                ),
+                Ok(p) => protos.push(p),
+                Err(msg) => err(
+                    &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
+                    msg,
+                    None,
+                ),
+            }
+        }
+        if list.is_empty() {
+            err(
+                &at("protocols"),
+                "protocols is empty: nothing would be probed".into(),
+                Some("list at least one of \"icmp\", \"tcp\", \"udp\"".into()),
+            );
+        }
+        protos.sort();
+        s.protocols = protos;
+    }
+    for (k, port) in [("tcp_port", raw.tcp_port), ("udp_port", raw.udp_port)] {
+        if port == Some(0) {
+            err(
+                &at(k),
+                "port 0 cannot be probed".into(),
+                Some("use 1..65535".into()),
+            );
+        }
+    }
+    s.tcp_port = raw.tcp_port.unwrap_or(s.tcp_port);
+    s.udp_port = raw.udp_port.unwrap_or(s.udp_port);
+    if let Some(t) = raw.timeout_ms {
+        if t == 0 || t > MAX_TIMEOUT_MS {
+            err(
+                &at("timeout_ms"),
+                format!("timeout_ms = {t} is out of range"),
+                Some(format!(
+                    "use 1..{MAX_TIMEOUT_MS} (milliseconds); 1000 suits most labs"
+                )),
+            );
+        }
+        s.timeout_ms = t;
+    }
+    if let Some(n) = raw.packet_size {
+        if !(64..=9000).contains(&n) {
+            err(
+                &at("packet_size"),
+                format!("packet_size = {n} is out of range"),
+                Some("ICMP and UDP probes send one IP packet of 64..9000 bytes (DF set)".into()),
+            );
+        }
+        s.packet_size = Some(n);
+    }
+    if let Some(n) = raw.tcp_bytes {
+        if n == 0 || n > MAX_TCP_BYTES {
+            err(
+                &at("tcp_bytes"),
+                format!("tcp_bytes = {n} is out of range"),
+                Some(format!("a TCP probe echoes 1..{MAX_TCP_BYTES} bytes")),
+            );
+        }
+        s.tcp_bytes = Some(n);
+    }
+    if let Some(n) = raw.count {
+        if n == 0 || n > MAX_COUNT {
+            err(
+                &at("count"),
+                format!("count = {n} is out of range"),
+                Some(format!(
+                    "use 1..{MAX_COUNT} packets (or connections) per probe"
+                )),
+            );
+        }
+        s.count = n;
+    }
+    if let Some(n) = raw.loss_tolerance {
+        if n > 100 {
+            err(
+                &at("loss_tolerance"),
+                format!("loss_tolerance = {n} is over 100"),
+                Some("a percentage, 0..100".into()),
+            );
+        }
+        s.loss_tolerance = n;
+    }
 }
 
 /// Reads and validates a fixture file.
@@ -451,8 +593,13 @@ impl Validator<'_> {
             );
         }
 
+        let cluster = self.cluster(raw.cluster.as_ref(), &pod_cidrs);
         let probe = self.probe(raw.probe.as_ref());
-        let default_pairs = raw.probe.as_ref().is_none_or(|p| p.default_pairs);
+        let default_pairs = raw
+            .probe
+            .as_ref()
+            .and_then(|p| p.default_pairs)
+            .unwrap_or(true);
         let segment = uplink.map(|(cidr, _)| Segment {
             cidr,
             members: hosts
@@ -469,6 +616,7 @@ impl Validator<'_> {
             description: raw.description,
             hosts,
             uplink: segment,
+            cluster,
             probe,
             default_pairs,
             expect: Vec::new(),
@@ -478,57 +626,127 @@ impl Validator<'_> {
         topo
     }
 
-    fn probe(&mut self, raw: Option<&RawProbe>) -> ProbeSettings {
-        let mut s = ProbeSettings::default();
-        let Some(raw) = raw else { return s };
-        if let Some(list) = &raw.protocols {
-            let mut protos = Vec::new();
-            for (i, p) in list.iter().enumerate() {
-                match p.parse::<Proto>() {
-                    Ok(p) if protos.contains(&p) => self.err(
-                        &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
-                        format!("protocol {p} is listed twice"),
-                        None,
-                    ),
-                    Ok(p) => protos.push(p),
-                    Err(msg) => self.err(
-                        &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
-                        msg,
-                        None,
-                    ),
+    fn cluster(&mut self, raw: Option<&RawCluster>, pod_cidrs: &[(Ipv4Net, String)]) -> Cluster {
+        let at = |k: &'static str| [Key::Field("cluster"), Key::Field(k)];
+        let smallest = smallest_supernet(pod_cidrs.iter().map(|(c, _)| *c));
+        let mut c = Cluster {
+            network: Network::Bridge,
+            cidr: smallest.unwrap_or_else(|| "10.244.0.0/16".parse().expect("cidr")),
+        };
+        let Some(raw) = raw else { return c };
+        if let Some(s) = &raw.cidr {
+            if let Some(net) = self.net(&at("cidr"), s, "cidr") {
+                for (pc, node) in pod_cidrs {
+                    if !net.contains(pc) {
+                        self.err(
+                            &at("cidr"),
+                            format!("cluster cidr {net} does not hold {node}'s pod_cidr {pc}"),
+                            Some("the cluster CIDR must hold every node's pod CIDR, e.g. 10.244.0.0/16".into()),
+                        );
+                    }
                 }
-            }
-            if list.is_empty() {
-                self.err(
-                    &[Key::Field("probe"), Key::Field("protocols")],
-                    "protocols is empty: nothing would be probed",
-                    Some("list at least one of \"icmp\", \"tcp\", \"udp\"".into()),
-                );
-            }
-            protos.sort();
-            s.protocols = protos;
-        }
-        for (k, port) in [("tcp_port", raw.tcp_port), ("udp_port", raw.udp_port)] {
-            if port == 0 {
-                self.err(
-                    &[Key::Field("probe"), Key::Field(k)],
-                    "port 0 cannot be probed",
-                    Some("use 1..65535".into()),
-                );
+                c.cidr = net;
             }
         }
-        s.tcp_port = raw.tcp_port;
-        s.udp_port = raw.udp_port;
-        if raw.timeout_ms == 0 || raw.timeout_ms > MAX_TIMEOUT_MS {
+        let name = raw.network.as_deref().unwrap_or("bridge");
+        c.network = match name {
+            "bridge" => Network::Bridge,
+            "host-gw" => Network::HostGw,
+            "vxlan" => {
+                let device = raw
+                    .vxlan_device
+                    .clone()
+                    .unwrap_or_else(|| "flannel.1".into());
+                if let Err(msg) = check_ifname(&device) {
+                    self.err(&at("vxlan_device"), msg, ifname_help());
+                }
+                let vni = raw.vxlan_vni.unwrap_or(1);
+                if vni == 0 || vni > 0xff_ffff {
+                    self.err(
+                        &at("vxlan_vni"),
+                        format!("vxlan_vni {vni} is out of range"),
+                        Some("a VNI is 1..16777215".into()),
+                    );
+                }
+                let port = raw.vxlan_port.unwrap_or(8472);
+                if port == 0 {
+                    self.err(
+                        &at("vxlan_port"),
+                        "vxlan_port 0 is not a port",
+                        Some("flannel uses 8472, the IANA port is 4789".into()),
+                    );
+                }
+                let mtu = raw.vxlan_mtu.unwrap_or(1450);
+                if !(576..=9000).contains(&mtu) {
+                    self.err(
+                        &at("vxlan_mtu"),
+                        format!("vxlan_mtu {mtu} is out of range"),
+                        Some("use 576..9000; flannel uses 1450".into()),
+                    );
+                }
+                Network::Vxlan(VxlanSpec {
+                    device,
+                    vni,
+                    port,
+                    mtu,
+                })
+            }
+            "routed" => {
+                let gw = raw.routed_gateway.as_deref().unwrap_or("169.254.1.1");
+                let gateway = self
+                    .addr(&at("routed_gateway"), gw, "routed_gateway")
+                    .unwrap_or(Ipv4Addr::new(169, 254, 1, 1));
+                Network::Routed { gateway }
+            }
+            "ipip" | "geneve" | "wireguard" => Network::Tunnel {
+                kind: name.to_string(),
+            },
+            other => {
+                self.err(
+                    &at("network"),
+                    format!("unknown network \"{other}\""),
+                    Some(format!("use one of: {}", NETWORKS.join(", "))),
+                );
+                Network::Bridge
+            }
+        };
+        let stray = |k: &str, set: bool| set.then(|| k.to_string());
+        let vx = [
+            stray("vxlan_device", raw.vxlan_device.is_some()),
+            stray("vxlan_vni", raw.vxlan_vni.is_some()),
+            stray("vxlan_port", raw.vxlan_port.is_some()),
+            stray("vxlan_mtu", raw.vxlan_mtu.is_some()),
+        ];
+        if name != "vxlan" {
+            for k in vx.into_iter().flatten() {
+                let key: &'static str = match k.as_str() {
+                    "vxlan_device" => "vxlan_device",
+                    "vxlan_vni" => "vxlan_vni",
+                    "vxlan_port" => "vxlan_port",
+                    _ => "vxlan_mtu",
+                };
+                self.err(
+                    &at(key),
+                    format!("{k} applies to network = \"vxlan\" only"),
+                    Some("remove it, or set network = \"vxlan\"".into()),
+                );
+            }
+        }
+        if name != "routed" && raw.routed_gateway.is_some() {
             self.err(
-                &[Key::Field("probe"), Key::Field("timeout_ms")],
-                format!("timeout_ms = {} is out of range", raw.timeout_ms),
-                Some(format!(
-                    "use 1..{MAX_TIMEOUT_MS} (milliseconds); 1000 suits most labs"
-                )),
+                &at("routed_gateway"),
+                "routed_gateway applies to network = \"routed\" only",
+                None,
             );
         }
-        s.timeout_ms = raw.timeout_ms;
+        c
+    }
+
+    fn probe(&mut self, raw: Option<&RawProbe>) -> ProbeSettings {
+        let mut s = ProbeSettings::default();
+        if let Some(raw) = raw {
+            apply_probe(self.src, raw, &mut s, false, &mut self.errors);
+        }
         s
     }
 
@@ -669,6 +887,10 @@ fn empty_topology(name: String, description: String) -> Topology {
         description,
         hosts: Vec::new(),
         uplink: None,
+        cluster: Cluster {
+            network: Network::Bridge,
+            cidr: "10.244.0.0/16".parse().expect("cidr"),
+        },
         probe: ProbeSettings::default(),
         default_pairs: false,
         expect: Vec::new(),
@@ -770,10 +992,14 @@ pub fn default_reason(topo: &Topology, from: &str, to: &str) -> Option<&'static 
     if a.name == b.name {
         return None;
     }
+    let connected = topo.cluster.network.connects_nodes();
     Some(match (&a.role, &b.role) {
         (Role::Pod(p), Role::Pod(q)) if p.node == q.node => "pods on one node reach each other",
+        (Role::Pod(_), Role::Pod(_)) if connected => "pods on different nodes reach each other",
         (Role::Pod(p), Role::Node(_)) if p.node == b.name => "a pod reaches its node",
         (Role::Node(_), Role::Pod(q)) if q.node == a.name => "a node reaches its pods",
+        (Role::Pod(_), Role::Node(_)) if connected => "a pod reaches other nodes",
+        (Role::Node(_), Role::Pod(_)) if connected => "a node reaches pods on other nodes",
         (Role::Pod(_), Role::External(_)) => "pods reach external hosts (masqueraded)",
         (Role::Node(_), Role::External(_)) | (Role::External(_), Role::Node(_)) => {
             "nodes and external hosts share the uplink"
@@ -781,6 +1007,20 @@ pub fn default_reason(topo: &Topology, from: &str, to: &str) -> Option<&'static 
         (Role::Node(_), Role::Node(_)) => "nodes share the uplink",
         _ => return None,
     })
+}
+
+/// The smallest network holding every given one.
+fn smallest_supernet(nets: impl Iterator<Item = Ipv4Net>) -> Option<Ipv4Net> {
+    let nets: Vec<Ipv4Net> = nets.collect();
+    let first = *nets.first()?;
+    let mut len = first.prefix_len();
+    loop {
+        let cand = Ipv4Net::new(first.network(), len).ok()?.trunc();
+        if nets.iter().all(|n| cand.contains(n)) {
+            return Some(cand);
+        }
+        len = len.checked_sub(1)?;
+    }
 }
 
 fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {

@@ -1,0 +1,1023 @@
+//! How each fault changes a live lab, and what it logs to undo.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+
+use super::undo::{self, FdbEntry, NftUndo, Undo, VethSnapshot, VxlanSnapshot};
+use super::Fault;
+use crate::error::{nl, Error, Result};
+use crate::lab::{IfaceKind, Lab, LabHost};
+use crate::netns;
+use crate::nft;
+use crate::nl::{self as netlink, Link};
+use crate::topology::Network;
+
+/// A MAC no lab interface has (locally administered).
+const BOGUS_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
+
+pub async fn inject(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
+    // Some changes take more with them than they name (a link going down flushes its routes and
+    // neighbour entries): whatever vanishes from any host is put back too.
+    let before = capture_restorable(lab).await?;
+    let mut log = inject_one(f, lab).await?;
+    let after = capture_restorable(lab).await?;
+    let mut out = vanished(&before, &after);
+    out.append(&mut log);
+    Ok(out)
+}
+
+async fn inject_one(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
+    let t = lab.topology().clone();
+    match f {
+        Fault::DeleteVeth { pod } => delete_veth(lab, pod).await,
+        Fault::VethDown { pod } => {
+            let (node, veth, _) = pod_sides(lab, pod)?;
+            link_admin(lab, &node, &veth, false).await
+        }
+        Fault::DetachVeth { pod } => {
+            let (node, veth, _) = pod_sides(lab, pod)?;
+            let h = lab.host(&node)?;
+            let l = live_link(h, &veth).await?;
+            let Some(m) = l.master else {
+                return Err(Error::NotApplicable(format!("{node} {veth} is on no bridge")));
+            };
+            let master = ifname_of(h, m).await?;
+            netlink::set_master(h.handle(), l.index, None)
+                .await
+                .map_err(|e| nl(&node, format!("detaching {veth}"), e))?;
+            Ok(vec![Undo::LinkMaster { host: node, ifname: veth, master: Some(master) }])
+        }
+        Fault::DeletePodRoute { pod } => {
+            let h = lab.host(pod)?;
+            let routes = routes_to(h, "0.0.0.0/0".parse().expect("default")).await?;
+            if routes.is_empty() {
+                return Err(Error::NotApplicable(format!("{pod} has no default route")));
+            }
+            for m in &routes {
+                netlink::del_route_msg(h.handle(), m.clone())
+                    .await
+                    .map_err(|e| nl(pod, "deleting the default route", e))?;
+            }
+            Ok(vec![Undo::ReaddRoutes { host: pod.clone(), routes }])
+        }
+        Fault::RemovePodAddress { pod } => {
+            let ip = t.host(pod).map(|h| h.address()).expect("checked");
+            remove_address(lab, pod, ip).await
+        }
+        Fault::DisableIpForward { node } => disable_ip_forward(lab, node).await,
+        Fault::DisableForwarding { node, interface } => {
+            set_sysctls(lab, node, vec![(format!("net/ipv4/conf/{interface}/forwarding"), "0".into())]).await
+        }
+        Fault::DeleteMasquerade { node } => delete_masquerade(lab, node).await,
+        Fault::BridgeDown { node } => {
+            let bridge = t.host(node).and_then(|h| h.as_node()).map(|n| n.bridge.clone()).expect("checked");
+            link_admin(lab, node, &bridge, false).await
+        }
+        Fault::RemoveGatewayAddress { node } => {
+            let gw = t.host(node).and_then(|h| h.as_node()).map(|n| n.gateway).expect("checked");
+            remove_address(lab, node, gw).await
+        }
+        Fault::ForwardDropPolicy { node } => forward_drop_policy(lab, node).await,
+        Fault::NftReject { node, from, proto, port } => {
+            let src = t.host(from).map(|h| h.address()).expect("checked");
+            let mut m = format!("ip saddr {src}");
+            match (proto, port) {
+                (Some(p), Some(port)) => m.push_str(&format!(" {p} dport {port}")),
+                (Some(p), None) => m.push_str(&format!(" meta l4proto {p}")),
+                _ => {}
+            }
+            let table = "netfault_reject";
+            let script = format!(
+                "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {m} reject comment \"netfault: nft-reject\"\n }}\n \
+                 chain forward {{\n  type filter hook forward priority 0; policy accept;\n  {m} reject comment \"netfault: nft-reject\"\n }}\n}}\n"
+            );
+            add_table(lab, node, "inet", table, &script).await
+        }
+        Fault::DropInSecondTable { node, from } => {
+            let src = t.host(from).map(|h| h.address()).expect("checked");
+            let mut log = add_table(
+                lab,
+                node,
+                "inet",
+                "netfault_accept",
+                "table inet netfault_accept {\n chain forward {\n  type filter hook forward priority -10; policy accept;\n  accept comment \"netfault: the first table accepts\"\n }\n}\n",
+            )
+            .await?;
+            log.extend(
+                add_table(
+                    lab,
+                    node,
+                    "inet",
+                    "netfault_drop",
+                    &format!(
+                        "table inet netfault_drop {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  ip saddr {src} drop comment \"netfault: the second table drops\"\n }}\n}}\n"
+                    ),
+                )
+                .await?,
+            );
+            Ok(log)
+        }
+        Fault::StrictRpFilter { node } => set_sysctls(lab, node, vec![("net.ipv4.conf.all.rp_filter".into(), "1".into())]).await,
+        Fault::RouteVia { host, to, via } => {
+            let to: Ipv4Net = to.parse::<Ipv4Net>().expect("checked").trunc();
+            let via: Ipv4Addr = via.parse().expect("checked");
+            let h = lab.host(host)?;
+            let dev = iface_reaching(h, via)
+                .await?
+                .ok_or_else(|| Error::NotApplicable(format!("no interface of {host} is on the same network as {via}")))?;
+            let old = routes_to(h, to).await?;
+            for m in &old {
+                netlink::del_route_msg(h.handle(), m.clone())
+                    .await
+                    .map_err(|e| nl(host, format!("deleting the route to {to}"), e))?;
+            }
+            let ix = h.index(&dev).await?;
+            netlink::add_route(h.handle(), to, Some(via), ix)
+                .await
+                .map_err(|e| nl(host, format!("adding {to} via {via}"), e))?;
+            Ok(vec![
+                Undo::ReaddRoutes { host: host.clone(), routes: old },
+                Undo::DeleteRoute { host: host.clone(), dst: to, gateway: Some(via), ifname: dev },
+            ])
+        }
+        Fault::DeleteRoute { host, to } => {
+            let to: Ipv4Net = to.parse::<Ipv4Net>().expect("checked").trunc();
+            let h = lab.host(host)?;
+            let routes = routes_to(h, to).await?;
+            if routes.is_empty() {
+                return Err(Error::NotApplicable(format!("{host} has no route to {to}")));
+            }
+            for m in &routes {
+                netlink::del_route_msg(h.handle(), m.clone())
+                    .await
+                    .map_err(|e| nl(host, format!("deleting the route to {to}"), e))?;
+            }
+            Ok(vec![Undo::ReaddRoutes { host: host.clone(), routes }])
+        }
+        Fault::DeleteVxlanFdb { node, peer } => {
+            let (dev, entry) = vxlan_fdb_for(lab, node, peer).await?;
+            del_fdb(lab, node, &dev, &entry).await?;
+            Ok(vec![Undo::ReaddFdb { host: node.clone(), entries: vec![entry] }])
+        }
+        Fault::WrongVxlanFdb { node, peer, vtep } => {
+            let vtep: Ipv4Addr = vtep.parse().expect("checked");
+            let (dev, entry) = vxlan_fdb_for(lab, node, peer).await?;
+            if entry.dst == Some(vtep) {
+                return Err(Error::NotApplicable(format!("{node}'s FDB already sends {peer}'s VTEP to {vtep}")));
+            }
+            del_fdb(lab, node, &dev, &entry).await?;
+            let h = lab.host(node)?;
+            let ix = h.index(&dev).await?;
+            netlink::add_fdb(h.handle(), ix, &entry.mac, vtep)
+                .await
+                .map_err(|e| nl(node, format!("adding an fdb entry on {dev}"), e))?;
+            let wrong = FdbEntry { dst: Some(vtep), ..entry.clone() };
+            Ok(vec![
+                Undo::ReaddFdb { host: node.clone(), entries: vec![entry] },
+                Undo::DeleteFdb { host: node.clone(), entries: vec![wrong] },
+            ])
+        }
+        Fault::DeleteVxlanNeighbour { node, peer } => {
+            let dev = vxlan_device(lab)?;
+            let vtep = t.host(peer).and_then(|h| h.as_node()).map(|n| n.pod_cidr.network()).expect("checked");
+            let h = lab.host(node)?;
+            let l = live_link(h, &dev).await?;
+            let n = netlink::neighbours(h.handle())
+                .await
+                .map_err(|e| nl(node, "listing neighbours", e))?
+                .into_iter()
+                .find(|n| n.index == l.index && n.ip == vtep)
+                .ok_or_else(|| Error::NotApplicable(format!("{node} has no neighbour entry for {vtep} on {dev}")))?;
+            netlink::del_neighbour(h.handle(), l.index, vtep)
+                .await
+                .map_err(|e| nl(node, format!("deleting neighbour {vtep}"), e))?;
+            Ok(vec![Undo::Neighbour { host: node.clone(), ifname: dev, ip: vtep, mac: n.mac }])
+        }
+        Fault::BlockVxlanPort { node } => {
+            let port = match &t.cluster.network {
+                Network::Vxlan(v) => v.port,
+                _ => unreachable!("checked"),
+            };
+            add_table(
+                lab,
+                node,
+                "inet",
+                "netfault_block_vxlan",
+                &format!(
+                    "table inet netfault_block_vxlan {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  udp dport {port} drop comment \"netfault: block-vxlan-port\"\n }}\n}}\n"
+                ),
+            )
+            .await
+        }
+        Fault::VxlanPort { node, port } => vxlan_port(lab, node, *port).await,
+        Fault::PodMtu { node, mtu } => pod_mtu(lab, node, *mtu).await,
+        Fault::BlockFragNeeded { node } => {
+            add_table(
+                lab,
+                node,
+                "inet",
+                "netfault_block_frag",
+                "table inet netfault_block_frag {\n chain output {\n  type filter hook output priority 0; policy accept;\n  icmp type destination-unreachable icmp code frag-needed drop comment \"netfault: block-frag-needed\"\n }\n \
+                 chain forward {\n  type filter hook forward priority 0; policy accept;\n  icmp type destination-unreachable icmp code frag-needed drop comment \"netfault: block-frag-needed\"\n }\n}\n",
+            )
+            .await
+        }
+        Fault::LinkDown { host, interface } => link_admin(lab, host, interface, false).await,
+        Fault::DisableProxyArp { pod } => {
+            let (node, veth, ifname) = pod_sides(lab, pod)?;
+            let gw = match &t.cluster.network {
+                Network::Routed { gateway } => *gateway,
+                _ => unreachable!("checked"),
+            };
+                        // Heal turns proxy ARP back on, then makes the pod ask again at once (a failed entry
+            // would otherwise answer "unreachable" until its next probe).
+            let mut log = vec![Undo::FlushNeighbour { host: pod.clone(), ifname: ifname.clone(), ip: gw }];
+            log.extend(set_sysctls(lab, &node, vec![(format!("net/ipv4/conf/{veth}/proxy_arp"), "0".into())]).await?);
+            // The pod must ask now: forget what it learnt about its gateway.
+            let p = lab.host(pod)?;
+            let ix = p.index(&ifname).await?;
+            let _ = netlink::del_neighbour(p.handle(), ix, gw).await;
+            Ok(log)
+        }
+        Fault::WrongNeighbour { node, pod } => {
+            let ip = t.host(pod).map(|h| h.address()).expect("checked");
+            let h = lab.host(node)?;
+            let n = netlink::neighbours(h.handle())
+                .await
+                .map_err(|e| nl(node, "listing neighbours", e))?
+                .into_iter()
+                .find(|n| n.ip == ip)
+                .ok_or_else(|| Error::NotApplicable(format!("{node} has no neighbour entry for {ip}")))?;
+            let dev = ifname_of(h, n.index).await?;
+            netlink::add_permanent_neighbour(h.handle(), n.index, ip, &BOGUS_MAC)
+                .await
+                .map_err(|e| nl(node, format!("replacing neighbour {ip}"), e))?;
+            let previous = if n.state == "permanent" { n.mac } else { None };
+            Ok(vec![Undo::Neighbour { host: node.clone(), ifname: dev, ip, mac: previous }])
+        }
+        Fault::MisdirectFdb { node, pod, port } => {
+            let (_, own_veth, ifname) = pod_sides(lab, pod)?;
+            if *port == own_veth {
+                return Err(Error::NotApplicable(format!("{port} is {pod}'s own port: name another port of the bridge")));
+            }
+            let mac = live_link(lab.host(pod)?, &ifname)
+                .await?
+                .mac
+                .ok_or_else(|| Error::other(format!("{pod} {ifname} has no MAC")))?;
+            let h = lab.host(node)?;
+            let l = live_link(h, port).await?;
+            if l.master.is_none() {
+                return Err(Error::NotApplicable(format!("{node} {port} is not a bridge port")));
+            }
+            netlink::add_bridge_fdb(h.handle(), l.index, &mac)
+                .await
+                .map_err(|e| nl(node, format!("adding a static fdb entry on {port}"), e))?;
+            Ok(vec![Undo::DeleteFdb {
+                host: node.clone(),
+                entries: vec![FdbEntry { ifname: port.clone(), mac, dst: None, is_self: false }],
+            }])
+        }
+        Fault::PacketLoss { host, interface, percent } => {
+            add_table(
+                lab,
+                host,
+                "inet",
+                "netfault_loss",
+                &format!(
+                    "table inet netfault_loss {{\n chain postrouting {{\n  type filter hook postrouting priority -150; policy accept;\n  oifname \"{interface}\" numgen random mod 100 < {percent} drop comment \"netfault: packet-loss\"\n }}\n}}\n"
+                ),
+            )
+            .await
+        }
+        Fault::Bandwidth { host, interface, rate } => {
+            let bits = super::parse_rate(rate).map_err(Error::other)?;
+            let h = lab.host(host)?;
+            let l = live_link(h, interface).await?;
+            // A burst of 10 ms at the rate (at least two full frames), and 50 ms of queue.
+            let burst = ((bits / 8 / 100) as u32).max(2 * (l.mtu + 14));
+            let limit = burst + (bits / 8 / 20) as u32;
+            netlink::add_tbf(h.handle(), l.index, bits, burst, limit)
+                .await
+                .map_err(|e| qdisc_error(host, "tbf", e))?;
+            Ok(vec![Undo::Qdisc { host: host.clone(), ifname: interface.clone() }])
+        }
+        Fault::Delay { host, interface, ms } => {
+            let h = lab.host(host)?;
+            let l = live_link(h, interface).await?;
+            netlink::add_netem(h.handle(), l.index, *ms)
+                .await
+                .map_err(|e| qdisc_error(host, "netem", e))?;
+            Ok(vec![Undo::Qdisc { host: host.clone(), ifname: interface.clone() }])
+        }
+    }
+}
+
+fn qdisc_error(host: &str, kind: &str, e: rtnetlink::Error) -> Error {
+    match crate::error::netlink_errno(&e) {
+        Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) => Error::Unsupported(format!(
+            "this kernel has no {kind} qdisc (sch_{kind}): creating one fails with \"{}\"",
+            crate::error::netlink_message(&e)
+        )),
+        _ => nl(host, format!("adding a {kind} qdisc"), e),
+    }
+}
+
+fn pod_sides(lab: &Lab, pod: &str) -> Result<(String, String, String)> {
+    let p = lab
+        .topology()
+        .host(pod)
+        .and_then(|h| h.as_pod())
+        .ok_or_else(|| Error::NotFound(format!("{pod} is not a pod")))?;
+    Ok((p.node.clone(), p.host_veth.clone(), p.ifname.clone()))
+}
+
+async fn live_link(h: &LabHost, name: &str) -> Result<Link> {
+    netlink::link_by_name(h.handle(), name)
+        .await
+        .map_err(|e| nl(&h.name, format!("reading {name}"), e))?
+        .ok_or_else(|| Error::NotApplicable(format!("{} has no interface {name}", h.name)))
+}
+
+async fn ifname_of(h: &LabHost, index: u32) -> Result<String> {
+    netlink::links(h.handle())
+        .await
+        .map_err(|e| nl(&h.name, "listing links", e))?
+        .into_iter()
+        .find(|l| l.index == index)
+        .map(|l| l.name)
+        .ok_or_else(|| Error::other(format!("{}: no interface with index {index}", h.name)))
+}
+
+async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) -> Result<Vec<Undo>> {
+    let h = lab.host(host)?;
+    let l = live_link(h, ifname).await?;
+    if l.admin_up == up {
+        return Err(Error::NotApplicable(format!(
+            "{host} {ifname} is already {}",
+            if up { "up" } else { "down" }
+        )));
+    }
+    netlink::set_up(h.handle(), l.index, up)
+        .await
+        .map_err(|e| {
+            nl(
+                host,
+                format!("setting {ifname} {}", if up { "up" } else { "down" }),
+                e,
+            )
+        })?;
+    Ok(vec![Undo::LinkAdmin {
+        host: host.into(),
+        ifname: ifname.into(),
+        up: l.admin_up,
+    }])
+}
+
+async fn set_sysctls(lab: &Lab, host: &str, values: Vec<(String, String)>) -> Result<Vec<Undo>> {
+    let h = lab.host(host)?;
+    let keys: Vec<String> = values.iter().map(|(k, _)| k.clone()).collect();
+    let before =
+        h.ns.run_async(move || {
+            keys.iter()
+                .map(|k| netns::read_sysctl(k).map(|v| (k.clone(), v)))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| Error::io(format!("{host}: reading sysctls"), e))?;
+    if before.iter().zip(&values).all(|((_, a), (_, b))| a == b) {
+        return Err(Error::NotApplicable(format!(
+            "{host}: {} already set",
+            values
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    undo::write_sysctls(lab, host, values).await?;
+    Ok(vec![Undo::Sysctls {
+        host: host.into(),
+        values: before,
+    }])
+}
+
+async fn remove_address(lab: &Lab, host: &str, ip: Ipv4Addr) -> Result<Vec<Undo>> {
+    let h = lab.host(host)?;
+    let a = netlink::addresses(h.handle())
+        .await
+        .map_err(|e| nl(host, "listing addresses", e))?
+        .into_iter()
+        .find(|a| a.net.addr() == ip)
+        .ok_or_else(|| Error::NotApplicable(format!("{host} has no address {ip}")))?;
+    let ifname = ifname_of(h, a.index).await?;
+    netlink::del_address(h.handle(), a.index, a.net)
+        .await
+        .map_err(|e| nl(host, format!("removing {} from {ifname}", a.net), e))?;
+    Ok(vec![Undo::Address {
+        host: host.into(),
+        ifname,
+        net: a.net,
+    }])
+}
+
+/// Routes in the main table to exactly `to`.
+async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessage>> {
+    Ok(netlink::routes_raw(h.handle())
+        .await
+        .map_err(|e| nl(&h.name, "listing routes", e))?
+        .into_iter()
+        .filter(|m| {
+            netlink::parse_route(m).is_some_and(|r| {
+                r.dst == to && r.table == 254 && r.kind != "local" && r.kind != "broadcast"
+            })
+        })
+        .collect())
+}
+
+/// The interface whose connected network holds `ip`.
+async fn iface_reaching(h: &LabHost, ip: Ipv4Addr) -> Result<Option<String>> {
+    let addrs = netlink::addresses(h.handle())
+        .await
+        .map_err(|e| nl(&h.name, "listing addresses", e))?;
+    match addrs
+        .iter()
+        .find(|a| a.net.prefix_len() < 32 && a.net.trunc().contains(&ip))
+    {
+        Some(a) => Ok(Some(ifname_of(h, a.index).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn add_table(
+    lab: &Lab,
+    host: &str,
+    family: &str,
+    table: &str,
+    script: &str,
+) -> Result<Vec<Undo>> {
+    let h = lab.host(host)?;
+    let json = nft::list_json(&h.ns, host).await?;
+    let exists = json
+        .get("nftables")
+        .and_then(|x| x.as_array())
+        .is_some_and(|a| {
+            a.iter().any(|o| {
+                o.get("table").is_some_and(|t| {
+                    t.get("family").and_then(|f| f.as_str()) == Some(family)
+                        && t.get("name").and_then(|n| n.as_str()) == Some(table)
+                })
+            })
+        });
+    if exists {
+        return Err(Error::NotApplicable(format!(
+            "{host} already has table {family} {table}"
+        )));
+    }
+    let s = script.to_string();
+    h.ns.run_async(move || undo::run_tool("nft", &["-f", "-"], Some(&s)))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| Error::Nft {
+            host: host.into(),
+            msg: crate::topology::source::plain_io_error(&e),
+        })?;
+    Ok(vec![Undo::NftScript {
+        host: host.into(),
+        script: format!("delete table {family} {table}\n"),
+    }])
+}
+
+/// Docker's `iptables -P FORWARD DROP`: the forward chain of table ip filter drops by policy.
+async fn forward_drop_policy(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
+    let h = lab.host(node)?;
+    let json = nft::list_json(&h.ns, node).await?;
+    let objs = json
+        .get("nftables")
+        .and_then(|x| x.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let table = objs.iter().any(|o| {
+        o.get("table").is_some_and(|t| {
+            t.get("family").and_then(|f| f.as_str()) == Some("ip")
+                && t.get("name").and_then(|n| n.as_str()) == Some("filter")
+        })
+    });
+    let chain = objs.iter().find_map(|o| {
+        let c = o.get("chain")?;
+        (c.get("family")?.as_str()? == "ip"
+            && c.get("table")?.as_str()? == "filter"
+            && c.get("name")?.as_str()? == "FORWARD")
+            .then(|| c.clone())
+    });
+    let (script, undo) = match (table, chain) {
+        (_, Some(c)) => {
+            let policy = c.get("policy").and_then(|p| p.as_str()).unwrap_or("accept").to_string();
+            if policy == "drop" {
+                return Err(Error::NotApplicable(format!("{node}: chain FORWARD already drops by policy")));
+            }
+            ("chain ip filter FORWARD { policy drop; }\n".to_string(), format!("chain ip filter FORWARD {{ policy {policy}; }}\n"))
+        }
+        (true, None) => (
+            "add chain ip filter FORWARD { type filter hook forward priority 0; policy drop; }\n".to_string(),
+            "delete chain ip filter FORWARD\n".to_string(),
+        ),
+        (false, None) => (
+            "table ip filter {\n chain FORWARD {\n  type filter hook forward priority 0; policy drop;\n }\n}\n".to_string(),
+            "delete table ip filter\n".to_string(),
+        ),
+    };
+    h.ns.run_async(move || undo::run_tool("nft", &["-f", "-"], Some(&script)))
+        .await
+        .and_then(|r| r)
+        .map_err(|e| Error::Nft {
+            host: node.into(),
+            msg: crate::topology::source::plain_io_error(&e),
+        })?;
+    Ok(vec![Undo::NftScript {
+        host: node.into(),
+        script: undo,
+    }])
+}
+
+async fn delete_veth(lab: &Lab, pod: &str) -> Result<Vec<Undo>> {
+    let (node, host_veth, ifname) = pod_sides(lab, pod)?;
+    let host_side = undo::snap_link(lab, &node, &host_veth).await?;
+    let pod_side = undo::snap_link(lab, pod, &ifname).await?;
+    let n = lab.host(&node)?;
+    let l = live_link(n, &host_veth).await?;
+    let master = match l.master {
+        Some(m) => Some(ifname_of(n, m).await?),
+        None => None,
+    };
+    netlink::del_link(n.handle(), l.index)
+        .await
+        .map_err(|e| nl(&node, format!("deleting {host_veth}"), e))?;
+    Ok(vec![Undo::Veth(Box::new(VethSnapshot {
+        node,
+        pod: pod.to_string(),
+        host_side,
+        pod_side,
+        master,
+    }))])
+}
+
+async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
+    let h = lab.host(node)?;
+    let ifnames: Vec<String> = netlink::links(h.handle())
+        .await
+        .map_err(|e| nl(node, "listing links", e))?
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    let values =
+        h.ns.run_async(move || {
+            let now = netns::read_sysctl("net.ipv4.ip_forward")?;
+            if now == "0" {
+                return Ok(None);
+            }
+            // Writing ip_forward rewrites every conf.*.forwarding: keep them all to restore.
+            let mut before = vec![("net.ipv4.ip_forward".to_string(), now)];
+            for dev in ["all", "default"]
+                .into_iter()
+                .map(String::from)
+                .chain(ifnames)
+            {
+                let key = format!("net/ipv4/conf/{dev}/forwarding");
+                if let Ok(v) = netns::read_sysctl(&key) {
+                    before.push((key, v));
+                }
+            }
+            netns::write_sysctl("net.ipv4.ip_forward", "0")?;
+            Ok::<_, std::io::Error>(Some(before))
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| Error::io(format!("{node}: net.ipv4.ip_forward"), e))?
+        .ok_or_else(|| Error::NotApplicable(format!("{node}: net.ipv4.ip_forward is already 0")))?;
+    Ok(vec![Undo::Sysctls {
+        host: node.to_string(),
+        values,
+    }])
+}
+
+async fn delete_masquerade(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
+    let h = lab.host(node)?;
+    let set = nft::list(&h.ns, node).await?;
+    let mut native = Vec::new();
+    let mut doomed = Vec::new();
+    let mut xt_tables: Vec<String> = Vec::new();
+    let mut index_in_chain: HashMap<(String, String, String), usize> = Default::default();
+    for r in nft::rules(&set) {
+        let key = (
+            nft::family_name(r.family).to_string(),
+            r.table.to_string(),
+            r.chain.to_string(),
+        );
+        let index = index_in_chain.entry(key).or_insert(0);
+        if nft::is_masquerade(r) {
+            doomed.push(r.clone());
+            if nft::uses_xt(r) {
+                if r.family != nftables::types::NfFamily::IP {
+                    return Err(Error::Unsupported(format!(
+                        "{node}: an xt masquerade rule in a {} table cannot be restored",
+                        nft::family_name(r.family)
+                    )));
+                }
+                if !xt_tables.contains(&r.table.to_string()) {
+                    xt_tables.push(r.table.to_string());
+                }
+            } else {
+                native.push((r.clone(), *index));
+            }
+        }
+        *index += 1;
+    }
+    if doomed.is_empty() {
+        return Err(Error::NotApplicable(format!(
+            "{node} has no masquerade rule to delete"
+        )));
+    }
+    let save = |table: String| async move {
+        h.ns.run_async(move || undo::run_tool("iptables-nft-save", &["-t", &table], None))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| Error::io(format!("{node}: iptables-nft-save"), e))
+    };
+    let mut saved = Vec::new();
+    for t in &xt_tables {
+        saved.push((t.clone(), save(t.clone()).await?));
+    }
+    nft::apply(&h.ns, node, nft::delete_batch(&doomed)).await?;
+    let mut iptables = Vec::new();
+    for (t, before) in saved {
+        let after = save(t.clone()).await?;
+        iptables.push((t, reinsert_lines(&before, &after)));
+    }
+    Ok(vec![Undo::NftRules(NftUndo {
+        host: node.to_string(),
+        native,
+        iptables,
+    })])
+}
+
+/// `-I CHAIN POS SPEC` lines that put back the `-A` rules of `before` missing from `after`.
+pub fn reinsert_lines(before: &str, after: &str) -> Vec<String> {
+    let rules = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("-A "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(c, spec)| (c.to_string(), spec.to_string()))
+            .collect()
+    };
+    let mut remaining = rules(after);
+    let mut pos: HashMap<String, usize> = Default::default();
+    let mut out = Vec::new();
+    for (chain, spec) in rules(before) {
+        let p = pos.entry(chain.clone()).or_insert(0);
+        *p += 1;
+        if let Some(i) = remaining
+            .iter()
+            .position(|(c, s)| *c == chain && *s == spec)
+        {
+            remaining.remove(i);
+        } else {
+            out.push(format!("-I {chain} {p} {spec}"));
+        }
+    }
+    out
+}
+
+fn vxlan_device(lab: &Lab) -> Result<String> {
+    match &lab.topology().cluster.network {
+        Network::Vxlan(v) => Ok(v.device.clone()),
+        other => Err(Error::NotApplicable(format!(
+            "the lab's network is {}, not vxlan",
+            other.name()
+        ))),
+    }
+}
+
+/// The node's vxlan FDB entry for the peer's VTEP (by the peer device's live MAC).
+async fn vxlan_fdb_for(lab: &Lab, node: &str, peer: &str) -> Result<(String, FdbEntry)> {
+    let dev = vxlan_device(lab)?;
+    let peer_mac = live_link(lab.host(peer)?, &dev)
+        .await?
+        .mac
+        .ok_or_else(|| Error::other(format!("{peer} {dev} has no MAC")))?;
+    let h = lab.host(node)?;
+    let l = live_link(h, &dev).await?;
+    let e = netlink::fdb(h.handle())
+        .await
+        .map_err(|e| nl(node, "listing the fdb", e))?
+        .into_iter()
+        .find(|e| e.index == l.index && e.mac == peer_mac && e.dst.is_some())
+        .ok_or_else(|| {
+            Error::NotApplicable(format!("{node} {dev} has no FDB entry for {peer}'s VTEP"))
+        })?;
+    Ok((
+        dev.clone(),
+        FdbEntry {
+            ifname: dev,
+            mac: e.mac,
+            dst: e.dst,
+            is_self: true,
+        },
+    ))
+}
+
+async fn del_fdb(lab: &Lab, host: &str, dev: &str, e: &FdbEntry) -> Result<()> {
+    let h = lab.host(host)?;
+    let ix = h.index(dev).await?;
+    let f = netlink::Fdb {
+        index: ix,
+        mac: e.mac.clone(),
+        dst: e.dst,
+        master: None,
+        state: String::new(),
+        is_self: e.is_self,
+    };
+    netlink::del_fdb(h.handle(), &f)
+        .await
+        .map_err(|err| nl(host, format!("deleting an fdb entry on {dev}"), err))
+}
+
+async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<Undo>> {
+    let dev = vxlan_device(lab)?;
+    let (vni, local, under) = match lab
+        .plan()
+        .host(node)
+        .and_then(|p| p.iface(&dev))
+        .map(|i| i.kind.clone())
+    {
+        Some(IfaceKind::Vxlan {
+            vni,
+            local,
+            dev: under,
+            ..
+        }) => (vni, local, under),
+        _ => {
+            return Err(Error::NotApplicable(format!(
+                "{node} has no vxlan device in the plan"
+            )))
+        }
+    };
+    let h = lab.host(node)?;
+    let l = live_link(h, &dev).await?;
+    let live_port = l
+        .details
+        .iter()
+        .find_map(|d| d.strip_prefix("dstport "))
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(0);
+    if live_port == port {
+        return Err(Error::NotApplicable(format!(
+            "{node} {dev} already uses port {port}"
+        )));
+    }
+    let snap = undo::snap_link(lab, node, &dev).await?;
+    netlink::del_link(h.handle(), l.index)
+        .await
+        .map_err(|e| nl(node, format!("deleting {dev}"), e))?;
+    let under_ix = h.index(&under).await?;
+    netlink::add_vxlan(
+        h.handle(),
+        &dev,
+        vni,
+        port,
+        local,
+        under_ix,
+        snap.mac,
+        Some(snap.mtu),
+    )
+    .await
+    .map_err(|e| nl(node, format!("re-creating {dev} on port {port}"), e))?;
+    // Everything that lived on the device, back on the new one (only the port differs).
+    let undo_entry = Undo::Vxlan(Box::new(VxlanSnapshot {
+        host: node.to_string(),
+        link: snap,
+        vni,
+        port: live_port,
+        local,
+        dev: under,
+    }));
+    if let Undo::Vxlan(s) = &undo_entry {
+        let ix = h.index(&dev).await?;
+        for a in &s.link.addresses {
+            netlink::add_address(h.handle(), ix, *a)
+                .await
+                .map_err(|e| nl(node, "re-adding an address", e))?;
+        }
+        for m in &s.link.routes {
+            let mut m = m.clone();
+            for a in m.attributes.iter_mut() {
+                if let RouteAttribute::Oif(o) = a {
+                    *o = ix;
+                }
+            }
+            netlink::readd_route(h.handle(), m)
+                .await
+                .map_err(|e| nl(node, "re-adding a route", e))?;
+        }
+        for (ip, mac) in &s.link.neighbours {
+            netlink::add_permanent_neighbour(h.handle(), ix, *ip, mac)
+                .await
+                .map_err(|e| nl(node, "re-adding a neighbour", e))?;
+        }
+        for e in &s.link.fdb {
+            if let Some(d) = e.dst {
+                netlink::add_fdb(h.handle(), ix, &e.mac, d)
+                    .await
+                    .map_err(|err| nl(node, "re-adding an fdb entry", err))?;
+            }
+        }
+        lab.wait_links_up(node, std::slice::from_ref(&dev)).await?;
+    }
+    Ok(vec![undo_entry])
+}
+
+/// Sets the MTU of a node's pod side: the bridge, the pods' host veths, the pods' eth0.
+async fn pod_mtu(lab: &Lab, node: &str, mtu: u32) -> Result<Vec<Undo>> {
+    let t = lab.topology().clone();
+    let mut targets: Vec<(String, String)> = Vec::new();
+    for (pod, p) in t.pods_of(node) {
+        targets.push((node.to_string(), p.host_veth.clone()));
+        targets.push((pod.to_string(), p.ifname.clone()));
+    }
+    let bridge = t
+        .has_bridge()
+        .then(|| {
+            t.host(node)
+                .and_then(|h| h.as_node())
+                .map(|n| n.bridge.clone())
+        })
+        .flatten();
+    let mut current = Vec::new();
+    for (h, i) in targets.iter().chain(
+        bridge
+            .iter()
+            .map(|b| (node.to_string(), b.clone()))
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        current.push((h.clone(), i.clone(), live_link(lab.host(h)?, i).await?.mtu));
+    }
+    if current.iter().all(|c| c.2 == mtu) {
+        return Err(Error::NotApplicable(format!(
+            "{node}'s pod side already has mtu {mtu}"
+        )));
+    }
+    // Raising: ports before the bridge; lowering: the bridge first.
+    let raising = current.iter().any(|c| c.2 < mtu);
+    if !raising {
+        current.reverse();
+    }
+    let mut log = Vec::new();
+    for (h, i, old) in current {
+        let lh = lab.host(&h)?;
+        let ix = lh.index(&i).await?;
+        netlink::set_mtu(lh.handle(), ix, mtu)
+            .await
+            .map_err(|e| nl(&h, format!("setting {i} mtu {mtu}"), e))?;
+        log.push(Undo::LinkMtu {
+            host: h,
+            ifname: i,
+            mtu: old,
+        });
+    }
+    Ok(log)
+}
+
+/// What can vanish from a host as a side effect (routes, permanent neighbours, vxlan FDB).
+struct Restorable {
+    routes: Vec<(RouteMessage, String, String)>,
+    neighbours: Vec<(String, Ipv4Addr, Vec<u8>)>,
+    fdb: Vec<FdbEntry>,
+}
+
+async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Restorable>> {
+    let mut out = HashMap::new();
+    for h in lab.hosts() {
+        let links = netlink::links(h.handle())
+            .await
+            .map_err(|e| nl(&h.name, "listing links", e))?;
+        let name = |ix: u32| links.iter().find(|l| l.index == ix).map(|l| l.name.clone());
+        let mut routes = Vec::new();
+        for m in netlink::routes_raw(h.handle())
+            .await
+            .map_err(|e| nl(&h.name, "listing routes", e))?
+        {
+            let Some(r) = netlink::parse_route(&m) else {
+                continue;
+            };
+            if r.table != 254
+                || r.protocol == "kernel"
+                || r.kind == "local"
+                || r.kind == "broadcast"
+            {
+                continue;
+            }
+            let dev = r.oif.and_then(name).unwrap_or_default();
+            let key = format!(
+                "{} {:?} {dev} {} {}",
+                r.dst,
+                r.gateway,
+                r.kind,
+                r.metric.unwrap_or(0)
+            );
+            routes.push((m, dev, key));
+        }
+        let neighbours = netlink::neighbours(h.handle())
+            .await
+            .map_err(|e| nl(&h.name, "listing neighbours", e))?
+            .into_iter()
+            .filter(|n| n.state == "permanent")
+            .filter_map(|n| Some((name(n.index)?, n.ip, n.mac?)))
+            .collect();
+        let fdb = netlink::fdb(h.handle())
+            .await
+            .map_err(|e| nl(&h.name, "listing the fdb", e))?
+            .into_iter()
+            .filter(|e| e.is_self && e.dst.is_some())
+            .filter_map(|e| {
+                Some(FdbEntry {
+                    ifname: name(e.index)?,
+                    mac: e.mac,
+                    dst: e.dst,
+                    is_self: true,
+                })
+            })
+            .collect();
+        out.insert(
+            h.name.clone(),
+            Restorable {
+                routes,
+                neighbours,
+                fdb,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn vanished(
+    before: &HashMap<String, Restorable>,
+    after: &HashMap<String, Restorable>,
+) -> Vec<Undo> {
+    let mut out = Vec::new();
+    for (host, b) in before {
+        let Some(a) = after.get(host) else { continue };
+        let routes: Vec<(RouteMessage, String)> = b
+            .routes
+            .iter()
+            .filter(|(_, _, k)| !a.routes.iter().any(|(_, _, k2)| k2 == k))
+            .map(|(m, dev, _)| (m.clone(), dev.clone()))
+            .collect();
+        let neighbours: Vec<&(String, Ipv4Addr, Vec<u8>)> = b
+            .neighbours
+            .iter()
+            .filter(|n| !a.neighbours.contains(n))
+            .collect();
+        let fdb: Vec<FdbEntry> = b
+            .fdb
+            .iter()
+            .filter(|e| {
+                !a.fdb
+                    .iter()
+                    .any(|x| x.ifname == e.ifname && x.mac == e.mac && x.dst == e.dst)
+            })
+            .cloned()
+            .collect();
+        if !routes.is_empty() || !neighbours.is_empty() || !fdb.is_empty() {
+            out.push(Undo::Restore {
+                host: host.clone(),
+                routes,
+                neighbours: neighbours.into_iter().cloned().collect(),
+                fdb,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iptables_rules_go_back_where_they_were() {
+        let before = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j A\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\n-A POSTROUTING -j B\n-A X -j MASQUERADE\nCOMMIT\n";
+        let after =
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j A\n-A POSTROUTING -j B\nCOMMIT\n";
+        assert_eq!(
+            reinsert_lines(before, after),
+            [
+                "-I POSTROUTING 2 -s 10.0.0.0/8 -j MASQUERADE",
+                "-I X 1 -j MASQUERADE"
+            ]
+        );
+    }
+}

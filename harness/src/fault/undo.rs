@@ -1,0 +1,665 @@
+//! The undo log of an injected fault: each entry puts one change back.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use ipnet::Ipv4Net;
+use netlink_packet_route::route::RouteMessage;
+
+use crate::error::{nl, Error, Result};
+use crate::lab::Lab;
+use crate::netns;
+use crate::nft;
+use crate::nl::{self as netlink, Mac, VethSpec};
+
+pub enum Undo {
+    /// Re-create a deleted veth pair and what lived on both ends.
+    Veth(Box<VethSnapshot>),
+    /// Re-create a vxlan device (deleted or changed) with its addresses, routes, neighbours, FDB.
+    Vxlan(Box<VxlanSnapshot>),
+    LinkAdmin {
+        host: String,
+        ifname: String,
+        up: bool,
+    },
+    LinkMaster {
+        host: String,
+        ifname: String,
+        master: Option<String>,
+    },
+    LinkMtu {
+        host: String,
+        ifname: String,
+        mtu: u32,
+    },
+    Sysctls {
+        host: String,
+        values: Vec<(String, String)>,
+    },
+    /// Re-add nft rules that were deleted.
+    NftRules(NftUndo),
+    /// Run an nft script that removes what the fault added (a table, a chain, a policy).
+    NftScript { host: String, script: String },
+    Address {
+        host: String,
+        ifname: String,
+        net: Ipv4Net,
+    },
+    /// Re-add routes that were deleted.
+    ReaddRoutes {
+        host: String,
+        routes: Vec<RouteMessage>,
+    },
+    /// Delete a route that was added.
+    DeleteRoute {
+        host: String,
+        dst: Ipv4Net,
+        gateway: Option<Ipv4Addr>,
+        ifname: String,
+    },
+    /// Put a neighbour entry back as it was (or remove it if there was none).
+    Neighbour {
+        host: String,
+        ifname: String,
+        ip: Ipv4Addr,
+        mac: Option<Vec<u8>>,
+    },
+    /// Re-add FDB entries that were deleted.
+    ReaddFdb {
+        host: String,
+        entries: Vec<FdbEntry>,
+    },
+    /// Delete FDB entries that were added.
+    DeleteFdb {
+        host: String,
+        entries: Vec<FdbEntry>,
+    },
+    /// Remove a root qdisc that was added.
+    Qdisc { host: String, ifname: String },
+    /// Forget a dynamic neighbour entry (so the host resolves it afresh).
+    FlushNeighbour {
+        host: String,
+        ifname: String,
+        ip: Ipv4Addr,
+    },
+    /// Put back what vanished as a side effect (routes through a link that went down, permanent
+    /// neighbours flushed with it); entries already back are left alone.
+    Restore {
+        host: String,
+        /// Each route with the name of its output interface (indexes change when links are
+        /// re-created).
+        routes: Vec<(RouteMessage, String)>,
+        neighbours: Vec<(String, Ipv4Addr, Vec<u8>)>,
+        fdb: Vec<FdbEntry>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct FdbEntry {
+    pub ifname: String,
+    pub mac: Vec<u8>,
+    pub dst: Option<Ipv4Addr>,
+    /// An entry of the device itself (a vxlan's), rather than of its bridge.
+    pub is_self: bool,
+}
+
+impl Undo {
+    pub async fn apply(self, lab: &Lab) -> Result<()> {
+        match self {
+            Undo::Veth(s) => s.restore(lab).await,
+            Undo::Vxlan(s) => s.restore(lab).await,
+            Undo::LinkAdmin { host, ifname, up } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                netlink::set_up(h.handle(), ix, up).await.map_err(|e| {
+                    nl(
+                        &host,
+                        format!("setting {ifname} {}", if up { "up" } else { "down" }),
+                        e,
+                    )
+                })?;
+                if up {
+                    wait_up_both_ends(lab, &host, &ifname).await?;
+                }
+                Ok(())
+            }
+            Undo::LinkMaster {
+                host,
+                ifname,
+                master,
+            } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                let m = match &master {
+                    Some(m) => Some(h.index(m).await?),
+                    None => None,
+                };
+                netlink::set_master(h.handle(), ix, m)
+                    .await
+                    .map_err(|e| nl(&host, format!("attaching {ifname}"), e))?;
+                wait_up_both_ends(lab, &host, &ifname).await
+            }
+            Undo::LinkMtu { host, ifname, mtu } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                netlink::set_mtu(h.handle(), ix, mtu)
+                    .await
+                    .map_err(|e| nl(&host, format!("setting {ifname} mtu {mtu}"), e))
+            }
+            Undo::Sysctls { host, values } => write_sysctls(lab, &host, values).await,
+            Undo::NftRules(u) => u.restore(lab).await,
+            Undo::NftScript { host, script } => {
+                let h = lab.host(&host)?;
+                h.ns.run_async(move || run_tool("nft", &["-f", "-"], Some(&script)))
+                    .await
+                    .and_then(|r| r)
+                    .map(|_| ())
+                    .map_err(|e| Error::io(format!("{host}: nft"), e))
+            }
+            Undo::Address { host, ifname, net } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                netlink::add_address(h.handle(), ix, net)
+                    .await
+                    .map_err(|e| nl(&host, format!("adding {net} to {ifname}"), e))
+            }
+            Undo::ReaddRoutes { host, routes } => {
+                let h = lab.host(&host)?;
+                // Link routes first: gatewayed routes may need them.
+                let (direct, via): (Vec<_>, Vec<_>) = routes.into_iter().partition(|m| {
+                    !m.attributes.iter().any(|a| {
+                        matches!(a, netlink_packet_route::route::RouteAttribute::Gateway(_))
+                    })
+                });
+                for m in direct.into_iter().chain(via) {
+                    netlink::readd_route(h.handle(), m)
+                        .await
+                        .map_err(|e| nl(&host, "re-adding a route", e))?;
+                }
+                Ok(())
+            }
+            Undo::DeleteRoute {
+                host,
+                dst,
+                gateway,
+                ifname,
+            } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                netlink::del_route(h.handle(), dst, gateway, Some(ix))
+                    .await
+                    .map_err(|e| nl(&host, format!("deleting route {dst}"), e))
+            }
+            Undo::Neighbour {
+                host,
+                ifname,
+                ip,
+                mac,
+            } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                match mac {
+                    Some(m) => netlink::add_permanent_neighbour(h.handle(), ix, ip, &m)
+                        .await
+                        .map_err(|e| nl(&host, format!("restoring neighbour {ip}"), e)),
+                    None => netlink::del_neighbour(h.handle(), ix, ip)
+                        .await
+                        .map_err(|e| nl(&host, format!("removing neighbour {ip}"), e)),
+                }
+            }
+            Undo::ReaddFdb { host, entries } => {
+                let h = lab.host(&host)?;
+                for e in entries {
+                    let ix = h.index(&e.ifname).await?;
+                    let r = match (e.is_self, e.dst) {
+                        (true, Some(d)) => netlink::add_fdb(h.handle(), ix, &e.mac, d).await,
+                        _ => netlink::add_bridge_fdb(h.handle(), ix, &e.mac).await,
+                    };
+                    r.map_err(|err| {
+                        nl(
+                            &host,
+                            format!("re-adding an fdb entry on {}", e.ifname),
+                            err,
+                        )
+                    })?;
+                }
+                Ok(())
+            }
+            Undo::DeleteFdb { host, entries } => {
+                let h = lab.host(&host)?;
+                for e in entries {
+                    let ix = h.index(&e.ifname).await?;
+                    let f = netlink::Fdb {
+                        index: ix,
+                        mac: e.mac.clone(),
+                        dst: e.dst,
+                        master: None,
+                        state: String::new(),
+                        is_self: e.is_self,
+                    };
+                    netlink::del_fdb(h.handle(), &f).await.map_err(|err| {
+                        nl(&host, format!("deleting an fdb entry on {}", e.ifname), err)
+                    })?;
+                }
+                Ok(())
+            }
+            Undo::Restore {
+                host,
+                routes,
+                neighbours,
+                fdb,
+            } => {
+                let h = lab.host(&host)?;
+                let exists =
+                    |e: &rtnetlink::Error| crate::error::netlink_errno(e) == Some(libc::EEXIST);
+                for (dev, ip, mac) in neighbours {
+                    let ix = h.index(&dev).await?;
+                    netlink::add_permanent_neighbour(h.handle(), ix, ip, &mac)
+                        .await
+                        .map_err(|e| nl(&host, format!("restoring neighbour {ip}"), e))?;
+                }
+                for e in fdb {
+                    let ix = h.index(&e.ifname).await?;
+                    if let Some(d) = e.dst {
+                        match netlink::add_fdb(h.handle(), ix, &e.mac, d).await {
+                            Ok(()) => {}
+                            Err(err) if exists(&err) => {}
+                            Err(err) => {
+                                return Err(nl(
+                                    &host,
+                                    format!("restoring an fdb entry on {}", e.ifname),
+                                    err,
+                                ))
+                            }
+                        }
+                    }
+                }
+                let (direct, via): (Vec<_>, Vec<_>) = routes.into_iter().partition(|(m, _)| {
+                    !m.attributes.iter().any(|a| {
+                        matches!(a, netlink_packet_route::route::RouteAttribute::Gateway(_))
+                    })
+                });
+                for (mut m, dev) in direct.into_iter().chain(via) {
+                    if !dev.is_empty() {
+                        let ix = h.index(&dev).await?;
+                        for a in m.attributes.iter_mut() {
+                            if let netlink_packet_route::route::RouteAttribute::Oif(o) = a {
+                                *o = ix;
+                            }
+                        }
+                    }
+                    match netlink::readd_route(h.handle(), m).await {
+                        Ok(()) => {}
+                        Err(e) if exists(&e) => {}
+                        Err(e) => return Err(nl(&host, "restoring a route", e)),
+                    }
+                }
+                Ok(())
+            }
+            Undo::FlushNeighbour { host, ifname, ip } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                let _ = netlink::del_neighbour(h.handle(), ix, ip).await;
+                Ok(())
+            }
+            Undo::Qdisc { host, ifname } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                crate::nl::del_root_qdisc(h.handle(), ix)
+                    .await
+                    .map_err(|e| nl(&host, format!("removing the qdisc on {ifname}"), e))
+            }
+        }
+    }
+}
+
+/// After bringing a veth end back, wait for carrier on both ends (a heal must leave the lab as
+/// ready to probe as `up` does).
+async fn wait_up_both_ends(lab: &Lab, host: &str, ifname: &str) -> Result<()> {
+    let h = lab.host(host)?;
+    let l = netlink::link_by_name(h.handle(), ifname)
+        .await
+        .map_err(|e| nl(host, format!("reading {ifname}"), e))?;
+    if !l.as_ref().is_some_and(|l| l.admin_up) {
+        return Ok(());
+    }
+    lab.wait_links_up(host, &[ifname.to_string()]).await?;
+    if let Some(crate::lab::IfaceKind::Veth {
+        peer_host,
+        peer_name,
+        ..
+    }) = lab
+        .plan()
+        .host(host)
+        .and_then(|p| p.iface(ifname))
+        .map(|i| i.kind.clone())
+    {
+        let peer_up = netlink::link_by_name(lab.host(&peer_host)?.handle(), &peer_name)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|l| l.admin_up);
+        if peer_up {
+            lab.wait_links_up(&peer_host, &[peer_name]).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn write_sysctls(lab: &Lab, host: &str, values: Vec<(String, String)>) -> Result<()> {
+    let h = lab.host(host)?;
+    h.ns.run_async(move || {
+        for (k, v) in &values {
+            netns::write_sysctl(k, v)?;
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await
+    .and_then(|r| r)
+    .map_err(|e| Error::io(format!("{host}: sysctls"), e))
+}
+
+/// Everything needed to rebuild a link and what lived on it.
+pub struct LinkSnap {
+    pub name: String,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub up: bool,
+    pub addresses: Vec<Ipv4Net>,
+    pub routes: Vec<RouteMessage>,
+    pub neighbours: Vec<(Ipv4Addr, Vec<u8>)>,
+    pub fdb: Vec<FdbEntry>,
+    /// Per-interface sysctls that differ from a new interface's defaults.
+    pub sysctls: Vec<(String, String)>,
+}
+
+pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> {
+    let h = lab.host(host)?;
+    let hd = h.handle();
+    let l = netlink::link_by_name(hd, ifname)
+        .await
+        .map_err(|e| nl(host, format!("reading {ifname}"), e))?
+        .ok_or_else(|| Error::NotApplicable(format!("{host} has no interface {ifname}")))?;
+    let mac: Mac = l
+        .mac
+        .as_deref()
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| Error::other(format!("{host}: {ifname} has no MAC address")))?;
+    let addresses = netlink::addresses(hd)
+        .await
+        .map_err(|e| nl(host, "listing addresses", e))?
+        .into_iter()
+        .filter(|a| a.index == l.index)
+        .map(|a| a.net)
+        .collect();
+    let routes = netlink::routes_raw(hd)
+        .await
+        .map_err(|e| nl(host, "listing routes", e))?
+        .into_iter()
+        .filter(|m| {
+            netlink::parse_route(m).is_some_and(|r| {
+                r.oif == Some(l.index)
+                    && r.table == 254
+                    && r.protocol != "kernel"
+                    && r.kind == "unicast"
+            })
+        })
+        .collect();
+    let neighbours = netlink::neighbours(hd)
+        .await
+        .map_err(|e| nl(host, "listing neighbours", e))?
+        .into_iter()
+        .filter(|n| n.index == l.index && n.state == "permanent")
+        .filter_map(|n| Some((n.ip, n.mac?)))
+        .collect();
+    let fdb = netlink::fdb(hd)
+        .await
+        .map_err(|e| nl(host, "listing the fdb", e))?
+        .into_iter()
+        .filter(|e| e.index == l.index && e.dst.is_some() && e.is_self)
+        .map(|e| FdbEntry {
+            ifname: ifname.to_string(),
+            mac: e.mac,
+            dst: e.dst,
+            is_self: true,
+        })
+        .collect();
+    let name = ifname.to_string();
+    let sysctls =
+        h.ns.run_async(move || {
+            let mut v = Vec::new();
+            for k in ["proxy_arp", "rp_filter", "forwarding"] {
+                let key = format!("net/ipv4/conf/{name}/{k}");
+                let default = format!("net/ipv4/conf/default/{k}");
+                if let (Ok(a), Ok(d)) = (netns::read_sysctl(&key), netns::read_sysctl(&default)) {
+                    if a != d {
+                        v.push((key, a));
+                    }
+                }
+            }
+            v
+        })
+        .await
+        .unwrap_or_default();
+    Ok(LinkSnap {
+        name: ifname.to_string(),
+        mac,
+        mtu: l.mtu,
+        up: l.admin_up,
+        addresses,
+        routes,
+        neighbours,
+        fdb,
+        sysctls,
+    })
+}
+
+/// Puts back what lived on a re-created link.
+async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
+    let h = lab.host(host)?;
+    let ix = h.index(&side.name).await?;
+    let hd = h.handle();
+    if side.up {
+        netlink::set_up(hd, ix, true)
+            .await
+            .map_err(|e| nl(host, format!("bringing {} up", side.name), e))?;
+    }
+    for a in &side.addresses {
+        netlink::add_address(hd, ix, *a)
+            .await
+            .map_err(|e| nl(host, format!("adding {a} to {}", side.name), e))?;
+    }
+    for m in &side.routes {
+        let mut m = m.clone();
+        // The link is new: so is its index.
+        for a in m.attributes.iter_mut() {
+            if let netlink_packet_route::route::RouteAttribute::Oif(o) = a {
+                *o = ix;
+            }
+        }
+        netlink::readd_route(hd, m)
+            .await
+            .map_err(|e| nl(host, format!("re-adding a route through {}", side.name), e))?;
+    }
+    for (ip, mac) in &side.neighbours {
+        netlink::add_permanent_neighbour(hd, ix, *ip, mac)
+            .await
+            .map_err(|e| nl(host, format!("adding neighbour {ip}"), e))?;
+    }
+    for e in &side.fdb {
+        if let Some(d) = e.dst {
+            netlink::add_fdb(hd, ix, &e.mac, d)
+                .await
+                .map_err(|err| nl(host, format!("adding an fdb entry on {}", side.name), err))?;
+        }
+    }
+    if !side.sysctls.is_empty() {
+        write_sysctls(lab, host, side.sysctls.clone()).await?;
+    }
+    Ok(())
+}
+
+/// A deleted veth pair.
+pub struct VethSnapshot {
+    pub node: String,
+    pub pod: String,
+    pub host_side: LinkSnap,
+    pub pod_side: LinkSnap,
+    pub master: Option<String>,
+}
+
+impl VethSnapshot {
+    async fn restore(self, lab: &Lab) -> Result<()> {
+        let n = lab.host(&self.node)?;
+        let p = lab.host(&self.pod)?;
+        let master = match &self.master {
+            Some(m) => Some(n.index(m).await?),
+            None => None,
+        };
+        netlink::add_veth(
+            n.handle(),
+            VethSpec {
+                name: &self.host_side.name,
+                mac: self.host_side.mac,
+                mtu: Some(self.host_side.mtu),
+                master,
+                up: self.host_side.up,
+                peer_name: &self.pod_side.name,
+                peer_mac: self.pod_side.mac,
+                peer_mtu: Some(self.pod_side.mtu),
+                peer_ns: &p.ns,
+            },
+        )
+        .await
+        .map_err(|e| {
+            nl(
+                &self.node,
+                format!("re-creating {}", self.host_side.name),
+                e,
+            )
+        })?;
+        restore_on(lab, &self.pod, &self.pod_side).await?;
+        restore_on(lab, &self.node, &self.host_side).await?;
+        if self.host_side.up && self.pod_side.up {
+            lab.wait_links_up(&self.node, std::slice::from_ref(&self.host_side.name))
+                .await?;
+            lab.wait_links_up(&self.pod, std::slice::from_ref(&self.pod_side.name))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A vxlan device as it was.
+pub struct VxlanSnapshot {
+    pub host: String,
+    pub link: LinkSnap,
+    pub vni: u32,
+    pub port: u16,
+    pub local: Ipv4Addr,
+    pub dev: String,
+}
+
+impl VxlanSnapshot {
+    async fn restore(self, lab: &Lab) -> Result<()> {
+        let h = lab.host(&self.host)?;
+        if let Ok(Some(l)) = netlink::link_by_name(h.handle(), &self.link.name).await {
+            netlink::del_link(h.handle(), l.index)
+                .await
+                .map_err(|e| nl(&self.host, format!("deleting {}", self.link.name), e))?;
+        }
+        let dev = h.index(&self.dev).await?;
+        netlink::add_vxlan(
+            h.handle(),
+            &self.link.name,
+            self.vni,
+            self.port,
+            self.local,
+            dev,
+            self.link.mac,
+            Some(self.link.mtu),
+        )
+        .await
+        .map_err(|e| nl(&self.host, format!("re-creating {}", self.link.name), e))?;
+        restore_on(lab, &self.host, &self.link).await?;
+        lab.wait_links_up(&self.host, std::slice::from_ref(&self.link.name))
+            .await
+    }
+}
+
+/// Deleted nft rules to put back.
+pub struct NftUndo {
+    pub host: String,
+    /// Deleted native rules in ruleset order, with their index in the chain before deletion.
+    /// (nft 1.0.6 places a JSON `add` by `index` only, not by handle.)
+    pub native: Vec<(nftables::schema::Rule<'static>, usize)>,
+    /// iptables-nft tables whose xt rules were deleted: (table, `iptables-restore --noflush`
+    /// lines re-inserting each rule at its old position).
+    pub iptables: Vec<(String, Vec<String>)>,
+}
+
+impl NftUndo {
+    async fn restore(self, lab: &Lab) -> Result<()> {
+        let h = lab.host(&self.host)?;
+        for (table, lines) in self.iptables {
+            let host = self.host.clone();
+            let input = format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"));
+            h.ns.run_async(move || run_tool("iptables-nft-restore", &["--noflush"], Some(&input)))
+                .await
+                .and_then(|r| r)
+                .map_err(|e| Error::io(format!("{host}: iptables-nft-restore"), e))?;
+        }
+        // In chain order, each rule goes right after the rule now at its old index minus one.
+        for (rule, index) in self.native {
+            let mut b = nftables::batch::Batch::new();
+            b.add_cmd(nft::readd_cmd(&rule, index.checked_sub(1)));
+            nft::apply(&h.ns, &self.host, b.to_nftables()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a helper program (nft -f, iptables-nft-save/-restore) in the calling thread's namespace.
+pub fn run_tool(prog: &str, args: &[&str], stdin: Option<&str>) -> std::io::Result<String> {
+    use std::io::Write;
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                let pkg = if prog == "nft" {
+                    "nftables"
+                } else {
+                    "iptables"
+                };
+                std::io::Error::new(
+                    e.kind(),
+                    format!("{prog} is missing: install {pkg} (apt-get install {pkg})"),
+                )
+            } else {
+                e
+            }
+        })?;
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(text.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "{prog} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
