@@ -397,3 +397,44 @@ async fn gc_reaps_a_named_lab_whose_builder_was_killed_and_nothing_else() {
     );
     netfault::netns::unpin(&foreign_pin).unwrap();
 }
+
+#[test]
+fn a_pinned_two_node_vxlan_lab_diagnoses_healthy() {
+    let name = format!("v{}", std::process::id());
+    let fixture = repo().join("fixtures/two-node-vxlan.toml");
+    let up = netfault(&["up", fixture.to_str().unwrap(), "--name", &name])
+        .output()
+        .unwrap();
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let dg = netfault(&["diagnose", &name]).output().unwrap();
+    let down = netfault(&["down", &name]).output().unwrap();
+    assert_eq!(
+        dg.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&dg.stdout),
+        String::from_utf8_lossy(&dg.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dg.stdout).contains("is healthy"));
+    assert_eq!(down.status.code(), Some(0));
+}
+
+#[test]
+fn faults_lists_the_catalog() {
+    let out = netfault(&["faults", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds = v.as_array().unwrap();
+    assert_eq!(kinds.len(), netfault::fault::CATALOG.len());
+    let m = kinds
+        .iter()
+        .find(|k| k["name"] == "delete-masquerade")
+        .unwrap();
+    assert_eq!(m["component"], "masquerade");
+    assert_eq!(m["params"][0][0], "node");
+}
