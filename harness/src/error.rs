@@ -18,6 +18,9 @@ pub enum Error {
     /// `nft` failed or could not be run.
     #[error("{host}: nft: {msg}")]
     Nft { host: String, msg: String },
+    /// A CNI plugin failed (or could not run).
+    #[error("{0}")]
+    Cni(#[from] crate::cni::CniError),
     /// This machine lacks a kernel feature or program the step needs.
     #[error("unsupported: {0}")]
     Unsupported(String),

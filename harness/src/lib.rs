@@ -2,6 +2,7 @@
 //! purpose, probe who can still reach whom, and explain why.
 
 pub mod case;
+pub mod cni;
 pub mod cli;
 pub mod diagnose;
 pub mod error;

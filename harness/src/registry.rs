@@ -52,6 +52,13 @@ pub struct LabRecord {
     pub topology: Topology,
     /// (host, pin path) for every namespace, including the switch.
     pub pins: Vec<(String, PathBuf)>,
+    /// CNI plugins' state (IPAM, tuning) of a lab whose pods plugins attached.
+    #[serde(default)]
+    pub cni_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub cni_lists: std::collections::BTreeMap<String, crate::cni::ConfList>,
+    #[serde(default)]
+    pub cni_attachments: std::collections::BTreeMap<String, crate::cni::Attachment>,
 }
 
 impl LabRecord {
@@ -76,6 +83,9 @@ impl LabRecord {
             fixture,
             topology: topology.clone(),
             pins,
+            cni_dir: None,
+            cni_lists: Default::default(),
+            cni_attachments: Default::default(),
         }
     }
 
@@ -222,6 +232,9 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
             rec.name,
             errors.join("; ")
         )));
+    }
+    if let Some(d) = &rec.cni_dir {
+        let _ = std::fs::remove_dir_all(d);
     }
     let path = record_path(&rec.name);
     match std::fs::remove_file(&path) {

@@ -223,3 +223,12 @@ async fn a_network_this_kernel_lacks_is_unsupported() {
     assert!(matches!(e, netfault::Error::Unsupported(_)), "{e}");
     assert!(e.to_string().contains("ipip"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cni_fixtures_are_healthy_and_match_the_built_in_wiring() {
+    let builtin = healthy("single-node.toml").await;
+    for f in ["cni-bridge.toml", "cni-ptp.toml", "cni-chain.toml"] {
+        let m = healthy(f).await;
+        assert_eq!(m.outcomes(), builtin.outcomes(), "{f}: the plugin's lab and the built-in one differ\n{}", m.render());
+    }
+}

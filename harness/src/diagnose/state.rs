@@ -107,9 +107,8 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
     }
     // MACs of interfaces that are gone still belong to the interface the lab gave them to.
     for hp in &lab.plan().hosts {
-        for i in &hp.ifaces {
-            macs.entry(i.mac.to_vec())
-                .or_insert_with(|| format!("{}:{}", hp.name, i.name));
+        for i in hp.ifaces.iter().filter(|i| i.mac.iter().any(|b| *b != 0)) {
+            macs.entry(i.mac.to_vec()).or_insert_with(|| format!("{}:{}", hp.name, i.name));
         }
     }
     let mut order: Vec<String> = lab.topology().namespace_names();
@@ -151,7 +150,8 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
                     master: l.master.map(ifname),
                     peer: None,
                     mac: match (&planned_mac, &l.mac) {
-                        (Some(p), Some(m)) if p != m => "changed".into(),
+                        // A zero MAC in the plan: a plugin chose it, nothing to compare.
+                        (Some(p), Some(m)) if p != m && p.iter().any(|b| *b != 0) => "changed".into(),
                         _ => "planned".into(),
                     },
                     details: l.details.clone(),

@@ -18,6 +18,7 @@ use crate::error::{nl, Error, Result};
 use crate::netns::{self, Netns};
 use crate::nl::{self as netlink, NlConn, VethSpec};
 use crate::registry::{self, LabRecord, LabState};
+use crate::cni;
 use crate::topology::Topology;
 pub use plan::{HostPlan, IfaceKind, Plan};
 
@@ -51,6 +52,26 @@ pub struct Lab {
     plan: Plan,
     hosts: BTreeMap<String, LabHost>,
     name: Option<String>,
+    cni: Option<CniState>,
+}
+
+/// The CNI side of a lab whose pods real plugins attached.
+pub struct CniState {
+    pub runtime: cni::Runtime,
+    /// The conflist each node's plugins run with (placeholders filled in).
+    pub lists: BTreeMap<String, cni::ConfList>,
+    /// Each attached pod's attachment, with the cached result.
+    pub attachments: BTreeMap<String, cni::Attachment>,
+    /// Whether dropping the lab removes the IPAM and tuning state (not for a pinned lab).
+    owns_dir: bool,
+}
+
+impl Drop for CniState {
+    fn drop(&mut self) {
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.runtime.data_dir);
+        }
+    }
 }
 
 /// How long `up` waits for carriers before it calls the lab broken.
@@ -65,14 +86,18 @@ impl Lab {
         let plan = Plan::from_topology(topo);
         let hosts = create_namespaces(&plan).await?;
         crate::testhook::pause("up:namespaces");
-        let lab = Lab {
+        let mut lab = Lab {
             topo: topo.clone(),
             plan,
             hosts,
             name: None,
+            cni: None,
         };
         // On error `lab` drops here, closing every fd: nothing is left behind.
         lab.wire().await?;
+        if topo.cni.is_some() {
+            lab.attach_cni_pods().await?;
+        }
         Ok(lab)
     }
 
@@ -95,8 +120,16 @@ impl Lab {
         }
         .await;
         match built {
-            Ok(lab) => {
+            Ok(mut lab) => {
                 rec.state = LabState::Up;
+                // What CNI plugins assigned, and their state, belong to the pinned lab now.
+                rec.topology = lab.topo.clone();
+                if let Some(c) = lab.cni.as_mut() {
+                    c.owns_dir = false;
+                    rec.cni_dir = Some(c.runtime.data_dir.clone());
+                    rec.cni_lists = c.lists.clone();
+                    rec.cni_attachments = c.attachments.clone();
+                }
                 if let Err(e) = registry::update(&rec) {
                     let _ = registry::remove(&rec);
                     return Err(e);
@@ -145,11 +178,25 @@ impl Lab {
                 },
             );
         }
+        let cni = match (&rec.topology.cni, &rec.cni_dir) {
+            (Some(spec), Some(dir)) => Some(CniState {
+                runtime: cni::Runtime {
+                    path: cni::PluginPath::resolve(&spec.path),
+                    data_dir: dir.clone(),
+                    exec_path: None,
+                },
+                lists: rec.cni_lists.clone(),
+                attachments: rec.cni_attachments.clone(),
+                owns_dir: false,
+            }),
+            _ => None,
+        };
         Ok(Lab {
             topo: rec.topology,
             plan,
             hosts,
             name: Some(name.to_string()),
+            cni,
         })
     }
 
@@ -384,6 +431,98 @@ impl Lab {
                 OPER_UP_TIMEOUT.as_secs()
             )))
         }
+    }
+
+    /// The CNI side of the lab, if real plugins attached its pods.
+    pub fn cni(&self) -> Option<&CniState> {
+        self.cni.as_ref()
+    }
+
+    /// The `CNI_NETNS` path of a host's namespace: an fd of this process.
+    pub fn netns_path(&self, host: &str) -> Result<String> {
+        Ok(format!("/proc/{}/fd/{}", std::process::id(), self.host(host)?.ns.raw_fd()))
+    }
+
+    /// Attaches every pod with the fixture's conflist (per node, pods in order: host-local
+    /// allocates round-robin, so addresses come from the results, never assumed), then records
+    /// what the plugins built in the topology and the plan.
+    async fn attach_cni_pods(&mut self) -> Result<()> {
+        let spec = self.topo.cni.clone().expect("cni fixture");
+        let dir = cni::state_dir().map_err(|e| Error::io("creating the CNI state directory", e))?;
+        let runtime = cni::Runtime {
+            path: cni::PluginPath::resolve(&spec.path),
+            data_dir: dir,
+            exec_path: None,
+        };
+        let mut state = CniState {
+            runtime,
+            lists: BTreeMap::new(),
+            attachments: BTreeMap::new(),
+            owns_dir: true,
+        };
+        let nodes: Vec<(String, crate::topology::NodeSpec)> = self.topo.nodes().map(|(n, s)| (n.to_string(), s.clone())).collect();
+        for (node, ns) in &nodes {
+            let gw = ns.pod_cidr.hosts().next().expect("pod cidr has hosts");
+            let text = crate::topology::parse::fill_conflist(&spec.template, node, ns.pod_cidr, gw);
+            let list = cni::ConfList::parse(&crate::topology::Source::new(&spec.conflist_path, text)).map_err(crate::topology::ConfigErrors::from)?;
+            state.lists.insert(node.clone(), list);
+        }
+        let pods: Vec<(String, String, String)> = self.topo.pods().map(|(n, p)| (n.to_string(), p.node.clone(), p.ifname.clone())).collect();
+        // Store the state first: an error below drops the lab and with it the state directory.
+        self.cni = Some(state);
+        for (pod, node, ifname) in &pods {
+            let netns = self.netns_path(pod)?;
+            let st = self.cni.as_ref().expect("set");
+            let list = st.lists[node].clone();
+            let att = st
+                .runtime
+                .add(&self.host(node)?.ns, &list, &format!("netfault-{pod}"), &netns, ifname, &spec.runtime_config)
+                .await
+                .map_err(Error::Cni)?;
+            self.record_cni_pod(pod, &att)?;
+            self.cni.as_mut().expect("set").attachments.insert(pod.clone(), att);
+        }
+        self.plan = Plan::from_topology(&self.topo);
+        for hp in self.plan.hosts.clone() {
+            self.wait_up(&hp).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes a pod's address, gateway and host veth from its CNI result into the topology.
+    fn record_cni_pod(&mut self, pod: &str, att: &cni::Attachment) -> Result<()> {
+        let sum = cni::summarize(&att.result);
+        let addr = sum
+            .address
+            .ok_or_else(|| Error::other(format!("{pod}: the CNI result has no IPv4 address")))?;
+        let host_veth = sum
+            .interfaces
+            .iter()
+            .find(|(name, _, sandbox)| !sandbox && Some(name.as_str()) != self.topo.cni.as_ref().and_then(|c| c.bridge.as_deref()))
+            .map(|(n, _, _)| n.clone())
+            .ok_or_else(|| Error::other(format!("{pod}: the CNI result names no host-side interface")))?;
+        let node_name = self.topo.host(pod).and_then(|h| h.as_pod()).map(|p| p.node.clone()).expect("pod");
+        for h in self.topo.hosts.iter_mut() {
+            match &mut h.role {
+                crate::topology::Role::Pod(p) if h.name == pod => {
+                    p.ip = addr.addr();
+                    p.host_veth = host_veth.clone();
+                }
+                crate::topology::Role::Node(n) if h.name == node_name => {
+                    if let Some(g) = sum.gateway {
+                        n.gateway = g;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a host: closes this process's namespace fds (the namespace goes, and with it its
+    /// side of every veth). For checking what a runtime must survive (DEL after the pod is gone).
+    pub fn forget_host(&mut self, name: &str) -> bool {
+        self.hosts.remove(name).is_some()
     }
 
     /// Waits until the named links of a host are operationally up (after a heal, say).

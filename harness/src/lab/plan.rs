@@ -151,6 +151,22 @@ impl Plan {
             let i = idx(&hosts, name);
             let h = &mut hosts[i];
             h.sysctls.push(("net.ipv4.ip_forward".into(), "1".into()));
+            if t.cni.is_some() {
+                // The plugin builds the pod side (its bridge, its masquerade); the plan records
+                // it once pods are attached (below).
+                h.addresses.push((node.uplink_ifname.clone(), node.uplink));
+                if let (Some(b), true) = (t.cni.as_ref().and_then(|c| c.bridge.clone()), t.pods_of(name).any(|(_, p)| !p.host_veth.is_empty())) {
+                    h.ifaces.push(IfacePlan {
+                        name: b.clone(),
+                        kind: IfaceKind::Bridge,
+                        mac: [0; 6],
+                        master: None,
+                        mtu: None,
+                    });
+                    h.addresses.push((b, Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len()).expect("valid prefix")));
+                }
+                continue;
+            }
             if bridged {
                 h.ifaces.push(IfacePlan {
                     name: node.bridge.clone(),
@@ -165,7 +181,7 @@ impl Plan {
                 ));
             }
             h.addresses.push((node.uplink_ifname.clone(), node.uplink));
-            if node.masquerade {
+            if node.masquerade && t.cni.is_none() {
                 h.masquerade = Some(MasqPlan {
                     pod_cidr: node.pod_cidr,
                     cluster_cidr: t.cluster.cidr,
@@ -175,10 +191,54 @@ impl Plan {
         }
 
         for (name, pod) in t.pods() {
-            let node = t
-                .host(&pod.node)
-                .and_then(|h| h.as_node())
-                .expect("validated pod node");
+            let node = t.host(&pod.node).and_then(|h| h.as_node()).expect("validated pod node");
+            if let Some(cni) = &t.cni {
+                // Attached by a plugin: what it built, as its result said (MACs unknown: zero).
+                if pod.host_veth.is_empty() {
+                    continue;
+                }
+                let ni = idx(&hosts, &pod.node);
+                hosts[ni].ifaces.push(IfacePlan {
+                    name: pod.host_veth.clone(),
+                    kind: IfaceKind::Veth {
+                        peer_host: name.to_string(),
+                        peer_name: pod.ifname.clone(),
+                        create: true,
+                    },
+                    mac: [0; 6],
+                    master: cni.bridge.clone(),
+                    mtu: None,
+                });
+                if cni.bridge.is_none() {
+                    hosts[ni].routes.push(RoutePlan {
+                        dst: Ipv4Net::new(pod.ip, 32).expect("host route"),
+                        gateway: None,
+                        dev: pod.host_veth.clone(),
+                        onlink: false,
+                    });
+                }
+                let pi = idx(&hosts, name);
+                let p = &mut hosts[pi];
+                p.ifaces.push(IfacePlan {
+                    name: pod.ifname.clone(),
+                    kind: IfaceKind::Veth {
+                        peer_host: pod.node.clone(),
+                        peer_name: pod.host_veth.clone(),
+                        create: false,
+                    },
+                    mac: [0; 6],
+                    master: None,
+                    mtu: None,
+                });
+                p.addresses.push((pod.ifname.clone(), Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix")));
+                p.routes.push(RoutePlan {
+                    dst: "0.0.0.0/0".parse().expect("default"),
+                    gateway: Some(node.gateway),
+                    dev: pod.ifname.clone(),
+                    onlink: false,
+                });
+                continue;
+            }
             let pod_mac = mac_for(name, &pod.ifname);
             let gateway = t.pod_gateway(pod).expect("pod gateway");
             let ni = idx(&hosts, &pod.node);

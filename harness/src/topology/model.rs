@@ -17,8 +17,10 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     /// The uplink segment every node's uplink and every external host sits on.
     pub uplink: Option<Segment>,
-    /// How nodes carry pod traffic between them.
+        /// How nodes carry pod traffic between them.
     pub cluster: Cluster,
+    /// Pods attached by real CNI plugins instead of netfault's own wiring.
+    pub cni: Option<CniSpec>,
     pub probe: ProbeSettings,
     /// Whether the default healthy pairs apply (see `parse::default_reason`).
     pub default_pairs: bool,
@@ -79,6 +81,20 @@ pub struct Segment {
     pub cidr: Ipv4Net,
     /// (host, interface) of each member, in declaration order.
     pub members: Vec<(String, String)>,
+}
+
+/// Pods attached by a CNI conflist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CniSpec {
+    pub conflist_path: std::path::PathBuf,
+    /// The conflist, with `{node}`, `{pod_cidr}`, `{gateway}` placeholders per node.
+    pub template: String,
+    /// Plugin search path from the fixture (NETFAULT_CNI_PATH overrides it).
+    pub path: Vec<std::path::PathBuf>,
+    /// The bridge the first plugin puts pods on; None for ptp.
+    pub bridge: Option<String>,
+    /// `runtimeConfig` offered to every plugin (each sees only its capabilities).
+    pub runtime_config: serde_json::Value,
 }
 
 /// The cluster-wide pod network.
@@ -309,9 +325,12 @@ impl Topology {
         })
     }
 
-    /// Whether nodes put their pods on a bridge (every design but routed).
+        /// Whether nodes put their pods on a bridge (every design but routed, and CNI's ptp).
     pub fn has_bridge(&self) -> bool {
-        !matches!(self.cluster.network, Network::Routed { .. })
+        match &self.cni {
+            Some(c) => c.bridge.is_some(),
+            None => !matches!(self.cluster.network, Network::Routed { .. }),
+        }
     }
 
     /// The default gateway of a pod: its node's bridge address, or the routed gateway.

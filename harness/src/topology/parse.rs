@@ -43,8 +43,10 @@ struct RawFixture {
     pod: IndexMap<String, RawPod>,
     #[serde(default)]
     external: IndexMap<String, RawExternal>,
-    #[serde(default)]
+        #[serde(default)]
     cluster: Option<RawCluster>,
+    #[serde(default)]
+    cni: Option<RawCni>,
     #[serde(default)]
     probe: Option<RawProbe>,
     #[serde(default)]
@@ -61,6 +63,14 @@ struct RawCluster {
     vxlan_port: Option<u16>,
     vxlan_mtu: Option<u32>,
     routed_gateway: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCni {
+    conflist: String,
+    path: Option<Vec<String>>,
+    runtime_config: Option<String>,
 }
 
 /// The network modes a fixture may name.
@@ -92,7 +102,7 @@ struct RawNode {
 #[serde(deny_unknown_fields)]
 struct RawPod {
     node: String,
-    ip: String,
+    ip: Option<String>,
     #[serde(default = "default_eth0")]
     ifname: String,
     host_veth: Option<String>,
@@ -435,6 +445,7 @@ impl Validator<'_> {
             });
         }
 
+                let cni = self.cni(raw.cni.as_ref(), &raw.node);
         let mut pods_per_node: HashMap<&str, usize> = HashMap::new();
         for (name, p) in &raw.pod {
             let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
@@ -472,9 +483,46 @@ impl Validator<'_> {
                     ),
                 );
             }
-            let Some(ip) = self.addr(&at("ip"), &p.ip, "ip") else {
-                continue;
+                        let ip = match (&cni, &p.ip) {
+                (Some(_), Some(_)) => {
+                    self.err(
+                        &at("ip"),
+                        format!("pod {name}: with [cni], the plugin's IPAM assigns pod addresses"),
+                        Some("remove ip; netfault reads the address from the plugin's result".into()),
+                    );
+                    continue;
+                }
+                (Some(_), None) => Ipv4Addr::UNSPECIFIED,
+                (None, None) => {
+                    self.err(
+                        &[Key::Field("pod"), Key::Name(name)],
+                        format!("pod {name} has no ip"),
+                        Some(format!("add ip = \"ADDRESS\" with an address inside {}", node.pod_cidr)),
+                    );
+                    continue;
+                }
+                (None, Some(s)) => {
+                    let Some(ip) = self.addr(&at("ip"), s, "ip") else {
+                        continue;
+                    };
+                    ip
+                }
             };
+            if cni.is_some() {
+                if p.host_veth.is_some() {
+                    self.err(&at("host_veth"), "with [cni], the plugin names the host veth", Some("remove host_veth".into()));
+                }
+                hosts.push(Host {
+                    name: name.clone(),
+                    role: Role::Pod(PodSpec {
+                        node: p.node.clone(),
+                        ip,
+                        ifname: p.ifname.clone(),
+                        host_veth: String::new(),
+                    }),
+                });
+                continue;
+            }
             if !usable_in(node.pod_cidr, ip) {
                 self.err(
                     &at("ip"),
@@ -534,6 +582,9 @@ impl Validator<'_> {
         let mut veths: HashMap<(String, String), String> = HashMap::new();
         for h in &hosts {
             if let Role::Pod(p) = &h.role {
+                if p.host_veth.is_empty() {
+                    continue;
+                }
                 if let Some(other) =
                     veths.insert((p.node.clone(), p.host_veth.clone()), h.name.clone())
                 {
@@ -614,9 +665,10 @@ impl Validator<'_> {
         let mut topo = Topology {
             name,
             description: raw.description,
-            hosts,
+                        hosts,
             uplink: segment,
             cluster,
+            cni,
             probe,
             default_pairs,
             expect: Vec::new(),
@@ -740,6 +792,61 @@ impl Validator<'_> {
             );
         }
         c
+    }
+
+        /// `[cni]`: the conflist that attaches pods, read and checked (placeholders filled in for the
+    /// first node).
+    fn cni(&mut self, raw: Option<&RawCni>, nodes: &IndexMap<String, RawNode>) -> Option<CniSpec> {
+        let raw = raw?;
+        let at = |k: &'static str| [Key::Field("cni"), Key::Field(k)];
+        let path = self.src.path.parent().unwrap_or(Path::new(".")).join(&raw.conflist);
+        let text = match Source::read(&path) {
+            Ok(s) => s.text,
+            Err(e) => {
+                self.err(&at("conflist"), format!("conflist \"{}\": {}", raw.conflist, e.message), Some("the path is relative to the fixture's directory".into()));
+                return None;
+            }
+        };
+        let (first, node) = nodes.iter().next().map(|(n, x)| (n.clone(), x))?;
+        let cidr = node.pod_cidr.parse::<Ipv4Net>().ok()?;
+        let filled = fill_conflist(&text, &first, cidr, cidr.hosts().next()?);
+        let list = match crate::cni::ConfList::parse(&Source::new(&path, filled)) {
+            Ok(l) => l,
+            Err(e) => {
+                self.errors.push(e);
+                return None;
+            }
+        };
+        let first_type = list.plugin_types().into_iter().next().unwrap_or_default();
+        let bridge = match first_type.as_str() {
+            "bridge" => Some(list.plugins[0].get("bridge").and_then(|b| b.as_str()).unwrap_or("cni0").to_string()),
+            "ptp" => None,
+            other => {
+                self.err(
+                    &at("conflist"),
+                    format!("the conflist's first plugin is \"{other}\": netfault attaches pods with bridge or ptp"),
+                    Some("put a bridge or ptp plugin first; chained plugins (portmap, firewall, tuning, ...) may follow".into()),
+                );
+                return None;
+            }
+        };
+        let runtime_config = match &raw.runtime_config {
+            None => serde_json::Value::Object(Default::default()),
+            Some(s) => match serde_json::from_str::<serde_json::Value>(s) {
+                Ok(v) if v.is_object() => v,
+                _ => {
+                    self.err(&at("runtime_config"), "runtime_config must be a JSON object", Some("for example '{\"portMappings\": []}'".into()));
+                    serde_json::Value::Object(Default::default())
+                }
+            },
+        };
+        Some(CniSpec {
+            conflist_path: path,
+            template: text,
+            path: raw.path.iter().flatten().map(std::path::PathBuf::from).collect(),
+            bridge,
+            runtime_config,
+        })
     }
 
     fn probe(&mut self, raw: Option<&RawProbe>) -> ProbeSettings {
@@ -887,6 +994,7 @@ fn empty_topology(name: String, description: String) -> Topology {
         description,
         hosts: Vec::new(),
         uplink: None,
+        cni: None,
         cluster: Cluster {
             network: Network::Bridge,
             cidr: "10.244.0.0/16".parse().expect("cidr"),
@@ -1007,6 +1115,14 @@ pub fn default_reason(topo: &Topology, from: &str, to: &str) -> Option<&'static 
         (Role::Node(_), Role::Node(_)) => "nodes share the uplink",
         _ => return None,
     })
+}
+
+/// A conflist template for one node: `{node}`, `{pod_cidr}` and `{gateway}` filled in.
+pub fn fill_conflist(template: &str, node: &str, pod_cidr: Ipv4Net, gateway: Ipv4Addr) -> String {
+    template
+        .replace("{node}", node)
+        .replace("{pod_cidr}", &pod_cidr.to_string())
+        .replace("{gateway}", &gateway.to_string())
 }
 
 /// The smallest network holding every given one.

@@ -1,0 +1,1 @@
+//! `netfault cni audit` (to come).

@@ -1,0 +1,526 @@
+//! A CNI runtime per the spec (1.0.0; 0.4.0 configs too): ADD, CHECK, DEL and VERSION of real
+//! plugin binaries, single configs and conflists.
+//!
+//! Plugins run inside the node namespace (a plugin treats the namespace it runs in as the host);
+//! `CNI_NETNS` is an nsfs path of the pod namespace (`/proc/PID/fd/N`). Conflist semantics, as
+//! libcni: ADD runs the plugins in order, each with the list's name and cniVersion, its
+//! `runtimeConfig` limited to its `capabilities`, and `prevResult` the previous plugin's output;
+//! CHECK runs in order with the cached final result; DEL runs in reverse order with it. IPAM and
+//! tuning state go to a per-lab directory, never /var/lib/cni.
+
+pub mod audit;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::netns::Netns;
+use crate::topology::source::{ConfigError, Source};
+
+/// Where plugins are looked for: `NETFAULT_CNI_PATH` (colon-separated) if set, else the
+/// fixture's `[cni] path`, else /usr/lib/cni then /opt/cni/bin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PluginPath(pub Vec<PathBuf>);
+
+impl PluginPath {
+    pub fn resolve(fixture: &[PathBuf]) -> PluginPath {
+        if let Some(env) = std::env::var_os("NETFAULT_CNI_PATH").filter(|v| !v.is_empty()) {
+            return PluginPath(std::env::split_paths(&env).collect());
+        }
+        if !fixture.is_empty() {
+            return PluginPath(fixture.to_vec());
+        }
+        PluginPath(vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()])
+    }
+
+    pub fn find(&self, plugin: &str) -> Option<PathBuf> {
+        if plugin.contains('/') {
+            return None;
+        }
+        self.0.iter().map(|d| d.join(plugin)).find(|p| p.is_file())
+    }
+
+    pub fn env_value(&self) -> String {
+        self.0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")
+    }
+}
+
+/// A network configuration list (a single config is a list of one).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ConfList {
+    pub cni_version: String,
+    pub name: String,
+    pub plugins: Vec<Value>,
+}
+
+impl ConfList {
+    /// Parses a conflist or a single config, with errors located in `src`.
+    pub fn parse(src: &Source) -> Result<ConfList, ConfigError> {
+        let v: Value = serde_json::from_str(&src.text).map_err(|e| {
+            let offset = line_col_offset(&src.text, e.line(), e.column());
+            src.error_at(offset..offset, format!("not valid JSON: {e}"), Some("a CNI config is a JSON object".into()))
+        })?;
+        let at = |k: &str| {
+            let i = src.text.find(&format!("\"{k}\"")).unwrap_or(0);
+            i..i
+        };
+        let Some(obj) = v.as_object() else {
+            return Err(src.error_at(0..0, "a CNI config must be a JSON object", None));
+        };
+        let version = obj.get("cniVersion").and_then(|x| x.as_str()).unwrap_or("").to_string();
+        if version.is_empty() {
+            return Err(src.error_at(0..0, "cniVersion is missing", Some("add \"cniVersion\": \"1.0.0\"".into())));
+        }
+        let Some(name) = obj.get("name").and_then(|x| x.as_str()).map(String::from) else {
+            return Err(src.error_at(0..0, "name is missing", Some("add \"name\": \"netfault\"".into())));
+        };
+        let plugins: Vec<Value> = match obj.get("plugins") {
+            Some(Value::Array(list)) => list.clone(),
+            Some(_) => return Err(src.error_at(at("plugins"), "plugins must be a list", None)),
+            None if obj.contains_key("type") => vec![v.clone()],
+            None => {
+                return Err(src.error_at(0..0, "neither a conflist (plugins) nor a config (type)", Some("see the CNI spec's network configuration format".into())))
+            }
+        };
+        if plugins.is_empty() {
+            return Err(src.error_at(at("plugins"), "plugins is empty", None));
+        }
+        for p in &plugins {
+            if p.get("type").and_then(|t| t.as_str()).is_none_or(|t| t.is_empty() || t.contains('/')) {
+                return Err(src.error_at(at("plugins"), "every plugin needs a \"type\" (a plugin binary's name)", None));
+            }
+        }
+        Ok(ConfList {
+            cni_version: version,
+            name,
+            plugins,
+        })
+    }
+
+    pub fn plugin_types(&self) -> Vec<String> {
+        self.plugins
+            .iter()
+            .filter_map(|p| p.get("type").and_then(|t| t.as_str()).map(String::from))
+            .collect()
+    }
+
+    /// CHECK needs 0.4.0 or later.
+    pub fn supports_check(&self) -> bool {
+        version_at_least(&self.cni_version, (0, 4, 0))
+    }
+}
+
+fn line_col_offset(text: &str, line: usize, col: usize) -> usize {
+    let mut off = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            return off + col.saturating_sub(1).min(l.len());
+        }
+        off += l.len();
+    }
+    off
+}
+
+pub fn version_at_least(v: &str, want: (u32, u32, u32)) -> bool {
+    let mut it = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
+    let got = (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0));
+    got >= want
+}
+
+/// A plugin's failure: which plugin, which command, its exit code and its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CniError {
+    pub plugin: String,
+    pub command: String,
+    /// The exit code; None when the plugin could not be run at all.
+    pub exit: Option<i32>,
+    /// The CNI error code the plugin reported.
+    pub code: Option<u64>,
+    pub msg: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+}
+
+impl fmt::Display for CniError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.exit {
+            Some(x) => write!(f, "CNI plugin {} failed {} (exit {x}", self.plugin, self.command)?,
+            None => write!(f, "CNI plugin {} could not run {} (", self.plugin, self.command)?,
+        }
+        if let Some(c) = self.code {
+            write!(f, ", code {c}")?;
+        }
+        write!(f, "): {}", self.msg)?;
+        if !self.stderr.is_empty() {
+            write!(f, " [stderr: {}]", self.stderr.lines().next().unwrap_or(""))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CniError {}
+
+/// What a plugin run printed.
+pub struct Exec {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit: i32,
+}
+
+/// Runs plugins for one lab: its plugin path, its state directory, its PATH for the helpers
+/// plugins run (iptables).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub path: PluginPath,
+    /// IPAM and tuning state (per lab).
+    pub data_dir: PathBuf,
+    /// The PATH plugins see (they run iptables); None: netfault's own.
+    pub exec_path: Option<String>,
+}
+
+/// One attachment: container, interface, the pod namespace and the cached result.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: String,
+    pub result: Value,
+}
+
+const PLUGIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Runtime {
+    /// Runs one plugin with a command, in `node`'s namespace.
+    pub async fn exec(&self, node: &Netns, plugin: &str, command: &str, container_id: &str, netns: &str, ifname: &str, stdin: Value) -> Result<Exec, CniError> {
+        let fail = |msg: String| CniError {
+            plugin: plugin.to_string(),
+            command: command.to_string(),
+            exit: None,
+            code: None,
+            msg,
+            stderr: String::new(),
+        };
+        let Some(bin) = self.path.find(plugin) else {
+            return Err(fail(format!("no plugin binary \"{plugin}\" in {}", self.path.env_value())));
+        };
+        let env: Vec<(String, String)> = vec![
+            ("CNI_COMMAND".into(), command.into()),
+            ("CNI_CONTAINERID".into(), container_id.into()),
+            ("CNI_NETNS".into(), netns.into()),
+            ("CNI_IFNAME".into(), ifname.into()),
+            ("CNI_PATH".into(), self.path.env_value()),
+            (
+                "PATH".into(),
+                self.exec_path
+                    .clone()
+                    .or_else(|| std::env::var("PATH").ok())
+                    .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            ),
+        ];
+        let input = serde_json::to_vec(&stdin).expect("json");
+        let run = node.run_async(move || -> std::io::Result<Exec> {
+            use std::io::Write;
+            let mut child = Command::new(&bin)
+                .env_clear()
+                .envs(env)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            child.stdin.take().expect("piped").write_all(&input)?;
+            let out = child.wait_with_output()?;
+            Ok(Exec {
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                exit: out.status.code().unwrap_or(-1),
+            })
+        });
+        let out = match tokio::time::timeout(PLUGIN_TIMEOUT, run).await {
+            Err(_) => return Err(fail(format!("did not finish within {} s", PLUGIN_TIMEOUT.as_secs()))),
+            Ok(Err(e)) | Ok(Ok(Err(e))) => return Err(fail(format!("cannot run it: {e}"))),
+            Ok(Ok(Ok(x))) => x,
+        };
+        if out.exit != 0 {
+            let v: Option<Value> = serde_json::from_str(out.stdout.trim()).ok();
+            let code = v.as_ref().and_then(|v| v.get("code")).and_then(|c| c.as_u64());
+            let mut msg = v
+                .as_ref()
+                .and_then(|v| v.get("msg"))
+                .and_then(|m| m.as_str())
+                .map(String::from)
+                .unwrap_or_else(|| out.stdout.trim().to_string());
+            if let Some(d) = v.as_ref().and_then(|v| v.get("details")).and_then(|d| d.as_str()) {
+                if !d.is_empty() {
+                    msg.push_str(&format!(": {d}"));
+                }
+            }
+            if msg.is_empty() {
+                msg = "no message".into();
+            }
+            return Err(CniError {
+                plugin: plugin.to_string(),
+                command: command.to_string(),
+                exit: Some(out.exit),
+                code,
+                msg,
+                stderr: out.stderr.trim().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The config one plugin of a list gets: the list's name and version, its runtimeConfig
+    /// limited to its capabilities, the previous result, state directories under the lab's.
+    fn plugin_conf(&self, list: &ConfList, plugin: &Value, prev: Option<&Value>, runtime_config: &Value) -> Value {
+        let mut c = plugin.clone();
+        let obj = c.as_object_mut().expect("plugin object");
+        obj.insert("name".into(), json!(list.name));
+        obj.insert("cniVersion".into(), json!(list.cni_version));
+        let caps: Vec<String> = plugin
+            .get("capabilities")
+            .and_then(|c| c.as_object())
+            .map(|m| m.iter().filter(|(_, v)| v.as_bool() == Some(true)).map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default();
+        let rc: serde_json::Map<String, Value> = runtime_config
+            .as_object()
+            .map(|m| m.iter().filter(|(k, _)| caps.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        if !rc.is_empty() {
+            obj.insert("runtimeConfig".into(), Value::Object(rc));
+        }
+        if let Some(p) = prev {
+            obj.insert("prevResult".into(), p.clone());
+        }
+        if let Some(ipam) = obj.get_mut("ipam").and_then(|i| i.as_object_mut()) {
+            if ipam.get("type").and_then(|t| t.as_str()) == Some("host-local") && !ipam.contains_key("dataDir") {
+                ipam.insert("dataDir".into(), json!(self.data_dir.join("ipam")));
+            }
+        }
+        if plugin.get("type").and_then(|t| t.as_str()) == Some("tuning") && !obj.contains_key("dataDir") {
+            obj.insert("dataDir".into(), json!(self.data_dir.join("tuning")));
+        }
+        c
+    }
+
+    /// ADD: every plugin in order, each given the previous one's result. If a plugin fails,
+    /// the ones before it are deleted again (in reverse), so a failed ADD leaves nothing.
+    pub async fn add(&self, node: &Netns, list: &ConfList, container_id: &str, netns: &str, ifname: &str, runtime_config: &Value) -> Result<Attachment, CniError> {
+        let mut prev: Option<Value> = None;
+        for (i, p) in list.plugins.iter().enumerate() {
+            let ty = p.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+            let conf = self.plugin_conf(list, p, prev.as_ref(), runtime_config);
+            match self.exec(node, &ty, "ADD", container_id, netns, ifname, conf).await {
+                Ok(out) => {
+                    let v: Value = serde_json::from_str(out.stdout.trim()).map_err(|e| CniError {
+                        plugin: ty.clone(),
+                        command: "ADD".into(),
+                        exit: Some(0),
+                        code: None,
+                        msg: format!("printed no valid result: {e}"),
+                        stderr: out.stderr.trim().to_string(),
+                    })?;
+                    prev = Some(v);
+                }
+                Err(e) => {
+                    // Undo what the plugins before this one did.
+                    let partial = ConfList {
+                        plugins: list.plugins[..=i].to_vec(),
+                        ..list.clone()
+                    };
+                    let att = Attachment {
+                        container_id: container_id.into(),
+                        ifname: ifname.into(),
+                        netns: netns.into(),
+                        result: prev.clone().unwrap_or(Value::Null),
+                    };
+                    let _ = self.del(node, &partial, &att, runtime_config).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Attachment {
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+            netns: netns.into(),
+            result: prev.unwrap_or(Value::Null),
+        })
+    }
+
+    /// CHECK: every plugin in order, with the cached result. Ok(None) when the list's version
+    /// predates CHECK.
+    pub async fn check(&self, node: &Netns, list: &ConfList, att: &Attachment, runtime_config: &Value) -> Result<(), CniError> {
+        for p in &list.plugins {
+            let ty = p.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+            let conf = self.plugin_conf(list, p, Some(&att.result), runtime_config);
+            self.exec(node, &ty, "CHECK", &att.container_id, &att.netns, &att.ifname, conf).await?;
+        }
+        Ok(())
+    }
+
+    /// DEL: every plugin in reverse order, with the cached result. Keeps going past a failure
+    /// and returns the first one.
+    pub async fn del(&self, node: &Netns, list: &ConfList, att: &Attachment, runtime_config: &Value) -> Result<(), CniError> {
+        let mut first = None;
+        for p in list.plugins.iter().rev() {
+            let ty = p.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+            let prev = (!att.result.is_null()).then_some(&att.result);
+            let conf = self.plugin_conf(list, p, prev, runtime_config);
+            if let Err(e) = self.exec(node, &ty, "DEL", &att.container_id, &att.netns, &att.ifname, conf).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// VERSION of one plugin: the spec versions it supports.
+    pub async fn version(&self, node: &Netns, plugin: &str, cni_version: &str) -> Result<Value, CniError> {
+        let out = self
+            .exec(node, plugin, "VERSION", "", "", "", json!({ "cniVersion": cni_version }))
+            .await?;
+        serde_json::from_str(out.stdout.trim()).map_err(|e| CniError {
+            plugin: plugin.into(),
+            command: "VERSION".into(),
+            exit: Some(0),
+            code: None,
+            msg: format!("printed no valid version: {e}"),
+            stderr: out.stderr,
+        })
+    }
+
+    /// IPAM reservations host-local holds for a network: (address, container id).
+    pub fn ipam_reservations(&self, network: &str) -> Vec<(String, String)> {
+        let dir = self.data_dir.join("ipam").join(network);
+        let Ok(rd) = std::fs::read_dir(&dir) else { return Vec::new() };
+        let mut v: Vec<(String, String)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.parse::<Ipv4Addr>().ok()?;
+                let owner = std::fs::read_to_string(e.path()).unwrap_or_default();
+                Some((name, owner.lines().next().unwrap_or("").trim().to_string()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The first IPv4 address and gateway of a result, and its interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultSummary {
+    pub address: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    /// (name, mac, in the sandbox?)
+    pub interfaces: Vec<(String, String, bool)>,
+}
+
+pub fn summarize(result: &Value) -> ResultSummary {
+    let address = result
+        .get("ips")
+        .and_then(|i| i.as_array())
+        .and_then(|a| a.iter().find_map(|ip| ip.get("address")?.as_str()?.parse::<Ipv4Net>().ok()));
+    let gateway = result
+        .get("ips")
+        .and_then(|i| i.as_array())
+        .and_then(|a| a.iter().find_map(|ip| ip.get("gateway")?.as_str()?.parse::<Ipv4Addr>().ok()));
+    let interfaces = result
+        .get("interfaces")
+        .and_then(|i| i.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| {
+                    Some((
+                        i.get("name")?.as_str()?.to_string(),
+                        i.get("mac").and_then(|m| m.as_str()).unwrap_or("").to_string(),
+                        i.get("sandbox").and_then(|s| s.as_str()).is_some_and(|s| !s.is_empty()),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ResultSummary {
+        address,
+        gateway,
+        interfaces,
+    }
+}
+
+/// A per-lab state directory for IPAM and tuning, under the run directory (so `gc` can find
+/// one a killed process left): `<run>/cni/<pid>.<n>`.
+pub fn state_dir() -> std::io::Result<PathBuf> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = crate::registry::run_dir()
+        .join("cni")
+        .join(format!("{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Removes state directories of processes that are gone; returns how many.
+pub fn gc_state_dirs() -> usize {
+    let root = crate::registry::run_dir().join("cni");
+    let Ok(rd) = std::fs::read_dir(&root) else { return 0 };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_dir_all(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflists_and_single_configs_parse() {
+        let l = ConfList::parse(&Source::new("a.conflist", r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#)).unwrap();
+        assert_eq!(l.plugin_types(), ["bridge", "portmap"]);
+        assert!(l.supports_check());
+        let c = ConfList::parse(&Source::new("a.conf", r#"{"cniVersion":"0.3.1","name":"n","type":"ptp"}"#)).unwrap();
+        assert_eq!(c.plugin_types(), ["ptp"]);
+        assert!(!c.supports_check());
+        let e = ConfList::parse(&Source::new("bad.conflist", "{\n  \"cniVersion\": \"1.0.0\",\n  \"name\": \n}")).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.message.starts_with("not valid JSON"), "{e}");
+        let e = ConfList::parse(&Source::new("x", r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"bridge":"cni0"}]}"#)).unwrap_err();
+        assert!(e.message.contains("needs a \"type\""), "{e}");
+    }
+
+    #[test]
+    fn runtime_config_is_limited_to_capabilities() {
+        let rt = Runtime {
+            path: PluginPath(vec![]),
+            data_dir: "/run/x".into(),
+            exec_path: None,
+        };
+        let l = ConfList {
+            cni_version: "1.0.0".into(),
+            name: "net".into(),
+            plugins: vec![
+                json!({"type":"bridge","ipam":{"type":"host-local","subnet":"10.0.0.0/24"}}),
+                json!({"type":"portmap","capabilities":{"portMappings":true}}),
+            ],
+        };
+        let rc = json!({"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{}});
+        let c0 = rt.plugin_conf(&l, &l.plugins[0], None, &rc);
+        assert!(c0.get("runtimeConfig").is_none());
+        assert_eq!(c0["name"], "net");
+        assert_eq!(c0["ipam"]["dataDir"], "/run/x/ipam");
+        let prev = json!({"cniVersion":"1.0.0"});
+        let c1 = rt.plugin_conf(&l, &l.plugins[1], Some(&prev), &rc);
+        assert!(c1["runtimeConfig"].get("portMappings").is_some());
+        assert!(c1["runtimeConfig"].get("bandwidth").is_none());
+        assert_eq!(c1["prevResult"], prev);
+    }
+}
