@@ -33,6 +33,10 @@ struct RawCase {
     probe: Option<RawProbe>,
     /// The culprits the diagnosis must name, as "HOST COMPONENT".
     culprits: Option<Vec<String>>,
+    /// Put the whole state of the healthy lab in the snapshot (what netfault or a CNI plugin
+    /// built), so a change in a plugin's behaviour shows in review.
+    #[serde(default)]
+    snapshot_dataplane: bool,
 }
 
 /// A validated case.
@@ -49,6 +53,7 @@ pub struct Case {
     pub expect: Vec<ExpectRule>,
     /// The distinct culprits ("host component") the diagnosis must name, if the case says.
     pub culprits: Option<Vec<String>>,
+    pub snapshot_dataplane: bool,
 }
 
 /// Reads and validates a case file and its fixture.
@@ -153,6 +158,7 @@ pub fn parse_case(
         faults: raw.fault,
         expect: rules,
         culprits: raw.culprits.map(|_| culprits),
+        snapshot_dataplane: raw.snapshot_dataplane,
     })
 }
 
@@ -207,6 +213,9 @@ pub struct CaseReport {
     /// Probe settings that differ from the defaults (sizes, counts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probes: Option<String>,
+    /// The healthy lab's whole state, normalised (when the case asks for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matrix: Option<Matrix>,
     /// Cells not as expected, one line each.
@@ -215,6 +224,9 @@ pub struct CaseReport {
     /// The distinct culprits of the diagnoses.
     pub culprits: Vec<Culprit>,
     pub timings: Timings,
+    /// Names a plugin chose, as `(name, stable name)`: each pod's host-side veth.
+    #[serde(skip)]
+    pub renames: Vec<(String, String)>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -277,11 +289,13 @@ impl Case {
             faults: self.faults.iter().map(|f| f.to_string()).collect(),
             state_diff: Vec::new(),
             probes: probe_note(&self.topology.probe),
+            dataplane: None,
             matrix: None,
             mismatches: Vec::new(),
             diagnoses: Vec::new(),
             culprits: Vec::new(),
             timings: Timings::default(),
+            renames: Vec::new(),
         }
     }
 
@@ -296,6 +310,15 @@ impl Case {
             )));
         }
         let before = diagnose::capture(lab).await?;
+        report.renames = lab
+            .topology()
+            .pods()
+            .filter(|(_, p)| lab.topology().cni.is_some() && !p.host_veth.is_empty())
+            .map(|(pod, p)| (p.host_veth.clone(), format!("veth({pod})")))
+            .collect();
+        if self.snapshot_dataplane {
+            report.dataplane = Some(before.render(|l| crate::cni::audit::normalise(lab, l)));
+        }
 
         let t = Instant::now();
         let mut guards = Vec::new();
@@ -443,8 +466,17 @@ fn status_of(e: &Error) -> Status {
 }
 
 impl CaseReport {
-    /// The stable text a snapshot holds: faults, state diff, matrix, explanations. No timings.
+    /// The stable text a snapshot holds: faults, state diff, matrix, explanations. No timings,
+    /// and no names a CNI plugin picked at random (veths, chain hashes).
     pub fn snapshot(&self) -> String {
+        let mut s = self.snapshot_raw();
+        for (name, stable) in &self.renames {
+            s = s.replace(name.as_str(), stable);
+        }
+        crate::cni::audit::redact_hashes(&s)
+    }
+
+    fn snapshot_raw(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "case: {}", self.case);
         let _ = writeln!(s, "fixture: {}", self.fixture);
@@ -454,6 +486,12 @@ impl CaseReport {
         }
         if let Some(m) = &self.message {
             let _ = writeln!(s, "message: {m}");
+        }
+        if let Some(d) = &self.dataplane {
+            let _ = writeln!(s, "\nthe healthy lab's dataplane:");
+            for l in d.lines() {
+                let _ = writeln!(s, "  {l}");
+            }
         }
         let _ = writeln!(s, "\nfaults:");
         for f in &self.faults {

@@ -26,6 +26,20 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum CniCmd {
+    /// ADD, break, CHECK, probe, DEL, look for leftovers: per catalog fault and lifecycle check.
+    Audit {
+        #[arg(long)]
+        conflist: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// How many fresh labs at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Build a lab from a fixture and pin it under /run/netns/<LAB>-<host> until `netfault down`.
     Up {
@@ -64,6 +78,11 @@ enum Cmd {
         #[arg(long)]
         all: bool,
     },
+    /// Run real CNI plugins against labs.
+    Cni {
+        #[command(subcommand)]
+        cmd: CniCmd,
+    },
     /// List the fault catalog: name, parameters, what it does, the component it breaks.
     Faults {
         #[arg(long)]
@@ -100,6 +119,14 @@ async fn dispatch(cmd: Cmd) -> i32 {
         Cmd::Diagnose { name, json } => return diagnose(&name, json).await,
         Cmd::Gc { all } => gc(all),
         Cmd::Demo => return demo().await,
+        Cmd::Cni {
+            cmd:
+                CniCmd::Audit {
+                    conflist,
+                    json,
+                    jobs,
+                },
+        } => return cni_audit(&conflist, json, jobs).await,
         Cmd::Faults { json } => {
             faults(json);
             Ok(())
@@ -254,6 +281,36 @@ async fn diagnose(name: &str, json: bool) -> i32 {
     }
 }
 
+async fn cni_audit(conflist: &Path, json: bool, jobs: usize) -> i32 {
+    let quiet = json;
+    let r = crate::cni::audit::run(conflist, jobs, move |done, total, row| {
+        if !quiet || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let check = match row.check_detects {
+                Some(true) => "CHECK detects",
+                Some(false) => "CHECK misses",
+                None => "",
+            };
+            eprintln!(
+                "[{done}/{total}] {} {check} · leaks {}",
+                row.check,
+                row.leaks.len()
+            );
+        }
+    })
+    .await;
+    match r {
+        Ok(a) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
+            } else {
+                print!("{}", crate::cni::audit::render(&a));
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 fn faults(json: bool) {
     let cat = crate::fault::CATALOG;
     if json {
@@ -287,7 +344,15 @@ fn gc(all: bool) -> Result<(), Error> {
             }
         }
     }
-    if removed == 0 && errors.is_empty() {
+    let keep: Vec<PathBuf> = registry::list()
+        .into_iter()
+        .filter_map(|l| l.cni_dir)
+        .collect();
+    let dirs = crate::cni::gc_state_dirs(&keep);
+    if dirs > 0 {
+        println!("removed {dirs} CNI state directories of processes that are gone");
+    }
+    if removed == 0 && dirs == 0 && errors.is_empty() {
         println!("nothing to collect");
     }
     if errors.is_empty() {

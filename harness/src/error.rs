@@ -36,6 +36,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<crate::topology::ConfigError> for Error {
+    fn from(e: crate::topology::ConfigError) -> Self {
+        Error::Config(e.into())
+    }
+}
+
 impl Error {
     pub fn other(msg: impl Into<String>) -> Self {
         Error::Other(msg.into())

@@ -2,8 +2,8 @@
 //! purpose, probe who can still reach whom, and explain why.
 
 pub mod case;
-pub mod cni;
 pub mod cli;
+pub mod cni;
 pub mod diagnose;
 pub mod error;
 pub mod fault;

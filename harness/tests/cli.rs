@@ -438,3 +438,83 @@ fn faults_lists_the_catalog() {
     assert_eq!(m["component"], "masquerade");
     assert_eq!(m["params"][0][0], "node");
 }
+
+#[test]
+fn cni_audit_rejects_a_broken_conflist_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.conflist");
+    std::fs::write(&bad, "{\n  \"cniVersion\": \"1.0.0\",\n  \"name\": ,\n}\n").unwrap();
+    let out = netfault(&["cni", "audit", "--conflist", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3:", bad.display())), "{err}");
+    assert!(out.stdout.is_empty(), "nothing was audited");
+
+    let missing = dir.path().join("missing.conflist");
+    let out = netfault(&["cni", "audit", "--conflist", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.conflist"), "{err}");
+}
+
+/// `up` on a fixture whose pods a plugin attaches, then `down`: the IPAM state directory goes
+/// with the lab.
+#[test]
+fn a_named_cni_lab_keeps_its_ipam_state_until_down() {
+    let run = tempfile::tempdir().unwrap();
+    let netns = tempfile::tempdir().unwrap();
+    let env = |c: &mut Command| {
+        c.env("NETFAULT_RUN_DIR", run.path())
+            .env("NETFAULT_NETNS_DIR", netns.path());
+    };
+    let mut up = netfault(&[
+        "up",
+        repo().join("fixtures/cni-bridge.toml").to_str().unwrap(),
+        "--name",
+        "clitest-cni",
+    ]);
+    env(&mut up);
+    let out = up.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state: Vec<_> = std::fs::read_dir(run.path().join("cni"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(state.len(), 1, "one CNI state directory for the lab");
+    // `up` has exited, but gc must not take the state of a lab that is still up.
+    let mut gc = netfault(&["gc"]);
+    env(&mut gc);
+    assert_eq!(gc.output().unwrap().status.code(), Some(0));
+    assert!(
+        state[0].path().exists(),
+        "gc removed a live lab's CNI state"
+    );
+    let mut diag = netfault(&["diagnose", "clitest-cni"]);
+    env(&mut diag);
+    let out = diag.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut down = netfault(&["down", "clitest-cni"]);
+    env(&mut down);
+    assert_eq!(down.output().unwrap().status.code(), Some(0));
+    let left: Vec<_> = std::fs::read_dir(run.path().join("cni"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "CNI state left: {left:?}");
+    assert_eq!(std::fs::read_dir(netns.path()).unwrap().count(), 0);
+}

@@ -229,6 +229,11 @@ async fn cni_fixtures_are_healthy_and_match_the_built_in_wiring() {
     let builtin = healthy("single-node.toml").await;
     for f in ["cni-bridge.toml", "cni-ptp.toml", "cni-chain.toml"] {
         let m = healthy(f).await;
-        assert_eq!(m.outcomes(), builtin.outcomes(), "{f}: the plugin's lab and the built-in one differ\n{}", m.render());
+        assert_eq!(
+            m.outcomes(),
+            builtin.outcomes(),
+            "{f}: the plugin's lab and the built-in one differ\n{}",
+            m.render()
+        );
     }
 }

@@ -47,7 +47,11 @@ impl PluginPath {
     }
 
     pub fn env_value(&self) -> String {
-        self.0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":")
+        self.0
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
     }
 }
 
@@ -64,7 +68,11 @@ impl ConfList {
     pub fn parse(src: &Source) -> Result<ConfList, ConfigError> {
         let v: Value = serde_json::from_str(&src.text).map_err(|e| {
             let offset = line_col_offset(&src.text, e.line(), e.column());
-            src.error_at(offset..offset, format!("not valid JSON: {e}"), Some("a CNI config is a JSON object".into()))
+            src.error_at(
+                offset..offset,
+                format!("not valid JSON: {e}"),
+                Some("a CNI config is a JSON object".into()),
+            )
         })?;
         let at = |k: &str| {
             let i = src.text.find(&format!("\"{k}\"")).unwrap_or(0);
@@ -73,27 +81,50 @@ impl ConfList {
         let Some(obj) = v.as_object() else {
             return Err(src.error_at(0..0, "a CNI config must be a JSON object", None));
         };
-        let version = obj.get("cniVersion").and_then(|x| x.as_str()).unwrap_or("").to_string();
+        let version = obj
+            .get("cniVersion")
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_string();
         if version.is_empty() {
-            return Err(src.error_at(0..0, "cniVersion is missing", Some("add \"cniVersion\": \"1.0.0\"".into())));
+            return Err(src.error_at(
+                0..0,
+                "cniVersion is missing",
+                Some("add \"cniVersion\": \"1.0.0\"".into()),
+            ));
         }
         let Some(name) = obj.get("name").and_then(|x| x.as_str()).map(String::from) else {
-            return Err(src.error_at(0..0, "name is missing", Some("add \"name\": \"netfault\"".into())));
+            return Err(src.error_at(
+                0..0,
+                "name is missing",
+                Some("add \"name\": \"netfault\"".into()),
+            ));
         };
         let plugins: Vec<Value> = match obj.get("plugins") {
             Some(Value::Array(list)) => list.clone(),
             Some(_) => return Err(src.error_at(at("plugins"), "plugins must be a list", None)),
             None if obj.contains_key("type") => vec![v.clone()],
             None => {
-                return Err(src.error_at(0..0, "neither a conflist (plugins) nor a config (type)", Some("see the CNI spec's network configuration format".into())))
+                return Err(src.error_at(
+                    0..0,
+                    "neither a conflist (plugins) nor a config (type)",
+                    Some("see the CNI spec's network configuration format".into()),
+                ))
             }
         };
         if plugins.is_empty() {
             return Err(src.error_at(at("plugins"), "plugins is empty", None));
         }
         for p in &plugins {
-            if p.get("type").and_then(|t| t.as_str()).is_none_or(|t| t.is_empty() || t.contains('/')) {
-                return Err(src.error_at(at("plugins"), "every plugin needs a \"type\" (a plugin binary's name)", None));
+            if p.get("type")
+                .and_then(|t| t.as_str())
+                .is_none_or(|t| t.is_empty() || t.contains('/'))
+            {
+                return Err(src.error_at(
+                    at("plugins"),
+                    "every plugin needs a \"type\" (a plugin binary's name)",
+                    None,
+                ));
             }
         }
         Ok(ConfList {
@@ -129,7 +160,11 @@ fn line_col_offset(text: &str, line: usize, col: usize) -> usize {
 
 pub fn version_at_least(v: &str, want: (u32, u32, u32)) -> bool {
     let mut it = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
-    let got = (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0));
+    let got = (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    );
     got >= want
 }
 
@@ -150,13 +185,23 @@ pub struct CniError {
 impl fmt::Display for CniError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.exit {
-            Some(x) => write!(f, "CNI plugin {} failed {} (exit {x}", self.plugin, self.command)?,
-            None => write!(f, "CNI plugin {} could not run {} (", self.plugin, self.command)?,
+            Some(x) => {
+                write!(
+                    f,
+                    "CNI plugin {} failed {} (exit {x}",
+                    self.plugin, self.command
+                )?;
+                if let Some(c) = self.code {
+                    write!(f, ", code {c}")?;
+                }
+                write!(f, "): {}", self.msg)?;
+            }
+            None => write!(
+                f,
+                "CNI plugin {} could not run {}: {}",
+                self.plugin, self.command, self.msg
+            )?,
         }
-        if let Some(c) = self.code {
-            write!(f, ", code {c}")?;
-        }
-        write!(f, "): {}", self.msg)?;
         if !self.stderr.is_empty() {
             write!(f, " [stderr: {}]", self.stderr.lines().next().unwrap_or(""))?;
         }
@@ -196,8 +241,16 @@ pub struct Attachment {
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Runtime {
-    /// Runs one plugin with a command, in `node`'s namespace.
-    pub async fn exec(&self, node: &Netns, plugin: &str, command: &str, container_id: &str, netns: &str, ifname: &str, stdin: Value) -> Result<Exec, CniError> {
+    /// Runs one plugin with a command, in `node`'s namespace, for the attachment `att`
+    /// (container, namespace, interface; its result is not used here).
+    pub async fn exec(
+        &self,
+        node: &Netns,
+        plugin: &str,
+        command: &str,
+        att: &Attachment,
+        stdin: Value,
+    ) -> Result<Exec, CniError> {
         let fail = |msg: String| CniError {
             plugin: plugin.to_string(),
             command: command.to_string(),
@@ -207,13 +260,16 @@ impl Runtime {
             stderr: String::new(),
         };
         let Some(bin) = self.path.find(plugin) else {
-            return Err(fail(format!("no plugin binary \"{plugin}\" in {}", self.path.env_value())));
+            return Err(fail(format!(
+                "no plugin binary \"{plugin}\" in {}",
+                self.path.env_value()
+            )));
         };
         let env: Vec<(String, String)> = vec![
             ("CNI_COMMAND".into(), command.into()),
-            ("CNI_CONTAINERID".into(), container_id.into()),
-            ("CNI_NETNS".into(), netns.into()),
-            ("CNI_IFNAME".into(), ifname.into()),
+            ("CNI_CONTAINERID".into(), att.container_id.clone()),
+            ("CNI_NETNS".into(), att.netns.clone()),
+            ("CNI_IFNAME".into(), att.ifname.clone()),
             ("CNI_PATH".into(), self.path.env_value()),
             (
                 "PATH".into(),
@@ -242,20 +298,32 @@ impl Runtime {
             })
         });
         let out = match tokio::time::timeout(PLUGIN_TIMEOUT, run).await {
-            Err(_) => return Err(fail(format!("did not finish within {} s", PLUGIN_TIMEOUT.as_secs()))),
+            Err(_) => {
+                return Err(fail(format!(
+                    "did not finish within {} s",
+                    PLUGIN_TIMEOUT.as_secs()
+                )))
+            }
             Ok(Err(e)) | Ok(Ok(Err(e))) => return Err(fail(format!("cannot run it: {e}"))),
             Ok(Ok(Ok(x))) => x,
         };
         if out.exit != 0 {
             let v: Option<Value> = serde_json::from_str(out.stdout.trim()).ok();
-            let code = v.as_ref().and_then(|v| v.get("code")).and_then(|c| c.as_u64());
+            let code = v
+                .as_ref()
+                .and_then(|v| v.get("code"))
+                .and_then(|c| c.as_u64());
             let mut msg = v
                 .as_ref()
                 .and_then(|v| v.get("msg"))
                 .and_then(|m| m.as_str())
                 .map(String::from)
                 .unwrap_or_else(|| out.stdout.trim().to_string());
-            if let Some(d) = v.as_ref().and_then(|v| v.get("details")).and_then(|d| d.as_str()) {
+            if let Some(d) = v
+                .as_ref()
+                .and_then(|v| v.get("details"))
+                .and_then(|d| d.as_str())
+            {
                 if !d.is_empty() {
                     msg.push_str(&format!(": {d}"));
                 }
@@ -277,7 +345,13 @@ impl Runtime {
 
     /// The config one plugin of a list gets: the list's name and version, its runtimeConfig
     /// limited to its capabilities, the previous result, state directories under the lab's.
-    fn plugin_conf(&self, list: &ConfList, plugin: &Value, prev: Option<&Value>, runtime_config: &Value) -> Value {
+    fn plugin_conf(
+        &self,
+        list: &ConfList,
+        plugin: &Value,
+        prev: Option<&Value>,
+        runtime_config: &Value,
+    ) -> Value {
         let mut c = plugin.clone();
         let obj = c.as_object_mut().expect("plugin object");
         obj.insert("name".into(), json!(list.name));
@@ -285,11 +359,21 @@ impl Runtime {
         let caps: Vec<String> = plugin
             .get("capabilities")
             .and_then(|c| c.as_object())
-            .map(|m| m.iter().filter(|(_, v)| v.as_bool() == Some(true)).map(|(k, _)| k.clone()).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| v.as_bool() == Some(true))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         let rc: serde_json::Map<String, Value> = runtime_config
             .as_object()
-            .map(|m| m.iter().filter(|(k, _)| caps.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| caps.contains(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         if !rc.is_empty() {
             obj.insert("runtimeConfig".into(), Value::Object(rc));
@@ -298,11 +382,15 @@ impl Runtime {
             obj.insert("prevResult".into(), p.clone());
         }
         if let Some(ipam) = obj.get_mut("ipam").and_then(|i| i.as_object_mut()) {
-            if ipam.get("type").and_then(|t| t.as_str()) == Some("host-local") && !ipam.contains_key("dataDir") {
+            if ipam.get("type").and_then(|t| t.as_str()) == Some("host-local")
+                && !ipam.contains_key("dataDir")
+            {
                 ipam.insert("dataDir".into(), json!(self.data_dir.join("ipam")));
             }
         }
-        if plugin.get("type").and_then(|t| t.as_str()) == Some("tuning") && !obj.contains_key("dataDir") {
+        if plugin.get("type").and_then(|t| t.as_str()) == Some("tuning")
+            && !obj.contains_key("dataDir")
+        {
             obj.insert("dataDir".into(), json!(self.data_dir.join("tuning")));
         }
         c
@@ -310,22 +398,41 @@ impl Runtime {
 
     /// ADD: every plugin in order, each given the previous one's result. If a plugin fails,
     /// the ones before it are deleted again (in reverse), so a failed ADD leaves nothing.
-    pub async fn add(&self, node: &Netns, list: &ConfList, container_id: &str, netns: &str, ifname: &str, runtime_config: &Value) -> Result<Attachment, CniError> {
-        let mut prev: Option<Value> = None;
+    pub async fn add(
+        &self,
+        node: &Netns,
+        list: &ConfList,
+        container_id: &str,
+        netns: &str,
+        ifname: &str,
+        runtime_config: &Value,
+    ) -> Result<Attachment, CniError> {
+        let mut att = Attachment {
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+            netns: netns.into(),
+            result: Value::Null,
+        };
         for (i, p) in list.plugins.iter().enumerate() {
-            let ty = p.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
-            let conf = self.plugin_conf(list, p, prev.as_ref(), runtime_config);
-            match self.exec(node, &ty, "ADD", container_id, netns, ifname, conf).await {
+            let ty = p
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("")
+                .to_string();
+            let prev = (!att.result.is_null()).then_some(&att.result);
+            let conf = self.plugin_conf(list, p, prev, runtime_config);
+            match self.exec(node, &ty, "ADD", &att, conf).await {
                 Ok(out) => {
-                    let v: Value = serde_json::from_str(out.stdout.trim()).map_err(|e| CniError {
-                        plugin: ty.clone(),
-                        command: "ADD".into(),
-                        exit: Some(0),
-                        code: None,
-                        msg: format!("printed no valid result: {e}"),
-                        stderr: out.stderr.trim().to_string(),
-                    })?;
-                    prev = Some(v);
+                    let v: Value =
+                        serde_json::from_str(out.stdout.trim()).map_err(|e| CniError {
+                            plugin: ty.clone(),
+                            command: "ADD".into(),
+                            exit: Some(0),
+                            code: None,
+                            msg: format!("printed no valid result: {e}"),
+                            stderr: out.stderr.trim().to_string(),
+                        })?;
+                    att.result = v;
                 }
                 Err(e) => {
                     // Undo what the plugins before this one did.
@@ -333,45 +440,54 @@ impl Runtime {
                         plugins: list.plugins[..=i].to_vec(),
                         ..list.clone()
                     };
-                    let att = Attachment {
-                        container_id: container_id.into(),
-                        ifname: ifname.into(),
-                        netns: netns.into(),
-                        result: prev.clone().unwrap_or(Value::Null),
-                    };
                     let _ = self.del(node, &partial, &att, runtime_config).await;
                     return Err(e);
                 }
             }
         }
-        Ok(Attachment {
-            container_id: container_id.into(),
-            ifname: ifname.into(),
-            netns: netns.into(),
-            result: prev.unwrap_or(Value::Null),
-        })
+        Ok(att)
     }
 
     /// CHECK: every plugin in order, with the cached result. Ok(None) when the list's version
     /// predates CHECK.
-    pub async fn check(&self, node: &Netns, list: &ConfList, att: &Attachment, runtime_config: &Value) -> Result<(), CniError> {
+    pub async fn check(
+        &self,
+        node: &Netns,
+        list: &ConfList,
+        att: &Attachment,
+        runtime_config: &Value,
+    ) -> Result<(), CniError> {
         for p in &list.plugins {
-            let ty = p.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+            let ty = p
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("")
+                .to_string();
             let conf = self.plugin_conf(list, p, Some(&att.result), runtime_config);
-            self.exec(node, &ty, "CHECK", &att.container_id, &att.netns, &att.ifname, conf).await?;
+            self.exec(node, &ty, "CHECK", att, conf).await?;
         }
         Ok(())
     }
 
     /// DEL: every plugin in reverse order, with the cached result. Keeps going past a failure
     /// and returns the first one.
-    pub async fn del(&self, node: &Netns, list: &ConfList, att: &Attachment, runtime_config: &Value) -> Result<(), CniError> {
+    pub async fn del(
+        &self,
+        node: &Netns,
+        list: &ConfList,
+        att: &Attachment,
+        runtime_config: &Value,
+    ) -> Result<(), CniError> {
         let mut first = None;
         for p in list.plugins.iter().rev() {
-            let ty = p.get("type").and_then(|t| t.as_str()).unwrap_or("").to_string();
+            let ty = p
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("")
+                .to_string();
             let prev = (!att.result.is_null()).then_some(&att.result);
             let conf = self.plugin_conf(list, p, prev, runtime_config);
-            if let Err(e) = self.exec(node, &ty, "DEL", &att.container_id, &att.netns, &att.ifname, conf).await {
+            if let Err(e) = self.exec(node, &ty, "DEL", att, conf).await {
                 first.get_or_insert(e);
             }
         }
@@ -379,9 +495,25 @@ impl Runtime {
     }
 
     /// VERSION of one plugin: the spec versions it supports.
-    pub async fn version(&self, node: &Netns, plugin: &str, cni_version: &str) -> Result<Value, CniError> {
+    pub async fn version(
+        &self,
+        node: &Netns,
+        plugin: &str,
+        cni_version: &str,
+    ) -> Result<Value, CniError> {
         let out = self
-            .exec(node, plugin, "VERSION", "", "", "", json!({ "cniVersion": cni_version }))
+            .exec(
+                node,
+                plugin,
+                "VERSION",
+                &Attachment {
+                    container_id: String::new(),
+                    ifname: String::new(),
+                    netns: String::new(),
+                    result: Value::Null,
+                },
+                json!({ "cniVersion": cni_version }),
+            )
             .await?;
         serde_json::from_str(out.stdout.trim()).map_err(|e| CniError {
             plugin: plugin.into(),
@@ -396,7 +528,9 @@ impl Runtime {
     /// IPAM reservations host-local holds for a network: (address, container id).
     pub fn ipam_reservations(&self, network: &str) -> Vec<(String, String)> {
         let dir = self.data_dir.join("ipam").join(network);
-        let Ok(rd) = std::fs::read_dir(&dir) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
         let mut v: Vec<(String, String)> = rd
             .flatten()
             .filter_map(|e| {
@@ -421,14 +555,14 @@ pub struct ResultSummary {
 }
 
 pub fn summarize(result: &Value) -> ResultSummary {
-    let address = result
-        .get("ips")
-        .and_then(|i| i.as_array())
-        .and_then(|a| a.iter().find_map(|ip| ip.get("address")?.as_str()?.parse::<Ipv4Net>().ok()));
-    let gateway = result
-        .get("ips")
-        .and_then(|i| i.as_array())
-        .and_then(|a| a.iter().find_map(|ip| ip.get("gateway")?.as_str()?.parse::<Ipv4Addr>().ok()));
+    let address = result.get("ips").and_then(|i| i.as_array()).and_then(|a| {
+        a.iter()
+            .find_map(|ip| ip.get("address")?.as_str()?.parse::<Ipv4Net>().ok())
+    });
+    let gateway = result.get("ips").and_then(|i| i.as_array()).and_then(|a| {
+        a.iter()
+            .find_map(|ip| ip.get("gateway")?.as_str()?.parse::<Ipv4Addr>().ok())
+    });
     let interfaces = result
         .get("interfaces")
         .and_then(|i| i.as_array())
@@ -437,8 +571,13 @@ pub fn summarize(result: &Value) -> ResultSummary {
                 .filter_map(|i| {
                     Some((
                         i.get("name")?.as_str()?.to_string(),
-                        i.get("mac").and_then(|m| m.as_str()).unwrap_or("").to_string(),
-                        i.get("sandbox").and_then(|s| s.as_str()).is_some_and(|s| !s.is_empty()),
+                        i.get("mac")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("")
+                            .to_string(),
+                        i.get("sandbox")
+                            .and_then(|s| s.as_str())
+                            .is_some_and(|s| !s.is_empty()),
                     ))
                 })
                 .collect()
@@ -456,22 +595,32 @@ pub fn summarize(result: &Value) -> ResultSummary {
 pub fn state_dir() -> std::io::Result<PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let dir = crate::registry::run_dir()
-        .join("cni")
-        .join(format!("{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let dir = crate::registry::run_dir().join("cni").join(format!(
+        "{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
-/// Removes state directories of processes that are gone; returns how many.
-pub fn gc_state_dirs() -> usize {
+/// Removes state directories of processes that are gone, except those in `keep` (a named
+/// lab's, which outlives the `netfault up` that made it); returns how many.
+pub fn gc_state_dirs(keep: &[PathBuf]) -> usize {
     let root = crate::registry::run_dir().join("cni");
-    let Ok(rd) = std::fs::read_dir(&root) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(&root) else {
+        return 0;
+    };
     let mut n = 0;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if !Path::new(&format!("/proc/{pid}")).exists() && std::fs::remove_dir_all(e.path()).is_ok() {
+        let Some(pid) = name.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !keep.contains(&e.path())
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_dir_all(e.path()).is_ok()
+        {
             n += 1;
         }
     }
@@ -487,13 +636,25 @@ mod tests {
         let l = ConfList::parse(&Source::new("a.conflist", r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"bridge"},{"type":"portmap","capabilities":{"portMappings":true}}]}"#)).unwrap();
         assert_eq!(l.plugin_types(), ["bridge", "portmap"]);
         assert!(l.supports_check());
-        let c = ConfList::parse(&Source::new("a.conf", r#"{"cniVersion":"0.3.1","name":"n","type":"ptp"}"#)).unwrap();
+        let c = ConfList::parse(&Source::new(
+            "a.conf",
+            r#"{"cniVersion":"0.3.1","name":"n","type":"ptp"}"#,
+        ))
+        .unwrap();
         assert_eq!(c.plugin_types(), ["ptp"]);
         assert!(!c.supports_check());
-        let e = ConfList::parse(&Source::new("bad.conflist", "{\n  \"cniVersion\": \"1.0.0\",\n  \"name\": \n}")).unwrap_err();
+        let e = ConfList::parse(&Source::new(
+            "bad.conflist",
+            "{\n  \"cniVersion\": \"1.0.0\",\n  \"name\": \n}",
+        ))
+        .unwrap_err();
         assert_eq!(e.line, 4, "{e}");
         assert!(e.message.starts_with("not valid JSON"), "{e}");
-        let e = ConfList::parse(&Source::new("x", r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"bridge":"cni0"}]}"#)).unwrap_err();
+        let e = ConfList::parse(&Source::new(
+            "x",
+            r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"bridge":"cni0"}]}"#,
+        ))
+        .unwrap_err();
         assert!(e.message.contains("needs a \"type\""), "{e}");
     }
 

@@ -108,7 +108,8 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
     // MACs of interfaces that are gone still belong to the interface the lab gave them to.
     for hp in &lab.plan().hosts {
         for i in hp.ifaces.iter().filter(|i| i.mac.iter().any(|b| *b != 0)) {
-            macs.entry(i.mac.to_vec()).or_insert_with(|| format!("{}:{}", hp.name, i.name));
+            macs.entry(i.mac.to_vec())
+                .or_insert_with(|| format!("{}:{}", hp.name, i.name));
         }
     }
     let mut order: Vec<String> = lab.topology().namespace_names();
@@ -151,7 +152,9 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
                     peer: None,
                     mac: match (&planned_mac, &l.mac) {
                         // A zero MAC in the plan: a plugin chose it, nothing to compare.
-                        (Some(p), Some(m)) if p != m && p.iter().any(|b| *b != 0) => "changed".into(),
+                        (Some(p), Some(m)) if p != m && p.iter().any(|b| *b != 0) => {
+                            "changed".into()
+                        }
                         _ => "planned".into(),
                     },
                     details: l.details.clone(),
@@ -600,6 +603,79 @@ fn multiset_minus<'a>(a: &'a [String], b: &[String]) -> Vec<&'a String> {
         }
     }
     out
+}
+
+impl LabState {
+    /// The whole state as text, for a dataplane snapshot: what netfault or a plugin built. Only
+    /// per-interface sysctls that differ from the namespace's defaults are shown; `rename`
+    /// rewrites names that change from run to run (a plugin's veth names, chain hashes).
+    pub fn render(&self, rename: impl Fn(&str) -> String) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        for (host, h) in &self.hosts {
+            let _ = writeln!(s, "{host}:");
+            let mut lines: Vec<String> = Vec::new();
+            for (name, l) in &h.links {
+                if name != "lo" {
+                    lines.push(format!("link {name}: {}", l.describe()));
+                }
+            }
+            lines.extend(h.addresses.iter().map(|a| format!("address {a}")));
+            lines.extend(h.routes.iter().map(|r| format!("route {r}")));
+            lines.extend(
+                h.rules
+                    .iter()
+                    .filter(|r| {
+                        ![
+                            "0: from all lookup local",
+                            "32766: from all lookup main",
+                            "32767: from all lookup default",
+                        ]
+                        .contains(&r.as_str())
+                    })
+                    .map(|r| format!("rule {r}")),
+            );
+            lines.extend(h.neighbours.iter().map(|n| format!("neighbour {n}")));
+            lines.extend(h.fdb.iter().map(|f| format!("fdb {f}")));
+            let bridged = h.links.values().any(|l| l.kind == "bridge");
+            for (k, v) in &h.sysctls {
+                // br_netfilter's switch matters only where a bridge is.
+                if k.starts_with("net.bridge.") && !bridged {
+                    continue;
+                }
+                let default =
+                    iface_key(k).map(|(_, setting)| format!("net.ipv4.conf.default.{setting}"));
+                let differs = match &default {
+                    Some(d) if !k.contains(".default.") && !k.contains(".all.") => {
+                        h.sysctls.get(d) != Some(v)
+                    }
+                    _ => true,
+                };
+                if differs {
+                    lines.push(format!("sysctl {k} = {v}"));
+                }
+            }
+            for (t, chains) in &h.nft {
+                for (c, rules) in chains {
+                    let head = rules
+                        .first()
+                        .filter(|x| !x.is_empty())
+                        .map(|x| format!(" ({x})"))
+                        .unwrap_or_default();
+                    lines.push(format!("nft {t} {c}{head}"));
+                    for r in rules.iter().skip(1) {
+                        lines.push(format!("nft {t} {c}: {r}"));
+                    }
+                }
+            }
+            let mut lines: Vec<String> = lines.into_iter().map(|l| rename(&l)).collect();
+            lines.sort();
+            for l in lines {
+                let _ = writeln!(s, "  {l}");
+            }
+        }
+        s
+    }
 }
 
 #[cfg(test)]

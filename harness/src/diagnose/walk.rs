@@ -1356,13 +1356,21 @@ impl<'a> Walker<'a> {
             if far_host == target {
                 // The neighbour entry the sender used must name the interface holding the
                 // next hop's address (the bridge, for an address on a bridge).
+                // ptp puts the same gateway address on every host-side veth: the holder that
+                // counts is the one on this segment.
                 if let Some(n) = &neighbour {
-                    let holder = self
+                    let holders: Vec<u32> = self
                         .addrs(&far_host)
                         .await?
                         .iter()
-                        .find(|a| a.net.addr() == nexthop)
-                        .map(|a| a.index);
+                        .filter(|a| a.net.addr() == nexthop)
+                        .map(|a| a.index)
+                        .collect();
+                    let holder = holders
+                        .iter()
+                        .find(|&&ix| ix == far.index || Some(ix) == far.master)
+                        .or(holders.first())
+                        .copied();
                     let want = match holder {
                         Some(ix) => self
                             .links(&far_host)

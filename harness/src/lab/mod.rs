@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 
+use crate::cni;
 use crate::error::{nl, Error, Result};
 use crate::netns::{self, Netns};
 use crate::nl::{self as netlink, NlConn, VethSpec};
 use crate::registry::{self, LabRecord, LabState};
-use crate::cni;
 use crate::topology::Topology;
 pub use plan::{HostPlan, IfaceKind, Plan};
 
@@ -74,12 +74,20 @@ impl Drop for CniState {
     }
 }
 
-/// How long `up` waits for carriers before it calls the lab broken.
-const OPER_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `up` waits for carriers before it calls the lab broken. Normally milliseconds; the
+/// kernel updates operational state under the rtnl lock, which a busy machine tearing down
+/// other namespaces can hold for seconds.
+const OPER_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Lab {
     /// Builds an anonymous lab: gone when the `Lab` drops or the process dies.
     pub async fn up(topo: &Topology) -> Result<Lab> {
+        Lab::up_with(topo, &[]).await
+    }
+
+    /// Builds an anonymous lab, leaving the named CNI pods unattached (their namespaces exist;
+    /// `cni_add` attaches them later).
+    pub async fn up_with(topo: &Topology, unattached: &[&str]) -> Result<Lab> {
         if let crate::topology::Network::Tunnel { kind } = &topo.cluster.network {
             return Err(tunnel_unsupported(kind).await);
         }
@@ -96,7 +104,7 @@ impl Lab {
         // On error `lab` drops here, closing every fd: nothing is left behind.
         lab.wire().await?;
         if topo.cni.is_some() {
-            lab.attach_cni_pods().await?;
+            lab.attach_cni_pods(unattached).await?;
         }
         Ok(lab)
     }
@@ -440,13 +448,17 @@ impl Lab {
 
     /// The `CNI_NETNS` path of a host's namespace: an fd of this process.
     pub fn netns_path(&self, host: &str) -> Result<String> {
-        Ok(format!("/proc/{}/fd/{}", std::process::id(), self.host(host)?.ns.raw_fd()))
+        Ok(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.host(host)?.ns.raw_fd()
+        ))
     }
 
     /// Attaches every pod with the fixture's conflist (per node, pods in order: host-local
     /// allocates round-robin, so addresses come from the results, never assumed), then records
     /// what the plugins built in the topology and the plan.
-    async fn attach_cni_pods(&mut self) -> Result<()> {
+    async fn attach_cni_pods(&mut self, unattached: &[&str]) -> Result<()> {
         let spec = self.topo.cni.clone().expect("cni fixture");
         let dir = cni::state_dir().map_err(|e| Error::io("creating the CNI state directory", e))?;
         let runtime = cni::Runtime {
@@ -460,33 +472,153 @@ impl Lab {
             attachments: BTreeMap::new(),
             owns_dir: true,
         };
-        let nodes: Vec<(String, crate::topology::NodeSpec)> = self.topo.nodes().map(|(n, s)| (n.to_string(), s.clone())).collect();
+        let nodes: Vec<(String, crate::topology::NodeSpec)> = self
+            .topo
+            .nodes()
+            .map(|(n, s)| (n.to_string(), s.clone()))
+            .collect();
         for (node, ns) in &nodes {
             let gw = ns.pod_cidr.hosts().next().expect("pod cidr has hosts");
             let text = crate::topology::parse::fill_conflist(&spec.template, node, ns.pod_cidr, gw);
-            let list = cni::ConfList::parse(&crate::topology::Source::new(&spec.conflist_path, text)).map_err(crate::topology::ConfigErrors::from)?;
+            let list =
+                cni::ConfList::parse(&crate::topology::Source::new(&spec.conflist_path, text))
+                    .map_err(crate::topology::ConfigErrors::from)?;
             state.lists.insert(node.clone(), list);
         }
-        let pods: Vec<(String, String, String)> = self.topo.pods().map(|(n, p)| (n.to_string(), p.node.clone(), p.ifname.clone())).collect();
+        let pods: Vec<(String, String, String)> = self
+            .topo
+            .pods()
+            .map(|(n, p)| (n.to_string(), p.node.clone(), p.ifname.clone()))
+            .collect();
         // Store the state first: an error below drops the lab and with it the state directory.
         self.cni = Some(state);
-        for (pod, node, ifname) in &pods {
+        for (pod, node, ifname) in pods.iter().filter(|p| !unattached.contains(&p.0.as_str())) {
             let netns = self.netns_path(pod)?;
             let st = self.cni.as_ref().expect("set");
             let list = st.lists[node].clone();
             let att = st
                 .runtime
-                .add(&self.host(node)?.ns, &list, &format!("netfault-{pod}"), &netns, ifname, &spec.runtime_config)
+                .add(
+                    &self.host(node)?.ns,
+                    &list,
+                    &format!("netfault-{pod}"),
+                    &netns,
+                    ifname,
+                    &spec.runtime_config,
+                )
                 .await
                 .map_err(Error::Cni)?;
             self.record_cni_pod(pod, &att)?;
-            self.cni.as_mut().expect("set").attachments.insert(pod.clone(), att);
+            self.cni
+                .as_mut()
+                .expect("set")
+                .attachments
+                .insert(pod.clone(), att);
         }
         self.plan = Plan::from_topology(&self.topo);
         for hp in self.plan.hosts.clone() {
             self.wait_up(&hp).await?;
         }
         Ok(())
+    }
+
+    /// Runs the conflist's ADD for a pod now (records the result like `up` does).
+    pub async fn cni_add(&mut self, pod: &str) -> Result<()> {
+        let (node, ifname) = self
+            .topo
+            .host(pod)
+            .and_then(|h| h.as_pod())
+            .map(|p| (p.node.clone(), p.ifname.clone()))
+            .ok_or_else(|| Error::NotFound(format!("{pod} is not a pod")))?;
+        let netns = self.netns_path(pod)?;
+        let spec = self
+            .topo
+            .cni
+            .clone()
+            .ok_or_else(|| Error::other("the lab's pods are not attached by CNI"))?;
+        let st = self
+            .cni
+            .as_ref()
+            .ok_or_else(|| Error::other("no CNI state"))?;
+        let list = st.lists[&node].clone();
+        let att = st
+            .runtime
+            .add(
+                &self.host(&node)?.ns,
+                &list,
+                &format!("netfault-{pod}"),
+                &netns,
+                &ifname,
+                &spec.runtime_config,
+            )
+            .await?;
+        self.record_cni_pod(pod, &att)?;
+        self.cni
+            .as_mut()
+            .expect("state")
+            .attachments
+            .insert(pod.to_string(), att);
+        self.plan = Plan::from_topology(&self.topo);
+        for hp in self.plan.hosts.clone() {
+            if hp.name == pod || hp.name == node {
+                self.wait_up(&hp).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the conflist's CHECK for an attached pod.
+    pub async fn cni_check(&self, pod: &str) -> Result<std::result::Result<(), cni::CniError>> {
+        let (st, node, att) = self.cni_parts(pod)?;
+        let rc = self
+            .topo
+            .cni
+            .as_ref()
+            .map(|c| c.runtime_config.clone())
+            .unwrap_or_default();
+        Ok(st
+            .runtime
+            .check(&self.host(&node)?.ns, &st.lists[&node], att, &rc)
+            .await)
+    }
+
+    /// Runs the conflist's DEL for a pod (attached now or before; the cached result goes to the
+    /// plugins as the spec says).
+    pub async fn cni_del(&self, pod: &str) -> Result<std::result::Result<(), cni::CniError>> {
+        let (st, node, att) = self.cni_parts(pod)?;
+        let rc = self
+            .topo
+            .cni
+            .as_ref()
+            .map(|c| c.runtime_config.clone())
+            .unwrap_or_default();
+        Ok(st
+            .runtime
+            .del(&self.host(&node)?.ns, &st.lists[&node], att, &rc)
+            .await)
+    }
+
+    fn cni_parts(&self, pod: &str) -> Result<(&CniState, String, &cni::Attachment)> {
+        let st = self
+            .cni
+            .as_ref()
+            .ok_or_else(|| Error::other("the lab's pods are not attached by CNI"))?;
+        let att = st
+            .attachments
+            .get(pod)
+            .ok_or_else(|| Error::NotFound(format!("{pod} was never attached")))?;
+        let node = self
+            .topo
+            .host(pod)
+            .and_then(|h| h.as_pod())
+            .map(|p| p.node.clone())
+            .expect("pod");
+        Ok((st, node, att))
+    }
+
+    /// The CNI state, mutable (to change the plugin path or PATH for a check).
+    pub fn cni_mut(&mut self) -> Option<&mut CniState> {
+        self.cni.as_mut()
     }
 
     /// Takes a pod's address, gateway and host veth from its CNI result into the topology.
@@ -498,10 +630,23 @@ impl Lab {
         let host_veth = sum
             .interfaces
             .iter()
-            .find(|(name, _, sandbox)| !sandbox && Some(name.as_str()) != self.topo.cni.as_ref().and_then(|c| c.bridge.as_deref()))
+            .find(|(name, _, sandbox)| {
+                !sandbox
+                    && Some(name.as_str())
+                        != self.topo.cni.as_ref().and_then(|c| c.bridge.as_deref())
+            })
             .map(|(n, _, _)| n.clone())
-            .ok_or_else(|| Error::other(format!("{pod}: the CNI result names no host-side interface")))?;
-        let node_name = self.topo.host(pod).and_then(|h| h.as_pod()).map(|p| p.node.clone()).expect("pod");
+            .ok_or_else(|| {
+                Error::other(format!(
+                    "{pod}: the CNI result names no host-side interface"
+                ))
+            })?;
+        let node_name = self
+            .topo
+            .host(pod)
+            .and_then(|h| h.as_pod())
+            .map(|p| p.node.clone())
+            .expect("pod");
         for h in self.topo.hosts.iter_mut() {
             match &mut h.role {
                 crate::topology::Role::Pod(p) if h.name == pod => {

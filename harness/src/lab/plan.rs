@@ -155,7 +155,10 @@ impl Plan {
                 // The plugin builds the pod side (its bridge, its masquerade); the plan records
                 // it once pods are attached (below).
                 h.addresses.push((node.uplink_ifname.clone(), node.uplink));
-                if let (Some(b), true) = (t.cni.as_ref().and_then(|c| c.bridge.clone()), t.pods_of(name).any(|(_, p)| !p.host_veth.is_empty())) {
+                if let (Some(b), true) = (
+                    t.cni.as_ref().and_then(|c| c.bridge.clone()),
+                    t.pods_of(name).any(|(_, p)| !p.host_veth.is_empty()),
+                ) {
                     h.ifaces.push(IfacePlan {
                         name: b.clone(),
                         kind: IfaceKind::Bridge,
@@ -163,7 +166,11 @@ impl Plan {
                         master: None,
                         mtu: None,
                     });
-                    h.addresses.push((b, Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len()).expect("valid prefix")));
+                    h.addresses.push((
+                        b,
+                        Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len())
+                            .expect("valid prefix"),
+                    ));
                 }
                 continue;
             }
@@ -191,7 +198,10 @@ impl Plan {
         }
 
         for (name, pod) in t.pods() {
-            let node = t.host(&pod.node).and_then(|h| h.as_node()).expect("validated pod node");
+            let node = t
+                .host(&pod.node)
+                .and_then(|h| h.as_node())
+                .expect("validated pod node");
             if let Some(cni) = &t.cni {
                 // Attached by a plugin: what it built, as its result said (MACs unknown: zero).
                 if pod.host_veth.is_empty() {
@@ -230,7 +240,10 @@ impl Plan {
                     master: None,
                     mtu: None,
                 });
-                p.addresses.push((pod.ifname.clone(), Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix")));
+                p.addresses.push((
+                    pod.ifname.clone(),
+                    Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix"),
+                ));
                 p.routes.push(RoutePlan {
                     dst: "0.0.0.0/0".parse().expect("default"),
                     gateway: Some(node.gateway),

@@ -17,7 +17,7 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     /// The uplink segment every node's uplink and every external host sits on.
     pub uplink: Option<Segment>,
-        /// How nodes carry pod traffic between them.
+    /// How nodes carry pod traffic between them.
     pub cluster: Cluster,
     /// Pods attached by real CNI plugins instead of netfault's own wiring.
     pub cni: Option<CniSpec>,
@@ -318,14 +318,14 @@ impl Topology {
         self.hosts.iter().find(|h| {
             h.address() == ip
                 || h.as_node().is_some_and(|n| {
-                    (self.has_bridge() && n.gateway == ip)
+                    ((self.has_bridge() || self.cni.is_some()) && n.gateway == ip)
                         || (matches!(self.cluster.network, Network::Vxlan(_))
                             && n.pod_cidr.network() == ip)
                 })
         })
     }
 
-        /// Whether nodes put their pods on a bridge (every design but routed, and CNI's ptp).
+    /// Whether nodes put their pods on a bridge (every design but routed, and CNI's ptp).
     pub fn has_bridge(&self) -> bool {
         match &self.cni {
             Some(c) => c.bridge.is_some(),

@@ -43,7 +43,7 @@ struct RawFixture {
     pod: IndexMap<String, RawPod>,
     #[serde(default)]
     external: IndexMap<String, RawExternal>,
-        #[serde(default)]
+    #[serde(default)]
     cluster: Option<RawCluster>,
     #[serde(default)]
     cni: Option<RawCni>,
@@ -445,7 +445,7 @@ impl Validator<'_> {
             });
         }
 
-                let cni = self.cni(raw.cni.as_ref(), &raw.node);
+        let cni = self.cni(raw.cni.as_ref(), &raw.node);
         let mut pods_per_node: HashMap<&str, usize> = HashMap::new();
         for (name, p) in &raw.pod {
             let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
@@ -483,12 +483,14 @@ impl Validator<'_> {
                     ),
                 );
             }
-                        let ip = match (&cni, &p.ip) {
+            let ip = match (&cni, &p.ip) {
                 (Some(_), Some(_)) => {
                     self.err(
                         &at("ip"),
                         format!("pod {name}: with [cni], the plugin's IPAM assigns pod addresses"),
-                        Some("remove ip; netfault reads the address from the plugin's result".into()),
+                        Some(
+                            "remove ip; netfault reads the address from the plugin's result".into(),
+                        ),
                     );
                     continue;
                 }
@@ -497,7 +499,10 @@ impl Validator<'_> {
                     self.err(
                         &[Key::Field("pod"), Key::Name(name)],
                         format!("pod {name} has no ip"),
-                        Some(format!("add ip = \"ADDRESS\" with an address inside {}", node.pod_cidr)),
+                        Some(format!(
+                            "add ip = \"ADDRESS\" with an address inside {}",
+                            node.pod_cidr
+                        )),
                     );
                     continue;
                 }
@@ -510,7 +515,11 @@ impl Validator<'_> {
             };
             if cni.is_some() {
                 if p.host_veth.is_some() {
-                    self.err(&at("host_veth"), "with [cni], the plugin names the host veth", Some("remove host_veth".into()));
+                    self.err(
+                        &at("host_veth"),
+                        "with [cni], the plugin names the host veth",
+                        Some("remove host_veth".into()),
+                    );
                 }
                 hosts.push(Host {
                     name: name.clone(),
@@ -665,7 +674,7 @@ impl Validator<'_> {
         let mut topo = Topology {
             name,
             description: raw.description,
-                        hosts,
+            hosts,
             uplink: segment,
             cluster,
             cni,
@@ -794,16 +803,25 @@ impl Validator<'_> {
         c
     }
 
-        /// `[cni]`: the conflist that attaches pods, read and checked (placeholders filled in for the
+    /// `[cni]`: the conflist that attaches pods, read and checked (placeholders filled in for the
     /// first node).
     fn cni(&mut self, raw: Option<&RawCni>, nodes: &IndexMap<String, RawNode>) -> Option<CniSpec> {
         let raw = raw?;
         let at = |k: &'static str| [Key::Field("cni"), Key::Field(k)];
-        let path = self.src.path.parent().unwrap_or(Path::new(".")).join(&raw.conflist);
+        let path = self
+            .src
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&raw.conflist);
         let text = match Source::read(&path) {
             Ok(s) => s.text,
             Err(e) => {
-                self.err(&at("conflist"), format!("conflist \"{}\": {}", raw.conflist, e.message), Some("the path is relative to the fixture's directory".into()));
+                self.err(
+                    &at("conflist"),
+                    format!("conflist \"{}\": {}", raw.conflist, e.message),
+                    Some("the path is relative to the fixture's directory".into()),
+                );
                 return None;
             }
         };
@@ -819,7 +837,13 @@ impl Validator<'_> {
         };
         let first_type = list.plugin_types().into_iter().next().unwrap_or_default();
         let bridge = match first_type.as_str() {
-            "bridge" => Some(list.plugins[0].get("bridge").and_then(|b| b.as_str()).unwrap_or("cni0").to_string()),
+            "bridge" => Some(
+                list.plugins[0]
+                    .get("bridge")
+                    .and_then(|b| b.as_str())
+                    .unwrap_or("cni0")
+                    .to_string(),
+            ),
             "ptp" => None,
             other => {
                 self.err(
@@ -835,7 +859,11 @@ impl Validator<'_> {
             Some(s) => match serde_json::from_str::<serde_json::Value>(s) {
                 Ok(v) if v.is_object() => v,
                 _ => {
-                    self.err(&at("runtime_config"), "runtime_config must be a JSON object", Some("for example '{\"portMappings\": []}'".into()));
+                    self.err(
+                        &at("runtime_config"),
+                        "runtime_config must be a JSON object",
+                        Some("for example '{\"portMappings\": []}'".into()),
+                    );
                     serde_json::Value::Object(Default::default())
                 }
             },
@@ -843,7 +871,12 @@ impl Validator<'_> {
         Some(CniSpec {
             conflist_path: path,
             template: text,
-            path: raw.path.iter().flatten().map(std::path::PathBuf::from).collect(),
+            path: raw
+                .path
+                .iter()
+                .flatten()
+                .map(std::path::PathBuf::from)
+                .collect(),
             bridge,
             runtime_config,
         })
