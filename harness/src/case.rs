@@ -37,6 +37,14 @@ struct RawCase {
     /// built), so a change in a plugin's behaviour shows in review.
     #[serde(default)]
     snapshot_dataplane: bool,
+    /// Keep kernel evidence out of the snapshot, for a case whose counters depend on timing
+    /// (queue drops under shaping): the diagnosis itself is still asserted.
+    #[serde(default = "yes")]
+    snapshot_evidence: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A validated case.
@@ -54,6 +62,7 @@ pub struct Case {
     /// The distinct culprits ("host component") the diagnosis must name, if the case says.
     pub culprits: Option<Vec<String>>,
     pub snapshot_dataplane: bool,
+    pub snapshot_evidence: bool,
 }
 
 /// Reads and validates a case file and its fixture.
@@ -159,6 +168,7 @@ pub fn parse_case(
         expect: rules,
         culprits: raw.culprits.map(|_| culprits),
         snapshot_dataplane: raw.snapshot_dataplane,
+        snapshot_evidence: raw.snapshot_evidence,
     })
 }
 
@@ -227,6 +237,9 @@ pub struct CaseReport {
     /// Names a plugin chose, as `(name, stable name)`: each pod's host-side veth.
     #[serde(skip)]
     pub renames: Vec<(String, String)>,
+    /// Whether the snapshot shows the diagnoses' kernel evidence.
+    #[serde(skip)]
+    pub snapshot_evidence: bool,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -296,6 +309,7 @@ impl Case {
             culprits: Vec::new(),
             timings: Timings::default(),
             renames: Vec::new(),
+            snapshot_evidence: self.snapshot_evidence,
         }
     }
 
@@ -522,6 +536,10 @@ impl CaseReport {
             let _ = writeln!(s, "  (no pair got worse)");
         }
         for d in &self.diagnoses {
+            let mut d = d.clone();
+            if !self.snapshot_evidence {
+                d.evidence.clear();
+            }
             for l in d.render(true).lines() {
                 let _ = writeln!(s, "  {l}");
             }

@@ -545,13 +545,35 @@ pub async fn wait_oper_up(
     names: &[String],
     timeout: std::time::Duration,
 ) -> Result<Vec<String>, rtnetlink::Error> {
+    wait_oper(h, names, true, timeout).await
+}
+
+/// Waits until none of `names` is operationally up (or gone): the kernel's linkwatch updates a
+/// veth peer's state after the fact. Returns the names still up at the deadline.
+pub async fn wait_oper_down(
+    h: &Handle,
+    names: &[String],
+    timeout: std::time::Duration,
+) -> Result<Vec<String>, rtnetlink::Error> {
+    wait_oper(h, names, false, timeout).await
+}
+
+async fn wait_oper(
+    h: &Handle,
+    names: &[String],
+    up: bool,
+    timeout: std::time::Duration,
+) -> Result<Vec<String>, rtnetlink::Error> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = std::time::Duration::from_micros(200);
     loop {
         let all = links(h).await?;
         let pending: Vec<String> = names
             .iter()
-            .filter(|n| !all.iter().any(|l| &l.name == *n && l.is_oper_up()))
+            .filter(|n| {
+                let is_up = all.iter().any(|l| &l.name == *n && l.is_oper_up());
+                is_up != up
+            })
             .cloned()
             .collect();
         if pending.is_empty() || tokio::time::Instant::now() >= deadline {

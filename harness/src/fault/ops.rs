@@ -369,12 +369,37 @@ async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) -> Result<Vec
                 e,
             )
         })?;
+    if !up {
+        // Settle before anyone looks: the veth's far end loses its carrier through linkwatch,
+        // a moment later (longer on a busy machine).
+        let mut ends = vec![(host.to_string(), ifname.to_string())];
+        if let Some(crate::lab::IfaceKind::Veth {
+            peer_host,
+            peer_name,
+            ..
+        }) = lab
+            .plan()
+            .host(host)
+            .and_then(|p| p.iface(ifname))
+            .map(|i| i.kind.clone())
+        {
+            ends.push((peer_host, peer_name));
+        }
+        for (eh, en) in ends {
+            netlink::wait_oper_down(lab.host(&eh)?.handle(), &[en], LINKWATCH_SETTLE)
+                .await
+                .map_err(|e| nl(&eh, "reading link state", e))?;
+        }
+    }
     Ok(vec![Undo::LinkAdmin {
         host: host.into(),
         ifname: ifname.into(),
         up: l.admin_up,
     }])
 }
+
+/// How long a link's state change may take to show at the far end of a veth.
+const LINKWATCH_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn set_sysctls(lab: &Lab, host: &str, values: Vec<(String, String)>) -> Result<Vec<Undo>> {
     let h = lab.host(host)?;
