@@ -81,11 +81,24 @@ impl ConfList {
         let Some(obj) = v.as_object() else {
             return Err(src.error_at(0..0, "a CNI config must be a JSON object", None));
         };
-        let version = obj
+        let mut version = obj
             .get("cniVersion")
             .and_then(|x| x.as_str())
             .unwrap_or("")
             .to_string();
+        // Spec 1.1.0: `cniVersions` lists every version the config is valid for; the runtime
+        // takes the highest it speaks.
+        if let Some(list) = obj.get("cniVersions").and_then(|x| x.as_array()) {
+            if let Some(best) = list
+                .iter()
+                .filter_map(|x| x.as_str())
+                .filter(|v| !version_at_least(v, (1, 1, 1)))
+                .chain((!version.is_empty()).then_some(version.as_str()))
+                .max_by_key(|v| version_triple(v))
+            {
+                version = best.to_string();
+            }
+        }
         if version.is_empty() {
             return Err(src.error_at(
                 0..0,
@@ -159,13 +172,16 @@ fn line_col_offset(text: &str, line: usize, col: usize) -> usize {
 }
 
 pub fn version_at_least(v: &str, want: (u32, u32, u32)) -> bool {
+    version_triple(v) >= want
+}
+
+fn version_triple(v: &str) -> (u32, u32, u32) {
     let mut it = v.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
-    let got = (
+    (
         it.next().unwrap_or(0),
         it.next().unwrap_or(0),
         it.next().unwrap_or(0),
-    );
-    got >= want
+    )
 }
 
 /// A plugin's failure: which plugin, which command, its exit code and its message.
@@ -238,6 +254,51 @@ pub struct Attachment {
     pub result: Value,
 }
 
+impl Attachment {
+    /// For the commands that concern no attachment (VERSION, STATUS, GC).
+    fn none() -> Attachment {
+        Attachment {
+            container_id: String::new(),
+            ifname: String::new(),
+            netns: String::new(),
+            result: Value::Null,
+        }
+    }
+}
+
+/// What one plugin answered to STATUS or GC.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginReply {
+    pub plugin: String,
+    pub reply: Reply,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase", tag = "status", content = "detail")]
+pub enum Reply {
+    Ok,
+    /// The plugin or the list predates the command.
+    Skipped(String),
+    Failed(CniError),
+}
+
+impl fmt::Display for PluginReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reply {
+            Reply::Ok => write!(f, "{}: ok", self.plugin),
+            Reply::Skipped(why) => write!(f, "{}: skipped ({why})", self.plugin),
+            Reply::Failed(e) => write!(f, "{}: {e}", self.plugin),
+        }
+    }
+}
+
+fn plugin_type(p: &Value) -> String {
+    p.get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Runtime {
@@ -265,11 +326,17 @@ impl Runtime {
                 self.path.env_value()
             )));
         };
-        let env: Vec<(String, String)> = vec![
-            ("CNI_COMMAND".into(), command.into()),
-            ("CNI_CONTAINERID".into(), att.container_id.clone()),
-            ("CNI_NETNS".into(), att.netns.clone()),
-            ("CNI_IFNAME".into(), att.ifname.clone()),
+        // VERSION, STATUS and GC concern no attachment: their variables are left unset.
+        let env: Vec<(String, String)> = [
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", att.container_id.clone()),
+            ("CNI_NETNS", att.netns.clone()),
+            ("CNI_IFNAME", att.ifname.clone()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v))
+        .chain([
             ("CNI_PATH".into(), self.path.env_value()),
             (
                 "PATH".into(),
@@ -278,7 +345,8 @@ impl Runtime {
                     .or_else(|| std::env::var("PATH").ok())
                     .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
             ),
-        ];
+        ])
+        .collect();
         let input = serde_json::to_vec(&stdin).expect("json");
         let run = node.run_async(move || -> std::io::Result<Exec> {
             use std::io::Write;
@@ -414,11 +482,7 @@ impl Runtime {
             result: Value::Null,
         };
         for (i, p) in list.plugins.iter().enumerate() {
-            let ty = p
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("")
-                .to_string();
+            let ty = plugin_type(p);
             let prev = (!att.result.is_null()).then_some(&att.result);
             let conf = self.plugin_conf(list, p, prev, runtime_config);
             match self.exec(node, &ty, "ADD", &att, conf).await {
@@ -458,11 +522,7 @@ impl Runtime {
         runtime_config: &Value,
     ) -> Result<(), CniError> {
         for p in &list.plugins {
-            let ty = p
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("")
-                .to_string();
+            let ty = plugin_type(p);
             let conf = self.plugin_conf(list, p, Some(&att.result), runtime_config);
             self.exec(node, &ty, "CHECK", att, conf).await?;
         }
@@ -480,11 +540,7 @@ impl Runtime {
     ) -> Result<(), CniError> {
         let mut first = None;
         for p in list.plugins.iter().rev() {
-            let ty = p
-                .get("type")
-                .and_then(|t| t.as_str())
-                .unwrap_or("")
-                .to_string();
+            let ty = plugin_type(p);
             let prev = (!att.result.is_null()).then_some(&att.result);
             let conf = self.plugin_conf(list, p, prev, runtime_config);
             if let Err(e) = self.exec(node, &ty, "DEL", att, conf).await {
@@ -492,6 +548,94 @@ impl Runtime {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// STATUS (spec 1.1.0): asks each plugin of the list, in order, whether it can take an ADD.
+    /// A plugin is asked only when the list and the plugin's VERSION both speak 1.1.0; the
+    /// others are reported as skipped, with the reason.
+    pub async fn status(&self, node: &Netns, list: &ConfList) -> Vec<PluginReply> {
+        let mut out = Vec::new();
+        for p in &list.plugins {
+            let ty = plugin_type(p);
+            let reply = match self.speaks_1_1(node, list, &ty).await {
+                Err(e) => Reply::Failed(e),
+                Ok(Some(why)) => Reply::Skipped(why),
+                Ok(None) => {
+                    let conf = self.plugin_conf(list, p, None, &Value::Null);
+                    match self
+                        .exec(node, &ty, "STATUS", &Attachment::none(), conf)
+                        .await
+                    {
+                        Ok(_) => Reply::Ok,
+                        Err(e) => Reply::Failed(e),
+                    }
+                }
+            };
+            out.push(PluginReply { plugin: ty, reply });
+        }
+        out
+    }
+
+    /// GC (spec 1.1.0): tells each plugin of the list which attachments are still valid, so it
+    /// can release what any other holds (IPAM reservations, rules). Skipped, with the reason,
+    /// for plugins or lists that predate 1.1.0.
+    pub async fn gc(
+        &self,
+        node: &Netns,
+        list: &ConfList,
+        valid: &[Attachment],
+    ) -> Vec<PluginReply> {
+        let attachments: Vec<Value> = valid
+            .iter()
+            .map(|a| json!({ "containerID": a.container_id, "ifname": a.ifname }))
+            .collect();
+        let mut out = Vec::new();
+        for p in &list.plugins {
+            let ty = plugin_type(p);
+            let reply = match self.speaks_1_1(node, list, &ty).await {
+                Err(e) => Reply::Failed(e),
+                Ok(Some(why)) => Reply::Skipped(why),
+                Ok(None) => {
+                    let mut conf = self.plugin_conf(list, p, None, &Value::Null);
+                    conf["cni.dev/valid-attachments"] = json!(attachments);
+                    match self.exec(node, &ty, "GC", &Attachment::none(), conf).await {
+                        Ok(_) => Reply::Ok,
+                        Err(e) => Reply::Failed(e),
+                    }
+                }
+            };
+            out.push(PluginReply { plugin: ty, reply });
+        }
+        out
+    }
+
+    /// None when the list and the plugin both speak 1.1.0; else why not.
+    async fn speaks_1_1(
+        &self,
+        node: &Netns,
+        list: &ConfList,
+        plugin: &str,
+    ) -> Result<Option<String>, CniError> {
+        if !version_at_least(&list.cni_version, (1, 1, 0)) {
+            return Ok(Some(format!(
+                "the conflist's cniVersion is {}, STATUS and GC need 1.1.0",
+                list.cni_version
+            )));
+        }
+        let v = self.version(node, plugin, &list.cni_version).await?;
+        let versions: Vec<&str> = v
+            .get("supportedVersions")
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        if versions.iter().any(|s| version_at_least(s, (1, 1, 0))) {
+            Ok(None)
+        } else {
+            Ok(Some(format!(
+                "{plugin} supports {} only",
+                versions.join(" ")
+            )))
+        }
     }
 
     /// VERSION of one plugin: the spec versions it supports.
@@ -506,12 +650,7 @@ impl Runtime {
                 node,
                 plugin,
                 "VERSION",
-                &Attachment {
-                    container_id: String::new(),
-                    ifname: String::new(),
-                    netns: String::new(),
-                    result: Value::Null,
-                },
+                &Attachment::none(),
                 json!({ "cniVersion": cni_version }),
             )
             .await?;

@@ -599,10 +599,7 @@ impl Lab {
     }
 
     fn cni_parts(&self, pod: &str) -> Result<(&CniState, String, &cni::Attachment)> {
-        let st = self
-            .cni
-            .as_ref()
-            .ok_or_else(|| Error::other("the lab's pods are not attached by CNI"))?;
+        let st = self.cni_state()?;
         let att = st
             .attachments
             .get(pod)
@@ -614,6 +611,40 @@ impl Lab {
             .map(|p| p.node.clone())
             .expect("pod");
         Ok((st, node, att))
+    }
+
+    /// STATUS on every node's conflist: `(node, replies)`.
+    pub async fn cni_status(&self) -> Result<Vec<(String, Vec<cni::PluginReply>)>> {
+        let st = self.cni_state()?;
+        let mut out = Vec::new();
+        for (node, list) in &st.lists {
+            let r = st.runtime.status(&self.host(node)?.ns, list).await;
+            out.push((node.clone(), r));
+        }
+        Ok(out)
+    }
+
+    /// GC on every node's conflist, with the node's attached pods as the valid attachments:
+    /// a plugin that speaks 1.1.0 releases whatever else it holds.
+    pub async fn cni_gc(&self) -> Result<Vec<(String, Vec<cni::PluginReply>)>> {
+        let st = self.cni_state()?;
+        let mut out = Vec::new();
+        for (node, list) in &st.lists {
+            let valid: Vec<cni::Attachment> = self
+                .topo
+                .pods_of(node)
+                .filter_map(|(pod, _)| st.attachments.get(pod).cloned())
+                .collect();
+            let r = st.runtime.gc(&self.host(node)?.ns, list, &valid).await;
+            out.push((node.clone(), r));
+        }
+        Ok(out)
+    }
+
+    fn cni_state(&self) -> Result<&CniState> {
+        self.cni
+            .as_ref()
+            .ok_or_else(|| Error::other("the lab's pods are not attached by CNI"))
     }
 
     /// The CNI state, mutable (to change the plugin path or PATH for a check).
