@@ -240,6 +240,22 @@ pub struct CaseReport {
     /// Whether the snapshot shows the diagnoses' kernel evidence.
     #[serde(skip)]
     pub snapshot_evidence: bool,
+    /// The packets that crossed the lab's interfaces while the faults were in, kept for a
+    /// case that did not pass (with `RunOpts::capture`).
+    #[serde(skip)]
+    pub capture: Option<crate::capture::Captured>,
+    /// The lab drawn with what the diagnosis found (with `RunOpts::diagram`).
+    #[serde(skip)]
+    pub diagram: Option<String>,
+}
+
+/// What a run keeps beyond the report's facts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOpts {
+    /// Capture packets while the faults are in; kept when the case does not pass.
+    pub capture: bool,
+    /// Draw the lab with the diagnosis (for HTML reports).
+    pub diagram: bool,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -264,6 +280,11 @@ impl Case {
 
     /// Runs the case on a fresh lab of its own.
     pub async fn run(&self) -> CaseReport {
+        self.run_with(RunOpts::default()).await
+    }
+
+    /// Runs the case on a fresh lab of its own, keeping what `opts` asks for.
+    pub async fn run_with(&self, opts: RunOpts) -> CaseReport {
         let t0 = Instant::now();
         let mut report = self.empty_report();
         let lab = match Lab::up(&self.topology).await {
@@ -275,7 +296,12 @@ impl Case {
             }
         };
         report.timings.up_ms = ms(t0.elapsed());
-        self.run_on(&lab, &mut report).await;
+        if let Err(e) = self.steps(&lab, &mut report, opts).await {
+            report.status = status_of(&e);
+            if report.message.is_none() {
+                report.message = Some(e.to_string());
+            }
+        }
         drop(lab);
         report.timings.total_ms = ms(t0.elapsed());
         report
@@ -283,7 +309,7 @@ impl Case {
 
     /// Runs the case on a lab that is up and healthy (the demo reuses one lab).
     pub async fn run_on(&self, lab: &Lab, report: &mut CaseReport) {
-        if let Err(e) = self.steps(lab, report).await {
+        if let Err(e) = self.steps(lab, report, RunOpts::default()).await {
             report.status = status_of(&e);
             if report.message.is_none() {
                 report.message = Some(e.to_string());
@@ -310,10 +336,12 @@ impl Case {
             timings: Timings::default(),
             renames: Vec::new(),
             snapshot_evidence: self.snapshot_evidence,
+            capture: None,
+            diagram: None,
         }
     }
 
-    async fn steps(&self, lab: &Lab, report: &mut CaseReport) -> Result<()> {
+    async fn steps(&self, lab: &Lab, report: &mut CaseReport, opts: RunOpts) -> Result<()> {
         let t = Instant::now();
         let baseline = crate::probe::matrix(lab).await?;
         report.timings.baseline_ms = ms(t.elapsed());
@@ -351,6 +379,11 @@ impl Case {
         report.timings.inject_ms = ms(t.elapsed());
         crate::testhook::pause("case:injected");
         let broken = diagnose::capture(lab).await;
+        let packets = if opts.capture {
+            crate::capture::Capture::start(lab).ok()
+        } else {
+            None
+        };
 
         let t = Instant::now();
         let observed = crate::probe::matrix(lab).await;
@@ -361,6 +394,8 @@ impl Case {
             Err(_) => None,
         };
         report.timings.diagnose_ms = ms(t.elapsed());
+        // The capture threads hold the lab's namespaces: stop them before anything else.
+        let packets = packets.map(|c| c.stop());
 
         // Heal whatever happened above, then look at the results.
         let t = Instant::now();
@@ -372,10 +407,13 @@ impl Case {
         observed.expect_with(|f, to, p| self.expected(&baseline, f, to, p));
         report.mismatches = observed.render_mismatches();
         let diagnoses = explained.expect("probed")?;
-        for d in &diagnoses {
-            if !report.culprits.contains(&d.culprit) {
-                report.culprits.push(d.culprit.clone());
-            }
+        report.culprits = diagnose::walk::distinct_culprits(&diagnoses);
+        if opts.diagram {
+            report.diagram = Some(crate::diagram::svg(
+                lab.topology(),
+                lab.plan(),
+                &crate::diagram::findings(&diagnoses),
+            ));
         }
         report.diagnoses = diagnoses;
         if let Some(want) = &self.culprits {
@@ -403,6 +441,9 @@ impl Case {
             Status::Fail
         };
         report.matrix = Some(observed);
+        if report.status != Status::Pass {
+            report.capture = packets;
+        }
         healed?;
 
         let again = crate::probe::matrix(lab).await?;

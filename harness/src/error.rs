@@ -24,6 +24,9 @@ pub enum Error {
     /// This machine lacks a kernel feature or program the step needs.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A command-line value out of range or in conflict with what exists.
+    #[error("{0}")]
+    BadInput(String),
     /// A named lab, host or interface that does not exist, or a name already taken.
     #[error("{0}")]
     NotFound(String),
@@ -56,7 +59,10 @@ impl Error {
 
     /// Whether the error is the user's input (exit code 2 in the CLI).
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Error::Config(_) | Error::NotFound(_))
+        matches!(
+            self,
+            Error::Config(_) | Error::NotFound(_) | Error::BadInput(_)
+        )
     }
 }
 

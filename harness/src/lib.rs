@@ -1,10 +1,14 @@
 //! netfault: build disposable container-network labs in network namespaces, break them on
 //! purpose, probe who can still reach whom, and explain why.
 
+pub mod capture;
 pub mod case;
 pub mod cli;
 pub mod cni;
 pub mod diagnose;
+pub mod diagram;
+pub mod drill;
+pub mod enter;
 pub mod error;
 pub mod fault;
 pub mod lab;
@@ -15,6 +19,7 @@ pub mod nft;
 pub mod nl;
 pub mod probe;
 pub mod registry;
+pub mod report;
 pub mod testhook;
 pub mod topology;
 

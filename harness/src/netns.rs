@@ -111,6 +111,27 @@ impl Netns {
             .map_err(|_| io::Error::other("a thread running inside a lab namespace panicked"))?
     }
 
+    /// Starts a long-lived thread inside this namespace (a packet capture, say). The thread holds
+    /// the namespace while it runs: join it before the lab goes away.
+    pub fn spawn_inside<R, F>(
+        &self,
+        name: &str,
+        f: F,
+    ) -> io::Result<std::thread::JoinHandle<io::Result<R>>>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> io::Result<R> + Send + 'static,
+    {
+        let ns = self.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                ns.enter()?;
+                drop(ns);
+                f()
+            })
+    }
+
     /// Moves the calling thread into this namespace. Only for threads netfault created itself.
     fn enter(&self) -> io::Result<()> {
         setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)

@@ -105,9 +105,9 @@ fn run_reports_json_and_exit_0_when_cases_pass() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["status"], "pass");
-    assert_eq!(v[0]["culprits"][0]["host"], "node1");
-    assert_eq!(v[0]["culprits"][0]["component"], "masquerade");
+    assert_eq!(v["cases"][0]["status"], "pass");
+    assert_eq!(v["cases"][0]["culprits"][0]["host"], "node1");
+    assert_eq!(v["cases"][0]["culprits"][0]["component"], "masquerade");
 }
 
 #[test]

@@ -1802,6 +1802,17 @@ fn rate_text(bits: u64) -> String {
     }
 }
 
+/// The distinct culprits of a list of diagnoses, in first-seen order.
+pub fn distinct_culprits(ds: &[Diagnosis]) -> Vec<Culprit> {
+    let mut out: Vec<Culprit> = Vec::new();
+    for d in ds {
+        if !out.contains(&d.culprit) {
+            out.push(d.culprit.clone());
+        }
+    }
+    out
+}
+
 /// Renders a list of diagnoses for people.
 pub fn render(ds: &[Diagnosis]) -> String {
     let mut s = String::new();

@@ -1,0 +1,514 @@
+//! The `netfault` command line.
+//!
+//! Exit codes: 0 success (all cases pass), 1 a case failed or errored, 2 bad input or usage,
+//! 130 interrupted.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+use crate::lab::Lab;
+use crate::registry;
+use crate::topology;
+
+mod drill;
+mod run;
+pub mod term;
+
+pub use run::{demo_cases, DEMO_CASES, DEMO_FIXTURE};
+
+#[derive(Parser)]
+#[command(
+    name = "netfault",
+    version,
+    about = "Break container networking on purpose, in disposable namespace labs, and explain what broke"
+)]
+struct Cli {
+    /// JSON on stdout, for every command that reports.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print only failures, errors and the final verdict.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// How a command should report: JSON, quiet, or for people.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+impl Out {
+    /// Whether to print text for people (not JSON, not quiet).
+    pub fn chatty(self) -> bool {
+        !self.json && !self.quiet
+    }
+}
+
+#[derive(Subcommand)]
+enum CniCmd {
+    /// ADD, break, CHECK, probe, DEL, look for leftovers: per catalog fault and lifecycle check.
+    Audit {
+        #[arg(long)]
+        conflist: PathBuf,
+        /// How many fresh labs at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum DrillCmd {
+    /// Bring up a pinned lab, break it (faults chosen by the seed) and print the symptom.
+    Start {
+        /// The fixture to drill on (default: the built-in single-node fixture).
+        #[arg(long)]
+        fixture: Option<PathBuf>,
+        /// 1: one obvious fault; 2: one subtle fault; 3: two faults in different places.
+        #[arg(long, default_value_t = 1)]
+        level: u8,
+        /// The same seed gives the same drill (default: a fresh one, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The lab's name.
+        #[arg(long, default_value = "drill")]
+        name: String,
+    },
+    /// The drill's symptom, level, seed, hints used and time spent.
+    Status {
+        #[arg(default_value = "drill")]
+        lab: String,
+    },
+    /// Probe the lab: solved when every pair is healthy again, whatever the repair.
+    Check {
+        #[arg(default_value = "drill")]
+        lab: String,
+    },
+    /// One hint more: area, then host, then component, then a command to look with.
+    Hint {
+        #[arg(default_value = "drill")]
+        lab: String,
+    },
+    /// What was broken, and how netfault would repair it.
+    Reveal {
+        #[arg(default_value = "drill")]
+        lab: String,
+    },
+    /// Remove the drill's lab and state.
+    End {
+        #[arg(default_value = "drill")]
+        lab: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build a lab from a fixture and pin it under /run/netns/<LAB>-<host> until `netfault down`.
+    Up {
+        fixture: PathBuf,
+        /// The lab's name: 1 to 32 lowercase letters, digits and '-'.
+        #[arg(long)]
+        name: String,
+    },
+    /// Remove a lab `netfault up` built.
+    Down { name: String },
+    /// List labs; with a name, probe that lab and show its matrix against the fixture.
+    Status { name: Option<String> },
+    /// Probe a named lab's healthy pairs and explain each broken one (exit 0 healthy, 1 broken).
+    Diagnose { name: String },
+    /// Run breakage cases (case files or directories of them), each on a fresh lab.
+    Run {
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+        /// How many cases run at once (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Write an HTML report (matrix, diagram, diagnosis, state diff per case) and packet
+        /// captures of failing cases into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Remove what crashed netfault processes left (half-built pinned labs); --all removes every
+    /// lab netfault pinned. Never touches anything that is not netfault's.
+    Gc {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Run real CNI plugins against labs.
+    Cni {
+        #[command(subcommand)]
+        cmd: CniCmd,
+    },
+    /// List the fault catalog: name, parameters, what it does, the component it breaks.
+    Faults,
+    /// The main job: bring up the single-node lab, break it three ways, explain, heal, tear down.
+    Demo,
+    /// Drills: netfault breaks a pinned lab, you find and repair the fault.
+    Drill {
+        #[command(subcommand)]
+        cmd: DrillCmd,
+    },
+    /// A shell inside a host of a pinned lab (its network namespace, its name as hostname).
+    Shell { lab: String, host: String },
+    /// Run a command inside a host of a pinned lab: netfault exec LAB HOST -- CMD [ARG...]
+    Exec {
+        lab: String,
+        host: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    // A shell or command in a lab host runs in the foreground, without the async runtime.
+    let entered = match &cli.cmd {
+        Cmd::Shell { lab, host } => Some(crate::enter::run(lab, host, &[])),
+        Cmd::Exec { lab, host, cmd } => Some(crate::enter::run(lab, host, cmd)),
+        _ => None,
+    };
+    if let Some(r) = entered {
+        return r.unwrap_or_else(|e| fail(&e));
+    }
+    let out = Out {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    let rt = crate::runtime();
+    rt.block_on(async {
+        tokio::select! {
+            code = dispatch(cli.cmd, out) => code,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("netfault: interrupted; anonymous labs vanish with this process");
+                130
+            }
+        }
+    })
+}
+
+async fn dispatch(cmd: Cmd, out: Out) -> i32 {
+    let r = match cmd {
+        Cmd::Up { fixture, name } => up(&fixture, &name, out).await,
+        Cmd::Down { name } => down(&name, out),
+        Cmd::Status { name: None } => list(out),
+        Cmd::Status { name: Some(n) } => return status(&n, out).await,
+        Cmd::Run {
+            cases,
+            jobs,
+            report,
+        } => {
+            let jobs = jobs.unwrap_or_else(default_jobs);
+            return run::run(&cases, out, jobs, report.as_deref()).await;
+        }
+        Cmd::Diagnose { name } => return diagnose(&name, out).await,
+        Cmd::Gc { all } => gc(all, out),
+        Cmd::Demo => return run::demo(out).await,
+        Cmd::Cni {
+            cmd: CniCmd::Audit { conflist, jobs },
+        } => return cni_audit(&conflist, out, jobs).await,
+        Cmd::Faults => {
+            faults(out);
+            Ok(())
+        }
+        Cmd::Drill { cmd } => return drill::dispatch(cmd, out).await,
+        Cmd::Shell { .. } | Cmd::Exec { .. } => unreachable!("handled before the runtime"),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &Error) -> i32 {
+    eprintln!("netfault: {e}");
+    if e.is_bad_input() {
+        2
+    } else {
+        1
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn emit_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
+    let topo = topology::load_fixture(fixture)?;
+    let t0 = Instant::now();
+    let lab = Lab::up_named(&topo, name, std::fs::canonicalize(fixture).ok()).await?;
+    let ms = t0.elapsed().as_millis();
+    if out.json {
+        let hosts: Vec<serde_json::Value> = lab
+            .hosts()
+            .map(|h| {
+                serde_json::json!({
+                    "host": h.name,
+                    "pin": registry::pin_path(name, &h.name),
+                })
+            })
+            .collect();
+        emit_json(&serde_json::json!({
+            "lab": name, "fixture": topo.name, "up_ms": ms, "hosts": hosts,
+        }));
+    } else if !out.quiet {
+        println!(
+            "lab {name} is up ({}: {} hosts) in {ms} ms",
+            topo.name,
+            topo.hosts.len(),
+        );
+        for h in lab.hosts() {
+            println!(
+                "  {:<10} netfault shell {name} {}   (or ip netns exec {name}-{} ...)",
+                h.name, h.name, h.name
+            );
+        }
+        println!("netfault status {name} probes it; netfault down {name} removes it");
+    }
+    Ok(())
+}
+
+fn down(name: &str, out: Out) -> Result<(), Error> {
+    let removed = Lab::down_named(name)?;
+    if out.json {
+        emit_json(&serde_json::json!({ "lab": name, "removed": removed }));
+    } else if !out.quiet {
+        println!("lab {name} removed ({} namespace pins)", removed.len());
+    }
+    Ok(())
+}
+
+fn list(out: Out) -> Result<(), Error> {
+    let labs = registry::list();
+    if out.json {
+        emit_json(&labs);
+        return Ok(());
+    }
+    if labs.is_empty() && !out.quiet {
+        println!("no labs (netfault up FIXTURE --name LAB builds one)");
+    }
+    for l in labs {
+        let state = match (l.state, l.owner_alive()) {
+            (registry::LabState::Up, _) => "up".to_string(),
+            (registry::LabState::Building, true) => format!("building (pid {})", l.pid),
+            (registry::LabState::Building, false) => {
+                "abandoned: netfault gc removes it".to_string()
+            }
+        };
+        let missing = l.pins.iter().filter(|(_, p)| !p.exists()).count();
+        let damage = if missing > 0 {
+            format!(", {missing} pins missing")
+        } else {
+            String::new()
+        };
+        let drill = if crate::drill::state_path(&l.name).exists() {
+            ", drill running"
+        } else {
+            ""
+        };
+        println!(
+            "{:<16} {state}{damage}{drill}  ({}, {} hosts)",
+            l.name,
+            l.topology.name,
+            l.topology.hosts.len()
+        );
+    }
+    Ok(())
+}
+
+/// Probes a named lab; exit 0 when every pair is as the fixture expects, 1 when not.
+async fn status(name: &str, out: Out) -> i32 {
+    let r = async {
+        let lab = Lab::attach(name).await?;
+        let m = crate::probe::matrix(&lab).await?;
+        Ok::<_, Error>((lab, m))
+    }
+    .await;
+    let (lab, m) = match r {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    let healthy = m.mismatches().is_empty();
+    if out.json {
+        emit_json(&serde_json::json!({ "lab": name, "healthy": healthy, "matrix": m }));
+    } else {
+        let mut s = String::new();
+        if !out.quiet {
+            s.push_str(&format!("lab {name} ({})\n", lab.topology().name));
+            s.push_str(&m.render());
+            let t = lab.topology();
+            for l in m.translations(|h, ip| t.is_own_address(h, ip)) {
+                s.push_str(&format!("  {l}\n"));
+            }
+        }
+        if healthy {
+            s.push_str("healthy: every pair is as the fixture expects\n");
+        } else {
+            s.push_str("\nnot as the fixture expects:\n");
+            for l in m.render_mismatches() {
+                s.push_str(&format!("  {l}\n"));
+            }
+            s.push_str(&format!("netfault diagnose {name} explains why\n"));
+        }
+        term::print(&s);
+    }
+    i32::from(!healthy)
+}
+
+async fn diagnose(name: &str, out: Out) -> i32 {
+    let r = async {
+        let lab = Lab::attach(name).await?;
+        crate::diagnose::diagnose_lab(&lab, name).await
+    }
+    .await;
+    let (report, ds) = match r {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    // The latest diagnosis is what `netfault diagram LAB` draws.
+    let _ = crate::diagram::save_latest(name, &ds);
+    if out.json {
+        emit_json(&report);
+    } else if report.healthy {
+        println!(
+            "lab {name} is healthy: all {} expected outcomes hold",
+            report.pairs.len()
+        );
+    } else {
+        let broken = report.pairs.iter().filter(|p| p.culprit.is_some()).count();
+        let mut s = format!(
+            "lab {name}: {broken} of {} expected outcomes do not hold\n\n",
+            report.pairs.len()
+        );
+        if out.quiet {
+            for c in crate::diagnose::walk::distinct_culprits(&ds) {
+                s.push_str(&format!(
+                    "culprit: {} {} — {}\n",
+                    c.host, c.component, c.summary
+                ));
+            }
+        } else {
+            s.push_str(&crate::diagnose::walk::render(&ds));
+        }
+        for p in report.pairs.iter().filter(|p| {
+            p.culprit
+                .as_ref()
+                .is_some_and(|c| c.component == crate::diagnose::Component::Unexplained)
+                && p.hops.is_empty()
+        }) {
+            s.push_str(&format!(
+                "{} → {} {}: {}\n",
+                p.from,
+                p.to,
+                p.proto,
+                p.culprit.as_ref().map(|c| c.summary.as_str()).unwrap_or("")
+            ));
+        }
+        term::print(&s);
+    }
+    i32::from(!report.healthy)
+}
+
+async fn cni_audit(conflist: &Path, out: Out, jobs: usize) -> i32 {
+    let show = !out.quiet && (!out.json || std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let r = crate::cni::audit::run(conflist, jobs, move |done, total, row| {
+        if show {
+            let check = match row.check_detects {
+                Some(true) => "CHECK detects",
+                Some(false) => "CHECK misses",
+                None => "",
+            };
+            eprintln!(
+                "[{done}/{total}] {} {check} · leaks {}",
+                row.check,
+                row.leaks.len()
+            );
+        }
+    })
+    .await;
+    match r {
+        Ok(a) => {
+            if out.json {
+                emit_json(&a);
+            } else {
+                print!("{}", crate::cni::audit::render(&a));
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn faults(out: Out) {
+    let cat = crate::fault::CATALOG;
+    if out.json {
+        emit_json(&cat);
+        return;
+    }
+    for k in cat {
+        let params: Vec<String> = k.params.iter().map(|(p, _)| format!("{p}=…")).collect();
+        println!("{:<24} {:<12} {}", k.name, k.component, k.description);
+        if !out.quiet {
+            println!(
+                "{:<24} {:<12} [[fault]] type = \"{}\" {}",
+                "",
+                "",
+                k.name,
+                params.join(" ")
+            );
+        }
+    }
+}
+
+fn gc(all: bool, out: Out) -> Result<(), Error> {
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    for l in registry::list() {
+        if all || l.is_abandoned() {
+            match registry::remove(&l) {
+                Ok(pins) => {
+                    let _ = std::fs::remove_file(crate::drill::state_path(&l.name));
+                    removed.push((l.name.clone(), pins.len()));
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    let keep: Vec<PathBuf> = registry::list()
+        .into_iter()
+        .filter_map(|l| l.cni_dir)
+        .collect();
+    let dirs = crate::cni::gc_state_dirs(&keep);
+    if out.json {
+        let labs: Vec<&str> = removed.iter().map(|(n, _)| n.as_str()).collect();
+        emit_json(&serde_json::json!({
+            "removed_labs": labs, "cni_state_dirs": dirs, "errors": errors,
+        }));
+    } else if !out.quiet {
+        for (name, pins) in &removed {
+            println!("removed lab {name} ({pins} pins)");
+        }
+        if dirs > 0 {
+            println!("removed {dirs} CNI state directories of processes that are gone");
+        }
+        if removed.is_empty() && dirs == 0 && errors.is_empty() {
+            println!("nothing to collect");
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::other(errors.join("\n")))
+    }
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}

@@ -1,0 +1,807 @@
+//! Pictures of a lab: hosts, their interfaces and addresses, bridges, veth links and overlays,
+//! as SVG (drawn here: no graphviz on the machines) or as Graphviz DOT. The hops a diagnosis
+//! found broken are drawn in red, and each culprit gets a numbered badge and a line in the
+//! legend.
+//!
+//! Layout: pods in a row above their node, nodes side by side, the underlay switch below the
+//! nodes and external hosts at the bottom.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnose::{Diagnosis, HopStatus};
+use crate::error::{Error, Result};
+use crate::lab::plan::{IfaceKind, Plan};
+use crate::topology::{Role, Topology, SWITCH_HOST};
+
+/// One culprit of a diagnosis, with the pairs it explains and the hops that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub host: String,
+    pub component: String,
+    pub summary: String,
+    /// `from → to protocols`
+    pub pairs: Vec<String>,
+    /// (host, text) of every failed hop on the way.
+    pub hops: Vec<(String, String)>,
+}
+
+/// The diagnoses grouped by culprit, in first-seen order.
+pub fn findings(ds: &[Diagnosis]) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    for d in ds {
+        let protos: Vec<&str> = d.protocols.iter().map(|p| p.as_str()).collect();
+        let pair = format!("{} → {} {}", d.from, d.to, protos.join(","));
+        let hops = d
+            .forward
+            .iter()
+            .chain(&d.reply)
+            .filter(|h| h.status == HopStatus::Fail)
+            .map(|h| (h.host.clone(), h.text.clone()));
+        let c = &d.culprit;
+        match out
+            .iter_mut()
+            .find(|f| f.host == c.host && f.component == c.component.as_str())
+        {
+            Some(f) => {
+                f.pairs.push(pair);
+                for h in hops {
+                    if !f.hops.contains(&h) {
+                        f.hops.push(h);
+                    }
+                }
+            }
+            None => out.push(Finding {
+                host: c.host.clone(),
+                component: c.component.as_str().to_string(),
+                summary: c.summary.clone(),
+                pairs: vec![pair],
+                hops: hops.collect(),
+            }),
+        }
+    }
+    out
+}
+
+fn latest_path(lab: &str) -> PathBuf {
+    crate::registry::run_dir()
+        .join("diagnoses")
+        .join(format!("{lab}.json"))
+}
+
+/// Keeps a named lab's latest diagnosis for `netfault diagram LAB`.
+pub fn save_latest(lab: &str, ds: &[Diagnosis]) -> Result<()> {
+    let p = latest_path(lab);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)
+            .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+    }
+    std::fs::write(&p, serde_json::to_vec(&findings(ds)).expect("json"))
+        .map_err(|e| Error::io(format!("writing {}", p.display()), e))
+}
+
+pub fn load_latest(lab: &str) -> Vec<Finding> {
+    std::fs::read(latest_path(lab))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn forget_latest(lab: &str) {
+    let _ = std::fs::remove_file(latest_path(lab));
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// An id fragment: letters, digits and '-' only.
+fn ident(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+const POD_W: f64 = 170.0;
+const POD_H: f64 = 78.0;
+const NODE_MIN_W: f64 = 300.0;
+const NODE_H: f64 = 160.0;
+const EXT_W: f64 = 180.0;
+const SWITCH_H: f64 = 56.0;
+const GAP: f64 = 24.0;
+const ROW_GAP: f64 = 80.0;
+const MARGIN: f64 = 24.0;
+const PORT_H: f64 = 20.0;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Side {
+    Top,
+    Bottom,
+}
+
+#[derive(Debug, Clone)]
+struct HostBox {
+    name: String,
+    role: &'static str,
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    subtitle: String,
+}
+
+impl HostBox {
+    fn cx(&self) -> f64 {
+        self.x + self.w / 2.0
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Port {
+    host: String,
+    ifname: String,
+    side: Side,
+    x: f64,
+    y: f64,
+    w: f64,
+    addrs: Vec<String>,
+    note: String,
+}
+
+impl Port {
+    /// Where a link attaches: the middle of the port's outer edge.
+    fn anchor(&self) -> (f64, f64) {
+        match self.side {
+            Side::Top => (self.x, self.y - PORT_H / 2.0),
+            Side::Bottom => (self.x, self.y + PORT_H / 2.0),
+        }
+    }
+}
+
+struct Layout {
+    boxes: Vec<HostBox>,
+    ports: Vec<Port>,
+    /// (bridge host, bridge name, x, y, w, addresses)
+    bridges: Vec<(String, String, f64, f64, f64, Vec<String>)>,
+    width: f64,
+    bottom: f64,
+}
+
+fn peer_of(plan: &Plan, host: &str, ifname: &str) -> Option<(String, String)> {
+    match &plan.host(host)?.iface(ifname)?.kind {
+        IfaceKind::Veth {
+            peer_host,
+            peer_name,
+            ..
+        } => Some((peer_host.clone(), peer_name.clone())),
+        _ => None,
+    }
+}
+
+fn addrs_of(plan: &Plan, host: &str, ifname: &str) -> Vec<String> {
+    plan.host(host)
+        .map(|h| {
+            h.addresses
+                .iter()
+                .filter(|(d, _)| d == ifname)
+                .map(|(_, a)| a.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn layout(t: &Topology, plan: &Plan) -> Layout {
+    let mut boxes: Vec<HostBox> = Vec::new();
+    let nodes: Vec<(&str, &crate::topology::NodeSpec)> = t.nodes().collect();
+    let has_switch = plan.host(SWITCH_HOST).is_some();
+    let y_pods = MARGIN + 40.0;
+    let y_nodes = y_pods + POD_H + ROW_GAP;
+    let y_switch = y_nodes + NODE_H + ROW_GAP;
+    let y_ext = if has_switch {
+        y_switch + SWITCH_H + ROW_GAP
+    } else {
+        y_nodes + NODE_H + ROW_GAP
+    };
+    let mut x = MARGIN;
+    for (name, n) in &nodes {
+        let pods: Vec<(&str, &crate::topology::PodSpec)> = t.pods_of(name).collect();
+        let pods_w = pods.len() as f64 * (POD_W + GAP) - GAP;
+        let col_w = NODE_MIN_W.max(pods_w);
+        let mut px = x + (col_w - pods_w.max(0.0)) / 2.0;
+        for (pod, p) in &pods {
+            boxes.push(HostBox {
+                name: pod.to_string(),
+                role: "pod",
+                x: px,
+                y: y_pods,
+                w: POD_W,
+                h: POD_H,
+                subtitle: format!("pod · {}", p.ip),
+            });
+            px += POD_W + GAP;
+        }
+        boxes.push(HostBox {
+            name: name.to_string(),
+            role: "node",
+            x,
+            y: y_nodes,
+            w: col_w,
+            h: NODE_H,
+            subtitle: format!("node · pod CIDR {}", n.pod_cidr),
+        });
+        x += col_w + GAP * 2.0;
+    }
+    let nodes_right = x - GAP * 2.0;
+    // External hosts: under the switch, or under the node their uplink goes to.
+    let externals: Vec<&crate::topology::Host> = t
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::External(_)))
+        .collect();
+    let mut ex = MARGIN;
+    for h in &externals {
+        let under = if has_switch {
+            None
+        } else {
+            plan.host(&h.name).and_then(|hp| {
+                hp.ifaces.iter().find_map(|i| match &i.kind {
+                    IfaceKind::Veth { peer_host, .. } => {
+                        boxes.iter().find(|b| &b.name == peer_host).map(|b| b.cx())
+                    }
+                    _ => None,
+                })
+            })
+        };
+        let bx = match under {
+            Some(cx) => (cx - EXT_W / 2.0).max(ex),
+            None => ex,
+        };
+        boxes.push(HostBox {
+            name: h.name.clone(),
+            role: "external",
+            x: bx,
+            y: y_ext,
+            w: EXT_W,
+            h: POD_H,
+            subtitle: format!("external · {}", h.address()),
+        });
+        ex = bx + EXT_W + GAP;
+    }
+    if has_switch {
+        let w = (nodes_right - MARGIN).max(ex - GAP - MARGIN).max(EXT_W);
+        boxes.push(HostBox {
+            name: SWITCH_HOST.to_string(),
+            role: "switch",
+            x: MARGIN,
+            y: y_switch,
+            w,
+            h: SWITCH_H,
+            subtitle: "underlay switch".into(),
+        });
+    }
+    let width = boxes.iter().map(|b| b.x + b.w).fold(0.0, f64::max) + MARGIN;
+    let bottom = boxes.iter().map(|b| b.y + b.h).fold(0.0, f64::max);
+
+    // Ports: each interface on the edge that faces its peer.
+    let find = |name: &str| boxes.iter().find(|b| b.name == name);
+    let mut ports: Vec<Port> = Vec::new();
+    let mut bridges = Vec::new();
+    for b in &boxes {
+        let Some(hp) = plan.host(&b.name) else {
+            continue;
+        };
+        let mut bottom_ifaces = Vec::new();
+        for i in &hp.ifaces {
+            let addrs = addrs_of(plan, &b.name, &i.name);
+            match &i.kind {
+                IfaceKind::Bridge => {
+                    bridges.push((
+                        b.name.clone(),
+                        i.name.clone(),
+                        b.x + 14.0,
+                        b.y + b.h / 2.0 - 2.0,
+                        b.w - 28.0,
+                        addrs,
+                    ));
+                }
+                IfaceKind::Veth { peer_host, .. } => {
+                    let peer = find(peer_host);
+                    let above = peer.is_some_and(|p| p.y < b.y);
+                    if above {
+                        let px = peer.map(|p| p.cx()).unwrap_or(b.cx());
+                        ports.push(port(&b.name, &i.name, Side::Top, px, b, addrs, ""));
+                    } else {
+                        bottom_ifaces.push((
+                            i.name.clone(),
+                            addrs,
+                            String::new(),
+                            peer.map(|p| p.cx()),
+                        ));
+                    }
+                }
+                IfaceKind::Vxlan { vni, port: p, .. } => {
+                    bottom_ifaces.push((i.name.clone(), addrs, format!("vxlan {vni} :{p}"), None));
+                }
+            }
+        }
+        // Bottom ports: under their peer when there is one, else spread.
+        let n = bottom_ifaces.len() as f64;
+        for (k, (name, addrs, note, under)) in bottom_ifaces.into_iter().enumerate() {
+            let spread = b.x + b.w * (k as f64 + 1.0) / (n + 1.0);
+            let x = under
+                .filter(|u| *u > b.x + 30.0 && *u < b.x + b.w - 30.0 && n <= 1.0)
+                .unwrap_or(spread);
+            ports.push(port(&b.name, &name, Side::Bottom, x, b, addrs, &note));
+        }
+    }
+    Layout {
+        boxes,
+        ports,
+        bridges,
+        width,
+        bottom,
+    }
+}
+
+fn port(
+    host: &str,
+    ifname: &str,
+    side: Side,
+    x: f64,
+    b: &HostBox,
+    addrs: Vec<String>,
+    note: &str,
+) -> Port {
+    let w = (ifname.chars().count() as f64 * 7.2 + 14.0).max(44.0);
+    let x = x.clamp(b.x + w / 2.0 + 2.0, b.x + b.w - w / 2.0 - 2.0);
+    let y = match side {
+        Side::Top => b.y,
+        Side::Bottom => b.y + b.h,
+    };
+    Port {
+        host: host.to_string(),
+        ifname: ifname.to_string(),
+        side,
+        x,
+        y,
+        w,
+        addrs,
+        note: note.to_string(),
+    }
+}
+
+/// Which hosts and interfaces the findings mark broken.
+struct Marks {
+    hosts: BTreeMap<String, Vec<usize>>,
+    ports: Vec<(String, String)>,
+}
+
+fn marks(findings: &[Finding], plan: &Plan) -> Marks {
+    let mut hosts: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut ports = Vec::new();
+    for (i, f) in findings.iter().enumerate() {
+        hosts.entry(f.host.clone()).or_default().push(i + 1);
+        for (h, text) in &f.hops {
+            let words: Vec<&str> = text
+                .split(|c: char| {
+                    c.is_whitespace() || matches!(c, ',' | '(' | ')' | ':' | '→' | '⇄')
+                })
+                .filter(|w| !w.is_empty())
+                .collect();
+            let has = |host: &str, ifname: &str| {
+                plan.host(host).is_some_and(|hp| hp.iface(ifname).is_some())
+            };
+            let mut add = |k: (String, String)| {
+                if !ports.contains(&k) {
+                    ports.push(k);
+                }
+            };
+            // "node1 veth-pod-a": an interface right after a host's name is that host's; any
+            // other interface name is the hop's own host's.
+            let mut taken = vec![false; words.len()];
+            for k in 0..words.len().saturating_sub(1) {
+                if plan.host(words[k]).is_some() && has(words[k], words[k + 1]) {
+                    add((words[k].to_string(), words[k + 1].to_string()));
+                    taken[k] = true;
+                    taken[k + 1] = true;
+                }
+            }
+            for (k, w) in words.iter().enumerate() {
+                if !taken[k] && has(h, w) {
+                    add((h.clone(), w.to_string()));
+                }
+            }
+        }
+    }
+    Marks { hosts, ports }
+}
+
+/// The lab as an SVG picture, with the findings drawn in red.
+pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
+    let l = layout(t, plan);
+    let m = marks(findings, plan);
+    let legend_lines = 2 + findings
+        .iter()
+        .map(|f| 1 + f.pairs.len().min(4))
+        .sum::<usize>();
+    let height = l.bottom + 50.0 + legend_lines as f64 * 18.0 + MARGIN;
+    let width = l.width.max(640.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{h:.0}" viewBox="0 0 {w:.0} {h:.0}" font-family="DejaVu Sans, Verdana, sans-serif" font-size="12">"#,
+        w = width,
+        h = height
+    );
+    let _ = writeln!(
+        s,
+        "<title>{}</title>",
+        esc(&format!("netfault lab: {}", t.name))
+    );
+    let _ = writeln!(
+        s,
+        r#"<style>.box{{fill:#f7f9fc;stroke:#50607a;stroke-width:1.5}} .node .box{{fill:#eef3fb}} .switch .box{{fill:#f1f1f1}} .broken .box,.port.broken rect{{stroke:#d0021b;stroke-width:3}} .port rect{{fill:#fff;stroke:#50607a}} .link{{stroke:#50607a;stroke-width:2}} .link.broken{{stroke:#d0021b;stroke-width:3;stroke-dasharray:6 4}} .overlay{{stroke:#7b61c4;stroke-width:2;stroke-dasharray:8 5;fill:none}} .bridge rect{{fill:#dde7f7;stroke:#50607a}} .member{{stroke:#8a97ad;stroke-width:1.5}} .name{{font-weight:bold;font-size:14px}} .sub{{fill:#555}} .addr{{fill:#1d4f91;font-size:11px}} .badge circle{{fill:#d0021b}} .badge text{{fill:#fff;font-weight:bold}} .finding{{fill:#d0021b}} .legend{{fill:#333}}</style>"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<text class="name" x="{MARGIN}" y="{:.0}">{}</text>"#,
+        MARGIN + 6.0,
+        esc(&format!("{} — {}", t.name, t.description))
+    );
+    let broken_port = |h: &str, i: &str| m.ports.iter().any(|(a, b)| a == h && b == i);
+    // Links under everything else.
+    let _ = writeln!(s, r#"<g id="links">"#);
+    for p in &l.ports {
+        if let Some((ph, pi)) = peer_of(plan, &p.host, &p.ifname) {
+            // Draw each pair once, from the end whose host sorts first.
+            if (p.host.as_str(), p.ifname.as_str()) > (ph.as_str(), pi.as_str()) {
+                continue;
+            }
+            let Some(q) = l.ports.iter().find(|q| q.host == ph && q.ifname == pi) else {
+                continue;
+            };
+            let (x1, y1) = p.anchor();
+            let (x2, y2) = q.anchor();
+            let broken = broken_port(&p.host, &p.ifname) || broken_port(&q.host, &q.ifname);
+            let _ = writeln!(
+                s,
+                r#"<line class="link{}" id="link-{}-{}--{}-{}" x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}"><title>{}</title></line>"#,
+                if broken { " broken" } else { "" },
+                ident(&p.host),
+                ident(&p.ifname),
+                ident(&q.host),
+                ident(&q.ifname),
+                esc(&format!(
+                    "veth {}:{} ⇄ {}:{}",
+                    p.host, p.ifname, q.host, q.ifname
+                ))
+            );
+        }
+    }
+    // Overlays: a dashed path between the vxlan ports of the nodes, below them.
+    let vx: Vec<&Port> = l.ports.iter().filter(|p| !p.note.is_empty()).collect();
+    for w in vx.windows(2) {
+        let (x1, y1) = w[0].anchor();
+        let (x2, y2) = w[1].anchor();
+        let dip = y1.max(y2) + 26.0;
+        let broken = broken_port(&w[0].host, &w[0].ifname) || broken_port(&w[1].host, &w[1].ifname);
+        let _ = writeln!(
+            s,
+            r#"<path class="overlay{}" id="overlay-{}-{}" d="M {x1:.1} {y1:.1} L {x1:.1} {dip:.1} L {x2:.1} {dip:.1} L {x2:.1} {y2:.1}"><title>{}</title></path>"#,
+            if broken { " broken" } else { "" },
+            ident(&w[0].host),
+            ident(&w[1].host),
+            esc(&format!(
+                "{} overlay between {} and {}",
+                w[0].note, w[0].host, w[1].host
+            ))
+        );
+    }
+    let _ = writeln!(s, "</g>");
+    // Hosts.
+    for b in &l.boxes {
+        let badges = m.hosts.get(&b.name);
+        let _ = writeln!(
+            s,
+            r#"<g class="host {}{}" id="host-{}">"#,
+            b.role,
+            if badges.is_some() { " broken" } else { "" },
+            ident(&b.name)
+        );
+        let _ = writeln!(
+            s,
+            r#"<rect class="box" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="8"/>"#,
+            b.x, b.y, b.w, b.h
+        );
+        let (ty, sy) = if b.role == "node" {
+            (b.y + 44.0, b.y + 60.0)
+        } else {
+            (b.y + b.h / 2.0 - 2.0, b.y + b.h / 2.0 + 14.0)
+        };
+        let _ = writeln!(
+            s,
+            r#"<text class="name" x="{:.1}" y="{ty:.1}" text-anchor="middle">{}</text>"#,
+            b.cx(),
+            esc(&b.name)
+        );
+        let _ = writeln!(
+            s,
+            r#"<text class="sub" x="{:.1}" y="{sy:.1}" text-anchor="middle">{}</text>"#,
+            b.cx(),
+            esc(&b.subtitle)
+        );
+        if let Some(ns) = badges {
+            for (k, n) in ns.iter().enumerate() {
+                let cx = b.x + b.w - 4.0 - k as f64 * 26.0;
+                let _ = writeln!(
+                    s,
+                    r#"<g class="badge" id="badge-{n}"><circle cx="{cx:.1}" cy="{:.1}" r="11"/><text x="{cx:.1}" y="{:.1}" text-anchor="middle">{n}</text></g>"#,
+                    b.y + 4.0,
+                    b.y + 8.5
+                );
+            }
+        }
+        let _ = writeln!(s, "</g>");
+    }
+    // Bridges and their members.
+    for (host, name, x, y, w, addrs) in &l.bridges {
+        let _ = writeln!(
+            s,
+            r#"<g class="bridge" id="bridge-{}-{}">"#,
+            ident(host),
+            ident(name)
+        );
+        for p in l
+            .ports
+            .iter()
+            .filter(|p| &p.host == host && p.side == Side::Top)
+        {
+            let member = plan
+                .host(host)
+                .and_then(|h| h.iface(&p.ifname))
+                .and_then(|i| i.master.as_deref())
+                == Some(name.as_str());
+            if member {
+                let _ = writeln!(
+                    s,
+                    r#"<line class="member" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{y:.1}"/>"#,
+                    p.x,
+                    p.y + PORT_H / 2.0,
+                    p.x
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="20" rx="4"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            x + w / 2.0,
+            y + 14.5,
+            esc(&format!("bridge {name}  {}", addrs.join(" ")))
+        );
+        let _ = writeln!(s, "</g>");
+    }
+    // Ports.
+    for p in &l.ports {
+        let broken = broken_port(&p.host, &p.ifname);
+        let _ = writeln!(
+            s,
+            r#"<g class="port{}" id="port-{}-{}">"#,
+            if broken { " broken" } else { "" },
+            ident(&p.host),
+            ident(&p.ifname)
+        );
+        let _ = writeln!(
+            s,
+            r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{PORT_H}" rx="3"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            p.x - p.w / 2.0,
+            p.y - PORT_H / 2.0,
+            p.w,
+            p.x,
+            p.y + 4.0,
+            esc(&p.ifname)
+        );
+        let mut label: Vec<String> = p.addrs.clone();
+        if !p.note.is_empty() {
+            label.push(p.note.clone());
+        }
+        if !label.is_empty() {
+            let ty = match p.side {
+                Side::Top => p.y + PORT_H / 2.0 + 13.0,
+                Side::Bottom => p.y - PORT_H / 2.0 - 5.0,
+            };
+            let _ = writeln!(
+                s,
+                r#"<text class="addr" x="{:.1}" y="{ty:.1}" text-anchor="middle">{}</text>"#,
+                p.x,
+                esc(&label.join(" · "))
+            );
+        }
+        let _ = writeln!(s, "</g>");
+    }
+    // Legend: the findings.
+    let mut y = l.bottom + 36.0;
+    let _ = writeln!(s, r#"<g id="legend">"#);
+    if findings.is_empty() {
+        let _ = writeln!(
+            s,
+            r#"<text class="legend" x="{MARGIN}" y="{y:.0}">No diagnosis drawn: every link and port in its normal colour.</text>"#
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            r#"<text class="legend" x="{MARGIN}" y="{y:.0}">Red: what the diagnosis found broken. Numbered badges mark each culprit:</text>"#
+        );
+        for (i, f) in findings.iter().enumerate() {
+            y += 18.0;
+            let _ = writeln!(
+                s,
+                r#"<text class="finding" id="finding-{}" x="{MARGIN}" y="{y:.0}">{}</text>"#,
+                i + 1,
+                esc(&format!(
+                    "{}. {} {} — {}",
+                    i + 1,
+                    f.host,
+                    f.component,
+                    f.summary
+                ))
+            );
+            for pair in f.pairs.iter().take(4) {
+                y += 18.0;
+                let _ = writeln!(
+                    s,
+                    r#"<text class="legend" x="{:.0}" y="{y:.0}">{}</text>"#,
+                    MARGIN + 20.0,
+                    esc(pair)
+                );
+            }
+        }
+    }
+    let _ = writeln!(s, "</g>\n</svg>");
+    s
+}
+
+/// The lab as Graphviz DOT: hosts as clusters, interfaces as nodes, veth links as edges.
+pub fn dot(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
+    let m = marks(findings, plan);
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut s = String::new();
+    let _ = writeln!(s, "graph {} {{", q(&format!("netfault lab {}", t.name)));
+    let _ = writeln!(
+        s,
+        "  compound=true; node [shape=box, fontname=\"Helvetica\"];"
+    );
+    for hp in &plan.hosts {
+        let broken = m.hosts.contains_key(&hp.name);
+        let role = t.host(&hp.name).map(|h| h.role_name()).unwrap_or("switch");
+        let _ = writeln!(s, "  subgraph {} {{", q(&format!("cluster_{}", hp.name)));
+        let _ = writeln!(
+            s,
+            "    label={}; color={};",
+            q(&format!("{} ({role})", hp.name)),
+            if broken { "red" } else { "gray40" }
+        );
+        for i in &hp.ifaces {
+            let addrs = addrs_of(plan, &hp.name, &i.name);
+            let mut label = i.name.clone();
+            for a in addrs {
+                label.push_str(&format!("\\n{a}"));
+            }
+            let red = m.ports.iter().any(|(h, n)| h == &hp.name && n == &i.name);
+            let shape = if matches!(i.kind, IfaceKind::Bridge) {
+                "box3d"
+            } else {
+                "box"
+            };
+            let _ = writeln!(
+                s,
+                "    {} [label=\"{label}\", shape={shape}{}];",
+                q(&format!("{}:{}", hp.name, i.name)),
+                if red { ", color=red, penwidth=2" } else { "" }
+            );
+        }
+        let _ = writeln!(s, "  }}");
+    }
+    for hp in &plan.hosts {
+        for i in &hp.ifaces {
+            let a = format!("{}:{}", hp.name, i.name);
+            if let Some(m_) = &i.master {
+                let _ = writeln!(
+                    s,
+                    "  {} -- {} [style=dotted];",
+                    q(&a),
+                    q(&format!("{}:{m_}", hp.name))
+                );
+            }
+            if let IfaceKind::Veth {
+                peer_host,
+                peer_name,
+                create: true,
+            } = &i.kind
+            {
+                let b = format!("{peer_host}:{peer_name}");
+                let red = m.ports.iter().any(|(h, n)| {
+                    (h == &hp.name && n == &i.name) || (h == peer_host && n == peer_name)
+                });
+                let _ = writeln!(
+                    s,
+                    "  {} -- {}{};",
+                    q(&a),
+                    q(&b),
+                    if red {
+                        " [color=red, penwidth=2, style=dashed]"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    for (i, f) in findings.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  {} [shape=note, color=red, fontcolor=red, label={}];",
+            q(&format!("finding {}", i + 1)),
+            q(&format!(
+                "{}. {} {}: {}",
+                i + 1,
+                f.host,
+                f.component,
+                f.summary
+            ))
+        );
+    }
+    let _ = writeln!(s, "}}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{parse_fixture, Source};
+
+    #[test]
+    fn escaping_and_ids_are_safe() {
+        assert_eq!(esc("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
+        assert_eq!(ident("pod-a:eth0"), "pod-a-eth0");
+    }
+
+    #[test]
+    fn hops_mark_the_interfaces_they_name() {
+        let t = parse_fixture(&Source::new(
+            "single-node.toml",
+            include_str!("../../fixtures/single-node.toml"),
+        ))
+        .unwrap();
+        let plan = Plan::from_topology(&t);
+        let f = Finding {
+            host: "node1".into(),
+            component: "link".into(),
+            summary: "x".into(),
+            pairs: vec!["pod-a → ext tcp".into()],
+            hops: vec![("pod-a".into(), "eth0 ⇄ node1 veth-pod-a (down)".into())],
+        };
+        let m = marks(&[f], &plan);
+        assert_eq!(
+            m.ports,
+            [
+                ("node1".to_string(), "veth-pod-a".to_string()),
+                ("pod-a".to_string(), "eth0".to_string())
+            ]
+        );
+        assert_eq!(m.hosts.get("node1"), Some(&vec![1]));
+    }
+}
