@@ -47,7 +47,19 @@ pub fn findings(ds: &[Diagnosis]) -> Vec<Finding> {
             .find(|f| f.host == c.host && f.component == c.component.as_str())
         {
             Some(f) => {
-                f.pairs.push(pair);
+                // One line per pair: protocols found separately join the pair's line.
+                let head = format!("{} → {} ", d.from, d.to);
+                match f.pairs.iter_mut().find(|p| p.starts_with(&head)) {
+                    Some(p) => {
+                        for proto in &protos {
+                            if !p[head.len()..].split(',').any(|x| x == *proto) {
+                                p.push(',');
+                                p.push_str(proto);
+                            }
+                        }
+                    }
+                    None => f.pairs.push(pair),
+                }
                 for h in hops {
                     if !f.hops.contains(&h) {
                         f.hops.push(h);
@@ -117,15 +129,18 @@ fn ident(s: &str) -> String {
 }
 
 const POD_W: f64 = 170.0;
-const POD_H: f64 = 78.0;
-const NODE_MIN_W: f64 = 300.0;
-const NODE_H: f64 = 160.0;
+const POD_H: f64 = 84.0;
+const NODE_MIN_W: f64 = 360.0;
+const NODE_H: f64 = 176.0;
 const EXT_W: f64 = 180.0;
-const SWITCH_H: f64 = 56.0;
+const SWITCH_H: f64 = 74.0;
 const GAP: f64 = 24.0;
-const ROW_GAP: f64 = 80.0;
+const ROW_GAP: f64 = 84.0;
 const MARGIN: f64 = 24.0;
 const PORT_H: f64 = 20.0;
+/// Where a bridge bar sits inside its host, from the top.
+const NODE_BAR_Y: f64 = 40.0;
+const SWITCH_BAR_Y: f64 = 42.0;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Side {
@@ -141,7 +156,8 @@ struct HostBox {
     y: f64,
     w: f64,
     h: f64,
-    subtitle: String,
+    /// Lines under the name.
+    lines: Vec<String>,
 }
 
 impl HostBox {
@@ -159,6 +175,7 @@ struct Port {
     y: f64,
     w: f64,
     addrs: Vec<String>,
+    /// For an overlay device: what it carries ("vxlan 1 :8472").
     note: String,
 }
 
@@ -172,11 +189,19 @@ impl Port {
     }
 }
 
+struct Bridge {
+    host: String,
+    name: String,
+    x: f64,
+    y: f64,
+    w: f64,
+    addrs: Vec<String>,
+}
+
 struct Layout {
     boxes: Vec<HostBox>,
     ports: Vec<Port>,
-    /// (bridge host, bridge name, x, y, w, addresses)
-    bridges: Vec<(String, String, f64, f64, f64, Vec<String>)>,
+    bridges: Vec<Bridge>,
     width: f64,
     bottom: f64,
 }
@@ -204,11 +229,32 @@ fn addrs_of(plan: &Plan, host: &str, ifname: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What a node does besides its interfaces: forwarding and masquerade, from the plan.
+fn node_config(plan: &Plan, node: &str) -> String {
+    let Some(hp) = plan.host(node) else {
+        return String::new();
+    };
+    let fwd = hp
+        .sysctls
+        .iter()
+        .any(|(k, v)| k == "net.ipv4.ip_forward" && v == "1");
+    let mut parts = vec![if fwd {
+        "ip_forward on"
+    } else {
+        "ip_forward off"
+    }
+    .to_string()];
+    if let Some(m) = &hp.masquerade {
+        parts.push(format!("masquerade {} out of {}", m.pod_cidr, m.uplink));
+    }
+    parts.join(" · ")
+}
+
 fn layout(t: &Topology, plan: &Plan) -> Layout {
     let mut boxes: Vec<HostBox> = Vec::new();
     let nodes: Vec<(&str, &crate::topology::NodeSpec)> = t.nodes().collect();
     let has_switch = plan.host(SWITCH_HOST).is_some();
-    let y_pods = MARGIN + 40.0;
+    let y_pods = MARGIN + 52.0;
     let y_nodes = y_pods + POD_H + ROW_GAP;
     let y_switch = y_nodes + NODE_H + ROW_GAP;
     let y_ext = if has_switch {
@@ -218,11 +264,11 @@ fn layout(t: &Topology, plan: &Plan) -> Layout {
     };
     let mut x = MARGIN;
     for (name, n) in &nodes {
-        let pods: Vec<(&str, &crate::topology::PodSpec)> = t.pods_of(name).collect();
+        let pods: Vec<&str> = t.pods_of(name).map(|(p, _)| p).collect();
         let pods_w = pods.len() as f64 * (POD_W + GAP) - GAP;
         let col_w = NODE_MIN_W.max(pods_w);
         let mut px = x + (col_w - pods_w.max(0.0)) / 2.0;
-        for (pod, p) in &pods {
+        for pod in &pods {
             boxes.push(HostBox {
                 name: pod.to_string(),
                 role: "pod",
@@ -230,7 +276,7 @@ fn layout(t: &Topology, plan: &Plan) -> Layout {
                 y: y_pods,
                 w: POD_W,
                 h: POD_H,
-                subtitle: format!("pod · {}", p.ip),
+                lines: vec![format!("pod on {name}")],
             });
             px += POD_W + GAP;
         }
@@ -241,19 +287,21 @@ fn layout(t: &Topology, plan: &Plan) -> Layout {
             y: y_nodes,
             w: col_w,
             h: NODE_H,
-            subtitle: format!("node · pod CIDR {}", n.pod_cidr),
+            lines: vec![
+                format!("node · pod CIDR {}", n.pod_cidr),
+                node_config(plan, name),
+            ],
         });
         x += col_w + GAP * 2.0;
     }
     let nodes_right = x - GAP * 2.0;
     // External hosts: under the switch, or under the node their uplink goes to.
-    let externals: Vec<&crate::topology::Host> = t
+    let mut ex = MARGIN;
+    for h in t
         .hosts
         .iter()
         .filter(|h| matches!(h.role, Role::External(_)))
-        .collect();
-    let mut ex = MARGIN;
-    for h in &externals {
+    {
         let under = if has_switch {
             None
         } else {
@@ -277,7 +325,7 @@ fn layout(t: &Topology, plan: &Plan) -> Layout {
             y: y_ext,
             w: EXT_W,
             h: POD_H,
-            subtitle: format!("external · {}", h.address()),
+            lines: vec!["outside the cluster".into()],
         });
         ex = bx + EXT_W + GAP;
     }
@@ -290,62 +338,86 @@ fn layout(t: &Topology, plan: &Plan) -> Layout {
             y: y_switch,
             w,
             h: SWITCH_H,
-            subtitle: "underlay switch".into(),
+            lines: Vec::new(),
         });
     }
     let width = boxes.iter().map(|b| b.x + b.w).fold(0.0, f64::max) + MARGIN;
     let bottom = boxes.iter().map(|b| b.y + b.h).fold(0.0, f64::max);
 
-    // Ports: each interface on the edge that faces its peer.
-    let find = |name: &str| boxes.iter().find(|b| b.name == name);
+    // Ports, in an order where a port's peer is placed before it is needed: pods, nodes, then
+    // the switch and external hosts (which line up under the nodes' ports).
     let mut ports: Vec<Port> = Vec::new();
     let mut bridges = Vec::new();
-    for b in &boxes {
-        let Some(hp) = plan.host(&b.name) else {
-            continue;
-        };
-        let mut bottom_ifaces = Vec::new();
-        for i in &hp.ifaces {
-            let addrs = addrs_of(plan, &b.name, &i.name);
-            match &i.kind {
-                IfaceKind::Bridge => {
-                    bridges.push((
-                        b.name.clone(),
-                        i.name.clone(),
-                        b.x + 14.0,
-                        b.y + b.h / 2.0 - 2.0,
-                        b.w - 28.0,
-                        addrs,
-                    ));
-                }
-                IfaceKind::Veth { peer_host, .. } => {
-                    let peer = find(peer_host);
-                    let above = peer.is_some_and(|p| p.y < b.y);
-                    if above {
-                        let px = peer.map(|p| p.cx()).unwrap_or(b.cx());
-                        ports.push(port(&b.name, &i.name, Side::Top, px, b, addrs, ""));
-                    } else {
+    for role in ["pod", "node", "switch", "external"] {
+        for b in boxes.iter().filter(|b| b.role == role) {
+            let Some(hp) = plan.host(&b.name) else {
+                continue;
+            };
+            let mut bottom_ifaces: Vec<(String, Vec<String>, String, Option<f64>)> = Vec::new();
+            for i in &hp.ifaces {
+                let addrs = addrs_of(plan, &b.name, &i.name);
+                match &i.kind {
+                    IfaceKind::Bridge => {
+                        let bar_y = if role == "switch" {
+                            SWITCH_BAR_Y
+                        } else {
+                            NODE_BAR_Y
+                        };
+                        bridges.push(Bridge {
+                            host: b.name.clone(),
+                            name: i.name.clone(),
+                            x: b.x + 14.0,
+                            y: b.y + bar_y,
+                            w: b.w - 28.0,
+                            addrs,
+                        });
+                    }
+                    IfaceKind::Veth {
+                        peer_host,
+                        peer_name,
+                        ..
+                    } => {
+                        let peer_box = boxes.iter().find(|p| &p.name == peer_host);
+                        // Line up under (or over) the peer's port once it is placed, else its box.
+                        let px = ports
+                            .iter()
+                            .find(|p| &p.host == peer_host && &p.ifname == peer_name)
+                            .map(|p| p.x)
+                            .or(peer_box.map(|p| p.cx()));
+                        if peer_box.is_some_and(|p| p.y < b.y) {
+                            ports.push(port(
+                                &b.name,
+                                &i.name,
+                                Side::Top,
+                                px.unwrap_or(b.cx()),
+                                b,
+                                addrs,
+                                "",
+                            ));
+                        } else {
+                            bottom_ifaces.push((i.name.clone(), addrs, String::new(), px));
+                        }
+                    }
+                    IfaceKind::Vxlan { vni, port: p, .. } => {
                         bottom_ifaces.push((
                             i.name.clone(),
                             addrs,
-                            String::new(),
-                            peer.map(|p| p.cx()),
+                            format!("vxlan VNI {vni}, UDP {p}"),
+                            None,
                         ));
                     }
                 }
-                IfaceKind::Vxlan { vni, port: p, .. } => {
-                    bottom_ifaces.push((i.name.clone(), addrs, format!("vxlan {vni} :{p}"), None));
-                }
             }
-        }
-        // Bottom ports: under their peer when there is one, else spread.
-        let n = bottom_ifaces.len() as f64;
-        for (k, (name, addrs, note, under)) in bottom_ifaces.into_iter().enumerate() {
-            let spread = b.x + b.w * (k as f64 + 1.0) / (n + 1.0);
-            let x = under
-                .filter(|u| *u > b.x + 30.0 && *u < b.x + b.w - 30.0 && n <= 1.0)
-                .unwrap_or(spread);
-            ports.push(port(&b.name, &name, Side::Bottom, x, b, addrs, &note));
+            // Bottom ports: under their peer when it sits right below, else spread evenly.
+            let n = bottom_ifaces.len() as f64;
+            for (k, (name, addrs, note, under)) in bottom_ifaces.into_iter().enumerate() {
+                let spread = b.x + b.w * (k as f64 + 1.0) / (n + 1.0);
+                let x = match under {
+                    Some(u) if role != "node" && u > b.x && u < b.x + b.w => u,
+                    _ => spread,
+                };
+                ports.push(port(&b.name, &name, Side::Bottom, x, b, addrs, &note));
+            }
         }
     }
     Layout {
@@ -384,16 +456,20 @@ fn port(
     }
 }
 
-/// Which hosts and interfaces the findings mark broken.
+/// Which hosts and interfaces the findings mark broken; links are marked only for a culprit
+/// that lives on the wire (a route or a filter is the host's, not the cable's).
 struct Marks {
     hosts: BTreeMap<String, Vec<usize>>,
     ports: Vec<(String, String)>,
+    links: Vec<(String, String)>,
 }
 
 fn marks(findings: &[Finding], plan: &Plan) -> Marks {
     let mut hosts: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut ports = Vec::new();
+    let mut links = Vec::new();
     for (i, f) in findings.iter().enumerate() {
+        let first = ports.len();
         hosts.entry(f.host.clone()).or_default().push(i + 1);
         for (h, text) in &f.hops {
             let words: Vec<&str> = text
@@ -426,8 +502,18 @@ fn marks(findings: &[Finding], plan: &Plan) -> Marks {
                 }
             }
         }
+        if matches!(
+            f.component.as_str(),
+            "link" | "bridge" | "mtu" | "neighbour" | "overlay"
+        ) {
+            links.extend(ports[first..].iter().cloned());
+        }
     }
-    Marks { hosts, ports }
+    Marks {
+        hosts,
+        ports,
+        links,
+    }
 }
 
 /// The lab as an SVG picture, with the findings drawn in red.
@@ -439,7 +525,13 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
         .map(|f| 1 + f.pairs.len().min(4))
         .sum::<usize>();
     let height = l.bottom + 50.0 + legend_lines as f64 * 18.0 + MARGIN;
-    let width = l.width.max(640.0);
+    let longest = findings
+        .iter()
+        .map(|f| f.summary.chars().count() + f.host.len() + f.component.len() + 8)
+        .chain([t.description.chars().count()])
+        .max()
+        .unwrap_or(0);
+    let width = l.width.max(640.0).max(longest as f64 * 6.6 + 2.0 * MARGIN);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -454,15 +546,18 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<style>.box{{fill:#f7f9fc;stroke:#50607a;stroke-width:1.5}} .node .box{{fill:#eef3fb}} .switch .box{{fill:#f1f1f1}} .broken .box,.port.broken rect{{stroke:#d0021b;stroke-width:3}} .port rect{{fill:#fff;stroke:#50607a}} .link{{stroke:#50607a;stroke-width:2}} .link.broken{{stroke:#d0021b;stroke-width:3;stroke-dasharray:6 4}} .overlay{{stroke:#7b61c4;stroke-width:2;stroke-dasharray:8 5;fill:none}} .bridge rect{{fill:#dde7f7;stroke:#50607a}} .member{{stroke:#8a97ad;stroke-width:1.5}} .name{{font-weight:bold;font-size:14px}} .sub{{fill:#555}} .addr{{fill:#1d4f91;font-size:11px}} .badge circle{{fill:#d0021b}} .badge text{{fill:#fff;font-weight:bold}} .finding{{fill:#d0021b}} .legend{{fill:#333}}</style>"#
+        r#"<style>.box{{fill:#f7f9fc;stroke:#50607a;stroke-width:1.5}} .node .box{{fill:#eef3fb}} .switch .box{{fill:#f1f1f1}} .broken .box,.port.broken rect{{stroke:#d0021b;stroke-width:3}} .port rect{{fill:#fff;stroke:#50607a}} .link{{stroke:#50607a;stroke-width:2}} .link.broken{{stroke:#d0021b;stroke-width:3;stroke-dasharray:6 4}} .overlay{{stroke:#7b61c4;stroke-width:2;stroke-dasharray:8 5;fill:none}} .bridge rect{{fill:#dde7f7;stroke:#50607a}} .member{{stroke:#8a97ad;stroke-width:1.5}} .name{{font-weight:bold;font-size:14px}} .sub{{fill:#555}} .addr{{fill:#1d4f91;font-size:11px}} .badge circle{{fill:#d0021b}} .badge text{{fill:#fff;font-weight:bold}} .finding{{fill:#d0021b}} .legend{{fill:#333}} .title{{font-weight:bold;font-size:16px}} .vxnote{{fill:#7b61c4;font-size:11px}}</style>"#
     );
     let _ = writeln!(
         s,
-        r#"<text class="name" x="{MARGIN}" y="{:.0}">{}</text>"#,
-        MARGIN + 6.0,
-        esc(&format!("{} — {}", t.name, t.description))
+        r#"<text class="title" x="{MARGIN}" y="{:.0}">{}</text><text class="sub" x="{MARGIN}" y="{:.0}">{}</text>"#,
+        MARGIN + 8.0,
+        esc(&t.name),
+        MARGIN + 26.0,
+        esc(&t.description)
     );
     let broken_port = |h: &str, i: &str| m.ports.iter().any(|(a, b)| a == h && b == i);
+    let broken_link = |h: &str, i: &str| m.links.iter().any(|(a, b)| a == h && b == i);
     // Links under everything else.
     let _ = writeln!(s, r#"<g id="links">"#);
     for p in &l.ports {
@@ -476,7 +571,7 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
             };
             let (x1, y1) = p.anchor();
             let (x2, y2) = q.anchor();
-            let broken = broken_port(&p.host, &p.ifname) || broken_port(&q.host, &q.ifname);
+            let broken = broken_link(&p.host, &p.ifname) || broken_link(&q.host, &q.ifname);
             let _ = writeln!(
                 s,
                 r#"<line class="link{}" id="link-{}-{}--{}-{}" x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}"><title>{}</title></line>"#,
@@ -497,8 +592,8 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
     for w in vx.windows(2) {
         let (x1, y1) = w[0].anchor();
         let (x2, y2) = w[1].anchor();
-        let dip = y1.max(y2) + 26.0;
-        let broken = broken_port(&w[0].host, &w[0].ifname) || broken_port(&w[1].host, &w[1].ifname);
+        let dip = y1.max(y2) + 28.0;
+        let broken = broken_link(&w[0].host, &w[0].ifname) || broken_link(&w[1].host, &w[1].ifname);
         let _ = writeln!(
             s,
             r#"<path class="overlay{}" id="overlay-{}-{}" d="M {x1:.1} {y1:.1} L {x1:.1} {dip:.1} L {x2:.1} {dip:.1} L {x2:.1} {y2:.1}"><title>{}</title></path>"#,
@@ -509,6 +604,13 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
                 "{} overlay between {} and {}",
                 w[0].note, w[0].host, w[1].host
             ))
+        );
+        let _ = writeln!(
+            s,
+            r#"<text class="vxnote" x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            (x1 + x2) / 2.0,
+            dip - 5.0,
+            esc(&w[0].note)
         );
     }
     let _ = writeln!(s, "</g>");
@@ -527,23 +629,31 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
             r#"<rect class="box" x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="8"/>"#,
             b.x, b.y, b.w, b.h
         );
-        let (ty, sy) = if b.role == "node" {
-            (b.y + 44.0, b.y + 60.0)
-        } else {
-            (b.y + b.h / 2.0 - 2.0, b.y + b.h / 2.0 + 14.0)
+        // Name and lines where no port, label or bridge is: below the node's bridge, above
+        // a pod's port, below an external host's port, left of the switch's bridge.
+        let (tx, ty, anchor) = match b.role {
+            "node" => (b.cx(), b.y + NODE_BAR_Y + 48.0, "middle"),
+            "pod" => (b.cx(), b.y + 26.0, "middle"),
+            "external" => (b.cx(), b.y + 48.0, "middle"),
+            _ => (b.x + 14.0, b.y + 30.0, "start"),
         };
         let _ = writeln!(
             s,
-            r#"<text class="name" x="{:.1}" y="{ty:.1}" text-anchor="middle">{}</text>"#,
-            b.cx(),
+            r#"<text class="name" x="{tx:.1}" y="{ty:.1}" text-anchor="{anchor}">{}</text>"#,
             esc(&b.name)
         );
-        let _ = writeln!(
-            s,
-            r#"<text class="sub" x="{:.1}" y="{sy:.1}" text-anchor="middle">{}</text>"#,
-            b.cx(),
-            esc(&b.subtitle)
-        );
+        for (k, line) in b.lines.iter().filter(|l| !l.is_empty()).enumerate() {
+            let (lx, ly, la) = if b.role == "switch" {
+                (b.x + 110.0, b.y + 30.0, "start")
+            } else {
+                (tx, ty + 16.0 * (k as f64 + 1.0), anchor)
+            };
+            let _ = writeln!(
+                s,
+                r#"<text class="sub" x="{lx:.1}" y="{ly:.1}" text-anchor="{la}">{}</text>"#,
+                esc(line)
+            );
+        }
         if let Some(ns) = badges {
             for (k, n) in ns.iter().enumerate() {
                 let cx = b.x + b.w - 4.0 - k as f64 * 26.0;
@@ -558,30 +668,36 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
         let _ = writeln!(s, "</g>");
     }
     // Bridges and their members.
-    for (host, name, x, y, w, addrs) in &l.bridges {
+    for Bridge {
+        host,
+        name,
+        x,
+        y,
+        w,
+        addrs,
+    } in &l.bridges
+    {
         let _ = writeln!(
             s,
             r#"<g class="bridge" id="bridge-{}-{}">"#,
             ident(host),
             ident(name)
         );
-        for p in l
-            .ports
-            .iter()
-            .filter(|p| &p.host == host && p.side == Side::Top)
-        {
+        for p in l.ports.iter().filter(|p| &p.host == host) {
             let member = plan
                 .host(host)
                 .and_then(|h| h.iface(&p.ifname))
                 .and_then(|i| i.master.as_deref())
                 == Some(name.as_str());
             if member {
+                let (from, to) = match p.side {
+                    Side::Top => (p.y + PORT_H / 2.0, *y),
+                    Side::Bottom => (p.y - PORT_H / 2.0, y + 20.0),
+                };
                 let _ = writeln!(
                     s,
-                    r#"<line class="member" x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{y:.1}"/>"#,
-                    p.x,
-                    p.y + PORT_H / 2.0,
-                    p.x
+                    r#"<line class="member" x1="{:.1}" y1="{from:.1}" x2="{:.1}" y2="{to:.1}"/>"#,
+                    p.x, p.x
                 );
             }
         }
@@ -614,10 +730,7 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
             p.y + 4.0,
             esc(&p.ifname)
         );
-        let mut label: Vec<String> = p.addrs.clone();
-        if !p.note.is_empty() {
-            label.push(p.note.clone());
-        }
+        let label = &p.addrs;
         if !label.is_empty() {
             let ty = match p.side {
                 Side::Top => p.y + PORT_H / 2.0 + 13.0,
@@ -733,7 +846,7 @@ pub fn dot(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
             } = &i.kind
             {
                 let b = format!("{peer_host}:{peer_name}");
-                let red = m.ports.iter().any(|(h, n)| {
+                let red = m.links.iter().any(|(h, n)| {
                     (h == &hp.name && n == &i.name) || (h == peer_host && n == peer_name)
                 });
                 let _ = writeln!(

@@ -222,11 +222,13 @@ pub fn write(
     );
     s.push_str("<table class=\"cases\"><tr><th>case</th><th>status</th><th>fixture</th><th>seconds</th><th>culprits</th></tr>");
     for r in reports {
-        let culprits: Vec<String> = r
-            .culprits
-            .iter()
-            .map(|c| format!("{} {}", c.host, c.component))
-            .collect();
+        let mut culprits: Vec<String> = Vec::new();
+        for c in &r.culprits {
+            let k = format!("{} {}", c.host, c.component);
+            if !culprits.contains(&k) {
+                culprits.push(k);
+            }
+        }
         let _ = write!(
             s,
             "<tr><td><a href=\"#case-{}\">{}</a></td><td><span class=\"status {}\">{}</span></td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",

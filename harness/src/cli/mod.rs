@@ -62,6 +62,12 @@ enum CniCmd {
     },
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DiagramFormat {
+    Svg,
+    Dot,
+}
+
 #[derive(Subcommand)]
 enum DrillCmd {
     /// Bring up a pinned lab, break it (faults chosen by the seed) and print the symptom.
@@ -148,6 +154,16 @@ enum Cmd {
     Faults,
     /// The main job: bring up the single-node lab, break it three ways, explain, heal, tear down.
     Demo,
+    /// Draw a fixture or a pinned lab (with its latest diagnosis in red) as SVG or DOT.
+    Diagram {
+        /// A fixture file, or the name of a lab `netfault up` built.
+        target: String,
+        #[arg(long, value_enum, default_value_t = DiagramFormat::Svg)]
+        format: DiagramFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Drills: netfault breaks a pinned lab, you find and repair the fault.
     Drill {
         #[command(subcommand)]
@@ -216,6 +232,11 @@ async fn dispatch(cmd: Cmd, out: Out) -> i32 {
             Ok(())
         }
         Cmd::Drill { cmd } => return drill::dispatch(cmd, out).await,
+        Cmd::Diagram {
+            target,
+            format,
+            output,
+        } => diagram(&target, format, output.as_deref(), out),
         Cmd::Shell { .. } | Cmd::Exec { .. } => unreachable!("handled before the runtime"),
     };
     match r {
@@ -386,10 +407,13 @@ async fn diagnose(name: &str, out: Out) -> i32 {
             report.pairs.len()
         );
         if out.quiet {
-            for c in crate::diagnose::walk::distinct_culprits(&ds) {
+            for f in crate::diagram::findings(&ds) {
                 s.push_str(&format!(
-                    "culprit: {} {} — {}\n",
-                    c.host, c.component, c.summary
+                    "culprit: {} {} — {} ({})\n",
+                    f.host,
+                    f.component,
+                    f.summary,
+                    f.pairs.join("; ")
                 ));
             }
         } else {
@@ -505,6 +529,49 @@ fn gc(all: bool, out: Out) -> Result<(), Error> {
     } else {
         Err(Error::other(errors.join("\n")))
     }
+}
+
+/// A fixture (a file that exists) or a pinned lab (a name), drawn with the lab's latest
+/// diagnosis.
+fn diagram(
+    target: &str,
+    format: DiagramFormat,
+    output: Option<&Path>,
+    out: Out,
+) -> Result<(), Error> {
+    let (topo, findings) = if Path::new(target).is_file() {
+        (topology::load_fixture(Path::new(target))?, Vec::new())
+    } else {
+        let rec = registry::load(target).map_err(|_| {
+            Error::NotFound(format!(
+                "\"{target}\" is neither a fixture file nor a lab (netfault status lists the labs)"
+            ))
+        })?;
+        (rec.topology, crate::diagram::load_latest(target))
+    };
+    let plan = crate::lab::plan::Plan::from_topology(&topo);
+    let text = match format {
+        DiagramFormat::Svg => crate::diagram::svg(&topo, &plan, &findings),
+        DiagramFormat::Dot => crate::diagram::dot(&topo, &plan, &findings),
+    };
+    match output {
+        Some(p) => {
+            std::fs::write(p, &text)
+                .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+            if out.json {
+                emit_json(&serde_json::json!({ "output": p, "findings": findings }));
+            } else if !out.quiet {
+                println!(
+                    "wrote {} ({} hosts, {} findings drawn)",
+                    p.display(),
+                    topo.hosts.len(),
+                    findings.len()
+                );
+            }
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 fn default_jobs() -> usize {
