@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use netfault::case::{load_case, Status};
+use netfault::case::{load_case, RunOpts, Status};
 use rstest::rstest;
 
 #[rstest]
@@ -15,15 +15,35 @@ fn case(
     path: PathBuf,
 ) {
     let case = load_case(&path).unwrap_or_else(|e| panic!("{e}"));
-    let report = netfault::runtime().block_on(case.run());
+    let opts = RunOpts {
+        capture: true,
+        diagram: false,
+    };
+    let report = netfault::runtime().block_on(case.run_with(opts));
     // A case this kernel cannot run says so (the snapshot records what is missing); every
-    // other case must pass.
-    assert!(
-        matches!(report.status, Status::Pass | Status::Unsupported),
-        "\n{}\n\n{}",
-        report.summary(),
-        report.snapshot()
-    );
+    // other case must pass. A failing case leaves its packet captures under target/.
+    if !matches!(report.status, Status::Pass | Status::Unsupported) {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("pcap")
+            .join(&case.name);
+        let pcaps = match (&report.capture, &report.matrix) {
+            (Some(c), Some(m)) => c
+                .write_for(&dir, m)
+                .map(|fs| {
+                    fs.iter()
+                        .map(|f| f.describe())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_else(|e| e.to_string()),
+            _ => "(no captures)".into(),
+        };
+        panic!(
+            "\n{}\n\n{}\npacket captures:\n{pcaps}",
+            report.summary(),
+            report.snapshot()
+        );
+    }
     insta::with_settings!({
         snapshot_path => "snapshots",
         prepend_module_to_snapshot => false,

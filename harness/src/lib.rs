@@ -15,11 +15,13 @@ pub mod lab;
 pub mod leakcheck;
 pub mod matrix;
 pub mod netns;
+pub mod newcase;
 pub mod nft;
 pub mod nl;
 pub mod probe;
 pub mod registry;
 pub mod report;
+pub mod script;
 pub mod testhook;
 pub mod topology;
 

@@ -698,11 +698,19 @@ pub async fn fdb(h: &Handle) -> Result<Vec<Fdb>, rtnetlink::Error> {
             mac: Vec::new(),
             dst: None,
             master: None,
-            state: match m.header.state {
-                NeighbourState::Permanent => "permanent",
-                NeighbourState::Noarp => "static",
-                NeighbourState::Reachable | NeighbourState::Stale => "dynamic",
-                _ => "other",
+            // As `bridge fdb show` reads the state bits: iproute2 adds entries as
+            // NOARP|PERMANENT, netlink users (flannel, netfault) as PERMANENT; both are permanent.
+            state: {
+                let bits = u16::from(m.header.state);
+                if bits & 0x80 != 0 {
+                    "permanent"
+                } else if bits & 0x40 != 0 {
+                    "static"
+                } else if bits & 0x06 != 0 {
+                    "dynamic"
+                } else {
+                    "other"
+                }
             }
             .into(),
             is_self: m.header.flags.contains(NeighbourFlags::Own),

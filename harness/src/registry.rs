@@ -205,6 +205,36 @@ pub fn list() -> Vec<LabRecord> {
     out
 }
 
+/// Takes namespaces pinned by hand (`ip netns add LAB-HOST`, as `netfault script` does) as the
+/// lab `name` of `topology`, so status, diagnose, drills and down work on it. Every host must be
+/// pinned; nothing is created or changed but the record.
+pub fn adopt(name: &str, fixture: Option<PathBuf>, topology: &Topology) -> Result<LabRecord> {
+    let mut rec = LabRecord::new(name, fixture, topology);
+    let missing: Vec<String> = rec
+        .pins
+        .iter()
+        .filter(|(_, p)| !is_nsfs_pin(p))
+        .map(|(h, p)| format!("{h} ({})", p.display()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no namespace pinned for {}: build the lab first (LAB={name} sh script) or check the name",
+            missing.join(", ")
+        )));
+    }
+    check_lab_name(name)?;
+    std::fs::create_dir_all(labs_dir())
+        .map_err(|e| Error::io(format!("creating {}", labs_dir().display()), e))?;
+    if record_path(name).exists() {
+        return Err(Error::NotFound(format!(
+            "a lab named \"{name}\" is already recorded: netfault status {name}"
+        )));
+    }
+    rec.state = LabState::Up;
+    update(&rec)?;
+    Ok(rec)
+}
+
 /// Removes a lab's pins and record. Only pins the record lists, and only if they are namespace
 /// pins. Returns the pins removed.
 pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
@@ -236,6 +266,10 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
     if let Some(d) = &rec.cni_dir {
         let _ = std::fs::remove_dir_all(d);
     }
+    // What other commands kept about the lab: its latest diagnosis, a drill on it.
+    crate::diagram::forget_latest(&rec.name);
+    let _ = std::fs::remove_file(crate::drill::state_path(&rec.name));
+    let _ = std::fs::remove_dir_all(crate::drill::pcap_dir(&rec.name));
     let path = record_path(&rec.name);
     match std::fs::remove_file(&path) {
         Ok(()) => {}

@@ -518,3 +518,85 @@ fn a_named_cni_lab_keeps_its_ipam_state_until_down() {
     assert!(left.is_empty(), "CNI state left: {left:?}");
     assert_eq!(std::fs::read_dir(netns.path()).unwrap().count(), 0);
 }
+
+/// `case new` turns faults into a case file that passes as written, and a snapshot for review.
+#[test]
+fn case_new_writes_a_passing_case_and_its_snapshot_for_review() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tests/snapshots")).unwrap();
+    let fixture = repo().join("fixtures/single-node.toml");
+    let out = netfault(&[
+        "case",
+        "new",
+        "fwd-off",
+        "--fixture",
+        fixture.to_str().unwrap(),
+        "--fault",
+        "disable-ip-forward:node=node1",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.path().join("fwd-off.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("# Written by `netfault case new`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("culprits = [\"node1 forwarding\"]   # observed: review"),
+        "{text}"
+    );
+    assert!(text.contains("\"pod-a -> ext\" = \"timeout\""), "{text}");
+    let case = netfault::case::load_case(&path).unwrap();
+    assert_eq!(case.faults.len(), 1);
+    let snap =
+        std::fs::read_to_string(dir.path().join("tests/snapshots/fwd-off.snap.new")).unwrap();
+    assert!(
+        snap.starts_with("---\nsource: cases/tests/cases.rs\n"),
+        "{snap}"
+    );
+    assert!(
+        snap.contains("case: fwd-off\nfixture: single-node\nstatus: pass\n"),
+        "{snap}"
+    );
+
+    // A second time: the file exists, nothing is overwritten; a bad fault is refused up front.
+    let again = netfault(&[
+        "case",
+        "new",
+        "fwd-off",
+        "--fixture",
+        fixture.to_str().unwrap(),
+        "--fault",
+        "disable-ip-forward:node=node1",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let bad = netfault(&[
+        "case",
+        "new",
+        "x",
+        "--fixture",
+        fixture.to_str().unwrap(),
+        "--fault",
+        "delete-veth:pod=pod-z",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("pod-z"));
+    assert!(!dir.path().join("x.toml").exists());
+}

@@ -69,6 +69,23 @@ enum DiagramFormat {
 }
 
 #[derive(Subcommand)]
+enum CaseCmd {
+    /// Run a fixture with faults and write cases/NAME.toml with what the lab showed as its
+    /// expectations (marked for review), plus its snapshot for `cargo insta review`.
+    New {
+        name: String,
+        #[arg(long)]
+        fixture: PathBuf,
+        /// KIND[:KEY=VALUE,...], e.g. delete-masquerade:node=node1 (repeatable, in order).
+        #[arg(long = "fault", required = true)]
+        faults: Vec<String>,
+        /// Where cases live.
+        #[arg(long, default_value = "cases")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum DrillCmd {
     /// Bring up a pinned lab, break it (faults chosen by the seed) and print the symptom.
     Start {
@@ -164,6 +181,21 @@ enum Cmd {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// The shell script of ip, bridge, sysctl and nft commands that builds a fixture's lab by
+    /// hand (what a CNI plugin automates).
+    Script { fixture: PathBuf },
+    /// Take namespaces pinned by hand (LAB-HOST under /run/netns, as `netfault script` makes
+    /// them) as a lab of the fixture, for status, diagnose, drills and down.
+    Adopt {
+        fixture: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Write breakage cases.
+    Case {
+        #[command(subcommand)]
+        cmd: CaseCmd,
+    },
     /// Drills: netfault breaks a pinned lab, you find and repair the fault.
     Drill {
         #[command(subcommand)]
@@ -237,6 +269,17 @@ async fn dispatch(cmd: Cmd, out: Out) -> i32 {
             format,
             output,
         } => diagram(&target, format, output.as_deref(), out),
+        Cmd::Script { fixture } => script(&fixture),
+        Cmd::Adopt { fixture, name } => adopt(&fixture, &name, out),
+        Cmd::Case {
+            cmd:
+                CaseCmd::New {
+                    name,
+                    fixture,
+                    faults,
+                    dir,
+                },
+        } => case_new(&name, &fixture, &faults, &dir, out).await,
         Cmd::Shell { .. } | Cmd::Exec { .. } => unreachable!("handled before the runtime"),
     };
     match r {
@@ -571,6 +614,72 @@ fn diagram(
         }
         None => print!("{text}"),
     }
+    Ok(())
+}
+
+fn script(fixture: &Path) -> Result<(), Error> {
+    let topo = topology::load_fixture(fixture)?;
+    print!(
+        "{}",
+        crate::script::script(&topo, &fixture.display().to_string())?
+    );
+    Ok(())
+}
+
+fn adopt(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
+    let topo = topology::load_fixture(fixture)?;
+    let rec = registry::adopt(name, std::fs::canonicalize(fixture).ok(), &topo)?;
+    if out.json {
+        emit_json(&rec);
+    } else if !out.quiet {
+        println!(
+            "lab {name} adopted ({} namespaces): netfault status {name} probes it",
+            rec.pins.len()
+        );
+    }
+    Ok(())
+}
+
+async fn case_new(
+    name: &str,
+    fixture: &Path,
+    faults: &[String],
+    dir: &Path,
+    out: Out,
+) -> Result<(), Error> {
+    let faults = faults
+        .iter()
+        .map(|f| crate::newcase::parse_fault(f))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(Error::BadInput)?;
+    let n = crate::newcase::create(name, fixture, &faults, dir).await?;
+    if out.json {
+        emit_json(&serde_json::json!({
+            "case": n.path, "snapshot": n.snapshot, "report": n.report,
+        }));
+        return Ok(());
+    }
+    let mut t = format!(
+        "wrote {}; it passes as written
+",
+        n.path.display()
+    );
+    if !out.quiet {
+        t.push_str(&std::fs::read_to_string(&n.path).unwrap_or_default());
+    }
+    match &n.snapshot {
+        Some(s) => t.push_str(&format!(
+            "snapshot waiting for review: {} (cargo insta review)
+",
+            s.display()
+        )),
+        None => t.push_str(&format!(
+            "no {}/tests/snapshots here: run the case from its test to record a snapshot
+",
+            dir.display()
+        )),
+    }
+    term::print(&t);
     Ok(())
 }
 

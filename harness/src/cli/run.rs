@@ -190,8 +190,12 @@ pub fn demo_cases() -> Result<Vec<Case>, Error> {
 }
 
 pub async fn demo(out: Out) -> i32 {
-    let _ = out;
-    match demo_inner().await {
+    let r = if out.chatty() {
+        demo_inner().await
+    } else {
+        demo_reports(out).await
+    };
+    match r {
         Ok(code) => code,
         Err(e) => fail(&e),
     }
@@ -290,6 +294,30 @@ async fn demo_inner() -> Result<i32, Error> {
     );
     println!("demo finished in {:.1} s", t_all.elapsed().as_secs_f64());
     Ok(if left == 0 { code } else { 1 })
+}
+
+/// The demo for machines (--json) or in short (--quiet): the same lab and faults, reports only.
+async fn demo_reports(out: Out) -> Result<i32, Error> {
+    let cases = demo_cases()?;
+    let lab = Lab::up(&cases[0].topology).await?;
+    let healthy = crate::probe::matrix(&lab).await?;
+    let mut reports = Vec::new();
+    for c in &cases {
+        let mut r = c.empty_report();
+        let t = Instant::now();
+        c.run_on(&lab, &mut r).await;
+        r.timings.total_ms = t.elapsed().as_millis() as u64;
+        reports.push(r);
+    }
+    drop(lab);
+    let code = exit_code(&reports);
+    if out.json {
+        super::emit_json(&serde_json::json!({ "healthy": healthy, "cases": reports }));
+    } else {
+        let lines: Vec<String> = reports.iter().map(|r| r.summary()).collect();
+        super::term::println(&lines.join("\n"));
+    }
+    Ok(code)
 }
 
 fn indent(s: &str) -> String {
