@@ -308,7 +308,20 @@ pub async fn routes(h: &Handle) -> Result<Vec<Route>, rtnetlink::Error> {
     let mut msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
     msg.header.table = 0; // RT_TABLE_UNSPEC: dump all tables
     let msgs: Vec<RouteMessage> = h.route().get(msg).execute().try_collect().await?;
-    Ok(msgs.iter().filter_map(parse_route).collect())
+    Ok(msgs
+        .iter()
+        .filter(|m| !is_cached(m))
+        .filter_map(parse_route)
+        .collect())
+}
+
+/// A cached exception in a route dump (a learned path MTU, a redirect): state the kernel
+/// learns, like an ARP entry, not a route anyone configured (`ip route show` leaves them out).
+/// An `ip route get` answer carries the same flag; only dumps are filtered.
+fn is_cached(m: &RouteMessage) -> bool {
+    m.header
+        .flags
+        .contains(netlink_packet_route::route::RouteFlags::Cloned)
 }
 
 /// What `ip route get DST [from SRC] [iif IF]` answers: the route, or the kernel's refusal.
@@ -893,7 +906,8 @@ pub async fn link_kind_supported(h: &Handle, kind: &str) -> Result<bool, rtnetli
 pub async fn routes_raw(h: &Handle) -> Result<Vec<RouteMessage>, rtnetlink::Error> {
     let mut msg = RouteMessageBuilder::<Ipv4Addr>::new().build();
     msg.header.table = 0;
-    h.route().get(msg).execute().try_collect().await
+    let all: Vec<RouteMessage> = h.route().get(msg).execute().try_collect().await?;
+    Ok(all.into_iter().filter(|m| !is_cached(m)).collect())
 }
 
 /// Re-adds a route captured with [`routes_raw`].
