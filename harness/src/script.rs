@@ -335,7 +335,7 @@ mod tests {
         let s = script(&t, "fixtures/single-node.toml").unwrap();
         for want in [
             "ip netns add \"$LAB-pod-a\"",
-            "sysctl -qw net.ipv4.ping_group_range='0 2147483647'",
+            "sysctl -qw 'net.ipv4.ping_group_range=0 2147483647'",
             "type bridge",
             "type veth peer name eth0",
             "netns \"$LAB-pod-a\"",
