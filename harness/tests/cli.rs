@@ -600,3 +600,61 @@ fn case_new_writes_a_passing_case_and_its_snapshot_for_review() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("pod-z"));
     assert!(!dir.path().join("x.toml").exists());
 }
+
+/// `exec` runs in the host's namespaces with its name as hostname, and passes the exit code on.
+#[test]
+fn exec_runs_inside_a_lab_host_with_its_hostname() {
+    let run = tempfile::tempdir().unwrap();
+    let netns = tempfile::tempdir().unwrap();
+    let with_env = |mut c: Command| {
+        c.env("NETFAULT_RUN_DIR", run.path())
+            .env("NETFAULT_NETNS_DIR", netns.path());
+        c
+    };
+    let lab = format!("ex{}", std::process::id());
+    let up = with_env(netfault(&[
+        "up",
+        repo().join("fixtures/single-node.toml").to_str().unwrap(),
+        "--name",
+        &lab,
+    ]))
+    .output()
+    .unwrap();
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let out = with_env(netfault(&[
+        "exec",
+        &lab,
+        "pod-a",
+        "--",
+        "sh",
+        "-c",
+        "hostname; ls /sys/class/net | tr '\\n' ' '; echo; echo $NETFAULT_HOST; exit 3",
+    ]))
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let down = with_env(netfault(&["down", &lab])).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the command's exit code: {text}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "pod-a");
+    assert_eq!(lines[1].trim(), "eth0 lo", "the pod's interfaces in /sys");
+    assert_eq!(lines[2], "pod-a");
+    // The caller's hostname is untouched.
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(here.trim(), "pod-a");
+    assert_eq!(down.status.code(), Some(0));
+
+    let missing = with_env(netfault(&["exec", &lab, "pod-a", "--", "true"]))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2), "the lab is gone");
+}
