@@ -247,6 +247,8 @@ pub fn symptom(m: &Matrix) -> Vec<String> {
             Outcome::Refused => "the connection is refused",
             Outcome::Reachable => "it gets through",
             Outcome::Unsupported => "it cannot even be tried",
+            Outcome::Nxdomain => "the name does not resolve (NXDOMAIN)",
+            Outcome::Servfail => "the resolver fails (SERVFAIL)",
         };
         let mut hows: Vec<&str> = outcomes.iter().map(how).collect();
         hows.dedup();

@@ -34,6 +34,9 @@ impl Cell {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Matrix {
     pub hosts: Vec<String>,
+    /// Kubernetes targets probed besides hosts (columns only: they never send).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     pub protocols: Vec<Proto>,
     pub cells: Vec<Cell>,
 }
@@ -64,9 +67,34 @@ impl Matrix {
             .collect();
         Matrix {
             hosts,
+            targets: Vec::new(),
             protocols,
             cells,
         }
+    }
+
+    /// The same matrix with target columns after the host columns.
+    pub fn with_targets(mut self, targets: Vec<String>) -> Matrix {
+        self.targets = targets;
+        self
+    }
+
+    /// Every column: hosts, then targets.
+    pub fn columns(&self) -> Vec<&String> {
+        self.hosts.iter().chain(&self.targets).collect()
+    }
+
+    /// The protocols a column's cells use from `from`, in order: the matrix's protocols for a
+    /// host, whatever the target is probed with for a target.
+    pub fn protocols_of(&self, from: &str, to: &str) -> Vec<Proto> {
+        if self.hosts.iter().any(|h| h == to) {
+            return self.protocols.clone();
+        }
+        self.cells
+            .iter()
+            .filter(|c| c.from == from && c.to == to)
+            .map(|c| c.proto)
+            .collect()
     }
 
     pub fn cell(&self, from: &str, to: &str, proto: Proto) -> Option<&Cell> {
@@ -101,8 +129,8 @@ impl Matrix {
     /// A table for people: rows are sources, columns destinations, one symbol per protocol.
     pub fn render(&self) -> String {
         let width = self
-            .hosts
-            .iter()
+            .columns()
+            .into_iter()
             .map(|h| h.chars().count())
             .max()
             .unwrap_or(4)
@@ -112,20 +140,20 @@ impl Matrix {
             |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
         let mut out = String::new();
         out.push_str(&pad("from \\ to", width.max(11)));
-        for h in &self.hosts {
+        for h in self.columns() {
             out.push_str(&pad(h, width));
         }
         out.truncate(out.trim_end().len());
         let _ = writeln!(out);
         for from in &self.hosts {
             let mut line = pad(from, width.max(11));
-            for to in &self.hosts {
+            for to in self.columns() {
                 let cell = if from == to {
                     "·".to_string()
                 } else {
                     let mut s = String::new();
                     let mut wrong = false;
-                    for &p in &self.protocols {
+                    for p in self.protocols_of(from, to) {
                         match self.cell(from, to, p) {
                             Some(c) => {
                                 s.push(c.observed.symbol());
@@ -144,9 +172,19 @@ impl Matrix {
             let _ = writeln!(out, "{}", line.trim_end());
         }
         let protos: Vec<&str> = self.protocols.iter().map(|p| p.as_str()).collect();
+        let dns = if self.cells.iter().any(|c| c.proto == Proto::Dns) {
+            ", N nxdomain, S servfail"
+        } else {
+            ""
+        };
+        let targets = if self.targets.is_empty() {
+            String::new()
+        } else {
+            "; targets: their Service's protocol, dns/ a lookup".to_string()
+        };
         let _ = writeln!(
             out,
-            "({}; ✓ reachable, R refused, U unreachable, T timeout, - unsupported, ! not as expected)",
+            "({}{targets}; ✓ reachable, R refused, U unreachable, T timeout{dns}, - unsupported, ! not as expected)",
             protos.join(" ")
         );
         out

@@ -517,6 +517,20 @@ pub async fn set_master(
     h.link().set(b.build()).execute().await
 }
 
+/// Turns a bridge port's hairpin mode on or off (frames may leave by the port they came in).
+pub async fn set_hairpin(h: &Handle, index: u32, on: bool) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::link::{InfoBridgePort, InfoPortData, InfoPortKind, LinkInfo};
+    let mut msg = LinkUnspec::new_with_index(index).build();
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            on,
+        )])),
+    ]));
+    // Port data is read by RTM_NEWLINK only (as `ip link set ... type bridge_slave` sends it).
+    h.link().set_port(msg).execute().await
+}
+
 pub async fn del_link(h: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
     h.link().del(index).execute().await
 }

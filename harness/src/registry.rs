@@ -25,6 +25,11 @@ pub fn labs_dir() -> PathBuf {
     run_dir().join("labs")
 }
 
+/// Where a named lab keeps its pods' resolv.conf files (`<dir>/<pod>`).
+pub fn resolv_dir(lab: &str) -> PathBuf {
+    labs_dir().join(format!("{lab}.resolv"))
+}
+
 /// Where pins live; `NETFAULT_NETNS_DIR` overrides `/run/netns`.
 pub fn netns_dir() -> PathBuf {
     std::env::var_os("NETFAULT_NETNS_DIR")
@@ -266,6 +271,7 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
     if let Some(d) = &rec.cni_dir {
         let _ = std::fs::remove_dir_all(d);
     }
+    let _ = std::fs::remove_dir_all(resolv_dir(&rec.name));
     // What other commands kept about the lab: its latest diagnosis, a drill on it.
     crate::diagram::forget_latest(&rec.name);
     let _ = std::fs::remove_file(crate::drill::state_path(&rec.name));

@@ -51,19 +51,19 @@ fn symbol(o: Outcome) -> char {
 /// expected).
 pub fn matrix_table(m: &Matrix) -> String {
     let mut s = String::from("<table class=\"matrix\"><tr><th>from \\ to</th>");
-    for h in &m.hosts {
+    for h in m.columns() {
         let _ = write!(s, "<th>{}</th>", esc(h));
     }
     s.push_str("</tr>");
     for from in &m.hosts {
         let _ = write!(s, "<tr><th>{}</th>", esc(from));
-        for to in &m.hosts {
+        for to in m.columns() {
             if from == to {
                 s.push_str("<td class=\"self\">·</td>");
                 continue;
             }
             s.push_str("<td>");
-            for &p in &m.protocols {
+            for p in m.protocols_of(from, to) {
                 match m.cell(from, to, p) {
                     Some(c) => {
                         let class = if !c.matches() {

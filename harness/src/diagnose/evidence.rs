@@ -73,6 +73,8 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
                 size: d.size,
                 count: t.probe.count,
                 tolerance: t.probe.loss_tolerance,
+                listeners: Vec::new(),
+                query: None,
             });
         }
     }

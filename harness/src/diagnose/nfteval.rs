@@ -486,7 +486,7 @@ fn proto_number(p: Proto) -> u64 {
     match p {
         Proto::Icmp => 1,
         Proto::Tcp => 6,
-        Proto::Udp => 17,
+        Proto::Udp | Proto::Dns => 17,
     }
 }
 

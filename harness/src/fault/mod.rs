@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::topology::{Network, Proto, Topology};
 pub use ops::reinsert_lines;
-pub use undo::Undo;
+pub use undo::{run_tool, Undo};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]

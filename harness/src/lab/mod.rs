@@ -6,6 +6,7 @@
 //! interface of the lab. Named labs (`up_named`) are also pinned under /run/netns and outlive the
 //! process until `Lab::down_named`.
 
+pub mod k8s;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,7 @@ pub struct Lab {
     hosts: BTreeMap<String, LabHost>,
     name: Option<String>,
     cni: Option<CniState>,
+    k8s: k8s::K8sRuntime,
 }
 
 /// The CNI side of a lab whose pods real plugins attached.
@@ -100,12 +102,14 @@ impl Lab {
             hosts,
             name: None,
             cni: None,
+            k8s: Default::default(),
         };
         // On error `lab` drops here, closing every fd: nothing is left behind.
         lab.wire().await?;
         if topo.cni.is_some() {
             lab.attach_cni_pods(unattached).await?;
         }
+        lab.wire_k8s().await?;
         Ok(lab)
     }
 
@@ -124,6 +128,16 @@ impl Lab {
                 crate::testhook::pause("up:pinned");
             }
             lab.name = Some(name.to_string());
+            // Pods' resolv.conf files, for `netfault exec` to mount over /etc/resolv.conf.
+            let pods: Vec<String> = lab.topo.pods().map(|(p, _)| p.to_string()).collect();
+            let texts: Vec<(String, String)> = pods
+                .into_iter()
+                .filter_map(|p| lab.resolv_conf(&p).map(|t| (p, t)))
+                .collect();
+            lab.k8s.resolv_dir = Some(registry::resolv_dir(name));
+            for (p, t) in texts {
+                lab.set_resolv_conf(&p, &t)?;
+            }
             Ok::<Lab, Error>(lab)
         }
         .await;
@@ -205,6 +219,10 @@ impl Lab {
             hosts,
             name: Some(name.to_string()),
             cni,
+            k8s: k8s::K8sRuntime {
+                resolv_dir: Some(registry::resolv_dir(name)),
+                ..Default::default()
+            },
         })
     }
 
@@ -439,6 +457,102 @@ impl Lab {
                 OPER_UP_TIMEOUT.as_secs()
             )))
         }
+    }
+
+    /// The Kubernetes layer: hairpin on pod bridge ports, kube-proxy's and the policies' nft
+    /// tables on every node, each pod's resolv.conf, the cluster DNS server.
+    async fn wire_k8s(&mut self) -> Result<()> {
+        let t = self.topo.clone();
+        if t.k8s.is_empty() {
+            return Ok(());
+        }
+        for (node, port) in k8s::hairpin_ports(&t) {
+            let h = self.host(&node)?;
+            let ix = h.index(&port).await?;
+            netlink::set_hairpin(h.handle(), ix, true)
+                .await
+                .map_err(|e| nl(&node, format!("hairpin on {port}"), e))?;
+        }
+        try_join_all(
+            t.nodes()
+                .map(|(node, _)| self.apply_k8s_tables(node, &t.k8s)),
+        )
+        .await?;
+        for (pod, _) in t.pods() {
+            if let Some(text) = t.resolv_conf(pod) {
+                self.k8s.set_resolv_conf(pod, &text)?;
+            }
+        }
+        self.start_dns()?;
+        Ok(())
+    }
+
+    /// Renders kube-proxy's and the policies' tables for `node` from `spec` and replaces the
+    /// live ones (one nft transaction).
+    pub async fn apply_k8s_tables(&self, node: &str, spec: &crate::topology::K8s) -> Result<()> {
+        let script = format!(
+            "{}{}",
+            k8s::kube_proxy_script(&self.topo, spec),
+            k8s::policy_script(&self.topo, spec, node)
+        );
+        self.nft_script(node, script).await
+    }
+
+    /// Runs an nft script inside a host.
+    pub async fn nft_script(&self, host: &str, script: String) -> Result<()> {
+        let h = self.host(host)?;
+        let name = host.to_string();
+        h.ns.run_async(move || crate::fault::run_tool("nft", &["-f", "-"], Some(&script)))
+            .await
+            .and_then(|r| r)
+            .map(|_| ())
+            .map_err(|e| Error::io(format!("{name}: nft -f"), e))
+    }
+
+    /// Starts the cluster DNS server in its pod (if the fixture has one and it is not running).
+    pub fn start_dns(&self) -> Result<()> {
+        let Some((pod, addr)) = k8s::dns_endpoint(&self.topo) else {
+            return Ok(());
+        };
+        let mut slot = self
+            .k8s
+            .dns
+            .lock()
+            .map_err(|_| Error::other("DNS server lock poisoned"))?;
+        if slot.is_none() {
+            let d = self.topo.k8s.dns.as_ref().expect("dns");
+            *slot = Some(k8s::DnsServer::start(
+                &self.host(&pod)?.ns,
+                addr,
+                self.topo.dns_records(),
+                d.domain.clone(),
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Stops the cluster DNS server; whether it was running.
+    pub fn stop_dns(&self) -> bool {
+        self.k8s
+            .dns
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .is_some()
+    }
+
+    /// Whether the cluster DNS server runs (in this process).
+    pub fn dns_running(&self) -> bool {
+        self.k8s.dns.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+
+    /// A pod's resolv.conf as the lab has it now.
+    pub fn resolv_conf(&self, pod: &str) -> Option<String> {
+        self.k8s.resolv_conf(pod)
+    }
+
+    pub fn set_resolv_conf(&self, pod: &str, text: &str) -> Result<()> {
+        self.k8s.set_resolv_conf(pod, text)
     }
 
     /// The CNI side of the lab, if real plugins attached its pods.

@@ -151,6 +151,16 @@ impl Plan {
             let i = idx(&hosts, name);
             let h = &mut hosts[i];
             h.sysctls.push(("net.ipv4.ip_forward".into(), "1".into()));
+            if !t.k8s.services.is_empty() {
+                // ClusterIPs are routed like the default route would (kube-proxy relies on one):
+                // the node's own connections to a Service need a route before DNAT.
+                h.routes.push(RoutePlan {
+                    dst: t.k8s.service_cidr,
+                    gateway: None,
+                    dev: node.uplink_ifname.clone(),
+                    onlink: false,
+                });
+            }
             if t.cni.is_some() {
                 // The plugin builds the pod side (its bridge, its masquerade); the plan records
                 // it once pods are attached (below).

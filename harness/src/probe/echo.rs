@@ -59,7 +59,7 @@ impl Servers {
                     .map_err(|e| Error::io(format!("{host}: udp listener"), e))?;
                 tokio::spawn(udp_server(u))
             }
-            Proto::Icmp => return Ok(()),
+            Proto::Icmp | Proto::Dns => return Ok(()),
         };
         self.tasks.push(task);
         Ok(())

@@ -6,6 +6,7 @@
 //! saw (`seen_as`), which makes NAT visible.
 
 mod classify;
+mod dns;
 mod echo;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -39,6 +40,13 @@ pub struct ProbeSpec {
     pub count: u32,
     /// With `count` above 1: the share lost (percent) still called reachable.
     pub tolerance: u8,
+    /// Echo listeners the probe needs elsewhere than at `dst` (a Service's endpoints:
+    /// pod, address, port).
+    #[serde(skip)]
+    pub listeners: Vec<(String, Ipv4Addr, u16)>,
+    /// A DNS probe's name and the address it should resolve to.
+    #[serde(skip)]
+    pub query: Option<(String, Ipv4Addr)>,
 }
 
 impl ProbeSpec {
@@ -53,6 +61,8 @@ impl ProbeSpec {
             size: None,
             count: 1,
             tolerance: 0,
+            listeners: Vec::new(),
+            query: None,
         }
     }
 }
@@ -89,7 +99,7 @@ impl Observation {
 pub(crate) const PROBE_LINE: &str = "netfault-probe";
 pub(crate) const ECHO_PREFIX: &str = "netfault-echo seen=";
 /// ICMP and UDP probes are sent again at this interval until answered or timed out.
-const RESEND: Duration = Duration::from_millis(200);
+pub(crate) const RESEND: Duration = Duration::from_millis(200);
 
 /// Every ordered pair of topology hosts, for every protocol the fixture probes.
 pub fn all_pairs(lab: &Lab) -> Vec<ProbeSpec> {
@@ -110,6 +120,26 @@ pub fn all_pairs(lab: &Lab) -> Vec<ProbeSpec> {
                     size: t.probe.size(proto),
                     count: t.probe.count,
                     tolerance: t.probe.loss_tolerance,
+                    listeners: Vec::new(),
+                    query: None,
+                });
+            }
+        }
+    }
+    v.extend(target_probes(t));
+    v
+}
+
+/// Every probe of the fixture's Kubernetes targets (Services, NodePorts, names).
+pub fn target_probes(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
+    let mut v = Vec::new();
+    for target in t.target_names() {
+        for a in &t.hosts {
+            if let Some(tp) = t.target_probe(&a.name, &target) {
+                v.push(ProbeSpec {
+                    listeners: tp.listeners,
+                    query: tp.query,
+                    ..ProbeSpec::new(&a.name, &target, tp.proto, tp.dst, tp.port)
                 });
             }
         }
@@ -122,8 +152,15 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
     // Echo listeners in every target namespace, for the whole run.
     let mut targets: Vec<(String, Proto, Ipv4Addr, u16)> = Vec::new();
     for s in specs {
-        if let Some(port) = s.port {
-            let key = (s.to.clone(), s.proto, s.dst, port);
+        let mut keys: Vec<(String, Proto, Ipv4Addr, u16)> = s
+            .listeners
+            .iter()
+            .map(|(pod, ip, port)| (pod.clone(), s.proto, *ip, *port))
+            .collect();
+        if let (Some(port), true) = (s.port, s.listeners.is_empty() && s.query.is_none()) {
+            keys.push((s.to.clone(), s.proto, s.dst, port));
+        }
+        for key in keys {
             if !targets.contains(&key) {
                 targets.push(key);
             }
@@ -212,6 +249,17 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
                 }
             }
             let port = |d| SocketAddrV4::new(spec.dst, spec.port.unwrap_or(d));
+            if let Some((name, want)) = &spec.query {
+                let sock = ready.into_iter().next().expect("one socket");
+                return dns::lookup(
+                    sock,
+                    lab.resolv_conf(&spec.from).as_deref(),
+                    name,
+                    *want,
+                    deadline,
+                )
+                .await;
+            }
             if spec.count > 1 {
                 return match spec.proto {
                     Proto::Tcp => {
@@ -231,7 +279,7 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
                             &all,
                         )
                     }
-                    Proto::Icmp | Proto::Udp => {
+                    Proto::Icmp | Proto::Udp | Proto::Dns => {
                         let sock = ready.into_iter().next().expect("one socket");
                         let dst = if spec.proto == Proto::Icmp {
                             SocketAddrV4::new(spec.dst, 0)
@@ -247,6 +295,10 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
                 Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline).await,
                 Proto::Tcp => tcp(sock, port(80), spec.size, deadline).await,
                 Proto::Udp => udp(sock, port(7), spec.size, deadline).await,
+                Proto::Dns => Observation::new(
+                    Outcome::Unsupported,
+                    "a dns probe without a name".to_string(),
+                ),
             }
         }))
         .await;
@@ -461,7 +513,7 @@ fn open_client(proto: Proto) -> std::io::Result<Socket> {
     let s = match proto {
         Proto::Icmp => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))?,
         Proto::Tcp => Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
-        Proto::Udp => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?,
+        Proto::Udp | Proto::Dns => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?,
     };
     s.set_nonblocking(true)?;
     if proto != Proto::Tcp {
@@ -677,7 +729,7 @@ fn set_dont_fragment(s: &Socket) -> std::io::Result<()> {
 
 /// Registers a probe socket with tokio for readability and errors (queued ICMP errors raise
 /// only EPOLLERR, which plain readability would miss).
-fn register(sock: Socket) -> std::io::Result<AsyncFd<Socket>> {
+pub(crate) fn register(sock: Socket) -> std::io::Result<AsyncFd<Socket>> {
     // SAFETY: `Socket` owns a valid fd, which nothing closes or replaces while `AsyncFd` owns it.
     unsafe {
         AsyncFd::register_with_interest(sock, Interest::READABLE | Interest::ERROR)
@@ -691,7 +743,7 @@ fn parse_echo(b: &[u8]) -> Option<Ipv4Addr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-fn recv(s: &Socket, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn recv(s: &Socket, buf: &mut [u8]) -> std::io::Result<usize> {
     let n = unsafe {
         libc::recv(
             s.as_raw_fd(),
@@ -708,7 +760,7 @@ fn recv(s: &Socket, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// The first queued ICMP error on a socket with IP_RECVERR, classified.
-fn errqueue(s: &Socket) -> Option<Observation> {
+pub(crate) fn errqueue(s: &Socket) -> Option<Observation> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
     let mut data = [0u8; 512];
     let mut iov = [std::io::IoSliceMut::new(&mut data)];
@@ -739,5 +791,6 @@ pub async fn matrix(lab: &Lab) -> Result<crate::matrix::Matrix> {
         t.probe.protocols.clone(),
         specs.into_iter().zip(obs).collect(),
         |f, to, p| t.healthy(f, to, p),
-    ))
+    )
+    .with_targets(t.target_names()))
 }

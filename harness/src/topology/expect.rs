@@ -17,6 +17,8 @@ pub enum Proto {
     Icmp,
     Tcp,
     Udp,
+    /// A name lookup with a pod's resolver settings (targets `dns/NAME` only).
+    Dns,
 }
 
 impl Proto {
@@ -27,6 +29,7 @@ impl Proto {
             Proto::Icmp => "icmp",
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Dns => "dns",
         }
     }
 }
@@ -44,8 +47,9 @@ impl FromStr for Proto {
             "icmp" => Ok(Proto::Icmp),
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
+            "dns" => Ok(Proto::Dns),
             _ => Err(format!(
-                "unknown protocol \"{s}\" (expected icmp, tcp or udp)"
+                "unknown protocol \"{s}\" (expected icmp, tcp, udp or dns)"
             )),
         }
     }
@@ -65,6 +69,10 @@ pub enum Outcome {
     Timeout,
     /// This kernel lacks what the probe needs, so nothing was decided.
     Unsupported,
+    /// DNS: the server says the name does not exist (after every search domain).
+    Nxdomain,
+    /// DNS: the server answered SERVFAIL.
+    Servfail,
 }
 
 impl Outcome {
@@ -75,6 +83,8 @@ impl Outcome {
             Outcome::Unreachable => "unreachable",
             Outcome::Timeout => "timeout",
             Outcome::Unsupported => "unsupported",
+            Outcome::Nxdomain => "nxdomain",
+            Outcome::Servfail => "servfail",
         }
     }
 
@@ -86,6 +96,8 @@ impl Outcome {
             Outcome::Unreachable => 'U',
             Outcome::Timeout => 'T',
             Outcome::Unsupported => '-',
+            Outcome::Nxdomain => 'N',
+            Outcome::Servfail => 'S',
         }
     }
 }
@@ -105,8 +117,10 @@ impl FromStr for Outcome {
             "unreachable" => Ok(Outcome::Unreachable),
             "timeout" => Ok(Outcome::Timeout),
             "unsupported" => Ok(Outcome::Unsupported),
+            "nxdomain" => Ok(Outcome::Nxdomain),
+            "servfail" => Ok(Outcome::Servfail),
             _ => Err(format!(
-                "unknown outcome \"{s}\" (expected reachable, refused, unreachable or timeout)"
+                "unknown outcome \"{s}\" (expected reachable, refused, unreachable, timeout, nxdomain or servfail)"
             )),
         }
     }
@@ -198,9 +212,11 @@ impl FromStr for PairPattern {
                     "{what} is missing in \"{s}\": write \"FROM -> TO [PROTO]\""
                 ));
             }
+            // TO may also be a Kubernetes target: svc/NAME, nodeport/NAME@NODE, dns/NAME.
+            let extra = if what == "TO" { "/@" } else { "" };
             if !name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.*?".contains(c))
+                .all(|c| c.is_ascii_alphanumeric() || "-_.*?".contains(c) || extra.contains(c))
             {
                 return Err(format!(
                     "\"{name}\" in \"{s}\" is not a host name or glob (letters, digits, '-', '*', '?')"

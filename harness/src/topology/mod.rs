@@ -1,11 +1,13 @@
 //! The plain-data model of a lab (no syscalls): fixtures parsed and validated into a [`Topology`].
 
 pub mod expect;
+pub mod k8s;
 pub mod model;
 pub mod parse;
 pub mod source;
 
 pub use expect::{ExpectRule, Outcome, PairPattern, Proto};
+pub use k8s::{K8s, Target};
 pub use model::*;
 pub use parse::{load_fixture, parse_fixture};
 pub use source::{ConfigError, ConfigErrors, Key, Source};

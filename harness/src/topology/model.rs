@@ -6,6 +6,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::expect::{ExpectRule, Outcome, Proto};
+use super::k8s::Target;
 
 /// A validated topology, ready to be realised by `Lab::up`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +28,9 @@ pub struct Topology {
     /// What the healthy lab must show beyond (or instead of) the defaults; the most specific
     /// rule wins (see `expect`).
     pub expect: Vec<ExpectRule>,
+    /// Services, NetworkPolicies and cluster DNS.
+    #[serde(default)]
+    pub k8s: super::k8s::K8s,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +70,10 @@ pub struct PodSpec {
     pub ifname: String,
     /// The node side of the veth pair, enslaved to the node's bridge.
     pub host_veth: String,
+    #[serde(default = "super::k8s::default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub labels: super::k8s::Labels,
 }
 
 /// A host outside the cluster, on the uplink segment, with no route to any pod CIDR.
@@ -208,6 +216,7 @@ impl ProbeSettings {
             Proto::Icmp => None,
             Proto::Tcp => Some(self.tcp_port),
             Proto::Udp => Some(self.udp_port),
+            Proto::Dns => Some(53),
         }
     }
 }
@@ -299,8 +308,14 @@ impl Topology {
         if let Some(r) = super::expect::resolve(&self.expect, from, to, proto) {
             return Some((r.outcome, r.origin.clone()));
         }
+        if Target::parse(to).is_some() {
+            return self.k8s_default(from, to, proto);
+        }
         if self.default_pairs {
             if let Some(why) = super::parse::default_reason(self, from, to) {
+                if let Some(denied) = self.k8s_default(from, to, proto) {
+                    return Some(denied);
+                }
                 return Some((Outcome::Reachable, format!("default: {why}")));
             }
         }

@@ -51,7 +51,17 @@ struct RawFixture {
     probe: Option<RawProbe>,
     #[serde(default)]
     expect: IndexMap<String, String>,
+    #[serde(default)]
+    namespace: IndexMap<String, k8s_parse::RawNamespace>,
+    #[serde(default)]
+    service: IndexMap<String, k8s_parse::RawService>,
+    #[serde(default)]
+    policy: IndexMap<String, k8s_parse::RawPolicy>,
+    dns: Option<k8s_parse::RawDns>,
 }
+
+#[path = "k8s_parse.rs"]
+mod k8s_parse;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +73,7 @@ struct RawCluster {
     vxlan_port: Option<u16>,
     vxlan_mtu: Option<u32>,
     routed_gateway: Option<String>,
+    service_cidr: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +117,10 @@ struct RawPod {
     #[serde(default = "default_eth0")]
     ifname: String,
     host_veth: Option<String>,
+    #[serde(default = "super::k8s::default_namespace")]
+    namespace: String,
+    #[serde(default)]
+    labels: super::k8s::Labels,
 }
 
 #[derive(Deserialize)]
@@ -528,6 +543,8 @@ impl Validator<'_> {
                         ip,
                         ifname: p.ifname.clone(),
                         host_veth: String::new(),
+                        namespace: p.namespace.clone(),
+                        labels: p.labels.clone(),
                     }),
                 });
                 continue;
@@ -584,6 +601,8 @@ impl Validator<'_> {
                     ip,
                     ifname: p.ifname.clone(),
                     host_veth,
+                    namespace: p.namespace.clone(),
+                    labels: p.labels.clone(),
                 }),
             });
         }
@@ -681,7 +700,25 @@ impl Validator<'_> {
             probe,
             default_pairs,
             expect: Vec::new(),
+            k8s: Default::default(),
         };
+        topo.k8s = self.k8s(
+            k8s_parse::RawK8s {
+                namespace: &raw.namespace,
+                service: &raw.service,
+                policy: &raw.policy,
+                dns: raw.dns.as_ref(),
+                service_cidr: raw.cluster.as_ref().and_then(|c| c.service_cidr.as_deref()),
+            },
+            &topo,
+        );
+        for (name, p) in &raw.pod {
+            self.dns_name(
+                &[Key::Field("pod"), Key::Field(name), Key::Field("namespace")],
+                &p.namespace,
+                "namespace",
+            );
+        }
         topo.expect = self.expect_rules(&raw.expect, &topo, "expect");
         self.check_conflicts(&topo.expect, &topo, "expect");
         topo
@@ -1035,6 +1072,7 @@ fn empty_topology(name: String, description: String) -> Topology {
         probe: ProbeSettings::default(),
         default_pairs: false,
         expect: Vec::new(),
+        k8s: Default::default(),
     }
 }
 
@@ -1046,7 +1084,8 @@ pub(crate) fn parse_expect_rules(
     table: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<ExpectRule> {
-    let names = topo.host_names();
+    let owned = topo.probe_names();
+    let names: Vec<&str> = owned.iter().map(String::as_str).collect();
     let mut rules = Vec::new();
     for (key, value) in raw {
         let key_at = [Key::Field(table), Key::Name(key)];
@@ -1069,10 +1108,21 @@ pub(crate) fn parse_expect_rules(
                 } else {
                     "glob matches no host:"
                 };
+                let targets = topo.target_names();
+                let help = if targets.is_empty() {
+                    format!("hosts in {}: {}", topo.name, topo.host_names().join(", "))
+                } else {
+                    format!(
+                        "hosts in {}: {}; targets: {}",
+                        topo.name,
+                        topo.host_names().join(", "),
+                        targets.join(", ")
+                    )
+                };
                 errors.push(src.error_at_path(
                     &key_at,
                     format!("{what} \"{}\" in \"{key}\"", g.0),
-                    Some(format!("hosts in {}: {}", topo.name, names.join(", "))),
+                    Some(help),
                 ));
                 ok = false;
             }
@@ -1112,7 +1162,8 @@ pub(crate) fn check_expect_conflicts(
     table: &str,
     errors: &mut Vec<ConfigError>,
 ) {
-    let names = topo.host_names();
+    let owned = topo.probe_names();
+    let names: Vec<&str> = owned.iter().map(String::as_str).collect();
     for (a, b, probe) in expect::conflicts(rules, &names) {
         errors.push(src.error_at_path(
             &[Key::Field(table), Key::Name(&b.pattern.to_string())],

@@ -1,0 +1,410 @@
+//! The Kubernetes layer of a lab: kube-proxy's nftables rules for Services (ClusterIP,
+//! NodePort, hairpin masquerade, rejects for Services without endpoints), NetworkPolicies
+//! compiled to nft, hairpin on pod bridge ports, per-pod resolv.conf and the cluster DNS server.
+//!
+//! Rendering is pure (text for `nft -f`), so faults can render a changed spec and heal can render
+//! the fixture's again — as kube-proxy re-syncs its whole table on every change.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::netns::Netns;
+use crate::topology::k8s::{K8s, Peer, Policy, PolicyRule, Service};
+use crate::topology::{Proto, Role, Topology};
+
+pub const KUBE_PROXY_TABLE: &str = "kube-proxy";
+pub const POLICY_TABLE: &str = "netfault-policy";
+/// kube-proxy's masquerade mark.
+pub const MASQ_MARK: u32 = 0x4000;
+
+/// A chain-name-safe form of `ns/name`.
+fn ident(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+pub fn service_chain(s: &Service) -> String {
+    format!("service-{}-{}", ident(&s.namespace), ident(&s.name))
+}
+
+fn l4(p: Proto) -> &'static str {
+    match p {
+        Proto::Tcp => "tcp",
+        _ => "udp",
+    }
+}
+
+/// kube-proxy's table for one node: `table ip kube-proxy`, replacing any table of that name.
+pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "table ip {KUBE_PROXY_TABLE}");
+    let _ = writeln!(s, "delete table ip {KUBE_PROXY_TABLE}");
+    let _ = writeln!(s, "table ip {KUBE_PROXY_TABLE} {{");
+    let _ = writeln!(
+        s,
+        "  chain mark-for-masquerade {{\n    meta mark set meta mark | {MASQ_MARK:#x}\n  }}"
+    );
+    let _ = writeln!(s, "  chain masquerading {{\n    meta mark & {MASQ_MARK:#x} == 0 return\n    meta mark set meta mark ^ {MASQ_MARK:#x}\n    masquerade fully-random\n  }}");
+    let _ = writeln!(s, "  chain nat-prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }}");
+    let _ = writeln!(s, "  chain nat-output {{\n    type nat hook output priority -100; policy accept;\n    jump services\n  }}");
+    let _ = writeln!(s, "  chain nat-postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    jump masquerading\n  }}");
+    // Services without endpoints: rejected before anything else sees them.
+    let mut rejects = String::new();
+    let mut nodeport_rejects = String::new();
+    let mut services = String::new();
+    let mut chains = String::new();
+    for svc in &k.services {
+        let p = l4(svc.protocol);
+        let c = service_chain(svc);
+        let comment = format!("{}/{}", svc.namespace, svc.name);
+        let eps: Vec<(String, Ipv4Addr, u16)> = svc
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let ip = t.host(&e.pod).and_then(|h| h.as_pod()).map(|p| p.ip)?;
+                Some((e.pod.clone(), ip, e.port))
+            })
+            .chain(
+                svc.stale
+                    .iter()
+                    .map(|(ip, port)| ("stale".to_string(), *ip, *port)),
+            )
+            .collect();
+        if eps.is_empty() {
+            let how = if svc.protocol == Proto::Tcp {
+                "reject with tcp reset"
+            } else {
+                "reject"
+            };
+            let _ = writeln!(
+                rejects,
+                "    ip daddr {} {p} dport {} {how} comment \"{comment} has no endpoints\"",
+                svc.cluster_ip, svc.port
+            );
+            if let Some(np) = svc.node_port {
+                let _ = writeln!(
+                    nodeport_rejects,
+                    "    fib daddr type local {p} dport {np} {how} comment \"{comment} has no endpoints\""
+                );
+            }
+            continue;
+        }
+        let _ = writeln!(
+            services,
+            "    ip daddr {} {p} dport {} goto {c} comment \"{comment}\"",
+            svc.cluster_ip, svc.port
+        );
+        if let Some(np) = svc.node_port {
+            let _ = writeln!(
+                services,
+                "    fib daddr type local {p} dport {np} goto external-{c} comment \"{comment} nodeport\""
+            );
+            let _ = writeln!(
+                chains,
+                "  chain external-{c} {{\n    jump mark-for-masquerade\n    goto {c}\n  }}"
+            );
+        }
+        let mut vmap = Vec::new();
+        for (i, (pod, ip, port)) in eps.iter().enumerate() {
+            let ec = format!(
+                "endpoint-{}-{}-{i}",
+                ident(&svc.namespace),
+                ident(&svc.name)
+            );
+            vmap.push(format!("{i} : goto {ec}"));
+            let _ = writeln!(
+                chains,
+                "  chain {ec} {{\n    ip saddr {ip} jump mark-for-masquerade comment \"hairpin {pod}\"\n    meta l4proto {p} dnat to {ip}:{port}\n  }}"
+            );
+        }
+        let _ = writeln!(
+            chains,
+            "  chain {c} {{\n    ip saddr != {} jump mark-for-masquerade\n    numgen random mod {} vmap {{ {} }}\n  }}",
+            t.cluster.cidr,
+            eps.len(),
+            vmap.join(", ")
+        );
+    }
+    let _ = writeln!(s, "  chain services {{\n{services}  }}");
+    s.push_str(&chains);
+    let _ = writeln!(s, "  chain filter-forward {{\n    type filter hook forward priority -110; policy accept;\n{rejects}  }}");
+    let _ = writeln!(s, "  chain filter-output {{\n    type filter hook output priority -110; policy accept;\n{rejects}  }}");
+    let _ = writeln!(s, "  chain filter-input {{\n    type filter hook input priority -110; policy accept;\n{nodeport_rejects}  }}");
+    s.push_str("}\n");
+    s
+}
+
+/// NetworkPolicies for the pods of one node: `table inet netfault-policy` (empty when no policy
+/// selects a pod of the node), replacing any table of that name.
+pub fn policy_script(t: &Topology, k: &K8s, node: &str) -> String {
+    let mut view = t.clone();
+    view.k8s = k.clone();
+    let mut s = String::new();
+    let _ = writeln!(s, "table inet {POLICY_TABLE}");
+    let _ = writeln!(s, "delete table inet {POLICY_TABLE}");
+    let mut jumps = String::new();
+    let mut chains = String::new();
+    for (pod, p) in t.pods_of(node) {
+        for egress in [true, false] {
+            let pols = view.policies_for(pod, egress);
+            if pols.is_empty() {
+                continue;
+            }
+            let dir = if egress { "egress" } else { "ingress" };
+            let (me, peer) = if egress {
+                ("saddr", "daddr")
+            } else {
+                ("daddr", "saddr")
+            };
+            let c = format!("{dir}-{}", ident(pod));
+            let _ = writeln!(jumps, "    ip {me} {} jump {c}", p.ip);
+            let mut body = String::new();
+            let _ = writeln!(
+                body,
+                "    ip {peer} {} return comment \"{pod} itself\"",
+                p.ip
+            );
+            let names: Vec<String> = pols
+                .iter()
+                .map(|x| format!("{}/{}", x.namespace, x.name))
+                .collect();
+            for pol in &pols {
+                let rules = if egress { &pol.egress } else { &pol.ingress };
+                for r in rules.iter().flatten() {
+                    for line in rule_lines(&view, pol, r, peer) {
+                        let _ = writeln!(
+                            body,
+                            "    {line} return comment \"{}/{}\"",
+                            pol.namespace, pol.name
+                        );
+                    }
+                }
+            }
+            let _ = writeln!(
+                body,
+                "    drop comment \"{pod} {dir} isolated by {}\"",
+                names.join(", ")
+            );
+            let _ = writeln!(chains, "  chain {c} {{\n{body}  }}");
+        }
+    }
+    if jumps.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "table inet {POLICY_TABLE} {{");
+    let _ = writeln!(s, "  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    ct state established,related accept\n{jumps}  }}");
+    s.push_str(&chains);
+    s.push_str("}\n");
+    s
+}
+
+/// The nft matches of one policy rule: one line per (peer, port) combination.
+fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<String> {
+    let mut peers: Vec<String> = Vec::new();
+    if r.peers.is_empty() {
+        peers.push(String::new());
+    }
+    for peer in &r.peers {
+        match peer {
+            Peer::Cidr { cidr, except } => {
+                let mut m = format!("ip {dir} {cidr}");
+                if !except.is_empty() {
+                    let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
+                    let _ = write!(m, " ip {dir} != {{ {} }}", ex.join(", "));
+                }
+                peers.push(m);
+            }
+            Peer::Pods { .. } => {
+                let ips: Vec<String> = t
+                    .pods()
+                    .filter(|(_, p)| t.peer_selects(pol, peer, p.ip))
+                    .map(|(_, p)| p.ip.to_string())
+                    .collect();
+                if !ips.is_empty() {
+                    peers.push(format!("ip {dir} {{ {} }}", ips.join(", ")));
+                }
+            }
+        }
+    }
+    let mut ports: Vec<String> = Vec::new();
+    if r.ports.is_empty() {
+        ports.push(String::new());
+    }
+    for pp in &r.ports {
+        let p = l4(pp.protocol);
+        ports.push(match pp.port {
+            Some(n) => format!("{p} dport {n}"),
+            None => format!("meta l4proto {p}"),
+        });
+    }
+    let mut out = Vec::new();
+    for a in &peers {
+        for b in &ports {
+            let line = format!("{a} {b}").trim().to_string();
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// The cluster DNS server: one thread answering from the topology's records on a UDP socket
+/// opened in the DNS pod's namespace.
+pub struct DnsServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub addr: SocketAddr,
+}
+
+impl DnsServer {
+    pub fn start(
+        ns: &Netns,
+        addr: SocketAddr,
+        records: BTreeMap<String, Ipv4Addr>,
+        domain: String,
+    ) -> Result<DnsServer> {
+        let sock = ns
+            .run(move || {
+                let s = UdpSocket::bind(addr)?;
+                s.set_read_timeout(Some(Duration::from_millis(50)))?;
+                Ok::<_, std::io::Error>(s)
+            })
+            .and_then(|r| r)
+            .map_err(|e| Error::io(format!("opening the DNS server's socket on {addr}"), e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("netfault-dns".into())
+            .spawn(move || serve(sock, &records, &domain, &flag))
+            .map_err(|e| Error::io("starting the DNS server thread", e))?;
+        Ok(DnsServer {
+            stop,
+            thread: Some(thread),
+            addr,
+        })
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(sock: UdpSocket, records: &BTreeMap<String, Ipv4Addr>, domain: &str, stop: &AtomicBool) {
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Some(reply) = answer(&buf[..n], records, domain) {
+            let _ = sock.send_to(&reply, peer);
+        }
+    }
+}
+
+/// The answer to one query: A records from `records`; NXDOMAIN inside the cluster domain;
+/// SERVFAIL outside it (nothing is forwarded out of the lab).
+pub fn answer(q: &[u8], records: &BTreeMap<String, Ipv4Addr>, domain: &str) -> Option<Vec<u8>> {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+    let m = Message::from_vec(q).ok()?;
+    if m.message_type() != MessageType::Query {
+        return None;
+    }
+    let mut r = Message::new();
+    r.set_id(m.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(m.op_code())
+        .set_recursion_desired(m.recursion_desired())
+        .set_recursion_available(false)
+        .set_authoritative(true);
+    let Some(query) = m.queries().first() else {
+        r.set_response_code(ResponseCode::FormErr);
+        return r.to_vec().ok();
+    };
+    r.add_query(query.clone());
+    let name = query.name().to_ascii().to_ascii_lowercase();
+    let suffix = format!("{}.", domain.trim_end_matches('.'));
+    match records.get(&name) {
+        Some(ip) if query.query_type() == RecordType::A => {
+            r.add_answer(Record::from_rdata(
+                query.name().clone(),
+                5,
+                RData::A(A(*ip)),
+            ));
+        }
+        Some(_) => {}
+        None if name.ends_with(&format!(".{suffix}")) || name == suffix => {
+            r.set_response_code(ResponseCode::NXDomain);
+        }
+        None => {
+            r.set_response_code(ResponseCode::ServFail);
+        }
+    }
+    r.to_vec().ok()
+}
+
+/// The Kubernetes side of a live lab.
+#[derive(Default)]
+pub struct K8sRuntime {
+    /// Each pod's resolv.conf, for a lab in memory only.
+    pub resolv: Mutex<BTreeMap<String, String>>,
+    /// A named lab's resolv.conf files (`<dir>/<pod>`), which `netfault exec` mounts.
+    pub resolv_dir: Option<PathBuf>,
+    pub dns: Mutex<Option<DnsServer>>,
+}
+
+impl K8sRuntime {
+    pub fn resolv_conf(&self, pod: &str) -> Option<String> {
+        match &self.resolv_dir {
+            Some(d) => std::fs::read_to_string(d.join(pod)).ok(),
+            None => self.resolv.lock().ok()?.get(pod).cloned(),
+        }
+    }
+
+    pub fn set_resolv_conf(&self, pod: &str, text: &str) -> Result<()> {
+        match &self.resolv_dir {
+            Some(d) => std::fs::create_dir_all(d)
+                .and_then(|_| std::fs::write(d.join(pod), text))
+                .map_err(|e| Error::io(format!("writing {pod}'s resolv.conf"), e)),
+            None => {
+                self.resolv
+                    .lock()
+                    .map_err(|_| Error::other("resolv.conf lock poisoned"))?
+                    .insert(pod.to_string(), text.to_string());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The DNS server's address and records, if the fixture declares cluster DNS.
+pub fn dns_endpoint(t: &Topology) -> Option<(String, SocketAddr)> {
+    let d = t.k8s.dns.as_ref()?;
+    let p = t.host(&d.pod)?.as_pod()?;
+    Some((d.pod.clone(), SocketAddr::from((p.ip, d.port))))
+}
+
+/// Nodes with a bridge port per pod: (node, host veth of each pod).
+pub fn hairpin_ports(t: &Topology) -> Vec<(String, String)> {
+    if !t.has_bridge() {
+        return Vec::new();
+    }
+    t.hosts
+        .iter()
+        .filter_map(|h| match &h.role {
+            Role::Pod(p) if !p.host_veth.is_empty() => Some((p.node.clone(), p.host_veth.clone())),
+            _ => None,
+        })
+        .collect()
+}
