@@ -53,6 +53,9 @@ pub fn run(lab: &str, host: &str, argv: &[String]) -> Result<i32> {
         .env("NETFAULT_HOST", host);
     let hostname = host.to_string();
     let fd = ns.as_raw_fd();
+    // A pod of a fixture with cluster DNS gets its own resolv.conf, as the kubelet mounts it.
+    let resolv = registry::resolv_dir(lab).join(host);
+    let resolv = resolv.exists().then_some(resolv);
     // SAFETY: the closure runs in the forked child before exec and makes only syscalls.
     unsafe {
         cmd.pre_exec(move || {
@@ -68,6 +71,15 @@ pub fn run(lab: &str, host: &str, argv: &[String]) -> Result<i32> {
                 MsFlags::MS_REC | MsFlags::MS_SLAVE,
                 None::<&str>,
             )?;
+            if let Some(r) = &resolv {
+                mount(
+                    Some(r.as_path()),
+                    "/etc/resolv.conf",
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )?;
+            }
             if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
                 let _ = mount(
                     Some("sysfs"),

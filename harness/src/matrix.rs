@@ -129,8 +129,8 @@ impl Matrix {
     /// A table for people: rows are sources, columns destinations, one symbol per protocol.
     pub fn render(&self) -> String {
         let width = self
-            .columns()
-            .into_iter()
+            .hosts
+            .iter()
             .map(|h| h.chars().count())
             .max()
             .unwrap_or(4)
@@ -140,8 +140,16 @@ impl Matrix {
             |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
         let mut out = String::new();
         out.push_str(&pad("from \\ to", width.max(11)));
+        // Target columns are as wide as their names; host columns share one width.
+        let col_width = |h: &str| {
+            if self.hosts.iter().any(|x| x == h) {
+                width
+            } else {
+                h.chars().count() + 2
+            }
+        };
         for h in self.columns() {
-            out.push_str(&pad(h, width));
+            out.push_str(&pad(h, col_width(h)));
         }
         out.truncate(out.trim_end().len());
         let _ = writeln!(out);
@@ -167,7 +175,7 @@ impl Matrix {
                     }
                     s
                 };
-                line.push_str(&pad(&cell, width));
+                line.push_str(&pad(&cell, col_width(to)));
             }
             let _ = writeln!(out, "{}", line.trim_end());
         }
@@ -231,6 +239,39 @@ impl Matrix {
             })
             .collect()
     }
+}
+
+/// What a fixture expects of every probe, decided from the fixture alone (nothing runs): the
+/// matrix with expected outcomes as "observed", and why each pair that is not reachable is not.
+pub fn truth_table(t: &crate::topology::Topology) -> (Matrix, Vec<String>) {
+    let mut results = Vec::new();
+    let mut why: BTreeMap<(String, String, Outcome, String), Vec<Proto>> = BTreeMap::new();
+    for s in crate::probe::pairs_of(t) {
+        let Some((o, origin)) = t.healthy_with_origin(&s.from, &s.to, s.proto) else {
+            continue;
+        };
+        if o != Outcome::Reachable {
+            why.entry((s.from.clone(), s.to.clone(), o, origin))
+                .or_default()
+                .push(s.proto);
+        }
+        results.push((s, crate::probe::Observation::new(o, None)));
+    }
+    let m = Matrix::new(
+        t.host_names().into_iter().map(String::from).collect(),
+        t.probe.protocols.clone(),
+        results,
+        |f, to, p| t.healthy(f, to, p),
+    )
+    .with_targets(t.target_names());
+    let lines = why
+        .into_iter()
+        .map(|((f, to, o, origin), ps)| {
+            let ps: Vec<&str> = ps.iter().map(|p| p.as_str()).collect();
+            format!("{f} → {to} {}: {o} ({origin})", ps.join(","))
+        })
+        .collect();
+    (m, lines)
 }
 
 #[cfg(test)]

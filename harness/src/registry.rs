@@ -64,6 +64,10 @@ pub struct LabRecord {
     pub cni_lists: std::collections::BTreeMap<String, crate::cni::ConfList>,
     #[serde(default)]
     pub cni_attachments: std::collections::BTreeMap<String, crate::cni::Attachment>,
+    /// The cluster DNS server process serving the lab (`netfault dns-serve`), and its start
+    /// time: `down` and `gc` end it by this PID only.
+    #[serde(default)]
+    pub dns_pid: Option<(u32, u64)>,
 }
 
 impl LabRecord {
@@ -91,6 +95,7 @@ impl LabRecord {
             cni_dir: None,
             cni_lists: Default::default(),
             cni_attachments: Default::default(),
+            dns_pid: None,
         }
     }
 
@@ -272,6 +277,14 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
         let _ = std::fs::remove_dir_all(d);
     }
     let _ = std::fs::remove_dir_all(resolv_dir(&rec.name));
+    if let Some((pid, start)) = rec.dns_pid {
+        if process_start(pid) == Some(start) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
     // What other commands kept about the lab: its latest diagnosis, a drill on it.
     crate::diagram::forget_latest(&rec.name);
     let _ = std::fs::remove_file(crate::drill::state_path(&rec.name));

@@ -499,11 +499,11 @@ fn evidence_supports_the_verdicts() {
         assert!(ev.contains(&"node1 counter IpInAddrErrors increased".to_string()), "{ev:#?}");
         sysctl(&lab, "node1", "net.ipv4.ip_forward", "1");
 
-        // A rule the walk cannot evaluate (a mark match): the nft trace decides.
+        // A rule the walk cannot evaluate (a packet-type match): the nft trace decides.
         nft(
             &lab,
             "node1",
-            "table ip odd {\n chain forward_odd {\n  type filter hook forward priority 0; policy accept;\n  meta mark 0 ip saddr 10.244.1.2 drop\n }\n}\n",
+            "table ip odd {\n chain forward_odd {\n  type filter hook forward priority 0; policy accept;\n  meta pkttype host ip saddr 10.244.1.2 drop\n }\n}\n",
         );
         let broken = vec![("pod-a".to_string(), "ext".to_string(), Proto::Icmp, Outcome::Timeout)];
         let walk_only = explain_pairs(&lab, &broken, None, false).await.unwrap();

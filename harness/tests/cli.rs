@@ -658,3 +658,101 @@ fn exec_runs_inside_a_lab_host_with_its_hostname() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2), "the lab is gone");
 }
+
+/// A pinned lab with cluster DNS: `exec` shows the pod's resolv.conf (mounted over
+/// /etc/resolv.conf) and its hostname, the pod's own resolver finds Services through the DNS
+/// daemon `up` started, `truth-table` prints what the fixture expects, and `down` ends the
+/// daemon.
+#[test]
+fn a_pinned_k8s_lab_resolves_names_from_its_pods_and_down_ends_its_dns_server() {
+    let run = tempfile::tempdir().unwrap();
+    let netns = tempfile::tempdir().unwrap();
+    let with_env = |mut c: Command| {
+        c.env("NETFAULT_RUN_DIR", run.path())
+            .env("NETFAULT_NETNS_DIR", netns.path());
+        c
+    };
+    let lab = format!("k8{}", std::process::id());
+    let up = with_env(netfault(&[
+        "up",
+        repo().join("fixtures/k8s.toml").to_str().unwrap(),
+        "--name",
+        &lab,
+    ]))
+    .output()
+    .unwrap();
+    assert_eq!(
+        up.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.path().join(format!("labs/{lab}.json"))).unwrap(),
+    )
+    .unwrap();
+    let pid = rec["dns_pid"][0].as_u64().expect("a DNS server pid") as u32;
+    let exec = |cmd: &str| {
+        let o = with_env(netfault(&["exec", &lab, "pod-a", "--", "sh", "-c", cmd]))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let resolv = exec("cat /etc/resolv.conf; hostname");
+    let web = exec("getent hosts web");
+    let api = exec("getent hosts api.default");
+    let none = exec("getent hosts nosuch || echo no-such-name");
+    let status = with_env(netfault(&["status", &lab, "-q"]))
+        .output()
+        .unwrap();
+    let down = with_env(netfault(&["down", &lab])).output().unwrap();
+    assert!(resolv.contains("nameserver 10.96.0.10\n"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local\n"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("options ndots:5\n"), "{resolv}");
+    assert_eq!(resolv.lines().last(), Some("pod-a"));
+    assert!(web.starts_with("10.96.0.20 "), "{web}");
+    assert!(web.contains("web.default.svc.cluster.local"), "{web}");
+    assert!(api.starts_with("10.96.0.30 "), "{api}");
+    assert_eq!(none.trim(), "no-such-name");
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    assert_eq!(down.status.code(), Some(0));
+    // Ended: gone, or a zombie waiting for init to reap it.
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'))
+    };
+    for _ in 0..100 {
+        if !running() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!running(), "down ends the DNS server");
+    assert!(!run.path().join(format!("labs/{lab}.resolv")).exists());
+    // Outside the lab, nothing changed.
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert!(!host.contains("10.96.0.10"));
+
+    let tt = netfault(&[
+        "truth-table",
+        repo().join("fixtures/k8s.toml").to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&tt.stdout);
+    assert_eq!(tt.status.code(), Some(0));
+    assert!(
+        text.contains("pod-b → pod-c icmp,tcp,udp: timeout (default: NetworkPolicy default/api-allow-client isolates pod-c for ingress"),
+        "{text}"
+    );
+}

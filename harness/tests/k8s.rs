@@ -42,3 +42,122 @@ async fn k8s_fixture_is_healthy() {
         "hairpin"
     );
 }
+
+/// The truth table (decided from the fixture alone) is what the live lab shows, cell by cell.
+#[tokio::test]
+async fn the_truth_table_is_what_the_lab_shows() {
+    let t = fixture();
+    let (table, why) = netfault::matrix::truth_table(&t);
+    assert!(
+        why.iter()
+            .any(|l| l.starts_with("pod-b → svc/api tcp: timeout")),
+        "{why:?}"
+    );
+    let lab = Lab::up(&t).await.unwrap();
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    let mut cells = 0;
+    for c in &table.cells {
+        assert_eq!(
+            m.observed(&c.from, &c.to, c.proto),
+            Some(c.observed),
+            "{} → {} {}",
+            c.from,
+            c.to,
+            c.proto
+        );
+        cells += 1;
+    }
+    assert_eq!(
+        cells,
+        m.cells.len(),
+        "the table decides every probe of this fixture"
+    );
+}
+
+/// Default-deny egress that allows UDP 53 breaks DNS (policies see the DNATed port 5353);
+/// allowing 5353 instead lets lookups through while everything else stays denied. Heal
+/// restores the healthy matrix.
+#[tokio::test]
+async fn dns_needs_the_endpoint_port_allowed_not_the_service_port() {
+    use netfault::fault::Fault;
+    let t = fixture();
+    let lab = Lab::up(&t).await.unwrap();
+    let healthy = netfault::probe::matrix(&lab).await.unwrap();
+    for (port, dns) in [(53, Outcome::Timeout), (5353, Outcome::Reachable)] {
+        let g = Fault::DefaultDenyEgress {
+            namespace: "default".into(),
+            allow_port: Some(port),
+        }
+        .inject(&lab)
+        .await
+        .unwrap();
+        let m = netfault::probe::matrix(&lab).await.unwrap();
+        g.heal(&lab).await.unwrap();
+        assert_eq!(
+            m.observed("pod-a", "dns/web", Proto::Dns),
+            Some(dns),
+            "allow udp {port}"
+        );
+        assert_eq!(
+            m.observed("pod-a", "ext", Proto::Tcp),
+            Some(Outcome::Timeout)
+        );
+        assert_eq!(
+            m.observed("pod-a", "node1", Proto::Tcp),
+            Some(Outcome::Reachable),
+            "own node"
+        );
+        assert_eq!(
+            m.observed("dns", "dns/web", Proto::Dns),
+            Some(Outcome::Reachable),
+            "kube-system is not selected"
+        );
+    }
+    let again = netfault::probe::matrix(&lab).await.unwrap();
+    assert_eq!(again.outcomes(), healthy.outcomes());
+}
+
+/// Each fault of the layer names what it needs, against the fixture.
+#[test]
+fn kubernetes_faults_check_their_parameters() {
+    use netfault::fault::Fault;
+    let t = fixture();
+    let e = Fault::RemoveEndpoint {
+        service: "nope".into(),
+        pod: "pod-b".into(),
+    }
+    .check(&t)
+    .unwrap_err();
+    assert_eq!(e.field, "service");
+    assert_eq!(e.help, "Services in k8s: web, api");
+    let e = Fault::StaleEndpointIp {
+        service: "web".into(),
+        pod: "pod-c".into(),
+    }
+    .check(&t)
+    .unwrap_err();
+    assert_eq!(e.message, "pod-c is no endpoint of Service web");
+    let e = Fault::WrongEndpointPort {
+        service: "web".into(),
+        port: 8080,
+    }
+    .check(&t)
+    .unwrap_err();
+    assert_eq!(e.field, "port");
+    let single = load_fixture(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/single-node.toml"),
+    )
+    .unwrap();
+    let e = Fault::DnsServerDown.check(&single).unwrap_err();
+    assert_eq!(e.message, "the fixture has no cluster DNS");
+    let e = Fault::FlushKubeProxy {
+        node: "node1".into(),
+    }
+    .check(&single)
+    .unwrap_err();
+    assert!(
+        e.message.contains("needs a fixture with Services"),
+        "{}",
+        e.message
+    );
+}

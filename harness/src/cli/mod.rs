@@ -191,6 +191,9 @@ enum Cmd {
         #[arg(long)]
         name: String,
     },
+    /// The matrix a fixture expects, decided from the fixture alone (its rules, the defaults,
+    /// Services and NetworkPolicies): nothing is built or probed.
+    TruthTable { fixture: PathBuf },
     /// Write breakage cases.
     Case {
         #[command(subcommand)]
@@ -201,6 +204,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DrillCmd,
     },
+    /// Serve a pinned lab's cluster DNS until ended (`up` starts it; `down` ends it).
+    #[command(hide = true)]
+    DnsServe { name: String },
     /// A shell inside a host of a pinned lab (its network namespace, its name as hostname).
     Shell { lab: String, host: String },
     /// Run a command inside a host of a pinned lab: netfault exec LAB HOST -- CMD [ARG...]
@@ -270,6 +276,8 @@ async fn dispatch(cmd: Cmd, out: Out) -> i32 {
             output,
         } => diagram(&target, format, output.as_deref(), out),
         Cmd::Script { fixture } => script(&fixture),
+        Cmd::TruthTable { fixture } => truth_table(&fixture, out),
+        Cmd::DnsServe { name } => dns_serve(&name).await,
         Cmd::Adopt { fixture, name } => adopt(&fixture, &name, out),
         Cmd::Case {
             cmd:
@@ -302,11 +310,39 @@ pub fn emit_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+fn truth_table(fixture: &Path, out: Out) -> Result<(), Error> {
+    let t = topology::load_fixture(fixture)?;
+    let (m, why) = crate::matrix::truth_table(&t);
+    if out.json {
+        emit_json(&serde_json::json!({ "fixture": t.name, "matrix": m, "why": why }));
+    } else if !out.quiet {
+        println!(
+            "{} expects (nothing was run; a blank cell: the fixture does not say)",
+            t.name
+        );
+        print!("{}", m.render());
+        if !why.is_empty() {
+            println!("not reachable, and why:");
+            for l in why {
+                println!("  {l}");
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
     let topo = topology::load_fixture(fixture)?;
     let t0 = Instant::now();
     let lab = Lab::up_named(&topo, name, std::fs::canonicalize(fixture).ok()).await?;
     let ms = t0.elapsed().as_millis();
+    let dns = if topo.k8s.dns.is_some() {
+        // The server outlives this process: hand its socket over to a daemon.
+        lab.stop_dns();
+        Some(spawn_dns_server(name)?)
+    } else {
+        None
+    };
     if out.json {
         let hosts: Vec<serde_json::Value> = lab
             .hosts()
@@ -332,8 +368,74 @@ async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
                 h.name, h.name, h.name
             );
         }
+        if let Some(pid) = dns {
+            println!("  cluster DNS served by pid {pid} (netfault dns-serve {name})");
+        }
         println!("netfault status {name} probes it; netfault down {name} removes it");
     }
+    Ok(())
+}
+
+/// Starts `netfault dns-serve NAME` in a session of its own and records its PID in the lab's
+/// record (so `down` and `gc` end it); waits until it answers on its socket.
+fn spawn_dns_server(name: &str) -> Result<u32, Error> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding netfault's own binary", e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["dns-serve", name])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::io("starting the DNS server", e))?;
+    let pid = child.id();
+    let mut rec = registry::load(name)?;
+    rec.dns_pid = Some((pid, registry::process_start(pid).unwrap_or(0)));
+    registry::update(&rec)?;
+    // Ready when its socket is bound in the DNS pod (or it died saying why to nobody).
+    let t = rec.topology.clone();
+    let (pod, addr) = crate::lab::k8s::dns_endpoint(&t).expect("dns");
+    let pin = registry::pin_path(name, &pod);
+    let ns = crate::netns::Netns::open(&pin).map_err(|e| Error::io("opening the DNS pod", e))?;
+    let want = format!(":{:04X}", addr.port());
+    for _ in 0..200 {
+        let bound = ns
+            .run(|| std::fs::read_to_string("/proc/thread-self/net/udp"))
+            .ok()
+            .and_then(|r| r.ok())
+            .is_some_and(|t| {
+                t.lines().any(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| a.ends_with(&want))
+                })
+            });
+        if bound {
+            return Ok(pid);
+        }
+        if registry::process_start(pid).is_none() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Err(Error::other(format!(
+        "the DNS server (pid {pid}) did not come up; run `netfault dns-serve {name}` to see why"
+    )))
+}
+
+/// The body of `netfault dns-serve`: the lab's DNS server in its DNS pod, until killed.
+async fn dns_serve(name: &str) -> Result<(), Error> {
+    let lab = Lab::attach(name).await?;
+    lab.start_dns()?;
+    std::future::pending::<()>().await;
     Ok(())
 }
 

@@ -33,6 +33,12 @@ pub struct Pkt {
     pub ct_new: bool,
     /// Length of the IP packet.
     pub len: usize,
+    /// The packet's mark (skb->mark): 0 as it enters a namespace; `meta mark set` statements
+    /// change it as rules run (kube-proxy marks what it wants masqueraded).
+    pub mark: std::cell::Cell<u32>,
+    /// Whether the destination is one of the evaluating host's addresses (`fib daddr type
+    /// local`); None when unknown.
+    pub dst_local: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +286,24 @@ impl Ruleset {
                         }
                     }
                     "limit" | "quota" | "meter" => uncertain = true,
+                    "mangle" => {
+                        let is_mark = body
+                            .get("key")
+                            .and_then(|k| k.get("meta"))
+                            .and_then(|m| s(m, "key"))
+                            == Some("mark");
+                        if is_mark && !uncertain {
+                            match body.get("value").and_then(|v| self.numeric(v, pkt)) {
+                                Some(v) => pkt.mark.set(v),
+                                None => {
+                                    return Flow::Uncertain {
+                                        at,
+                                        rule: text.clone(),
+                                    }
+                                }
+                            }
+                        }
+                    }
                     _ => {} // counter, log, mangle, ... do not decide
                 }
             }
@@ -307,6 +331,27 @@ impl Ruleset {
             v => self.right_contains(k, right, &v)?,
         };
         Some(hit != negate)
+    }
+
+    /// A numeric expression: the mark, a number, or a bitwise operation over them.
+    fn numeric(&self, v: &Value, pkt: &Pkt) -> Option<u32> {
+        if let Some(n) = v.as_u64() {
+            return u32::try_from(n).ok();
+        }
+        if v.get("meta").and_then(|m| s(m, "key")) == Some("mark") {
+            return Some(pkt.mark.get());
+        }
+        let o = v.as_object()?;
+        let (op, args) = o.iter().next()?;
+        let args = args.as_array()?;
+        let a = self.numeric(args.first()?, pkt)?;
+        let b = self.numeric(args.get(1)?, pkt)?;
+        match op.as_str() {
+            "&" => Some(a & b),
+            "|" => Some(a | b),
+            "^" => Some(a ^ b),
+            _ => None,
+        }
     }
 
     fn left_value(&self, left: &Value, pkt: &Pkt) -> Option<LeftVal> {
@@ -349,6 +394,26 @@ impl Ruleset {
                 }
                 _ => None,
             };
+        }
+        // Bitwise expressions over the mark: {"&": [{"meta": {"key": "mark"}}, 16384]}.
+        if let Some(v) = self.numeric(left, pkt) {
+            return Some(LeftVal::Num(u64::from(v)));
+        }
+        if let Some(f) = left.get("fib") {
+            let flags: Vec<&str> = f
+                .get("flags")
+                .map(|x| match x {
+                    Value::Array(a) => a.iter().filter_map(|v| v.as_str()).collect(),
+                    Value::String(s) => vec![s.as_str()],
+                    _ => Vec::new(),
+                })
+                .unwrap_or_default();
+            if s(f, "result") == Some("type") && flags == ["daddr"] {
+                return pkt
+                    .dst_local
+                    .map(|l| LeftVal::Str(if l { "local" } else { "unicast" }.into()));
+            }
+            return None;
         }
         if let Some(m) = left.get("meta") {
             return match s(m, "key")? {
@@ -567,6 +632,8 @@ mod tests {
             oif: Some(oif.into()),
             ct_new: true,
             len: 84,
+            mark: Default::default(),
+            dst_local: None,
         }
     }
 
@@ -634,13 +701,53 @@ mod tests {
     fn unknown_matches_make_the_verdict_uncertain_not_guessed() {
         let r = rs(r#"{"nftables":[
           {"chain":{"family":"ip","table":"t","name":"c","type":"filter","hook":"forward","prio":0,"policy":"accept"}},
-          {"rule":{"family":"ip","table":"t","chain":"c","expr":[{"match":{"op":"==","left":{"meta":{"key":"mark"}},"right":7}},{"drop":null}]}}
+          {"rule":{"family":"ip","table":"t","chain":"c","expr":[{"match":{"op":"==","left":{"meta":{"key":"skuid"}},"right":7}},{"drop":null}]}}
         ]}"#);
         let v = r.evaluate(
             "forward",
             &pkt("10.244.1.2", "203.0.113.10", Proto::Icmp, "cni0", "eth0"),
         );
         assert!(matches!(v, Verdict::Uncertain { .. }), "{v:?}");
+    }
+
+    /// kube-proxy's idiom: a chain marks the packet, postrouting masquerades marked packets
+    /// only (and clears the bit). The mark travels with the packet from hook to hook.
+    #[test]
+    fn marks_set_by_rules_decide_later_matches() {
+        let r = rs(r#"{"nftables":[
+          {"chain":{"family":"ip","table":"kp","name":"pre","type":"nat","hook":"prerouting","prio":-100,"policy":"accept"}},
+          {"chain":{"family":"ip","table":"kp","name":"mark-for-masquerade"}},
+          {"chain":{"family":"ip","table":"kp","name":"post","type":"nat","hook":"postrouting","prio":100,"policy":"accept"}},
+          {"rule":{"family":"ip","table":"kp","chain":"mark-for-masquerade","expr":[{"mangle":{"key":{"meta":{"key":"mark"}},"value":{"|":[{"meta":{"key":"mark"}},16384]}}}]}},
+          {"rule":{"family":"ip","table":"kp","chain":"pre","expr":[{"match":{"op":"==","left":{"payload":{"protocol":"ip","field":"saddr"}},"right":"203.0.113.10"}},{"jump":{"target":"mark-for-masquerade"}}]}},
+          {"rule":{"family":"ip","table":"kp","chain":"post","expr":[{"match":{"op":"==","left":{"&":[{"meta":{"key":"mark"}},16384]},"right":0}},{"return":null}]}},
+          {"rule":{"family":"ip","table":"kp","chain":"post","expr":[{"mangle":{"key":{"meta":{"key":"mark"}},"value":{"^":[{"meta":{"key":"mark"}},16384]}}},{"masquerade":null}]}}
+        ]}"#);
+        let plain = pkt("10.244.1.2", "10.244.2.2", Proto::Tcp, "cni0", "flannel.1");
+        assert_eq!(
+            r.evaluate("prerouting", &plain),
+            Verdict::Accept { nat: vec![] }
+        );
+        assert_eq!(
+            r.evaluate("postrouting", &plain),
+            Verdict::Accept { nat: vec![] }
+        );
+        let ext = pkt(
+            "203.0.113.10",
+            "10.244.2.2",
+            Proto::Tcp,
+            "eth0",
+            "flannel.1",
+        );
+        r.evaluate("prerouting", &ext);
+        assert_eq!(ext.mark.get(), 0x4000);
+        assert_eq!(
+            r.evaluate("postrouting", &ext),
+            Verdict::Accept {
+                nat: vec![Nat::Masquerade]
+            }
+        );
+        assert_eq!(ext.mark.get(), 0, "masquerading clears the bit");
     }
 
     #[test]

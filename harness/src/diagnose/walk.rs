@@ -23,6 +23,9 @@ use crate::nft;
 use crate::nl::{self as netlink, Addr, Link, Neighbour, Route};
 use crate::topology::{Outcome, Proto, SWITCH_HOST};
 
+#[path = "walk_k8s.rs"]
+mod k8s;
+
 /// What broke, in a small fixed vocabulary (README: "Diagnosis").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -228,7 +231,11 @@ pub async fn explain_pairs(
     for (from, to, proto, outcome) in broken {
         // The probe's own size unless the caller names one.
         let size = size.or(lab.topology().probe.size(*proto));
-        let d = w.explain(from, to, *proto, *outcome, size).await?;
+        let d = if crate::topology::k8s::Target::parse(to).is_some() {
+            w.explain_target(from, to, *proto, *outcome).await?
+        } else {
+            w.explain(from, to, *proto, *outcome, size).await?
+        };
         match out.iter_mut().find(|x| {
             x.from == d.from
                 && x.to == d.to
@@ -271,6 +278,13 @@ struct Walker<'a> {
     neigh: HashMap<String, Vec<Neighbour>>,
     rules: HashMap<String, Ruleset>,
     sysctls: HashMap<(String, String), Option<String>>,
+    /// The destination port to walk with instead of the probe's (a Service's endpoint port).
+    dport: Option<u16>,
+    /// Start the walk as a packet arriving at this host on this interface, from this source
+    /// (a NodePort's packet after the node translated it).
+    entry: Option<(String, String, Ipv4Addr)>,
+    /// The mark the entry packet carries.
+    entry_mark: u32,
 }
 
 /// Where a walk stopped.
@@ -323,6 +337,9 @@ impl<'a> Walker<'a> {
             neigh: HashMap::new(),
             rules: HashMap::new(),
             sysctls: HashMap::new(),
+            dport: None,
+            entry: None,
+            entry_mark: 0,
         }
     }
 
@@ -439,11 +456,15 @@ impl<'a> Walker<'a> {
             .host(to)
             .map(|h| h.address())
             .ok_or_else(|| crate::Error::NotFound(format!("no host {to}")))?;
-        let src = t
-            .host(from)
-            .map(|h| h.address())
-            .unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let port = t.probe.port(proto);
+        let entry = self.entry.take();
+        let src = match &entry {
+            Some((_, _, s)) => *s,
+            None => t
+                .host(from)
+                .map(|h| h.address())
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
+        };
+        let port = self.dport.or(t.probe.port(proto));
         let pkt = Pkt {
             src,
             dst,
@@ -460,11 +481,28 @@ impl<'a> Walker<'a> {
             } else {
                 size.unwrap_or(SMALL)
             },
+            mark: Default::default(),
+            dst_local: None,
         };
         let mut forward = Vec::new();
         let mut flow = Flow::default();
+        pkt.mark.set(std::mem::take(&mut self.entry_mark));
+        let (start, start_iif) = match &entry {
+            Some((h, ifname, _)) => {
+                let ix = self.link(h, ifname).await?.map(|l| l.index);
+                (h.clone(), ix)
+            }
+            None => (from.to_string(), None),
+        };
         let end = self
-            .walk(from, None, pkt.clone(), true, &mut flow, &mut forward)
+            .walk(
+                &start,
+                start_iif,
+                pkt.clone(),
+                true,
+                &mut flow,
+                &mut forward,
+            )
             .await?;
         let mut reply = Vec::new();
         let culprit = match end {
@@ -490,6 +528,8 @@ impl<'a> Walker<'a> {
                     oif: None,
                     ct_new: false,
                     len: pkt.len,
+                    mark: Default::default(),
+                    dst_local: None,
                 };
                 let mut rflow = Flow {
                     snat: flow.snat.clone(),
@@ -573,11 +613,15 @@ impl<'a> Walker<'a> {
         hops: &mut Vec<Hop>,
         flow: &mut Flow,
     ) -> Result<std::result::Result<Vec<Nat>, Culprit>> {
-        let rs = self.ruleset(host).await?;
-        if !rs.has_hook(name) {
+        if !self.ruleset(host).await?.has_hook(name) {
             return Ok(Ok(Vec::new()));
         }
-        match rs.evaluate(name, pkt) {
+        let mut p = pkt.clone();
+        p.dst_local = Some(self.has_address(host, pkt.dst).await?);
+        let rs = self.ruleset(host).await?;
+        let verdict = rs.evaluate(name, &p);
+        pkt.mark.set(p.mark.get());
+        match verdict {
             Verdict::Accept { nat } => Ok(Ok(nat)),
             Verdict::Drop { at, rule, reject } => {
                 let what = if reject { "rejects" } else { "drops" };
@@ -586,6 +630,21 @@ impl<'a> Walker<'a> {
                     host,
                     format!("{name}: {at} {what} it: {rule}"),
                 ));
+                // The policies' table: a NetworkPolicy isolates a pod and nothing allows this.
+                if at.contains(crate::lab::k8s::POLICY_TABLE) {
+                    let why = rule
+                        .split_once("comment \"")
+                        .map(|(_, c)| c.trim_end_matches('"').to_string())
+                        .unwrap_or_else(|| rule.clone());
+                    return Ok(Err(culprit(
+                        host,
+                        Component::Policy,
+                        format!(
+                            "{host} drops {} → {} {}: {why}, and no rule of it allows this",
+                            pkt.src, pkt.dst, pkt.proto
+                        ),
+                    )));
+                }
                 Ok(Err(culprit(
                     host,
                     Component::Filter,
@@ -624,7 +683,7 @@ impl<'a> Walker<'a> {
         let mut iif = start_iif;
         let mut prev_route: Option<(String, String)> = None;
         // The sender must own the address it sends from.
-        if !self.has_address(&host, pkt.src).await? {
+        if start_iif.is_none() && !self.has_address(&host, pkt.src).await? {
             let planned = self.planned_iface_of(&host, pkt.src);
             if let Some(dev) = &planned {
                 if self.link(&host, dev).await?.is_none() {
@@ -807,6 +866,8 @@ impl<'a> Walker<'a> {
                             oif: in_name.clone(),
                             ct_new: false,
                             len: 576,
+                            mark: Default::default(),
+                            dst_local: None,
                         };
                         let rs = self.ruleset(&host).await?;
                         for hk in ["output", "postrouting"] {
@@ -897,6 +958,8 @@ impl<'a> Walker<'a> {
             match self.l2_next(&host, &oif, nexthop, &pkt, hops, flow).await? {
                 Ok((next, next_iif)) => {
                     host = next;
+                    // A packet crossing into another namespace loses its mark (veth scrubs it).
+                    pkt.mark.set(0);
                     iif = Some(next_iif);
                 }
                 Err(c) => return Ok(End::Broken(c)),
@@ -1647,6 +1710,8 @@ impl<'a> Walker<'a> {
             oif: None,
             ct_new: true,
             len: pkt.len + 50,
+            mark: Default::default(),
+            dst_local: None,
         };
         let mut under = Vec::new();
         let mut uflow = Flow::default();

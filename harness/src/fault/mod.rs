@@ -7,6 +7,7 @@
 //! masquerade rules by content, whoever wrote them (nft's native `masquerade` or iptables-nft's xt
 //! `MASQUERADE` target); `delete-route` deletes whatever route the host has to that network.
 
+mod k8s;
 mod ops;
 mod undo;
 
@@ -139,6 +140,43 @@ pub enum Fault {
         interface: String,
         ms: u32,
     },
+    DeleteServiceRule {
+        node: String,
+        service: String,
+    },
+    RemoveEndpoint {
+        service: String,
+        pod: String,
+    },
+    WrongEndpointPort {
+        service: String,
+        port: u16,
+    },
+    StaleEndpointIp {
+        service: String,
+        pod: String,
+    },
+    NoEndpoints {
+        service: String,
+    },
+    HairpinOff {
+        pod: String,
+    },
+    DefaultDenyEgress {
+        namespace: String,
+        allow_port: Option<u16>,
+    },
+    DnsServerDown,
+    WrongNameserver {
+        pod: String,
+        nameserver: Ipv4Addr,
+    },
+    BridgeNfOff {
+        node: String,
+    },
+    FlushKubeProxy {
+        node: String,
+    },
 }
 
 /// One entry of the catalog (`netfault faults`).
@@ -154,6 +192,7 @@ pub struct Kind {
 
 const POD: (&str, &str) = ("pod", "a pod");
 const NODE: (&str, &str) = ("node", "a node");
+const SERVICE: (&str, &str) = ("service", "a Service of the fixture");
 
 pub const CATALOG: &[Kind] = &[
     Kind { name: "delete-veth", params: &[POD], description: "delete the pod's veth pair (the pod's eth0 and its routes go with it)", component: "link" },
@@ -185,6 +224,17 @@ pub const CATALOG: &[Kind] = &[
     Kind { name: "misdirect-fdb", params: &[NODE, POD, ("port", "another port of the node's bridge")], description: "a static bridge FDB entry sending the pod's MAC out of the wrong port", component: "bridge" },
     Kind { name: "packet-loss", params: &[("host", "any host"), ("interface", "an interface of the host"), ("percent", "1..100")], description: "drop that percentage of packets leaving the interface at random (nft numgen)", component: "filter" },
     Kind { name: "bandwidth", params: &[("host", "any host"), ("interface", "an interface of the host"), ("rate", "like 1mbit, 500kbit")], description: "shape the interface's egress with a tbf qdisc", component: "link" },
+    Kind { name: "delete-service-rule", params: &[NODE, SERVICE], description: "delete kube-proxy's rule sending the Service's ClusterIP to its chain on the node", component: "service" },
+    Kind { name: "remove-endpoint", params: &[SERVICE, ("pod", "an endpoint pod of the Service")], description: "the pod is no longer an endpoint of the Service (kube-proxy re-syncs every node)", component: "service" },
+    Kind { name: "wrong-endpoint-port", params: &[SERVICE, ("port", "the wrong target port")], description: "the Service's endpoints point at a port nothing listens on (targetPort typo)", component: "service" },
+    Kind { name: "stale-endpoint-ip", params: &[SERVICE, ("pod", "an endpoint pod of the Service")], description: "the pod's endpoint is replaced by a deleted pod's address (a vacant one in its pod CIDR)", component: "service" },
+    Kind { name: "no-endpoints", params: &[SERVICE], description: "every endpoint of the Service goes: kube-proxy rejects its ClusterIP", component: "service" },
+    Kind { name: "hairpin-off", params: &[POD], description: "hairpin mode off on the pod's bridge port: the pod cannot reach itself through its own Service", component: "bridge" },
+    Kind { name: "default-deny-egress", params: &[("namespace", "a namespace with pods"), ("allow_port", "a UDP port egress stays open to (optional; 53 is the classic mistake when DNS is DNATed to 5353)")], description: "a NetworkPolicy selecting every pod of the namespace for egress, allowing nothing (or one UDP port)", component: "policy" },
+    Kind { name: "dns-server-down", params: &[], description: "stop the cluster DNS server (its socket closes: queries get ICMP port unreachable)", component: "dns" },
+    Kind { name: "wrong-nameserver", params: &[POD, ("nameserver", "the wrong nameserver address")], description: "the pod's resolv.conf names another nameserver", component: "dns" },
+    Kind { name: "bridge-nf-off", params: &[NODE], description: "net.bridge.bridge-nf-call-iptables = 0: bridged replies from same-node endpoints skip conntrack's un-DNAT", component: "service" },
+    Kind { name: "flush-kube-proxy", params: &[NODE], description: "flush kube-proxy's nft table on the node (chains stay, rules go)", component: "service" },
     Kind { name: "delay", params: &[("host", "any host"), ("interface", "an interface of the host"), ("ms", "milliseconds")], description: "delay the interface's egress (needs netem: reported unsupported where the kernel lacks it)", component: "link" },
 ];
 
@@ -221,6 +271,17 @@ impl Fault {
             Fault::PacketLoss { .. } => "packet-loss",
             Fault::Bandwidth { .. } => "bandwidth",
             Fault::Delay { .. } => "delay",
+            Fault::DeleteServiceRule { .. } => "delete-service-rule",
+            Fault::RemoveEndpoint { .. } => "remove-endpoint",
+            Fault::WrongEndpointPort { .. } => "wrong-endpoint-port",
+            Fault::StaleEndpointIp { .. } => "stale-endpoint-ip",
+            Fault::NoEndpoints { .. } => "no-endpoints",
+            Fault::HairpinOff { .. } => "hairpin-off",
+            Fault::DefaultDenyEgress { .. } => "default-deny-egress",
+            Fault::DnsServerDown => "dns-server-down",
+            Fault::WrongNameserver { .. } => "wrong-nameserver",
+            Fault::BridgeNfOff { .. } => "bridge-nf-off",
+            Fault::FlushKubeProxy { .. } => "flush-kube-proxy",
         }
     }
 
@@ -277,6 +338,10 @@ impl Fault {
     /// Checks the fault's parameters against a topology: names exist and have the right role,
     /// interfaces exist on their host, numbers are in range, the fixture has what the fault needs.
     pub fn check(&self, t: &Topology) -> std::result::Result<(), ParamError> {
+        if k8s::is_k8s(self) {
+            return k8s::check(self, t);
+        }
+
         let role =
             |field: &'static str, name: &str, want: &str| -> std::result::Result<(), ParamError> {
                 let of_role: Vec<&str> = t
@@ -551,6 +616,7 @@ impl Fault {
                 }
                 Ok(())
             }
+            _ => unreachable!("Kubernetes faults are checked above"),
         }
     }
 
@@ -637,7 +703,7 @@ mod tests {
     #[test]
     fn every_variant_is_in_the_catalog() {
         let names: Vec<&str> = CATALOG.iter().map(|k| k.name).collect();
-        assert_eq!(names.len(), 30);
+        assert_eq!(names.len(), 41);
         let mut dedup = names.clone();
         dedup.sort();
         dedup.dedup();

@@ -312,7 +312,16 @@ async fn inject_one(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
                 .map_err(|e| qdisc_error(host, "netem", e))?;
             Ok(vec![Undo::Qdisc { host: host.clone(), ifname: interface.clone() }])
         }
+        k8s => super::k8s::inject(k8s, lab).await,
     }
+}
+
+pub async fn set_sysctls_pub(
+    lab: &Lab,
+    host: &str,
+    values: Vec<(String, String)>,
+) -> Result<Vec<Undo>> {
+    set_sysctls(lab, host, values).await
 }
 
 fn qdisc_error(host: &str, kind: &str, e: rtnetlink::Error) -> Error {

@@ -82,6 +82,16 @@ pub enum Undo {
         ifname: String,
         ip: Ipv4Addr,
     },
+    /// Set a bridge port's hairpin mode back.
+    Hairpin {
+        host: String,
+        ifname: String,
+        on: bool,
+    },
+    /// Start the cluster DNS server again.
+    StartDns,
+    /// Put a pod's resolv.conf back.
+    Resolv { pod: String, text: String },
     /// Put back what vanished as a side effect (routes through a link that went down, permanent
     /// neighbours flushed with it); entries already back are left alone.
     Restore {
@@ -148,6 +158,15 @@ impl Undo {
             }
             Undo::Sysctls { host, values } => write_sysctls(lab, &host, values).await,
             Undo::NftRules(u) => u.restore(lab).await,
+            Undo::Hairpin { host, ifname, on } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                netlink::set_hairpin(h.handle(), ix, on)
+                    .await
+                    .map_err(|e| nl(&host, format!("hairpin on {ifname}"), e))
+            }
+            Undo::StartDns => lab.start_dns(),
+            Undo::Resolv { pod, text } => lab.set_resolv_conf(&pod, &text),
             Undo::NftScript { host, script } => {
                 let h = lab.host(&host)?;
                 h.ns.run_async(move || run_tool("nft", &["-f", "-"], Some(&script)))

@@ -51,7 +51,7 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
         s,
         "  chain mark-for-masquerade {{\n    meta mark set meta mark | {MASQ_MARK:#x}\n  }}"
     );
-    let _ = writeln!(s, "  chain masquerading {{\n    meta mark & {MASQ_MARK:#x} == 0 return\n    meta mark set meta mark ^ {MASQ_MARK:#x}\n    masquerade fully-random\n  }}");
+    let _ = writeln!(s, "  chain masquerading {{\n    meta mark & {MASQ_MARK:#x} == 0 return\n    meta mark set meta mark ^ {MASQ_MARK:#x}\n    masquerade\n  }}");
     let _ = writeln!(s, "  chain nat-prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    jump services\n  }}");
     let _ = writeln!(s, "  chain nat-output {{\n    type nat hook output priority -100; policy accept;\n    jump services\n  }}");
     let _ = writeln!(s, "  chain nat-postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    jump masquerading\n  }}");

@@ -103,7 +103,11 @@ pub(crate) const RESEND: Duration = Duration::from_millis(200);
 
 /// Every ordered pair of topology hosts, for every protocol the fixture probes.
 pub fn all_pairs(lab: &Lab) -> Vec<ProbeSpec> {
-    let t = lab.topology();
+    pairs_of(lab.topology())
+}
+
+/// Every probe a topology's matrix makes: host pairs for every protocol, then targets.
+pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
     let mut v = Vec::new();
     for a in &t.hosts {
         for b in &t.hosts {

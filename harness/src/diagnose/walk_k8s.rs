@@ -1,0 +1,522 @@
+//! Explaining a broken Kubernetes target (`svc/`, `nodeport/`, `dns/`): the resolver settings,
+//! the DNS server, kube-proxy's live rules for the Service and its endpoints, hairpin and
+//! br_netfilter — then, when all of that is intact, the ordinary walk to the endpoint pod.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::lab::k8s::{service_chain, KUBE_PROXY_TABLE};
+use crate::topology::k8s::{Resolver, Service, Target};
+
+/// What kube-proxy's live table says about a Service on one node.
+enum Translation {
+    /// The node has no kube-proxy table at all.
+    NoTable,
+    /// The table is there, but holds no rule at all (flushed).
+    Flushed,
+    /// No rule sends the Service's address anywhere.
+    NoRule,
+    /// The Service is rejected: no endpoints.
+    Rejected,
+    /// DNAT to these (address, port) endpoints.
+    Endpoints(Vec<(Ipv4Addr, u16)>),
+}
+
+fn kube_proxy_text(lab: &Lab, node: &str) -> Result<Option<String>> {
+    let h = lab.host(node)?;
+    let r = h
+        .ns
+        .run(|| crate::fault::run_tool("nft", &["list", "table", "ip", KUBE_PROXY_TABLE], None))
+        .map_err(|e| crate::Error::io(format!("{node}: nft"), e))?;
+    Ok(r.ok())
+}
+
+/// Lines of one chain of an `nft list table` text.
+fn chain<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let head = format!("chain {name} {{");
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in text.lines() {
+        let l = l.trim();
+        if l == head {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if l == "}" {
+                break;
+            }
+            if !l.is_empty() && !l.starts_with("type ") {
+                out.push(l);
+            }
+        }
+    }
+    out
+}
+
+fn translation(text: Option<&str>, s: &Service, nodeport: bool) -> Translation {
+    let Some(text) = text else {
+        return Translation::NoTable;
+    };
+    let rules = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("chain ")
+                && !l.starts_with("table ")
+                && !l.starts_with("type ")
+                && *l != "}"
+        })
+        .count();
+    if rules == 0 {
+        return Translation::Flushed;
+    }
+    let p = if s.protocol == Proto::Tcp {
+        "tcp"
+    } else {
+        "udp"
+    };
+    let key = if nodeport {
+        format!(
+            "fib daddr type local {p} dport {}",
+            s.node_port.unwrap_or(0)
+        )
+    } else {
+        format!("ip daddr {} {p} dport {}", s.cluster_ip, s.port)
+    };
+    let services = chain(text, "services");
+    let Some(rule) = services.iter().find(|l| l.starts_with(&key)) else {
+        let rejected = ["filter-forward", "filter-output", "filter-input"]
+            .iter()
+            .any(|c| chain(text, c).iter().any(|l| l.starts_with(&key)));
+        return if rejected {
+            Translation::Rejected
+        } else {
+            Translation::NoRule
+        };
+    };
+    let mut target = rule
+        .split("goto ")
+        .nth(1)
+        .and_then(|x| x.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    if nodeport {
+        // external-<chain> marks for masquerade, then goes to the Service's chain.
+        target = service_chain(s);
+    }
+    let mut eps = Vec::new();
+    for l in chain(text, &target) {
+        for part in l.split("goto ").skip(1) {
+            let ec = part.split([',', ' ', '}']).next().unwrap_or_default();
+            for el in chain(text, ec) {
+                if let Some(to) = el.split("dnat to ").nth(1) {
+                    let to = to.split_whitespace().next().unwrap_or_default();
+                    if let Some((ip, port)) = to.split_once(':') {
+                        if let (Ok(ip), Ok(port)) = (ip.parse(), port.parse()) {
+                            eps.push((ip, port));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Translation::Endpoints(eps)
+}
+
+/// Whether a UDP socket is bound to `port` in `host` (what `ss -uln` shows).
+fn udp_listening(lab: &Lab, host: &str, port: u16) -> Result<bool> {
+    let h = lab.host(host)?;
+    let text =
+        h.ns.run(|| std::fs::read_to_string("/proc/thread-self/net/udp"))
+            .and_then(|r| r)
+            .map_err(|e| crate::Error::io(format!("{host}: reading its UDP sockets"), e))?;
+    let want = format!(":{port:04X}");
+    Ok(text.lines().skip(1).any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|local| local.ends_with(&want))
+    }))
+}
+
+impl Walker<'_> {
+    /// Explains a broken probe of a Kubernetes target.
+    pub(super) async fn explain_target(
+        &mut self,
+        from: &str,
+        to: &str,
+        proto: Proto,
+        outcome: Outcome,
+    ) -> Result<Diagnosis> {
+        let t = self.lab.topology().clone();
+        let mut hops = Vec::new();
+        let target = Target::parse(to).expect("a target");
+        let done = |hops: Vec<Hop>, c: Culprit| Diagnosis {
+            from: from.to_string(),
+            to: to.to_string(),
+            protocols: vec![proto],
+            outcome,
+            size: None,
+            forward: hops,
+            reply: Vec::new(),
+            culprit: c,
+            evidence: Vec::new(),
+            notes: Vec::new(),
+        };
+        let (svc, node) = match &target {
+            Target::Service(name) | Target::Dns(name) => {
+                let node = match &t.host(from).map(|h| &h.role) {
+                    Some(crate::topology::Role::Pod(p)) => p.node.clone(),
+                    _ => from.to_string(),
+                };
+                let svc = if matches!(target, Target::Dns(_)) {
+                    t.k8s.dns_service().cloned()
+                } else {
+                    t.k8s.service(name).cloned()
+                };
+                (svc, node)
+            }
+            Target::NodePort { service, node } => (t.k8s.service(service).cloned(), node.clone()),
+        };
+        let Some(svc) = svc else {
+            return Ok(done(
+                hops,
+                culprit(
+                    from,
+                    Component::Unexplained,
+                    format!("{to} names no Service of the fixture"),
+                ),
+            ));
+        };
+        let svc_name = format!("{}/{}", svc.namespace, svc.name);
+
+        // DNS: the pod's resolver settings, then the server.
+        let mut dport = None;
+        if let Target::Dns(name) = &target {
+            let d = t.k8s.dns.clone().expect("a dns target needs [dns]");
+            let text = self.lab.resolv_conf(from).unwrap_or_default();
+            let r = Resolver::parse(&text);
+            match r.nameservers.first() {
+                Some(ns) if *ns == d.service_ip => hops.push(hop(
+                    HopStatus::Ok,
+                    from,
+                    format!(
+                        "resolv.conf: nameserver {ns}, search {}",
+                        r.search.join(" ")
+                    ),
+                )),
+                other => {
+                    let named = other
+                        .map(|n| format!("nameserver {n}"))
+                        .unwrap_or_else(|| "no nameserver".into());
+                    hops.push(hop(HopStatus::Fail, from, format!("resolv.conf: {named}")));
+                    return Ok(done(
+                        hops,
+                        culprit(
+                            from,
+                            Component::Dns,
+                            format!(
+                                "{from}'s resolv.conf names {named}, not the cluster DNS Service {svc_name} at {}: looking up {name} goes nowhere",
+                                d.service_ip
+                            ),
+                        ),
+                    ));
+                }
+            }
+            if !udp_listening(self.lab, &d.pod, d.port)? {
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &d.pod,
+                    format!("nothing listens on udp port {}", d.port),
+                ));
+                return Ok(done(
+                    hops,
+                    culprit(
+                        &d.pod,
+                        Component::Dns,
+                        format!(
+                            "the cluster DNS server is down: nothing listens on {}:{}/udp in {}, so queries for {name} to {svc_name} are refused",
+                            d.pod, d.port, d.pod
+                        ),
+                    ),
+                ));
+            }
+            hops.push(hop(
+                HopStatus::Ok,
+                &d.pod,
+                format!("the DNS server listens on udp port {}", d.port),
+            ));
+            dport = Some(d.port);
+        }
+
+        // kube-proxy on the node that translates.
+        let nodeport = matches!(target, Target::NodePort { .. });
+        let text = kube_proxy_text(self.lab, &node)?;
+        let declared: Vec<(String, Ipv4Addr, u16)> = svc
+            .endpoints
+            .iter()
+            .filter_map(|e| Some((e.pod.clone(), t.host(&e.pod)?.as_pod()?.ip, e.port)))
+            .collect();
+        let addr = if nodeport {
+            format!("{node}:{}", svc.node_port.unwrap_or(0))
+        } else {
+            format!("{}:{}", svc.cluster_ip, svc.port)
+        };
+        let eps = match translation(text.as_deref(), &svc, nodeport) {
+            Translation::NoTable | Translation::Flushed => {
+                let what = if text.is_none() {
+                    "is missing"
+                } else {
+                    "is empty (flushed)"
+                };
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &node,
+                    format!("kube-proxy's table {what}"),
+                ));
+                return Ok(done(
+                    hops,
+                    culprit(
+                        &node,
+                        Component::Service,
+                        format!(
+                            "kube-proxy's nft table on {node} {what}: {addr} of Service {svc_name} is not translated there"
+                        ),
+                    ),
+                ));
+            }
+            Translation::NoRule => {
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &node,
+                    format!("no kube-proxy rule for {addr}"),
+                ));
+                return Ok(done(
+                    hops,
+                    culprit(
+                        &node,
+                        Component::Service,
+                        format!(
+                            "kube-proxy on {node} has no rule for Service {svc_name} ({addr}): packets to it are not DNATed to any endpoint"
+                        ),
+                    ),
+                ));
+            }
+            Translation::Rejected => {
+                let want: Vec<String> = declared
+                    .iter()
+                    .map(|(p, _, port)| format!("{p}:{port}"))
+                    .collect();
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &node,
+                    format!("kube-proxy rejects {addr}: no endpoints"),
+                ));
+                let fixture = if want.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the fixture declares {})", want.join(", "))
+                };
+                return Ok(done(
+                    hops,
+                    culprit(
+                        &node,
+                        Component::Service,
+                        format!("Service {svc_name} has no endpoints{fixture}: kube-proxy on {node} rejects {addr}"),
+                    ),
+                ));
+            }
+            Translation::Endpoints(eps) => eps,
+        };
+        for (ip, port) in &eps {
+            let owner = t
+                .pods()
+                .find(|(_, p)| p.ip == *ip)
+                .map(|(n, _)| n.to_string());
+            let Some(pod) = owner else {
+                hops.push(hop(
+                    HopStatus::Fail,
+                    &node,
+                    format!("kube-proxy sends {addr} to {ip}:{port}, no pod's address"),
+                ));
+                return Ok(done(
+                    hops,
+                    culprit(
+                        &node,
+                        Component::Service,
+                        format!(
+                            "Service {svc_name} has a stale endpoint {ip}:{port}: no pod holds {ip} (a deleted pod's address), yet kube-proxy on {node} sends {addr} there"
+                        ),
+                    ),
+                ));
+            };
+            if let Some((_, _, want)) = declared.iter().find(|(p, _, _)| *p == pod) {
+                if want != port {
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        &node,
+                        format!("kube-proxy sends {addr} to {pod} port {port}"),
+                    ));
+                    return Ok(done(
+                        hops,
+                        culprit(
+                            &node,
+                            Component::Service,
+                            format!(
+                                "Service {svc_name} sends {addr} to {pod}:{port}, but {pod} serves on {want}: the endpoint's port is wrong"
+                            ),
+                        ),
+                    ));
+                }
+            }
+            hops.push(hop(
+                HopStatus::Ok,
+                &node,
+                format!("kube-proxy sends {addr} to {ip}:{port} ({pod})"),
+            ));
+        }
+        let live: Vec<String> = eps
+            .iter()
+            .filter_map(|(ip, _)| {
+                t.pods()
+                    .find(|(_, p)| p.ip == *ip)
+                    .map(|(n, _)| n.to_string())
+            })
+            .collect();
+        let missing: Vec<String> = declared
+            .iter()
+            .filter(|(p, _, _)| !live.contains(p))
+            .map(|(p, _, port)| format!("{p}:{port}"))
+            .collect();
+        let Some(first) = live.first().cloned() else {
+            return Ok(done(
+                hops,
+                culprit(
+                    &node,
+                    Component::Service,
+                    format!("Service {svc_name} translates to no pod"),
+                ),
+            ));
+        };
+
+        // Same-node endpoints: hairpin for a pod reaching itself, br_netfilter for replies.
+        if let Some(p) = t.host(&first).and_then(|h| h.as_pod()).cloned() {
+            let same_node = p.node == node && !nodeport;
+            if same_node && t.has_bridge() && !p.host_veth.is_empty() {
+                if from == first {
+                    let hairpin = self
+                        .link(&p.node, &p.host_veth)
+                        .await?
+                        .is_some_and(|l| l.details.iter().any(|d| d == "hairpin on"));
+                    if !hairpin {
+                        hops.push(hop(
+                            HopStatus::Fail,
+                            &p.node,
+                            format!("{} has hairpin off", p.host_veth),
+                        ));
+                        return Ok(done(
+                            hops,
+                            culprit(
+                                &p.node,
+                                Component::Bridge,
+                                format!(
+                                    "hairpin is off on {} {}: {first}'s packets to its own Service {svc_name}, DNATed back to {first}, cannot leave by the bridge port they came in",
+                                    p.node, p.host_veth
+                                ),
+                            ),
+                        ));
+                    }
+                } else if t
+                    .host(from)
+                    .and_then(|h| h.as_pod())
+                    .is_some_and(|q| q.node == p.node)
+                    && self
+                        .sysctl(&p.node, "net.bridge.bridge-nf-call-iptables")
+                        .await
+                        .as_deref()
+                        == Some("0")
+                {
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        &p.node,
+                        "bridge-nf-call-iptables = 0".into(),
+                    ));
+                    return Ok(done(
+                        hops,
+                        culprit(
+                            &p.node,
+                            Component::Service,
+                            format!(
+                                "net.bridge.bridge-nf-call-iptables = 0 on {}: {first}'s replies to {from} are bridged past conntrack, so they come from {} instead of Service {svc_name}'s {addr}, and {from} drops them",
+                                p.node, p.ip
+                            ),
+                        ),
+                    ));
+                }
+            }
+        }
+
+        // The Service is translated as it should be: walk to the endpoint itself.
+        let eproto = if proto == Proto::Dns {
+            Proto::Udp
+        } else {
+            proto
+        };
+        let eport = dport.or_else(|| {
+            declared
+                .iter()
+                .find(|(p, _, _)| *p == first)
+                .map(|(_, _, port)| *port)
+        });
+        // A NodePort's packets start at the node that translates them; a pod reaching itself
+        // through its Service goes to its node and back.
+        let walk_from = if nodeport {
+            node.clone()
+        } else {
+            from.to_string()
+        };
+        let walk_to = if walk_from == first {
+            t.host(&first)
+                .and_then(|h| h.as_pod())
+                .map(|p| p.node.clone())
+                .unwrap_or_else(|| first.clone())
+        } else {
+            first.clone()
+        };
+        self.dport = if walk_to == first { eport } else { None };
+        if nodeport {
+            // Translated on arrival at the node's uplink (masqueraded on the way out).
+            if let Some(n) = t.host(&node).and_then(|h| h.as_node()).cloned() {
+                let ext = t
+                    .host(from)
+                    .map(|h| h.address())
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                self.entry = Some((node.clone(), n.uplink_ifname.clone(), ext));
+                // kube-proxy's external chain marked it for masquerade.
+                self.entry_mark = crate::lab::k8s::MASQ_MARK;
+            }
+        }
+        let mut d = self
+            .explain(&walk_from, &walk_to, eproto, outcome, None)
+            .await;
+        self.dport = None;
+        let mut d = match d.as_mut() {
+            Ok(d) => d.clone(),
+            Err(_) => d?,
+        };
+        let mut all = hops;
+        all.append(&mut d.forward);
+        d.forward = all;
+        d.from = from.to_string();
+        d.to = to.to_string();
+        d.protocols = vec![proto];
+        if !missing.is_empty() {
+            d.notes.push(format!(
+                "kube-proxy on {node} lacks endpoint(s) the fixture declares: {}",
+                missing.join(", ")
+            ));
+        }
+        Ok(d)
+    }
+}
