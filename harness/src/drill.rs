@@ -163,6 +163,42 @@ pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
             }
         }
     }
+    // The Kubernetes layer, where the fixture has one: kube-proxy, hairpin, br_netfilter and
+    // resolver settings, each repairable with nft, bridge, sysctl or an editor in the pod.
+    for s in t.k8s.services.iter().filter(|s| !s.dns) {
+        for node in &nodes {
+            subtle.push(Fault::DeleteServiceRule {
+                node: node.clone(),
+                service: s.name.clone(),
+            });
+        }
+        if let Some(e) = s.endpoints.first() {
+            if bridged {
+                subtle.push(Fault::HairpinOff { pod: e.pod.clone() });
+            }
+            subtle.push(Fault::WrongEndpointPort {
+                service: s.name.clone(),
+                port: e.port.wrapping_add(1).max(1),
+            });
+        }
+    }
+    if !t.k8s.services.is_empty() {
+        for node in &nodes {
+            obvious.push(Fault::FlushKubeProxy { node: node.clone() });
+            if bridged {
+                subtle.push(Fault::BridgeNfOff { node: node.clone() });
+            }
+        }
+    }
+    if let Some(d) = &t.k8s.dns {
+        let wrong = std::net::Ipv4Addr::from(u32::from(d.service_ip).wrapping_add(1));
+        for (pod, _) in &pods {
+            subtle.push(Fault::WrongNameserver {
+                pod: pod.clone(),
+                nameserver: wrong,
+            });
+        }
+    }
     let ok = |f: &Fault| f.check(t).is_ok();
     obvious.retain(ok);
     subtle.retain(ok);
@@ -469,9 +505,12 @@ fn look_with(lab: &str, host: &str, c: Component) -> String {
         Component::Mtu => "ip link show",
         Component::Overlay => "bridge fdb show; ip neigh show",
         Component::Neighbour => "ip neigh show",
-        Component::Service | Component::Policy | Component::Dns | Component::Unexplained => {
-            "nft list ruleset; ip route; ip addr"
+        Component::Service => {
+            "nft list table ip kube-proxy; sysctl net.bridge; bridge -d link show"
         }
+        Component::Policy => "nft list table inet netfault-policy",
+        Component::Dns => "cat /etc/resolv.conf; getent hosts kube-dns.kube-system",
+        Component::Unexplained => "nft list ruleset; ip route; ip addr",
     };
     format!("netfault exec {lab} {host} -- sh -c \"{cmd}\"")
 }

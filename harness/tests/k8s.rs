@@ -129,7 +129,7 @@ fn kubernetes_faults_check_their_parameters() {
     .check(&t)
     .unwrap_err();
     assert_eq!(e.field, "service");
-    assert_eq!(e.help, "Services in k8s: web, api");
+    assert_eq!(e.help, "Services in k8s: web, api, echo");
     let e = Fault::StaleEndpointIp {
         service: "web".into(),
         pod: "pod-c".into(),
@@ -159,5 +159,48 @@ fn kubernetes_faults_check_their_parameters() {
         e.message.contains("needs a fixture with Services"),
         "{}",
         e.message
+    );
+}
+
+/// A stale UDP conntrack entry: after the endpoint pod moves to a new address (kube-proxy
+/// following it, but not flushing conntrack), a client's running flow (same source port)
+/// still goes to the old address, while a new flow from the same client reaches the new one.
+#[tokio::test]
+async fn a_running_udp_flow_keeps_its_stale_dnat_and_a_new_one_does_not() {
+    use netfault::fault::Fault;
+    use netfault::probe::{run, ProbeSpec};
+    let t = fixture();
+    let lab = Lab::up(&t).await.unwrap();
+    let g = Fault::StaleConntrack {
+        service: "echo".into(),
+        pod: "pod-b".into(),
+    }
+    .inject(&lab)
+    .await
+    .unwrap();
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    // A fresh flow: the same probe from another source port.
+    let fresh: Vec<ProbeSpec> = netfault::probe::target_probes(&t)
+        .into_iter()
+        .filter(|s| s.from == "pod-a" && s.to == "svc/echo")
+        .map(|s| ProbeSpec {
+            sport: Some(41999),
+            ..s
+        })
+        .collect();
+    let obs = run(&lab, &fresh, std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    g.heal(&lab).await.unwrap();
+    assert_eq!(
+        m.observed("pod-a", "svc/echo", Proto::Udp),
+        Some(Outcome::Timeout)
+    );
+    assert_eq!(obs[0].outcome, Outcome::Reachable, "{:?}", obs[0]);
+    let healed = netfault::probe::matrix(&lab).await.unwrap();
+    assert!(
+        healed.mismatches().is_empty(),
+        "{:?}",
+        healed.render_mismatches()
     );
 }

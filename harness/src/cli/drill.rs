@@ -56,6 +56,10 @@ async fn start(
     };
     let seed = seed.unwrap_or_else(fresh_seed);
     let started = drill::start(&topo, fixture_path, name, level, seed).await?;
+    if topo.k8s.dns.is_some() {
+        // The lab outlives this process, and so must its cluster DNS.
+        super::spawn_dns_server(name)?;
+    }
     let s = &started.state;
     if out.json {
         emit_json(&serde_json::json!({

@@ -378,7 +378,7 @@ async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
 
 /// Starts `netfault dns-serve NAME` in a session of its own and records its PID in the lab's
 /// record (so `down` and `gc` end it); waits until it answers on its socket.
-fn spawn_dns_server(name: &str) -> Result<u32, Error> {
+pub(crate) fn spawn_dns_server(name: &str) -> Result<u32, Error> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| Error::io("finding netfault's own binary", e))?;
     let mut cmd = std::process::Command::new(exe);

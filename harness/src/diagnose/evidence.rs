@@ -75,6 +75,7 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
                 tolerance: t.probe.loss_tolerance,
                 listeners: Vec::new(),
                 query: None,
+                sport: None,
             });
         }
     }

@@ -640,8 +640,11 @@ impl<'a> Walker<'a> {
                         host,
                         Component::Policy,
                         format!(
-                            "{host} drops {} → {} {}: {why}, and no rule of it allows this",
-                            pkt.src, pkt.dst, pkt.proto
+                            "{host} drops {} → {} {}{}: {why}, and no rule of it allows this",
+                            pkt.src,
+                            pkt.dst,
+                            pkt.proto,
+                            pkt.dport.map(|p| format!(" port {p}")).unwrap_or_default()
                         ),
                     )));
                 }

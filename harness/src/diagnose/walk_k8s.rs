@@ -125,6 +125,46 @@ fn translation(text: Option<&str>, s: &Service, nodeport: bool) -> Translation {
     Translation::Endpoints(eps)
 }
 
+/// UDP conntrack entries in `host` to `dst:dport` from source port `sport`: (original
+/// source, the reply's source — where DNAT sent the flow).
+fn udp_conntrack(
+    lab: &Lab,
+    host: &str,
+    dst: Ipv4Addr,
+    dport: u16,
+    sport: u16,
+) -> Result<Vec<(Ipv4Addr, Ipv4Addr)>> {
+    let h = lab.host(host)?;
+    let text =
+        h.ns.run(|| std::fs::read_to_string("/proc/thread-self/net/nf_conntrack"))
+            .and_then(|r| r)
+            .unwrap_or_default();
+    let mut out = Vec::new();
+    for l in text.lines().filter(|l| l.contains(" udp ")) {
+        let kv: Vec<(&str, &str)> = l
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .collect();
+        let get =
+            |k: &str, nth: usize| kv.iter().filter(|(x, _)| *x == k).nth(nth).map(|(_, v)| *v);
+        let (Some(osrc), Some(odst), Some(osport), Some(odport), Some(rsrc)) = (
+            get("src", 0),
+            get("dst", 0),
+            get("sport", 0),
+            get("dport", 0),
+            get("src", 1),
+        ) else {
+            continue;
+        };
+        if odst.parse() == Ok(dst) && odport.parse() == Ok(dport) && osport.parse() == Ok(sport) {
+            if let (Ok(a), Ok(b)) = (osrc.parse(), rsrc.parse()) {
+                out.push((a, b));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Whether a UDP socket is bound to `port` in `host` (what `ss -uln` shows).
 fn udp_listening(lab: &Lab, host: &str, port: u16) -> Result<bool> {
     let h = lab.host(host)?;
@@ -329,11 +369,21 @@ impl Walker<'_> {
             }
             Translation::Endpoints(eps) => eps,
         };
+        // Who holds each endpoint's address now (a pod may have moved).
+        let mut holders: Vec<(Ipv4Addr, String)> = Vec::new();
+        for (pod, _) in t.pods() {
+            for a in self.addrs(pod).await?.clone() {
+                holders.push((a.net.addr(), pod.to_string()));
+            }
+        }
+        let holder = |ip: Ipv4Addr| {
+            holders
+                .iter()
+                .find(|(a, _)| *a == ip)
+                .map(|(_, p)| p.clone())
+        };
         for (ip, port) in &eps {
-            let owner = t
-                .pods()
-                .find(|(_, p)| p.ip == *ip)
-                .map(|(n, _)| n.to_string());
+            let owner = holder(*ip);
             let Some(pod) = owner else {
                 hops.push(hop(
                     HopStatus::Fail,
@@ -376,14 +426,44 @@ impl Walker<'_> {
                 format!("kube-proxy sends {addr} to {ip}:{port} ({pod})"),
             ));
         }
-        let live: Vec<String> = eps
-            .iter()
-            .filter_map(|(ip, _)| {
-                t.pods()
-                    .find(|(_, p)| p.ip == *ip)
-                    .map(|(n, _)| n.to_string())
-            })
-            .collect();
+        // A UDP client's running flow keeps the DNAT conntrack chose when it began.
+        if svc.protocol == Proto::Udp && !nodeport {
+            if let Some(i) = t.target_names().iter().position(|x| x == to) {
+                let sport = crate::probe::UDP_SERVICE_SPORT + i as u16;
+                let mine: Vec<Ipv4Addr> = self
+                    .addrs(from)
+                    .await?
+                    .iter()
+                    .map(|a| a.net.addr())
+                    .collect();
+                for (src, went) in udp_conntrack(self.lab, &node, svc.cluster_ip, svc.port, sport)?
+                {
+                    if mine.contains(&src) && !eps.iter().any(|(ip, _)| *ip == went) {
+                        hops.push(hop(
+                            HopStatus::Fail,
+                            &node,
+                            format!("conntrack: {src}:{sport} → {addr} is DNATed to {went}, no endpoint now"),
+                        ));
+                        let was = t
+                            .pods()
+                            .find(|(_, p)| p.ip == went)
+                            .map(|(n, _)| format!(" ({n}'s old address)"))
+                            .unwrap_or_default();
+                        return Ok(done(
+                            hops,
+                            culprit(
+                                &node,
+                                Component::Service,
+                                format!(
+                                    "a stale UDP conntrack entry on {node}: {from}'s flow {src}:{sport} → {addr} still goes to {went}{was}, which is no endpoint of Service {svc_name} any more; kube-proxy flushes such entries when an endpoint changes"
+                                ),
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let live: Vec<String> = eps.iter().filter_map(|(ip, _)| holder(*ip)).collect();
         let missing: Vec<String> = declared
             .iter()
             .filter(|(p, _, _)| !live.contains(p))

@@ -31,6 +31,7 @@ pub fn is_k8s(f: &Fault) -> bool {
             | Fault::WrongNameserver { .. }
             | Fault::BridgeNfOff { .. }
             | Fault::FlushKubeProxy { .. }
+            | Fault::StaleConntrack { .. }
     )
 }
 
@@ -132,6 +133,20 @@ pub fn check(f: &Fault, t: &Topology) -> std::result::Result<(), ParamError> {
         }
         Fault::RemoveEndpoint { service, pod } | Fault::StaleEndpointIp { service, pod } => {
             check_endpoint(t, service, pod)
+        }
+        Fault::StaleConntrack { service, pod } => {
+            check_endpoint(t, service, pod)?;
+            if t.k8s
+                .service(service)
+                .is_some_and(|s| s.protocol != Proto::Udp || s.dns)
+            {
+                return Err(perr(
+                    "service",
+                    format!("Service {service} does not speak UDP"),
+                    "stale conntrack entries outlive endpoints for UDP Services (kube-proxy flushes them); pick a UDP Service",
+                ));
+            }
+            Ok(())
         }
         Fault::WrongEndpointPort { service, port } => {
             check_service(t, service)?;
@@ -388,6 +403,90 @@ pub async fn inject(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
                 vec![("net/bridge/bridge-nf-call-iptables".into(), "0".into())],
             )
             .await
+        }
+        Fault::StaleConntrack { service, pod } => {
+            // Clients' flows exist before the change (as long-lived UDP clients' would).
+            let target = crate::topology::k8s::Target::Service(service.clone()).name();
+            let specs: Vec<_> = crate::probe::target_probes(&t)
+                .into_iter()
+                .filter(|s| s.to == target)
+                .collect();
+            crate::probe::run(
+                lab,
+                &specs,
+                std::time::Duration::from_millis(t.probe.timeout_ms),
+            )
+            .await?;
+            // The pod comes back with a new address; kube-proxy follows it everywhere.
+            let old = t
+                .host(pod)
+                .and_then(|h| h.as_pod())
+                .cloned()
+                .expect("checked");
+            let new = vacant_ip(&t, pod).ok_or_else(|| {
+                Error::NotApplicable(format!("{pod}'s pod CIDR has no vacant address"))
+            })?;
+            let prefix = t
+                .host(&old.node)
+                .and_then(|h| h.as_node())
+                .map(|n| n.pod_cidr.prefix_len())
+                .expect("a pod's node");
+            let old_net = ipnet::Ipv4Net::new(old.ip, prefix).expect("prefix");
+            let new_net = ipnet::Ipv4Net::new(new, prefix).expect("prefix");
+            // The new address keeps the pod's routes when the old one goes.
+            let mut undo = super::ops::set_sysctls_pub(
+                lab,
+                pod,
+                vec![(
+                    format!("net/ipv4/conf/{}/promote_secondaries", old.ifname),
+                    "1".into(),
+                )],
+            )
+            .await?;
+            let h = lab.host(pod)?;
+            let ix = h.index(&old.ifname).await?;
+            netlink::add_address(h.handle(), ix, new_net)
+                .await
+                .map_err(|e| nl(pod, format!("adding {new_net}"), e))?;
+            undo.push(Undo::RemoveAddress {
+                host: pod.clone(),
+                ifname: old.ifname.clone(),
+                net: new_net,
+            });
+            netlink::del_address(h.handle(), ix, old_net)
+                .await
+                .map_err(|e| nl(pod, format!("removing {old_net}"), e))?;
+            undo.push(Undo::Address {
+                host: pod.clone(),
+                ifname: old.ifname.clone(),
+                net: old_net,
+            });
+            let mut moved = t.clone();
+            for hst in &mut moved.hosts {
+                if let crate::topology::Role::Pod(p) = &mut hst.role {
+                    if hst.name == *pod {
+                        p.ip = new;
+                    }
+                }
+            }
+            for (node, _) in t.nodes() {
+                let script = format!(
+                    "{}{}",
+                    kube_proxy_script(&moved, &moved.k8s),
+                    policy_script(&moved, &moved.k8s, node)
+                );
+                lab.nft_script(node, script).await?;
+                undo.push(Undo::NftScript {
+                    host: node.to_string(),
+                    script: format!(
+                        "{}{}",
+                        kube_proxy_script(&t, &t.k8s),
+                        policy_script(&t, &t.k8s, node)
+                    ),
+                });
+            }
+            // No conntrack flush: that is the fault.
+            Ok(undo)
         }
         Fault::FlushKubeProxy { node } => {
             lab.nft_script(node, format!("flush table ip {KUBE_PROXY_TABLE}\n"))

@@ -177,6 +177,10 @@ pub enum Fault {
     FlushKubeProxy {
         node: String,
     },
+    StaleConntrack {
+        service: String,
+        pod: String,
+    },
 }
 
 /// One entry of the catalog (`netfault faults`).
@@ -235,6 +239,7 @@ pub const CATALOG: &[Kind] = &[
     Kind { name: "wrong-nameserver", params: &[POD, ("nameserver", "the wrong nameserver address")], description: "the pod's resolv.conf names another nameserver", component: "dns" },
     Kind { name: "bridge-nf-off", params: &[NODE], description: "net.bridge.bridge-nf-call-iptables = 0: bridged replies from same-node endpoints skip conntrack's un-DNAT", component: "service" },
     Kind { name: "flush-kube-proxy", params: &[NODE], description: "flush kube-proxy's nft table on the node (chains stay, rules go)", component: "service" },
+    Kind { name: "stale-conntrack", params: &[SERVICE, ("pod", "the UDP Service's endpoint pod")], description: "the endpoint pod comes back with a new address and kube-proxy follows, but does not flush UDP conntrack: clients' running flows stay DNATed to the old address", component: "service" },
     Kind { name: "delay", params: &[("host", "any host"), ("interface", "an interface of the host"), ("ms", "milliseconds")], description: "delay the interface's egress (needs netem: reported unsupported where the kernel lacks it)", component: "link" },
 ];
 
@@ -282,6 +287,7 @@ impl Fault {
             Fault::WrongNameserver { .. } => "wrong-nameserver",
             Fault::BridgeNfOff { .. } => "bridge-nf-off",
             Fault::FlushKubeProxy { .. } => "flush-kube-proxy",
+            Fault::StaleConntrack { .. } => "stale-conntrack",
         }
     }
 
@@ -703,7 +709,7 @@ mod tests {
     #[test]
     fn every_variant_is_in_the_catalog() {
         let names: Vec<&str> = CATALOG.iter().map(|k| k.name).collect();
-        assert_eq!(names.len(), 41);
+        assert_eq!(names.len(), 42);
         let mut dedup = names.clone();
         dedup.sort();
         dedup.dedup();

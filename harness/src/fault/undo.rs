@@ -88,6 +88,12 @@ pub enum Undo {
         ifname: String,
         on: bool,
     },
+    /// Remove an address that was added.
+    RemoveAddress {
+        host: String,
+        ifname: String,
+        net: Ipv4Net,
+    },
     /// Start the cluster DNS server again.
     StartDns,
     /// Put a pod's resolv.conf back.
@@ -166,6 +172,13 @@ impl Undo {
                     .map_err(|e| nl(&host, format!("hairpin on {ifname}"), e))
             }
             Undo::StartDns => lab.start_dns(),
+            Undo::RemoveAddress { host, ifname, net } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                netlink::del_address(h.handle(), ix, net)
+                    .await
+                    .map_err(|e| nl(&host, format!("removing {net} from {ifname}"), e))
+            }
             Undo::Resolv { pod, text } => lab.set_resolv_conf(&pod, &text),
             Undo::NftScript { host, script } => {
                 let h = lab.host(&host)?;

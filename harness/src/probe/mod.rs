@@ -47,6 +47,10 @@ pub struct ProbeSpec {
     /// A DNS probe's name and the address it should resolve to.
     #[serde(skip)]
     pub query: Option<(String, Ipv4Addr)>,
+    /// A fixed source port: a UDP Service's probes reuse one flow (one conntrack entry) run
+    /// after run, as a long-lived client would.
+    #[serde(skip)]
+    pub sport: Option<u16>,
 }
 
 impl ProbeSpec {
@@ -63,6 +67,7 @@ impl ProbeSpec {
             tolerance: 0,
             listeners: Vec::new(),
             query: None,
+            sport: None,
         }
     }
 }
@@ -126,6 +131,7 @@ pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
                     tolerance: t.probe.loss_tolerance,
                     listeners: Vec::new(),
                     query: None,
+                    sport: None,
                 });
             }
         }
@@ -137,12 +143,13 @@ pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
 /// Every probe of the fixture's Kubernetes targets (Services, NodePorts, names).
 pub fn target_probes(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
     let mut v = Vec::new();
-    for target in t.target_names() {
+    for (i, target) in t.target_names().into_iter().enumerate() {
         for a in &t.hosts {
             if let Some(tp) = t.target_probe(&a.name, &target) {
                 v.push(ProbeSpec {
                     listeners: tp.listeners,
                     query: tp.query,
+                    sport: (tp.proto == Proto::Udp).then_some(UDP_SERVICE_SPORT + i as u16),
                     ..ProbeSpec::new(&a.name, &target, tp.proto, tp.dst, tp.port)
                 });
             }
@@ -150,6 +157,10 @@ pub fn target_probes(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
     }
     v
 }
+
+/// UDP probes of a Service's target number `i` (in `target_names` order) come from this port
+/// plus `i`.
+pub const UDP_SERVICE_SPORT: u16 = 40000;
 
 /// Runs every probe at once and returns observations in the same order.
 pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
@@ -195,9 +206,9 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
     let mut sockets: Vec<Vec<std::io::Result<Socket>>> =
         (0..specs.len()).map(|_| Vec::new()).collect();
     let opened = futures::future::try_join_all(by_source.iter().map(|(host, idx)| {
-        let kinds: Vec<(Proto, usize)> = idx
+        let kinds: Vec<(Proto, usize, Option<u16>)> = idx
             .iter()
-            .map(|&i| (specs[i].proto, per_spec(&specs[i])))
+            .map(|&i| (specs[i].proto, per_spec(&specs[i]), specs[i].sport))
             .collect();
         async move {
             let ns = &lab.host(host)?.ns;
@@ -205,7 +216,9 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
                 .run_async(move || {
                     kinds
                         .into_iter()
-                        .map(|(p, n)| (0..n).map(|_| open_client(p)).collect::<Vec<_>>())
+                        .map(|(p, n, sport)| {
+                            (0..n).map(|_| open_client(p, sport)).collect::<Vec<_>>()
+                        })
                         .collect::<Vec<_>>()
                 })
                 .await
@@ -513,7 +526,7 @@ async fn counted(
     loss_outcome(spec, lost, &all)
 }
 
-fn open_client(proto: Proto) -> std::io::Result<Socket> {
+fn open_client(proto: Proto, sport: Option<u16>) -> std::io::Result<Socket> {
     let s = match proto {
         Proto::Icmp => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))?,
         Proto::Tcp => Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
@@ -522,6 +535,13 @@ fn open_client(proto: Proto) -> std::io::Result<Socket> {
     s.set_nonblocking(true)?;
     if proto != Proto::Tcp {
         nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv4RecvErr, &true)?;
+    }
+    if let Some(port) = sport {
+        s.set_reuse_address(true)?;
+        s.bind(&SockAddr::from(SocketAddrV4::new(
+            Ipv4Addr::UNSPECIFIED,
+            port,
+        )))?;
     }
     Ok(s)
 }

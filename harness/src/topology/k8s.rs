@@ -338,7 +338,8 @@ pub struct TargetProbe {
     pub proto: Proto,
     pub dst: Ipv4Addr,
     pub port: Option<u16>,
-    /// Echo listeners the probe needs: (pod, address, port) of every endpoint.
+    /// Echo listeners the probe needs: (pod, address, port) of every endpoint; the address is
+    /// 0.0.0.0 (an endpoint answers on whatever address its pod has now).
     pub listeners: Vec<(String, Ipv4Addr, u16)>,
     /// For `dns/NAME`: the name the pod looks up, and the address it should get.
     pub query: Option<(String, Ipv4Addr)>,
@@ -388,8 +389,8 @@ impl Topology {
             s.endpoints
                 .iter()
                 .filter_map(|e| {
-                    let p = self.host(&e.pod)?.as_pod()?;
-                    Some((e.pod.clone(), p.ip, e.port))
+                    self.host(&e.pod)?.as_pod()?;
+                    Some((e.pod.clone(), Ipv4Addr::UNSPECIFIED, e.port))
                 })
                 .collect::<Vec<_>>()
         };
@@ -499,7 +500,8 @@ impl Topology {
                 }
                 let external = matches!(self.host(from)?.role, Role::External(_));
                 let mut verdicts = Vec::new();
-                for (pod, ip, port) in &tp.listeners {
+                for (pod, _, port) in &tp.listeners {
+                    let ip = &self.host(pod)?.as_pod()?.ip;
                     let ep_node = node_of(pod);
                     let reach_node = if external {
                         match Target::parse(to)? {

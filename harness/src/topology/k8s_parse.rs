@@ -430,10 +430,11 @@ impl Validator<'_> {
                         ("to", &r.from)
                     };
                     if wrong.is_some() {
+                        let bad = if dir == "ingress" { "to" } else { "from" };
                         v.err(
-                            &at_r(if dir == "ingress" { "to" } else { "from" }),
-                            format!("an {dir} rule names its peers with \"{key}\""),
-                            None,
+                            &at_r(bad),
+                            format!("\"{bad}\" in an {dir} rule"),
+                            Some(format!("an {dir} rule names its peers with \"{key}\"")),
                         );
                     }
                     let raw_peers = if dir == "ingress" { &r.from } else { &r.to };

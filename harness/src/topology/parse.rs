@@ -1374,6 +1374,70 @@ uplink = "203.0.113.10/24"
     }
 
     #[test]
+    fn the_kubernetes_layer_is_validated_with_located_errors() {
+        let svc = |body: &str| format!("{BASE}\n[service.web]\n{body}\n");
+        let ok = parse(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nendpoints = [\"pod-a:8080\"]",
+        ))
+        .unwrap();
+        assert_eq!(ok.k8s.services[0].endpoints[0].port, 8080);
+        assert_eq!(ok.target_names(), ["svc/web"]);
+
+        let e = first_error(&svc("cluster_ip = \"10.244.1.9\"\nport = 80"));
+        assert!(e.message.contains("10.244.1.9"), "{}", e.message);
+        assert_eq!(e.line, 14);
+        assert!(e.help.as_deref().unwrap_or("").contains("service_cidr"));
+
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nendpoints = [\"pod-z:80\"]",
+        ));
+        assert_eq!(e.message, "endpoint \"pod-z:80\": no pod \"pod-z\"");
+        assert_eq!(e.line, 16);
+
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nnode_port = 80",
+        ));
+        assert!(e.message.contains("outside 30000..32767"), "{}", e.message);
+
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nprotocol = \"sctp\"",
+        ));
+        assert!(e.message.contains("is not tcp or udp"), "{}", e.message);
+
+        let e = first_error(&format!("{BASE}\n[dns]\npod = \"pod-q\"\n"));
+        assert_eq!(e.message, "[dns] pod: no pod \"pod-q\"");
+
+        let e = first_error(&format!(
+            "{BASE}\n[policy.p]\npolicy_types = [\"ingress\"]\negress = [{{}}]\n"
+        ));
+        assert!(
+            e.message.contains("policy_types leaves out egress"),
+            "{}",
+            e.message
+        );
+
+        let e = first_error(&format!("{BASE}\n[policy.p]\ningress = [{{ to = [] }}]\n"));
+        assert_eq!(e.message, "\"to\" in an ingress rule");
+        assert_eq!(
+            e.help.as_deref(),
+            Some("an ingress rule names its peers with \"from\"")
+        );
+
+        // A rule may name a target as TO, and an unknown one is located with the targets listed.
+        let t = format!(
+            "{}\n[expect]\n\"pod-a -> svc/nope\" = \"timeout\"\n",
+            svc("cluster_ip = \"10.96.0.20\"\nport = 80")
+        );
+        let e = first_error(&t);
+        assert!(e.message.contains("svc/nope"), "{}", e.message);
+        assert!(
+            e.help.as_deref().unwrap_or("").contains("targets: svc/web"),
+            "{:?}",
+            e.help
+        );
+    }
+
+    #[test]
     fn unknown_key_is_located() {
         let e = first_error(&BASE.replace("ip = \"10.244.1.2\"", "ip = \"10.244.1.2\"\nipp = 1"));
         assert_eq!((e.line, e.column), (9, 1));
