@@ -316,6 +316,31 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             );
         }
     }
+    if !t.k8s.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n# 12. The Kubernetes layer: hairpin on pod bridge ports (the kubelet's), kube-proxy's\n\
+             #     nftables rules for Services, NetworkPolicies as nft rules. (Cluster DNS is a\n\
+             #     server process and each pod's resolv.conf a file: netfault up provides both.)"
+        );
+        for (node, port) in crate::lab::k8s::hairpin_ports(t) {
+            let _ = writeln!(
+                s,
+                "ip netns exec {} bridge link set dev {} hairpin on",
+                ns(&node),
+                q(&port)
+            );
+        }
+        for (node, _) in t.nodes() {
+            let _ = writeln!(
+                s,
+                "ip netns exec {} nft -f - <<'EOF'\n{}{}EOF",
+                ns(node),
+                crate::lab::k8s::kube_proxy_script(t, &t.k8s),
+                crate::lab::k8s::policy_script(t, &t.k8s, node)
+            );
+        }
+    }
     let _ = writeln!(s, "\necho \"lab $LAB is up: {}\"", hosts.join(", "));
     Ok(s)
 }

@@ -113,6 +113,12 @@ async fn the_script_builds_the_same_routed_lab() {
     .await;
 }
 
+/// The Kubernetes layer too: hairpin, kube-proxy's and the policies' tables, the service route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_builds_the_same_k8s_lab() {
+    same_state("k8s.toml", &format!("sc{}d", std::process::id())).await;
+}
+
 #[test]
 fn a_cni_fixture_has_no_script() {
     let out = Command::new(BIN)

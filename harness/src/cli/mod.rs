@@ -731,6 +731,18 @@ fn script(fixture: &Path) -> Result<(), Error> {
 fn adopt(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
     let topo = topology::load_fixture(fixture)?;
     let rec = registry::adopt(name, std::fs::canonicalize(fixture).ok(), &topo)?;
+    // What the script cannot make: pods' resolv.conf files and the cluster DNS server.
+    if topo.k8s.dns.is_some() {
+        let dir = registry::resolv_dir(name);
+        for (pod, _) in topo.pods() {
+            if let Some(text) = topo.resolv_conf(pod) {
+                std::fs::create_dir_all(&dir)
+                    .and_then(|_| std::fs::write(dir.join(pod), text))
+                    .map_err(|e| Error::io(format!("writing {pod}'s resolv.conf"), e))?;
+            }
+        }
+        spawn_dns_server(name)?;
+    }
     if out.json {
         emit_json(&rec);
     } else if !out.quiet {
