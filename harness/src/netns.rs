@@ -51,6 +51,23 @@ impl Netns {
         })
     }
 
+    /// Like `create_with`, but on the calling thread, which stays in the new namespace: only for
+    /// a thread that exits when its work is done (it creates namespace after namespace).
+    pub fn create_here_with<R, F>(f: F) -> io::Result<(Netns, R)>
+    where
+        F: FnOnce() -> io::Result<R>,
+    {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("cannot create a network namespace (unshare CLONE_NEWNET): {e}; netfault needs root or a user namespace"),
+            )
+        })?;
+        let ns = Netns::from_file(File::open("/proc/thread-self/ns/net")?)?;
+        let r = f()?;
+        Ok((ns, r))
+    }
+
     /// Opens a namespace by path: a pin under /run/netns, or /proc/PID/ns/net.
     pub fn open(path: &Path) -> io::Result<Netns> {
         Self::from_file(File::open(path)?)

@@ -1107,3 +1107,79 @@ pub async fn root_qdisc(
     }
     Ok(None)
 }
+
+/// Adds (or replaces) permanent IPv4 neighbour entries `(ifindex, address, MAC)` in the calling
+/// thread's namespace, many per `sendmsg` on a netlink socket of its own: thousands of entries
+/// (a big bridge's all-pairs table) cost one round trip per batch, not per entry. Returns the
+/// entries the kernel refused, with its error.
+pub fn add_permanent_neighbours_batched(
+    entries: &[(u32, Ipv4Addr, Mac)],
+) -> std::io::Result<Vec<(Ipv4Addr, std::io::Error)>> {
+    use netlink_packet_core::{
+        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE,
+        NLM_F_REQUEST,
+    };
+    use netlink_packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+    };
+    use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+    use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+    const BATCH: usize = 512;
+    let mut sock = Socket::new(NETLINK_ROUTE)?;
+    sock.bind_auto()?;
+    sock.connect(&SocketAddr::new(0, 0))?;
+    let mut failed = Vec::new();
+    let mut rbuf = vec![0u8; 1 << 16];
+    for (c, chunk) in entries.chunks(BATCH).enumerate() {
+        let mut buf = Vec::with_capacity(chunk.len() * 64);
+        for (i, (ix, ip, mac)) in chunk.iter().enumerate() {
+            let mut m = NeighbourMessage::default();
+            m.header.family = AddressFamily::Inet;
+            m.header.ifindex = *ix;
+            m.header.state = NeighbourState::Permanent;
+            m.header.kind = netlink_packet_route::route::RouteType::Unspec;
+            m.attributes
+                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(*ip)));
+            m.attributes
+                .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+            header.sequence_number = (c * BATCH + i + 1) as u32;
+            let mut msg = NetlinkMessage::new(
+                header,
+                NetlinkPayload::from(RouteNetlinkMessage::NewNeighbour(m)),
+            );
+            msg.finalize();
+            let start = buf.len();
+            buf.resize(start + msg.buffer_len(), 0);
+            msg.serialize(&mut buf[start..]);
+        }
+        sock.send(&buf, 0)?;
+        // One ack (or error) per message.
+        let mut acked = 0;
+        while acked < chunk.len() {
+            let n = sock.recv(&mut &mut rbuf[..], 0)?;
+            let mut off = 0;
+            while off < n {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rbuf[off..n])
+                    .map_err(|e| std::io::Error::other(format!("netlink: {e}")))?;
+                let len = msg.header.length as usize;
+                if let NetlinkPayload::Error(e) = &msg.payload {
+                    acked += 1;
+                    if let Some(code) = e.code {
+                        let seq = msg.header.sequence_number as usize;
+                        if let Some((_, ip, _)) = seq.checked_sub(1).and_then(|s| entries.get(s)) {
+                            failed.push((*ip, std::io::Error::from_raw_os_error(-code.get())));
+                        }
+                    }
+                }
+                if len == 0 {
+                    break;
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+    Ok(failed)
+}

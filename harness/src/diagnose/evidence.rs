@@ -274,11 +274,19 @@ struct TracedDrop {
 const TRACE_TABLE: &str = "netfault_trace";
 
 async fn start_traces(lab: &Lab) -> Vec<Tracer> {
-    let mut out = Vec::new();
-    for h in lab.hosts() {
+    // Every namespace at once: each waits for its own monitor to show a marker.
+    futures::future::join_all(lab.hosts().map(start_trace))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+async fn start_trace(h: &crate::lab::LabHost) -> Option<Tracer> {
+    {
         // Only namespaces with base chains have verdicts to trace.
         let Ok(json) = crate::nft::list_json(&h.ns, &h.name).await else {
-            continue;
+            return None;
         };
         let has_base = json
             .get("nftables")
@@ -288,7 +296,7 @@ async fn start_traces(lab: &Lab) -> Vec<Tracer> {
                     .any(|o| o.get("chain").and_then(|c| c.get("hook")).is_some())
             });
         if !has_base {
-            continue;
+            return None;
         }
         let setup = format!(
             "add table ip {TRACE_TABLE}\n\
@@ -320,9 +328,9 @@ async fn start_traces(lab: &Lab) -> Vec<Tracer> {
                     let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
                     let sink = std::net::UdpSocket::bind("127.0.0.1:0")?;
                     let to = sink.local_addr()?;
-                    for _ in 0..100 {
+                    for _ in 0..500 {
                         let _ = sock.send_to(b"netfault-trace-marker", to);
-                        std::thread::sleep(Duration::from_millis(10));
+                        std::thread::sleep(Duration::from_millis(2));
                         if lines
                             .lock()
                             .expect("trace lines")
@@ -341,7 +349,7 @@ async fn start_traces(lab: &Lab) -> Vec<Tracer> {
             )
             .await;
         match started {
-            Ok(Ok((child, lines))) => out.push(Tracer {
+            Ok(Ok((child, lines))) => Some(Tracer {
                 host: h.name.clone(),
                 child,
                 lines,
@@ -350,17 +358,19 @@ async fn start_traces(lab: &Lab) -> Vec<Tracer> {
                 let _ =
                     h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
                         .await;
+                None
             }
         }
     }
-    out
 }
 
 async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<TracedDrop> {
     let mut out = Vec::new();
+    // Let the last lines arrive, then stop the monitors we started (by their pids).
+    if !tracers.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for mut t in tracers {
-        // Let the last lines arrive, then stop the monitor we started (by its pid).
-        std::thread::sleep(Duration::from_millis(20));
         let _ = t.child.kill();
         let _ = t.child.wait();
         if let Ok(h) = lab.host(&t.host) {

@@ -93,8 +93,14 @@ impl Lab {
         if let crate::topology::Network::Tunnel { kind } = &topo.cluster.network {
             return Err(tunnel_unsupported(kind).await);
         }
+        if let Some(w) = plan::neighbour_warning(topo) {
+            eprintln!("netfault: warning: {w}");
+        }
+        let t0 = std::time::Instant::now();
         let plan = Plan::from_topology(topo);
+        let t_plan = t0.elapsed();
         let hosts = create_namespaces(&plan).await?;
+        let t_ns = t0.elapsed();
         crate::testhook::pause("up:namespaces");
         let mut lab = Lab {
             topo: topo.clone(),
@@ -106,6 +112,12 @@ impl Lab {
         };
         // On error `lab` drops here, closing every fd: nothing is left behind.
         lab.wire().await?;
+        if std::env::var_os("NETFAULT_PROFILE").is_some() {
+            eprintln!(
+                "profile: plan {t_plan:?}, namespaces {t_ns:?}, wired {:?}",
+                t0.elapsed()
+            );
+        }
         if topo.cni.is_some() {
             lab.attach_cni_pods(unattached).await?;
         }
@@ -278,9 +290,19 @@ impl Lab {
             Some(async move { crate::nft::apply(&host.ns, &hp.name, batch).await })
         }));
         let links = async {
+            let t0 = std::time::Instant::now();
             try_join_all(self.plan.hosts.iter().map(|hp| self.create_links(hp))).await?;
+            let a = t0.elapsed();
             try_join_all(self.plan.hosts.iter().map(|hp| self.configure(hp))).await?;
-            try_join_all(self.plan.hosts.iter().map(|hp| self.wait_up(hp))).await
+            let b = t0.elapsed();
+            let r = try_join_all(self.plan.hosts.iter().map(|hp| self.wait_up(hp))).await;
+            if std::env::var_os("NETFAULT_PROFILE").is_some() {
+                eprintln!(
+                    "profile: links {a:?}, configured {b:?}, up {:?}",
+                    t0.elapsed()
+                );
+            }
+            r
         };
         let (a, b) = tokio::join!(nft, links);
         a?;
@@ -427,18 +449,23 @@ impl Lab {
                 .and_then(|r| r)
                 .map_err(|e| Error::io(format!("{}: interface sysctls", hp.name), e))?;
         }
-        try_join_all(hp.neighbours.iter().map(|n| async move {
-            netlink::add_permanent_neighbour(h, index(&n.dev)?, n.ip, &n.mac)
+        // Permanent neighbours (N² of them on a big bridge) go in batches on a socket of their own.
+        if !hp.neighbours.is_empty() {
+            let entries = hp
+                .neighbours
+                .iter()
+                .map(|n| Ok((index(&n.dev)?, n.ip, n.mac)))
+                .collect::<Result<Vec<_>>>()?;
+            let failed = host
+                .ns
+                .run_async(move || netlink::add_permanent_neighbours_batched(&entries))
                 .await
-                .map_err(|e| {
-                    nl(
-                        &hp.name,
-                        format!("adding neighbour {} on {}", n.ip, n.dev),
-                        e,
-                    )
-                })
-        }))
-        .await?;
+                .and_then(|r| r)
+                .map_err(|e| Error::io(format!("{}: adding neighbours", hp.name), e))?;
+            if let Some((ip, e)) = failed.into_iter().next() {
+                return Err(Error::io(format!("{}: adding neighbour {ip}", hp.name), e));
+            }
+        }
         Ok(())
     }
 
@@ -863,28 +890,46 @@ async fn create_namespaces(plan: &Plan) -> Result<BTreeMap<String, LabHost>> {
         .iter()
         .map(|h| (h.name.clone(), h.sysctls.clone()))
         .collect();
+    // A few threads, each creating namespaces one after another (the kernel serialises most
+    // of the work anyway; a thread per namespace only adds scheduling).
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+        .min(specs.len().max(1));
     let created = tokio::task::spawn_blocking(move || {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = specs
-                .iter()
-                .map(|(name, sysctls)| {
-                    s.spawn(move || {
-                        Netns::create_with(|| {
-                            for (k, v) in sysctls {
-                                netns::write_sysctl(k, v)?;
-                            }
-                            netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)
-                        })
-                        .map(|(ns, sock)| (name.clone(), ns, sock))
-                        .map_err(|e| (name.clone(), e))
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut out: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some((name, sysctls)) = specs.get(i) else {
+                                break;
+                            };
+                            let r = Netns::create_here_with(|| {
+                                for (k, v) in sysctls {
+                                    netns::write_sysctl(k, v)?;
+                                }
+                                netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)
+                            })
+                            .map(|(ns, sock)| (name.clone(), ns, sock))
+                            .map_err(|e| (name.clone(), e));
+                            mine.push((i, r));
+                        }
+                        mine
                     })
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("namespace thread"))
-                .collect::<Vec<_>>()
-        })
+                .flat_map(|h| h.join().expect("namespace thread"))
+                .collect()
+        });
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
     })
     .await
     .map_err(|e| Error::other(format!("creating namespaces: {e}")))?;

@@ -116,6 +116,48 @@ pub fn base_sysctls() -> Vec<(String, String)> {
     .collect()
 }
 
+/// The machine's neighbour table limit (`gc_thresh3`, settable only in the root namespace).
+pub fn neighbour_limit() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// How many dynamic (ARP-learned) neighbour entries an all-pairs probe of the lab creates at
+/// most. netfault's own wiring makes every entry on a pod bridge permanent (they do not count
+/// towards the machine-wide limit); real CNI plugins leave them to ARP, and routed pods learn
+/// their gateway by ARP.
+pub fn dynamic_neighbours(t: &Topology) -> usize {
+    let mut n = 0;
+    for (node, _) in t.nodes() {
+        let pods = t.pods_of(node).count();
+        if t.cni.is_some() {
+            // Each pod learns every other pod on its bridge and the gateway; the node its pods.
+            n += pods * pods + pods;
+        } else if matches!(t.cluster.network, Network::Routed { .. }) {
+            n += pods;
+        }
+    }
+    n
+}
+
+/// A warning when the lab's all-pairs probe would need more dynamic neighbour entries than the
+/// machine's table holds (what happens then: ENOBUFS, "neighbour table overflow", timeouts).
+pub fn neighbour_warning(t: &Topology) -> Option<String> {
+    let need = dynamic_neighbours(t);
+    let limit = neighbour_limit();
+    (need > limit).then(|| {
+        format!(
+            "{}: probing every pair needs about {need} dynamic neighbour entries, but the machine's \
+             table holds {limit} (net.ipv4.neigh.default.gc_thresh3, shared by every namespace, \
+             settable only in the root namespace): expect \"neighbour table overflow\" and timeouts. \
+             Use netfault's own wiring (permanent entries), fewer pods per bridge, or fewer probes.",
+            t.name
+        )
+    })
+}
+
 impl Plan {
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         self.hosts.iter().find(|h| h.name == name)

@@ -11,6 +11,8 @@ mod echo;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -166,6 +168,7 @@ pub const UDP_SERVICE_SPORT: u16 = 40000;
 pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
     // Echo listeners in every target namespace, for the whole run.
     let mut targets: Vec<(String, Proto, Ipv4Addr, u16)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for s in specs {
         let mut keys: Vec<(String, Proto, Ipv4Addr, u16)> = s
             .listeners
@@ -176,17 +179,62 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
             keys.push((s.to.clone(), s.proto, s.dst, port));
         }
         for key in keys {
-            if !targets.contains(&key) {
+            if seen.insert(key.clone()) {
                 targets.push(key);
             }
         }
     }
+    let t0 = std::time::Instant::now();
     let mut servers = echo::Servers::default();
     for (host, proto, ip, port) in &targets {
         let ns = &lab.host(host)?.ns;
         servers.start(ns, host, *proto, *ip, *port).await?;
     }
+    let t_servers = t0.elapsed();
+    // Open sockets are bounded (the fd limit, and each socket's kernel memory): big matrices
+    // run in batches of whole pairs, each batch all at once.
+    let budget = socket_budget();
+    let mut results = Vec::with_capacity(specs.len());
+    let mut start = 0;
+    while start < specs.len() {
+        let mut end = (start + budget).min(specs.len());
+        while end < specs.len()
+            && end > start + 1
+            && specs[end].from == specs[end - 1].from
+            && specs[end].to == specs[end - 1].to
+        {
+            end -= 1;
+        }
+        results.extend(run_batch(lab, &specs[start..end], timeout).await?);
+        start = end;
+    }
+    if std::env::var_os("NETFAULT_PROFILE").is_some() {
+        eprintln!(
+            "profile: {} probes, budget {budget}: servers {t_servers:?}, all {:?}",
+            specs.len(),
+            t0.elapsed()
+        );
+    }
+    drop(servers);
+    Ok(infer_rate_limited(specs, results))
+}
 
+/// How many probe sockets may be open at once: a quarter of the fd limit (raised to its hard
+/// limit first), at least 256, at most 8192.
+fn socket_budget() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (mut soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        soft = hard;
+    }
+    std::env::var("NETFAULT_PROBE_BUDGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(((soft / 4) as usize).clamp(256, 8192))
+}
+
+/// Probes one batch: every probe at once.
+async fn run_batch(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
     // Client sockets, opened inside each source namespace (one thread per source).
     let mut by_source: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, s) in specs.iter().enumerate() {
@@ -236,91 +284,149 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
     let start = Instant::now();
     // Routers rate-limit routing errors per source (about 5, then 1 a second): ICMP probes go
     // first so each (source, destination) gets its answer, and TCP and UDP follow.
-    let has_icmp = |s: &ProbeSpec| {
-        specs
-            .iter()
-            .any(|o| o.proto == Proto::Icmp && o.from == s.from && o.to == s.to)
-    };
-    let results =
-        futures::future::join_all(specs.iter().zip(sockets).map(|(spec, socks)| async move {
-            let mut deadline = start + timeout;
-            if spec.proto != Proto::Icmp && has_icmp(spec) {
-                tokio::time::sleep_until(start + STAGGER).await;
-                deadline += STAGGER;
-            }
-            let mut ready = Vec::new();
-            for s in socks {
-                match s {
-                    Ok(s) => {
-                        if spec.size.is_some() {
-                            if let Err(e) = set_dont_fragment(&s) {
-                                return Observation::new(
-                                    Outcome::Unsupported,
-                                    format!("cannot set DF on a probe socket: {e}"),
-                                );
-                            }
-                        }
-                        ready.push(s)
+    let icmp_pairs: std::collections::HashSet<(&str, &str)> = specs
+        .iter()
+        .filter(|o| o.proto == Proto::Icmp)
+        .map(|o| (o.from.as_str(), o.to.as_str()))
+        .collect();
+    let icmp_pairs = &icmp_pairs;
+    let has_icmp = |s: &ProbeSpec| icmp_pairs.contains(&(s.from.as_str(), s.to.as_str()));
+    // A source's TCP and UDP probes wait until all its ICMP probes are answered (at most
+    // STAGGER): routing errors are spent on ICMP first, and a healthy lab waits for nothing.
+    let mut icmp_left: std::collections::HashMap<&str, usize> = Default::default();
+    for s in specs.iter().filter(|s| s.proto == Proto::Icmp) {
+        *icmp_left.entry(s.from.as_str()).or_default() += 1;
+    }
+    let gates: std::collections::HashMap<&str, Arc<IcmpGate>> = icmp_left
+        .into_iter()
+        .map(|(src, n)| {
+            let (tx, _) = tokio::sync::watch::channel(false);
+            (
+                src,
+                Arc::new(IcmpGate {
+                    left: AtomicUsize::new(n),
+                    done: tx,
+                }),
+            )
+        })
+        .collect();
+    // Each probe is a task of its own, so both of the runtime's workers probe.
+    let handles: Vec<_> = specs
+        .iter()
+        .zip(sockets)
+        .map(|(spec, socks)| {
+            let gate = gates.get(spec.from.as_str()).cloned();
+            let wait = (spec.proto != Proto::Icmp && has_icmp(spec))
+                .then(|| gate.as_ref().map(|g| g.done.subscribe()))
+                .flatten();
+            let signal = (spec.proto == Proto::Icmp).then_some(gate).flatten();
+            let resolv = spec
+                .query
+                .as_ref()
+                .and_then(|_| lab.resolv_conf(&spec.from));
+            let spec = spec.clone();
+            tokio::spawn(async move {
+                let o = probe_one(spec, socks, start, timeout, wait, resolv).await;
+                if let Some(g) = signal {
+                    if g.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        g.done.send_replace(true);
                     }
-                    Err(e) => return open_failure(spec.proto, e),
                 }
+                o
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for h in handles {
+        results.push(h.await.unwrap_or_else(|e| {
+            Observation::new(Outcome::Unsupported, format!("the probe task failed: {e}"))
+        }));
+    }
+    Ok(results)
+}
+
+/// One probe on its opened socket(s).
+async fn probe_one(
+    spec: ProbeSpec,
+    socks: Vec<std::io::Result<Socket>>,
+    start: Instant,
+    timeout: Duration,
+    wait: Option<tokio::sync::watch::Receiver<bool>>,
+    resolv: Option<String>,
+) -> Observation {
+    let mut deadline = start + timeout;
+    if let Some(mut rx) = wait {
+        let _ = tokio::time::timeout_at(start + STAGGER, rx.wait_for(|d| *d)).await;
+        deadline = Instant::now() + timeout;
+    }
+    let mut ready = Vec::new();
+    for s in socks {
+        match s {
+            Ok(s) => {
+                if spec.size.is_some() {
+                    if let Err(e) = set_dont_fragment(&s) {
+                        return Observation::new(
+                            Outcome::Unsupported,
+                            format!("cannot set DF on a probe socket: {e}"),
+                        );
+                    }
+                }
+                ready.push(s)
             }
-            let port = |d| SocketAddrV4::new(spec.dst, spec.port.unwrap_or(d));
-            if let Some((name, want)) = &spec.query {
-                let sock = ready.into_iter().next().expect("one socket");
-                return dns::lookup(
-                    sock,
-                    lab.resolv_conf(&spec.from).as_deref(),
-                    name,
-                    *want,
-                    deadline,
+            Err(e) => return open_failure(spec.proto, e),
+        }
+    }
+    let port = |d| SocketAddrV4::new(spec.dst, spec.port.unwrap_or(d));
+    if let Some((name, want)) = &spec.query {
+        let sock = ready.into_iter().next().expect("one socket");
+        return dns::lookup(sock, resolv.as_deref(), name, *want, deadline).await;
+    }
+    if spec.count > 1 {
+        return match spec.proto {
+            Proto::Tcp => {
+                let all = futures::future::join_all(
+                    ready
+                        .into_iter()
+                        .map(|s| tcp(s, port(80), spec.size, deadline)),
                 )
                 .await;
+                loss_outcome(
+                    &spec,
+                    all.len()
+                        - all
+                            .iter()
+                            .filter(|o| o.outcome == Outcome::Reachable)
+                            .count(),
+                    &all,
+                )
             }
-            if spec.count > 1 {
-                return match spec.proto {
-                    Proto::Tcp => {
-                        let all = futures::future::join_all(
-                            ready
-                                .into_iter()
-                                .map(|s| tcp(s, port(80), spec.size, deadline)),
-                        )
-                        .await;
-                        loss_outcome(
-                            spec,
-                            all.len()
-                                - all
-                                    .iter()
-                                    .filter(|o| o.outcome == Outcome::Reachable)
-                                    .count(),
-                            &all,
-                        )
-                    }
-                    Proto::Icmp | Proto::Udp | Proto::Dns => {
-                        let sock = ready.into_iter().next().expect("one socket");
-                        let dst = if spec.proto == Proto::Icmp {
-                            SocketAddrV4::new(spec.dst, 0)
-                        } else {
-                            port(7)
-                        };
-                        counted(sock, spec, dst, deadline).await
-                    }
+            Proto::Icmp | Proto::Udp | Proto::Dns => {
+                let sock = ready.into_iter().next().expect("one socket");
+                let dst = if spec.proto == Proto::Icmp {
+                    SocketAddrV4::new(spec.dst, 0)
+                } else {
+                    port(7)
                 };
+                counted(sock, &spec, dst, deadline).await
             }
-            let sock = ready.into_iter().next().expect("one socket");
-            match spec.proto {
-                Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline).await,
-                Proto::Tcp => tcp(sock, port(80), spec.size, deadline).await,
-                Proto::Udp => udp(sock, port(7), spec.size, deadline).await,
-                Proto::Dns => Observation::new(
-                    Outcome::Unsupported,
-                    "a dns probe without a name".to_string(),
-                ),
-            }
-        }))
-        .await;
-    drop(servers);
-    Ok(infer_rate_limited(specs, results))
+        };
+    }
+    let sock = ready.into_iter().next().expect("one socket");
+    match spec.proto {
+        Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline).await,
+        Proto::Tcp => tcp(sock, port(80), spec.size, deadline).await,
+        Proto::Udp => udp(sock, port(7), spec.size, deadline).await,
+        Proto::Dns => Observation::new(
+            Outcome::Unsupported,
+            "a dns probe without a name".to_string(),
+        ),
+    }
+}
+
+/// Counts a source's ICMP probes still running; flips `done` when the last one ends.
+struct IcmpGate {
+    left: AtomicUsize,
+    done: tokio::sync::watch::Sender<bool>,
 }
 
 /// Stagger between ICMP probes and the TCP and UDP probes of the same pairs.
@@ -466,7 +572,8 @@ async fn counted(
     let mut errors: Vec<Observation> = Vec::new();
     let mut next = 0u32;
     let mut next_send = Instant::now();
-    let mut buf = vec![0u8; 65536];
+    // Echoes are about as long as the probe: no 64 KiB buffer per probe (thousands run at once).
+    let mut buf = vec![0u8; spec.size.map_or(2048, |n| n + 512).max(2048)];
     loop {
         while next < count && Instant::now() >= next_send {
             next += 1;
@@ -619,7 +726,7 @@ async fn datagram(
         }
     };
     let mut next_send = Instant::now();
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; (payload.len() + 512).max(2048)];
     loop {
         if Instant::now() >= next_send {
             if let Err(e) = afd.get_ref().send(payload) {
@@ -674,7 +781,7 @@ async fn tcp(
     let bulk = size.unwrap_or(0);
     let exchange = async {
         let (rd, mut wr) = stream.into_split();
-        let mut rd = BufReader::new(rd);
+        let mut rd = BufReader::with_capacity(if bulk > 0 { 64 * 1024 } else { 512 }, rd);
         wr.write_all(format!("{PROBE_LINE}\n").as_bytes()).await?;
         let mut line = String::new();
         rd.read_line(&mut line).await?;

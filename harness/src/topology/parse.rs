@@ -107,9 +107,11 @@ struct RawNode {
     uplink_ifname: String,
     #[serde(default = "default_true")]
     masquerade: bool,
+    /// Generated pods: pod-1, pod-2, ... numbered on across nodes, addresses from the pod CIDR.
+    pods: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawPod {
     node: String,
@@ -461,8 +463,9 @@ impl Validator<'_> {
         }
 
         let cni = self.cni(raw.cni.as_ref(), &raw.node);
+        let all_pods = self.generated_pods(&raw, &hosts, cni.is_some());
         let mut pods_per_node: HashMap<&str, usize> = HashMap::new();
-        for (name, p) in &raw.pod {
+        for (name, p) in &all_pods {
             let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
             let node = hosts
                 .iter()
@@ -722,6 +725,89 @@ impl Validator<'_> {
         topo.expect = self.expect_rules(&raw.expect, &topo, "expect");
         self.check_conflicts(&topo.expect, &topo, "expect");
         topo
+    }
+
+    /// The fixture's pods plus those `pods = N` asks for: named pod-1, pod-2, ... in node order
+    /// (skipping names the fixture uses), each at the next free address of its node's pod CIDR.
+    fn generated_pods(
+        &mut self,
+        raw: &RawFixture,
+        hosts: &[Host],
+        cni: bool,
+    ) -> IndexMap<String, RawPod> {
+        let mut all = raw.pod.clone();
+        let mut next = 1usize;
+        for (node, rn) in &raw.node {
+            let Some(n) = rn.pods else { continue };
+            let at = [Key::Field("node"), Key::Field(node), Key::Field("pods")];
+            let Some(spec) = hosts
+                .iter()
+                .find(|h| &h.name == node)
+                .and_then(|h| h.as_node())
+            else {
+                continue;
+            };
+            let declared = raw.pod.values().filter(|p| &p.node == node).count() as u64;
+            if n + declared > MAX_PODS_PER_NODE as u64 {
+                self.err(
+                    &at,
+                    format!(
+                        "pods = {n}: node {node} would have {} pods, more than {MAX_PODS_PER_NODE}",
+                        n + declared
+                    ),
+                    Some(
+                        "a Linux bridge takes at most 1023 ports; spread pods over more nodes"
+                            .into(),
+                    ),
+                );
+                continue;
+            }
+            let taken: Vec<Ipv4Addr> = raw
+                .pod
+                .values()
+                .filter_map(|p| p.ip.as_deref().and_then(|s| s.parse().ok()))
+                .collect();
+            let mut free = spec
+                .pod_cidr
+                .hosts()
+                .filter(|ip| *ip != spec.gateway && !taken.contains(ip));
+            for _ in 0..n {
+                while all.contains_key(&format!("pod-{next}")) {
+                    next += 1;
+                }
+                let ip = if cni {
+                    None
+                } else {
+                    match free.next() {
+                        Some(ip) => Some(ip.to_string()),
+                        None => {
+                            self.err(
+                                &at,
+                                format!(
+                                    "pods = {n}: node {node}'s pod_cidr {} has no address left",
+                                    spec.pod_cidr
+                                ),
+                                Some("use a larger pod_cidr or fewer pods".into()),
+                            );
+                            break;
+                        }
+                    }
+                };
+                all.insert(
+                    format!("pod-{next}"),
+                    RawPod {
+                        node: node.clone(),
+                        ip,
+                        ifname: default_eth0(),
+                        host_veth: None,
+                        namespace: super::k8s::default_namespace(),
+                        labels: Default::default(),
+                    },
+                );
+                next += 1;
+            }
+        }
+        all
     }
 
     fn cluster(&mut self, raw: Option<&RawCluster>, pod_cidrs: &[(Ipv4Net, String)]) -> Cluster {

@@ -1,0 +1,77 @@
+//! A 100-pod lab on one bridge, fully probed, on this machine's default sysctls: every pair
+//! reachable (the neighbour table's machine-wide limit, 1024 entries, would collapse dynamic ARP
+//! here; netfault's permanent entries do not count towards it). Not timed: ci/bench times it.
+
+use netfault::topology::{parse_fixture, Source};
+use netfault::{Lab, Outcome, Proto};
+
+#[test]
+fn a_100_pod_lab_is_fully_reachable_on_default_sysctls() {
+    let text = "description = \"100 pods\"\n\n[node.node1]\npod_cidr = \"10.244.0.0/22\"\nuplink = \"203.0.113.1/24\"\npods = 100\n\n[probe]\nprotocols = [\"icmp\", \"tcp\"]\n";
+    let t = parse_fixture(&Source::new("scale-100.toml", text)).unwrap();
+    assert_eq!(t.pods().count(), 100);
+    assert_eq!(
+        t.host("pod-100").unwrap().as_pod().unwrap().ip.to_string(),
+        "10.244.0.101"
+    );
+    // The machine-wide limit is what it is; the lab does not touch it.
+    let thresh = std::fs::read_to_string("/proc/sys/net/ipv4/neigh/default/gc_thresh3").unwrap();
+    assert!(
+        thresh.trim().parse::<usize>().unwrap() < 100 * 99,
+        "a default-sized table ({thresh})"
+    );
+    netfault::runtime().block_on(async {
+        let lab = Lab::up(&t).await.unwrap();
+        let m = netfault::probe::matrix(&lab).await.unwrap();
+        let pods: Vec<&str> = t.pods().map(|(p, _)| p).collect();
+        let mut pairs = 0;
+        for a in &pods {
+            for b in &pods {
+                if a == b {
+                    continue;
+                }
+                for p in [Proto::Icmp, Proto::Tcp] {
+                    assert_eq!(
+                        m.observed(a, b, p),
+                        Some(Outcome::Reachable),
+                        "{a} → {b} {p}"
+                    );
+                    pairs += 1;
+                }
+            }
+        }
+        assert_eq!(pairs, 100 * 99 * 2);
+        assert!(
+            m.mismatches().is_empty(),
+            "{:?}",
+            &m.render_mismatches()[..5.min(m.mismatches().len())]
+        );
+        // No thread per pod outlives setup.
+        let threads = std::fs::read_dir("/proc/thread-self/..")
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert!(threads < 40, "{threads} threads");
+    });
+}
+
+/// A lab whose neighbours are left to ARP (real CNI plugins) gets a warning past the machine's
+/// table; netfault's own wiring, with permanent entries, needs none.
+#[test]
+fn labs_that_would_overflow_the_neighbour_table_are_warned_about() {
+    let own = parse_fixture(&Source::new(
+        "own.toml",
+        "[node.node1]\npod_cidr = \"10.244.0.0/22\"\nuplink = \"203.0.113.1/24\"\npods = 200\n",
+    ))
+    .unwrap();
+    assert_eq!(netfault::lab::plan::dynamic_neighbours(&own), 0);
+    assert!(netfault::lab::plan::neighbour_warning(&own).is_none());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/cni-60.toml");
+    let cni = parse_fixture(&Source::new(
+        path,
+        "[cni]\nconflist = \"cni/bridge.conflist\"\n[node.node1]\npod_cidr = \"10.244.0.0/22\"\nuplink = \"203.0.113.1/24\"\npods = 60\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(netfault::lab::plan::dynamic_neighbours(&cni), 60 * 60 + 60);
+    let w = netfault::lab::plan::neighbour_warning(&cni).expect("a warning");
+    assert!(w.contains("gc_thresh3"), "{w}");
+}
