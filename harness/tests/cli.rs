@@ -756,3 +756,40 @@ fn a_pinned_k8s_lab_resolves_names_from_its_pods_and_down_ends_its_dns_server() 
         "{text}"
     );
 }
+
+/// Two `up --name X` at the same moment: one wins, the other says the name is taken, and the
+/// winner's lab is intact (its record and pins are not touched by the loser).
+#[test]
+fn two_ups_of_one_name_at_once_one_wins_the_other_gets_a_clear_error() {
+    let run = tempfile::tempdir().unwrap();
+    let netns = tempfile::tempdir().unwrap();
+    let with_env = |mut c: Command| {
+        c.env("NETFAULT_RUN_DIR", run.path())
+            .env("NETFAULT_NETNS_DIR", netns.path());
+        c
+    };
+    let lab = format!("race{}", std::process::id());
+    let fixture = repo().join("fixtures/single-node.toml");
+    let spawn = || {
+        with_env(netfault(&["up", fixture.to_str().unwrap(), "--name", &lab]))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let won: Vec<_> = outs.iter().filter(|o| o.status.code() == Some(0)).collect();
+    let lost: Vec<_> = outs.iter().filter(|o| o.status.code() != Some(0)).collect();
+    let status = with_env(netfault(&["status", &lab, "-q"]))
+        .output()
+        .unwrap();
+    let down = with_env(netfault(&["down", &lab])).output().unwrap();
+    assert_eq!(won.len(), 1, "exactly one wins");
+    assert_eq!(lost.len(), 1);
+    let err = String::from_utf8_lossy(&lost[0].stderr);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(status.status.code(), Some(0), "the winner's lab is healthy");
+    assert_eq!(down.status.code(), Some(0));
+    assert_eq!(std::fs::read_dir(netns.path()).unwrap().count(), 0);
+}

@@ -473,6 +473,10 @@ impl Validator<'_> {
                 .and_then(|h| h.as_node())
                 .cloned();
             let Some(node) = node else {
+                if raw.node.contains_key(&p.node) {
+                    // The node is declared but invalid: its own error says why.
+                    continue;
+                }
                 let known: Vec<&str> = raw.node.keys().map(String::as_str).collect();
                 let help = if known.is_empty() {
                     "declare the node as a [node.NAME] table".to_string()
@@ -576,7 +580,7 @@ impl Validator<'_> {
             if let Err(msg) = check_ifname(&host_veth) {
                 if p.host_veth.is_some() {
                     self.err(&at("host_veth"), msg, ifname_help());
-                } else {
+                } else if host_veth.len() > MAX_IFNAME {
                     self.err(
                         &[Key::Field("pod"), Key::Name(name)],
                         format!(
