@@ -793,3 +793,41 @@ fn two_ups_of_one_name_at_once_one_wins_the_other_gets_a_clear_error() {
     assert_eq!(down.status.code(), Some(0));
     assert_eq!(std::fs::read_dir(netns.path()).unwrap().count(), 0);
 }
+
+/// Ctrl-C during `netfault run`: it stops, says how many cases ran and how they ended, exits
+/// 130, and leaves no lab behind (its labs are anonymous namespaces of the process).
+#[test]
+fn sigint_during_run_stops_it_cleanly_with_exit_130() {
+    let child = netfault(&["run", repo().join("cases").to_str().unwrap(), "--jobs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Let a few cases finish (each prints its line as it ends).
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let held: Vec<u64> = netns_fds(pid).into_iter().map(|(_, ino)| ino).collect();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("netfault: interrupted after "), "{err}");
+    assert!(err.contains("not finished"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ran = stdout
+        .lines()
+        .filter(|l| {
+            ["PASS", "FAIL", "ERROR", "UNSUPPORTED"]
+                .iter()
+                .any(|s| l.starts_with(s))
+        })
+        .count();
+    assert!(err.contains(&format!("after {ran} of")), "{err}\n{stdout}");
+    assert!(!held.is_empty(), "a lab was up when the signal came");
+    // Nothing runs in those namespaces any more (no helper outlived the run).
+    assert_eq!(netfault::leakcheck::processes_in(&held), Vec::new());
+}

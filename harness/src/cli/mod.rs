@@ -234,6 +234,10 @@ pub fn main() -> i32 {
         quiet: cli.quiet,
     };
     let rt = crate::runtime();
+    // `run` handles Ctrl-C itself (it says what ran).
+    if matches!(cli.cmd, Cmd::Run { .. }) {
+        return rt.block_on(dispatch(cli.cmd, out));
+    }
     rt.block_on(async {
         tokio::select! {
             code = dispatch(cli.cmd, out) => code,

@@ -77,8 +77,9 @@ pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, report: Option<&Path>
     };
     let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let failed = std::sync::atomic::AtomicUsize::new(0);
-    let reports = futures::future::join_all(cases.iter().map(|c| {
-        let (sem, bar, failed) = (sem.clone(), bar.clone(), &failed);
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let all = futures::future::join_all(cases.iter().map(|c| {
+        let (sem, bar, failed, finished) = (sem.clone(), bar.clone(), &failed, &finished);
         async move {
             let _permit = sem.acquire().await.expect("semaphore");
             let mut r = c.run_with(opts).await;
@@ -100,6 +101,7 @@ pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, report: Option<&Path>
                 });
             }
             bar.inc(1);
+            finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let f = failed.load(std::sync::atomic::Ordering::Relaxed);
             bar.set_message(if f == 0 {
                 "all passing".to_string()
@@ -108,8 +110,25 @@ pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, report: Option<&Path>
             });
             r
         }
-    }))
-    .await;
+    }));
+    // Ctrl-C: stop, say what ran (each finished case was printed as it ended), exit 130. The
+    // unfinished cases' labs are anonymous: they go with their dropped futures.
+    let reports = tokio::select! {
+        r = all => r,
+        _ = tokio::signal::ctrl_c() => {
+            bar.finish_and_clear();
+            let n = finished.load(std::sync::atomic::Ordering::Relaxed);
+            let f = failed.load(std::sync::atomic::Ordering::Relaxed);
+            eprintln!(
+                "netfault: interrupted after {n} of {} cases ({} passed, {f} not passing, {} not finished; {:.1} s)",
+                cases.len(),
+                n - f,
+                cases.len() - n,
+                t0.elapsed().as_secs_f64()
+            );
+            return 130;
+        }
+    };
     bar.finish_and_clear();
     let written = match report {
         Some(dir) => match crate::report::write(dir, &reports) {

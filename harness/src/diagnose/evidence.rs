@@ -263,6 +263,15 @@ struct Tracer {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
+/// The monitor is our child: it ends with the tracer however the diagnosis ends (an interrupted
+/// run drops it half-way), never orphaned.
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A drop the trace recorded.
 struct TracedDrop {
     host: String,
