@@ -68,6 +68,19 @@ impl Netns {
         Ok((ns, r))
     }
 
+    /// Whether a UDP socket is bound to `port` in this namespace (what `ss -uln` shows).
+    pub fn udp_bound(&self, port: u16) -> io::Result<bool> {
+        let text = self
+            .run(|| std::fs::read_to_string("/proc/thread-self/net/udp"))
+            .and_then(|r| r)?;
+        let want = format!(":{port:04X}");
+        Ok(text.lines().skip(1).any(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(&want))
+        }))
+    }
+
     /// Opens a namespace by path: a pin under /run/netns, or /proc/PID/ns/net.
     pub fn open(path: &Path) -> io::Result<Netns> {
         Self::from_file(File::open(path)?)

@@ -334,10 +334,9 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
         for (node, _) in t.nodes() {
             let _ = writeln!(
                 s,
-                "ip netns exec {} nft -f - <<'EOF'\n{}{}EOF",
+                "ip netns exec {} nft -f - <<'EOF'\n{}EOF",
                 ns(node),
-                crate::lab::k8s::kube_proxy_script(t, &t.k8s),
-                crate::lab::k8s::policy_script(t, &t.k8s, node)
+                crate::lab::k8s::node_script(t, &t.k8s, node)
             );
         }
     }

@@ -409,20 +409,8 @@ pub(crate) fn spawn_dns_server(name: &str) -> Result<u32, Error> {
     let (pod, addr) = crate::lab::k8s::dns_endpoint(&t).expect("dns");
     let pin = registry::pin_path(name, &pod);
     let ns = crate::netns::Netns::open(&pin).map_err(|e| Error::io("opening the DNS pod", e))?;
-    let want = format!(":{:04X}", addr.port());
     for _ in 0..200 {
-        let bound = ns
-            .run(|| std::fs::read_to_string("/proc/thread-self/net/udp"))
-            .ok()
-            .and_then(|r| r.ok())
-            .is_some_and(|t| {
-                t.lines().any(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|a| a.ends_with(&want))
-                })
-            });
-        if bound {
+        if ns.udp_bound(addr.port()).unwrap_or(false) {
             return Ok(pid);
         }
         if registry::process_start(pid).is_none() {
@@ -737,14 +725,7 @@ fn adopt(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
     let rec = registry::adopt(name, std::fs::canonicalize(fixture).ok(), &topo)?;
     // What the script cannot make: pods' resolv.conf files and the cluster DNS server.
     if topo.k8s.dns.is_some() {
-        let dir = registry::resolv_dir(name);
-        for (pod, _) in topo.pods() {
-            if let Some(text) = topo.resolv_conf(pod) {
-                std::fs::create_dir_all(&dir)
-                    .and_then(|_| std::fs::write(dir.join(pod), text))
-                    .map_err(|e| Error::io(format!("writing {pod}'s resolv.conf"), e))?;
-            }
-        }
+        crate::lab::k8s::write_resolv_confs(&topo, &registry::resolv_dir(name))?;
         spawn_dns_server(name)?;
     }
     if out.json {

@@ -167,17 +167,10 @@ fn udp_conntrack(
 
 /// Whether a UDP socket is bound to `port` in `host` (what `ss -uln` shows).
 fn udp_listening(lab: &Lab, host: &str, port: u16) -> Result<bool> {
-    let h = lab.host(host)?;
-    let text =
-        h.ns.run(|| std::fs::read_to_string("/proc/thread-self/net/udp"))
-            .and_then(|r| r)
-            .map_err(|e| crate::Error::io(format!("{host}: reading its UDP sockets"), e))?;
-    let want = format!(":{port:04X}");
-    Ok(text.lines().skip(1).any(|l| {
-        l.split_whitespace()
-            .nth(1)
-            .is_some_and(|local| local.ends_with(&want))
-    }))
+    lab.host(host)?
+        .ns
+        .udp_bound(port)
+        .map_err(|e| crate::Error::io(format!("{host}: reading its UDP sockets"), e))
 }
 
 impl Walker<'_> {

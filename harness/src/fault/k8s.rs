@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use super::undo::{NftUndo, Undo};
 use super::{perr, Fault, ParamError};
 use crate::error::{nl, Error, Result};
-use crate::lab::k8s::{kube_proxy_script, policy_script, KUBE_PROXY_TABLE};
+use crate::lab::k8s::{kube_proxy_script, node_script, KUBE_PROXY_TABLE};
 use crate::lab::Lab;
 use crate::nft;
 use crate::nl as netlink;
@@ -223,20 +223,17 @@ pub fn check(f: &Fault, t: &Topology) -> std::result::Result<(), ParamError> {
     }
 }
 
-/// Replaces kube-proxy's and the policies' tables on every node with a rendering of `spec`;
-/// the undo renders the fixture's spec again.
-async fn rerender(lab: &Lab, spec: &K8s) -> Result<Vec<Undo>> {
+/// Replaces kube-proxy's and the policies' tables on every node with a rendering of `spec`
+/// over `view` (the lab's topology, or one where a pod moved); the undo renders the fixture's
+/// spec again.
+async fn rerender(lab: &Lab, view: &Topology, spec: &K8s) -> Result<Vec<Undo>> {
     let t = lab.topology();
     let mut undo = Vec::new();
     for (node, _) in t.nodes() {
-        lab.apply_k8s_tables(node, spec).await?;
+        lab.nft_script(node, node_script(view, spec, node)).await?;
         undo.push(Undo::NftScript {
             host: node.to_string(),
-            script: format!(
-                "{}{}",
-                kube_proxy_script(t, &t.k8s),
-                policy_script(t, &t.k8s, node)
-            ),
+            script: node_script(t, &t.k8s, node),
         });
     }
     Ok(undo)
@@ -296,14 +293,14 @@ pub async fn inject(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
         Fault::RemoveEndpoint { service, pod } => {
             let i = svc(&mut spec, service);
             spec.services[i].endpoints.retain(|e| &e.pod != pod);
-            rerender(lab, &spec).await
+            rerender(lab, &t, &spec).await
         }
         Fault::WrongEndpointPort { service, port } => {
             let i = svc(&mut spec, service);
             for e in &mut spec.services[i].endpoints {
                 e.port = *port;
             }
-            rerender(lab, &spec).await
+            rerender(lab, &t, &spec).await
         }
         Fault::StaleEndpointIp { service, pod } => {
             let i = svc(&mut spec, service);
@@ -319,7 +316,7 @@ pub async fn inject(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
                 .expect("checked");
             s.endpoints.retain(|e| &e.pod != pod);
             s.stale.push((ip, port));
-            rerender(lab, &spec).await
+            rerender(lab, &t, &spec).await
         }
         Fault::NoEndpoints { service } => {
             let i = svc(&mut spec, service);
@@ -329,7 +326,7 @@ pub async fn inject(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
                 )));
             }
             spec.services[i].endpoints.clear();
-            rerender(lab, &spec).await
+            rerender(lab, &t, &spec).await
         }
         Fault::DefaultDenyEgress {
             namespace,
@@ -353,7 +350,7 @@ pub async fn inject(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
                         .collect(),
                 ),
             });
-            rerender(lab, &spec).await
+            rerender(lab, &t, &spec).await
         }
         Fault::HairpinOff { pod } => {
             let p = t.host(pod).and_then(|h| h.as_pod()).expect("checked");
@@ -469,22 +466,7 @@ pub async fn inject(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
                     }
                 }
             }
-            for (node, _) in t.nodes() {
-                let script = format!(
-                    "{}{}",
-                    kube_proxy_script(&moved, &moved.k8s),
-                    policy_script(&moved, &moved.k8s, node)
-                );
-                lab.nft_script(node, script).await?;
-                undo.push(Undo::NftScript {
-                    host: node.to_string(),
-                    script: format!(
-                        "{}{}",
-                        kube_proxy_script(&t, &t.k8s),
-                        policy_script(&t, &t.k8s, node)
-                    ),
-                });
-            }
+            undo.extend(rerender(lab, &moved, &moved.k8s).await?);
             // No conntrack flush: that is the fault.
             Ok(undo)
         }

@@ -141,6 +141,16 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
     s
 }
 
+/// Everything of the Kubernetes layer one node's nft holds, rendered from `spec`: kube-proxy's
+/// table and the policies' (one `nft -f` transaction replaces both).
+pub fn node_script(t: &Topology, spec: &K8s, node: &str) -> String {
+    format!(
+        "{}{}",
+        kube_proxy_script(t, spec),
+        policy_script(t, spec, node)
+    )
+}
+
 /// NetworkPolicies for the pods of one node: `table inet netfault-policy` (empty when no policy
 /// selects a pod of the node), replacing any table of that name.
 pub fn policy_script(t: &Topology, k: &K8s, node: &str) -> String {
@@ -386,6 +396,19 @@ impl K8sRuntime {
             }
         }
     }
+}
+
+/// Writes every pod's resolv.conf as `<dir>/<pod>` (a pinned lab's, which `netfault exec`
+/// mounts).
+pub fn write_resolv_confs(t: &Topology, dir: &std::path::Path) -> Result<()> {
+    for (pod, _) in t.pods() {
+        if let Some(text) = t.resolv_conf(pod) {
+            std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(dir.join(pod), text))
+                .map_err(|e| Error::io(format!("writing {pod}'s resolv.conf"), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The DNS server's address and records, if the fixture declares cluster DNS.

@@ -141,15 +141,9 @@ impl Lab {
             }
             lab.name = Some(name.to_string());
             // Pods' resolv.conf files, for `netfault exec` to mount over /etc/resolv.conf.
-            let pods: Vec<String> = lab.topo.pods().map(|(p, _)| p.to_string()).collect();
-            let texts: Vec<(String, String)> = pods
-                .into_iter()
-                .filter_map(|p| lab.resolv_conf(&p).map(|t| (p, t)))
-                .collect();
-            lab.k8s.resolv_dir = Some(registry::resolv_dir(name));
-            for (p, t) in texts {
-                lab.set_resolv_conf(&p, &t)?;
-            }
+            let dir = registry::resolv_dir(name);
+            k8s::write_resolv_confs(&lab.topo, &dir)?;
+            lab.k8s.resolv_dir = Some(dir);
             Ok::<Lab, Error>(lab)
         }
         .await;
@@ -517,12 +511,8 @@ impl Lab {
     /// Renders kube-proxy's and the policies' tables for `node` from `spec` and replaces the
     /// live ones (one nft transaction).
     pub async fn apply_k8s_tables(&self, node: &str, spec: &crate::topology::K8s) -> Result<()> {
-        let script = format!(
-            "{}{}",
-            k8s::kube_proxy_script(&self.topo, spec),
-            k8s::policy_script(&self.topo, spec, node)
-        );
-        self.nft_script(node, script).await
+        self.nft_script(node, k8s::node_script(&self.topo, spec, node))
+            .await
     }
 
     /// Runs an nft script inside a host.
