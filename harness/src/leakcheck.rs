@@ -102,3 +102,98 @@ pub fn processes_in(inodes: &[u64]) -> Vec<(u32, String)> {
     }
     out
 }
+
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A process as (pid, start time): a pid the kernel reuses is not mistaken for it.
+pub type Proc = (u32, u64);
+
+/// Whether that process still exists (a zombie counts until reaped).
+pub fn alive(p: Proc) -> bool {
+    crate::registry::process_start(p.0) == Some(p.1)
+}
+
+/// `pid` and every process below it.
+pub fn process_tree(pid: u32) -> Vec<Proc> {
+    let parents: Vec<(u32, u32)> = pids()
+        .into_iter()
+        .filter_map(|p| Some((p, parent_of(p)?)))
+        .collect();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree.into_iter()
+        .filter_map(|p| Some((p, crate::registry::process_start(p)?)))
+        .collect()
+}
+
+/// Processes whose environment holds `KEY=VALUE` (a marker a test gives the process it starts;
+/// children inherit it, daemons too).
+pub fn processes_marked(key: &str, value: &str) -> Vec<Proc> {
+    let want = format!("{key}={value}");
+    pids()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()))
+        })
+        .filter_map(|p| Some((p, crate::registry::process_start(p)?)))
+        .collect()
+}
+
+/// Every network namespace a process holds, other than `except` (an inode): its open fds and its
+/// threads' namespaces, as (path under /proc, inode).
+pub fn namespaces_held(pid: u32, except: u64) -> Vec<(std::path::PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<(std::path::PathBuf, u64)> = Vec::new();
+    let mut add = |p: std::path::PathBuf, ino: u64| {
+        if ino != except && !out.iter().any(|(_, i)| *i == ino) {
+            out.push((p, ino));
+        }
+    };
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in rd.flatten() {
+            let Ok(t) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            let t = t.to_string_lossy().into_owned();
+            if let Some(ino) = t
+                .strip_prefix("net:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse().ok())
+            {
+                add(e.path(), ino);
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            let p = t.path().join("ns/net");
+            if let Ok(m) = std::fs::metadata(&p) {
+                add(p, m.ino());
+            }
+        }
+    }
+    out
+}

@@ -18,7 +18,9 @@ pub mod netns;
 pub mod newcase;
 pub mod nft;
 pub mod nl;
+pub mod privilege;
 pub mod probe;
+
 pub mod registry;
 pub mod report;
 pub mod script;

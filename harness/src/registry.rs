@@ -14,11 +14,14 @@ use crate::error::{Error, Result};
 use crate::topology::source::plain_io_error;
 use crate::topology::Topology;
 
-/// Where records live; `NETFAULT_RUN_DIR` overrides `/run/netfault` (tests use a temp dir).
+/// Where records live; `NETFAULT_RUN_DIR` overrides `/run/netfault` (tests use a temp dir). A
+/// rootless run keeps its (CNI) state in a directory of the user's instead.
 pub fn run_dir() -> PathBuf {
-    std::env::var_os("NETFAULT_RUN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/run/netfault"))
+    match std::env::var_os("NETFAULT_RUN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None if crate::privilege::in_initial_userns() => PathBuf::from("/run/netfault"),
+        None => crate::privilege::rootless_run_dir(),
+    }
 }
 
 pub fn labs_dir() -> PathBuf {
@@ -174,6 +177,13 @@ pub fn update(rec: &LabRecord) -> Result<()> {
     let json = serde_json::to_vec_pretty(rec).expect("record serialises");
     std::fs::write(&tmp, json).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Marks a named lab's build finished: from now on `gc` leaves it alone.
+pub fn mark_up(name: &str) -> Result<()> {
+    let mut rec = load(name)?;
+    rec.state = LabState::Up;
+    update(&rec)
 }
 
 pub fn load(name: &str) -> Result<LabRecord> {

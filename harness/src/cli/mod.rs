@@ -218,8 +218,62 @@ enum Cmd {
     },
 }
 
+/// What a command needs of the machine.
+#[derive(PartialEq)]
+enum Needs {
+    /// Files only (the catalog, scripts, truth tables, drawings, the list of labs).
+    Nothing,
+    /// Anonymous labs: root, or a user namespace netfault enters itself.
+    Labs,
+    /// Pinned names under /run/netns: root of the machine.
+    Pins(&'static str),
+}
+
+fn needs(cmd: &Cmd) -> Needs {
+    match cmd {
+        Cmd::Faults
+        | Cmd::Script { .. }
+        | Cmd::TruthTable { .. }
+        | Cmd::Diagram { .. }
+        | Cmd::Status { name: None } => Needs::Nothing,
+        Cmd::Run { .. } | Cmd::Demo | Cmd::Cni { .. } | Cmd::Case { .. } => Needs::Labs,
+        Cmd::Up { .. } => Needs::Pins("netfault up"),
+        Cmd::Down { .. } => Needs::Pins("netfault down"),
+        Cmd::Status { .. } => Needs::Pins("netfault status LAB"),
+        Cmd::Diagnose { .. } => Needs::Pins("netfault diagnose"),
+        Cmd::Gc { .. } => Needs::Pins("netfault gc"),
+        Cmd::Adopt { .. } => Needs::Pins("netfault adopt"),
+        Cmd::Drill { .. } => Needs::Pins("netfault drill"),
+        Cmd::DnsServe { .. } => Needs::Pins("netfault dns-serve"),
+        Cmd::Shell { .. } => Needs::Pins("netfault shell"),
+        Cmd::Exec { .. } => Needs::Pins("netfault exec"),
+    }
+}
+
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    // Still one thread: the only time user and mount namespaces can be entered.
+    match needs(&cli.cmd) {
+        Needs::Nothing => {}
+        Needs::Pins(what) => {
+            if !crate::privilege::can_pin() {
+                eprintln!("netfault: {}", crate::privilege::pins_need_root(what));
+                return 1;
+            }
+        }
+        Needs::Labs => {
+            let entered = match crate::privilege::become_lab_capable() {
+                Ok(entered) => entered,
+                Err(msg) => {
+                    eprintln!("netfault: {msg}");
+                    return 1;
+                }
+            };
+            // Without it, a killed run's CNI state waits for `netfault gc`.
+            let _ = crate::privilege::private_state_dir(entered);
+        }
+    }
+
     // A shell or command in a lab host runs in the foreground, without the async runtime.
     let entered = match &cli.cmd {
         Cmd::Shell { lab, host } => Some(crate::enter::run(lab, host, &[])),
@@ -338,15 +392,28 @@ fn truth_table(fixture: &Path, out: Out) -> Result<(), Error> {
 async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
     let topo = topology::load_fixture(fixture)?;
     let t0 = Instant::now();
-    let lab = Lab::up_named(&topo, name, std::fs::canonicalize(fixture).ok()).await?;
-    let ms = t0.elapsed().as_millis();
-    let dns = if topo.k8s.dns.is_some() {
-        // The server outlives this process: hand its socket over to a daemon.
-        lab.stop_dns();
-        Some(spawn_dns_server(name)?)
-    } else {
-        None
+    // The record says "building" until the DNS daemon runs too: if this process dies before,
+    // `netfault gc` removes the lab (and the daemon ends itself).
+    let lab = Lab::up_named_building(&topo, name, std::fs::canonicalize(fixture).ok()).await?;
+    let finished = (|| {
+        let dns = if topo.k8s.dns.is_some() {
+            // The server outlives this process: hand its socket over to a daemon.
+            lab.stop_dns();
+            Some(spawn_dns_server(name)?)
+        } else {
+            None
+        };
+        registry::mark_up(name)?;
+        Ok::<_, Error>(dns)
+    })();
+    let dns = match finished {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = Lab::down_named(name);
+            return Err(e);
+        }
     };
+    let ms = t0.elapsed().as_millis();
     if out.json {
         let hosts: Vec<serde_json::Value> = lab
             .hosts()
@@ -401,9 +468,11 @@ pub(crate) fn spawn_dns_server(name: &str) -> Result<u32, Error> {
         .spawn()
         .map_err(|e| Error::io("starting the DNS server", e))?;
     let pid = child.id();
+    crate::testhook::pause("up:dns-spawned");
     let mut rec = registry::load(name)?;
     rec.dns_pid = Some((pid, registry::process_start(pid).unwrap_or(0)));
     registry::update(&rec)?;
+    crate::testhook::pause("up:dns-recorded");
     // Ready when its socket is bound in the DNS pod (or it died saying why to nobody).
     let t = rec.topology.clone();
     let (pod, addr) = crate::lab::k8s::dns_endpoint(&t).expect("dns");
@@ -423,12 +492,25 @@ pub(crate) fn spawn_dns_server(name: &str) -> Result<u32, Error> {
     )))
 }
 
-/// The body of `netfault dns-serve`: the lab's DNS server in its DNS pod, until killed.
+/// The body of `netfault dns-serve`: the lab's DNS server in its DNS pod, until killed, or
+/// until its lab no longer names it (removed by hand, or its builder died before recording
+/// this daemon: nothing else would end it).
 async fn dns_serve(name: &str) -> Result<(), Error> {
-    let lab = Lab::attach(name).await?;
+    let lab = Lab::attach_building(name).await?;
     lab.start_dns()?;
-    std::future::pending::<()>().await;
-    Ok(())
+    let me = std::process::id();
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let Ok(rec) = registry::load(name) else {
+            return Ok(());
+        };
+        let named = rec.dns_pid.is_some_and(|(pid, _)| pid == me);
+        let builder_gone = rec.state == registry::LabState::Building && !rec.owner_alive();
+        if builder_gone || (!named && started.elapsed() > std::time::Duration::from_secs(5)) {
+            return Ok(());
+        }
+    }
 }
 
 fn down(name: &str, out: Out) -> Result<(), Error> {

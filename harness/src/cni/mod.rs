@@ -358,7 +358,9 @@ impl Runtime {
                 .stderr(Stdio::piped())
                 .spawn()?;
             child.stdin.take().expect("piped").write_all(&input)?;
+            crate::testhook::pause("cni:exec");
             let out = child.wait_with_output()?;
+            crate::testhook::pause("cni:done");
             Ok(Exec {
                 stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

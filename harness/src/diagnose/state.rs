@@ -86,6 +86,7 @@ pub const IFACE_SYSCTLS: [&str; 4] = ["forwarding", "rp_filter", "proxy_arp", "r
 pub async fn capture(lab: &Lab) -> Result<LabState> {
     let mut s = capture_links_unresolved(lab).await?;
     resolve_peers(lab, &mut s).await?;
+    crate::testhook::pause("capture");
     Ok(s)
 }
 

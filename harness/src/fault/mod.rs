@@ -631,6 +631,7 @@ impl Fault {
         self.check(lab.topology())
             .map_err(|e| Error::NotFound(format!("{self}: {}; {}", e.message, e.help)))?;
         let undo = ops::inject(self, lab).await?;
+        crate::testhook::pause("fault:injected");
         Ok(Guard {
             fault: self.clone(),
             undo,
@@ -674,6 +675,7 @@ impl Guard {
     pub async fn heal(self, lab: &Lab) -> Result<()> {
         for u in self.undo.into_iter().rev() {
             u.apply(lab).await?;
+            crate::testhook::pause("fault:healed");
         }
         Ok(())
     }

@@ -112,6 +112,7 @@ impl Lab {
         };
         // On error `lab` drops here, closing every fd: nothing is left behind.
         lab.wire().await?;
+        crate::testhook::pause("up:wired");
         if std::env::var_os("NETFAULT_PROFILE").is_some() {
             eprintln!(
                 "profile: plan {t_plan:?}, namespaces {t_ns:?}, wired {:?}",
@@ -128,8 +129,24 @@ impl Lab {
     /// Builds a lab and pins every host at /run/netns/<name>-<host>; it outlives this process
     /// until `netfault down <name>`.
     pub async fn up_named(topo: &Topology, name: &str, fixture: Option<PathBuf>) -> Result<Lab> {
+        let lab = Lab::up_named_building(topo, name, fixture).await?;
+        if let Err(e) = registry::mark_up(name) {
+            let _ = Lab::down_named(name);
+            return Err(e);
+        }
+        Ok(lab)
+    }
+
+    /// Like `up_named`, but the record stays "building" (what `gc` reaps if this process dies)
+    /// until the caller, done with its own steps (a DNS daemon), calls `registry::mark_up`.
+    pub async fn up_named_building(
+        topo: &Topology,
+        name: &str,
+        fixture: Option<PathBuf>,
+    ) -> Result<Lab> {
         let mut rec = LabRecord::new(name, fixture, topo);
         registry::reserve(&rec)?;
+        crate::testhook::pause("up:reserved");
         let built = async {
             let mut lab = Lab::up(topo).await?;
             for (host, pin) in &rec.pins {
@@ -144,12 +161,12 @@ impl Lab {
             let dir = registry::resolv_dir(name);
             k8s::write_resolv_confs(&lab.topo, &dir)?;
             lab.k8s.resolv_dir = Some(dir);
+            crate::testhook::pause("up:resolv");
             Ok::<Lab, Error>(lab)
         }
         .await;
         match built {
             Ok(mut lab) => {
-                rec.state = LabState::Up;
                 // What CNI plugins assigned, and their state, belong to the pinned lab now.
                 rec.topology = lab.topo.clone();
                 if let Some(c) = lab.cni.as_mut() {
@@ -162,6 +179,7 @@ impl Lab {
                     let _ = registry::remove(&rec);
                     return Err(e);
                 }
+                crate::testhook::pause("up:recorded");
                 Ok(lab)
             }
             Err(e) => {
@@ -173,8 +191,17 @@ impl Lab {
 
     /// Opens a named lab another process (or an earlier run) brought up.
     pub async fn attach(name: &str) -> Result<Lab> {
+        Lab::attach_inner(name, false).await
+    }
+
+    /// Opens a named lab whose builder is still at work (the DNS daemon it starts).
+    pub async fn attach_building(name: &str) -> Result<Lab> {
+        Lab::attach_inner(name, true).await
+    }
+
+    async fn attach_inner(name: &str, building: bool) -> Result<Lab> {
         let rec = registry::load(name)?;
-        if rec.state != LabState::Up {
+        if rec.state != LabState::Up && !(building && rec.owner_alive()) {
             return Err(Error::NotFound(format!(
                 "lab {name} is still being built{}",
                 if rec.owner_alive() {
@@ -285,9 +312,19 @@ impl Lab {
         }));
         let links = async {
             let t0 = std::time::Instant::now();
-            try_join_all(self.plan.hosts.iter().map(|hp| self.create_links(hp))).await?;
+            try_join_all(self.plan.hosts.iter().map(|hp| async move {
+                self.create_links(hp).await?;
+                crate::testhook::pause("up:links");
+                Ok::<(), Error>(())
+            }))
+            .await?;
             let a = t0.elapsed();
-            try_join_all(self.plan.hosts.iter().map(|hp| self.configure(hp))).await?;
+            try_join_all(self.plan.hosts.iter().map(|hp| async move {
+                self.configure(hp).await?;
+                crate::testhook::pause("up:configured");
+                Ok::<(), Error>(())
+            }))
+            .await?;
             let b = t0.elapsed();
             let r = try_join_all(self.plan.hosts.iter().map(|hp| self.wait_up(hp))).await;
             if std::env::var_os("NETFAULT_PROFILE").is_some() {
@@ -499,6 +536,7 @@ impl Lab {
                 .map(|(node, _)| self.apply_k8s_tables(node, &t.k8s)),
         )
         .await?;
+        crate::testhook::pause("up:k8s");
         for (pod, _) in t.pods() {
             if let Some(text) = t.resolv_conf(pod) {
                 self.k8s.set_resolv_conf(pod, &text)?;

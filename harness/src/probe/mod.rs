@@ -191,6 +191,7 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
         servers.start(ns, host, *proto, *ip, *port).await?;
     }
     let t_servers = t0.elapsed();
+    crate::testhook::pause("probe:listening");
     // Open sockets are bounded (the fd limit, and each socket's kernel memory): big matrices
     // run in batches of whole pairs, each batch all at once.
     let budget = socket_budget();
@@ -917,6 +918,7 @@ pub async fn matrix(lab: &Lab) -> Result<crate::matrix::Matrix> {
     let t = lab.topology();
     let specs = all_pairs(lab);
     let obs = run(lab, &specs, Duration::from_millis(t.probe.timeout_ms)).await?;
+    crate::testhook::pause("probe:done");
     Ok(crate::matrix::Matrix::new(
         t.host_names().into_iter().map(String::from).collect(),
         t.probe.protocols.clone(),

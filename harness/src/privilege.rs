@@ -1,0 +1,148 @@
+//! What netfault may do here: real root, or rootless inside a user namespace.
+//!
+//! A lab needs CAP_SYS_ADMIN (new network namespaces) and CAP_NET_ADMIN in the user namespace
+//! that owns them. Root has both. Without root, `netfault` becomes root of a user namespace of its
+//! own (like `unshare -rn`) before any thread starts; everything but pinned names works there.
+//! Pins are bind mounts under /run/netns, which need root in the machine's own user namespace.
+
+use std::io;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sched::{unshare, CloneFlags};
+
+/// Whether this process is in the machine's initial user namespace (its uid map is whole).
+pub fn in_initial_userns() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(true)
+}
+
+/// Whether named labs (pins under /run/netns) can be made: root in the initial user namespace.
+pub fn can_pin() -> bool {
+    nix::unistd::geteuid().is_root() && in_initial_userns()
+}
+
+/// The user outside the user namespace this process is in (its own uid when there is none).
+pub fn outer_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .ok()
+        .and_then(|m| {
+            let w: Vec<u32> = m
+                .lines()
+                .next()?
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            (w.len() == 3 && w[0] == 0 && w != [0, 0, u32::MAX]).then_some(w[1])
+        })
+        .unwrap_or_else(|| nix::unistd::getuid().as_raw())
+}
+
+/// Where netfault keeps state when it is not root of the machine: a directory of the user's.
+pub fn rootless_run_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("netfault-{}", outer_uid()))
+}
+
+/// Whether the effective capability set has CAP_SYS_ADMIN (21) and CAP_NET_ADMIN (12).
+fn has_lab_caps() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    eff & (1 << 21) != 0 && eff & (1 << 12) != 0
+}
+
+/// Makes this process able to build labs: nothing to do with the capabilities already; otherwise
+/// it becomes root of a new user namespace (and a mount namespace of its own). Returns whether it
+/// entered one. Must be called before any thread starts (the kernel refuses a threaded caller).
+pub fn become_lab_capable() -> Result<bool, String> {
+    if has_lab_caps() {
+        return Ok(false);
+    }
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS) {
+        return Err(no_userns_message(uid, e));
+    }
+    let maps = [
+        ("/proc/self/setgroups", "deny".to_string()),
+        ("/proc/self/uid_map", format!("0 {uid} 1")),
+        ("/proc/self/gid_map", format!("0 {gid} 1")),
+    ];
+    for (path, text) in maps {
+        std::fs::write(path, text).map_err(|e| {
+            format!("entering a user namespace: writing {path}: {e}; run netfault as root instead")
+        })?;
+    }
+    Ok(true)
+}
+
+fn no_userns_message(uid: u32, e: Errno) -> String {
+    let why = match e {
+        Errno::EPERM => "unprivileged user namespaces are switched off here \
+             (kernel.unprivileged_userns_clone=0, kernel.apparmor_restrict_unprivileged_userns=1, \
+             or a seccomp policy such as a container's)"
+            .to_string(),
+        Errno::ENOSPC => format!(
+            "the user namespace limit is reached (user.max_user_namespaces = {})",
+            std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "?".into())
+        ),
+        Errno::EINVAL => "this kernel or process cannot create one (built without \
+             CONFIG_USER_NS, or the process is threaded or chrooted)"
+            .to_string(),
+        other => other.desc().to_string(),
+    };
+    format!(
+        "netfault needs root, or a user namespace to run without it: you are uid {uid}, and \
+         creating a user namespace failed: {why}. Run it as root (sudo netfault ...), or allow \
+         unprivileged user namespaces (sysctl -w kernel.unprivileged_userns_clone=1 and \
+         user.max_user_namespaces > 0)"
+    )
+}
+
+/// The message for a command that needs pinned names when this process cannot pin.
+pub fn pins_need_root(what: &str) -> String {
+    let who = if nix::unistd::geteuid().is_root() {
+        "this process is root only of a user namespace".to_string()
+    } else {
+        format!("you are uid {}", nix::unistd::geteuid())
+    };
+    format!(
+        "{what} pins namespaces under /run/netns, which needs root of the machine ({who}); \
+         without it, `netfault run CASES`, `netfault demo` and `netfault cni audit` work: their \
+         labs live in a user namespace of their own"
+    )
+}
+
+/// Gives this process a mount namespace of its own (mounts still propagate in from the host, none
+/// out) with a fresh tmpfs over `run_dir/cni`: the CNI plugins' state of its anonymous labs then
+/// lives in memory that vanishes with the process and its children, even after SIGKILL.
+/// Must be called before any thread starts; `unshared` says the namespace exists already.
+pub fn private_state_dir(unshared: bool) -> io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    let dir = crate::registry::run_dir().join("cni");
+    std::fs::create_dir_all(&dir)?;
+    if !unshared {
+        unshare(CloneFlags::CLONE_NEWNS)?;
+    }
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("tmpfs"),
+        &dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700"),
+    )?;
+    Ok(())
+}

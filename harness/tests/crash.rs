@@ -1,0 +1,384 @@
+//! SIGKILL at checkpoints of `netfault up`, `run` and `cni audit`: after each kill (and, for a
+//! pinned lab, `netfault gc`) nothing of the killed process remains: network namespaces (so
+//! their links), pins, mounts, records, CNI/IPAM state, temporary files, child processes, and the
+//! root namespace's links are as before.
+//!
+//! A run with `NETFAULT_PAUSE_AT=#N` stops at its Nth checkpoint (see `netfault::testhook`). At
+//! the stop the test notes every process of the run (its tree, and any process carrying the
+//! test's marker in its environment, such as a daemon in a session of its own) and every network
+//! namespace they hold, then SIGKILLs the netfault process. Small runs are killed at every
+//! checkpoint; long ones at checkpoints drawn at random (the seed is printed; set
+//! `NETFAULT_KILL_SEED` to replay one).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use netfault::leakcheck::{alive, namespaces_held, process_tree, processes_marked, Proc, Witness};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netfault");
+const MARKER: &str = "NETFAULT_KILLTEST";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn path(rel: &str) -> String {
+    repo().join(rel).to_string_lossy().into_owned()
+}
+
+/// Private run, pin and temp directories, and a marker, for one command killed again and again.
+struct Sandbox {
+    run: tempfile::TempDir,
+    pins: tempfile::TempDir,
+    tmp: tempfile::TempDir,
+    marker: String,
+    args: Vec<String>,
+    /// The lab name the command pins (then `netfault gc` runs after each kill).
+    named: bool,
+}
+
+/// Where a command stopped.
+enum Stop {
+    Killed(String),
+    Finished,
+}
+
+impl Sandbox {
+    fn new(args: &[String], named: bool) -> Sandbox {
+        let run = tempfile::tempdir().unwrap();
+        Sandbox {
+            marker: run
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            run,
+            pins: tempfile::tempdir().unwrap(),
+            tmp: tempfile::tempdir().unwrap(),
+            args: args.to_vec(),
+            named,
+        }
+    }
+
+    fn command(&self, args: &[String]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("NETFAULT_RUN_DIR", self.run.path())
+            .env("NETFAULT_NETNS_DIR", self.pins.path())
+            .env("TMPDIR", self.tmp.path())
+            .env(MARKER, &self.marker)
+            .stdout(Stdio::null());
+        c
+    }
+
+    /// The checkpoints a whole run passes, in order.
+    fn checkpoints(&self) -> Vec<String> {
+        let out = self
+            .command(&self.args)
+            .env("NETFAULT_PAUSE_AT", "#0")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        if self.named {
+            self.down();
+        }
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter_map(|l| l.strip_prefix("netfault: checkpoint #"))
+            .map(|l| l.split_once(' ').map_or("", |(_, p)| p).to_string())
+            .collect()
+    }
+
+    fn down(&self) {
+        let name = self.args.last().unwrap().clone();
+        let out = self
+            .command(&["down".into(), name])
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs the command, SIGKILLs it at checkpoint `n`, and checks nothing of it remains.
+    async fn kill_at(&self, n: usize) -> Stop {
+        let mut child = self
+            .command(&self.args)
+            .env("NETFAULT_PAUSE_AT", format!("#{n}"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(p) = l.strip_prefix("netfault: paused at ") {
+                    let _ = tx.send(p.to_string());
+                }
+            }
+        });
+        let Ok(point) = rx.recv_timeout(Duration::from_secs(120)) else {
+            let st = child.wait().unwrap();
+            if self.named && st.success() {
+                self.down();
+            }
+            return Stop::Finished;
+        };
+        // Everything of the run at the moment it stops.
+        let own = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let mut procs: BTreeSet<Proc> = process_tree(child.id()).into_iter().collect();
+        procs.extend(processes_marked(MARKER, &self.marker));
+        let mut witness = Witness::new().await.unwrap();
+        let mut inodes = Vec::new();
+        for (pid, _) in &procs {
+            for (p, ino) in namespaces_held(*pid, own) {
+                if !inodes.contains(&ino) && witness.watch_path(&p).await.is_ok() {
+                    inodes.push(ino);
+                }
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if self.named {
+            let gc = self
+                .command(&["gc".into()])
+                .stderr(Stdio::piped())
+                .output()
+                .unwrap();
+            assert!(
+                gc.status.success(),
+                "gc after a kill at {point}: {}",
+                String::from_utf8_lossy(&gc.stderr)
+            );
+        }
+        self.assert_nothing_left(&point, &procs, &witness, &inodes)
+            .await;
+        Stop::Killed(point)
+    }
+
+    async fn assert_nothing_left(
+        &self,
+        point: &str,
+        procs: &BTreeSet<Proc>,
+        witness: &Witness,
+        inodes: &[u64],
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let left = loop {
+            let mut left: Vec<Proc> = procs.iter().copied().filter(|p| alive(*p)).collect();
+            left.extend(processes_marked(MARKER, &self.marker));
+            if left.is_empty() || Instant::now() > deadline {
+                break left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        for (pid, _) in &left {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(
+            left.is_empty(),
+            "killed at {point}: processes outlived it: {left:?}"
+        );
+        assert_eq!(
+            witness.wait_gone(Duration::from_secs(10)).await.unwrap(),
+            0,
+            "killed at {point}: namespaces outlived it ({} watched)",
+            witness.watched()
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for i in inodes {
+            assert!(
+                !mounts.contains(&format!("net:[{i}]")),
+                "killed at {point}: a pin remains mounted"
+            );
+        }
+        assert_eq!(
+            files_under(self.pins.path()),
+            Vec::<String>::new(),
+            "killed at {point}: pins remain"
+        );
+        assert_eq!(
+            files_under(self.tmp.path()),
+            Vec::<String>::new(),
+            "killed at {point}: temporary files remain"
+        );
+        // Records, resolv.conf files, CNI and IPAM state (empty directories may stay, and the
+        // lock every netfault process takes before it traces drops: an empty file, machine-wide).
+        let state: Vec<String> = files_under(self.run.path())
+            .into_iter()
+            .filter(|f| f != "tracefs.lock")
+            .collect();
+        assert_eq!(
+            state,
+            Vec::<String>::new(),
+            "killed at {point}: state remains"
+        );
+    }
+}
+
+/// Files (not directories) below `dir`, as relative paths.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The root namespace's interfaces and the system CNI state: a crash must not change them.
+fn host_view() -> (Vec<String>, Vec<String>) {
+    let mut links: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    links.sort();
+    (links, files_under(Path::new("/var/lib/cni")))
+}
+
+/// A deterministic choice of `k` checkpoints out of `1..=n`, from `seed`.
+fn draw(n: usize, k: usize, seed: u64) -> Vec<usize> {
+    let mut x = seed | 1;
+    let mut picked = BTreeSet::new();
+    while picked.len() < k.min(n) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        picked.insert((x % n as u64) as usize + 1);
+    }
+    picked.into_iter().collect()
+}
+
+fn seed() -> u64 {
+    std::env::var("NETFAULT_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+/// Kills `args` at the given checkpoints (all of them when `sample` is None); returns how many
+/// kills happened, after checking each.
+async fn kill_everywhere(args: &[String], named: bool, sample: Option<usize>) -> usize {
+    let host = host_view();
+    let sb = Sandbox::new(args, named);
+    let points = sb.checkpoints();
+    assert!(
+        points.len() >= 10,
+        "{args:?} passes only {} checkpoints: {points:?}",
+        points.len()
+    );
+    let chosen: Vec<usize> = match sample {
+        None => (1..=points.len()).collect(),
+        Some(k) => {
+            let s = seed();
+            eprintln!(
+                "{args:?}: {k} of {} checkpoints, NETFAULT_KILL_SEED={s}",
+                points.len()
+            );
+            draw(points.len(), k, s)
+        }
+    };
+    let mut kills = 0;
+    for n in &chosen {
+        match sb.kill_at(*n).await {
+            Stop::Killed(p) => {
+                eprintln!("killed at #{n} {p}: nothing left");
+                kills += 1;
+            }
+            // Concurrent steps may pass fewer checkpoints on another run.
+            Stop::Finished => eprintln!("#{n}: the run finished first"),
+        }
+    }
+    assert_eq!(
+        host_view(),
+        host,
+        "the root namespace or /var/lib/cni changed"
+    );
+    kills
+}
+
+fn strings(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+/// `netfault up` of the Kubernetes fixture (pins, records, resolv.conf files, kube-proxy tables,
+/// the DNS daemon), killed at every checkpoint; `gc` then removes what the kill left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_every_checkpoint_of_up_then_gc_leaves_nothing() {
+    let args = strings(&["up", &path("fixtures/k8s.toml"), "--name", "killed"]);
+    let kills = kill_everywhere(&args, true, None).await;
+    eprintln!("up: {kills} kill points, no leak");
+    assert!(kills >= 30, "{kills}");
+}
+
+/// `netfault run` of a quick case, killed at every checkpoint (lab up, probing, capturing,
+/// injected, healed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_every_checkpoint_of_a_run_leaves_nothing() {
+    let args = strings(&["run", "--jobs", "1", &path("cases/nft-reject.toml")]);
+    let kills = kill_everywhere(&args, false, None).await;
+    eprintln!("run: {kills} kill points, no leak");
+    assert!(kills >= 20, "{kills}");
+}
+
+/// `netfault run` of a CNI case (plugins running, IPAM state) and a Kubernetes case (DNS server,
+/// kube-proxy tables), killed at checkpoints drawn at random.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_checkpoints_of_cni_and_k8s_runs_leaves_nothing() {
+    let cni = strings(&[
+        "run",
+        "--jobs",
+        "1",
+        &path("cases/cni-bridge-masquerade.toml"),
+    ]);
+    let k8s = strings(&[
+        "run",
+        "--jobs",
+        "1",
+        &path("cases/k8s-wrong-endpoint-port.toml"),
+    ]);
+    let kills =
+        kill_everywhere(&cni, false, Some(10)).await + kill_everywhere(&k8s, false, Some(8)).await;
+    eprintln!("run (cni, k8s): {kills} kill points, no leak");
+    assert!(kills >= 14, "{kills}");
+}
+
+/// `netfault cni audit` (many labs, plugins ADD/CHECK/DEL, faults), killed at checkpoints drawn
+/// at random.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_checkpoints_of_cni_audit_leaves_nothing() {
+    let args = strings(&[
+        "cni",
+        "audit",
+        "--conflist",
+        &path("fixtures/cni/bridge.conflist"),
+    ]);
+    let kills = kill_everywhere(&args, false, Some(12)).await;
+    eprintln!("cni audit: {kills} kill points, no leak");
+    assert!(kills >= 10, "{kills}");
+}
