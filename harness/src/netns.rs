@@ -141,6 +141,56 @@ impl Netns {
             .map_err(|_| io::Error::other("a thread running inside a lab namespace panicked"))?
     }
 
+    /// Starts `cmd` inside this namespace, tied to this process: the kernel SIGKILLs it when this
+    /// process dies, however it dies (a long-lived helper such as `nft monitor` would otherwise
+    /// outlive a SIGKILLed netfault). The death signal follows the thread that forks, so one
+    /// thread that lasts as long as the process forks every tied child.
+    pub fn spawn_tied(&self, mut cmd: std::process::Command) -> io::Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
+        use std::sync::mpsc;
+        type Job = (
+            std::process::Command,
+            mpsc::Sender<io::Result<std::process::Child>>,
+        );
+        static SPAWNER: std::sync::OnceLock<std::sync::Mutex<mpsc::Sender<Job>>> =
+            std::sync::OnceLock::new();
+        let spawner = SPAWNER.get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("netfault-spawner".into())
+                .spawn(move || {
+                    for (mut cmd, reply) in rx {
+                        let _ = reply.send(cmd.spawn());
+                    }
+                })
+                .expect("spawner thread");
+            std::sync::Mutex::new(tx)
+        });
+        let fd = self.raw_fd();
+        let me = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe syscalls between fork and exec; `fd` stays open until
+        // the spawner answers (this call holds `self`).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                    || libc::getppid() != me
+                    || libc::setns(fd, libc::CLONE_NEWNET) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (tx, rx) = mpsc::channel();
+        spawner
+            .lock()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+            .send((cmd, tx))
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+
     /// Starts a long-lived thread inside this namespace (a packet capture, say). The thread holds
     /// the namespace while it runs: join it before the lab goes away.
     pub fn spawn_inside<R, F>(

@@ -146,3 +146,23 @@ pub fn private_state_dir(unshared: bool) -> io::Result<()> {
     )?;
     Ok(())
 }
+
+/// For tests that need named labs: whether to skip this one (a rootless run). A skip is said on
+/// stderr and appended to the file `NETFAULT_SKIP_LOG` names, where `ci/run` counts them.
+pub fn skip_without_pins(test: &str) -> bool {
+    if can_pin() {
+        return false;
+    }
+    eprintln!("skipped {test}: it needs root of the machine (pinned names, or switching users)");
+    if let Some(log) = std::env::var_os("NETFAULT_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "{test}");
+        }
+    }
+    true
+}

@@ -155,6 +155,10 @@ fn a_case_needs_no_program_but_nft() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_lab_works_with_ip_netns_and_goes_away_on_down() {
+    if netfault::privilege::skip_without_pins("named_lab_works_with_ip_netns_and_goes_away_on_down")
+    {
+        return;
+    }
     let name = format!("t{}", std::process::id());
     let fixture = repo().join("fixtures/single-node.toml");
     let out = netfault(&["up", fixture.to_str().unwrap(), "--name", &name])
@@ -321,6 +325,11 @@ async fn sigkill_in_the_middle_of_a_lab_leaves_nothing() {
 /// SIGKILL while `up --name` pins: `netfault gc` removes the half-built lab, and only it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_reaps_a_named_lab_whose_builder_was_killed_and_nothing_else() {
+    if netfault::privilege::skip_without_pins(
+        "gc_reaps_a_named_lab_whose_builder_was_killed_and_nothing_else",
+    ) {
+        return;
+    }
     let run = tempfile::tempdir().unwrap();
     let pins = tempfile::tempdir().unwrap();
     let env = |c: &mut Command| {
@@ -400,6 +409,9 @@ async fn gc_reaps_a_named_lab_whose_builder_was_killed_and_nothing_else() {
 
 #[test]
 fn a_pinned_two_node_vxlan_lab_diagnoses_healthy() {
+    if netfault::privilege::skip_without_pins("a_pinned_two_node_vxlan_lab_diagnoses_healthy") {
+        return;
+    }
     let name = format!("v{}", std::process::id());
     let fixture = repo().join("fixtures/two-node-vxlan.toml");
     let up = netfault(&["up", fixture.to_str().unwrap(), "--name", &name])
@@ -465,6 +477,9 @@ fn cni_audit_rejects_a_broken_conflist_with_file_line_and_column() {
 /// with the lab.
 #[test]
 fn a_named_cni_lab_keeps_its_ipam_state_until_down() {
+    if netfault::privilege::skip_without_pins("a_named_cni_lab_keeps_its_ipam_state_until_down") {
+        return;
+    }
     let run = tempfile::tempdir().unwrap();
     let netns = tempfile::tempdir().unwrap();
     let env = |c: &mut Command| {
@@ -604,6 +619,9 @@ fn case_new_writes_a_passing_case_and_its_snapshot_for_review() {
 /// `exec` runs in the host's namespaces with its name as hostname, and passes the exit code on.
 #[test]
 fn exec_runs_inside_a_lab_host_with_its_hostname() {
+    if netfault::privilege::skip_without_pins("exec_runs_inside_a_lab_host_with_its_hostname") {
+        return;
+    }
     let run = tempfile::tempdir().unwrap();
     let netns = tempfile::tempdir().unwrap();
     let with_env = |mut c: Command| {
@@ -665,6 +683,11 @@ fn exec_runs_inside_a_lab_host_with_its_hostname() {
 /// daemon.
 #[test]
 fn a_pinned_k8s_lab_resolves_names_from_its_pods_and_down_ends_its_dns_server() {
+    if netfault::privilege::skip_without_pins(
+        "a_pinned_k8s_lab_resolves_names_from_its_pods_and_down_ends_its_dns_server",
+    ) {
+        return;
+    }
     let run = tempfile::tempdir().unwrap();
     let netns = tempfile::tempdir().unwrap();
     let with_env = |mut c: Command| {
@@ -761,6 +784,11 @@ fn a_pinned_k8s_lab_resolves_names_from_its_pods_and_down_ends_its_dns_server() 
 /// winner's lab is intact (its record and pins are not touched by the loser).
 #[test]
 fn two_ups_of_one_name_at_once_one_wins_the_other_gets_a_clear_error() {
+    if netfault::privilege::skip_without_pins(
+        "two_ups_of_one_name_at_once_one_wins_the_other_gets_a_clear_error",
+    ) {
+        return;
+    }
     let run = tempfile::tempdir().unwrap();
     let netns = tempfile::tempdir().unwrap();
     let with_env = |mut c: Command| {
@@ -830,4 +858,83 @@ fn sigint_during_run_stops_it_cleanly_with_exit_130() {
     assert!(!held.is_empty(), "a lab was up when the signal came");
     // Nothing runs in those namespaces any more (no helper outlived the run).
     assert_eq!(netfault::leakcheck::processes_in(&held), Vec::new());
+}
+
+/// A user without root: `netfault run` enters a user namespace of its own and runs the case; a
+/// pinned lab is refused with what it needs.
+#[test]
+fn an_unprivileged_user_runs_cases_in_a_user_namespace_but_cannot_pin() {
+    if netfault::privilege::skip_without_pins(
+        "an_unprivileged_user_runs_cases_in_a_user_namespace_but_cannot_pin",
+    ) {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let as_nobody = |args: &[&str]| {
+        let mut c = netfault(args);
+        c.current_dir("/").env("TMPDIR", "/tmp");
+        // SAFETY: only syscalls between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                nix::unistd::setgroups(&[])?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(65534))?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(65534))?;
+                Ok(())
+            });
+        }
+        c.output().unwrap()
+    };
+    let case = repo().join("cases/nft-reject.toml");
+    let out = as_nobody(&["run", case.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 passed"), "{text}");
+    let fixture = repo().join("fixtures/single-node.toml");
+    let out = as_nobody(&["up", fixture.to_str().unwrap(), "--name", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("netfault up pins namespaces under /run/netns, which needs root of the machine (you are uid 65534)"),
+        "{err}"
+    );
+}
+
+/// Neither root nor user namespaces (the limit is 0, as a locked-down machine sets it): a clear
+/// message says what is missing, exit 1, no panic.
+#[test]
+fn without_root_or_user_namespaces_netfault_says_what_is_missing() {
+    use std::os::unix::process::CommandExt;
+    let case = repo().join("cases/nft-reject.toml");
+    let mut c = netfault(&["run", case.to_str().unwrap()]);
+    // SAFETY: only syscalls between fork and exec. The child becomes an unmapped user (no
+    // capabilities after exec) in a user namespace where no further one may be created.
+    unsafe {
+        c.pre_exec(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+            let fd = libc::open(
+                c"/proc/sys/user/max_user_namespaces".as_ptr(),
+                libc::O_WRONLY,
+            );
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(fd);
+            Ok(())
+        });
+    }
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("netfault needs root, or a user namespace to run without it")
+            && err.contains("user.max_user_namespaces = 0")
+            && err.contains("Run it as root"),
+        "{err}"
+    );
 }

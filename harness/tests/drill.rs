@@ -91,6 +91,11 @@ fn masquerade_seed() -> u64 {
 
 #[test]
 fn a_drill_is_solved_by_an_equivalent_repair_and_hints_go_one_level_at_a_time() {
+    if netfault::privilege::skip_without_pins(
+        "a_drill_is_solved_by_an_equivalent_repair_and_hints_go_one_level_at_a_time",
+    ) {
+        return;
+    }
     let env = Env::new();
     let lab = format!("dr{}", std::process::id());
     let seed = masquerade_seed().to_string();
@@ -192,6 +197,9 @@ fn drill_state(env: &Env, lab: &str) -> std::path::PathBuf {
 
 #[test]
 fn the_same_seed_gives_the_same_drill() {
+    if netfault::privilege::skip_without_pins("the_same_seed_gives_the_same_drill") {
+        return;
+    }
     let env = Env::new();
     let id = std::process::id();
     let mut revealed = Vec::new();
@@ -221,6 +229,9 @@ fn the_same_seed_gives_the_same_drill() {
 
 #[test]
 fn bad_drill_input_is_refused_and_builds_nothing() {
+    if netfault::privilege::skip_without_pins("bad_drill_input_is_refused_and_builds_nothing") {
+        return;
+    }
     let env = Env::new();
     let o = env.netfault(&["drill", "start", "--level", "7", "--name", "dbad"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

@@ -96,16 +96,25 @@ async fn same_state(name: &str, lab_name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_builds_the_same_single_node_lab() {
+    if netfault::privilege::skip_without_pins("the_script_builds_the_same_single_node_lab") {
+        return;
+    }
     same_state("single-node.toml", &format!("sc{}a", std::process::id())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_builds_the_same_vxlan_lab() {
+    if netfault::privilege::skip_without_pins("the_script_builds_the_same_vxlan_lab") {
+        return;
+    }
     same_state("two-node-vxlan.toml", &format!("sc{}b", std::process::id())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_builds_the_same_routed_lab() {
+    if netfault::privilege::skip_without_pins("the_script_builds_the_same_routed_lab") {
+        return;
+    }
     same_state(
         "two-node-routed.toml",
         &format!("sc{}c", std::process::id()),
@@ -116,6 +125,9 @@ async fn the_script_builds_the_same_routed_lab() {
 /// The Kubernetes layer too: hairpin, kube-proxy's and the policies' tables, the service route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_builds_the_same_k8s_lab() {
+    if netfault::privilege::skip_without_pins("the_script_builds_the_same_k8s_lab") {
+        return;
+    }
     same_state("k8s.toml", &format!("sc{}d", std::process::id())).await;
 }
 

@@ -314,16 +314,18 @@ async fn start_trace(h: &crate::lab::LabHost) -> Option<Tracer> {
              add rule ip {TRACE_TABLE} pre meta nftrace set 1\n\
              add rule ip {TRACE_TABLE} out meta nftrace set 1\n"
         );
+        let ns = h.ns.clone();
         let started =
             h.ns.run_async(
                 move || -> std::io::Result<(Child, Arc<Mutex<Vec<String>>>)> {
                     run_nft_stdin(&setup)?;
-                    let mut child = Command::new("nft")
-                        .args(["monitor", "trace"])
+                    let mut cmd = Command::new("nft");
+                    cmd.args(["monitor", "trace"])
                         .stdin(Stdio::null())
                         .stdout(Stdio::piped())
-                        .stderr(Stdio::null())
-                        .spawn()?;
+                        .stderr(Stdio::null());
+                    // Tied: a SIGKILLed netfault must not leave the monitor running.
+                    let mut child = ns.spawn_tied(cmd)?;
                     let out = child.stdout.take().expect("piped");
                     let lines = Arc::new(Mutex::new(Vec::new()));
                     let l2 = lines.clone();

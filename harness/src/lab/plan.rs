@@ -104,16 +104,18 @@ pub fn mac_for(host: &str, ifname: &str) -> Mac {
 /// Sysctls every lab namespace gets: ICMP sockets for probes, no ICMP rate limit (so outcomes do
 /// not depend on how many probes ran before), no IPv6 chatter.
 pub fn base_sysctls() -> Vec<(String, String)> {
-    [
-        ("net.ipv4.icmp_ratelimit", "0"),
-        ("net.ipv4.icmp_ratemask", "0"),
-        ("net.ipv6.conf.all.disable_ipv6", "1"),
-        ("net.ipv6.conf.default.disable_ipv6", "1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .chain([("net.ipv4.ping_group_range".to_string(), ping_group_range())])
-    .collect()
+    let mut v = vec![("net.ipv4.ping_group_range".to_string(), ping_group_range())];
+    v.extend(
+        [
+            ("net.ipv4.icmp_ratelimit", "0"),
+            ("net.ipv4.icmp_ratemask", "0"),
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    v
 }
 
 /// Every group this process's user namespace maps (the kernel refuses unmapped ones): all of

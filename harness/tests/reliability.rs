@@ -180,9 +180,19 @@ impl Sandbox {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        for (pid, _) in &left {
+        let left: Vec<String> = left
+            .iter()
+            .map(|(pid, _)| {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                format!("{pid} {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+            .collect();
+        for pid in left
+            .iter()
+            .filter_map(|l| l.split(' ').next()?.parse::<i32>().ok())
+        {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
@@ -330,6 +340,11 @@ fn strings(a: &[&str]) -> Vec<String> {
 /// the DNS daemon), killed at every checkpoint; `gc` then removes what the kill left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_every_checkpoint_of_up_then_gc_leaves_nothing() {
+    if netfault::privilege::skip_without_pins(
+        "sigkill_at_every_checkpoint_of_up_then_gc_leaves_nothing",
+    ) {
+        return;
+    }
     let args = strings(&["up", &path("fixtures/k8s.toml"), "--name", "killed"]);
     let kills = kill_everywhere(&args, true, None).await;
     eprintln!("up: {kills} kill points, no leak");
@@ -381,4 +396,137 @@ async fn sigkill_at_random_checkpoints_of_cni_audit_leaves_nothing() {
     let kills = kill_everywhere(&args, false, Some(12)).await;
     eprintln!("cni audit: {kills} kill points, no leak");
     assert!(kills >= 10, "{kills}");
+}
+
+/// How many up/down cycles `up_down_cycles_leave_nothing` runs: 1,000 with `ci/run soak`.
+fn cycles() -> usize {
+    std::env::var("NETFAULT_CYCLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15)
+}
+
+/// `netfault up --name` and `netfault down`, again and again over three fixtures (a bridge, a
+/// VXLAN overlay, the Kubernetes layer with its DNS daemon): after every `down` the lab's
+/// namespaces are freed and nothing of it remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_down_cycles_leave_nothing() {
+    if netfault::privilege::skip_without_pins("up_down_cycles_leave_nothing") {
+        return;
+    }
+    let host = host_view();
+    let fixtures = ["single-node", "two-node-vxlan", "k8s"];
+    let n = cycles();
+    let t0 = Instant::now();
+    for i in 0..n {
+        let fixture = path(&format!("fixtures/{}.toml", fixtures[i % fixtures.len()]));
+        let sb = Sandbox::new(&strings(&["up", &fixture, "--name", "cycle"]), true);
+        let up = sb
+            .command(&sb.args)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            up.status.success(),
+            "cycle {i}: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let mut procs: BTreeSet<Proc> = processes_marked(MARKER, &sb.marker).into_iter().collect();
+        let mut witness = Witness::new().await.unwrap();
+        let mut inodes = Vec::new();
+        for e in std::fs::read_dir(sb.pins.path()).unwrap().flatten() {
+            inodes.push(std::fs::metadata(e.path()).unwrap().ino());
+            witness.watch_path(&e.path()).await.unwrap();
+        }
+        assert!(
+            witness.watched() >= 4,
+            "cycle {i}: pins {}",
+            witness.watched()
+        );
+        procs.extend(processes_marked(MARKER, &sb.marker));
+        sb.down();
+        sb.assert_nothing_left(&format!("cycle {i} ({fixture})"), &procs, &witness, &inodes)
+            .await;
+    }
+    assert_eq!(
+        host_view(),
+        host,
+        "the root namespace or /var/lib/cni changed"
+    );
+    eprintln!(
+        "{n} up/down cycles in {:.1} s: nothing left after any",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// Sixteen `netfault run` processes at once, each its own case and lab (bridges, VXLAN,
+/// Kubernetes Services and DNS, real CNI plugins), on a two-core machine: every case passes and
+/// nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_labs_at_once_all_pass_and_leave_nothing() {
+    let host = host_view();
+    let cases = [
+        "nft-reject",
+        "delete-veth",
+        "delete-masquerade",
+        "disable-ip-forward",
+        "bridge-down",
+        "route-via",
+        "remove-pod-address",
+        "strict-rp-filter",
+        "delete-vxlan-fdb",
+        "vxlan-port",
+        "misdirect-fdb",
+        "k8s-no-endpoints",
+        "k8s-hairpin-off",
+        "k8s-dns-server-down",
+        "cni-bridge-masquerade",
+        "cni-ptp-route",
+    ];
+    let sandboxes: Vec<Sandbox> = cases
+        .iter()
+        .map(|c| {
+            Sandbox::new(
+                &strings(&["run", "--jobs", "1", &path(&format!("cases/{c}.toml"))]),
+                false,
+            )
+        })
+        .collect();
+    let t0 = Instant::now();
+    let children: Vec<_> = sandboxes
+        .iter()
+        .map(|sb| {
+            sb.command(&sb.args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // All sixteen are running their labs at the same moment.
+    let mut outputs = Vec::new();
+    for (c, child) in cases.iter().zip(children) {
+        outputs.push((c, child.wait_with_output().unwrap()));
+    }
+    let took = t0.elapsed();
+    let failed: Vec<String> = outputs
+        .iter()
+        .filter(|(_, o)| !o.status.success())
+        .map(|(c, o)| format!("{c}: {}", String::from_utf8_lossy(&o.stdout)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "cases failed under load:\n{}",
+        failed.join("\n")
+    );
+    for sb in &sandboxes {
+        assert!(processes_marked(MARKER, &sb.marker).is_empty());
+        assert_eq!(files_under(sb.tmp.path()), Vec::<String>::new());
+    }
+    assert_eq!(
+        host_view(),
+        host,
+        "the root namespace or /var/lib/cni changed"
+    );
+    eprintln!("16 labs at once: all passed in {:.1} s", took.as_secs_f64());
 }
