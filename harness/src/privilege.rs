@@ -161,7 +161,8 @@ pub fn skip_without_pins(test: &str) -> bool {
             .append(true)
             .open(log)
         {
-            let _ = writeln!(f, "{test}");
+            // One write, so that tests skipping at once do not interleave.
+            let _ = f.write_all(format!("{test}\n").as_bytes());
         }
     }
     true
