@@ -64,13 +64,7 @@ pub fn run(lab: &str, host: &str, argv: &[String]) -> Result<i32> {
             unshare(CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWNS)?;
             nix::unistd::sethostname(&hostname)?;
             // Our mounts must not propagate back to the host; then /sys for this namespace.
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                None::<&str>,
-            )?;
+            crate::privilege::mounts_stay_here()?;
             if let Some(r) = &resolv {
                 mount(
                     Some(r.as_path()),

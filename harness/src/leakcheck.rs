@@ -162,6 +162,29 @@ pub fn processes_marked(key: &str, value: &str) -> Vec<Proc> {
         .collect()
 }
 
+/// Every network namespace a process has an fd of, as (/proc/PID/fd/N, inode).
+pub fn namespace_fds(pid: u32) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(t) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = t.to_string_lossy().into_owned();
+        if let Some(ino) = t
+            .strip_prefix("net:[")
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(|s| s.parse().ok())
+        {
+            out.push((e.path(), ino));
+        }
+    }
+    out
+}
+
 /// Every network namespace a process holds, other than `except` (an inode): its open fds and its
 /// threads' namespaces, as (path under /proc, inode).
 pub fn namespaces_held(pid: u32, except: u64) -> Vec<(std::path::PathBuf, u64)> {
@@ -172,20 +195,8 @@ pub fn namespaces_held(pid: u32, except: u64) -> Vec<(std::path::PathBuf, u64)> 
             out.push((p, ino));
         }
     };
-    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for e in rd.flatten() {
-            let Ok(t) = std::fs::read_link(e.path()) else {
-                continue;
-            };
-            let t = t.to_string_lossy().into_owned();
-            if let Some(ino) = t
-                .strip_prefix("net:[")
-                .and_then(|s| s.strip_suffix(']'))
-                .and_then(|s| s.parse().ok())
-            {
-                add(e.path(), ino);
-            }
-        }
+    for (p, ino) in namespace_fds(pid) {
+        add(p, ino);
     }
     if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in rd.flatten() {

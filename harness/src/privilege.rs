@@ -11,11 +11,35 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 use nix::sched::{unshare, CloneFlags};
 
+/// The first line of this process's `uid_map` or `gid_map`: (inside, outside, count).
+fn first_mapping(map: &str) -> Option<(u64, u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/self/{map}")).ok()?;
+    let mut w = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .map(|x| x.parse().ok());
+    Some((w.next()??, w.next()??, w.next()??))
+}
+
+/// The identity map of the machine's own user namespace.
+const WHOLE: (u64, u64, u64) = (0, 0, 4294967295);
+
 /// Whether this process is in the machine's initial user namespace (its uid map is whole).
 pub fn in_initial_userns() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map")
-        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
-        .unwrap_or(true)
+    first_mapping("uid_map").is_none_or(|m| m == WHOLE)
+}
+
+/// `net.ipv4.ping_group_range` for every group this process's user namespace maps: all of them
+/// as root, the mapped range rootless (usually group 0 alone).
+pub fn mapped_groups() -> String {
+    match first_mapping("gid_map") {
+        Some((inner, _, count)) if count > 0 => {
+            let last = (inner + count - 1).min(2147483647);
+            format!("{} {last}", inner.min(last))
+        }
+        _ => "0 2147483647".to_string(),
+    }
 }
 
 /// Whether named labs (pins under /run/netns) can be made: root in the initial user namespace.
@@ -25,18 +49,10 @@ pub fn can_pin() -> bool {
 
 /// The user outside the user namespace this process is in (its own uid when there is none).
 pub fn outer_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/uid_map")
-        .ok()
-        .and_then(|m| {
-            let w: Vec<u32> = m
-                .lines()
-                .next()?
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            (w.len() == 3 && w[0] == 0 && w != [0, 0, u32::MAX]).then_some(w[1])
-        })
-        .unwrap_or_else(|| nix::unistd::getuid().as_raw())
+    match first_mapping("uid_map") {
+        Some(m @ (0, outer, _)) if m != WHOLE => outer as u32,
+        _ => nix::unistd::getuid().as_raw(),
+    }
 }
 
 /// Where netfault keeps state when it is not root of the machine: a directory of the user's.
@@ -119,6 +135,18 @@ pub fn pins_need_root(what: &str) -> String {
     )
 }
 
+/// In a fresh mount namespace: mounts made here never propagate back to the host (those of the
+/// host still arrive). A syscall only: safe between fork and exec.
+pub fn mounts_stay_here() -> nix::Result<()> {
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+}
+
 /// Gives this process a mount namespace of its own (mounts still propagate in from the host, none
 /// out) with a fresh tmpfs over `run_dir/cni`: the CNI plugins' state of its anonymous labs then
 /// lives in memory that vanishes with the process and its children, even after SIGKILL.
@@ -130,13 +158,7 @@ pub fn private_state_dir(unshared: bool) -> io::Result<()> {
     if !unshared {
         unshare(CloneFlags::CLONE_NEWNS)?;
     }
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )?;
+    mounts_stay_here()?;
     mount(
         Some("tmpfs"),
         &dir,

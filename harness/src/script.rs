@@ -78,11 +78,7 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
         let sets: Vec<String> = h
             .sysctls
             .iter()
-            .map(|(k, v)| match k.as_str() {
-                // The script runs as root (`ip netns`): every group, whoever printed it.
-                "net.ipv4.ping_group_range" => q(&format!("{k}=0 2147483647")),
-                _ => q(&format!("{k}={v}")),
-            })
+            .map(|(k, v)| q(&format!("{k}={v}")))
             .collect();
         let _ = writeln!(
             s,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use netfault::leakcheck::{processes_in, Witness};
+use netfault::leakcheck::{namespace_fds as netns_fds, processes_in, Witness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netfault");
 
@@ -30,23 +30,6 @@ fn wait_paused(child: &mut Child, point: &str) {
         }
     }
     panic!("the child never paused at {point}");
-}
-
-/// Every network namespace the process holds an fd of, as /proc/PID/fd/N paths.
-fn netns_fds(pid: u32) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .flatten()
-    {
-        if let Ok(t) = std::fs::read_link(e.path()) {
-            let t = t.to_string_lossy().into_owned();
-            if let Some(ino) = t.strip_prefix("net:[").and_then(|s| s.strip_suffix(']')) {
-                out.push((e.path(), ino.parse().unwrap()));
-            }
-        }
-    }
-    out
 }
 
 /// Writes a case file using the single-node fixture; `body` follows the `fixture =` line.

@@ -329,11 +329,17 @@ async fn kill_everywhere(args: &[String], named: bool, sample: Option<usize>) ->
         host,
         "the root namespace or /var/lib/cni changed"
     );
+    eprintln!("{args:?}: {kills} kill points, no leak");
     kills
 }
 
 fn strings(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| s.to_string()).collect()
+}
+
+/// `netfault run --jobs 1 cases/NAME.toml`.
+fn run_case(name: &str) -> Vec<String> {
+    strings(&["run", "--jobs", "1", &path(&format!("cases/{name}.toml"))])
 }
 
 /// `netfault up` of the Kubernetes fixture (pins, records, resolv.conf files, kube-proxy tables,
@@ -347,7 +353,6 @@ async fn sigkill_at_every_checkpoint_of_up_then_gc_leaves_nothing() {
     }
     let args = strings(&["up", &path("fixtures/k8s.toml"), "--name", "killed"]);
     let kills = kill_everywhere(&args, true, None).await;
-    eprintln!("up: {kills} kill points, no leak");
     assert!(kills >= 30, "{kills}");
 }
 
@@ -355,9 +360,7 @@ async fn sigkill_at_every_checkpoint_of_up_then_gc_leaves_nothing() {
 /// injected, healed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_every_checkpoint_of_a_run_leaves_nothing() {
-    let args = strings(&["run", "--jobs", "1", &path("cases/nft-reject.toml")]);
-    let kills = kill_everywhere(&args, false, None).await;
-    eprintln!("run: {kills} kill points, no leak");
+    let kills = kill_everywhere(&run_case("nft-reject"), false, None).await;
     assert!(kills >= 20, "{kills}");
 }
 
@@ -365,21 +368,8 @@ async fn sigkill_at_every_checkpoint_of_a_run_leaves_nothing() {
 /// kube-proxy tables), killed at checkpoints drawn at random.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_checkpoints_of_cni_and_k8s_runs_leaves_nothing() {
-    let cni = strings(&[
-        "run",
-        "--jobs",
-        "1",
-        &path("cases/cni-bridge-masquerade.toml"),
-    ]);
-    let k8s = strings(&[
-        "run",
-        "--jobs",
-        "1",
-        &path("cases/k8s-wrong-endpoint-port.toml"),
-    ]);
-    let kills =
-        kill_everywhere(&cni, false, Some(10)).await + kill_everywhere(&k8s, false, Some(8)).await;
-    eprintln!("run (cni, k8s): {kills} kill points, no leak");
+    let kills = kill_everywhere(&run_case("cni-bridge-masquerade"), false, Some(10)).await
+        + kill_everywhere(&run_case("k8s-wrong-endpoint-port"), false, Some(8)).await;
     assert!(kills >= 14, "{kills}");
 }
 
@@ -394,7 +384,6 @@ async fn sigkill_at_random_checkpoints_of_cni_audit_leaves_nothing() {
         &path("fixtures/cni/bridge.conflist"),
     ]);
     let kills = kill_everywhere(&args, false, Some(12)).await;
-    eprintln!("cni audit: {kills} kill points, no leak");
     assert!(kills >= 10, "{kills}");
 }
 
@@ -485,12 +474,7 @@ async fn sixteen_labs_at_once_all_pass_and_leave_nothing() {
     ];
     let sandboxes: Vec<Sandbox> = cases
         .iter()
-        .map(|c| {
-            Sandbox::new(
-                &strings(&["run", "--jobs", "1", &path(&format!("cases/{c}.toml"))]),
-                false,
-            )
-        })
+        .map(|c| Sandbox::new(&run_case(c), false))
         .collect();
     let t0 = Instant::now();
     let children: Vec<_> = sandboxes

@@ -129,12 +129,7 @@ impl Lab {
     /// Builds a lab and pins every host at /run/netns/<name>-<host>; it outlives this process
     /// until `netfault down <name>`.
     pub async fn up_named(topo: &Topology, name: &str, fixture: Option<PathBuf>) -> Result<Lab> {
-        let lab = Lab::up_named_building(topo, name, fixture).await?;
-        if let Err(e) = registry::mark_up(name) {
-            let _ = Lab::down_named(name);
-            return Err(e);
-        }
-        Ok(lab)
+        Lab::up_named_as(topo, name, fixture, LabState::Up).await
     }
 
     /// Like `up_named`, but the record stays "building" (what `gc` reaps if this process dies)
@@ -143,6 +138,16 @@ impl Lab {
         topo: &Topology,
         name: &str,
         fixture: Option<PathBuf>,
+    ) -> Result<Lab> {
+        Lab::up_named_as(topo, name, fixture, LabState::Building).await
+    }
+
+    /// Builds and pins a named lab; its record ends in `state`.
+    async fn up_named_as(
+        topo: &Topology,
+        name: &str,
+        fixture: Option<PathBuf>,
+        state: LabState,
     ) -> Result<Lab> {
         let mut rec = LabRecord::new(name, fixture, topo);
         registry::reserve(&rec)?;
@@ -167,6 +172,7 @@ impl Lab {
         .await;
         match built {
             Ok(mut lab) => {
+                rec.state = state;
                 // What CNI plugins assigned, and their state, belong to the pinned lab now.
                 rec.topology = lab.topo.clone();
                 if let Some(c) = lab.cni.as_mut() {
@@ -913,10 +919,18 @@ async fn tunnel_unsupported(kind: &str) -> Error {
 /// Creates every namespace of a plan in parallel, each with its sysctls set and a netlink socket
 /// opened inside it.
 async fn create_namespaces(plan: &Plan) -> Result<BTreeMap<String, LabHost>> {
+    // The kernel refuses groups the user namespace does not map (a rootless run maps one).
+    let groups = crate::privilege::mapped_groups();
     let specs: Vec<(String, Vec<(String, String)>)> = plan
         .hosts
         .iter()
-        .map(|h| (h.name.clone(), h.sysctls.clone()))
+        .map(|h| {
+            let sysctls = h.sysctls.iter().map(|(k, v)| match k.as_str() {
+                "net.ipv4.ping_group_range" => (k.clone(), groups.clone()),
+                _ => (k.clone(), v.clone()),
+            });
+            (h.name.clone(), sysctls.collect())
+        })
         .collect();
     // A few threads, each creating namespaces one after another (the kernel serialises most
     // of the work anyway; a thread per namespace only adds scheduling).

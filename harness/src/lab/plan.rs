@@ -103,37 +103,19 @@ pub fn mac_for(host: &str, ifname: &str) -> Mac {
 
 /// Sysctls every lab namespace gets: ICMP sockets for probes, no ICMP rate limit (so outcomes do
 /// not depend on how many probes ran before), no IPv6 chatter.
+/// (`ping_group_range` names every group; a rootless lab narrows it to the groups its user
+/// namespace maps when it writes it: see `privilege::mapped_groups`.)
 pub fn base_sysctls() -> Vec<(String, String)> {
-    let mut v = vec![("net.ipv4.ping_group_range".to_string(), ping_group_range())];
-    v.extend(
-        [
-            ("net.ipv4.icmp_ratelimit", "0"),
-            ("net.ipv4.icmp_ratemask", "0"),
-            ("net.ipv6.conf.all.disable_ipv6", "1"),
-            ("net.ipv6.conf.default.disable_ipv6", "1"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    v
-}
-
-/// Every group this process's user namespace maps (the kernel refuses unmapped ones): all of
-/// them as root, the mapped range in a user namespace (rootless: usually just group 0).
-pub fn ping_group_range() -> String {
-    let map = std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
-    let first = map.lines().next().map(|l| {
-        l.split_whitespace()
-            .filter_map(|w| w.parse::<u64>().ok())
-            .collect::<Vec<_>>()
-    });
-    match first.as_deref() {
-        Some([inner, _, count]) if *count > 0 => {
-            let last = (inner + count - 1).min(2147483647);
-            format!("{} {last}", (*inner).min(last))
-        }
-        _ => "0 2147483647".to_string(),
-    }
+    [
+        ("net.ipv4.ping_group_range", "0 2147483647"),
+        ("net.ipv4.icmp_ratelimit", "0"),
+        ("net.ipv4.icmp_ratemask", "0"),
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 /// The machine's neighbour table limit (`gc_thresh3`, settable only in the root namespace).
