@@ -66,9 +66,9 @@ fn audit(path: PathBuf) {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let conflist = path.parent().unwrap().join(&case.audit);
     let a = netfault::runtime()
-        .block_on(netfault::cni::audit::run(&conflist, 2, |_, _, _| {}))
+        .block_on(netfault::audit::run(&conflist, 2, |_, _, _| {}))
         .unwrap_or_else(|e| panic!("{e}"));
-    let table = netfault::cni::audit::render(&a);
+    let table = netfault::audit::render(&a);
     for r in &a.rows {
         assert!(
             r.note

@@ -359,7 +359,7 @@ impl Case {
             .map(|(pod, p)| (p.host_veth.clone(), format!("veth({pod})")))
             .collect();
         if self.snapshot_dataplane {
-            report.dataplane = Some(before.render(|l| crate::cni::audit::normalise(lab, l)));
+            report.dataplane = Some(before.render(|l| crate::audit::normalise(lab, l)));
         }
 
         let t = Instant::now();
@@ -528,7 +528,7 @@ impl CaseReport {
         for (name, stable) in &self.renames {
             s = s.replace(name.as_str(), stable);
         }
-        crate::cni::audit::redact_hashes(&s)
+        crate::audit::redact_hashes(&s)
     }
 
     fn snapshot_raw(&self) -> String {

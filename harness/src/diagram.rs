@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,15 +77,9 @@ pub fn findings(ds: &[Diagnosis]) -> Vec<Finding> {
     out
 }
 
-fn latest_path(lab: &str) -> PathBuf {
-    crate::registry::run_dir()
-        .join("diagnoses")
-        .join(format!("{lab}.json"))
-}
-
 /// Keeps a named lab's latest diagnosis for `netfault diagram LAB`.
 pub fn save_latest(lab: &str, ds: &[Diagnosis]) -> Result<()> {
-    let p = latest_path(lab);
+    let p = crate::paths::latest_diagnosis(lab);
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d)
             .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
@@ -96,14 +89,10 @@ pub fn save_latest(lab: &str, ds: &[Diagnosis]) -> Result<()> {
 }
 
 pub fn load_latest(lab: &str) -> Vec<Finding> {
-    std::fs::read(latest_path(lab))
+    std::fs::read(crate::paths::latest_diagnosis(lab))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
-}
-
-pub fn forget_latest(lab: &str) {
-    let _ = std::fs::remove_file(latest_path(lab));
 }
 
 fn esc(s: &str) -> String {

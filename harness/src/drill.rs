@@ -37,21 +37,8 @@ pub struct DrillState {
 /// The deepest hint: after it, only `reveal` says more.
 pub const HINT_LEVELS: u8 = 4;
 
-pub fn state_path(lab: &str) -> PathBuf {
-    crate::registry::run_dir()
-        .join("drills")
-        .join(format!("{lab}.json"))
-}
-
-/// Where `drill check` writes packet captures when the drill is not solved.
-pub fn pcap_dir(lab: &str) -> PathBuf {
-    crate::registry::run_dir()
-        .join("drills")
-        .join(format!("{lab}-pcap"))
-}
-
 pub fn load(lab: &str) -> Result<DrillState> {
-    let p = state_path(lab);
+    let p = crate::paths::drill_state(lab);
     let text = std::fs::read_to_string(&p).map_err(|_| {
         Error::NotFound(format!(
             "no drill on lab \"{lab}\" (netfault drill start --name {lab} starts one)"
@@ -62,7 +49,7 @@ pub fn load(lab: &str) -> Result<DrillState> {
 }
 
 pub fn save(s: &DrillState) -> Result<()> {
-    let p = state_path(&s.lab);
+    let p = crate::paths::drill_state(&s.lab);
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d)
             .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
@@ -361,7 +348,7 @@ pub async fn start(
             "level {level}: levels are 1 (one obvious fault), 2 (one subtle fault), 3 (two faults)"
         )));
     }
-    if state_path(name).exists() {
+    if crate::paths::drill_state(name).exists() {
         return Err(Error::BadInput(format!(
             "a drill is already running on lab {name}: netfault drill end {name} stops it"
         )));
@@ -573,7 +560,7 @@ pub async fn culprit(lab: &Lab) -> Result<Option<Culprit>> {
 
 /// Removes the drill's lab and state.
 pub fn end(lab: &str) -> Result<()> {
-    let had_state = std::fs::remove_file(state_path(lab)).is_ok();
+    let had_state = std::fs::remove_file(crate::paths::drill_state(lab)).is_ok();
     match Lab::down_named(lab) {
         Ok(_) => Ok(()),
         Err(Error::NotFound(_)) if had_state => Ok(()),

@@ -54,7 +54,7 @@ pub fn run(lab: &str, host: &str, argv: &[String]) -> Result<i32> {
     let hostname = host.to_string();
     let fd = ns.as_raw_fd();
     // A pod of a fixture with cluster DNS gets its own resolv.conf, as the kubelet mounts it.
-    let resolv = registry::resolv_dir(lab).join(host);
+    let resolv = crate::paths::resolv_dir(lab).join(host);
     let resolv = resolv.exists().then_some(resolv);
     // SAFETY: the closure runs in the forked child before exec and makes only syscalls.
     unsafe {

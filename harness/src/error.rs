@@ -20,7 +20,7 @@ pub enum Error {
     Nft { host: String, msg: String },
     /// A CNI plugin failed (or could not run).
     #[error("{0}")]
-    Cni(#[from] crate::cni::CniError),
+    Cni(#[from] crate::topology::conflist::CniError),
     /// This machine lacks a kernel feature or program the step needs.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -58,11 +58,17 @@ impl Witness {
     /// Waits until every watched namespace is freed; returns how many remain after `timeout`.
     /// (The kernel frees namespaces asynchronously, in well under a second when idle.)
     pub async fn wait_gone(&self, timeout: Duration) -> Result<usize> {
+        self.wait_down_to(0, timeout).await
+    }
+
+    /// Waits until at most `n` watched namespaces remain; returns how many remain then (or when
+    /// `timeout` runs out).
+    pub async fn wait_down_to(&self, n: usize, timeout: Duration) -> Result<usize> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let n = self.alive().await?;
-            if n == 0 || tokio::time::Instant::now() >= deadline {
-                return Ok(n);
+            let alive = self.alive().await?;
+            if alive <= n || tokio::time::Instant::now() >= deadline {
+                return Ok(alive);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -74,33 +80,109 @@ impl Witness {
 }
 
 /// Processes (pid, command) whose network namespace is one of `inodes`: children a lab step
-/// started (nft, a shell) that outlived it.
-pub fn processes_in(inodes: &[u64]) -> Vec<(u32, String)> {
-    use std::os::unix::fs::MetadataExt;
+/// started (nft, a shell) that outlived it. Fails closed: a /proc entry it cannot read is an
+/// error, not "nothing there". Passed over: a process or thread that ends while it looks, and a
+/// process it may not inspect that started before this one (which none of ours can be).
+pub fn processes_in(inodes: &[u64]) -> std::io::Result<Vec<(u32, String)>> {
+    let me = crate::registry::process_start(std::process::id());
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+    for pid in pids_checked()? {
+        let Some(tasks) = gone_is_none(std::fs::read_dir(format!("/proc/{pid}/task")))? else {
             continue;
         };
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for t in tasks.flatten() {
-            let p = t.path().join("ns/net");
-            if let Ok(m) = std::fs::metadata(&p) {
-                if inodes.contains(&m.ino()) {
-                    let comm =
-                        std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                    out.push((pid, comm.trim().to_string()));
-                    break;
+        for t in tasks {
+            let t = t?;
+            let ino = match gone_is_none(ns_inode(&t.path())) {
+                Ok(Some(ino)) => ino,
+                Ok(None) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::PermissionDenied && older_than(pid, me) =>
+                {
+                    break
                 }
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("{}: {e}", t.path().join("ns/net").display()),
+                    ))
+                }
+            };
+            if inodes.contains(&ino) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                out.push((pid, comm.trim().to_string()));
+                break;
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// A thread of this process: (tid, its name, the namespace it is in).
+pub type Thread = (u32, String, u64);
+
+/// This process's threads that sit in one of `inodes`. Fails closed, as [`processes_in`].
+pub fn threads_in(inodes: &[u64]) -> std::io::Result<Vec<Thread>> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task")? {
+        let t = t?;
+        let Some(ino) = gone_is_none(ns_inode(&t.path()))? else {
+            continue;
+        };
+        if inodes.contains(&ino) {
+            let tid = t.file_name().to_string_lossy().parse().unwrap_or(0);
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            out.push((tid, comm.trim().to_string(), ino));
+        }
+    }
+    Ok(out)
+}
+
+/// Threads of this process still inside a namespace whose last fd it closed: each keeps that
+/// namespace (and its interfaces) alive. Short-lived namespace threads may still be finishing
+/// when their lab drops, so it waits up to `patience` for them to end before it answers.
+pub fn threads_in_released(patience: Duration) -> std::io::Result<Vec<Thread>> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let left = threads_in(&crate::netns::released())?;
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return Ok(left);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` started before the process whose start time is `me`.
+fn older_than(pid: u32, me: Option<u64>) -> bool {
+    matches!((crate::registry::process_start(pid), me), (Some(p), Some(m)) if p < m)
+}
+
+fn ns_inode(task: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(task.join("ns/net"))?.ino())
+}
+
+/// `Ok(None)` where the thing ended while we looked (ENOENT/ESRCH); other errors stay errors.
+fn gone_is_none<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn pids_checked() -> std::io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc")? {
+        if let Some(pid) = e?.file_name().to_str().and_then(|s| s.parse().ok()) {
+            out.push(pid);
+        }
+    }
+    Ok(out)
 }
 
 fn pids() -> Vec<u32> {
@@ -162,15 +244,16 @@ pub fn processes_marked(key: &str, value: &str) -> Vec<Proc> {
         .collect()
 }
 
-/// Every network namespace a process has an fd of, as (/proc/PID/fd/N, inode).
-pub fn namespace_fds(pid: u32) -> Vec<(std::path::PathBuf, u64)> {
+/// Every network namespace a process has an fd of, as (/proc/PID/fd/N, inode). Fails closed: only
+/// a process or fd that goes away while it looks is passed over.
+pub fn namespace_fds(pid: u32) -> std::io::Result<Vec<(std::path::PathBuf, u64)>> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let Ok(t) = std::fs::read_link(e.path()) else {
+    let Some(fds) = gone_is_none(std::fs::read_dir(format!("/proc/{pid}/fd")))? else {
+        return Ok(out);
+    };
+    for e in fds {
+        let e = e?;
+        let Some(t) = gone_is_none(std::fs::read_link(e.path()))? else {
             continue;
         };
         let t = t.to_string_lossy().into_owned();
@@ -182,29 +265,28 @@ pub fn namespace_fds(pid: u32) -> Vec<(std::path::PathBuf, u64)> {
             out.push((e.path(), ino));
         }
     }
-    out
+    Ok(out)
 }
 
 /// Every network namespace a process holds, other than `except` (an inode): its open fds and its
-/// threads' namespaces, as (path under /proc, inode).
-pub fn namespaces_held(pid: u32, except: u64) -> Vec<(std::path::PathBuf, u64)> {
-    use std::os::unix::fs::MetadataExt;
+/// threads' namespaces, as (path under /proc, inode). Fails closed, as [`namespace_fds`].
+pub fn namespaces_held(pid: u32, except: u64) -> std::io::Result<Vec<(std::path::PathBuf, u64)>> {
     let mut out: Vec<(std::path::PathBuf, u64)> = Vec::new();
     let mut add = |p: std::path::PathBuf, ino: u64| {
         if ino != except && !out.iter().any(|(_, i)| *i == ino) {
             out.push((p, ino));
         }
     };
-    for (p, ino) in namespace_fds(pid) {
+    for (p, ino) in namespace_fds(pid)? {
         add(p, ino);
     }
-    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in rd.flatten() {
-            let p = t.path().join("ns/net");
-            if let Ok(m) = std::fs::metadata(&p) {
-                add(p, m.ino());
+    if let Some(tasks) = gone_is_none(std::fs::read_dir(format!("/proc/{pid}/task")))? {
+        for t in tasks {
+            let p = t?.path().join("ns/net");
+            if let Some(ino) = gone_is_none(ns_inode(p.parent().expect("task dir")))? {
+                add(p, ino);
             }
         }
     }
-    out
+    Ok(out)
 }

@@ -1,6 +1,7 @@
 //! netfault: build disposable container-network labs in network namespaces, break them on
 //! purpose, probe who can still reach whom, and explain why.
 
+pub mod audit;
 pub mod capture;
 pub mod case;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod netns;
 pub mod newcase;
 pub mod nft;
 pub mod nl;
+pub mod paths;
 pub mod privilege;
 pub mod probe;
 
@@ -25,6 +27,7 @@ pub mod registry;
 pub mod report;
 pub mod script;
 pub mod testhook;
+pub mod tools;
 pub mod topology;
 
 pub use error::{Error, Result};
@@ -35,6 +38,8 @@ pub use topology::{load_fixture, Outcome, Proto, Topology};
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Workers and blocking threads live on after the call that made them: never in a lab.
+        .on_thread_start(|| netns::return_home().expect("returning a runtime thread home"))
         .enable_all()
         .build()
         .expect("tokio runtime")

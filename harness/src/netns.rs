@@ -18,8 +18,38 @@ use nix::sched::{setns, unshare, CloneFlags};
 /// An owned network namespace. Cloning shares the fd.
 #[derive(Clone, Debug)]
 pub struct Netns {
-    fd: Arc<OwnedFd>,
+    fd: Arc<NsFd>,
     inode: u64,
+}
+
+/// The fd behind every clone of a [`Netns`]; closing the last one releases the namespace, which
+/// is noted so that leak checks can ask whether anything of this process still holds it.
+#[derive(Debug)]
+struct NsFd {
+    fd: OwnedFd,
+    inode: u64,
+}
+
+impl Drop for NsFd {
+    fn drop(&mut self) {
+        let mut released = RELEASED.lock().unwrap_or_else(|p| p.into_inner());
+        if released.len() >= RELEASED_KEPT {
+            released.pop_front();
+        }
+        released.push_back(self.inode);
+    }
+}
+
+/// How many released namespaces are remembered (a long run makes many).
+const RELEASED_KEPT: usize = 1 << 16;
+static RELEASED: std::sync::Mutex<std::collections::VecDeque<u64>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// Namespaces whose last fd this process closed, oldest first (a thread of this process still
+/// inside one of them keeps it alive: see `leakcheck::threads_in_released`).
+pub fn released() -> Vec<u64> {
+    let released = RELEASED.lock().unwrap_or_else(|p| p.into_inner());
+    released.iter().copied().collect()
 }
 
 impl Netns {
@@ -89,7 +119,10 @@ impl Netns {
     fn from_file(f: File) -> io::Result<Netns> {
         let inode = f.metadata()?.ino();
         Ok(Netns {
-            fd: Arc::new(OwnedFd::from(f)),
+            fd: Arc::new(NsFd {
+                fd: OwnedFd::from(f),
+                inode,
+            }),
             inode,
         })
     }
@@ -100,11 +133,11 @@ impl Netns {
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.fd.fd.as_fd()
     }
 
     pub fn raw_fd(&self) -> i32 {
-        self.fd.as_raw_fd()
+        self.fd.fd.as_raw_fd()
     }
 
     /// Runs `f` on a fresh thread inside this namespace and returns its result. Blocks.
@@ -154,16 +187,17 @@ impl Netns {
         );
         static SPAWNER: std::sync::OnceLock<std::sync::Mutex<mpsc::Sender<Job>>> =
             std::sync::OnceLock::new();
+        // The first caller may sit inside a lab namespace: the spawner starts at home, or it
+        // would hold that lab's namespace for the rest of the process.
         let spawner = SPAWNER.get_or_init(|| {
             let (tx, rx) = mpsc::channel::<Job>();
-            std::thread::Builder::new()
-                .name("netfault-spawner".into())
-                .spawn(move || {
-                    for (mut cmd, reply) in rx {
-                        let _ = reply.send(cmd.spawn());
-                    }
-                })
-                .expect("spawner thread");
+            spawn_home("netfault-spawner", move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+                Ok(())
+            })
+            .expect("spawner thread");
             std::sync::Mutex::new(tx)
         });
         let fd = self.raw_fd();
@@ -214,7 +248,7 @@ impl Netns {
 
     /// Moves the calling thread into this namespace. Only for threads netfault created itself.
     fn enter(&self) -> io::Result<()> {
-        setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        setns(self.fd.fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
     }
 
     /// Pins the namespace at `path` (a bind mount, like `ip netns add`), so it outlives the process.
@@ -226,7 +260,7 @@ impl Netns {
             .write(true)
             .create_new(true)
             .open(path)?;
-        let src = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+        let src = format!("/proc/self/fd/{}", self.fd.fd.as_raw_fd());
         let r = nix::mount::mount(
             Some(src.as_str()),
             path,
@@ -243,6 +277,51 @@ impl Netns {
         }
         Ok(())
     }
+}
+
+/// The inode of the process's own network namespace: the main thread's, which never enters a lab (only
+/// threads netfault creates for the purpose do). `/proc/self` names the main thread even when a
+/// later thread reads it.
+/// It is not held open: an fd of it would show among the namespaces the process holds.
+pub fn home_inode() -> io::Result<u64> {
+    Ok(std::fs::metadata("/proc/self/ns/net")?.ino())
+}
+
+/// The inode of the calling thread's network namespace.
+pub fn current_inode() -> io::Result<u64> {
+    Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
+}
+
+/// Moves the calling thread back to the process's own namespace if it is elsewhere. Every thread
+/// that outlives a lab step calls this first: a thread starts in its creator's namespace, and a
+/// long-lived one created from inside a lab would keep that lab's namespace alive.
+pub fn return_home() -> io::Result<()> {
+    if current_inode()? != home_inode()? {
+        // A bare fd, not a `Netns`: closing it releases nothing.
+        let home = File::open("/proc/self/ns/net")?;
+        setns(home.as_fd(), CloneFlags::CLONE_NEWNET)?;
+    }
+    Ok(())
+}
+
+/// Starts a long-lived thread (a spawner, a server loop, a tracer) in the process's own
+/// namespace, wherever the caller is.
+pub fn spawn_home<R, F>(name: &str, f: F) -> io::Result<std::thread::JoinHandle<io::Result<R>>>
+where
+    R: Send + 'static,
+    F: FnOnce() -> io::Result<R> + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            return_home().map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("returning to the process's own network namespace: {e}"),
+                )
+            })?;
+            f()
+        })
 }
 
 /// Removes a pin made by [`Netns::pin`] (or `ip netns add`): detach the bind mount, unlink.
@@ -312,7 +391,7 @@ pub fn can_create_namespaces() -> Result<(), String> {
 
 impl AsFd for Netns {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.fd.fd.as_fd()
     }
 }
 

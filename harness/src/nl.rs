@@ -1059,12 +1059,74 @@ pub async fn del_root_qdisc(h: &Handle, index: u32) -> Result<(), rtnetlink::Err
     req.execute().await
 }
 
+/// One qdisc as `tc qdisc show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qdisc {
+    pub index: u32,
+    /// `root`, `ingress`, or the parent's handle as `MAJOR:MINOR` (hex).
+    pub parent: String,
+    pub kind: String,
+    /// For tbf: its rate in bits per second.
+    pub rate: Option<u64>,
+}
+
+/// Every qdisc of the namespace `h` talks to.
+pub async fn qdiscs(h: &Handle) -> Result<Vec<Qdisc>, rtnetlink::Error> {
+    let msgs: Vec<_> = h.clone().qdisc().get().execute().try_collect().await?;
+    Ok(msgs.iter().filter_map(qdisc_of).collect())
+}
+
+fn qdisc_of(m: &netlink_packet_route::tc::TcMessage) -> Option<Qdisc> {
+    use netlink_packet_route::tc::{TcAttribute, TcHandle};
+    let kind = m.attributes.iter().find_map(|a| match a {
+        TcAttribute::Kind(k) => Some(k.clone()),
+        _ => None,
+    })?;
+    let rate = m.attributes.iter().find_map(|a| match a {
+        TcAttribute::Options(opts) => tbf_rate(opts),
+        _ => None,
+    });
+    let p = m.header.parent;
+    let parent = if p == TcHandle::ROOT {
+        "root".to_string()
+    } else if p == TcHandle::INGRESS {
+        "ingress".to_string()
+    } else {
+        format!("{:x}:{:x}", p.major, p.minor)
+    };
+    Some(Qdisc {
+        index: m.header.index as u32,
+        parent,
+        kind,
+        rate,
+    })
+}
+
+/// tbf's rate from its options. The crate keeps TCA_OPTIONS of kinds it does not know whole:
+/// the tbf attributes are nested inside.
+fn tbf_rate(opts: &[netlink_packet_route::tc::TcOption]) -> Option<u64> {
+    use netlink_packet_route::tc::TcOption;
+    for o in opts {
+        if let TcOption::Other(n) = o {
+            let mut buf = vec![0u8; netlink_packet_core::Nla::value_len(n)];
+            netlink_packet_core::Nla::emit_value(n, &mut buf);
+            for nla in netlink_packet_core::NlasIterator::new(&buf[..]).flatten() {
+                let v = nla.value();
+                if nla.kind() == TCA_TBF_PARMS && v.len() >= 12 {
+                    let r = u32::from_ne_bytes([v[8], v[9], v[10], v[11]]);
+                    return Some(u64::from(r) * 8);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The root qdisc of a link: its kind, and for tbf its rate in bits per second.
 pub async fn root_qdisc(
     h: &Handle,
     index: u32,
 ) -> Result<Option<(String, Option<u64>)>, rtnetlink::Error> {
-    use netlink_packet_route::tc::{TcAttribute, TcHandle, TcOption};
     let msgs: Vec<_> = h
         .clone()
         .qdisc()
@@ -1073,39 +1135,11 @@ pub async fn root_qdisc(
         .execute()
         .try_collect()
         .await?;
-    for m in msgs {
-        if m.header.index as u32 != index || m.header.parent != TcHandle::ROOT {
-            continue;
-        }
-        let mut kind = None;
-        let mut rate = None;
-        for a in &m.attributes {
-            match a {
-                TcAttribute::Kind(k) => kind = Some(k.clone()),
-                TcAttribute::Options(opts) => {
-                    for o in opts {
-                        if let TcOption::Other(n) = o {
-                            let mut buf = vec![0u8; netlink_packet_core::Nla::value_len(n)];
-                            netlink_packet_core::Nla::emit_value(n, &mut buf);
-                            // Unknown kinds keep TCA_OPTIONS whole: the tbf attributes are nested.
-                            for nla in netlink_packet_core::NlasIterator::new(&buf[..]).flatten() {
-                                let v = nla.value();
-                                if nla.kind() == TCA_TBF_PARMS && v.len() >= 12 {
-                                    let r = u32::from_ne_bytes([v[8], v[9], v[10], v[11]]);
-                                    rate = Some(u64::from(r) * 8);
-                                }
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(k) = kind {
-            return Ok(Some((k, rate)));
-        }
-    }
-    Ok(None)
+    Ok(msgs
+        .iter()
+        .filter_map(qdisc_of)
+        .find(|q| q.index == index && q.parent == "root")
+        .map(|q| (q.kind, q.rate)))
 }
 
 /// Adds (or replaces) permanent IPv4 neighbour entries `(ifindex, address, MAC)` in the calling

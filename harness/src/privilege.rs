@@ -72,7 +72,8 @@ fn has_lab_caps() -> bool {
 }
 
 /// Makes this process able to build labs: nothing to do with the capabilities already; otherwise
-/// it becomes root of a new user namespace (and a mount namespace of its own). Returns whether it
+/// it becomes root of a new user namespace (and a mount and network namespace of its own: the
+/// process's own namespace must be one it may setns back into, see `netns::return_home`). Returns whether it
 /// entered one. Must be called before any thread starts (the kernel refuses a threaded caller).
 pub fn become_lab_capable() -> Result<bool, String> {
     if has_lab_caps() {
@@ -80,7 +81,9 @@ pub fn become_lab_capable() -> Result<bool, String> {
     }
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS) {
+    if let Err(e) =
+        unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET)
+    {
         return Err(no_userns_message(uid, e));
     }
     let maps = [
@@ -148,20 +151,19 @@ pub fn mounts_stay_here() -> nix::Result<()> {
 }
 
 /// Gives this process a mount namespace of its own (mounts still propagate in from the host, none
-/// out) with a fresh tmpfs over `run_dir/cni`: the CNI plugins' state of its anonymous labs then
+/// out) with a fresh tmpfs over `dir` (the CNI state directory): the CNI plugins' state of its anonymous labs then
 /// lives in memory that vanishes with the process and its children, even after SIGKILL.
 /// Must be called before any thread starts; `unshared` says the namespace exists already.
-pub fn private_state_dir(unshared: bool) -> io::Result<()> {
+pub fn private_state_dir(unshared: bool, dir: &std::path::Path) -> io::Result<()> {
     use nix::mount::{mount, MsFlags};
-    let dir = crate::registry::run_dir().join("cni");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(dir)?;
     if !unshared {
         unshare(CloneFlags::CLONE_NEWNS)?;
     }
     mounts_stay_here()?;
     mount(
         Some("tmpfs"),
-        &dir,
+        dir,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0700"),

@@ -14,25 +14,6 @@ use crate::error::{Error, Result};
 use crate::topology::source::plain_io_error;
 use crate::topology::Topology;
 
-/// Where records live; `NETFAULT_RUN_DIR` overrides `/run/netfault` (tests use a temp dir). A
-/// rootless run keeps its (CNI) state in a directory of the user's instead.
-pub fn run_dir() -> PathBuf {
-    match std::env::var_os("NETFAULT_RUN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None if crate::privilege::in_initial_userns() => PathBuf::from("/run/netfault"),
-        None => crate::privilege::rootless_run_dir(),
-    }
-}
-
-pub fn labs_dir() -> PathBuf {
-    run_dir().join("labs")
-}
-
-/// Where a named lab keeps its pods' resolv.conf files (`<dir>/<pod>`).
-pub fn resolv_dir(lab: &str) -> PathBuf {
-    labs_dir().join(format!("{lab}.resolv"))
-}
-
 /// Where pins live; `NETFAULT_NETNS_DIR` overrides `/run/netns`.
 pub fn netns_dir() -> PathBuf {
     std::env::var_os("NETFAULT_NETNS_DIR")
@@ -64,9 +45,9 @@ pub struct LabRecord {
     #[serde(default)]
     pub cni_dir: Option<PathBuf>,
     #[serde(default)]
-    pub cni_lists: std::collections::BTreeMap<String, crate::cni::ConfList>,
+    pub cni_lists: std::collections::BTreeMap<String, crate::topology::conflist::ConfList>,
     #[serde(default)]
-    pub cni_attachments: std::collections::BTreeMap<String, crate::cni::Attachment>,
+    pub cni_attachments: std::collections::BTreeMap<String, crate::topology::conflist::Attachment>,
     /// The cluster DNS server process serving the lab (`netfault dns-serve`), and its start
     /// time: `down` and `gc` end it by this PID only.
     #[serde(default)]
@@ -118,7 +99,7 @@ pub fn pin_path(lab: &str, host: &str) -> PathBuf {
 }
 
 fn record_path(name: &str) -> PathBuf {
-    labs_dir().join(format!("{name}.json"))
+    crate::paths::labs_dir().join(format!("{name}.json"))
 }
 
 /// Lab names become file names and pin prefixes: keep them plain.
@@ -142,8 +123,12 @@ pub fn check_lab_name(name: &str) -> Result<()> {
 /// Writes a new record; fails if a lab of that name exists or one of its pins is taken.
 pub fn reserve(rec: &LabRecord) -> Result<()> {
     check_lab_name(&rec.name)?;
-    std::fs::create_dir_all(labs_dir())
-        .map_err(|e| Error::io(format!("creating {}", labs_dir().display()), e))?;
+    std::fs::create_dir_all(crate::paths::labs_dir()).map_err(|e| {
+        Error::io(
+            format!("creating {}", crate::paths::labs_dir().display()),
+            e,
+        )
+    })?;
     for (_, pin) in &rec.pins {
         if pin.exists() {
             return Err(Error::NotFound(format!(
@@ -207,7 +192,7 @@ pub fn load(name: &str) -> Result<LabRecord> {
 }
 
 pub fn list() -> Vec<LabRecord> {
-    let Ok(rd) = std::fs::read_dir(labs_dir()) else {
+    let Ok(rd) = std::fs::read_dir(crate::paths::labs_dir()) else {
         return Vec::new();
     };
     let mut out: Vec<LabRecord> = rd
@@ -243,8 +228,12 @@ pub fn adopt(name: &str, fixture: Option<PathBuf>, topology: &Topology) -> Resul
         )));
     }
     check_lab_name(name)?;
-    std::fs::create_dir_all(labs_dir())
-        .map_err(|e| Error::io(format!("creating {}", labs_dir().display()), e))?;
+    std::fs::create_dir_all(crate::paths::labs_dir()).map_err(|e| {
+        Error::io(
+            format!("creating {}", crate::paths::labs_dir().display()),
+            e,
+        )
+    })?;
     if record_path(name).exists() {
         return Err(Error::NotFound(format!(
             "a lab named \"{name}\" is already recorded: netfault status {name}"
@@ -286,7 +275,7 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
     if let Some(d) = &rec.cni_dir {
         let _ = std::fs::remove_dir_all(d);
     }
-    let _ = std::fs::remove_dir_all(resolv_dir(&rec.name));
+    let _ = std::fs::remove_dir_all(crate::paths::resolv_dir(&rec.name));
     if let Some((pid, start)) = rec.dns_pid {
         if process_start(pid) == Some(start) {
             let _ = nix::sys::signal::kill(
@@ -296,9 +285,9 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
         }
     }
     // What other commands kept about the lab: its latest diagnosis, a drill on it.
-    crate::diagram::forget_latest(&rec.name);
-    let _ = std::fs::remove_file(crate::drill::state_path(&rec.name));
-    let _ = std::fs::remove_dir_all(crate::drill::pcap_dir(&rec.name));
+    let _ = std::fs::remove_file(crate::paths::latest_diagnosis(&rec.name));
+    let _ = std::fs::remove_file(crate::paths::drill_state(&rec.name));
+    let _ = std::fs::remove_dir_all(crate::paths::drill_pcaps(&rec.name));
     let path = record_path(&rec.name);
     match std::fs::remove_file(&path) {
         Ok(()) => {}

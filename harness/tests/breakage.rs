@@ -2,6 +2,9 @@
 //! the live lab: the right culprit host and component for every broken pair, and every other
 //! healthy pair still healthy.
 
+mod common;
+use common::fixture;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -11,14 +14,7 @@ use ipnet::Ipv4Net;
 use netfault::diagnose::{explain_pairs, Component};
 use netfault::netns::write_sysctl;
 use netfault::nl;
-use netfault::{load_fixture, Lab, Outcome, Proto};
-
-fn fixture() -> netfault::Topology {
-    load_fixture(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/single-node.toml"),
-    )
-    .unwrap()
-}
+use netfault::{Lab, Outcome, Proto};
 
 fn net(s: &str) -> Ipv4Net {
     s.parse().unwrap()
@@ -63,11 +59,11 @@ fn nft(lab: &Lab, host: &str, script: &'static str) {
 /// (`from`, `to`, protocol or all three, culprit host, component).
 fn check<F, Fut>(breakage: F, want: &[(&str, &str, Option<Proto>, &str, Component)])
 where
-    F: FnOnce(Arc<Lab>) -> Fut,
+    F: FnOnce(Arc<common::Checked>) -> Fut,
     Fut: Future<Output = ()>,
 {
     netfault::runtime().block_on(async {
-        let lab = Arc::new(Lab::up(&fixture()).await.unwrap());
+        let lab = Arc::new(common::up(&fixture("single-node.toml")).await);
         let healthy = netfault::probe::matrix(&lab).await.unwrap();
         assert!(
             healthy.mismatches().is_empty(),
@@ -439,7 +435,7 @@ fn wrong_permanent_neighbour_for_pod_b_on_node1() {
 #[test]
 fn pod_mtu_raised_above_the_path() {
     netfault::runtime().block_on(async {
-        let lab = Lab::up(&fixture()).await.unwrap();
+        let lab = common::up(&fixture("single-node.toml")).await;
         let mut spec =
             netfault::probe::ProbeSpec::new("pod-a", "ext", Proto::Icmp, ip("203.0.113.10"), None);
         spec.size = Some(3000);
@@ -491,7 +487,7 @@ fn pod_mtu_raised_above_the_path() {
 #[test]
 fn evidence_supports_the_verdicts() {
     netfault::runtime().block_on(async {
-        let lab = Lab::up(&fixture()).await.unwrap();
+        let lab = common::up(&fixture("single-node.toml")).await;
         sysctl(&lab, "node1", "net.ipv4.ip_forward", "0");
         let broken = vec![("pod-a".to_string(), "ext".to_string(), Proto::Icmp, Outcome::Timeout)];
         let ds = explain_pairs(&lab, &broken, None, true).await.unwrap();

@@ -1,5 +1,8 @@
 //! The netfault binary: exit codes, named labs, crashes, gc.
 
+mod common;
+use common::repo;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,10 +11,6 @@ use std::time::Duration;
 use netfault::leakcheck::{namespace_fds as netns_fds, processes_in, Witness};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netfault");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn netfault(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
@@ -268,6 +267,41 @@ async fn named_lab_works_with_ip_netns_and_goes_away_on_down() {
     assert_eq!(gone.status.code(), Some(2));
 }
 
+/// `ci/run demo` runs `target/debug/netfault demo` from the repository's root: the same here.
+/// It must exit 0 and say its lab's namespaces are all gone (a thread of the process left in
+/// one of them kept it alive on a fresh machine), and leave no record or process behind.
+#[test]
+fn the_demo_as_ci_runs_it_exits_0_and_leaves_nothing() {
+    let labs = || -> Vec<String> {
+        std::fs::read_dir("/run/netfault/labs")
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = labs();
+    let out = Command::new(BIN)
+        .arg("demo")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{err}");
+    let torn = text
+        .lines()
+        .find(|l| l.starts_with("lab torn down: "))
+        .unwrap_or_else(|| panic!("no teardown line:\n{text}"));
+    assert!(
+        torn.starts_with("lab torn down: 0 of 4 namespaces left"),
+        "{torn}"
+    );
+    assert_eq!(text.matches("— as the case expects").count(), 3, "{text}");
+    assert_eq!(labs(), before, "the demo left a named lab");
+}
+
 /// SIGKILL in the middle of a case (faults injected, lab live): nothing of the lab remains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_the_middle_of_a_lab_leaves_nothing() {
@@ -281,7 +315,7 @@ async fn sigkill_in_the_middle_of_a_lab_leaves_nothing() {
     .spawn()
     .unwrap();
     wait_paused(&mut child, "case:injected");
-    let fds = netns_fds(child.id());
+    let fds = netns_fds(child.id()).unwrap();
     assert_eq!(fds.len(), 4, "the lab's four namespaces: {fds:?}");
     let mut witness = Witness::new().await.unwrap();
     for (p, _) in &fds {
@@ -295,7 +329,7 @@ async fn sigkill_in_the_middle_of_a_lab_leaves_nothing() {
         0,
         "namespaces outlived SIGKILL"
     );
-    assert!(processes_in(&inodes).is_empty());
+    assert!(processes_in(&inodes).unwrap().is_empty());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     for i in inodes {
         assert!(
@@ -338,7 +372,7 @@ async fn gc_reaps_a_named_lab_whose_builder_was_killed_and_nothing_else() {
         .unwrap();
     wait_paused(&mut child, "up:pinned");
     let mut witness = Witness::new().await.unwrap();
-    for (p, _) in netns_fds(child.id()) {
+    for (p, _) in netns_fds(child.id()).unwrap() {
         witness.watch_path(&p).await.unwrap();
     }
     child.kill().unwrap();
@@ -347,8 +381,12 @@ async fn gc_reaps_a_named_lab_whose_builder_was_killed_and_nothing_else() {
         pins.path().join("crash-node1").exists(),
         "the first pin was made"
     );
+    // The unpinned namespaces go; the pinned one stays (however long the kernel takes).
     assert_eq!(
-        witness.wait_gone(Duration::from_millis(300)).await.unwrap(),
+        witness
+            .wait_down_to(1, Duration::from_secs(30))
+            .await
+            .unwrap(),
         1,
         "the pinned namespace lives on"
     );
@@ -809,26 +847,51 @@ fn two_ups_of_one_name_at_once_one_wins_the_other_gets_a_clear_error() {
 /// 130, and leaves no lab behind (its labs are anonymous namespaces of the process).
 #[test]
 fn sigint_during_run_stops_it_cleanly_with_exit_130() {
-    let child = netfault(&["run", repo().join("cases").to_str().unwrap(), "--jobs", "1"])
+    use std::io::BufRead;
+    let mut child = netfault(&["run", repo().join("cases").to_str().unwrap(), "--jobs", "1"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    // Let a few cases finish (each prints its line as it ends).
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    let held: Vec<u64> = netns_fds(pid).into_iter().map(|(_, ino)| ino).collect();
+    // Each case prints its line as it ends: wait for the first, then for the next case's lab.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for l in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(());
+            lines.push(l);
+        }
+        lines
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("a first case finished");
+    let held: Vec<u64> = loop {
+        let held: Vec<u64> = netns_fds(pid)
+            .unwrap()
+            .into_iter()
+            .map(|(_, i)| i)
+            .collect();
+        if !held.is_empty() {
+            break held;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
     let out = child.wait_with_output().unwrap();
+    let stdout = reader.join().unwrap().join("\n");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("netfault: interrupted after "), "{err}");
     assert!(err.contains("not finished"), "{err}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let ran = stdout
         .lines()
         .filter(|l| {
@@ -837,10 +900,13 @@ fn sigint_during_run_stops_it_cleanly_with_exit_130() {
                 .any(|s| l.starts_with(s))
         })
         .count();
+    assert!(ran >= 1, "{stdout}");
     assert!(err.contains(&format!("after {ran} of")), "{err}\n{stdout}");
-    assert!(!held.is_empty(), "a lab was up when the signal came");
     // Nothing runs in those namespaces any more (no helper outlived the run).
-    assert_eq!(netfault::leakcheck::processes_in(&held), Vec::new());
+    assert_eq!(
+        netfault::leakcheck::processes_in(&held).unwrap(),
+        Vec::new()
+    );
 }
 
 /// A user without root: `netfault run` enters a user namespace of its own and runs the case; a

@@ -1,13 +1,14 @@
 //! The CNI runtime's STATUS and GC (spec 1.1.0): skipped for plugins and lists that predate
 //! it (Debian's plugins speak up to 1.0.0), and spoken correctly to a plugin that declares it.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use netfault::cni::{Attachment, ConfList, PluginPath, Reply, Runtime};
 use netfault::netns::Netns;
 use netfault::topology::Source;
-use netfault::{load_fixture, Lab};
 
 /// A plugin that declares 1.1.0: it records each command's environment and stdin under
 /// `dir`, and fails STATUS with code 50 while `dir/not-ready` exists.
@@ -112,22 +113,70 @@ async fn status_and_gc_speak_1_1_0_to_a_plugin_that_declares_it() {
     assert_eq!(calls.lines().count(), before, "{calls}");
 }
 
+/// What a plugin binary itself says it speaks (asked here, without the runtime).
+fn versions_of(bin: &Path) -> Vec<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin)
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"cniVersion":"1.0.0"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["supportedVersions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{} VERSION: {v}", bin.display()))
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Installed plugins under a 1.1.0 list: each is asked VERSION, and STATUS and GC go exactly to
+/// those that declare 1.1.0 (whatever the installed package speaks); the others are skipped
+/// with the versions they declared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn debian_plugins_predate_status_and_gc_and_are_skipped() {
-    let topo =
-        load_fixture(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/cni-chain.toml"))
-            .unwrap();
-    let lab = Lab::up(&topo).await.unwrap();
-    let st = lab.cni_status().await.unwrap();
-    let gc = lab.cni_gc().await.unwrap();
-    for (node, replies) in st.iter().chain(&gc) {
-        assert_eq!(node, "node1");
-        assert_eq!(replies.len(), 4, "bridge, portmap, firewall, tuning");
-        for r in replies {
-            assert!(
-                matches!(&r.reply, Reply::Skipped(w) if w.contains("cniVersion is 1.0.0")),
-                "{r}"
-            );
+async fn installed_plugins_get_status_and_gc_exactly_when_they_declare_1_1_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime {
+        path: PluginPath::resolve(&[]),
+        data_dir: dir.path().join("state"),
+        exec_path: None,
+    };
+    let ns = Netns::create().unwrap();
+    let plugins = ["bridge", "portmap", "firewall", "tuning"];
+    let l = list(&format!(
+        r#"{{"cniVersion":"1.1.0","name":"t","plugins":[{}]}}"#,
+        plugins
+            .iter()
+            .map(|p| format!(r#"{{"type":"{p}"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    let st = rt.status(&ns, &l).await;
+    let gc = rt.gc(&ns, &l, &[]).await;
+    for replies in [&st, &gc] {
+        assert_eq!(replies.len(), plugins.len());
+        for (r, p) in replies.iter().zip(plugins) {
+            assert_eq!(r.plugin, p);
+            let declared = versions_of(&rt.path.find(p).unwrap());
+            if declared
+                .iter()
+                .any(|v| netfault::cni::version_at_least(v, (1, 1, 0)))
+            {
+                assert!(!matches!(r.reply, Reply::Skipped(_)), "{r}");
+            } else {
+                assert!(
+                    matches!(&r.reply, Reply::Skipped(w) if *w == format!("{p} supports {} only", declared.join(" "))),
+                    "{r} (declared {declared:?})"
+                );
+            }
         }
     }
 }

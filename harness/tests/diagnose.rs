@@ -1,15 +1,11 @@
 //! The path walk names the right host and component, whether netfault or a person broke the lab.
 
+mod common;
+use common::fixture;
+
 use netfault::diagnose::{explain_changes, Component};
 use netfault::fault::Fault;
-use netfault::{load_fixture, Lab};
-
-fn fixture() -> netfault::Topology {
-    load_fixture(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/single-node.toml"),
-    )
-    .unwrap()
-}
+use netfault::Lab;
 
 async fn culprits(
     lab: &Lab,
@@ -38,7 +34,7 @@ fn has(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_faults_are_explained() {
-    let lab = Lab::up(&fixture()).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     let base = netfault::probe::matrix(&lab).await.unwrap();
     type Want = Vec<(&'static str, &'static str, &'static str, Component)>;
     let cases: Vec<(Fault, Want)> = vec![
@@ -97,7 +93,7 @@ async fn injected_faults_are_explained() {
 /// The same explanations come out when the lab is broken by hand with the usual tools.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakage_by_hand_is_explained_the_same_way() {
-    let lab = Lab::up(&fixture()).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     let base = netfault::probe::matrix(&lab).await.unwrap();
     let node = lab.host("node1").unwrap();
     let sh = |cmd: &'static str| {

@@ -1,17 +1,13 @@
 //! Each fault on a real lab: inject changes what it should, heal restores the exact prior state.
 
+mod common;
+use common::fixture;
+
 use std::time::Duration;
 
 use netfault::diagnose::{capture, diff};
 use netfault::fault::Fault;
-use netfault::{load_fixture, Lab, Outcome, Proto};
-
-fn fixture() -> netfault::Topology {
-    load_fixture(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/single-node.toml"),
-    )
-    .unwrap()
-}
+use netfault::{Lab, Outcome, Proto};
 
 /// Injects, checks the state diff and the outcomes that must change, heals, checks the lab is
 /// back exactly as before.
@@ -67,7 +63,7 @@ async fn round_trip(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_veth_round_trip() {
-    let lab = Lab::up(&fixture()).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     round_trip(
         &lab,
         Fault::DeleteVeth { pod: "pod-a".into() },
@@ -87,7 +83,7 @@ async fn delete_veth_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn veth_down_round_trip() {
-    let lab = Lab::up(&fixture()).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     round_trip(
         &lab,
         Fault::VethDown {
@@ -105,7 +101,7 @@ async fn veth_down_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disable_ip_forward_round_trip() {
-    let lab = Lab::up(&fixture()).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     round_trip(
         &lab,
         Fault::DisableIpForward {
@@ -123,7 +119,7 @@ async fn disable_ip_forward_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_masquerade_round_trip() {
-    let lab = Lab::up(&fixture()).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     round_trip(
         &lab,
         Fault::DeleteMasquerade { node: "node1".into() },
@@ -138,7 +134,7 @@ async fn delete_masquerade_round_trip() {
 /// Rules around the masquerade rule keep their order after heal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_masquerade_restores_rule_positions() {
-    let lab = Lab::up(&fixture()).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     let node = lab.host("node1").unwrap();
     node.ns
         .run(|| {
@@ -182,17 +178,17 @@ async fn delete_masquerade_finds_iptables_rules() {
     {
         panic!("iptables-nft is missing: ci/run installs the iptables package");
     }
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/single-node.toml"),
-    )
-    .unwrap()
-    .replace(
-        "uplink = \"203.0.113.1/24\"     # eth0",
-        "uplink = \"203.0.113.1/24\"\nmasquerade = false",
-    );
-    let topo = netfault::topology::parse_fixture(&netfault::topology::Source::new("xt.toml", text))
-        .unwrap();
-    let lab = Lab::up(&topo).await.unwrap();
+    // The fixture with node1's own masquerade off: iptables-nft adds it below instead.
+    let mut topo = fixture("single-node.toml");
+    let mut nodes = 0;
+    for h in &mut topo.hosts {
+        if let netfault::topology::Role::Node(n) = &mut h.role {
+            n.masquerade = false;
+            nodes += 1;
+        }
+    }
+    assert_eq!(nodes, 1, "single-node.toml has one node");
+    let lab = common::up(&topo).await;
     let node = lab.host("node1").unwrap();
     node.ns
         .run(|| {
@@ -246,7 +242,7 @@ async fn delete_masquerade_finds_iptables_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_that_do_not_apply_say_so() {
-    let lab = Lab::up(&fixture()).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     let g = Fault::DeleteMasquerade {
         node: "node1".into(),
     }

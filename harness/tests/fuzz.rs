@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 
 use netfault::case::parse_case;
-use netfault::topology::{parse_fixture, Source};
+use netfault::topology::{parse_fixture, ConfigErrors, Source};
 
 const FIXTURES: &[&str] = &[
     include_str!("../../fixtures/single-node.toml"),
@@ -81,21 +81,53 @@ fn apply(text: &str, edits: &[Edit]) -> String {
     s
 }
 
+/// Every error names one of `files` and a line and column inside its text, but the closing
+/// "... and N more errors" line, which is about the whole file.
+fn located(errs: &ConfigErrors, files: &[(&str, &str)]) -> Result<(), String> {
+    if errs.0.is_empty() {
+        return Err("an error without errors".into());
+    }
+    for (i, e) in errs.0.iter().enumerate() {
+        let name = e.file.to_string_lossy();
+        let Some((_, text)) = files.iter().find(|(f, _)| *f == name) else {
+            return Err(format!("{e}: names a file it was not given"));
+        };
+        if e.line == 0 {
+            let summary = i + 1 == errs.0.len() && e.message.ends_with(" more errors");
+            if !summary {
+                return Err(format!("{e}: not located"));
+            }
+            continue;
+        }
+        let lines = text.split('\n').count();
+        if e.line > lines || e.column == 0 {
+            return Err(format!(
+                "{e}: line {} column {} outside the text ({lines} lines)",
+                e.line, e.column
+            ));
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     // 256 inputs per property by default; PROPTEST_CASES=N for more.
     #[test]
     fn fixture_parsing_never_panics(which in 0..FIXTURES.len(), edits in prop::collection::vec(edit(), 1..6)) {
         let text = apply(FIXTURES[which], &edits);
-        if let Err(e) = parse_fixture(&Source::new("fuzz.toml", text)) {
-            // An error names the file and a line.
-            prop_assert!(e.to_string().contains("fuzz.toml:"), "{e}");
+        if let Err(errs) = parse_fixture(&Source::new("fuzz.toml", text.clone())) {
+            located(&errs, &[("fuzz.toml", &text)]).map_err(TestCaseError::fail)?;
         }
     }
 
     #[test]
     fn case_parsing_never_panics(which in 0..CASES.len(), fx in 0..FIXTURES.len(), edits in prop::collection::vec(edit(), 1..6)) {
         let text = apply(CASES[which], &edits);
-        let _ = parse_case(&Source::new("fuzz-case.toml", text), |_| Ok(Source::new("fixture.toml", FIXTURES[fx])));
+        let r = parse_case(&Source::new("fuzz-case.toml", text.clone()), |_| Ok(Source::new("fixture.toml", FIXTURES[fx])));
+        if let Err(errs) = r {
+            located(&errs, &[("fuzz-case.toml", &text), ("fixture.toml", FIXTURES[fx])])
+                .map_err(TestCaseError::fail)?;
+        }
     }
 
     #[test]

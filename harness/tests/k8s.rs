@@ -1,17 +1,15 @@
 //! The Kubernetes layer on a real lab: Services through kube-proxy's rules, NodePorts, the
 //! NetworkPolicy's verdicts and cluster DNS, all probed, against the fixture's truth table.
 
-use netfault::{load_fixture, Lab, Outcome, Proto};
+mod common;
+use common::fixture;
 
-fn fixture() -> netfault::Topology {
-    load_fixture(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/k8s.toml"))
-        .unwrap()
-}
+use netfault::{Outcome, Proto};
 
 #[tokio::test]
 async fn k8s_fixture_is_healthy() {
-    let t = fixture();
-    let lab = Lab::up(&t).await.unwrap();
+    let t = fixture("k8s.toml");
+    let lab = common::up(&t).await;
     let m = netfault::probe::matrix(&lab).await.unwrap();
     println!("{}", m.render());
     assert!(m.mismatches().is_empty(), "{:#?}", m.render_mismatches());
@@ -46,7 +44,7 @@ async fn k8s_fixture_is_healthy() {
 /// The truth table (decided from the fixture alone) is what the live lab shows, cell by cell.
 #[tokio::test]
 async fn the_truth_table_is_what_the_lab_shows() {
-    let t = fixture();
+    let t = fixture("k8s.toml");
     let (_, why) = netfault::matrix::truth_table(&t);
     assert!(
         why.iter()
@@ -61,10 +59,7 @@ async fn the_truth_table_is_what_the_lab_shows() {
 /// says.
 #[tokio::test]
 async fn every_kind_of_policy_rule_does_what_the_truth_table_says() {
-    let t = load_fixture(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/k8s-policy.toml"),
-    )
-    .unwrap();
+    let t = fixture("k8s-policy.toml");
     let (table, _) = netfault::matrix::truth_table(&t);
     let o = |f: &str, to: &str, p| table.observed(f, to, p);
     assert_eq!(
@@ -118,7 +113,7 @@ async fn every_kind_of_policy_rule_does_what_the_truth_table_says() {
 
 async fn truth_table_matches_lab(t: &netfault::Topology) {
     let (table, _) = netfault::matrix::truth_table(t);
-    let lab = Lab::up(t).await.unwrap();
+    let lab = common::up(t).await;
     let m = netfault::probe::matrix(&lab).await.unwrap();
     let mut cells = 0;
     for c in &table.cells {
@@ -145,8 +140,8 @@ async fn truth_table_matches_lab(t: &netfault::Topology) {
 #[tokio::test]
 async fn dns_needs_the_endpoint_port_allowed_not_the_service_port() {
     use netfault::fault::Fault;
-    let t = fixture();
-    let lab = Lab::up(&t).await.unwrap();
+    let t = fixture("k8s.toml");
+    let lab = common::up(&t).await;
     let healthy = netfault::probe::matrix(&lab).await.unwrap();
     for (port, dns) in [(53, Outcome::Timeout), (5353, Outcome::Reachable)] {
         let g = Fault::DefaultDenyEgress {
@@ -186,7 +181,7 @@ async fn dns_needs_the_endpoint_port_allowed_not_the_service_port() {
 #[test]
 fn kubernetes_faults_check_their_parameters() {
     use netfault::fault::Fault;
-    let t = fixture();
+    let t = fixture("k8s.toml");
     let e = Fault::RemoveEndpoint {
         service: "nope".into(),
         pod: "pod-b".into(),
@@ -209,10 +204,7 @@ fn kubernetes_faults_check_their_parameters() {
     .check(&t)
     .unwrap_err();
     assert_eq!(e.field, "port");
-    let single = load_fixture(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/single-node.toml"),
-    )
-    .unwrap();
+    let single = fixture("single-node.toml");
     let e = Fault::DnsServerDown.check(&single).unwrap_err();
     assert_eq!(e.message, "the fixture has no cluster DNS");
     let e = Fault::FlushKubeProxy {
@@ -234,8 +226,8 @@ fn kubernetes_faults_check_their_parameters() {
 async fn a_running_udp_flow_keeps_its_stale_dnat_and_a_new_one_does_not() {
     use netfault::fault::Fault;
     use netfault::probe::{run, ProbeSpec};
-    let t = fixture();
-    let lab = Lab::up(&t).await.unwrap();
+    let t = fixture("k8s.toml");
+    let lab = common::up(&t).await;
     let g = Fault::StaleConntrack {
         service: "echo".into(),
         pod: "pod-b".into(),

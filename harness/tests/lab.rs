@@ -1,25 +1,19 @@
 //! Integration tests of lab up/down on the real kernel.
 
+mod common;
+use common::fixture;
+
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use netfault::leakcheck::Witness;
 use netfault::nl;
-use netfault::{load_fixture, Lab};
-
-fn fixture(name: &str) -> netfault::Topology {
-    load_fixture(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures")
-            .join(name),
-    )
-    .unwrap()
-}
+use netfault::Lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_lab_is_wired_as_planned_and_vanishes_on_drop() {
     let topo = fixture("single-node.toml");
-    let lab = Lab::up(&topo).await.unwrap();
+    let lab = common::up(&topo).await;
     let mut witness = Witness::new().await.unwrap();
     for h in lab.hosts() {
         witness.watch(&h.ns).await.unwrap();
@@ -89,13 +83,15 @@ async fn single_node_lab_is_wired_as_planned_and_vanishes_on_drop() {
         0,
         "namespaces outlived the lab"
     );
-    assert!(netfault::leakcheck::processes_in(&inodes).is_empty());
+    assert!(netfault::leakcheck::processes_in(&inodes)
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_single_node_matrix_is_as_the_fixture_says() {
     let topo = fixture("single-node.toml");
-    let lab = Lab::up(&topo).await.unwrap();
+    let lab = common::up(&topo).await;
     let t0 = std::time::Instant::now();
     let m = netfault::probe::matrix(&lab).await.unwrap();
     let took = t0.elapsed();
@@ -129,7 +125,7 @@ async fn healthy_single_node_matrix_is_as_the_fixture_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_capture_sees_rules_fdb_and_bridge_port_flags() {
-    let lab = Lab::up(&fixture("single-node.toml")).await.unwrap();
+    let lab = common::up(&fixture("single-node.toml")).await;
     let before = netfault::diagnose::capture(&lab).await.unwrap();
     let node = before.host("node1").unwrap();
     assert!(
@@ -170,9 +166,7 @@ async fn state_capture_sees_rules_fdb_and_bridge_port_flags() {
 
 async fn healthy(name: &str) -> netfault::matrix::Matrix {
     let topo = fixture(name);
-    let lab = Lab::up(&topo)
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let lab = common::up(&topo).await;
     let m = netfault::probe::matrix(&lab).await.unwrap();
     assert!(
         m.mismatches().is_empty(),

@@ -2,6 +2,9 @@
 //! and link of the lab and draws a diagnosis' culprits in red; the report holds a matrix grid,
 //! the diagram, the diagnosis, the state diff and working pcap links for a failing case.
 
+mod common;
+use common::repo;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,13 +12,9 @@ use netfault::diagnose::explain_pairs;
 use netfault::diagram;
 use netfault::fault::Fault;
 use netfault::lab::plan::{IfaceKind, Plan};
-use netfault::{load_fixture, Lab, Outcome, Proto};
+use netfault::{load_fixture, Outcome, Proto};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netfault");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn classes<'a>(n: &roxmltree::Node<'a, 'a>) -> Vec<&'a str> {
     n.attribute("class")
@@ -108,7 +107,7 @@ fn a_fixture_is_drawn_with_every_host_interface_and_link() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_lab_is_drawn_with_its_culprit_and_broken_link_in_red() {
     let topo = load_fixture(&repo().join("fixtures/single-node.toml")).unwrap();
-    let lab = Lab::up(&topo).await.unwrap();
+    let lab = common::up(&topo).await;
     let g = Fault::VethDown {
         pod: "pod-a".into(),
     }

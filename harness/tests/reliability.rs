@@ -10,10 +10,13 @@
 //! checkpoint; long ones at checkpoints drawn at random (the seed is printed; set
 //! `NETFAULT_KILL_SEED` to replay one).
 
+mod common;
+use common::repo;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,10 +24,6 @@ use netfault::leakcheck::{alive, namespaces_held, process_tree, processes_marked
 
 const BIN: &str = env!("CARGO_BIN_EXE_netfault");
 const MARKER: &str = "NETFAULT_KILLTEST";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn path(rel: &str) -> String {
     repo().join(rel).to_string_lossy().into_owned()
@@ -118,16 +117,28 @@ impl Sandbox {
             .unwrap();
         let err = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
             for l in BufReader::new(err).lines().map_while(Result::ok) {
                 if let Some(p) = l.strip_prefix("netfault: paused at ") {
                     let _ = tx.send(p.to_string());
                 }
+                text.push_str(&l);
+                text.push('\n');
             }
+            text
         });
         let Ok(point) = rx.recv_timeout(Duration::from_secs(120)) else {
+            // No checkpoint n: the run must have finished, and finished well (an early error
+            // exit is a failure, not "the run ended before the point").
             let st = child.wait().unwrap();
-            if self.named && st.success() {
+            let text = stderr.join().unwrap();
+            assert!(
+                st.success(),
+                "{:?} exited with {st} before checkpoint #{n}:\n{text}",
+                self.args
+            );
+            if self.named {
                 self.down();
             }
             return Stop::Finished;
@@ -139,9 +150,16 @@ impl Sandbox {
         let mut witness = Witness::new().await.unwrap();
         let mut inodes = Vec::new();
         for (pid, _) in &procs {
-            for (p, ino) in namespaces_held(*pid, own) {
-                if !inodes.contains(&ino) && witness.watch_path(&p).await.is_ok() {
-                    inodes.push(ino);
+            // Fails closed: a namespace that cannot be watched fails the test, unless what held
+            // it ended while we looked (its /proc entry is gone).
+            for (p, ino) in namespaces_held(*pid, own).unwrap() {
+                if inodes.contains(&ino) {
+                    continue;
+                }
+                match witness.watch_path(&p).await {
+                    Ok(()) => inodes.push(ino),
+                    Err(_) if !p.exists() => {}
+                    Err(e) => panic!("killed at {point}: cannot watch {}: {e}", p.display()),
                 }
             }
         }

@@ -2,8 +2,10 @@
 //! reachable (the neighbour table's machine-wide limit, 1024 entries, would collapse dynamic ARP
 //! here; netfault's permanent entries do not count towards it). Not timed: ci/bench times it.
 
+mod common;
+
 use netfault::topology::{parse_fixture, Source};
-use netfault::{Lab, Outcome, Proto};
+use netfault::{Outcome, Proto};
 
 #[test]
 fn a_100_pod_lab_is_fully_reachable_on_default_sysctls() {
@@ -23,7 +25,7 @@ fn a_100_pod_lab_is_fully_reachable_on_default_sysctls() {
         );
     }
     netfault::runtime().block_on(async {
-        let lab = Lab::up(&t).await.unwrap();
+        let lab = common::up(&t).await;
         let m = netfault::probe::matrix(&lab).await.unwrap();
         let pods: Vec<&str> = t.pods().map(|(p, _)| p).collect();
         let mut pairs = 0;

@@ -2,19 +2,15 @@
 //! builds over netlink: the script runs into fresh namespaces, `netfault adopt` takes them, and
 //! their captured state equals a netfault-built lab's.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::fixture_path as fixture;
+
 use std::process::Command;
 
 use netfault::diagnose::{capture, diff};
 use netfault::{load_fixture, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netfault");
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
 
 /// Removes the lab however the test ends: through netfault if it adopted the lab, else the
 /// pins the script made.
@@ -39,7 +35,7 @@ impl Drop for Cleanup {
 async fn same_state(name: &str, lab_name: &str) {
     let f = fixture(name);
     let topo = load_fixture(&f).unwrap();
-    let built = Lab::up(&topo).await.unwrap();
+    let built = common::up(&topo).await;
     let want = capture(&built).await.unwrap();
     drop(built);
 

@@ -141,7 +141,7 @@ async fn check(lab: &str, out: Out) -> i32 {
         let mut pcaps = Vec::new();
         if !c.solved {
             if let Some(cap) = capture {
-                let dir = drill::pcap_dir(lab);
+                let dir = crate::paths::drill_pcaps(lab);
                 pcaps = cap.stop().write_for(&dir, &c.matrix)?;
             }
         }
@@ -196,7 +196,7 @@ async fn check(lab: &str, out: Out) -> i32 {
             }
             t.push_str(&format!(
                 "captures of every interface: {}\n",
-                drill::pcap_dir(lab).display()
+                crate::paths::drill_pcaps(lab).display()
             ));
         }
     }
@@ -262,8 +262,8 @@ fn reveal(lab: &str, out: Out) -> Result<(), Error> {
 
 fn end(lab: &str, out: Out) -> Result<(), Error> {
     drill::end(lab)?;
-    let _ = std::fs::remove_dir_all(drill::pcap_dir(lab));
-    crate::diagram::forget_latest(lab);
+    let _ = std::fs::remove_dir_all(crate::paths::drill_pcaps(lab));
+    let _ = std::fs::remove_file(crate::paths::latest_diagnosis(lab));
     if out.json {
         emit_json(&serde_json::json!({ "lab": lab, "ended": true }));
     } else if !out.quiet {

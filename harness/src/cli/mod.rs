@@ -270,7 +270,7 @@ pub fn main() -> i32 {
                 }
             };
             // Without it, a killed run's CNI state waits for `netfault gc`.
-            let _ = crate::privilege::private_state_dir(entered);
+            let _ = crate::privilege::private_state_dir(entered, &crate::paths::cni_state());
         }
     }
 
@@ -546,7 +546,7 @@ fn list(out: Out) -> Result<(), Error> {
         } else {
             String::new()
         };
-        let drill = if crate::drill::state_path(&l.name).exists() {
+        let drill = if crate::paths::drill_state(&l.name).exists() {
             ", drill running"
         } else {
             ""
@@ -659,7 +659,7 @@ async fn diagnose(name: &str, out: Out) -> i32 {
 
 async fn cni_audit(conflist: &Path, out: Out, jobs: usize) -> i32 {
     let show = !out.quiet && (!out.json || std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let r = crate::cni::audit::run(conflist, jobs, move |done, total, row| {
+    let r = crate::audit::run(conflist, jobs, move |done, total, row| {
         if show {
             let check = match row.check_detects {
                 Some(true) => "CHECK detects",
@@ -679,7 +679,7 @@ async fn cni_audit(conflist: &Path, out: Out, jobs: usize) -> i32 {
             if out.json {
                 emit_json(&a);
             } else {
-                print!("{}", crate::cni::audit::render(&a));
+                print!("{}", crate::audit::render(&a));
             }
             0
         }
@@ -715,7 +715,7 @@ fn gc(all: bool, out: Out) -> Result<(), Error> {
         if all || l.is_abandoned() {
             match registry::remove(&l) {
                 Ok(pins) => {
-                    let _ = std::fs::remove_file(crate::drill::state_path(&l.name));
+                    let _ = std::fs::remove_file(crate::paths::drill_state(&l.name));
                     removed.push((l.name.clone(), pins.len()));
                 }
                 Err(e) => errors.push(e.to_string()),
@@ -807,7 +807,7 @@ fn adopt(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
     let rec = registry::adopt(name, std::fs::canonicalize(fixture).ok(), &topo)?;
     // What the script cannot make: pods' resolv.conf files and the cluster DNS server.
     if topo.k8s.dns.is_some() {
-        crate::lab::k8s::write_resolv_confs(&topo, &registry::resolv_dir(name))?;
+        crate::lab::k8s::write_resolv_confs(&topo, &crate::paths::resolv_dir(name))?;
         spawn_dns_server(name)?;
     }
     if out.json {

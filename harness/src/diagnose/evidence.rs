@@ -329,11 +329,12 @@ async fn start_trace(h: &crate::lab::LabHost) -> Option<Tracer> {
                     let out = child.stdout.take().expect("piped");
                     let lines = Arc::new(Mutex::new(Vec::new()));
                     let l2 = lines.clone();
-                    std::thread::spawn(move || {
+                    crate::netns::spawn_home("netfault-trace", move || {
                         for l in BufReader::new(out).lines().map_while(|l| l.ok()) {
                             l2.lock().expect("trace lines").push(l);
                         }
-                    });
+                        Ok(())
+                    })?;
                     // Ready when a marker packet shows in the trace. It goes to a socket of ours, so
                     // it moves no error counter.
                     let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
@@ -503,10 +504,12 @@ impl DropTracer {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let (res_tx, res_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        crate::netns::spawn_home("netfault-drops", move || {
             let r = drop_tracer_thread(&ready_tx, stop_rx);
             let _ = res_tx.send(r.unwrap_or_default());
-        });
+            Ok(())
+        })
+        .ok()?;
         ready_rx.recv_timeout(Duration::from_secs(2)).ok()??;
         Some(DropTracer {
             stop: stop_tx,
@@ -533,8 +536,8 @@ fn drop_tracer_thread(
         None
     };
     // Serialise with other netfault processes: the event is machine-wide.
-    let lock_path = crate::registry::run_dir().join("tracefs.lock");
-    let _ = std::fs::create_dir_all(crate::registry::run_dir());
+    let lock_path = crate::paths::run_dir().join("tracefs.lock");
+    let _ = std::fs::create_dir_all(crate::paths::run_dir());
     let Ok(lock) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -63,6 +63,8 @@ pub struct HostState {
     pub rules: BTreeSet<String>,
     /// Forwarding database entries of overlay devices, and static entries on bridge ports.
     pub fdb: BTreeSet<String>,
+    /// Qdiscs other than the kernel's defaults (`noqueue`, `noop`), as `dev IF PARENT KIND ...`.
+    pub qdiscs: BTreeSet<String>,
     pub sysctls: BTreeMap<String, String>,
     pub nft: RulesetText,
 }
@@ -117,7 +119,7 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
     order.retain(|n| raw.iter().any(|r| &r.0 == n));
     let mut hosts = Vec::new();
     for name in order {
-        let (_, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb) =
+        let (_, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb, qdiscs) =
             raw.iter().find(|r| r.0 == name).expect("captured");
         let by_index: BTreeMap<u32, &Link> = links.iter().map(|l| (l.index, l)).collect();
         let ifname = |i: u32| {
@@ -163,6 +165,11 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
             );
         }
         hs.rules = rules.iter().cloned().collect();
+        hs.qdiscs = qdiscs
+            .iter()
+            .filter(|q| q.kind != "noqueue" && q.kind != "noop")
+            .map(|q| render_qdisc(q, &ifname))
+            .collect();
         for e in fdb {
             let Some(dev) = by_index.get(&e.index) else {
                 continue;
@@ -243,6 +250,7 @@ type RawHost = (
     String,
     Vec<String>,
     Vec<netlink::Fdb>,
+    Vec<netlink::Qdisc>,
 );
 
 async fn read_host(h: &LabHost) -> Result<RawHost> {
@@ -272,8 +280,11 @@ async fn read_host(h: &LabHost) -> Result<RawHost> {
     let fdb = netlink::fdb(hd)
         .await
         .map_err(|e| nl(&name, "listing the fdb", e))?;
+    let qdiscs = netlink::qdiscs(hd)
+        .await
+        .map_err(|e| nl(&name, "listing qdiscs", e))?;
     Ok((
-        name, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb,
+        name, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb, qdiscs,
     ))
 }
 
@@ -306,6 +317,15 @@ pub fn read_sysctls(ifnames: &[String]) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// `dev eth0 root tbf rate 1000000bit`.
+fn render_qdisc(q: &netlink::Qdisc, ifname: &impl Fn(u32) -> String) -> String {
+    let mut line = format!("dev {} {} {}", ifname(q.index), q.parent, q.kind);
+    if let Some(r) = q.rate {
+        line.push_str(&format!(" rate {r}bit"));
+    }
+    line
 }
 
 fn render_route(r: &netlink::Route, ifname: &impl Fn(u32) -> String) -> String {
@@ -494,6 +514,7 @@ fn diff_host(h: &str, a: &HostState, b: &HostState, out: &mut Vec<String>) {
     set_diff(h, "neighbour", &a.neighbours, &b.neighbours, out);
     set_diff(h, "rule", &a.rules, &b.rules, out);
     set_diff(h, "fdb", &a.fdb, &b.fdb, out);
+    set_diff(h, "qdisc", &a.qdiscs, &b.qdiscs, out);
     // Sysctls: per-interface keys of added or deleted links are implied; equal transitions of one
     // setting across interfaces are grouped (writing ip_forward rewrites every conf.*.forwarding).
     let mut groups: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();

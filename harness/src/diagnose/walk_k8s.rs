@@ -26,7 +26,7 @@ fn kube_proxy_text(lab: &Lab, node: &str) -> Result<Option<String>> {
     let h = lab.host(node)?;
     let r = h
         .ns
-        .run(|| crate::fault::run_tool("nft", &["list", "table", "ip", KUBE_PROXY_TABLE], None))
+        .run(|| crate::tools::run_tool("nft", &["list", "table", "ip", KUBE_PROXY_TABLE], None))
         .map_err(|e| crate::Error::io(format!("{node}: nft"), e))?;
     Ok(r.ok())
 }

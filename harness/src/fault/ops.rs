@@ -512,7 +512,7 @@ async fn add_table(
         )));
     }
     let s = script.to_string();
-    h.ns.run_async(move || undo::run_tool("nft", &["-f", "-"], Some(&s)))
+    h.ns.run_async(move || crate::tools::run_tool("nft", &["-f", "-"], Some(&s)))
         .await
         .and_then(|r| r)
         .map_err(|e| Error::Nft {
@@ -564,7 +564,7 @@ async fn forward_drop_policy(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
             "delete table ip filter\n".to_string(),
         ),
     };
-    h.ns.run_async(move || undo::run_tool("nft", &["-f", "-"], Some(&script)))
+    h.ns.run_async(move || crate::tools::run_tool("nft", &["-f", "-"], Some(&script)))
         .await
         .and_then(|r| r)
         .map_err(|e| Error::Nft {
@@ -676,7 +676,7 @@ async fn delete_masquerade(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
         )));
     }
     let save = |table: String| async move {
-        h.ns.run_async(move || undo::run_tool("iptables-nft-save", &["-t", &table], None))
+        h.ns.run_async(move || crate::tools::run_tool("iptables-nft-save", &["-t", &table], None))
             .await
             .and_then(|r| r)
             .map_err(|e| Error::io(format!("{node}: iptables-nft-save"), e))

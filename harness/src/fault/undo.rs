@@ -1,7 +1,6 @@
 //! The undo log of an injected fault: each entry puts one change back.
 
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 use netlink_packet_route::route::RouteMessage;
@@ -182,7 +181,7 @@ impl Undo {
             Undo::Resolv { pod, text } => lab.set_resolv_conf(&pod, &text),
             Undo::NftScript { host, script } => {
                 let h = lab.host(&host)?;
-                h.ns.run_async(move || run_tool("nft", &["-f", "-"], Some(&script)))
+                h.ns.run_async(move || crate::tools::run_tool("nft", &["-f", "-"], Some(&script)))
                     .await
                     .and_then(|r| r)
                     .map(|_| ())
@@ -636,10 +635,12 @@ impl NftUndo {
         for (table, lines) in self.iptables {
             let host = self.host.clone();
             let input = format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"));
-            h.ns.run_async(move || run_tool("iptables-nft-restore", &["--noflush"], Some(&input)))
-                .await
-                .and_then(|r| r)
-                .map_err(|e| Error::io(format!("{host}: iptables-nft-restore"), e))?;
+            h.ns.run_async(move || {
+                crate::tools::run_tool("iptables-nft-restore", &["--noflush"], Some(&input))
+            })
+            .await
+            .and_then(|r| r)
+            .map_err(|e| Error::io(format!("{host}: iptables-nft-restore"), e))?;
         }
         // In chain order, each rule goes right after the rule now at its old index minus one.
         for (rule, index) in self.native {
@@ -649,49 +650,4 @@ impl NftUndo {
         }
         Ok(())
     }
-}
-
-/// Runs a helper program (nft -f, iptables-nft-save/-restore) in the calling thread's namespace.
-pub fn run_tool(prog: &str, args: &[&str], stdin: Option<&str>) -> std::io::Result<String> {
-    use std::io::Write;
-    let mut child = Command::new(prog)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                let pkg = if prog == "nft" {
-                    "nftables"
-                } else {
-                    "iptables"
-                };
-                std::io::Error::new(
-                    e.kind(),
-                    format!("{prog} is missing: install {pkg} (apt-get install {pkg})"),
-                )
-            } else {
-                e
-            }
-        })?;
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(std::io::Error::other(format!(
-            "{prog} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -268,7 +268,7 @@ fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<Stri
 /// opened in the DNS pod's namespace.
 pub struct DnsServer {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     pub addr: SocketAddr,
 }
 
@@ -289,10 +289,12 @@ impl DnsServer {
             .map_err(|e| Error::io(format!("opening the DNS server's socket on {addr}"), e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("netfault-dns".into())
-            .spawn(move || serve(sock, &records, &domain, &flag))
-            .map_err(|e| Error::io("starting the DNS server thread", e))?;
+        // Its socket is the lab's; the thread itself stays at home.
+        let thread = crate::netns::spawn_home("netfault-dns", move || {
+            serve(sock, &records, &domain, &flag);
+            Ok(())
+        })
+        .map_err(|e| Error::io("starting the DNS server thread", e))?;
         Ok(DnsServer {
             stop,
             thread: Some(thread),

@@ -163,7 +163,7 @@ impl Lab {
             }
             lab.name = Some(name.to_string());
             // Pods' resolv.conf files, for `netfault exec` to mount over /etc/resolv.conf.
-            let dir = registry::resolv_dir(name);
+            let dir = crate::paths::resolv_dir(name);
             k8s::write_resolv_confs(&lab.topo, &dir)?;
             lab.k8s.resolv_dir = Some(dir);
             crate::testhook::pause("up:resolv");
@@ -259,7 +259,7 @@ impl Lab {
             name: Some(name.to_string()),
             cni,
             k8s: k8s::K8sRuntime {
-                resolv_dir: Some(registry::resolv_dir(name)),
+                resolv_dir: Some(crate::paths::resolv_dir(name)),
                 ..Default::default()
             },
         })
@@ -563,7 +563,7 @@ impl Lab {
     pub async fn nft_script(&self, host: &str, script: String) -> Result<()> {
         let h = self.host(host)?;
         let name = host.to_string();
-        h.ns.run_async(move || crate::fault::run_tool("nft", &["-f", "-"], Some(&script)))
+        h.ns.run_async(move || crate::tools::run_tool("nft", &["-f", "-"], Some(&script)))
             .await
             .and_then(|r| r)
             .map(|_| ())

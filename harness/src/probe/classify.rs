@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::Observation;
+use super::spec::Observation;
 use crate::topology::Outcome;
 
 /// An errno from a probe socket (connect, send, recv) as an outcome.

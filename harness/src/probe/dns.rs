@@ -9,7 +9,9 @@ use socket2::{SockAddr, Socket};
 use tokio::io::Interest;
 use tokio::time::Instant;
 
-use super::{classify_errno, errqueue, recv, register, Observation, RESEND};
+use super::classify::classify_errno;
+use super::sock::{errqueue, recv, register};
+use super::spec::{Observation, RESEND};
 use crate::topology::k8s::Resolver;
 use crate::topology::Outcome;
 

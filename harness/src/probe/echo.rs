@@ -10,7 +10,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::ECHO_PREFIX;
+use super::spec::ECHO_PREFIX;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 use crate::topology::Proto;

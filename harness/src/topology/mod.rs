@@ -1,13 +1,16 @@
 //! The plain-data model of a lab (no syscalls): fixtures parsed and validated into a [`Topology`].
 
+pub mod conflist;
 pub mod expect;
 pub mod k8s;
+pub mod k8s_eval;
 pub mod model;
 pub mod parse;
 pub mod source;
 
 pub use expect::{ExpectRule, Outcome, PairPattern, Proto};
 pub use k8s::{K8s, Target};
+pub use k8s_eval::TargetProbe;
 pub use model::*;
 pub use parse::{load_fixture, parse_fixture};
 pub use source::{ConfigError, ConfigErrors, Key, Source};

@@ -23,7 +23,7 @@ pub struct Topology {
     /// Pods attached by real CNI plugins instead of netfault's own wiring.
     pub cni: Option<CniSpec>,
     pub probe: ProbeSettings,
-    /// Whether the default healthy pairs apply (see `parse::default_reason`).
+    /// Whether the default healthy pairs apply (see `default_reason`).
     pub default_pairs: bool,
     /// What the healthy lab must show beyond (or instead of) the defaults; the most specific
     /// rule wins (see `expect`).
@@ -312,7 +312,7 @@ impl Topology {
             return self.k8s_default(from, to, proto);
         }
         if self.default_pairs {
-            if let Some(why) = super::parse::default_reason(self, from, to) {
+            if let Some(why) = default_reason(self, from, to) {
                 if let Some(denied) = self.k8s_default(from, to, proto) {
                     return Some(denied);
                 }
@@ -358,4 +358,29 @@ impl Topology {
                 .map(|n| n.gateway),
         }
     }
+}
+
+/// Why a pair must be reachable in a healthy lab unless `[probe] default_pairs = false`: pods on
+/// one node reach each other, pods and their node reach each other, pods reach external hosts,
+/// nodes and external hosts reach each other, nodes reach each other.
+pub fn default_reason(topo: &Topology, from: &str, to: &str) -> Option<&'static str> {
+    let (a, b) = (topo.host(from)?, topo.host(to)?);
+    if a.name == b.name {
+        return None;
+    }
+    let connected = topo.cluster.network.connects_nodes();
+    Some(match (&a.role, &b.role) {
+        (Role::Pod(p), Role::Pod(q)) if p.node == q.node => "pods on one node reach each other",
+        (Role::Pod(_), Role::Pod(_)) if connected => "pods on different nodes reach each other",
+        (Role::Pod(p), Role::Node(_)) if p.node == b.name => "a pod reaches its node",
+        (Role::Node(_), Role::Pod(q)) if q.node == a.name => "a node reaches its pods",
+        (Role::Pod(_), Role::Node(_)) if connected => "a pod reaches other nodes",
+        (Role::Node(_), Role::Pod(_)) if connected => "a node reaches pods on other nodes",
+        (Role::Pod(_), Role::External(_)) => "pods reach external hosts (masqueraded)",
+        (Role::Node(_), Role::External(_)) | (Role::External(_), Role::Node(_)) => {
+            "nodes and external hosts share the uplink"
+        }
+        (Role::Node(_), Role::Node(_)) => "nodes share the uplink",
+        _ => return None,
+    })
 }

@@ -955,7 +955,7 @@ impl Validator<'_> {
         let (first, node) = nodes.iter().next().map(|(n, x)| (n.clone(), x))?;
         let cidr = node.pod_cidr.parse::<Ipv4Net>().ok()?;
         let filled = fill_conflist(&text, &first, cidr, cidr.hosts().next()?);
-        let list = match crate::cni::ConfList::parse(&Source::new(&path, filled)) {
+        let list = match super::conflist::ConfList::parse(&Source::new(&path, filled)) {
             Ok(l) => l,
             Err(e) => {
                 self.errors.push(e);
@@ -1264,31 +1264,6 @@ pub(crate) fn check_expect_conflicts(
             Some("the two rules are equally specific; make one name the host or protocol exactly".into()),
         ));
     }
-}
-
-/// Why a pair must be reachable in a healthy lab unless `[probe] default_pairs = false`: pods on
-/// one node reach each other, pods and their node reach each other, pods reach external hosts,
-/// nodes and external hosts reach each other, nodes reach each other.
-pub fn default_reason(topo: &Topology, from: &str, to: &str) -> Option<&'static str> {
-    let (a, b) = (topo.host(from)?, topo.host(to)?);
-    if a.name == b.name {
-        return None;
-    }
-    let connected = topo.cluster.network.connects_nodes();
-    Some(match (&a.role, &b.role) {
-        (Role::Pod(p), Role::Pod(q)) if p.node == q.node => "pods on one node reach each other",
-        (Role::Pod(_), Role::Pod(_)) if connected => "pods on different nodes reach each other",
-        (Role::Pod(p), Role::Node(_)) if p.node == b.name => "a pod reaches its node",
-        (Role::Node(_), Role::Pod(q)) if q.node == a.name => "a node reaches its pods",
-        (Role::Pod(_), Role::Node(_)) if connected => "a pod reaches other nodes",
-        (Role::Node(_), Role::Pod(_)) if connected => "a node reaches pods on other nodes",
-        (Role::Pod(_), Role::External(_)) => "pods reach external hosts (masqueraded)",
-        (Role::Node(_), Role::External(_)) | (Role::External(_), Role::Node(_)) => {
-            "nodes and external hosts share the uplink"
-        }
-        (Role::Node(_), Role::Node(_)) => "nodes share the uplink",
-        _ => return None,
-    })
 }
 
 /// A conflist template for one node: `{node}`, `{pod_cidr}` and `{gateway}` filled in.
@@ -1656,7 +1631,9 @@ uplink = "203.0.113.10/24"
         let e = first_error(&BASE.replace("ip = \"10.244.1.2\"", "ip = 10"));
         assert!(e.message.contains("invalid type"), "{}", e.message);
         let e = first_error("this is not toml");
-        assert!(e.line >= 1);
+        assert_eq!(e.line, 1, "{e}");
+        let e = first_error("description = \"x\"\n\nthis is not toml\n");
+        assert_eq!(e.line, 3, "{e}");
         let e = first_error("");
         assert!(e.message.contains("no hosts"), "{}", e.message);
     }

@@ -1,0 +1,735 @@
+//! Running probes: every probe of a lab at once, in fd-bounded batches, each a Rust socket
+//! opened inside its source namespace; and the matrix of a whole lab.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
+use tokio::time::Instant;
+
+use super::classify::classify_errno;
+use super::sock::{errqueue, parse_echo, recv, register};
+use super::spec::*;
+use super::{dns, echo};
+use crate::error::{Error, Result};
+use crate::lab::Lab;
+use crate::topology::{Outcome, Proto};
+
+/// Runs every probe at once and returns observations in the same order.
+pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
+    // Echo listeners in every target namespace, for the whole run.
+    let mut targets: Vec<(String, Proto, Ipv4Addr, u16)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for s in specs {
+        let mut keys: Vec<(String, Proto, Ipv4Addr, u16)> = s
+            .listeners
+            .iter()
+            .map(|(pod, ip, port)| (pod.clone(), s.proto, *ip, *port))
+            .collect();
+        if let (Some(port), true) = (s.port, s.listeners.is_empty() && s.query.is_none()) {
+            keys.push((s.to.clone(), s.proto, s.dst, port));
+        }
+        for key in keys {
+            if seen.insert(key.clone()) {
+                targets.push(key);
+            }
+        }
+    }
+    let t0 = std::time::Instant::now();
+    let mut servers = echo::Servers::default();
+    for (host, proto, ip, port) in &targets {
+        let ns = &lab.host(host)?.ns;
+        servers.start(ns, host, *proto, *ip, *port).await?;
+    }
+    let t_servers = t0.elapsed();
+    crate::testhook::pause("probe:listening");
+    // Open sockets are bounded (the fd limit, and each socket's kernel memory): big matrices
+    // run in batches of whole pairs, each batch all at once.
+    let budget = socket_budget();
+    let mut results = Vec::with_capacity(specs.len());
+    let mut start = 0;
+    while start < specs.len() {
+        let mut end = (start + budget).min(specs.len());
+        while end < specs.len()
+            && end > start + 1
+            && specs[end].from == specs[end - 1].from
+            && specs[end].to == specs[end - 1].to
+        {
+            end -= 1;
+        }
+        results.extend(run_batch(lab, &specs[start..end], timeout).await?);
+        start = end;
+    }
+    if std::env::var_os("NETFAULT_PROFILE").is_some() {
+        eprintln!(
+            "profile: {} probes, budget {budget}: servers {t_servers:?}, all {:?}",
+            specs.len(),
+            t0.elapsed()
+        );
+    }
+    drop(servers);
+    Ok(infer_rate_limited(specs, results))
+}
+
+/// How many probe sockets may be open at once: a quarter of the fd limit (raised to its hard
+/// limit first), at least 256, at most 8192.
+fn socket_budget() -> usize {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (mut soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        soft = hard;
+    }
+    std::env::var("NETFAULT_PROBE_BUDGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(((soft / 4) as usize).clamp(256, 8192))
+}
+
+/// Probes one batch: every probe at once.
+async fn run_batch(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
+    // Client sockets, opened inside each source namespace (one thread per source).
+    let mut by_source: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, s) in specs.iter().enumerate() {
+        match by_source.iter_mut().find(|(h, _)| *h == s.from) {
+            Some((_, v)) => v.push(i),
+            None => by_source.push((s.from.clone(), vec![i])),
+        }
+    }
+    // A TCP probe with a count opens that many connections; others use one socket.
+    let per_spec = |s: &ProbeSpec| {
+        if s.proto == Proto::Tcp {
+            s.count.max(1) as usize
+        } else {
+            1
+        }
+    };
+    let mut sockets: Vec<Vec<std::io::Result<Socket>>> =
+        (0..specs.len()).map(|_| Vec::new()).collect();
+    let opened = futures::future::try_join_all(by_source.iter().map(|(host, idx)| {
+        let kinds: Vec<(Proto, usize, Option<u16>)> = idx
+            .iter()
+            .map(|&i| (specs[i].proto, per_spec(&specs[i]), specs[i].sport))
+            .collect();
+        async move {
+            let ns = &lab.host(host)?.ns;
+            let socks = ns
+                .run_async(move || {
+                    kinds
+                        .into_iter()
+                        .map(|(p, n, sport)| {
+                            (0..n).map(|_| open_client(p, sport)).collect::<Vec<_>>()
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .map_err(|e| Error::io(format!("{host}: opening probe sockets"), e))?;
+            Ok::<_, Error>((idx.clone(), socks))
+        }
+    }))
+    .await?;
+    for (idx, socks) in opened {
+        for (i, s) in idx.into_iter().zip(socks) {
+            sockets[i] = s;
+        }
+    }
+
+    let start = Instant::now();
+    // Routers rate-limit routing errors per source (about 5, then 1 a second): ICMP probes go
+    // first so each (source, destination) gets its answer, and TCP and UDP follow.
+    let icmp_pairs: std::collections::HashSet<(&str, &str)> = specs
+        .iter()
+        .filter(|o| o.proto == Proto::Icmp)
+        .map(|o| (o.from.as_str(), o.to.as_str()))
+        .collect();
+    let icmp_pairs = &icmp_pairs;
+    let has_icmp = |s: &ProbeSpec| icmp_pairs.contains(&(s.from.as_str(), s.to.as_str()));
+    // A source's TCP and UDP probes wait until all its ICMP probes are answered (at most
+    // STAGGER): routing errors are spent on ICMP first, and a healthy lab waits for nothing.
+    let mut icmp_left: std::collections::HashMap<&str, usize> = Default::default();
+    for s in specs.iter().filter(|s| s.proto == Proto::Icmp) {
+        *icmp_left.entry(s.from.as_str()).or_default() += 1;
+    }
+    let gates: std::collections::HashMap<&str, Arc<IcmpGate>> = icmp_left
+        .into_iter()
+        .map(|(src, n)| {
+            let (tx, _) = tokio::sync::watch::channel(false);
+            (
+                src,
+                Arc::new(IcmpGate {
+                    left: AtomicUsize::new(n),
+                    done: tx,
+                }),
+            )
+        })
+        .collect();
+    // Each probe is a task of its own, so both of the runtime's workers probe.
+    let handles: Vec<_> = specs
+        .iter()
+        .zip(sockets)
+        .map(|(spec, socks)| {
+            let gate = gates.get(spec.from.as_str()).cloned();
+            let wait = (spec.proto != Proto::Icmp && has_icmp(spec))
+                .then(|| gate.as_ref().map(|g| g.done.subscribe()))
+                .flatten();
+            let signal = (spec.proto == Proto::Icmp).then_some(gate).flatten();
+            let resolv = spec
+                .query
+                .as_ref()
+                .and_then(|_| lab.resolv_conf(&spec.from));
+            let spec = spec.clone();
+            tokio::spawn(async move {
+                let o = probe_one(spec, socks, start, timeout, wait, resolv).await;
+                if let Some(g) = signal {
+                    if g.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        g.done.send_replace(true);
+                    }
+                }
+                o
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for h in handles {
+        results.push(h.await.unwrap_or_else(|e| {
+            Observation::new(Outcome::Unsupported, format!("the probe task failed: {e}"))
+        }));
+    }
+    Ok(results)
+}
+
+/// One probe on its opened socket(s).
+async fn probe_one(
+    spec: ProbeSpec,
+    socks: Vec<std::io::Result<Socket>>,
+    start: Instant,
+    timeout: Duration,
+    wait: Option<tokio::sync::watch::Receiver<bool>>,
+    resolv: Option<String>,
+) -> Observation {
+    let mut deadline = start + timeout;
+    if let Some(mut rx) = wait {
+        let _ = tokio::time::timeout_at(start + STAGGER, rx.wait_for(|d| *d)).await;
+        deadline = Instant::now() + timeout;
+    }
+    let mut ready = Vec::new();
+    for s in socks {
+        match s {
+            Ok(s) => {
+                if spec.size.is_some() {
+                    if let Err(e) = set_dont_fragment(&s) {
+                        return Observation::new(
+                            Outcome::Unsupported,
+                            format!("cannot set DF on a probe socket: {e}"),
+                        );
+                    }
+                }
+                ready.push(s)
+            }
+            Err(e) => return open_failure(spec.proto, e),
+        }
+    }
+    let port = |d| SocketAddrV4::new(spec.dst, spec.port.unwrap_or(d));
+    if let Some((name, want)) = &spec.query {
+        let sock = ready.into_iter().next().expect("one socket");
+        return dns::lookup(sock, resolv.as_deref(), name, *want, deadline).await;
+    }
+    if spec.count > 1 {
+        return match spec.proto {
+            Proto::Tcp => {
+                let all = futures::future::join_all(
+                    ready
+                        .into_iter()
+                        .map(|s| tcp(s, port(80), spec.size, deadline)),
+                )
+                .await;
+                loss_outcome(
+                    &spec,
+                    all.len()
+                        - all
+                            .iter()
+                            .filter(|o| o.outcome == Outcome::Reachable)
+                            .count(),
+                    &all,
+                )
+            }
+            Proto::Icmp | Proto::Udp | Proto::Dns => {
+                let sock = ready.into_iter().next().expect("one socket");
+                let dst = if spec.proto == Proto::Icmp {
+                    SocketAddrV4::new(spec.dst, 0)
+                } else {
+                    port(7)
+                };
+                counted(sock, &spec, dst, deadline).await
+            }
+        };
+    }
+    let sock = ready.into_iter().next().expect("one socket");
+    match spec.proto {
+        Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline).await,
+        Proto::Tcp => tcp(sock, port(80), spec.size, deadline).await,
+        Proto::Udp => udp(sock, port(7), spec.size, deadline).await,
+        Proto::Dns => Observation::new(
+            Outcome::Unsupported,
+            "a dns probe without a name".to_string(),
+        ),
+    }
+}
+
+/// Counts a source's ICMP probes still running; flips `done` when the last one ends.
+struct IcmpGate {
+    left: AtomicUsize,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+/// Stagger between ICMP probes and the TCP and UDP probes of the same pairs.
+const STAGGER: Duration = Duration::from_millis(100);
+
+/// A TCP or UDP probe that timed out where the ICMP probe of the same pair got a routing error
+/// (net or host unreachable) from a router met the router's rate limit on routing errors, not a
+/// different fate: routing does not look at the protocol. It takes the ICMP probe's outcome.
+fn infer_rate_limited(specs: &[ProbeSpec], mut results: Vec<Observation>) -> Vec<Observation> {
+    let icmp: Vec<(usize, Ipv4Addr)> = specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.proto == Proto::Icmp)
+        .filter_map(|(i, _)| results[i].routing_error_from.map(|r| (i, r)))
+        .collect();
+    for i in 0..specs.len() {
+        if specs[i].proto == Proto::Icmp || results[i].outcome != Outcome::Timeout {
+            continue;
+        }
+        let sibling = icmp
+            .iter()
+            .find(|(j, _)| specs[*j].from == specs[i].from && specs[*j].to == specs[i].to);
+        if let Some((j, router)) = sibling {
+            let what = results[*j].detail.clone().unwrap_or_default();
+            results[i] = Observation {
+                outcome: results[*j].outcome,
+                seen_as: None,
+                detail: Some(format!("{what} (to the icmp probe; {router} rate-limits routing errors, so this probe got none)")),
+                routing_error_from: Some(*router),
+            };
+        }
+    }
+    results
+}
+
+/// The outcome of a counted probe: reachable within the loss tolerance, else what failed most.
+fn loss_outcome(spec: &ProbeSpec, lost: usize, seen: &[Observation]) -> Observation {
+    let count = spec.count.max(1) as usize;
+    let pct = lost * 100 / count;
+    let seen_as = seen.iter().find_map(|o| o.seen_as);
+    if pct <= usize::from(spec.tolerance) {
+        let detail =
+            (lost > 0).then(|| format!("{pct}% of {count} lost (tolerance {}%)", spec.tolerance));
+        return Observation {
+            outcome: Outcome::Reachable,
+            seen_as,
+            detail,
+            routing_error_from: None,
+        };
+    }
+    // Some got through: a lossy path, not a refusal.
+    if seen.iter().any(|o| o.outcome == Outcome::Reachable) {
+        return Observation::new(
+            Outcome::Timeout,
+            format!("{pct}% of {count} lost (tolerance {}%)", spec.tolerance),
+        );
+    }
+    // None got through: the most frequent failure names the outcome, a timeout if nothing said.
+    let mut tally: Vec<(Outcome, usize)> = Vec::new();
+    for o in seen.iter().filter(|o| o.outcome != Outcome::Reachable) {
+        match tally.iter_mut().find(|(x, _)| *x == o.outcome) {
+            Some(t) => t.1 += 1,
+            None => tally.push((o.outcome, 1)),
+        }
+    }
+    let unanswered = lost.saturating_sub(tally.iter().map(|t| t.1).sum());
+    if unanswered > 0 {
+        match tally.iter_mut().find(|(x, _)| *x == Outcome::Timeout) {
+            Some(t) => t.1 += unanswered,
+            None => tally.push((Outcome::Timeout, unanswered)),
+        }
+    }
+    tally.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let outcome = tally.first().map(|t| t.0).unwrap_or(Outcome::Timeout);
+    Observation::new(
+        outcome,
+        format!("{pct}% of {count} lost (tolerance {}%)", spec.tolerance),
+    )
+}
+
+/// Sends `count` numbered ICMP or UDP packets, paced, and counts the distinct answers.
+async fn counted(
+    sock: Socket,
+    spec: &ProbeSpec,
+    dst: SocketAddrV4,
+    deadline: Instant,
+) -> Observation {
+    if let Err(e) = sock.connect(&SockAddr::from(dst)) {
+        return classify_errno(&e, "connect");
+    }
+    let afd = match register(sock) {
+        Ok(a) => a,
+        Err(e) => {
+            return Observation::new(
+                Outcome::Unsupported,
+                format!("cannot poll a probe socket: {e}"),
+            )
+        }
+    };
+    let count = spec.count.max(1);
+    let payload = |seq: u32| -> Vec<u8> {
+        let line = format!("{PROBE_LINE} {seq}\n").into_bytes();
+        let mut p = if spec.proto == Proto::Icmp {
+            let mut h = vec![8u8, 0, 0, 0, 0, 0];
+            h.extend_from_slice(&((seq & 0xffff) as u16).to_be_bytes());
+            h.extend_from_slice(&line);
+            h
+        } else {
+            line
+        };
+        if let Some(sz) = spec.size {
+            let want = if spec.proto == Proto::Icmp {
+                sz.saturating_sub(20)
+            } else {
+                sz.saturating_sub(HEADERS)
+            };
+            if p.len() < want {
+                p.resize(want, b'.');
+            }
+        }
+        p
+    };
+    let parse = |b: &[u8]| -> Option<(u32, Option<Ipv4Addr>)> {
+        if spec.proto == Proto::Icmp {
+            if b.len() >= 8 && b[0] == 0 {
+                return Some((u32::from(u16::from_be_bytes([b[6], b[7]])), None));
+            }
+            return None;
+        }
+        let text = String::from_utf8_lossy(b);
+        let seen = parse_echo(b);
+        let seq = text
+            .split(PROBE_LINE)
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some((seq, seen))
+    };
+    let mut answered = std::collections::HashSet::new();
+    let mut seen_as = None;
+    let mut errors: Vec<Observation> = Vec::new();
+    let mut next = 0u32;
+    let mut next_send = Instant::now();
+    // Echoes are about as long as the probe: no 64 KiB buffer per probe (thousands run at once).
+    let mut buf = vec![0u8; spec.size.map_or(2048, |n| n + 512).max(2048)];
+    loop {
+        while next < count && Instant::now() >= next_send {
+            next += 1;
+            if let Err(e) = afd.get_ref().send(&payload(next)) {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    errors.push(
+                        errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send")),
+                    );
+                }
+            }
+            next_send += Duration::from_millis(2);
+        }
+        if answered.len() as u32 >= count {
+            break;
+        }
+        let wake = if next < count {
+            next_send.min(deadline)
+        } else {
+            deadline
+        };
+        tokio::select! {
+            r = afd.ready(Interest::READABLE | Interest::ERROR) => {
+                let mut guard = match r {
+                    Ok(g) => g,
+                    Err(e) => return classify_errno(&e, "poll"),
+                };
+                if let Some(o) = errqueue(afd.get_ref()) {
+                    errors.push(o);
+                    continue;
+                }
+                match recv(afd.get_ref(), &mut buf) {
+                    Ok(n) => {
+                        if let Some((seq, seen)) = parse(&buf[..n]) {
+                            answered.insert(seq);
+                            seen_as = seen_as.or(seen);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    Err(e) => errors.push(errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "recv"))),
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+    }
+    let lost = count as usize - answered.len().min(count as usize);
+    let mut all = errors;
+    all.extend((0..answered.len()).map(|_| Observation {
+        outcome: Outcome::Reachable,
+        seen_as,
+        detail: None,
+        routing_error_from: None,
+    }));
+    loss_outcome(spec, lost, &all)
+}
+
+fn open_client(proto: Proto, sport: Option<u16>) -> std::io::Result<Socket> {
+    let s = match proto {
+        Proto::Icmp => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))?,
+        Proto::Tcp => Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
+        Proto::Udp | Proto::Dns => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?,
+    };
+    s.set_nonblocking(true)?;
+    if proto != Proto::Tcp {
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv4RecvErr, &true)?;
+    }
+    if let Some(port) = sport {
+        s.set_reuse_address(true)?;
+        s.bind(&SockAddr::from(SocketAddrV4::new(
+            Ipv4Addr::UNSPECIFIED,
+            port,
+        )))?;
+    }
+    Ok(s)
+}
+
+fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
+    match (proto, e.raw_os_error()) {
+        (Proto::Icmp, Some(libc::EACCES)) | (Proto::Icmp, Some(libc::EPERM)) => Observation::new(
+            Outcome::Unsupported,
+            "ICMP echo sockets are not permitted in the source namespace (net.ipv4.ping_group_range)".to_string(),
+        ),
+        (_, Some(libc::EAFNOSUPPORT)) | (_, Some(libc::EPROTONOSUPPORT)) => Observation::new(
+            Outcome::Unsupported,
+            format!("this kernel cannot open {proto} sockets"),
+        ),
+        _ => Observation::new(Outcome::Unsupported, format!("cannot open a {proto} socket: {e}")),
+    }
+}
+
+/// IP (20) and ICMP or UDP (8) headers: what a probe of `size` bytes leaves for its payload.
+const HEADERS: usize = 28;
+
+async fn icmp(sock: Socket, dst: Ipv4Addr, size: Option<usize>, deadline: Instant) -> Observation {
+    // type 8 (echo request), code 0, sequence 1; the kernel fills in id and checksum.
+    let len = size.map_or(24, |s| s.saturating_sub(20).max(24));
+    let mut pkt = vec![0u8; len];
+    pkt[0] = 8;
+    pkt[7] = 1;
+    pkt[8..22].copy_from_slice(b"netfault-probe");
+    datagram(sock, SocketAddrV4::new(dst, 0), &pkt, deadline, |b| {
+        (b.first() == Some(&0)).then(|| Observation::new(Outcome::Reachable, None))
+    })
+    .await
+}
+
+async fn udp(
+    sock: Socket,
+    dst: SocketAddrV4,
+    size: Option<usize>,
+    deadline: Instant,
+) -> Observation {
+    let mut line = format!("{PROBE_LINE}\n").into_bytes();
+    if let Some(s) = size {
+        line.resize(s.saturating_sub(HEADERS).max(line.len()), b'.');
+    }
+    datagram(sock, dst, &line, deadline, |b| {
+        parse_echo(b).map(|seen| Observation {
+            outcome: Outcome::Reachable,
+            seen_as: Some(seen),
+            detail: None,
+            routing_error_from: None,
+        })
+    })
+    .await
+}
+
+/// Sends `payload` on a connected datagram socket every RESEND until `reply` accepts an answer,
+/// a queued ICMP error decides, or the deadline passes.
+async fn datagram(
+    sock: Socket,
+    dst: SocketAddrV4,
+    payload: &[u8],
+    deadline: Instant,
+    reply: impl Fn(&[u8]) -> Option<Observation>,
+) -> Observation {
+    if let Err(e) = sock.connect(&SockAddr::from(dst)) {
+        return classify_errno(&e, "connect");
+    }
+    let afd = match register(sock) {
+        Ok(a) => a,
+        Err(e) => {
+            return Observation::new(
+                Outcome::Unsupported,
+                format!("cannot poll a probe socket: {e}"),
+            )
+        }
+    };
+    let mut next_send = Instant::now();
+    let mut buf = vec![0u8; (payload.len() + 512).max(2048)];
+    loop {
+        if Instant::now() >= next_send {
+            if let Err(e) = afd.get_ref().send(payload) {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send"));
+                }
+            }
+            next_send += RESEND;
+        }
+        tokio::select! {
+            r = afd.ready(Interest::READABLE | Interest::ERROR) => {
+                let mut guard = match r {
+                    Ok(g) => g,
+                    Err(e) => return classify_errno(&e, "poll"),
+                };
+                if let Some(o) = errqueue(afd.get_ref()) {
+                    return o;
+                }
+                match recv(afd.get_ref(), &mut buf) {
+                    Ok(n) => {
+                        if let Some(o) = reply(&buf[..n]) {
+                            return o;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
+                    Err(e) => return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "recv")),
+                }
+            }
+            _ = tokio::time::sleep_until(next_send.min(deadline)) => {
+                if Instant::now() >= deadline {
+                    return Observation::new(Outcome::Timeout, None);
+                }
+            }
+        }
+    }
+}
+
+async fn tcp(
+    sock: Socket,
+    dst: SocketAddrV4,
+    size: Option<usize>,
+    deadline: Instant,
+) -> Observation {
+    let std: std::net::TcpStream = sock.into();
+    let socket = tokio::net::TcpSocket::from_std_stream(std);
+    let stream = match tokio::time::timeout_at(deadline, socket.connect(SocketAddr::V4(dst))).await
+    {
+        Err(_) => return Observation::new(Outcome::Timeout, None),
+        Ok(Err(e)) => return classify_errno(&e, "connect"),
+        Ok(Ok(s)) => s,
+    };
+    let bulk = size.unwrap_or(0);
+    let exchange = async {
+        let (rd, mut wr) = stream.into_split();
+        let mut rd = BufReader::with_capacity(if bulk > 0 { 64 * 1024 } else { 512 }, rd);
+        wr.write_all(format!("{PROBE_LINE}\n").as_bytes()).await?;
+        let mut line = String::new();
+        rd.read_line(&mut line).await?;
+        if bulk > 0 {
+            // A transfer large enough to need full-size segments both ways.
+            let send = async {
+                let chunk = vec![b'x'; 16 * 1024];
+                let mut left = bulk;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    wr.write_all(&chunk[..n]).await?;
+                    left -= n;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            let recv = async {
+                let mut got = 0;
+                let mut buf = vec![0u8; 64 * 1024];
+                while got < bulk {
+                    let n = tokio::io::AsyncReadExt::read(&mut rd, &mut buf).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "echo closed early",
+                        ));
+                    }
+                    got += n;
+                }
+                Ok(())
+            };
+            tokio::try_join!(send, recv)?;
+        }
+        Ok::<_, std::io::Error>(line)
+    };
+    match tokio::time::timeout_at(deadline, exchange).await {
+        Err(_) => Observation::new(
+            Outcome::Timeout,
+            "connected, but the echo never came back".to_string(),
+        ),
+        Ok(Err(e)) => classify_errno(&e, "echo"),
+        Ok(Ok(line)) => match parse_echo(line.as_bytes()) {
+            Some(seen) => Observation {
+                outcome: Outcome::Reachable,
+                seen_as: Some(seen),
+                detail: None,
+                routing_error_from: None,
+            },
+            None => Observation::new(
+                Outcome::Refused,
+                "connected, but something other than netfault's echo server answered".to_string(),
+            ),
+        },
+    }
+}
+
+/// Sets DF on a probe socket (IP_PMTUDISC_DO): a packet too big for the path is refused, not
+/// fragmented, so size problems show.
+fn set_dont_fragment(s: &Socket) -> std::io::Result<()> {
+    let v: libc::c_int = libc::IP_PMTUDISC_DO;
+    // SAFETY: a valid fd, and a pointer to a c_int of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Every ordered pair of topology hosts, for every protocol the fixture probes.
+pub fn all_pairs(lab: &Lab) -> Vec<ProbeSpec> {
+    pairs_of(lab.topology())
+}
+
+/// Probes every pair of the lab and returns the matrix against the fixture's healthy outcomes.
+pub async fn matrix(lab: &Lab) -> Result<crate::matrix::Matrix> {
+    let t = lab.topology();
+    let specs = all_pairs(lab);
+    let obs = run(lab, &specs, Duration::from_millis(t.probe.timeout_ms)).await?;
+    crate::testhook::pause("probe:done");
+    Ok(crate::matrix::Matrix::new(
+        t.host_names().into_iter().map(String::from).collect(),
+        t.probe.protocols.clone(),
+        specs.into_iter().zip(obs).collect(),
+        |f, to, p| t.healthy(f, to, p),
+    )
+    .with_targets(t.target_names()))
+}

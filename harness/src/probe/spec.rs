@@ -1,0 +1,142 @@
+//! What a probe is and what it saw: the specification of one probe, its observation, and the
+//! probes a topology's matrix makes. Plain data; `run` sends them.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::topology::{Outcome, Proto};
+
+/// One probe: from a host to an address of another host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeSpec {
+    pub from: String,
+    pub to: String,
+    pub proto: Proto,
+    pub dst: Ipv4Addr,
+    pub port: Option<u16>,
+    /// Size of the probe's IP packets (ICMP, UDP: one packet with DF set; TCP: this many bytes
+    /// echoed back). None: a small probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// Packets (ICMP, UDP) or connections (TCP) to send; above 1 the probe measures loss.
+    pub count: u32,
+    /// With `count` above 1: the share lost (percent) still called reachable.
+    pub tolerance: u8,
+    /// Echo listeners the probe needs elsewhere than at `dst` (a Service's endpoints:
+    /// pod, address, port).
+    #[serde(skip)]
+    pub listeners: Vec<(String, Ipv4Addr, u16)>,
+    /// A DNS probe's name and the address it should resolve to.
+    #[serde(skip)]
+    pub query: Option<(String, Ipv4Addr)>,
+    /// A fixed source port: a UDP Service's probes reuse one flow (one conntrack entry) run
+    /// after run, as a long-lived client would.
+    #[serde(skip)]
+    pub sport: Option<u16>,
+}
+
+impl ProbeSpec {
+    /// A single small probe.
+    pub fn new(from: &str, to: &str, proto: Proto, dst: Ipv4Addr, port: Option<u16>) -> Self {
+        ProbeSpec {
+            from: from.to_string(),
+            to: to.to_string(),
+            proto,
+            dst,
+            port,
+            size: None,
+            count: 1,
+            tolerance: 0,
+            listeners: Vec::new(),
+            query: None,
+            sport: None,
+        }
+    }
+}
+
+/// How a probe ended, and what we learnt on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Observation {
+    pub outcome: Outcome,
+    /// The source address the echo server saw (TCP, UDP): differs from the prober's own
+    /// address when something translated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen_as: Option<Ipv4Addr>,
+    /// What decided the outcome: "ICMP host unreachable from 10.244.1.1", "no route at source".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The router that answered with ICMP net or host unreachable (a routing error, which the
+    /// kernel rate-limits per source).
+    #[serde(skip)]
+    pub routing_error_from: Option<Ipv4Addr>,
+}
+
+impl Observation {
+    pub fn new(outcome: Outcome, detail: impl Into<Option<String>>) -> Self {
+        Observation {
+            outcome,
+            seen_as: None,
+            detail: detail.into(),
+            routing_error_from: None,
+        }
+    }
+}
+
+/// The first payload line of every probe, and the prefix of every echo.
+pub(crate) const PROBE_LINE: &str = "netfault-probe";
+pub(crate) const ECHO_PREFIX: &str = "netfault-echo seen=";
+/// ICMP and UDP probes are sent again at this interval until answered or timed out.
+pub(crate) const RESEND: Duration = Duration::from_millis(200);
+
+/// Every probe a topology's matrix makes: host pairs for every protocol, then targets.
+pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
+    let mut v = Vec::new();
+    for a in &t.hosts {
+        for b in &t.hosts {
+            if a.name == b.name {
+                continue;
+            }
+            for &proto in &t.probe.protocols {
+                v.push(ProbeSpec {
+                    from: a.name.clone(),
+                    to: b.name.clone(),
+                    proto,
+                    dst: b.address(),
+                    port: t.probe.port(proto),
+                    size: t.probe.size(proto),
+                    count: t.probe.count,
+                    tolerance: t.probe.loss_tolerance,
+                    listeners: Vec::new(),
+                    query: None,
+                    sport: None,
+                });
+            }
+        }
+    }
+    v.extend(target_probes(t));
+    v
+}
+
+/// Every probe of the fixture's Kubernetes targets (Services, NodePorts, names).
+pub fn target_probes(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
+    let mut v = Vec::new();
+    for (i, target) in t.target_names().into_iter().enumerate() {
+        for a in &t.hosts {
+            if let Some(tp) = t.target_probe(&a.name, &target) {
+                v.push(ProbeSpec {
+                    listeners: tp.listeners,
+                    query: tp.query,
+                    sport: (tp.proto == Proto::Udp).then_some(UDP_SERVICE_SPORT + i as u16),
+                    ..ProbeSpec::new(&a.name, &target, tp.proto, tp.dst, tp.port)
+                });
+            }
+        }
+    }
+    v
+}
+
+/// UDP probes of a Service's target number `i` (in `target_names` order) come from this port
+/// plus `i`.
+pub const UDP_SERVICE_SPORT: u16 = 40000;

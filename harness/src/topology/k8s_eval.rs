@@ -1,0 +1,410 @@
+//! What a topology's Kubernetes objects mean: which policies let a flow through, which targets
+//! (ClusterIPs, NodePorts, DNS names) the matrix probes and what each should answer.
+
+use super::expect::{Outcome, Proto};
+use super::k8s::*;
+use super::model::{Role, Topology};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+impl Topology {
+    /// The pod owning `ip`, with its namespace and labels.
+    fn pod_at(&self, ip: Ipv4Addr) -> Option<(&str, &super::model::PodSpec)> {
+        self.pods().find(|(_, p)| p.ip == ip)
+    }
+
+    /// The policies selecting a pod, for ingress or egress.
+    pub fn policies_for(&self, pod: &str, egress: bool) -> Vec<&Policy> {
+        let Some(p) = self.host(pod).and_then(|h| h.as_pod()) else {
+            return Vec::new();
+        };
+        self.k8s
+            .policies
+            .iter()
+            .filter(|pol| {
+                pol.namespace == p.namespace
+                    && selects(&pol.pod_selector, &p.labels)
+                    && if egress {
+                        pol.egress.is_some()
+                    } else {
+                        pol.ingress.is_some()
+                    }
+            })
+            .collect()
+    }
+
+    pub fn peer_selects(&self, policy: &Policy, peer: &Peer, ip: Ipv4Addr) -> bool {
+        match peer {
+            Peer::Cidr { cidr, except } => {
+                cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
+            }
+            Peer::Pods {
+                namespace_selector,
+                pod_selector,
+            } => {
+                let Some((_, p)) = self.pod_at(ip) else {
+                    return false;
+                };
+                let ns_ok = match namespace_selector {
+                    None => p.namespace == policy.namespace,
+                    Some(sel) => selects(sel, &self.k8s.namespace_labels(&p.namespace)),
+                };
+                ns_ok && pod_selector.as_ref().is_none_or(|s| selects(s, &p.labels))
+            }
+        }
+    }
+
+    fn rule_allows(&self, policy: &Policy, rule: &PolicyRule, peer_ip: Ipv4Addr, f: &Flow) -> bool {
+        let peer_ok = rule.peers.is_empty()
+            || rule
+                .peers
+                .iter()
+                .any(|p| self.peer_selects(policy, p, peer_ip));
+        let port_ok = rule.ports.is_empty()
+            || rule
+                .ports
+                .iter()
+                .any(|pp| pp.protocol == f.proto && pp.port.is_none_or(|x| Some(x) == f.port));
+        peer_ok && port_ok
+    }
+
+    /// Whether NetworkPolicies let this flow through: egress from the source pod (if any policy
+    /// isolates it) and ingress to the destination pod. Traffic between a pod and its own node
+    /// is always allowed (as Kubernetes requires, for health checks).
+    pub fn policy_allows(&self, f: &Flow) -> bool {
+        self.policy_verdict(f).is_none()
+    }
+
+    /// None when allowed; else the direction and the policies isolating the pod that denies.
+    pub fn policy_verdict(&self, f: &Flow) -> Option<(String, bool, Vec<String>)> {
+        let src_pod = self
+            .host(f.from)
+            .and_then(|h| h.as_pod().map(|p| (f.from, p)));
+        let dst_pod = self.pod_at(f.dst);
+        let node_of = |h: &str| -> Option<String> {
+            match &self.host(h)?.role {
+                Role::Pod(p) => Some(p.node.clone()),
+                Role::Node(_) => Some(h.to_string()),
+                Role::External(_) => None,
+            }
+        };
+        // Egress of the source pod.
+        if let Some((name, _)) = src_pod {
+            let to_own_node = self
+                .owner_of(f.dst)
+                .is_some_and(|h| Some(h.name.clone()) == node_of(name) && h.as_node().is_some());
+            let pols = self.policies_for(name, true);
+            if !pols.is_empty() && !to_own_node {
+                let ok = pols.iter().any(|pol| {
+                    pol.egress.as_ref().is_some_and(|rules| {
+                        rules.iter().any(|r| self.rule_allows(pol, r, f.dst, f))
+                    })
+                });
+                if !ok {
+                    return Some((
+                        name.to_string(),
+                        true,
+                        pols.iter()
+                            .map(|p| format!("{}/{}", p.namespace, p.name))
+                            .collect(),
+                    ));
+                }
+            }
+        }
+        // Ingress of the destination pod.
+        if let Some((name, p)) = dst_pod {
+            let from_own_node = self
+                .host(f.from)
+                .is_some_and(|h| h.as_node().is_some() && h.name == p.node);
+            let pols = self.policies_for(name, false);
+            if !pols.is_empty() && !from_own_node {
+                let ok = pols.iter().any(|pol| {
+                    pol.ingress.as_ref().is_some_and(|rules| {
+                        rules.iter().any(|r| self.rule_allows(pol, r, f.src, f))
+                    })
+                });
+                if !ok {
+                    return Some((
+                        name.to_string(),
+                        false,
+                        pols.iter()
+                            .map(|p| format!("{}/{}", p.namespace, p.name))
+                            .collect(),
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// The cluster domain's records: fully qualified name → address.
+    pub fn dns_records(&self) -> BTreeMap<String, Ipv4Addr> {
+        let mut out = BTreeMap::new();
+        let Some(d) = &self.k8s.dns else {
+            return out;
+        };
+        for s in &self.k8s.services {
+            out.insert(
+                format!("{}.{}.svc.{}.", s.name, s.namespace, d.domain),
+                s.cluster_ip,
+            );
+        }
+        for (_, p) in self.pods() {
+            let dashed = p.ip.to_string().replace('.', "-");
+            out.insert(format!("{dashed}.{}.pod.{}.", p.namespace, d.domain), p.ip);
+        }
+        out
+    }
+
+    /// What a pod looks up to reach a Service: the short name in its own namespace, else
+    /// `NAME.NAMESPACE` (the search path does the rest).
+    pub fn dns_query_for(&self, pod: &str, svc: &Service) -> String {
+        let ns = self
+            .host(pod)
+            .and_then(|h| h.as_pod())
+            .map(|p| p.namespace.as_str())
+            .unwrap_or(DEFAULT_NAMESPACE);
+        if ns == svc.namespace {
+            svc.name.clone()
+        } else {
+            format!("{}.{}", svc.name, svc.namespace)
+        }
+    }
+
+    /// The resolv.conf a pod gets: the cluster DNS, Kubernetes' search path, ndots:5.
+    pub fn resolv_conf(&self, pod: &str) -> Option<String> {
+        let d = self.k8s.dns.as_ref()?;
+        let p = self.host(pod)?.as_pod()?;
+        Some(format!(
+            "# netfault: {pod}'s resolver, as the kubelet writes it\nnameserver {}\nsearch {ns}.svc.{dom} svc.{dom} {dom}\noptions ndots:5\n",
+            d.service_ip,
+            ns = p.namespace,
+            dom = d.domain
+        ))
+    }
+}
+
+/// One probe of a Kubernetes target, as the topology defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetProbe {
+    pub proto: Proto,
+    pub dst: Ipv4Addr,
+    pub port: Option<u16>,
+    /// Echo listeners the probe needs: (pod, address, port) of every endpoint; the address is
+    /// 0.0.0.0 (an endpoint answers on whatever address its pod has now).
+    pub listeners: Vec<(String, Ipv4Addr, u16)>,
+    /// For `dns/NAME`: the name the pod looks up, and the address it should get.
+    pub query: Option<(String, Ipv4Addr)>,
+}
+
+impl Topology {
+    /// Every Kubernetes target the matrix probes: each Service's ClusterIP (not the DNS
+    /// Service: lookups probe that), each NodePort on each node, each Service's name.
+    pub fn target_names(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for s in self.k8s.services.iter().filter(|s| !s.dns) {
+            v.push(Target::Service(s.name.clone()).name());
+        }
+        for s in self.k8s.services.iter().filter(|s| s.node_port.is_some()) {
+            for (n, _) in self.nodes() {
+                v.push(
+                    Target::NodePort {
+                        service: s.name.clone(),
+                        node: n.to_string(),
+                    }
+                    .name(),
+                );
+            }
+        }
+        if self.k8s.dns.is_some() {
+            for s in self.k8s.services.iter().filter(|s| !s.dns) {
+                v.push(Target::Dns(s.name.clone()).name());
+            }
+        }
+        v
+    }
+
+    /// Host names, then target names: what a rule's TO may name.
+    pub fn probe_names(&self) -> Vec<String> {
+        self.host_names()
+            .into_iter()
+            .map(String::from)
+            .chain(self.target_names())
+            .collect()
+    }
+
+    /// The probe `from` makes of a target, if it probes that target at all: pods and nodes
+    /// reach ClusterIPs, external hosts reach NodePorts, pods look names up.
+    pub fn target_probe(&self, from: &str, target: &str) -> Option<TargetProbe> {
+        let h = self.host(from)?;
+        let listeners = |s: &Service| {
+            s.endpoints
+                .iter()
+                .filter_map(|e| {
+                    self.host(&e.pod)?.as_pod()?;
+                    Some((e.pod.clone(), Ipv4Addr::UNSPECIFIED, e.port))
+                })
+                .collect::<Vec<_>>()
+        };
+        match Target::parse(target)? {
+            Target::Service(name) => {
+                let s = self.k8s.service(&name)?;
+                if matches!(h.role, Role::External(_)) || s.dns {
+                    return None;
+                }
+                Some(TargetProbe {
+                    proto: s.protocol,
+                    dst: s.cluster_ip,
+                    port: Some(s.port),
+                    listeners: listeners(s),
+                    query: None,
+                })
+            }
+            Target::NodePort { service, node } => {
+                let s = self.k8s.service(&service)?;
+                let n = self.host(&node)?.as_node()?;
+                if !matches!(h.role, Role::External(_)) {
+                    return None;
+                }
+                Some(TargetProbe {
+                    proto: s.protocol,
+                    dst: n.uplink.addr(),
+                    port: s.node_port,
+                    listeners: listeners(s),
+                    query: None,
+                })
+            }
+            Target::Dns(name) => {
+                let s = self.k8s.service(&name)?;
+                let d = self.k8s.dns.as_ref()?;
+                h.as_pod()?;
+                Some(TargetProbe {
+                    proto: Proto::Dns,
+                    dst: d.service_ip,
+                    port: Some(53),
+                    listeners: Vec::new(),
+                    query: Some((self.dns_query_for(from, s), s.cluster_ip)),
+                })
+            }
+        }
+    }
+
+    /// The address a host's packets carry as source when policies judge them.
+    fn source_address(&self, host: &str) -> Option<Ipv4Addr> {
+        self.host(host).map(|h| h.address())
+    }
+
+    /// Whether policies let `from` reach `dst:port`; None when allowed, else why not.
+    fn denied(&self, from: &str, dst: Ipv4Addr, proto: Proto, port: Option<u16>) -> Option<String> {
+        let src = self.source_address(from)?;
+        // A pod reaching itself (through its own Service) is never isolated from itself.
+        if self.pod_at(dst).is_some_and(|(n, _)| n == from) {
+            return None;
+        }
+        let proto = if proto == Proto::Dns {
+            Proto::Udp
+        } else {
+            proto
+        };
+        let f = Flow {
+            from,
+            src,
+            dst,
+            proto,
+            port,
+        };
+        self.policy_verdict(&f).map(|(pod, egress, pols)| {
+            format!(
+                "NetworkPolicy {} isolates {pod} for {} and allows nothing that matches",
+                pols.join(", "),
+                if egress { "egress" } else { "ingress" }
+            )
+        })
+    }
+
+    /// The healthy outcome of a probe that involves the Kubernetes layer: a target, or a host
+    /// pair a NetworkPolicy denies. None: the layer has nothing to say.
+    pub fn k8s_default(&self, from: &str, to: &str, proto: Proto) -> Option<(Outcome, String)> {
+        if Target::parse(to).is_none() {
+            let dst = self.host(to)?.address();
+            let port = self.probe.port(proto).filter(|_| proto != Proto::Icmp);
+            return self
+                .denied(from, dst, proto, port)
+                .map(|why| (Outcome::Timeout, format!("default: {why}")));
+        }
+        let tp = self.target_probe(from, to)?;
+        if tp.proto != proto {
+            return None;
+        }
+        let connected = self.cluster.network.connects_nodes();
+        let node_of = |h: &str| match &self.host(h)?.role {
+            Role::Pod(p) => Some(p.node.clone()),
+            Role::Node(_) => Some(h.to_string()),
+            Role::External(_) => None,
+        };
+        match Target::parse(to)? {
+            Target::Service(_) | Target::NodePort { .. } => {
+                if tp.listeners.is_empty() {
+                    return Some((
+                        Outcome::Refused,
+                        "default: a Service without endpoints is rejected".into(),
+                    ));
+                }
+                let external = matches!(self.host(from)?.role, Role::External(_));
+                let mut verdicts = Vec::new();
+                for (pod, _, port) in &tp.listeners {
+                    let ip = &self.host(pod)?.as_pod()?.ip;
+                    let ep_node = node_of(pod);
+                    let reach_node = if external {
+                        match Target::parse(to)? {
+                            Target::NodePort { node, .. } => Some(node),
+                            _ => None,
+                        }
+                    } else {
+                        node_of(from)
+                    };
+                    if !connected && reach_node != ep_node {
+                        return None;
+                    }
+                    if external {
+                        // NodePort traffic arrives masqueraded by the node: only policies that
+                        // isolate the endpoint for ingress decide, and the fixture must say.
+                        if !self.policies_for(pod, false).is_empty() {
+                            return None;
+                        }
+                        verdicts.push(None);
+                    } else {
+                        verdicts.push(self.denied(from, *ip, proto, Some(*port)));
+                    }
+                }
+                if verdicts.iter().all(|v| v.is_none()) {
+                    Some((
+                        Outcome::Reachable,
+                        "default: a Service answers from its endpoints".into(),
+                    ))
+                } else if let (true, Some(why)) = (
+                    verdicts.iter().all(|v| v.is_some()),
+                    verdicts.first().cloned().flatten(),
+                ) {
+                    Some((Outcome::Timeout, format!("default: {why}")))
+                } else {
+                    None
+                }
+            }
+            Target::Dns(_) => {
+                let d = self.k8s.dns.as_ref()?;
+                let dns_ip = self.host(&d.pod)?.as_pod()?.ip;
+                if !connected && node_of(from) != node_of(&d.pod) {
+                    return None;
+                }
+                match self.denied(from, dns_ip, Proto::Udp, Some(d.port)) {
+                    None => Some((
+                        Outcome::Reachable,
+                        "default: cluster DNS resolves every Service's name".into(),
+                    )),
+                    Some(why) => Some((Outcome::Timeout, format!("default: {why}"))),
+                }
+            }
+        }
+    }
+}
