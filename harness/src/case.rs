@@ -407,7 +407,7 @@ impl Case {
         observed.expect_with(|f, to, p| self.expected(&baseline, f, to, p));
         report.mismatches = observed.render_mismatches();
         let diagnoses = explained.expect("probed")?;
-        report.culprits = diagnose::walk::distinct_culprits(&diagnoses);
+        report.culprits = diagnose::vocab::distinct_culprits(&diagnoses);
         if opts.diagram {
             report.diagram = Some(crate::diagram::svg(
                 lab.topology(),

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use super::{emit_json, fail, term, DrillCmd, Out};
+use super::args::DrillCmd;
+use super::out::{emit_json, fail, Out};
+use super::term;
 use crate::drill::{self, DrillState};
 use crate::error::Error;
 use crate::lab::Lab;
@@ -49,7 +51,7 @@ async fn start(
         None => (
             topology::parse_fixture(&Source::new(
                 "fixtures/single-node.toml",
-                super::DEMO_FIXTURE,
+                super::run::DEMO_FIXTURE,
             ))?,
             None,
         ),
@@ -58,7 +60,7 @@ async fn start(
     let started = drill::start(&topo, fixture_path, name, level, seed).await?;
     if topo.k8s.dns.is_some() {
         // The lab outlives this process, and so must its cluster DNS.
-        super::spawn_dns_server(name)?;
+        super::dns::spawn_dns_server(name)?;
     }
     let s = &started.state;
     if out.json {

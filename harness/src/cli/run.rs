@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{fail, Out};
+use super::out::{emit_json, fail, Out};
 use crate::case::{self, Case, CaseReport, Status};
 use crate::error::Error;
 use crate::lab::Lab;
@@ -138,7 +138,7 @@ pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, report: Option<&Path>
         None => None,
     };
     if out.json {
-        super::emit_json(&serde_json::json!({
+        emit_json(&serde_json::json!({
             "cases": reports,
             "report": written.as_ref().map(|(p, _)| p),
             "pcaps": written.as_ref().map(|(_, p)| p),
@@ -340,7 +340,7 @@ async fn demo_reports(out: Out) -> Result<i32, Error> {
     drop(lab);
     let code = exit_code(&reports);
     if out.json {
-        super::emit_json(&serde_json::json!({ "healthy": healthy, "cases": reports }));
+        emit_json(&serde_json::json!({ "healthy": healthy, "cases": reports }));
     } else {
         let lines: Vec<String> = reports.iter().map(|r| r.summary()).collect();
         super::term::println(&lines.join("\n"));

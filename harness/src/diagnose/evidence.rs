@@ -15,25 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
-
-use super::walk::{Component, Diagnosis};
+use super::vocab::{Component, Culprit, Diagnosis, Evidence};
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::probe::ProbeSpec;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Evidence {
-    pub host: String,
-    /// `counter`, `nft-trace` or `drop-reason`.
-    pub kind: String,
-    pub text: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub count: Option<u64>,
-    /// Whether the fact is the same on every run (snapshots keep only those).
-    #[serde(skip)]
-    pub stable: bool,
-}
 
 /// Counters that only move when something goes wrong.
 const COUNTERS: [&str; 17] = [
@@ -177,7 +162,7 @@ fn reconcile(d: &mut Diagnosis, ev: &[Evidence]) {
                     "the walk could not decide; the kernel's nft trace did: {} {}",
                     e.host, e.text
                 ));
-                d.culprit = super::walk::Culprit {
+                d.culprit = Culprit {
                     host: e.host.clone(),
                     component: Component::Filter,
                     summary: format!("the nft trace on {} shows it: {}", e.host, e.text),

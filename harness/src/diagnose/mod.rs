@@ -4,13 +4,12 @@
 pub mod evidence;
 pub mod nfteval;
 pub mod state;
+pub mod vocab;
 pub mod walk;
 
-pub use evidence::Evidence;
 pub use state::{capture, diff, LabState};
-pub use walk::{
-    explain, explain_changes, explain_pairs, Component, Culprit, Diagnosis, Hop, HopStatus,
-};
+pub use vocab::{Component, Culprit, Diagnosis, Evidence, Hop, HopStatus};
+pub use walk::{explain, explain_changes, explain_pairs};
 
 use serde::Serialize;
 
@@ -61,7 +60,7 @@ pub async fn diagnose_lab(lab: &Lab, name: &str) -> Result<(LabDiagnosis, Vec<Di
             Some(d) => Some(d.culprit.clone()),
             None if c.observed != expected => Some(Culprit {
                 host: c.from.clone(),
-                component: walk::Component::Unexplained,
+                component: Component::Unexplained,
                 summary: format!("expected {expected}, observed {}: the walk explains only pairs that should be reachable", c.observed),
             }),
             None => None,

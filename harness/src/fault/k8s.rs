@@ -7,8 +7,8 @@
 
 use std::net::Ipv4Addr;
 
+use super::kind::{perr, Fault, ParamError};
 use super::undo::{NftUndo, Undo};
-use super::{perr, Fault, ParamError};
 use crate::error::{nl, Error, Result};
 use crate::lab::k8s::{kube_proxy_script, node_script, KUBE_PROXY_TABLE};
 use crate::lab::Lab;

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 
+use super::kind::{parse_rate, Fault};
 use super::undo::{self, FdbEntry, NftUndo, Undo, VethSnapshot, VxlanSnapshot};
-use super::Fault;
 use crate::error::{nl, Error, Result};
 use crate::lab::{IfaceKind, Lab, LabHost};
 use crate::netns;
@@ -293,7 +293,7 @@ async fn inject_one(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
             .await
         }
         Fault::Bandwidth { host, interface, rate } => {
-            let bits = super::parse_rate(rate).map_err(Error::other)?;
+            let bits = parse_rate(rate).map_err(Error::other)?;
             let h = lab.host(host)?;
             let l = live_link(h, interface).await?;
             // A burst of 10 ms at the rate (at least two full frames), and 50 ms of queue.
@@ -312,7 +312,7 @@ async fn inject_one(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
                 .map_err(|e| qdisc_error(host, "netem", e))?;
             Ok(vec![Undo::Qdisc { host: host.clone(), ifname: interface.clone() }])
         }
-        k8s => super::k8s::inject(k8s, lab).await,
+        k8s => Err(Error::other(format!("{k8s}: a Kubernetes fault, injected by fault::k8s"))),
     }
 }
 

@@ -1,0 +1,452 @@
+//! The commands on named labs and files: up, down, status, diagnose, gc, diagram, script,
+//! adopt, truth-table, the fault catalog, cni audit and case new.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::lab::Lab;
+use crate::registry;
+use crate::topology;
+
+use super::args::*;
+use super::out::*;
+
+use super::dns::spawn_dns_server;
+use super::term;
+
+pub(super) fn truth_table(fixture: &Path, out: Out) -> Result<(), Error> {
+    let t = topology::load_fixture(fixture)?;
+    let (m, why) = crate::matrix::truth_table(&t);
+    if out.json {
+        emit_json(&serde_json::json!({ "fixture": t.name, "matrix": m, "why": why }));
+    } else if !out.quiet {
+        println!(
+            "{} expects (nothing was run; a blank cell: the fixture does not say)",
+            t.name
+        );
+        print!("{}", m.render());
+        if !why.is_empty() {
+            println!("not reachable, and why:");
+            for l in why {
+                println!("  {l}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
+    let topo = topology::load_fixture(fixture)?;
+    let t0 = Instant::now();
+    // The record says "building" until the DNS daemon runs too: if this process dies before,
+    // `netfault gc` removes the lab (and the daemon ends itself).
+    let lab = Lab::up_named_building(&topo, name, std::fs::canonicalize(fixture).ok()).await?;
+    let finished = (|| {
+        let dns = if topo.k8s.dns.is_some() {
+            // The server outlives this process: hand its socket over to a daemon.
+            lab.stop_dns();
+            Some(spawn_dns_server(name)?)
+        } else {
+            None
+        };
+        registry::mark_up(name)?;
+        Ok::<_, Error>(dns)
+    })();
+    let dns = match finished {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = Lab::down_named(name);
+            return Err(e);
+        }
+    };
+    let ms = t0.elapsed().as_millis();
+    if out.json {
+        let hosts: Vec<serde_json::Value> = lab
+            .hosts()
+            .map(|h| {
+                serde_json::json!({
+                    "host": h.name,
+                    "pin": registry::pin_path(name, &h.name),
+                })
+            })
+            .collect();
+        emit_json(&serde_json::json!({
+            "lab": name, "fixture": topo.name, "up_ms": ms, "hosts": hosts,
+        }));
+    } else if !out.quiet {
+        println!(
+            "lab {name} is up ({}: {} hosts) in {ms} ms",
+            topo.name,
+            topo.hosts.len(),
+        );
+        for h in lab.hosts() {
+            println!(
+                "  {:<10} netfault shell {name} {}   (or ip netns exec {name}-{} ...)",
+                h.name, h.name, h.name
+            );
+        }
+        if let Some(pid) = dns {
+            println!("  cluster DNS served by pid {pid} (netfault dns-serve {name})");
+        }
+        println!("netfault status {name} probes it; netfault down {name} removes it");
+    }
+    Ok(())
+}
+
+pub(super) fn down(name: &str, out: Out) -> Result<(), Error> {
+    let removed = Lab::down_named(name)?;
+    if out.json {
+        emit_json(&serde_json::json!({ "lab": name, "removed": removed }));
+    } else if !out.quiet {
+        println!("lab {name} removed ({} namespace pins)", removed.len());
+    }
+    Ok(())
+}
+
+pub(super) fn list(out: Out) -> Result<(), Error> {
+    let labs = registry::list();
+    if out.json {
+        emit_json(&labs);
+        return Ok(());
+    }
+    if labs.is_empty() && !out.quiet {
+        println!("no labs (netfault up FIXTURE --name LAB builds one)");
+    }
+    for l in labs {
+        let state = match (l.state, l.owner_alive()) {
+            (registry::LabState::Up, _) => "up".to_string(),
+            (registry::LabState::Building, true) => format!("building (pid {})", l.pid),
+            (registry::LabState::Building, false) => {
+                "abandoned: netfault gc removes it".to_string()
+            }
+        };
+        let missing = l.pins.iter().filter(|(_, p)| !p.exists()).count();
+        let damage = if missing > 0 {
+            format!(", {missing} pins missing")
+        } else {
+            String::new()
+        };
+        let drill = if crate::paths::drill_state(&l.name).exists() {
+            ", drill running"
+        } else {
+            ""
+        };
+        println!(
+            "{:<16} {state}{damage}{drill}  ({}, {} hosts)",
+            l.name,
+            l.topology.name,
+            l.topology.hosts.len()
+        );
+    }
+    Ok(())
+}
+
+/// Probes a named lab; exit 0 when every pair is as the fixture expects, 1 when not.
+pub(super) async fn status(name: &str, out: Out) -> i32 {
+    let r = async {
+        let lab = Lab::attach(name).await?;
+        let m = crate::probe::matrix(&lab).await?;
+        Ok::<_, Error>((lab, m))
+    }
+    .await;
+    let (lab, m) = match r {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    let healthy = m.mismatches().is_empty();
+    if out.json {
+        emit_json(&serde_json::json!({ "lab": name, "healthy": healthy, "matrix": m }));
+    } else {
+        let mut s = String::new();
+        if !out.quiet {
+            s.push_str(&format!("lab {name} ({})\n", lab.topology().name));
+            s.push_str(&m.render());
+            let t = lab.topology();
+            for l in m.translations(|h, ip| t.is_own_address(h, ip)) {
+                s.push_str(&format!("  {l}\n"));
+            }
+        }
+        if healthy {
+            s.push_str("healthy: every pair is as the fixture expects\n");
+        } else {
+            s.push_str("\nnot as the fixture expects:\n");
+            for l in m.render_mismatches() {
+                s.push_str(&format!("  {l}\n"));
+            }
+            s.push_str(&format!("netfault diagnose {name} explains why\n"));
+        }
+        term::print(&s);
+    }
+    i32::from(!healthy)
+}
+
+pub(super) async fn diagnose(name: &str, out: Out) -> i32 {
+    let r = async {
+        let lab = Lab::attach(name).await?;
+        crate::diagnose::diagnose_lab(&lab, name).await
+    }
+    .await;
+    let (report, ds) = match r {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    // The latest diagnosis is what `netfault diagram LAB` draws.
+    let _ = crate::diagram::save_latest(name, &ds);
+    if out.json {
+        emit_json(&report);
+    } else if report.healthy {
+        println!(
+            "lab {name} is healthy: all {} expected outcomes hold",
+            report.pairs.len()
+        );
+    } else {
+        let broken = report.pairs.iter().filter(|p| p.culprit.is_some()).count();
+        let mut s = format!(
+            "lab {name}: {broken} of {} expected outcomes do not hold\n\n",
+            report.pairs.len()
+        );
+        if out.quiet {
+            for f in crate::diagram::findings(&ds) {
+                s.push_str(&format!(
+                    "culprit: {} {} — {} ({})\n",
+                    f.host,
+                    f.component,
+                    f.summary,
+                    f.pairs.join("; ")
+                ));
+            }
+        } else {
+            s.push_str(&crate::diagnose::vocab::render(&ds));
+        }
+        for p in report.pairs.iter().filter(|p| {
+            p.culprit
+                .as_ref()
+                .is_some_and(|c| c.component == crate::diagnose::Component::Unexplained)
+                && p.hops.is_empty()
+        }) {
+            s.push_str(&format!(
+                "{} → {} {}: {}\n",
+                p.from,
+                p.to,
+                p.proto,
+                p.culprit.as_ref().map(|c| c.summary.as_str()).unwrap_or("")
+            ));
+        }
+        term::print(&s);
+    }
+    i32::from(!report.healthy)
+}
+
+pub(super) async fn cni_audit(conflist: &Path, out: Out, jobs: usize) -> i32 {
+    let show = !out.quiet && (!out.json || std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let r = crate::audit::run(conflist, jobs, move |done, total, row| {
+        if show {
+            let check = match row.check_detects {
+                Some(true) => "CHECK detects",
+                Some(false) => "CHECK misses",
+                None => "",
+            };
+            eprintln!(
+                "[{done}/{total}] {} {check} · leaks {}",
+                row.check,
+                row.leaks.len()
+            );
+        }
+    })
+    .await;
+    match r {
+        Ok(a) => {
+            if out.json {
+                emit_json(&a);
+            } else {
+                print!("{}", crate::audit::render(&a));
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+pub(super) fn faults(out: Out) {
+    let cat = crate::fault::CATALOG;
+    if out.json {
+        emit_json(&cat);
+        return;
+    }
+    for k in cat {
+        let params: Vec<String> = k.params.iter().map(|(p, _)| format!("{p}=…")).collect();
+        println!("{:<24} {:<12} {}", k.name, k.component, k.description);
+        if !out.quiet {
+            println!(
+                "{:<24} {:<12} [[fault]] type = \"{}\" {}",
+                "",
+                "",
+                k.name,
+                params.join(" ")
+            );
+        }
+    }
+}
+
+pub(super) fn gc(all: bool, out: Out) -> Result<(), Error> {
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    for l in registry::list() {
+        if all || l.is_abandoned() {
+            match registry::remove(&l) {
+                Ok(pins) => {
+                    let _ = std::fs::remove_file(crate::paths::drill_state(&l.name));
+                    removed.push((l.name.clone(), pins.len()));
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    let keep: Vec<PathBuf> = registry::list()
+        .into_iter()
+        .filter_map(|l| l.cni_dir)
+        .collect();
+    let dirs = crate::cni::gc_state_dirs(&keep);
+    if out.json {
+        let labs: Vec<&str> = removed.iter().map(|(n, _)| n.as_str()).collect();
+        emit_json(&serde_json::json!({
+            "removed_labs": labs, "cni_state_dirs": dirs, "errors": errors,
+        }));
+    } else if !out.quiet {
+        for (name, pins) in &removed {
+            println!("removed lab {name} ({pins} pins)");
+        }
+        if dirs > 0 {
+            println!("removed {dirs} CNI state directories of processes that are gone");
+        }
+        if removed.is_empty() && dirs == 0 && errors.is_empty() {
+            println!("nothing to collect");
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::other(errors.join("\n")))
+    }
+}
+
+/// A fixture (a file that exists) or a pinned lab (a name), drawn with the lab's latest
+/// diagnosis.
+pub(super) fn diagram(
+    target: &str,
+    format: DiagramFormat,
+    output: Option<&Path>,
+    out: Out,
+) -> Result<(), Error> {
+    let (topo, findings) = if Path::new(target).is_file() {
+        (topology::load_fixture(Path::new(target))?, Vec::new())
+    } else {
+        let rec = registry::load(target).map_err(|_| {
+            Error::NotFound(format!(
+                "\"{target}\" is neither a fixture file nor a lab (netfault status lists the labs)"
+            ))
+        })?;
+        (rec.topology, crate::diagram::load_latest(target))
+    };
+    let plan = crate::lab::plan::Plan::from_topology(&topo);
+    let text = match format {
+        DiagramFormat::Svg => crate::diagram::svg(&topo, &plan, &findings),
+        DiagramFormat::Dot => crate::diagram::dot(&topo, &plan, &findings),
+    };
+    match output {
+        Some(p) => {
+            std::fs::write(p, &text)
+                .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
+            if out.json {
+                emit_json(&serde_json::json!({ "output": p, "findings": findings }));
+            } else if !out.quiet {
+                println!(
+                    "wrote {} ({} hosts, {} findings drawn)",
+                    p.display(),
+                    topo.hosts.len(),
+                    findings.len()
+                );
+            }
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+pub(super) fn script(fixture: &Path) -> Result<(), Error> {
+    let topo = topology::load_fixture(fixture)?;
+    print!(
+        "{}",
+        crate::script::script(&topo, &fixture.display().to_string())?
+    );
+    Ok(())
+}
+
+pub(super) fn adopt(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
+    let topo = topology::load_fixture(fixture)?;
+    let rec = registry::adopt(name, std::fs::canonicalize(fixture).ok(), &topo)?;
+    // What the script cannot make: pods' resolv.conf files and the cluster DNS server.
+    if topo.k8s.dns.is_some() {
+        crate::lab::k8s::write_resolv_confs(&topo, &crate::paths::resolv_dir(name))?;
+        spawn_dns_server(name)?;
+    }
+    if out.json {
+        emit_json(&rec);
+    } else if !out.quiet {
+        println!(
+            "lab {name} adopted ({} namespaces): netfault status {name} probes it",
+            rec.pins.len()
+        );
+    }
+    Ok(())
+}
+
+pub(super) async fn case_new(
+    name: &str,
+    fixture: &Path,
+    faults: &[String],
+    dir: &Path,
+    out: Out,
+) -> Result<(), Error> {
+    let faults = faults
+        .iter()
+        .map(|f| crate::newcase::parse_fault(f))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(Error::BadInput)?;
+    let n = crate::newcase::create(name, fixture, &faults, dir).await?;
+    if out.json {
+        emit_json(&serde_json::json!({
+            "case": n.path, "snapshot": n.snapshot, "report": n.report,
+        }));
+        return Ok(());
+    }
+    let mut t = format!(
+        "wrote {}; it passes as written
+",
+        n.path.display()
+    );
+    if !out.quiet {
+        t.push_str(&std::fs::read_to_string(&n.path).unwrap_or_default());
+    }
+    match &n.snapshot {
+        Some(s) => t.push_str(&format!(
+            "snapshot waiting for review: {} (cargo insta review)
+",
+            s.display()
+        )),
+        None => t.push_str(&format!(
+            "no {}/tests/snapshots here: run the case from its test to record a snapshot
+",
+            dir.display()
+        )),
+    }
+    term::print(&t);
+    Ok(())
+}
+
+pub(super) fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
