@@ -46,7 +46,7 @@ fn audits() {
         .filter(|t| t.starts_with("net:["))
         .collect();
     assert!(held.is_empty(), "namespaces still held: {held:?}");
-    let state = netfault::registry::run_dir().join("cni");
+    let state = netfault::paths::run_dir().join("cni");
     let mine: Vec<String> = std::fs::read_dir(&state)
         .into_iter()
         .flatten()
