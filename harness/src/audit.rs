@@ -476,6 +476,41 @@ pub fn normalise(lab: &Lab, line: &str) -> String {
     redact_hashes(&s)
 }
 
+/// Per-pod chains a plugin named by a hash (`CNI-9f3c...`), each as `CNI-<pod>`: the pod whose
+/// source address a rule sends there (`ip saddr 10.244.1.2 ... jump CNI-9f3c...`), read from the
+/// live state. A chain no pod's rule jumps to keeps its hash (and is redacted later).
+pub fn chain_owners(lab: &Lab, state: &crate::diagnose::LabState) -> Vec<(String, String)> {
+    let mut pod_of_ip = Vec::new();
+    for (pod, p) in lab.topology().pods() {
+        let Some(hs) = state.host(pod) else { continue };
+        for a in &hs.addresses {
+            if let Some(net) = a.strip_prefix(&format!("{} ", p.ifname)) {
+                let ip = net.split('/').next().unwrap_or("").to_string();
+                pod_of_ip.push((format!("ip saddr {ip} "), pod.to_string()));
+            }
+        }
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (_, hs) in &state.hosts {
+        for rule in hs.nft.values().flat_map(|chains| chains.values()).flatten() {
+            let Some(chain) = rule
+                .split("jump ")
+                .nth(1)
+                .and_then(|c| c.split_whitespace().next())
+            else {
+                continue;
+            };
+            if !chain.starts_with("CNI-") || out.iter().any(|(c, _)| c == chain) {
+                continue;
+            }
+            if let Some((_, pod)) = pod_of_ip.iter().find(|(m, _)| rule.contains(m.as_str())) {
+                out.push((chain.to_string(), format!("CNI-<{pod}>")));
+            }
+        }
+    }
+    out
+}
+
 /// `CNI-9f3c...` (a hash of network name and container id) → `CNI-<hash>`; a plugin's
 /// random `vethXXXXXXXX` → `veth<random>`.
 pub fn redact_hashes(s: &str) -> String {

@@ -358,8 +358,14 @@ impl Case {
             .filter(|(_, p)| lab.topology().cni.is_some() && !p.host_veth.is_empty())
             .map(|(pod, p)| (p.host_veth.clone(), format!("veth({pod})")))
             .collect();
+        // A plugin's per-pod chains are named by a hash: name each after the pod whose
+        // traffic jumps to it, or two pods' chains read as one.
+        report
+            .renames
+            .extend(crate::audit::chain_owners(lab, &before));
         if self.snapshot_dataplane {
-            report.dataplane = Some(before.render(|l| crate::audit::normalise(lab, l)));
+            // Renamed and redacted with the rest of the snapshot (chains by their pods first).
+            report.dataplane = Some(before.render(|l| l.to_string()));
         }
 
         let t = Instant::now();

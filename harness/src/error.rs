@@ -24,6 +24,9 @@ pub enum Error {
     /// This machine lacks a kernel feature or program the step needs.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Something this kernel has but netfault does not build (yet): not the kernel's lack.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
     /// A command-line value out of range or in conflict with what exists.
     #[error("{0}")]
     BadInput(String),

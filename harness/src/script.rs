@@ -45,8 +45,8 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
         )));
     }
     if let crate::topology::Network::Tunnel { kind } = &t.cluster.network {
-        return Err(Error::Unsupported(format!(
-            "{source}: a {kind} network: netfault does not build it on this kernel"
+        return Err(Error::NotImplemented(format!(
+            "{source}: a {kind} network: netfault script does not write {kind} networks"
         )));
     }
     let plan = Plan::from_topology(t);

@@ -113,31 +113,6 @@ async fn status_and_gc_speak_1_1_0_to_a_plugin_that_declares_it() {
     assert_eq!(calls.lines().count(), before, "{calls}");
 }
 
-/// What a plugin binary itself says it speaks (asked here, without the runtime).
-fn versions_of(bin: &Path) -> Vec<String> {
-    use std::io::Write;
-    let mut child = std::process::Command::new(bin)
-        .env("CNI_COMMAND", "VERSION")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"cniVersion":"1.0.0"}"#)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["supportedVersions"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{} VERSION: {v}", bin.display()))
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Installed plugins under a 1.1.0 list: each is asked VERSION, and STATUS and GC go exactly to
 /// those that declare 1.1.0 (whatever the installed package speaks); the others are skipped
 /// with the versions they declared.
@@ -165,7 +140,7 @@ async fn installed_plugins_get_status_and_gc_exactly_when_they_declare_1_1_0() {
         assert_eq!(replies.len(), plugins.len());
         for (r, p) in replies.iter().zip(plugins) {
             assert_eq!(r.plugin, p);
-            let declared = versions_of(&rt.path.find(p).unwrap());
+            let declared = common::versions_of(&rt.path.find(p).unwrap());
             if declared
                 .iter()
                 .any(|v| netfault::cni::version_at_least(v, (1, 1, 0)))

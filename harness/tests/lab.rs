@@ -92,9 +92,7 @@ async fn single_node_lab_is_wired_as_planned_and_vanishes_on_drop() {
 async fn healthy_single_node_matrix_is_as_the_fixture_says() {
     let topo = fixture("single-node.toml");
     let lab = common::up(&topo).await;
-    let t0 = std::time::Instant::now();
     let m = netfault::probe::matrix(&lab).await.unwrap();
-    let took = t0.elapsed();
     println!("{}", m.render());
     assert!(m.mismatches().is_empty(), "{:#?}", m.render_mismatches());
     use netfault::{Outcome, Proto};
@@ -116,11 +114,15 @@ async fn healthy_single_node_matrix_is_as_the_fixture_says() {
         Some(Outcome::Unreachable)
     );
     assert_eq!(m.cells.len(), 4 * 3 * 3);
-    // No probe waited for a timeout.
-    assert!(
-        took < Duration::from_millis(900),
-        "healthy matrix took {took:?}"
-    );
+    // No probe waited for its timeout: every cell was decided by an answer (how fast that is,
+    // is ci/bench's business).
+    let timed_out: Vec<_> = m
+        .cells
+        .iter()
+        .filter(|c| c.observed == Outcome::Timeout)
+        .map(|c| format!("{} -> {} {}", c.from, c.to, c.proto))
+        .collect();
+    assert!(timed_out.is_empty(), "{timed_out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,10 +214,16 @@ async fn two_node_fixtures_are_healthy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_network_this_kernel_lacks_is_unsupported() {
+async fn an_ipip_network_is_unsupported_exactly_where_the_kernel_lacks_ipip() {
+    let kernel_has_ipip = common::kernel_has("ipip link");
     let e = Lab::up(&fixture("two-node-ipip.toml")).await.err().unwrap();
-    assert!(matches!(e, netfault::Error::Unsupported(_)), "{e}");
     assert!(e.to_string().contains("ipip"), "{e}");
+    if kernel_has_ipip {
+        assert!(matches!(e, netfault::Error::NotImplemented(_)), "{e}");
+    } else {
+        assert!(matches!(e, netfault::Error::Unsupported(_)), "{e}");
+        assert!(e.to_string().contains("does not have"), "{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,6 +229,15 @@ pub const CATALOG: &[Kind] = &[
 ];
 
 impl Fault {
+    /// The kernel feature beyond netfault's baseline (veth, bridge, nftables, tbf) that this
+    /// kind needs, if any: its cases are `unsupported` exactly where the kernel lacks it.
+    pub fn kernel_feature(&self) -> Option<&'static str> {
+        match self {
+            Fault::Delay { .. } => Some("netem qdisc"),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Fault::DeleteVeth { .. } => "delete-veth",

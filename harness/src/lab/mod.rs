@@ -909,7 +909,7 @@ async fn tunnel_unsupported(kind: &str) -> Error {
         Ok(false) => Error::Unsupported(format!(
             "network = \"{kind}\" needs {kind} links, which this kernel does not have (creating one fails)"
         )),
-        Ok(true) => Error::Unsupported(format!(
+        Ok(true) => Error::NotImplemented(format!(
             "network = \"{kind}\": this kernel has {kind} links, but netfault does not build {kind} labs yet"
         )),
         Err(e) => e,

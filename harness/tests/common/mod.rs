@@ -66,3 +66,46 @@ impl Drop for Checked {
         }
     }
 }
+
+/// What a CNI plugin binary says it speaks when asked VERSION directly (no runtime of ours).
+pub fn versions_of(bin: &Path) -> Vec<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin)
+        .env("CNI_COMMAND", "VERSION")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"cniVersion":"1.0.0"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["supportedVersions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{} VERSION: {v}", bin.display()))
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether this kernel has `feature`, asked with iproute2 in a scratch network namespace (not
+/// through netfault, whose answer it checks).
+pub fn kernel_has(feature: &str) -> bool {
+    let args: &[&str] = match feature {
+        "netem qdisc" => &[
+            "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+        ],
+        "ipip link" => &["-n", "ip", "link", "add", "nf-ipip0", "type", "ipip"],
+        other => panic!("no way to ask the kernel for {other}: add one here"),
+    };
+    std::process::Command::new("unshare")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("unshare: {e}"))
+        .success()
+}
