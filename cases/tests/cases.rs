@@ -45,9 +45,8 @@ fn case(
     }
     // Every case must pass where the kernel can run it. A failing case leaves its packet
     // captures under target/.
-    if report.status != Status::Pass
-        && !(report.status == Status::Unsupported && !features.is_empty())
-    {
+    let unsupported_here = report.status == Status::Unsupported && !features.is_empty();
+    if report.status != Status::Pass && !unsupported_here {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join("pcap")
             .join(&case.name);
