@@ -23,6 +23,8 @@ fn case(
         diagram: false,
     };
     let report = netfault::runtime().block_on(case.run_with(opts));
+    // The case's lab is gone: no thread of this process may hold its namespaces.
+    common::assert_no_thread_in_released_namespaces();
     // A case whose faults need an optional kernel feature is unsupported exactly where the
     // kernel lacks it (asked here without netfault), and passes everywhere else; it has no
     // snapshot, which would differ between kernels: its [expect] and culprits are what it asserts.

@@ -40,6 +40,7 @@ fn audits() {
     );
     for c in cases {
         audit(c);
+        common::assert_no_thread_in_released_namespaces();
     }
     let held: Vec<String> = std::fs::read_dir("/proc/self/fd")
         .unwrap()

@@ -364,8 +364,15 @@ impl Case {
             .renames
             .extend(crate::audit::chain_owners(lab, &before));
         if self.snapshot_dataplane {
-            // Renamed and redacted with the rest of the snapshot (chains by their pods first).
-            report.dataplane = Some(before.render(|l| l.to_string()));
+            // Renamed before `render` sorts: random names must not decide the order.
+            let renames = report.renames.clone();
+            report.dataplane = Some(before.render(|l| {
+                let mut l = l.to_string();
+                for (name, stable) in &renames {
+                    l = l.replace(name.as_str(), stable);
+                }
+                crate::audit::redact_hashes(&l)
+            }));
         }
 
         let t = Instant::now();

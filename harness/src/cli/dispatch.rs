@@ -162,3 +162,33 @@ pub(super) async fn dispatch(cmd: Cmd, out: Out) -> i32 {
         Err(e) => fail(&e),
     }
 }
+
+/// Every command's help as the Markdown page `docs/cli.md` (generated; a test keeps it current).
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    let mut root = Cli::command();
+    let mut s = String::from(
+        "# Command-line reference\n\nGenerated from the code (`netfault::cli::reference_markdown`): \
+         each command's `--help`.\n",
+    );
+    fn walk(cmd: &mut clap::Command, path: &str, s: &mut String) {
+        let help = cmd.render_long_help().to_string();
+        s.push_str(&format!(
+            "\n## `{path}`\n\n```text\n{}\n```\n",
+            help.trim_end()
+        ));
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for n in names {
+            if let Some(sub) = cmd.find_subcommand_mut(&n) {
+                walk(sub, &format!("{path} {n}"), s);
+            }
+        }
+    }
+    root.build();
+    walk(&mut root, "netfault", &mut s);
+    s
+}

@@ -12,6 +12,6 @@ mod out;
 mod run;
 pub mod term;
 
-pub use dispatch::main;
+pub use dispatch::{main, reference_markdown};
 pub use out::{emit_json, Out};
 pub use run::{demo_cases, DEMO_CASES, DEMO_FIXTURE};

@@ -362,3 +362,35 @@ pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
     }
     Ok(bits)
 }
+
+/// The catalog as the Markdown page `docs/faults.md` (generated; a test keeps it current).
+pub fn catalog_markdown() -> String {
+    use std::fmt::Write;
+    let mut s = String::from(
+        "# The fault catalog\n\n\
+         Generated from the code (`netfault::fault::catalog_markdown`); `netfault faults` prints the \
+         same. Use a kind in a case as `[[fault]] type = \"NAME\"` with its parameters, or on the \
+         command line as `NAME:key=value,...`.\n\n\
+         | kind | parameters | what it does | blamed as |\n|---|---|---|---|\n",
+    );
+    for k in CATALOG {
+        let params: Vec<String> = k
+            .params
+            .iter()
+            .map(|(p, what)| format!("`{p}` ({what})"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | `{}` |",
+            k.name,
+            if params.is_empty() {
+                "none".to_string()
+            } else {
+                params.join(", ")
+            },
+            k.description.replace('|', "\\|"),
+            k.component
+        );
+    }
+    s
+}

@@ -15,7 +15,7 @@ mod ops;
 mod undo;
 
 pub use guard::Guard;
-pub use kind::{parse_rate, Fault, Kind, ParamError, CATALOG};
+pub use kind::{catalog_markdown, parse_rate, Fault, Kind, ParamError, CATALOG};
 pub use ops::reinsert_lines;
 pub use undo::Undo;
 

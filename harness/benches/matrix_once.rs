@@ -1,7 +1,9 @@
 //! Brings a fixture up and probes its matrix a few times (profiling aid).
 fn main() {
-    let f = std::env::args().nth(1).expect("fixture");
-    let rounds: usize = std::env::args()
+    // Paths are the repository's, as `ci/bench` gives them.
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).expect("repository root");
+    let f = bench_args().nth(1).expect("fixture");
+    let rounds: usize = bench_args()
         .nth(2)
         .and_then(|x| x.parse().ok())
         .unwrap_or(3);
@@ -20,4 +22,9 @@ fn main() {
             );
         }
     });
+}
+
+/// The arguments after `cargo bench ... --`, without the `--bench` flag cargo adds.
+fn bench_args() -> impl Iterator<Item = String> {
+    std::env::args().filter(|a| a != "--bench")
 }

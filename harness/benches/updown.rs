@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
+    // Paths are the repository's, as `ci/bench` gives them.
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).expect("repository root");
+    let mut args = bench_args().skip(1);
     let fixture = args
         .next()
         .unwrap_or_else(|| "fixtures/single-node.toml".into());
@@ -42,4 +44,9 @@ fn main() {
         med(&mut downs),
         med(&mut gone)
     );
+}
+
+/// The arguments after `cargo bench ... --`, without the `--bench` flag cargo adds.
+fn bench_args() -> impl Iterator<Item = String> {
+    std::env::args().filter(|a| a != "--bench")
 }

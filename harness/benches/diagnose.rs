@@ -14,7 +14,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
+    // Paths are the repository's, as `ci/bench` gives them.
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).expect("repository root");
+    let rounds: usize = bench_args()
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(20);
@@ -66,4 +68,9 @@ fn main() {
         }
         println!("[{}]", json.join(","));
     });
+}
+
+/// The arguments after `cargo bench ... --`, without the `--bench` flag cargo adds.
+fn bench_args() -> impl Iterator<Item = String> {
+    std::env::args().filter(|a| a != "--bench")
 }

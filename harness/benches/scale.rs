@@ -377,12 +377,14 @@ fn mininet(n: usize, rounds: usize) -> Option<Series> {
 }
 
 fn main() {
+    // Paths are the repository's, as `ci/bench` gives them.
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).expect("repository root");
     let mut sizes = vec![10usize, 50, 100, 200];
     let mut rounds = 5usize;
     let mut kinds = vec![Kind::Single, Kind::Vxlan];
     let mut json_out = PathBuf::from("target/bench/scale.json");
     let mut case_file = PathBuf::from("cases/nft-reject.toml");
-    let mut args = std::env::args().skip(1);
+    let mut args = bench_args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--sizes" => {
@@ -615,4 +617,9 @@ fn print_table(rows: &[Row]) {
         );
     }
     println!("(×shell, ×batch: how many times faster netfault's lab up is, same run; netfault's lab also has N² permanent neighbour entries, which the baselines skip)");
+}
+
+/// The arguments after `cargo bench ... --`, without the `--bench` flag cargo adds.
+fn bench_args() -> impl Iterator<Item = String> {
+    std::env::args().filter(|a| a != "--bench")
 }
