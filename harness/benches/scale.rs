@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use netfault::fault::kinds;
 use netfault::leakcheck::Witness;
 use netfault::netns::Netns;
 use netfault::topology::{parse_fixture, Source};
@@ -455,9 +456,9 @@ fn main() {
                         .count();
                     row.not_as_expected = row.not_as_expected.max(m.mismatches().len());
                     let t0 = Instant::now();
-                    let g = netfault::fault::Fault::VethDown {
+                    let g = netfault::fault::Fault::VethDown(kinds::VethDown {
                         pod: "pod-1".into(),
-                    }
+                    })
                     .inject(&lab)
                     .await
                     .expect("inject");

@@ -2,6 +2,7 @@
 //!
 //!     cargo run -p netfault --example fault
 
+use netfault::fault::kinds;
 use netfault::fault::Fault;
 
 fn main() -> Result<(), netfault::Error> {
@@ -10,9 +11,9 @@ fn main() -> Result<(), netfault::Error> {
     let topo = netfault::load_fixture("fixtures/single-node.toml".as_ref())?;
     netfault::runtime().block_on(async {
         let lab = netfault::Lab::up(&topo).await?;
-        let fault = Fault::DisableIpForward {
+        let fault = Fault::DisableIpForward(kinds::DisableIpForward {
             node: "node1".into(),
-        };
+        });
         let guard = fault.inject(&lab).await?;
         let broken = netfault::probe::matrix(&lab).await?;
         println!("with {fault}:\n{}", broken.render());

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::cni::{CniError, ConfList};
 use crate::diagnose::{capture, diff};
 use crate::error::{Error, Result};
+use crate::fault::kinds;
 use crate::fault::Fault;
 use crate::lab::Lab;
 use crate::topology::{parse_fixture, Source, Topology};
@@ -73,28 +74,28 @@ fn faults(t: &Topology, host_veth: &str) -> Vec<Fault> {
     let pod = || POD.to_string();
     let node = || "node1".to_string();
     let all = vec![
-        Fault::DeleteVeth { pod: pod() },
-        Fault::VethDown { pod: pod() },
-        Fault::DetachVeth { pod: pod() },
-        Fault::DeletePodRoute { pod: pod() },
-        Fault::RemovePodAddress { pod: pod() },
-        Fault::LinkDown {
+        Fault::DeleteVeth(kinds::DeleteVeth { pod: pod() }),
+        Fault::VethDown(kinds::VethDown { pod: pod() }),
+        Fault::DetachVeth(kinds::DetachVeth { pod: pod() }),
+        Fault::DeletePodRoute(kinds::DeletePodRoute { pod: pod() }),
+        Fault::RemovePodAddress(kinds::RemovePodAddress { pod: pod() }),
+        Fault::LinkDown(kinds::LinkDown {
             host: pod(),
             interface: "eth0".into(),
-        },
-        Fault::DisableIpForward { node: node() },
-        Fault::DisableForwarding {
+        }),
+        Fault::DisableIpForward(kinds::DisableIpForward { node: node() }),
+        Fault::DisableForwarding(kinds::DisableForwarding {
             node: node(),
             interface: VETH.to_string(),
-        },
-        Fault::DeleteMasquerade { node: node() },
-        Fault::BridgeDown { node: node() },
-        Fault::RemoveGatewayAddress { node: node() },
-        Fault::ForwardDropPolicy { node: node() },
-        Fault::WrongNeighbour {
+        }),
+        Fault::DeleteMasquerade(kinds::DeleteMasquerade { node: node() }),
+        Fault::BridgeDown(kinds::BridgeDown { node: node() }),
+        Fault::RemoveGatewayAddress(kinds::RemoveGatewayAddress { node: node() }),
+        Fault::ForwardDropPolicy(kinds::ForwardDropPolicy { node: node() }),
+        Fault::WrongNeighbour(kinds::WrongNeighbour {
             node: node(),
             pod: pod(),
-        },
+        }),
     ];
     let _ = host_veth;
     all.into_iter()
@@ -105,11 +106,13 @@ fn faults(t: &Topology, host_veth: &str) -> Vec<Fault> {
 /// A fault with `veth(pod-a)` replaced by the lab's actual host veth.
 fn resolve(f: &Fault, host_veth: &str) -> Fault {
     match f {
-        Fault::DisableForwarding { node, interface } if interface == VETH => {
-            Fault::DisableForwarding {
+        Fault::DisableForwarding(kinds::DisableForwarding { node, interface })
+            if interface == VETH =>
+        {
+            Fault::DisableForwarding(kinds::DisableForwarding {
                 node: node.clone(),
                 interface: host_veth.to_string(),
-            }
+            })
         }
         other => other.clone(),
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::diagnose::{Component, Culprit};
 use crate::error::{Error, Result};
+use crate::fault::kinds;
 use crate::fault::Fault;
 use crate::lab::Lab;
 use crate::matrix::{Cell, Matrix};
@@ -94,59 +95,77 @@ pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
         .map(|(p, s)| (p.to_string(), s.node.clone()))
         .collect();
     for (pod, node) in &pods {
-        obvious.push(Fault::DeleteVeth { pod: pod.clone() });
-        obvious.push(Fault::VethDown { pod: pod.clone() });
-        obvious.push(Fault::DeletePodRoute { pod: pod.clone() });
-        obvious.push(Fault::RemovePodAddress { pod: pod.clone() });
+        obvious.push(Fault::DeleteVeth(kinds::DeleteVeth { pod: pod.clone() }));
+        obvious.push(Fault::VethDown(kinds::VethDown { pod: pod.clone() }));
+        obvious.push(Fault::DeletePodRoute(kinds::DeletePodRoute {
+            pod: pod.clone(),
+        }));
+        obvious.push(Fault::RemovePodAddress(kinds::RemovePodAddress {
+            pod: pod.clone(),
+        }));
         if bridged {
-            obvious.push(Fault::DetachVeth { pod: pod.clone() });
+            obvious.push(Fault::DetachVeth(kinds::DetachVeth { pod: pod.clone() }));
         } else {
-            subtle.push(Fault::DisableProxyArp { pod: pod.clone() });
+            subtle.push(Fault::DisableProxyArp(kinds::DisableProxyArp {
+                pod: pod.clone(),
+            }));
         }
-        subtle.push(Fault::WrongNeighbour {
+        subtle.push(Fault::WrongNeighbour(kinds::WrongNeighbour {
             node: node.clone(),
             pod: pod.clone(),
-        });
-        subtle.push(Fault::NftReject {
+        }));
+        subtle.push(Fault::NftReject(kinds::NftReject {
             node: node.clone(),
             from: pod.clone(),
             proto: Some(crate::topology::Proto::Tcp),
             port: None,
-        });
-        subtle.push(Fault::DropInSecondTable {
+        }));
+        subtle.push(Fault::DropInSecondTable(kinds::DropInSecondTable {
             node: node.clone(),
             from: pod.clone(),
-        });
+        }));
     }
     let nodes: Vec<String> = t.nodes().map(|(n, _)| n.to_string()).collect();
     for node in &nodes {
-        obvious.push(Fault::DisableIpForward { node: node.clone() });
-        obvious.push(Fault::LinkDown {
+        obvious.push(Fault::DisableIpForward(kinds::DisableIpForward {
+            node: node.clone(),
+        }));
+        obvious.push(Fault::LinkDown(kinds::LinkDown {
             host: node.clone(),
             interface: t
                 .host(node)
                 .and_then(|h| h.as_node())
                 .map(|n| n.uplink_ifname.clone())
                 .unwrap_or_else(|| "eth0".into()),
-        });
+        }));
         if bridged {
-            obvious.push(Fault::BridgeDown { node: node.clone() });
-            obvious.push(Fault::RemoveGatewayAddress { node: node.clone() });
+            obvious.push(Fault::BridgeDown(kinds::BridgeDown { node: node.clone() }));
+            obvious.push(Fault::RemoveGatewayAddress(kinds::RemoveGatewayAddress {
+                node: node.clone(),
+            }));
         }
-        subtle.push(Fault::DeleteMasquerade { node: node.clone() });
-        subtle.push(Fault::ForwardDropPolicy { node: node.clone() });
-        subtle.push(Fault::StrictRpFilter { node: node.clone() });
+        subtle.push(Fault::DeleteMasquerade(kinds::DeleteMasquerade {
+            node: node.clone(),
+        }));
+        subtle.push(Fault::ForwardDropPolicy(kinds::ForwardDropPolicy {
+            node: node.clone(),
+        }));
+        subtle.push(Fault::StrictRpFilter(kinds::StrictRpFilter {
+            node: node.clone(),
+        }));
         if vxlan {
-            subtle.push(Fault::BlockVxlanPort { node: node.clone() });
+            subtle.push(Fault::BlockVxlanPort(kinds::BlockVxlanPort {
+                node: node.clone(),
+            }));
             for peer in nodes.iter().filter(|p| *p != node) {
-                subtle.push(Fault::DeleteVxlanFdb {
+                subtle.push(Fault::DeleteVxlanFdb(kinds::DeleteVxlanFdb {
                     node: node.clone(),
                     peer: peer.clone(),
-                });
-                subtle.push(Fault::DeleteVxlanNeighbour {
+                }));
+                subtle.push(Fault::DeleteVxlanNeighbour(kinds::DeleteVxlanNeighbour {
                     node: node.clone(),
                     peer: peer.clone(),
-                });
+                }));
             }
         }
     }
@@ -154,36 +173,40 @@ pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
     // resolver settings, each repairable with nft, bridge, sysctl or an editor in the pod.
     for s in t.k8s.services.iter().filter(|s| !s.dns) {
         for node in &nodes {
-            subtle.push(Fault::DeleteServiceRule {
+            subtle.push(Fault::DeleteServiceRule(kinds::DeleteServiceRule {
                 node: node.clone(),
                 service: s.name.clone(),
-            });
+            }));
         }
         if let Some(e) = s.endpoints.first() {
             if bridged {
-                subtle.push(Fault::HairpinOff { pod: e.pod.clone() });
+                subtle.push(Fault::HairpinOff(kinds::HairpinOff { pod: e.pod.clone() }));
             }
-            subtle.push(Fault::WrongEndpointPort {
+            subtle.push(Fault::WrongEndpointPort(kinds::WrongEndpointPort {
                 service: s.name.clone(),
                 port: e.port.wrapping_add(1).max(1),
-            });
+            }));
         }
     }
     if !t.k8s.services.is_empty() {
         for node in &nodes {
-            obvious.push(Fault::FlushKubeProxy { node: node.clone() });
+            obvious.push(Fault::FlushKubeProxy(kinds::FlushKubeProxy {
+                node: node.clone(),
+            }));
             if bridged {
-                subtle.push(Fault::BridgeNfOff { node: node.clone() });
+                subtle.push(Fault::BridgeNfOff(kinds::BridgeNfOff {
+                    node: node.clone(),
+                }));
             }
         }
     }
     if let Some(d) = &t.k8s.dns {
         let wrong = std::net::Ipv4Addr::from(u32::from(d.service_ip).wrapping_add(1));
         for (pod, _) in &pods {
-            subtle.push(Fault::WrongNameserver {
+            subtle.push(Fault::WrongNameserver(kinds::WrongNameserver {
                 pod: pod.clone(),
                 nameserver: wrong,
-            });
+            }));
         }
     }
     let ok = |f: &Fault| f.check(t).is_ok();

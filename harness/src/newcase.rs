@@ -243,23 +243,24 @@ pub async fn create(name: &str, fixture: &Path, faults: &[Fault], dir: &Path) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fault::kinds;
 
     #[test]
     fn fault_arguments_parse_with_typed_values_and_clear_errors() {
         assert_eq!(
             parse_fault("nft-reject:node=node1,from=pod-a,proto=tcp,port=80").unwrap(),
-            Fault::NftReject {
+            Fault::NftReject(kinds::NftReject {
                 node: "node1".into(),
                 from: "pod-a".into(),
                 proto: Some(Proto::Tcp),
                 port: Some(80),
-            }
+            })
         );
         assert_eq!(
             parse_fault("disable-ip-forward:node=node1").unwrap(),
-            Fault::DisableIpForward {
+            Fault::DisableIpForward(kinds::DisableIpForward {
                 node: "node1".into()
-            }
+            })
         );
         let e = parse_fault("delete-masquerade:host=node1").unwrap_err();
         assert!(e.contains("delete-masquerade takes node"), "{e}");

@@ -4,6 +4,7 @@ mod common;
 use common::fixture;
 
 use netfault::diagnose::{explain_changes, Component};
+use netfault::fault::kinds;
 use netfault::fault::Fault;
 use netfault::Lab;
 
@@ -39,24 +40,24 @@ async fn injected_faults_are_explained() {
     type Want = Vec<(&'static str, &'static str, &'static str, Component)>;
     let cases: Vec<(Fault, Want)> = vec![
         (
-            Fault::DeleteMasquerade {
+            Fault::DeleteMasquerade(kinds::DeleteMasquerade {
                 node: "node1".into(),
-            },
+            }),
             vec![
                 ("pod-a", "ext", "node1", Component::Masquerade),
                 ("pod-b", "ext", "node1", Component::Masquerade),
             ],
         ),
         (
-            Fault::DisableIpForward {
+            Fault::DisableIpForward(kinds::DisableIpForward {
                 node: "node1".into(),
-            },
+            }),
             vec![("pod-a", "ext", "node1", Component::Forwarding)],
         ),
         (
-            Fault::DeleteVeth {
+            Fault::DeleteVeth(kinds::DeleteVeth {
                 pod: "pod-a".into(),
-            },
+            }),
             vec![
                 ("pod-a", "ext", "pod-a", Component::Link),
                 ("pod-b", "pod-a", "node1", Component::Link),
@@ -64,9 +65,9 @@ async fn injected_faults_are_explained() {
             ],
         ),
         (
-            Fault::VethDown {
+            Fault::VethDown(kinds::VethDown {
                 pod: "pod-a".into(),
-            },
+            }),
             vec![
                 ("pod-b", "pod-a", "node1", Component::Link),
                 ("pod-a", "ext", "node1", Component::Link),

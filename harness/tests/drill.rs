@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use netfault::drill;
+use netfault::fault::kinds;
 use netfault::fault::Fault;
 use netfault::netns::Netns;
 use netfault::topology::{parse_fixture, Source};
@@ -82,9 +83,9 @@ fn masquerade_seed() -> u64 {
     (0..1000)
         .find(|&s| {
             drill::plan(&t, 2, s).first()
-                == Some(&vec![Fault::DeleteMasquerade {
+                == Some(&vec![Fault::DeleteMasquerade(kinds::DeleteMasquerade {
                     node: "node1".into(),
-                }])
+                })])
         })
         .expect("some seed deletes the masquerade first")
 }

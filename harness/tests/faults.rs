@@ -6,6 +6,7 @@ use common::fixture;
 use std::time::Duration;
 
 use netfault::diagnose::{capture, diff};
+use netfault::fault::kinds;
 use netfault::fault::Fault;
 use netfault::{Lab, Outcome, Proto};
 
@@ -66,7 +67,7 @@ async fn delete_veth_round_trip() {
     let lab = common::up(&fixture("single-node.toml")).await;
     round_trip(
         &lab,
-        Fault::DeleteVeth { pod: "pod-a".into() },
+        Fault::DeleteVeth(kinds::DeleteVeth { pod: "pod-a".into() }),
         &[
             "node1: link veth-pod-a deleted (was veth up (oper up) mtu 1500 master cni0 peer pod-a:eth0)",
             "pod-a: route default via 10.244.1.1 dev eth0 removed",
@@ -86,9 +87,9 @@ async fn veth_down_round_trip() {
     let lab = common::up(&fixture("single-node.toml")).await;
     round_trip(
         &lab,
-        Fault::VethDown {
+        Fault::VethDown(kinds::VethDown {
             pod: "pod-b".into(),
-        },
+        }),
         &["node1: link veth-pod-b admin up → down, oper up → down"],
         &[
             ("pod-b", "ext", Outcome::Timeout),
@@ -104,9 +105,9 @@ async fn disable_ip_forward_round_trip() {
     let lab = common::up(&fixture("single-node.toml")).await;
     round_trip(
         &lab,
-        Fault::DisableIpForward {
+        Fault::DisableIpForward(kinds::DisableIpForward {
             node: "node1".into(),
-        },
+        }),
         &["node1: sysctl net.ipv4.ip_forward 1 → 0"],
         &[
             ("pod-a", "ext", Outcome::Timeout),
@@ -122,7 +123,7 @@ async fn delete_masquerade_round_trip() {
     let lab = common::up(&fixture("single-node.toml")).await;
     round_trip(
         &lab,
-        Fault::DeleteMasquerade { node: "node1".into() },
+        Fault::DeleteMasquerade(kinds::DeleteMasquerade { node: "node1".into() }),
         &[
             "node1: nft table ip nat chain postrouting: rule deleted: ip saddr 10.244.1.0/24 ip daddr != 10.244.1.0/24 oifname \"eth0\" masquerade comment \"netfault: masquerade pods of node1 leaving eth0\"",
         ],
@@ -150,9 +151,9 @@ async fn delete_masquerade_restores_rule_positions() {
     };
     let before = capture(&lab).await.unwrap();
     assert_eq!(chain(&before).len(), 5, "{:?}", chain(&before));
-    let g = Fault::DeleteMasquerade {
+    let g = Fault::DeleteMasquerade(kinds::DeleteMasquerade {
         node: "node1".into(),
-    }
+    })
     .inject(&lab)
     .await
     .unwrap();
@@ -219,9 +220,9 @@ async fn delete_masquerade_finds_iptables_rules() {
         Some("203.0.113.1".parse().unwrap())
     );
     let before = capture(&lab).await.unwrap();
-    let g = Fault::DeleteMasquerade {
+    let g = Fault::DeleteMasquerade(kinds::DeleteMasquerade {
         node: "node1".into(),
-    }
+    })
     .inject(&lab)
     .await
     .unwrap();
@@ -243,15 +244,15 @@ async fn delete_masquerade_finds_iptables_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_that_do_not_apply_say_so() {
     let lab = common::up(&fixture("single-node.toml")).await;
-    let g = Fault::DeleteMasquerade {
+    let g = Fault::DeleteMasquerade(kinds::DeleteMasquerade {
         node: "node1".into(),
-    }
+    })
     .inject(&lab)
     .await
     .unwrap();
-    let e = Fault::DeleteMasquerade {
+    let e = Fault::DeleteMasquerade(kinds::DeleteMasquerade {
         node: "node1".into(),
-    }
+    })
     .inject(&lab)
     .await
     .err()
@@ -261,7 +262,7 @@ async fn faults_that_do_not_apply_say_so() {
         "not applicable: node1 has no masquerade rule to delete"
     );
     g.heal(&lab).await.unwrap();
-    let e = Fault::DeleteVeth { pod: "ext".into() }
+    let e = Fault::DeleteVeth(kinds::DeleteVeth { pod: "ext".into() })
         .inject(&lab)
         .await
         .err()

@@ -4,6 +4,7 @@
 mod common;
 use common::fixture;
 
+use netfault::fault::kinds;
 use netfault::{Outcome, Proto};
 
 #[tokio::test]
@@ -144,10 +145,10 @@ async fn dns_needs_the_endpoint_port_allowed_not_the_service_port() {
     let lab = common::up(&t).await;
     let healthy = netfault::probe::matrix(&lab).await.unwrap();
     for (port, dns) in [(53, Outcome::Timeout), (5353, Outcome::Reachable)] {
-        let g = Fault::DefaultDenyEgress {
+        let g = Fault::DefaultDenyEgress(kinds::DefaultDenyEgress {
             namespace: "default".into(),
             allow_port: Some(port),
-        }
+        })
         .inject(&lab)
         .await
         .unwrap();
@@ -182,34 +183,36 @@ async fn dns_needs_the_endpoint_port_allowed_not_the_service_port() {
 fn kubernetes_faults_check_their_parameters() {
     use netfault::fault::Fault;
     let t = fixture("k8s.toml");
-    let e = Fault::RemoveEndpoint {
+    let e = Fault::RemoveEndpoint(kinds::RemoveEndpoint {
         service: "nope".into(),
         pod: "pod-b".into(),
-    }
+    })
     .check(&t)
     .unwrap_err();
     assert_eq!(e.field, "service");
     assert_eq!(e.help, "Services in k8s: web, api, echo");
-    let e = Fault::StaleEndpointIp {
+    let e = Fault::StaleEndpointIp(kinds::StaleEndpointIp {
         service: "web".into(),
         pod: "pod-c".into(),
-    }
+    })
     .check(&t)
     .unwrap_err();
     assert_eq!(e.message, "pod-c is no endpoint of Service web");
-    let e = Fault::WrongEndpointPort {
+    let e = Fault::WrongEndpointPort(kinds::WrongEndpointPort {
         service: "web".into(),
         port: 8080,
-    }
+    })
     .check(&t)
     .unwrap_err();
     assert_eq!(e.field, "port");
     let single = fixture("single-node.toml");
-    let e = Fault::DnsServerDown.check(&single).unwrap_err();
+    let e = Fault::DnsServerDown(kinds::DnsServerDown {})
+        .check(&single)
+        .unwrap_err();
     assert_eq!(e.message, "the fixture has no cluster DNS");
-    let e = Fault::FlushKubeProxy {
+    let e = Fault::FlushKubeProxy(kinds::FlushKubeProxy {
         node: "node1".into(),
-    }
+    })
     .check(&single)
     .unwrap_err();
     assert!(
@@ -228,10 +231,10 @@ async fn a_running_udp_flow_keeps_its_stale_dnat_and_a_new_one_does_not() {
     use netfault::probe::{run, ProbeSpec};
     let t = fixture("k8s.toml");
     let lab = common::up(&t).await;
-    let g = Fault::StaleConntrack {
+    let g = Fault::StaleConntrack(kinds::StaleConntrack {
         service: "echo".into(),
         pod: "pod-b".into(),
-    }
+    })
     .inject(&lab)
     .await
     .unwrap();

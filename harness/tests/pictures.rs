@@ -10,6 +10,7 @@ use std::process::Command;
 
 use netfault::diagnose::explain_pairs;
 use netfault::diagram;
+use netfault::fault::kinds;
 use netfault::fault::Fault;
 use netfault::lab::plan::{IfaceKind, Plan};
 use netfault::{load_fixture, Outcome, Proto};
@@ -108,9 +109,9 @@ fn a_fixture_is_drawn_with_every_host_interface_and_link() {
 async fn a_broken_lab_is_drawn_with_its_culprit_and_broken_link_in_red() {
     let topo = load_fixture(&repo().join("fixtures/single-node.toml")).unwrap();
     let lab = common::up(&topo).await;
-    let g = Fault::VethDown {
+    let g = Fault::VethDown(kinds::VethDown {
         pod: "pod-a".into(),
-    }
+    })
     .inject(&lab)
     .await
     .unwrap();

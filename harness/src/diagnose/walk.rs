@@ -20,7 +20,6 @@ use crate::nft;
 use crate::nl::{self as netlink, Addr, Link, Neighbour, Route};
 use crate::topology::{Outcome, Proto, SWITCH_HOST};
 
-#[path = "walk_k8s.rs"]
 mod k8s;
 
 /// Explains every pair whose outcome got worse than in `baseline`, one walk per protocol,

@@ -3,9 +3,9 @@
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 
-use super::kind::*;
+use super::ops;
+use super::registry::Fault;
 use super::undo::Undo;
-use super::{k8s, ops};
 
 impl Fault {
     /// Injects the fault into a live lab.
@@ -14,10 +14,10 @@ impl Fault {
             .map_err(|e| Error::NotFound(format!("{self}: {}; {}", e.message, e.help)))?;
         // Kubernetes faults change kube-proxy's and the policies' tables; the rest, links,
         // routes, rules and sysctls.
-        let undo = if k8s::is_k8s(self) {
-            k8s::inject(self, lab).await?
+        let undo = if self.is_k8s() {
+            self.inject_kind(lab).await?
         } else {
-            ops::inject(self, lab).await?
+            inject_node_fault(self, lab).await?
         };
         crate::testhook::pause("fault:injected");
         Ok(Guard {
@@ -42,4 +42,16 @@ impl Guard {
         }
         Ok(())
     }
+}
+
+/// A fault on links, routes, rules or sysctls: some changes take more with them than they name
+/// (a link going down flushes its routes and neighbour entries): whatever vanishes from any host
+/// is put back too.
+async fn inject_node_fault(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
+    let before = ops::capture_restorable(lab).await?;
+    let mut log = f.inject_kind(lab).await?;
+    let after = ops::capture_restorable(lab).await?;
+    let mut out = ops::vanished(&before, &after);
+    out.append(&mut log);
+    Ok(out)
 }

@@ -7,16 +7,22 @@
 //! masquerade rules by content, whoever wrote them (nft's native `masquerade` or iptables-nft's xt
 //! `MASQUERADE` target); `delete-route` deletes whatever route the host has to that network.
 
+mod catalog;
 mod check;
 mod guard;
 mod k8s;
 mod kind;
+pub mod kinds;
 mod ops;
+mod registry;
 mod undo;
 
+pub use catalog::catalog_markdown;
+pub use check::{Checker, ParamError};
 pub use guard::Guard;
-pub use kind::{catalog_markdown, parse_rate, Fault, Kind, ParamError, CATALOG};
+pub use kind::{parse_rate, Breakage, Kind};
 pub use ops::reinsert_lines;
+pub use registry::{Fault, CATALOG};
 pub use undo::Undo;
 
 #[cfg(test)]
@@ -29,9 +35,9 @@ mod tests {
         let f: Fault = toml::from_str("type = \"delete-veth\"\npod = \"pod-a\"\n").unwrap();
         assert_eq!(
             f,
-            Fault::DeleteVeth {
+            Fault::DeleteVeth(kinds::DeleteVeth {
                 pod: "pod-a".into()
-            }
+            })
         );
         assert!(
             toml::from_str::<Fault>("type = \"delete-veth\"\npod = \"pod-a\"\nnode = \"x\"\n")
@@ -81,10 +87,10 @@ mod tests {
             include_str!("../../../fixtures/single-node.toml"),
         ))
         .unwrap();
-        let e = Fault::LinkDown {
+        let e = Fault::LinkDown(kinds::LinkDown {
             host: "node1".into(),
             interface: "eth9".into(),
-        }
+        })
         .check(&t)
         .unwrap_err();
         assert_eq!(e.field, "interface");
@@ -92,33 +98,33 @@ mod tests {
             e.help,
             "interfaces of node1: cni0, veth-pod-a, veth-pod-b, eth0"
         );
-        let e = Fault::DeleteVxlanFdb {
+        let e = Fault::DeleteVxlanFdb(kinds::DeleteVxlanFdb {
             node: "node1".into(),
             peer: "node1".into(),
-        }
+        })
         .check(&t)
         .unwrap_err();
         assert_eq!(e.message, "the peer is the node itself");
-        let e = Fault::BlockVxlanPort {
+        let e = Fault::BlockVxlanPort(kinds::BlockVxlanPort {
             node: "node1".into(),
-        }
+        })
         .check(&t)
         .unwrap_err();
         assert!(e.message.contains("needs a vxlan fixture"), "{}", e.message);
-        let e = Fault::PacketLoss {
+        let e = Fault::PacketLoss(kinds::PacketLoss {
             host: "node1".into(),
             interface: "eth0".into(),
             percent: 0,
-        }
+        })
         .check(&t)
         .unwrap_err();
         assert_eq!(e.field, "percent");
-        let e = Fault::NftReject {
+        let e = Fault::NftReject(kinds::NftReject {
             node: "node1".into(),
             from: "pod-a".into(),
             proto: None,
             port: Some(80),
-        }
+        })
         .check(&t)
         .unwrap_err();
         assert_eq!(e.field, "port");

@@ -6,7 +6,6 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 
-use super::kind::{parse_rate, Fault};
 use super::undo::{self, FdbEntry, NftUndo, Undo, VethSnapshot, VxlanSnapshot};
 use crate::error::{nl, Error, Result};
 use crate::lab::{IfaceKind, Lab, LabHost};
@@ -16,307 +15,9 @@ use crate::nl::{self as netlink, Link};
 use crate::topology::Network;
 
 /// A MAC no lab interface has (locally administered).
-const BOGUS_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
+pub(super) const BOGUS_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
 
-pub async fn inject(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
-    // Some changes take more with them than they name (a link going down flushes its routes and
-    // neighbour entries): whatever vanishes from any host is put back too.
-    let before = capture_restorable(lab).await?;
-    let mut log = inject_one(f, lab).await?;
-    let after = capture_restorable(lab).await?;
-    let mut out = vanished(&before, &after);
-    out.append(&mut log);
-    Ok(out)
-}
-
-async fn inject_one(f: &Fault, lab: &Lab) -> Result<Vec<Undo>> {
-    let t = lab.topology().clone();
-    match f {
-        Fault::DeleteVeth { pod } => delete_veth(lab, pod).await,
-        Fault::VethDown { pod } => {
-            let (node, veth, _) = pod_sides(lab, pod)?;
-            link_admin(lab, &node, &veth, false).await
-        }
-        Fault::DetachVeth { pod } => {
-            let (node, veth, _) = pod_sides(lab, pod)?;
-            let h = lab.host(&node)?;
-            let l = live_link(h, &veth).await?;
-            let Some(m) = l.master else {
-                return Err(Error::NotApplicable(format!("{node} {veth} is on no bridge")));
-            };
-            let master = ifname_of(h, m).await?;
-            netlink::set_master(h.handle(), l.index, None)
-                .await
-                .map_err(|e| nl(&node, format!("detaching {veth}"), e))?;
-            Ok(vec![Undo::LinkMaster { host: node, ifname: veth, master: Some(master) }])
-        }
-        Fault::DeletePodRoute { pod } => {
-            let h = lab.host(pod)?;
-            let routes = routes_to(h, "0.0.0.0/0".parse().expect("default")).await?;
-            if routes.is_empty() {
-                return Err(Error::NotApplicable(format!("{pod} has no default route")));
-            }
-            for m in &routes {
-                netlink::del_route_msg(h.handle(), m.clone())
-                    .await
-                    .map_err(|e| nl(pod, "deleting the default route", e))?;
-            }
-            Ok(vec![Undo::ReaddRoutes { host: pod.clone(), routes }])
-        }
-        Fault::RemovePodAddress { pod } => {
-            let ip = t.host(pod).map(|h| h.address()).expect("checked");
-            remove_address(lab, pod, ip).await
-        }
-        Fault::DisableIpForward { node } => disable_ip_forward(lab, node).await,
-        Fault::DisableForwarding { node, interface } => {
-            set_sysctls(lab, node, vec![(format!("net/ipv4/conf/{interface}/forwarding"), "0".into())]).await
-        }
-        Fault::DeleteMasquerade { node } => delete_masquerade(lab, node).await,
-        Fault::BridgeDown { node } => {
-            let bridge = t.host(node).and_then(|h| h.as_node()).map(|n| n.bridge.clone()).expect("checked");
-            link_admin(lab, node, &bridge, false).await
-        }
-        Fault::RemoveGatewayAddress { node } => {
-            let gw = t.host(node).and_then(|h| h.as_node()).map(|n| n.gateway).expect("checked");
-            remove_address(lab, node, gw).await
-        }
-        Fault::ForwardDropPolicy { node } => forward_drop_policy(lab, node).await,
-        Fault::NftReject { node, from, proto, port } => {
-            let src = t.host(from).map(|h| h.address()).expect("checked");
-            let mut m = format!("ip saddr {src}");
-            match (proto, port) {
-                (Some(p), Some(port)) => m.push_str(&format!(" {p} dport {port}")),
-                (Some(p), None) => m.push_str(&format!(" meta l4proto {p}")),
-                _ => {}
-            }
-            let table = "netfault_reject";
-            let script = format!(
-                "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {m} reject comment \"netfault: nft-reject\"\n }}\n \
-                 chain forward {{\n  type filter hook forward priority 0; policy accept;\n  {m} reject comment \"netfault: nft-reject\"\n }}\n}}\n"
-            );
-            add_table(lab, node, "inet", table, &script).await
-        }
-        Fault::DropInSecondTable { node, from } => {
-            let src = t.host(from).map(|h| h.address()).expect("checked");
-            let mut log = add_table(
-                lab,
-                node,
-                "inet",
-                "netfault_accept",
-                "table inet netfault_accept {\n chain forward {\n  type filter hook forward priority -10; policy accept;\n  accept comment \"netfault: the first table accepts\"\n }\n}\n",
-            )
-            .await?;
-            log.extend(
-                add_table(
-                    lab,
-                    node,
-                    "inet",
-                    "netfault_drop",
-                    &format!(
-                        "table inet netfault_drop {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  ip saddr {src} drop comment \"netfault: the second table drops\"\n }}\n}}\n"
-                    ),
-                )
-                .await?,
-            );
-            Ok(log)
-        }
-        Fault::StrictRpFilter { node } => set_sysctls(lab, node, vec![("net.ipv4.conf.all.rp_filter".into(), "1".into())]).await,
-        Fault::RouteVia { host, to, via } => {
-            let to: Ipv4Net = to.parse::<Ipv4Net>().expect("checked").trunc();
-            let via: Ipv4Addr = via.parse().expect("checked");
-            let h = lab.host(host)?;
-            let dev = iface_reaching(h, via)
-                .await?
-                .ok_or_else(|| Error::NotApplicable(format!("no interface of {host} is on the same network as {via}")))?;
-            let old = routes_to(h, to).await?;
-            for m in &old {
-                netlink::del_route_msg(h.handle(), m.clone())
-                    .await
-                    .map_err(|e| nl(host, format!("deleting the route to {to}"), e))?;
-            }
-            let ix = h.index(&dev).await?;
-            netlink::add_route(h.handle(), to, Some(via), ix)
-                .await
-                .map_err(|e| nl(host, format!("adding {to} via {via}"), e))?;
-            Ok(vec![
-                Undo::ReaddRoutes { host: host.clone(), routes: old },
-                Undo::DeleteRoute { host: host.clone(), dst: to, gateway: Some(via), ifname: dev },
-            ])
-        }
-        Fault::DeleteRoute { host, to } => {
-            let to: Ipv4Net = to.parse::<Ipv4Net>().expect("checked").trunc();
-            let h = lab.host(host)?;
-            let routes = routes_to(h, to).await?;
-            if routes.is_empty() {
-                return Err(Error::NotApplicable(format!("{host} has no route to {to}")));
-            }
-            for m in &routes {
-                netlink::del_route_msg(h.handle(), m.clone())
-                    .await
-                    .map_err(|e| nl(host, format!("deleting the route to {to}"), e))?;
-            }
-            Ok(vec![Undo::ReaddRoutes { host: host.clone(), routes }])
-        }
-        Fault::DeleteVxlanFdb { node, peer } => {
-            let (dev, entry) = vxlan_fdb_for(lab, node, peer).await?;
-            del_fdb(lab, node, &dev, &entry).await?;
-            Ok(vec![Undo::ReaddFdb { host: node.clone(), entries: vec![entry] }])
-        }
-        Fault::WrongVxlanFdb { node, peer, vtep } => {
-            let vtep: Ipv4Addr = vtep.parse().expect("checked");
-            let (dev, entry) = vxlan_fdb_for(lab, node, peer).await?;
-            if entry.dst == Some(vtep) {
-                return Err(Error::NotApplicable(format!("{node}'s FDB already sends {peer}'s VTEP to {vtep}")));
-            }
-            del_fdb(lab, node, &dev, &entry).await?;
-            let h = lab.host(node)?;
-            let ix = h.index(&dev).await?;
-            netlink::add_fdb(h.handle(), ix, &entry.mac, vtep)
-                .await
-                .map_err(|e| nl(node, format!("adding an fdb entry on {dev}"), e))?;
-            let wrong = FdbEntry { dst: Some(vtep), ..entry.clone() };
-            Ok(vec![
-                Undo::ReaddFdb { host: node.clone(), entries: vec![entry] },
-                Undo::DeleteFdb { host: node.clone(), entries: vec![wrong] },
-            ])
-        }
-        Fault::DeleteVxlanNeighbour { node, peer } => {
-            let dev = vxlan_device(lab)?;
-            let vtep = t.host(peer).and_then(|h| h.as_node()).map(|n| n.pod_cidr.network()).expect("checked");
-            let h = lab.host(node)?;
-            let l = live_link(h, &dev).await?;
-            let n = netlink::neighbours(h.handle())
-                .await
-                .map_err(|e| nl(node, "listing neighbours", e))?
-                .into_iter()
-                .find(|n| n.index == l.index && n.ip == vtep)
-                .ok_or_else(|| Error::NotApplicable(format!("{node} has no neighbour entry for {vtep} on {dev}")))?;
-            netlink::del_neighbour(h.handle(), l.index, vtep)
-                .await
-                .map_err(|e| nl(node, format!("deleting neighbour {vtep}"), e))?;
-            Ok(vec![Undo::Neighbour { host: node.clone(), ifname: dev, ip: vtep, mac: n.mac }])
-        }
-        Fault::BlockVxlanPort { node } => {
-            let port = match &t.cluster.network {
-                Network::Vxlan(v) => v.port,
-                _ => unreachable!("checked"),
-            };
-            add_table(
-                lab,
-                node,
-                "inet",
-                "netfault_block_vxlan",
-                &format!(
-                    "table inet netfault_block_vxlan {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  udp dport {port} drop comment \"netfault: block-vxlan-port\"\n }}\n}}\n"
-                ),
-            )
-            .await
-        }
-        Fault::VxlanPort { node, port } => vxlan_port(lab, node, *port).await,
-        Fault::PodMtu { node, mtu } => pod_mtu(lab, node, *mtu).await,
-        Fault::BlockFragNeeded { node } => {
-            add_table(
-                lab,
-                node,
-                "inet",
-                "netfault_block_frag",
-                "table inet netfault_block_frag {\n chain output {\n  type filter hook output priority 0; policy accept;\n  icmp type destination-unreachable icmp code frag-needed drop comment \"netfault: block-frag-needed\"\n }\n \
-                 chain forward {\n  type filter hook forward priority 0; policy accept;\n  icmp type destination-unreachable icmp code frag-needed drop comment \"netfault: block-frag-needed\"\n }\n}\n",
-            )
-            .await
-        }
-        Fault::LinkDown { host, interface } => link_admin(lab, host, interface, false).await,
-        Fault::DisableProxyArp { pod } => {
-            let (node, veth, ifname) = pod_sides(lab, pod)?;
-            let gw = match &t.cluster.network {
-                Network::Routed { gateway } => *gateway,
-                _ => unreachable!("checked"),
-            };
-                        // Heal turns proxy ARP back on, then makes the pod ask again at once (a failed entry
-            // would otherwise answer "unreachable" until its next probe).
-            let mut log = vec![Undo::FlushNeighbour { host: pod.clone(), ifname: ifname.clone(), ip: gw }];
-            log.extend(set_sysctls(lab, &node, vec![(format!("net/ipv4/conf/{veth}/proxy_arp"), "0".into())]).await?);
-            // The pod must ask now: forget what it learnt about its gateway.
-            let p = lab.host(pod)?;
-            let ix = p.index(&ifname).await?;
-            let _ = netlink::del_neighbour(p.handle(), ix, gw).await;
-            Ok(log)
-        }
-        Fault::WrongNeighbour { node, pod } => {
-            let ip = t.host(pod).map(|h| h.address()).expect("checked");
-            let h = lab.host(node)?;
-            let n = netlink::neighbours(h.handle())
-                .await
-                .map_err(|e| nl(node, "listing neighbours", e))?
-                .into_iter()
-                .find(|n| n.ip == ip)
-                .ok_or_else(|| Error::NotApplicable(format!("{node} has no neighbour entry for {ip}")))?;
-            let dev = ifname_of(h, n.index).await?;
-            netlink::add_permanent_neighbour(h.handle(), n.index, ip, &BOGUS_MAC)
-                .await
-                .map_err(|e| nl(node, format!("replacing neighbour {ip}"), e))?;
-            let previous = if n.state == "permanent" { n.mac } else { None };
-            Ok(vec![Undo::Neighbour { host: node.clone(), ifname: dev, ip, mac: previous }])
-        }
-        Fault::MisdirectFdb { node, pod, port } => {
-            let (_, own_veth, ifname) = pod_sides(lab, pod)?;
-            if *port == own_veth {
-                return Err(Error::NotApplicable(format!("{port} is {pod}'s own port: name another port of the bridge")));
-            }
-            let mac = live_link(lab.host(pod)?, &ifname)
-                .await?
-                .mac
-                .ok_or_else(|| Error::other(format!("{pod} {ifname} has no MAC")))?;
-            let h = lab.host(node)?;
-            let l = live_link(h, port).await?;
-            if l.master.is_none() {
-                return Err(Error::NotApplicable(format!("{node} {port} is not a bridge port")));
-            }
-            netlink::add_bridge_fdb(h.handle(), l.index, &mac)
-                .await
-                .map_err(|e| nl(node, format!("adding a static fdb entry on {port}"), e))?;
-            Ok(vec![Undo::DeleteFdb {
-                host: node.clone(),
-                entries: vec![FdbEntry { ifname: port.clone(), mac, dst: None, is_self: false }],
-            }])
-        }
-        Fault::PacketLoss { host, interface, percent } => {
-            add_table(
-                lab,
-                host,
-                "inet",
-                "netfault_loss",
-                &format!(
-                    "table inet netfault_loss {{\n chain postrouting {{\n  type filter hook postrouting priority -150; policy accept;\n  oifname \"{interface}\" numgen random mod 100 < {percent} drop comment \"netfault: packet-loss\"\n }}\n}}\n"
-                ),
-            )
-            .await
-        }
-        Fault::Bandwidth { host, interface, rate } => {
-            let bits = parse_rate(rate).map_err(Error::other)?;
-            let h = lab.host(host)?;
-            let l = live_link(h, interface).await?;
-            // A burst of 10 ms at the rate (at least two full frames), and 50 ms of queue.
-            let burst = ((bits / 8 / 100) as u32).max(2 * (l.mtu + 14));
-            let limit = burst + (bits / 8 / 20) as u32;
-            netlink::add_tbf(h.handle(), l.index, bits, burst, limit)
-                .await
-                .map_err(|e| qdisc_error(host, "tbf", e))?;
-            Ok(vec![Undo::Qdisc { host: host.clone(), ifname: interface.clone() }])
-        }
-        Fault::Delay { host, interface, ms } => {
-            let h = lab.host(host)?;
-            let l = live_link(h, interface).await?;
-            netlink::add_netem(h.handle(), l.index, *ms)
-                .await
-                .map_err(|e| qdisc_error(host, "netem", e))?;
-            Ok(vec![Undo::Qdisc { host: host.clone(), ifname: interface.clone() }])
-        }
-        k8s => Err(Error::other(format!("{k8s}: a Kubernetes fault, injected by fault::k8s"))),
-    }
-}
-
-pub async fn set_sysctls_pub(
+pub(super) async fn set_sysctls_pub(
     lab: &Lab,
     host: &str,
     values: Vec<(String, String)>,
@@ -324,7 +25,7 @@ pub async fn set_sysctls_pub(
     set_sysctls(lab, host, values).await
 }
 
-fn qdisc_error(host: &str, kind: &str, e: rtnetlink::Error) -> Error {
+pub(super) fn qdisc_error(host: &str, kind: &str, e: rtnetlink::Error) -> Error {
     match crate::error::netlink_errno(&e) {
         Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) => Error::Unsupported(format!(
             "this kernel has no {kind} qdisc (sch_{kind}): creating one fails with \"{}\"",
@@ -334,7 +35,7 @@ fn qdisc_error(host: &str, kind: &str, e: rtnetlink::Error) -> Error {
     }
 }
 
-fn pod_sides(lab: &Lab, pod: &str) -> Result<(String, String, String)> {
+pub(super) fn pod_sides(lab: &Lab, pod: &str) -> Result<(String, String, String)> {
     let p = lab
         .topology()
         .host(pod)
@@ -343,14 +44,14 @@ fn pod_sides(lab: &Lab, pod: &str) -> Result<(String, String, String)> {
     Ok((p.node.clone(), p.host_veth.clone(), p.ifname.clone()))
 }
 
-async fn live_link(h: &LabHost, name: &str) -> Result<Link> {
+pub(super) async fn live_link(h: &LabHost, name: &str) -> Result<Link> {
     netlink::link_by_name(h.handle(), name)
         .await
         .map_err(|e| nl(&h.name, format!("reading {name}"), e))?
         .ok_or_else(|| Error::NotApplicable(format!("{} has no interface {name}", h.name)))
 }
 
-async fn ifname_of(h: &LabHost, index: u32) -> Result<String> {
+pub(super) async fn ifname_of(h: &LabHost, index: u32) -> Result<String> {
     netlink::links(h.handle())
         .await
         .map_err(|e| nl(&h.name, "listing links", e))?
@@ -360,7 +61,7 @@ async fn ifname_of(h: &LabHost, index: u32) -> Result<String> {
         .ok_or_else(|| Error::other(format!("{}: no interface with index {index}", h.name)))
 }
 
-async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) -> Result<Vec<Undo>> {
+pub(super) async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) -> Result<Vec<Undo>> {
     let h = lab.host(host)?;
     let l = live_link(h, ifname).await?;
     if l.admin_up == up {
@@ -408,9 +109,13 @@ async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) -> Result<Vec
 }
 
 /// How long a link's state change may take to show at the far end of a veth.
-const LINKWATCH_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+pub(super) const LINKWATCH_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn set_sysctls(lab: &Lab, host: &str, values: Vec<(String, String)>) -> Result<Vec<Undo>> {
+pub(super) async fn set_sysctls(
+    lab: &Lab,
+    host: &str,
+    values: Vec<(String, String)>,
+) -> Result<Vec<Undo>> {
     let h = lab.host(host)?;
     let keys: Vec<String> = values.iter().map(|(k, _)| k.clone()).collect();
     let before =
@@ -439,7 +144,7 @@ async fn set_sysctls(lab: &Lab, host: &str, values: Vec<(String, String)>) -> Re
     }])
 }
 
-async fn remove_address(lab: &Lab, host: &str, ip: Ipv4Addr) -> Result<Vec<Undo>> {
+pub(super) async fn remove_address(lab: &Lab, host: &str, ip: Ipv4Addr) -> Result<Vec<Undo>> {
     let h = lab.host(host)?;
     let a = netlink::addresses(h.handle())
         .await
@@ -459,7 +164,7 @@ async fn remove_address(lab: &Lab, host: &str, ip: Ipv4Addr) -> Result<Vec<Undo>
 }
 
 /// Routes in the main table to exactly `to`.
-async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessage>> {
+pub(super) async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessage>> {
     Ok(netlink::routes_raw(h.handle())
         .await
         .map_err(|e| nl(&h.name, "listing routes", e))?
@@ -473,7 +178,7 @@ async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessage>> {
 }
 
 /// The interface whose connected network holds `ip`.
-async fn iface_reaching(h: &LabHost, ip: Ipv4Addr) -> Result<Option<String>> {
+pub(super) async fn iface_reaching(h: &LabHost, ip: Ipv4Addr) -> Result<Option<String>> {
     let addrs = netlink::addresses(h.handle())
         .await
         .map_err(|e| nl(&h.name, "listing addresses", e))?;
@@ -486,7 +191,7 @@ async fn iface_reaching(h: &LabHost, ip: Ipv4Addr) -> Result<Option<String>> {
     }
 }
 
-async fn add_table(
+pub(super) async fn add_table(
     lab: &Lab,
     host: &str,
     family: &str,
@@ -526,7 +231,7 @@ async fn add_table(
 }
 
 /// Docker's `iptables -P FORWARD DROP`: the forward chain of table ip filter drops by policy.
-async fn forward_drop_policy(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
+pub(super) async fn forward_drop_policy(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
     let h = lab.host(node)?;
     let json = nft::list_json(&h.ns, node).await?;
     let objs = json
@@ -577,7 +282,7 @@ async fn forward_drop_policy(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
     }])
 }
 
-async fn delete_veth(lab: &Lab, pod: &str) -> Result<Vec<Undo>> {
+pub(super) async fn delete_veth(lab: &Lab, pod: &str) -> Result<Vec<Undo>> {
     let (node, host_veth, ifname) = pod_sides(lab, pod)?;
     let host_side = undo::snap_link(lab, &node, &host_veth).await?;
     let pod_side = undo::snap_link(lab, pod, &ifname).await?;
@@ -599,7 +304,7 @@ async fn delete_veth(lab: &Lab, pod: &str) -> Result<Vec<Undo>> {
     }))])
 }
 
-async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
+pub(super) async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
     let h = lab.host(node)?;
     let ifnames: Vec<String> = netlink::links(h.handle())
         .await
@@ -638,7 +343,7 @@ async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
     }])
 }
 
-async fn delete_masquerade(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
+pub(super) async fn delete_masquerade(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
     let h = lab.host(node)?;
     let set = nft::list(&h.ns, node).await?;
     let mut native = Vec::new();
@@ -725,7 +430,7 @@ pub fn reinsert_lines(before: &str, after: &str) -> Vec<String> {
     out
 }
 
-fn vxlan_device(lab: &Lab) -> Result<String> {
+pub(super) fn vxlan_device(lab: &Lab) -> Result<String> {
     match &lab.topology().cluster.network {
         Network::Vxlan(v) => Ok(v.device.clone()),
         other => Err(Error::NotApplicable(format!(
@@ -736,7 +441,7 @@ fn vxlan_device(lab: &Lab) -> Result<String> {
 }
 
 /// The node's vxlan FDB entry for the peer's VTEP (by the peer device's live MAC).
-async fn vxlan_fdb_for(lab: &Lab, node: &str, peer: &str) -> Result<(String, FdbEntry)> {
+pub(super) async fn vxlan_fdb_for(lab: &Lab, node: &str, peer: &str) -> Result<(String, FdbEntry)> {
     let dev = vxlan_device(lab)?;
     let peer_mac = live_link(lab.host(peer)?, &dev)
         .await?
@@ -763,7 +468,7 @@ async fn vxlan_fdb_for(lab: &Lab, node: &str, peer: &str) -> Result<(String, Fdb
     ))
 }
 
-async fn del_fdb(lab: &Lab, host: &str, dev: &str, e: &FdbEntry) -> Result<()> {
+pub(super) async fn del_fdb(lab: &Lab, host: &str, dev: &str, e: &FdbEntry) -> Result<()> {
     let h = lab.host(host)?;
     let ix = h.index(dev).await?;
     let f = netlink::Fdb {
@@ -779,7 +484,7 @@ async fn del_fdb(lab: &Lab, host: &str, dev: &str, e: &FdbEntry) -> Result<()> {
         .map_err(|err| nl(host, format!("deleting an fdb entry on {dev}"), err))
 }
 
-async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<Undo>> {
+pub(super) async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<Undo>> {
     let dev = vxlan_device(lab)?;
     let (vni, local, under) = match lab
         .plan()
@@ -874,7 +579,7 @@ async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<Undo>> {
 }
 
 /// Sets the MTU of a node's pod side: the bridge, the pods' host veths, the pods' eth0.
-async fn pod_mtu(lab: &Lab, node: &str, mtu: u32) -> Result<Vec<Undo>> {
+pub(super) async fn pod_mtu(lab: &Lab, node: &str, mtu: u32) -> Result<Vec<Undo>> {
     let t = lab.topology().clone();
     let mut targets: Vec<(String, String)> = Vec::new();
     for (pod, p) in t.pods_of(node) {
@@ -926,13 +631,13 @@ async fn pod_mtu(lab: &Lab, node: &str, mtu: u32) -> Result<Vec<Undo>> {
 }
 
 /// What can vanish from a host as a side effect (routes, permanent neighbours, vxlan FDB).
-struct Restorable {
+pub(super) struct Restorable {
     routes: Vec<(RouteMessage, String, String)>,
     neighbours: Vec<(String, Ipv4Addr, Vec<u8>)>,
     fdb: Vec<FdbEntry>,
 }
 
-async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Restorable>> {
+pub(super) async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Restorable>> {
     let mut out = HashMap::new();
     for h in lab.hosts() {
         let links = netlink::links(h.handle())
@@ -997,7 +702,7 @@ async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Restorable>> {
     Ok(out)
 }
 
-fn vanished(
+pub(super) fn vanished(
     before: &HashMap<String, Restorable>,
     after: &HashMap<String, Restorable>,
 ) -> Vec<Undo> {

@@ -52,16 +52,18 @@ struct RawFixture {
     #[serde(default)]
     expect: IndexMap<String, String>,
     #[serde(default)]
-    namespace: IndexMap<String, k8s_parse::RawNamespace>,
+    namespace: IndexMap<String, k8s::RawNamespace>,
     #[serde(default)]
-    service: IndexMap<String, k8s_parse::RawService>,
+    service: IndexMap<String, k8s::RawService>,
     #[serde(default)]
-    policy: IndexMap<String, k8s_parse::RawPolicy>,
-    dns: Option<k8s_parse::RawDns>,
+    policy: IndexMap<String, k8s::RawPolicy>,
+    dns: Option<k8s::RawDns>,
 }
 
-#[path = "k8s_parse.rs"]
-mod k8s_parse;
+mod k8s;
+mod validator;
+
+use validator::Validator;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -291,39 +293,9 @@ pub fn parse_fixture(src: &Source) -> Result<Topology, ConfigErrors> {
     v.finish(topo)
 }
 
-/// Past this many errors in one file, the rest are counted, not located.
-pub const MAX_ERRORS: usize = 20;
-
-struct Validator<'a> {
-    src: &'a Source,
-    errors: Vec<ConfigError>,
-    suppressed: usize,
-}
+pub use validator::MAX_ERRORS;
 
 impl Validator<'_> {
-    fn err(&mut self, path: &[Key], message: impl Into<String>, help: impl Into<Option<String>>) {
-        if self.errors.len() >= MAX_ERRORS {
-            self.suppressed += 1;
-            return;
-        }
-        let e = self.src.error_at_path(path, message, help.into());
-        self.errors.push(e);
-    }
-
-    fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
-        if self.errors.is_empty() {
-            return Ok(value);
-        }
-        if self.suppressed > 0 {
-            self.errors.push(ConfigError::whole_file(
-                &self.src.path,
-                format!("... and {} more errors", self.suppressed),
-                None,
-            ));
-        }
-        Err(ConfigErrors(self.errors))
-    }
-
     fn fixture(&mut self, raw: RawFixture) -> Topology {
         let name = self
             .src
@@ -710,7 +682,7 @@ impl Validator<'_> {
             k8s: Default::default(),
         };
         topo.k8s = self.k8s(
-            k8s_parse::RawK8s {
+            k8s::RawK8s {
                 namespace: &raw.namespace,
                 service: &raw.service,
                 policy: &raw.policy,
@@ -1031,76 +1003,6 @@ impl Validator<'_> {
         check_expect_conflicts(self.src, rules, topo, table, &mut self.errors);
     }
 
-    fn net(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Net> {
-        match parse_cidr(s) {
-            Ok(net) if net.trunc() != net => {
-                self.err(
-                    at,
-                    format!("{field} \"{s}\" has host bits set"),
-                    Some(format!("did you mean \"{}\"?", net.trunc())),
-                );
-                None
-            }
-            Ok(net) => Some(net),
-            Err(msg) => {
-                self.err(
-                    at,
-                    format!("{field}: {msg}"),
-                    Some("write a CIDR such as \"10.244.1.0/24\"".into()),
-                );
-                None
-            }
-        }
-    }
-
-    fn iface_addr(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Net> {
-        match parse_cidr(s) {
-            Ok(net) => {
-                if net.prefix_len() < 31
-                    && (net.addr() == net.network() || net.addr() == net.broadcast())
-                {
-                    self.err(
-                        at,
-                        format!(
-                            "{field} {s} is the network or broadcast address of {}",
-                            net.trunc()
-                        ),
-                        Some("pick a host address inside the network".into()),
-                    );
-                    return None;
-                }
-                Some(net)
-            }
-            Err(msg) => {
-                self.err(
-                    at,
-                    format!("{field}: {msg}"),
-                    Some("write an address with its prefix, such as \"203.0.113.1/24\"".into()),
-                );
-                None
-            }
-        }
-    }
-
-    fn addr(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Addr> {
-        match Ipv4Addr::from_str(s) {
-            Ok(a) => Some(a),
-            Err(_) => {
-                let help = if s.contains('/') {
-                    "write the address without a prefix, such as \"10.244.1.2\""
-                } else {
-                    "write an IPv4 address such as \"10.244.1.2\""
-                };
-                self.err(
-                    at,
-                    format!("{field} \"{s}\" is not an IPv4 address"),
-                    Some(help.into()),
-                );
-                None
-            }
-        }
-    }
-
     fn claim(
         &mut self,
         addrs: &mut BTreeMap<Ipv4Addr, String>,
@@ -1286,18 +1188,6 @@ fn smallest_supernet(nets: impl Iterator<Item = Ipv4Net>) -> Option<Ipv4Net> {
         }
         len = len.checked_sub(1)?;
     }
-}
-
-fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
-    let Some((addr, len)) = s.split_once('/') else {
-        return Err(format!("\"{s}\" has no prefix length"));
-    };
-    let addr = Ipv4Addr::from_str(addr)
-        .map_err(|_| format!("\"{addr}\" in \"{s}\" is not an IPv4 address"))?;
-    let len: u8 = len
-        .parse()
-        .map_err(|_| format!("prefix length \"{len}\" in \"{s}\" is not a number"))?;
-    Ipv4Net::new(addr, len).map_err(|_| format!("prefix length /{len} in \"{s}\" is over 32"))
 }
 
 fn usable_in(net: Ipv4Net, ip: Ipv4Addr) -> bool {

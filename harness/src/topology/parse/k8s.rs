@@ -11,7 +11,7 @@ use super::super::expect::Proto;
 use super::super::k8s::*;
 use super::super::model::Topology;
 use super::super::source::Key;
-use super::Validator;
+use super::validator::Validator;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,205 @@
+//! Packet filters: a FORWARD drop policy, reject and drop rules, random loss (nft numgen).
+
+use serde::{Deserialize, Serialize};
+
+use super::super::check::Checker;
+use super::super::check::{perr, ParamError};
+use super::super::kind::{Breakage, Kind, NODE};
+use super::super::ops::*;
+use super::super::undo::Undo;
+use crate::lab::Lab;
+use crate::topology::Proto;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardDropPolicy {
+    pub node: String,
+}
+
+impl Breakage for ForwardDropPolicy {
+    const KIND: Kind = Kind {
+        name: "forward-drop-policy",
+        params: &[NODE],
+        description: "table ip filter, chain FORWARD: policy drop, as Docker sets it",
+        component: "filter",
+    };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self { node } = self;
+        c.role("node", node, "node")
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let Self { node } = self;
+        forward_drop_policy(lab, node).await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NftReject {
+    pub node: String,
+    pub from: String,
+    pub proto: Option<Proto>,
+    pub port: Option<u16>,
+}
+
+impl Breakage for NftReject {
+    const KIND: Kind = Kind {
+        name: "nft-reject",
+        params: &[
+            NODE,
+            ("from", "a host whose traffic is rejected"),
+            ("proto", "icmp, tcp or udp (optional)"),
+            ("port", "a destination port (optional)"),
+        ],
+        description: "reject the host's traffic in the node's input and forward hooks",
+        component: "filter",
+    };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self {
+            node,
+            from,
+            port,
+            proto,
+        } = self;
+        c.role("node", node, "node")?;
+        c.role("from", from, "host")?;
+        if port.is_some() && matches!(proto, None | Some(Proto::Icmp)) {
+            return Err(perr(
+                "port",
+                "a port needs proto = \"tcp\" or \"udp\"",
+                "add proto = \"tcp\"",
+            ));
+        }
+        if *port == Some(0) {
+            return Err(perr("port", "port 0 is not a port", "use 1..65535"));
+        }
+        Ok(())
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let t = lab.topology().clone();
+        let Self {
+            node,
+            from,
+            proto,
+            port,
+        } = self;
+        let src = t.host(from).map(|h| h.address()).expect("checked");
+        let mut m = format!("ip saddr {src}");
+        match (proto, port) {
+            (Some(p), Some(port)) => m.push_str(&format!(" {p} dport {port}")),
+            (Some(p), None) => m.push_str(&format!(" meta l4proto {p}")),
+            _ => {}
+        }
+        let table = "netfault_reject";
+        let script = format!(
+            "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {m} reject comment \"netfault: nft-reject\"\n }}\n \
+             chain forward {{\n  type filter hook forward priority 0; policy accept;\n  {m} reject comment \"netfault: nft-reject\"\n }}\n}}\n"
+        );
+        add_table(lab, node, "inet", table, &script).await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropInSecondTable {
+    pub node: String,
+    pub from: String,
+}
+
+impl Breakage for DropInSecondTable {
+    const KIND: Kind = Kind { name: "drop-in-second-table", params: &[NODE, ("from", "a host whose traffic is dropped")], description: "one table's forward chain accepts everything, a second table's drops the host's traffic", component: "filter" };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self { node, from } = self;
+        c.role("node", node, "node")?;
+        c.role("from", from, "host")
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let t = lab.topology().clone();
+        let Self { node, from } = self;
+        let src = t.host(from).map(|h| h.address()).expect("checked");
+        let mut log = add_table(
+            lab,
+            node,
+            "inet",
+            "netfault_accept",
+            "table inet netfault_accept {\n chain forward {\n  type filter hook forward priority -10; policy accept;\n  accept comment \"netfault: the first table accepts\"\n }\n}\n",
+        )
+        .await?;
+        log.extend(
+            add_table(
+                lab,
+                node,
+                "inet",
+                "netfault_drop",
+                &format!(
+                    "table inet netfault_drop {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  ip saddr {src} drop comment \"netfault: the second table drops\"\n }}\n}}\n"
+                ),
+            )
+            .await?,
+        );
+        Ok(log)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacketLoss {
+    pub host: String,
+    pub interface: String,
+    pub percent: u8,
+}
+
+impl Breakage for PacketLoss {
+    const KIND: Kind = Kind {
+        name: "packet-loss",
+        params: &[
+            ("host", "any host"),
+            ("interface", "an interface of the host"),
+            ("percent", "1..100"),
+        ],
+        description: "drop that percentage of packets leaving the interface at random (nft numgen)",
+        component: "filter",
+    };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self {
+            host,
+            interface,
+            percent,
+        } = self;
+        c.role("host", host, "host")?;
+        c.iface(host, interface)?;
+        if !(1..=100).contains(percent) {
+            return Err(perr(
+                "percent",
+                format!("{percent}% is out of range"),
+                "use 1..100",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let Self {
+            host,
+            interface,
+            percent,
+        } = self;
+        add_table(
+            lab,
+            host,
+            "inet",
+            "netfault_loss",
+            &format!(
+                "table inet netfault_loss {{\n chain postrouting {{\n  type filter hook postrouting priority -150; policy accept;\n  oifname \"{interface}\" numgen random mod 100 < {percent} drop comment \"netfault: packet-loss\"\n }}\n}}\n"
+            ),
+        )
+        .await
+    }
+}

@@ -1,0 +1,167 @@
+//! Links: veths deleted, set down or taken off their bridge; interfaces and bridges down.
+
+use serde::{Deserialize, Serialize};
+
+use super::super::check::Checker;
+use super::super::check::ParamError;
+use super::super::kind::{Breakage, Kind, NODE, POD};
+use super::super::ops::*;
+use super::super::undo::Undo;
+use crate::error::{nl, Error};
+use crate::lab::Lab;
+use crate::nl::{self as netlink};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteVeth {
+    pub pod: String,
+}
+
+impl Breakage for DeleteVeth {
+    const KIND: Kind = Kind {
+        name: "delete-veth",
+        params: &[POD],
+        description: "delete the pod's veth pair (the pod's eth0 and its routes go with it)",
+        component: "link",
+    };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self { pod } = self;
+        c.role("pod", pod, "pod")
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let Self { pod } = self;
+        delete_veth(lab, pod).await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VethDown {
+    pub pod: String,
+}
+
+impl Breakage for VethDown {
+    const KIND: Kind = Kind {
+        name: "veth-down",
+        params: &[POD],
+        description: "set the node side of the pod's veth down",
+        component: "link",
+    };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self { pod } = self;
+        c.role("pod", pod, "pod")
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let Self { pod } = self;
+        let (node, veth, _) = pod_sides(lab, pod)?;
+        link_admin(lab, &node, &veth, false).await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetachVeth {
+    pub pod: String,
+}
+
+impl Breakage for DetachVeth {
+    const KIND: Kind = Kind {
+        name: "detach-veth",
+        params: &[POD],
+        description: "take the node side of the pod's veth off its bridge",
+        component: "bridge",
+    };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self { pod } = self;
+        c.role("pod", pod, "pod")?;
+        c.bridged("detach-veth")
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let Self { pod } = self;
+        let (node, veth, _) = pod_sides(lab, pod)?;
+        let h = lab.host(&node)?;
+        let l = live_link(h, &veth).await?;
+        let Some(m) = l.master else {
+            return Err(Error::NotApplicable(format!(
+                "{node} {veth} is on no bridge"
+            )));
+        };
+        let master = ifname_of(h, m).await?;
+        netlink::set_master(h.handle(), l.index, None)
+            .await
+            .map_err(|e| nl(&node, format!("detaching {veth}"), e))?;
+        Ok(vec![Undo::LinkMaster {
+            host: node,
+            ifname: veth,
+            master: Some(master),
+        }])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeDown {
+    pub node: String,
+}
+
+impl Breakage for BridgeDown {
+    const KIND: Kind = Kind {
+        name: "bridge-down",
+        params: &[NODE],
+        description: "set the node's pod bridge down",
+        component: "link",
+    };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self { node } = self;
+        c.role("node", node, "node")?;
+        c.bridged(Self::KIND.name)
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let t = lab.topology().clone();
+        let Self { node } = self;
+        let bridge = t
+            .host(node)
+            .and_then(|h| h.as_node())
+            .map(|n| n.bridge.clone())
+            .expect("checked");
+        link_admin(lab, node, &bridge, false).await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDown {
+    pub host: String,
+    pub interface: String,
+}
+
+impl Breakage for LinkDown {
+    const KIND: Kind = Kind {
+        name: "link-down",
+        params: &[
+            ("host", "any host"),
+            ("interface", "an interface of the host"),
+        ],
+        description: "set an interface down (a node's uplink: the node is partitioned)",
+        component: "link",
+    };
+
+    fn check(&self, c: &Checker) -> Result<(), ParamError> {
+        let Self { host, interface } = self;
+        c.role("host", host, "host")?;
+        c.iface(host, interface)
+    }
+
+    async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
+        let Self { host, interface } = self;
+        link_admin(lab, host, interface, false).await
+    }
+}

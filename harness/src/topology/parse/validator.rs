@@ -1,0 +1,131 @@
+//! The validator every part of fixture parsing reports through: errors located at a key path
+//! of the source (at most [`MAX_ERRORS`] of them, then a count), and the value checks the parts
+//! share (networks, interface addresses, addresses).
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+
+use super::super::source::{ConfigError, ConfigErrors, Key, Source};
+
+/// Past this many errors in one file, the rest are counted, not located.
+pub const MAX_ERRORS: usize = 20;
+
+pub(super) struct Validator<'a> {
+    pub(super) src: &'a Source,
+    pub(super) errors: Vec<ConfigError>,
+    pub(super) suppressed: usize,
+}
+
+impl Validator<'_> {
+    pub(super) fn err(
+        &mut self,
+        path: &[Key],
+        message: impl Into<String>,
+        help: impl Into<Option<String>>,
+    ) {
+        if self.errors.len() >= MAX_ERRORS {
+            self.suppressed += 1;
+            return;
+        }
+        let e = self.src.error_at_path(path, message, help.into());
+        self.errors.push(e);
+    }
+
+    pub(super) fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
+        if self.errors.is_empty() {
+            return Ok(value);
+        }
+        if self.suppressed > 0 {
+            self.errors.push(ConfigError::whole_file(
+                &self.src.path,
+                format!("... and {} more errors", self.suppressed),
+                None,
+            ));
+        }
+        Err(ConfigErrors(self.errors))
+    }
+
+    pub(super) fn net(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Net> {
+        match parse_cidr(s) {
+            Ok(net) if net.trunc() != net => {
+                self.err(
+                    at,
+                    format!("{field} \"{s}\" has host bits set"),
+                    Some(format!("did you mean \"{}\"?", net.trunc())),
+                );
+                None
+            }
+            Ok(net) => Some(net),
+            Err(msg) => {
+                self.err(
+                    at,
+                    format!("{field}: {msg}"),
+                    Some("write a CIDR such as \"10.244.1.0/24\"".into()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn iface_addr(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Net> {
+        match parse_cidr(s) {
+            Ok(net) => {
+                if net.prefix_len() < 31
+                    && (net.addr() == net.network() || net.addr() == net.broadcast())
+                {
+                    self.err(
+                        at,
+                        format!(
+                            "{field} {s} is the network or broadcast address of {}",
+                            net.trunc()
+                        ),
+                        Some("pick a host address inside the network".into()),
+                    );
+                    return None;
+                }
+                Some(net)
+            }
+            Err(msg) => {
+                self.err(
+                    at,
+                    format!("{field}: {msg}"),
+                    Some("write an address with its prefix, such as \"203.0.113.1/24\"".into()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn addr(&mut self, at: &[Key], s: &str, field: &str) -> Option<Ipv4Addr> {
+        match Ipv4Addr::from_str(s) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let help = if s.contains('/') {
+                    "write the address without a prefix, such as \"10.244.1.2\""
+                } else {
+                    "write an IPv4 address such as \"10.244.1.2\""
+                };
+                self.err(
+                    at,
+                    format!("{field} \"{s}\" is not an IPv4 address"),
+                    Some(help.into()),
+                );
+                None
+            }
+        }
+    }
+}
+
+pub(super) fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
+    let Some((addr, len)) = s.split_once('/') else {
+        return Err(format!("\"{s}\" has no prefix length"));
+    };
+    let addr = Ipv4Addr::from_str(addr)
+        .map_err(|_| format!("\"{addr}\" in \"{s}\" is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("prefix length \"{len}\" in \"{s}\" is not a number"))?;
+    Ipv4Net::new(addr, len).map_err(|_| format!("prefix length /{len} in \"{s}\" is over 32"))
+}
