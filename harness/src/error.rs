@@ -13,7 +13,24 @@ pub enum Error {
     Netlink {
         host: String,
         what: String,
+        /// The kernel's answer in words (the source's own text is raw bytes).
         msg: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// A system call or file operation failed.
+    #[error("{what}: {}", crate::topology::source::plain_io_error(.source))]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A fault's parameters do not fit the lab it was given.
+    #[error("{fault}: {source}")]
+    InvalidFault {
+        fault: String,
+        #[source]
+        source: crate::fault::ParamError,
     },
     /// `nft` failed or could not be run.
     #[error("{host}: nft: {msg}")]
@@ -54,17 +71,39 @@ impl Error {
     }
 
     pub fn io(what: impl std::fmt::Display, e: std::io::Error) -> Self {
-        Error::Other(format!(
-            "{what}: {}",
-            crate::topology::source::plain_io_error(&e)
-        ))
+        Error::Io {
+            what: what.to_string(),
+            source: e,
+        }
+    }
+
+    /// The causes below this error, outermost first, that its message does not already say.
+    pub fn causes(&self) -> Vec<String> {
+        let shown = self.to_string();
+        let mut out = Vec::new();
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            // In words: io errors without "(os error N)", netlink errors never as raw bytes.
+            let text = if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                crate::topology::source::plain_io_error(io)
+            } else if let Some(n) = e.downcast_ref::<rtnetlink::Error>() {
+                netlink_message(n)
+            } else {
+                e.to_string()
+            };
+            if !shown.contains(&text) && !out.contains(&text) {
+                out.push(text);
+            }
+            cur = e.source();
+        }
+        out
     }
 
     /// Whether the error is the user's input (exit code 2 in the CLI).
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            Error::Config(_) | Error::NotFound(_) | Error::BadInput(_)
+            Error::Config(_) | Error::NotFound(_) | Error::BadInput(_) | Error::InvalidFault { .. }
         )
     }
 }
@@ -96,5 +135,53 @@ pub fn nl(host: &str, what: impl Into<String>, e: rtnetlink::Error) -> Error {
         host: host.to_string(),
         what: what.into(),
         msg: netlink_message(&e),
+        source: e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_causes_and_say_each_once() {
+        let e = Error::io(
+            "opening /run/netns/x",
+            std::io::Error::from_raw_os_error(libc::ENOENT),
+        );
+        assert_eq!(
+            e.to_string(),
+            "opening /run/netns/x: No such file or directory"
+        );
+        let cause = std::error::Error::source(&e).expect("the io error is chained");
+        assert_eq!(
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|e| e.raw_os_error()),
+            Some(libc::ENOENT)
+        );
+        // The message already says the cause: nothing more to print.
+        assert!(e.causes().is_empty());
+
+        let t = crate::topology::parse_fixture(&crate::topology::Source::new(
+            "single-node.toml",
+            include_str!("../../fixtures/single-node.toml"),
+        ))
+        .unwrap();
+        let f: crate::fault::Fault =
+            toml::from_str("type = \"delete-veth\"\npod = \"pod-z\"\n").unwrap();
+        let e = Error::InvalidFault {
+            fault: f.to_string(),
+            source: f.check(&t).unwrap_err(),
+        };
+        assert!(e.is_bad_input());
+        let p = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<crate::fault::ParamError>())
+            .expect("the parameter error is chained");
+        assert_eq!(p.field, "pod");
+        assert_eq!(
+            e.to_string(),
+            format!("delete-veth pod=pod-z: {}; {}", p.message, p.help)
+        );
     }
 }

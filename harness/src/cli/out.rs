@@ -18,6 +18,9 @@ impl Out {
 
 pub(super) fn fail(e: &Error) -> i32 {
     eprintln!("netfault: {e}");
+    for cause in e.causes() {
+        eprintln!("  caused by: {cause}");
+    }
     if e.is_bad_input() {
         2
     } else {

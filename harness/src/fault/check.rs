@@ -21,6 +21,14 @@ pub struct ParamError {
     pub help: String,
 }
 
+impl std::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; {}", self.message, self.help)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
 pub fn perr(
     field: &'static str,
     message: impl Into<String>,

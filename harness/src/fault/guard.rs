@@ -11,7 +11,10 @@ impl Fault {
     /// Injects the fault into a live lab.
     pub async fn inject(&self, lab: &Lab) -> Result<Guard> {
         self.check(lab.topology())
-            .map_err(|e| Error::NotFound(format!("{self}: {}; {}", e.message, e.help)))?;
+            .map_err(|e| Error::InvalidFault {
+                fault: self.to_string(),
+                source: e,
+            })?;
         // Kubernetes faults change kube-proxy's and the policies' tables; the rest, links,
         // routes, rules and sysctls.
         let undo = if self.is_k8s() {
