@@ -16,7 +16,7 @@ pub enum Error {
         /// The kernel's answer in words (the source's own text is raw bytes).
         msg: String,
         #[source]
-        source: rtnetlink::Error,
+        source: Box<rtnetlink::Error>,
     },
     /// A system call or file operation failed.
     #[error("{what}: {}", crate::topology::source::plain_io_error(.source))]
@@ -86,6 +86,8 @@ impl Error {
             // In words: io errors without "(os error N)", netlink errors never as raw bytes.
             let text = if let Some(io) = e.downcast_ref::<std::io::Error>() {
                 crate::topology::source::plain_io_error(io)
+            } else if let Some(n) = e.downcast_ref::<Box<rtnetlink::Error>>() {
+                netlink_message(n)
             } else if let Some(n) = e.downcast_ref::<rtnetlink::Error>() {
                 netlink_message(n)
             } else {
@@ -135,7 +137,7 @@ pub fn nl(host: &str, what: impl Into<String>, e: rtnetlink::Error) -> Error {
         host: host.to_string(),
         what: what.into(),
         msg: netlink_message(&e),
-        source: e,
+        source: Box::new(e),
     }
 }
 
