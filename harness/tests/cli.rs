@@ -918,9 +918,27 @@ fn an_unprivileged_user_runs_cases_in_a_user_namespace_but_cannot_pin() {
     ) {
         return;
     }
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
+    // nobody may not be able to read this checkout (a clone under a 0700 directory): it gets
+    // its own copy of the binary, the case and its fixture.
+    let dir = tempfile::tempdir().unwrap();
+    let open = |p: &Path, mode| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    open(dir.path(), 0o755).unwrap();
+    for sub in ["cases", "fixtures"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        open(&dir.path().join(sub), 0o755).unwrap();
+    }
+    let bin = dir.path().join("netfault");
+    std::fs::copy(BIN, &bin).unwrap();
+    open(&bin, 0o755).unwrap();
+    for f in ["cases/nft-reject.toml", "fixtures/single-node.toml"] {
+        std::fs::copy(repo().join(f), dir.path().join(f)).unwrap();
+        open(&dir.path().join(f), 0o644).unwrap();
+    }
     let as_nobody = |args: &[&str]| {
-        let mut c = netfault(args);
+        let mut c = Command::new(&bin);
+        c.args(args);
         c.current_dir("/").env("TMPDIR", "/tmp");
         // SAFETY: only syscalls between fork and exec.
         unsafe {
@@ -933,7 +951,7 @@ fn an_unprivileged_user_runs_cases_in_a_user_namespace_but_cannot_pin() {
         }
         c.output().unwrap()
     };
-    let case = repo().join("cases/nft-reject.toml");
+    let case = dir.path().join("cases/nft-reject.toml");
     let out = as_nobody(&["run", case.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -943,7 +961,7 @@ fn an_unprivileged_user_runs_cases_in_a_user_namespace_but_cannot_pin() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("1 passed"), "{text}");
-    let fixture = repo().join("fixtures/single-node.toml");
+    let fixture = dir.path().join("fixtures/single-node.toml");
     let out = as_nobody(&["up", fixture.to_str().unwrap(), "--name", "nobody"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

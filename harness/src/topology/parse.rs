@@ -295,6 +295,16 @@ pub fn parse_fixture(src: &Source) -> Result<Topology, ConfigErrors> {
 
 pub use validator::MAX_ERRORS;
 
+/// What the hosts of a fixture claim as they are validated: the hosts so far, every address
+/// and who holds it, the uplink segment (and who set it), every node's pod CIDR.
+#[derive(Default)]
+struct Claims {
+    hosts: Vec<Host>,
+    addrs: BTreeMap<Ipv4Addr, String>,
+    uplink: Option<(Ipv4Net, String)>,
+    pod_cidrs: Vec<(Ipv4Net, String)>,
+}
+
 impl Validator<'_> {
     fn fixture(&mut self, raw: RawFixture) -> Topology {
         let name = self
@@ -323,333 +333,28 @@ impl Validator<'_> {
             return empty_topology(name, raw.description);
         }
 
-        // Host names: valid, unique across roles.
-        let mut seen: HashMap<String, &'static str> = HashMap::new();
-        for (role, names) in [
-            ("node", raw.node.keys().collect::<Vec<_>>()),
-            ("pod", raw.pod.keys().collect()),
-            ("external", raw.external.keys().collect()),
-        ] {
-            for n in names {
-                if let Err(msg) = check_host_name(n) {
-                    self.err(&[Key::Field(role), Key::Name(n)], msg, host_name_help());
-                }
-                if let Some(prev) = seen.insert(n.clone(), role) {
-                    self.err(
-                        &[Key::Field(role), Key::Name(n)],
-                        format!("duplicate host name \"{n}\": already declared as [{prev}.{n}]"),
-                        Some(
-                            "every host needs its own name, across nodes, pods and external hosts"
-                                .into(),
-                        ),
-                    );
-                }
-            }
-        }
-
-        let mut hosts = Vec::new();
-        let mut addrs: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
-        let mut uplink: Option<(Ipv4Net, String)> = None;
-        let mut pod_cidrs: Vec<(Ipv4Net, String)> = Vec::new();
-
+        self.host_names(&raw);
+        let mut acc = Claims::default();
         for (name, n) in &raw.node {
-            let at = |k: &'static str| [Key::Field("node"), Key::Field(name), Key::Field(k)];
-            let pod_cidr = self.net(&at("pod_cidr"), &n.pod_cidr, "pod_cidr");
-            let uplink_net = self.iface_addr(&at("uplink"), &n.uplink, "uplink");
-            for (k, v) in [("bridge", &n.bridge), ("uplink_ifname", &n.uplink_ifname)] {
-                if let Err(msg) = check_ifname(v) {
-                    self.err(&at(k), msg, ifname_help());
-                }
-            }
-            if n.bridge == n.uplink_ifname {
-                self.err(
-                    &at("uplink_ifname"),
-                    format!(
-                        "uplink_ifname \"{}\" is also the bridge's name",
-                        n.uplink_ifname
-                    ),
-                    Some("give the bridge and the uplink different names".into()),
-                );
-            }
-            let (Some(pod_cidr), Some(up)) = (pod_cidr, uplink_net) else {
-                continue;
-            };
-            if pod_cidr.prefix_len() > 30 {
-                self.err(
-                    &at("pod_cidr"),
-                    format!("pod_cidr {pod_cidr} leaves no room for a gateway and pods"),
-                    Some("use a /30 or larger network, e.g. 10.244.1.0/24".into()),
-                );
-                continue;
-            }
-            let gateway = match &n.gateway {
-                Some(g) => self.addr(&at("gateway"), g, "gateway"),
-                None => pod_cidr.hosts().next(),
-            };
-            let Some(gateway) = gateway else { continue };
-            if n.gateway.is_some() && !usable_in(pod_cidr, gateway) {
-                self.err(
-                    &at("gateway"),
-                    format!("gateway {gateway} is not a usable address of pod_cidr {pod_cidr}"),
-                    Some(format!(
-                        "pick an address inside {pod_cidr} other than its network and broadcast address"
-                    )),
-                );
-            }
-            self.claim(
-                &mut addrs,
-                gateway,
-                name,
-                &at(if n.gateway.is_some() {
-                    "gateway"
-                } else {
-                    "pod_cidr"
-                }),
-            );
-            self.claim(&mut addrs, up.addr(), name, &at("uplink"));
-            for (cidr, owner) in &pod_cidrs {
-                if overlaps(*cidr, pod_cidr) {
-                    self.err(
-                        &at("pod_cidr"),
-                        format!("pod_cidr {pod_cidr} overlaps {owner}'s pod_cidr {cidr}"),
-                        Some(
-                            "give every node its own pod CIDR, e.g. 10.244.1.0/24, 10.244.2.0/24"
-                                .into(),
-                        ),
-                    );
-                }
-            }
-            pod_cidrs.push((pod_cidr, name.clone()));
-            self.same_segment(&mut uplink, up, name, &at("uplink"));
-            hosts.push(Host {
-                name: name.clone(),
-                role: Role::Node(NodeSpec {
-                    pod_cidr,
-                    gateway,
-                    bridge: n.bridge.clone(),
-                    uplink_ifname: n.uplink_ifname.clone(),
-                    uplink: up,
-                    masquerade: n.masquerade,
-                }),
-            });
+            self.node(name, n, &mut acc);
         }
-
         let cni = self.cni(raw.cni.as_ref(), &raw.node);
-        let all_pods = self.generated_pods(&raw, &hosts, cni.is_some());
-        let mut pods_per_node: HashMap<&str, usize> = HashMap::new();
+        let all_pods = self.generated_pods(&raw, &acc.hosts, cni.is_some());
+        let mut per_node = HashMap::new();
         for (name, p) in &all_pods {
-            let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
-            let node = hosts
-                .iter()
-                .find(|h| h.name == p.node)
-                .and_then(|h| h.as_node())
-                .cloned();
-            let Some(node) = node else {
-                if raw.node.contains_key(&p.node) {
-                    // The node is declared but invalid: its own error says why.
-                    continue;
-                }
-                let known: Vec<&str> = raw.node.keys().map(String::as_str).collect();
-                let help = if known.is_empty() {
-                    "declare the node as a [node.NAME] table".to_string()
-                } else {
-                    format!("nodes in this fixture: {}", known.join(", "))
-                };
-                let what = if raw.pod.contains_key(&p.node) || raw.external.contains_key(&p.node) {
-                    format!("pod {name}: \"{}\" is not a node", p.node)
-                } else {
-                    format!("pod {name}: unknown host \"{}\"", p.node)
-                };
-                self.err(&at("node"), what, Some(help));
-                continue;
-            };
-            let count = pods_per_node
-                .entry(raw.node.get_key_value(&p.node).unwrap().0)
-                .or_default();
-            *count += 1;
-            if *count == MAX_PODS_PER_NODE + 1 {
-                self.err(
-                    &at("node"),
-                    format!("node {} has more than {MAX_PODS_PER_NODE} pods", p.node),
-                    Some(
-                        "a Linux bridge takes at most 1023 ports; spread pods over more nodes"
-                            .into(),
-                    ),
-                );
-            }
-            let ip = match (&cni, &p.ip) {
-                (Some(_), Some(_)) => {
-                    self.err(
-                        &at("ip"),
-                        format!("pod {name}: with [cni], the plugin's IPAM assigns pod addresses"),
-                        Some(
-                            "remove ip; netfault reads the address from the plugin's result".into(),
-                        ),
-                    );
-                    continue;
-                }
-                (Some(_), None) => Ipv4Addr::UNSPECIFIED,
-                (None, None) => {
-                    self.err(
-                        &[Key::Field("pod"), Key::Name(name)],
-                        format!("pod {name} has no ip"),
-                        Some(format!(
-                            "add ip = \"ADDRESS\" with an address inside {}",
-                            node.pod_cidr
-                        )),
-                    );
-                    continue;
-                }
-                (None, Some(s)) => {
-                    let Some(ip) = self.addr(&at("ip"), s, "ip") else {
-                        continue;
-                    };
-                    ip
-                }
-            };
-            if cni.is_some() {
-                if p.host_veth.is_some() {
-                    self.err(
-                        &at("host_veth"),
-                        "with [cni], the plugin names the host veth",
-                        Some("remove host_veth".into()),
-                    );
-                }
-                hosts.push(Host {
-                    name: name.clone(),
-                    role: Role::Pod(PodSpec {
-                        node: p.node.clone(),
-                        ip,
-                        ifname: p.ifname.clone(),
-                        host_veth: String::new(),
-                        namespace: p.namespace.clone(),
-                        labels: p.labels.clone(),
-                    }),
-                });
-                continue;
-            }
-            if !usable_in(node.pod_cidr, ip) {
-                self.err(
-                    &at("ip"),
-                    format!(
-                        "pod {name}: {ip} is outside node {}'s pod_cidr {}",
-                        p.node, node.pod_cidr
-                    ),
-                    Some(format!(
-                        "pick a free address inside {} (not its network or broadcast address)",
-                        node.pod_cidr
-                    )),
-                );
-            }
-            self.claim(&mut addrs, ip, name, &at("ip"));
-            let host_veth = p
-                .host_veth
-                .clone()
-                .unwrap_or_else(|| format!("veth-{name}"));
-            if let Err(msg) = check_ifname(&p.ifname) {
-                self.err(&at("ifname"), msg, ifname_help());
-            }
-            if let Err(msg) = check_ifname(&host_veth) {
-                if p.host_veth.is_some() {
-                    self.err(&at("host_veth"), msg, ifname_help());
-                } else if host_veth.len() > MAX_IFNAME {
-                    self.err(
-                        &[Key::Field("pod"), Key::Name(name)],
-                        format!(
-                            "pod name \"{name}\" makes the node-side interface \"{host_veth}\" ({} bytes), \
-                             over the kernel's {MAX_IFNAME}-byte limit",
-                            host_veth.len()
-                        ),
-                        Some("shorten the pod name to 10 bytes, or set host_veth = \"NAME\" (15 bytes at most)".into()),
-                    );
-                }
-            } else if host_veth == node.bridge || host_veth == node.uplink_ifname {
-                self.err(
-                    &at("host_veth"),
-                    format!(
-                        "host_veth \"{host_veth}\" clashes with an interface of node {}",
-                        p.node
-                    ),
-                    Some("pick another name".into()),
-                );
-            }
-            hosts.push(Host {
-                name: name.clone(),
-                role: Role::Pod(PodSpec {
-                    node: p.node.clone(),
-                    ip,
-                    ifname: p.ifname.clone(),
-                    host_veth,
-                    namespace: p.namespace.clone(),
-                    labels: p.labels.clone(),
-                }),
-            });
+            self.pod(name, p, &raw, cni.is_some(), &mut per_node, &mut acc);
         }
-        // Two pods of one node may not share a node-side interface name.
-        let mut veths: HashMap<(String, String), String> = HashMap::new();
-        for h in &hosts {
-            if let Role::Pod(p) = &h.role {
-                if p.host_veth.is_empty() {
-                    continue;
-                }
-                if let Some(other) =
-                    veths.insert((p.node.clone(), p.host_veth.clone()), h.name.clone())
-                {
-                    self.err(
-                        &[Key::Field("pod"), Key::Name(&h.name)],
-                        format!(
-                            "pods {other} and {} both use \"{}\" on node {}",
-                            h.name, p.host_veth, p.node
-                        ),
-                        Some("set host_veth to distinct names".into()),
-                    );
-                }
-            }
-        }
-
+        self.distinct_veths(&acc.hosts);
         for (name, e) in &raw.external {
-            let at = |k: &'static str| [Key::Field("external"), Key::Field(name), Key::Field(k)];
-            if let Err(msg) = check_ifname(&e.ifname) {
-                self.err(&at("ifname"), msg, ifname_help());
-            }
-            let Some(addr) = self.iface_addr(&at("uplink"), &e.uplink, "uplink") else {
-                continue;
-            };
-            self.claim(&mut addrs, addr.addr(), name, &at("uplink"));
-            self.same_segment(&mut uplink, addr, name, &at("uplink"));
-            hosts.push(Host {
-                name: name.clone(),
-                role: Role::External(ExternalSpec {
-                    ifname: e.ifname.clone(),
-                    addr,
-                }),
-            });
+            self.external(name, e, &mut acc);
         }
-        if let Some((seg, owner)) = &uplink {
-            for (cidr, node) in &pod_cidrs {
-                if overlaps(*cidr, *seg) {
-                    self.err(
-                        &[Key::Field("node"), Key::Field(node), Key::Field("pod_cidr")],
-                        format!(
-                            "pod_cidr {cidr} overlaps the uplink segment {seg} (set by {owner})"
-                        ),
-                        Some("pod CIDRs and the uplink segment must not overlap".into()),
-                    );
-                }
-            }
-        }
-        if hosts.iter().any(|h| h.name == SWITCH_HOST) {
-            let role = hosts
-                .iter()
-                .find(|h| h.name == SWITCH_HOST)
-                .unwrap()
-                .role_name();
-            self.err(
-                &[Key::Field(role), Key::Name(SWITCH_HOST)],
-                format!("\"{SWITCH_HOST}\" is reserved for the uplink switch netfault builds"),
-                Some("rename the host".into()),
-            );
-        }
+        self.segment_and_reserved(&acc);
+        let Claims {
+            hosts,
+            uplink,
+            pod_cidrs,
+            ..
+        } = acc;
 
         let cluster = self.cluster(raw.cluster.as_ref(), &pod_cidrs);
         let probe = self.probe(raw.probe.as_ref());
@@ -701,6 +406,341 @@ impl Validator<'_> {
         topo.expect = self.expect_rules(&raw.expect, &topo, "expect");
         self.check_conflicts(&topo.expect, &topo, "expect");
         topo
+    }
+
+    /// Host names: valid, unique across roles.
+    fn host_names(&mut self, raw: &RawFixture) {
+        let mut seen: HashMap<String, &'static str> = HashMap::new();
+        for (role, names) in [
+            ("node", raw.node.keys().collect::<Vec<_>>()),
+            ("pod", raw.pod.keys().collect()),
+            ("external", raw.external.keys().collect()),
+        ] {
+            for n in names {
+                if let Err(msg) = check_host_name(n) {
+                    self.err(&[Key::Field(role), Key::Name(n)], msg, host_name_help());
+                }
+                if let Some(prev) = seen.insert(n.clone(), role) {
+                    self.err(
+                        &[Key::Field(role), Key::Name(n)],
+                        format!("duplicate host name \"{n}\": already declared as [{prev}.{n}]"),
+                        Some(
+                            "every host needs its own name, across nodes, pods and external hosts"
+                                .into(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One `[node.NAME]`: its pod CIDR, gateway, uplink and interface names.
+    fn node(&mut self, name: &str, n: &RawNode, acc: &mut Claims) {
+        let at = |k: &'static str| [Key::Field("node"), Key::Field(name), Key::Field(k)];
+        let pod_cidr = self.net(&at("pod_cidr"), &n.pod_cidr, "pod_cidr");
+        let uplink_net = self.iface_addr(&at("uplink"), &n.uplink, "uplink");
+        for (k, v) in [("bridge", &n.bridge), ("uplink_ifname", &n.uplink_ifname)] {
+            if let Err(msg) = check_ifname(v) {
+                self.err(&at(k), msg, ifname_help());
+            }
+        }
+        if n.bridge == n.uplink_ifname {
+            self.err(
+                &at("uplink_ifname"),
+                format!(
+                    "uplink_ifname \"{}\" is also the bridge's name",
+                    n.uplink_ifname
+                ),
+                Some("give the bridge and the uplink different names".into()),
+            );
+        }
+        let (Some(pod_cidr), Some(up)) = (pod_cidr, uplink_net) else {
+            return;
+        };
+        if pod_cidr.prefix_len() > 30 {
+            self.err(
+                &at("pod_cidr"),
+                format!("pod_cidr {pod_cidr} leaves no room for a gateway and pods"),
+                Some("use a /30 or larger network, e.g. 10.244.1.0/24".into()),
+            );
+            return;
+        }
+        let gateway = match &n.gateway {
+            Some(g) => self.addr(&at("gateway"), g, "gateway"),
+            None => pod_cidr.hosts().next(),
+        };
+        let Some(gateway) = gateway else { return };
+        if n.gateway.is_some() && !usable_in(pod_cidr, gateway) {
+            self.err(
+                &at("gateway"),
+                format!("gateway {gateway} is not a usable address of pod_cidr {pod_cidr}"),
+                Some(format!(
+                    "pick an address inside {pod_cidr} other than its network and broadcast address"
+                )),
+            );
+        }
+        self.claim(
+            &mut acc.addrs,
+            gateway,
+            name,
+            &at(if n.gateway.is_some() {
+                "gateway"
+            } else {
+                "pod_cidr"
+            }),
+        );
+        self.claim(&mut acc.addrs, up.addr(), name, &at("uplink"));
+        for (cidr, owner) in &acc.pod_cidrs {
+            if overlaps(*cidr, pod_cidr) {
+                self.err(
+                    &at("pod_cidr"),
+                    format!("pod_cidr {pod_cidr} overlaps {owner}'s pod_cidr {cidr}"),
+                    Some(
+                        "give every node its own pod CIDR, e.g. 10.244.1.0/24, 10.244.2.0/24"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        acc.pod_cidrs.push((pod_cidr, name.to_string()));
+        self.same_segment(&mut acc.uplink, up, name, &at("uplink"));
+        acc.hosts.push(Host {
+            name: name.to_string(),
+            role: Role::Node(NodeSpec {
+                pod_cidr,
+                gateway,
+                bridge: n.bridge.clone(),
+                uplink_ifname: n.uplink_ifname.clone(),
+                uplink: up,
+                masquerade: n.masquerade,
+            }),
+        });
+    }
+
+    /// One pod (declared or generated): its node, address and interface names.
+    fn pod(
+        &mut self,
+        name: &str,
+        p: &RawPod,
+        raw: &RawFixture,
+        cni: bool,
+        per_node: &mut HashMap<String, usize>,
+        acc: &mut Claims,
+    ) {
+        let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
+        let node = acc
+            .hosts
+            .iter()
+            .find(|h| h.name == p.node)
+            .and_then(|h| h.as_node())
+            .cloned();
+        let Some(node) = node else {
+            if raw.node.contains_key(&p.node) {
+                // The node is declared but invalid: its own error says why.
+                return;
+            }
+            let known: Vec<&str> = raw.node.keys().map(String::as_str).collect();
+            let help = if known.is_empty() {
+                "declare the node as a [node.NAME] table".to_string()
+            } else {
+                format!("nodes in this fixture: {}", known.join(", "))
+            };
+            let what = if raw.pod.contains_key(&p.node) || raw.external.contains_key(&p.node) {
+                format!("pod {name}: \"{}\" is not a node", p.node)
+            } else {
+                format!("pod {name}: unknown host \"{}\"", p.node)
+            };
+            self.err(&at("node"), what, Some(help));
+            return;
+        };
+        let count = per_node.entry(p.node.clone()).or_default();
+        *count += 1;
+        if *count == MAX_PODS_PER_NODE + 1 {
+            self.err(
+                &at("node"),
+                format!("node {} has more than {MAX_PODS_PER_NODE} pods", p.node),
+                Some("a Linux bridge takes at most 1023 ports; spread pods over more nodes".into()),
+            );
+        }
+        let ip = match (cni, &p.ip) {
+            (true, Some(_)) => {
+                self.err(
+                    &at("ip"),
+                    format!("pod {name}: with [cni], the plugin's IPAM assigns pod addresses"),
+                    Some("remove ip; netfault reads the address from the plugin's result".into()),
+                );
+                return;
+            }
+            (true, None) => Ipv4Addr::UNSPECIFIED,
+            (false, None) => {
+                self.err(
+                    &[Key::Field("pod"), Key::Name(name)],
+                    format!("pod {name} has no ip"),
+                    Some(format!(
+                        "add ip = \"ADDRESS\" with an address inside {}",
+                        node.pod_cidr
+                    )),
+                );
+                return;
+            }
+            (false, Some(s)) => {
+                let Some(ip) = self.addr(&at("ip"), s, "ip") else {
+                    return;
+                };
+                ip
+            }
+        };
+        if cni {
+            if p.host_veth.is_some() {
+                self.err(
+                    &at("host_veth"),
+                    "with [cni], the plugin names the host veth",
+                    Some("remove host_veth".into()),
+                );
+            }
+            acc.hosts.push(Host {
+                name: name.to_string(),
+                role: Role::Pod(PodSpec {
+                    node: p.node.clone(),
+                    ip,
+                    ifname: p.ifname.clone(),
+                    host_veth: String::new(),
+                    namespace: p.namespace.clone(),
+                    labels: p.labels.clone(),
+                }),
+            });
+            return;
+        }
+        if !usable_in(node.pod_cidr, ip) {
+            self.err(
+                &at("ip"),
+                format!(
+                    "pod {name}: {ip} is outside node {}'s pod_cidr {}",
+                    p.node, node.pod_cidr
+                ),
+                Some(format!(
+                    "pick a free address inside {} (not its network or broadcast address)",
+                    node.pod_cidr
+                )),
+            );
+        }
+        self.claim(&mut acc.addrs, ip, name, &at("ip"));
+        let host_veth = p
+            .host_veth
+            .clone()
+            .unwrap_or_else(|| format!("veth-{name}"));
+        if let Err(msg) = check_ifname(&p.ifname) {
+            self.err(&at("ifname"), msg, ifname_help());
+        }
+        if let Err(msg) = check_ifname(&host_veth) {
+            if p.host_veth.is_some() {
+                self.err(&at("host_veth"), msg, ifname_help());
+            } else if host_veth.len() > MAX_IFNAME {
+                self.err(
+                    &[Key::Field("pod"), Key::Name(name)],
+                    format!(
+                        "pod name \"{name}\" makes the node-side interface \"{host_veth}\" ({} bytes), \
+                         over the kernel's {MAX_IFNAME}-byte limit",
+                        host_veth.len()
+                    ),
+                    Some("shorten the pod name to 10 bytes, or set host_veth = \"NAME\" (15 bytes at most)".into()),
+                );
+            }
+        } else if host_veth == node.bridge || host_veth == node.uplink_ifname {
+            self.err(
+                &at("host_veth"),
+                format!(
+                    "host_veth \"{host_veth}\" clashes with an interface of node {}",
+                    p.node
+                ),
+                Some("pick another name".into()),
+            );
+        }
+        acc.hosts.push(Host {
+            name: name.to_string(),
+            role: Role::Pod(PodSpec {
+                node: p.node.clone(),
+                ip,
+                ifname: p.ifname.clone(),
+                host_veth,
+                namespace: p.namespace.clone(),
+                labels: p.labels.clone(),
+            }),
+        });
+    }
+
+    /// Two pods of one node may not share a node-side interface name.
+    fn distinct_veths(&mut self, hosts: &[Host]) {
+        let mut veths: HashMap<(String, String), String> = HashMap::new();
+        for h in hosts {
+            if let Role::Pod(p) = &h.role {
+                if p.host_veth.is_empty() {
+                    continue;
+                }
+                if let Some(other) =
+                    veths.insert((p.node.clone(), p.host_veth.clone()), h.name.clone())
+                {
+                    self.err(
+                        &[Key::Field("pod"), Key::Name(&h.name)],
+                        format!(
+                            "pods {other} and {} both use \"{}\" on node {}",
+                            h.name, p.host_veth, p.node
+                        ),
+                        Some("set host_veth to distinct names".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// One `[external.NAME]`: its interface and uplink address.
+    fn external(&mut self, name: &str, e: &RawExternal, acc: &mut Claims) {
+        let at = |k: &'static str| [Key::Field("external"), Key::Field(name), Key::Field(k)];
+        if let Err(msg) = check_ifname(&e.ifname) {
+            self.err(&at("ifname"), msg, ifname_help());
+        }
+        let Some(addr) = self.iface_addr(&at("uplink"), &e.uplink, "uplink") else {
+            return;
+        };
+        self.claim(&mut acc.addrs, addr.addr(), name, &at("uplink"));
+        self.same_segment(&mut acc.uplink, addr, name, &at("uplink"));
+        acc.hosts.push(Host {
+            name: name.to_string(),
+            role: Role::External(ExternalSpec {
+                ifname: e.ifname.clone(),
+                addr,
+            }),
+        });
+    }
+
+    /// The uplink segment against the pod CIDRs, and the name netfault keeps for its switch.
+    fn segment_and_reserved(&mut self, acc: &Claims) {
+        if let Some((seg, owner)) = &acc.uplink {
+            for (cidr, node) in &acc.pod_cidrs {
+                if overlaps(*cidr, *seg) {
+                    self.err(
+                        &[Key::Field("node"), Key::Field(node), Key::Field("pod_cidr")],
+                        format!(
+                            "pod_cidr {cidr} overlaps the uplink segment {seg} (set by {owner})"
+                        ),
+                        Some("pod CIDRs and the uplink segment must not overlap".into()),
+                    );
+                }
+            }
+        }
+        if acc.hosts.iter().any(|h| h.name == SWITCH_HOST) {
+            let role = acc
+                .hosts
+                .iter()
+                .find(|h| h.name == SWITCH_HOST)
+                .unwrap()
+                .role_name();
+            self.err(
+                &[Key::Field(role), Key::Name(SWITCH_HOST)],
+                format!("\"{SWITCH_HOST}\" is reserved for the uplink switch netfault builds"),
+                Some("rename the host".into()),
+            );
+        }
     }
 
     /// The fixture's pods plus those `pods = N` asks for: named pod-1, pod-2, ... in node order
