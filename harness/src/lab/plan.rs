@@ -181,134 +181,107 @@ impl Plan {
                 masquerade: None,
             })
             .collect();
-        let idx = |hosts: &[HostPlan], n: &str| {
-            hosts
-                .iter()
-                .position(|h| h.name == n)
-                .expect("host in plan")
-        };
-        let net = &t.cluster.network;
-        let pod_mtu = net.pod_mtu();
-        let bridged = t.has_bridge();
 
         for (name, node) in t.nodes() {
-            let i = idx(&hosts, name);
-            let h = &mut hosts[i];
-            h.sysctls.push(("net.ipv4.ip_forward".into(), "1".into()));
-            if !t.k8s.services.is_empty() {
-                // ClusterIPs are routed like the default route would (kube-proxy relies on one):
-                // the node's own connections to a Service need a route before DNAT.
-                h.routes.push(RoutePlan {
-                    dst: t.k8s.service_cidr,
-                    gateway: None,
-                    dev: node.uplink_ifname.clone(),
-                    onlink: false,
-                });
-            }
-            if t.cni.is_some() {
-                // The plugin builds the pod side (its bridge, its masquerade); the plan records
-                // it once pods are attached (below).
-                h.addresses.push((node.uplink_ifname.clone(), node.uplink));
-                if let (Some(b), true) = (
-                    t.cni.as_ref().and_then(|c| c.bridge.clone()),
-                    t.pods_of(name).any(|(_, p)| !p.host_veth.is_empty()),
-                ) {
-                    h.ifaces.push(IfacePlan {
-                        name: b.clone(),
-                        kind: IfaceKind::Bridge,
-                        mac: [0; 6],
-                        master: None,
-                        mtu: None,
-                    });
-                    h.addresses.push((
-                        b,
-                        Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len())
-                            .expect("valid prefix"),
-                    ));
-                }
-                continue;
-            }
-            if bridged {
+            Self::node_side(t, &mut hosts, name, node);
+        }
+        for (name, pod) in t.pods() {
+            Self::pod(t, &mut hosts, name, pod);
+        }
+        Self::between_nodes(t, &mut hosts);
+        if let Some(seg) = &t.uplink {
+            Self::uplink_segment(t, &mut hosts, seg);
+        }
+
+        hosts.iter_mut().for_each(|h| {
+            h.ifaces
+                .sort_by_key(|i| !matches!(i.kind, IfaceKind::Bridge))
+        });
+        Plan { hosts }
+    }
+
+    /// A node's own side: forwarding, its bridge and addresses, its masquerade; with [cni],
+    /// only its uplink (and the plugin's bridge once pods are attached).
+    fn node_side(
+        t: &Topology,
+        hosts: &mut [HostPlan],
+        name: &str,
+        node: &crate::topology::NodeSpec,
+    ) {
+        let pod_mtu = t.cluster.network.pod_mtu();
+        let bridged = t.has_bridge();
+        let i = idx(hosts, name);
+        let h = &mut hosts[i];
+        h.sysctls.push(("net.ipv4.ip_forward".into(), "1".into()));
+        if !t.k8s.services.is_empty() {
+            // ClusterIPs are routed like the default route would (kube-proxy relies on one):
+            // the node's own connections to a Service need a route before DNAT.
+            h.routes.push(RoutePlan {
+                dst: t.k8s.service_cidr,
+                gateway: None,
+                dev: node.uplink_ifname.clone(),
+                onlink: false,
+            });
+        }
+        if t.cni.is_some() {
+            // The plugin builds the pod side (its bridge, its masquerade); the plan records
+            // it once pods are attached (below).
+            h.addresses.push((node.uplink_ifname.clone(), node.uplink));
+            if let (Some(b), true) = (
+                t.cni.as_ref().and_then(|c| c.bridge.clone()),
+                t.pods_of(name).any(|(_, p)| !p.host_veth.is_empty()),
+            ) {
                 h.ifaces.push(IfacePlan {
-                    name: node.bridge.clone(),
+                    name: b.clone(),
                     kind: IfaceKind::Bridge,
-                    mac: mac_for(name, &node.bridge),
+                    mac: [0; 6],
                     master: None,
-                    mtu: pod_mtu,
+                    mtu: None,
                 });
                 h.addresses.push((
-                    node.bridge.clone(),
+                    b,
                     Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len()).expect("valid prefix"),
                 ));
             }
-            h.addresses.push((node.uplink_ifname.clone(), node.uplink));
-            if node.masquerade && t.cni.is_none() {
-                h.masquerade = Some(MasqPlan {
-                    pod_cidr: node.pod_cidr,
-                    cluster_cidr: t.cluster.cidr,
-                    uplink: node.uplink_ifname.clone(),
-                });
-            }
+            return;
         }
+        if bridged {
+            h.ifaces.push(IfacePlan {
+                name: node.bridge.clone(),
+                kind: IfaceKind::Bridge,
+                mac: mac_for(name, &node.bridge),
+                master: None,
+                mtu: pod_mtu,
+            });
+            h.addresses.push((
+                node.bridge.clone(),
+                Ipv4Net::new(node.gateway, node.pod_cidr.prefix_len()).expect("valid prefix"),
+            ));
+        }
+        h.addresses.push((node.uplink_ifname.clone(), node.uplink));
+        if node.masquerade && t.cni.is_none() {
+            h.masquerade = Some(MasqPlan {
+                pod_cidr: node.pod_cidr,
+                cluster_cidr: t.cluster.cidr,
+                uplink: node.uplink_ifname.clone(),
+            });
+        }
+    }
 
-        for (name, pod) in t.pods() {
-            let node = t
-                .host(&pod.node)
-                .and_then(|h| h.as_node())
-                .expect("validated pod node");
-            if let Some(cni) = &t.cni {
-                // Attached by a plugin: what it built, as its result said (MACs unknown: zero).
-                if pod.host_veth.is_empty() {
-                    continue;
-                }
-                let ni = idx(&hosts, &pod.node);
-                hosts[ni].ifaces.push(IfacePlan {
-                    name: pod.host_veth.clone(),
-                    kind: IfaceKind::Veth {
-                        peer_host: name.to_string(),
-                        peer_name: pod.ifname.clone(),
-                        create: true,
-                    },
-                    mac: [0; 6],
-                    master: cni.bridge.clone(),
-                    mtu: None,
-                });
-                if cni.bridge.is_none() {
-                    hosts[ni].routes.push(RoutePlan {
-                        dst: Ipv4Net::new(pod.ip, 32).expect("host route"),
-                        gateway: None,
-                        dev: pod.host_veth.clone(),
-                        onlink: false,
-                    });
-                }
-                let pi = idx(&hosts, name);
-                let p = &mut hosts[pi];
-                p.ifaces.push(IfacePlan {
-                    name: pod.ifname.clone(),
-                    kind: IfaceKind::Veth {
-                        peer_host: pod.node.clone(),
-                        peer_name: pod.host_veth.clone(),
-                        create: false,
-                    },
-                    mac: [0; 6],
-                    master: None,
-                    mtu: None,
-                });
-                p.addresses.push((
-                    pod.ifname.clone(),
-                    Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix"),
-                ));
-                p.routes.push(RoutePlan {
-                    dst: "0.0.0.0/0".parse().expect("default"),
-                    gateway: Some(node.gateway),
-                    dev: pod.ifname.clone(),
-                    onlink: false,
-                });
-                continue;
+    /// A pod and its node's end of it: the veth pair, addresses, routes, neighbours.
+    fn pod(t: &Topology, hosts: &mut [HostPlan], name: &str, pod: &crate::topology::PodSpec) {
+        let pod_mtu = t.cluster.network.pod_mtu();
+        let bridged = t.has_bridge();
+        let node = t
+            .host(&pod.node)
+            .and_then(|h| h.as_node())
+            .expect("validated pod node");
+        if let Some(cni) = &t.cni {
+            // Attached by a plugin: what it built, as its result said (MACs unknown: zero).
+            if pod.host_veth.is_empty() {
+                return;
             }
-            let pod_mac = mac_for(name, &pod.ifname);
-            let gateway = t.pod_gateway(pod).expect("pod gateway");
-            let ni = idx(&hosts, &pod.node);
+            let ni = idx(hosts, &pod.node);
             hosts[ni].ifaces.push(IfacePlan {
                 name: pod.host_veth.clone(),
                 kind: IfaceKind::Veth {
@@ -316,39 +289,19 @@ impl Plan {
                     peer_name: pod.ifname.clone(),
                     create: true,
                 },
-                mac: mac_for(&pod.node, &pod.host_veth),
-                master: bridged.then(|| node.bridge.clone()),
-                mtu: pod_mtu,
+                mac: [0; 6],
+                master: cni.bridge.clone(),
+                mtu: None,
             });
-            let node_dev = if bridged {
-                node.bridge.clone()
-            } else {
-                pod.host_veth.clone()
-            };
-            hosts[ni].neighbours.push(NeighPlan {
-                dev: node_dev.clone(),
-                ip: pod.ip,
-                mac: pod_mac,
-            });
-            if !bridged {
-                // Calico: a /32 route per pod, proxy ARP answering for the pods' gateway.
+            if cni.bridge.is_none() {
                 hosts[ni].routes.push(RoutePlan {
                     dst: Ipv4Net::new(pod.ip, 32).expect("host route"),
                     gateway: None,
                     dev: pod.host_veth.clone(),
                     onlink: false,
                 });
-                hosts[ni].iface_sysctls.push((
-                    format!("net/ipv4/conf/{}/proxy_arp", pod.host_veth),
-                    "1".into(),
-                ));
-                // Answer at once, as Calico does (the default delays proxy replies up to 0.8 s).
-                hosts[ni].iface_sysctls.push((
-                    format!("net/ipv4/neigh/{}/proxy_delay", pod.host_veth),
-                    "0".into(),
-                ));
             }
-            let pi = idx(&hosts, name);
+            let pi = idx(hosts, name);
             let p = &mut hosts[pi];
             p.ifaces.push(IfacePlan {
                 name: pod.ifname.clone(),
@@ -357,57 +310,127 @@ impl Plan {
                     peer_name: pod.host_veth.clone(),
                     create: false,
                 },
-                mac: pod_mac,
+                mac: [0; 6],
                 master: None,
-                mtu: pod_mtu,
+                mtu: None,
             });
-            let prefix = if bridged {
-                node.pod_cidr.prefix_len()
-            } else {
-                32
-            };
             p.addresses.push((
                 pod.ifname.clone(),
-                Ipv4Net::new(pod.ip, prefix).expect("valid prefix"),
+                Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix"),
             ));
-            if !bridged {
-                p.routes.push(RoutePlan {
-                    dst: Ipv4Net::new(gateway, 32).expect("gateway route"),
-                    gateway: None,
-                    dev: pod.ifname.clone(),
-                    onlink: false,
-                });
-            }
             p.routes.push(RoutePlan {
                 dst: "0.0.0.0/0".parse().expect("default"),
-                gateway: Some(gateway),
+                gateway: Some(node.gateway),
                 dev: pod.ifname.clone(),
                 onlink: false,
             });
-            if bridged {
-                // Static neighbours: the gateway (the bridge) and the pods on the same bridge.
-                // Routed pods resolve their gateway by ARP, which the node answers by proxy.
-                p.neighbours.push(NeighPlan {
-                    dev: pod.ifname.clone(),
-                    ip: gateway,
-                    mac: mac_for(&pod.node, &node.bridge),
-                });
-                for (other, op) in t.pods_of(&pod.node) {
-                    if other != name {
-                        p.neighbours.push(NeighPlan {
-                            dev: pod.ifname.clone(),
-                            ip: op.ip,
-                            mac: mac_for(other, &op.ifname),
-                        });
-                    }
+            return;
+        }
+        let pod_mac = mac_for(name, &pod.ifname);
+        let gateway = t.pod_gateway(pod).expect("pod gateway");
+        let ni = idx(hosts, &pod.node);
+        hosts[ni].ifaces.push(IfacePlan {
+            name: pod.host_veth.clone(),
+            kind: IfaceKind::Veth {
+                peer_host: name.to_string(),
+                peer_name: pod.ifname.clone(),
+                create: true,
+            },
+            mac: mac_for(&pod.node, &pod.host_veth),
+            master: bridged.then(|| node.bridge.clone()),
+            mtu: pod_mtu,
+        });
+        let node_dev = if bridged {
+            node.bridge.clone()
+        } else {
+            pod.host_veth.clone()
+        };
+        hosts[ni].neighbours.push(NeighPlan {
+            dev: node_dev.clone(),
+            ip: pod.ip,
+            mac: pod_mac,
+        });
+        if !bridged {
+            // Calico: a /32 route per pod, proxy ARP answering for the pods' gateway.
+            hosts[ni].routes.push(RoutePlan {
+                dst: Ipv4Net::new(pod.ip, 32).expect("host route"),
+                gateway: None,
+                dev: pod.host_veth.clone(),
+                onlink: false,
+            });
+            hosts[ni].iface_sysctls.push((
+                format!("net/ipv4/conf/{}/proxy_arp", pod.host_veth),
+                "1".into(),
+            ));
+            // Answer at once, as Calico does (the default delays proxy replies up to 0.8 s).
+            hosts[ni].iface_sysctls.push((
+                format!("net/ipv4/neigh/{}/proxy_delay", pod.host_veth),
+                "0".into(),
+            ));
+        }
+        let pi = idx(hosts, name);
+        let p = &mut hosts[pi];
+        p.ifaces.push(IfacePlan {
+            name: pod.ifname.clone(),
+            kind: IfaceKind::Veth {
+                peer_host: pod.node.clone(),
+                peer_name: pod.host_veth.clone(),
+                create: false,
+            },
+            mac: pod_mac,
+            master: None,
+            mtu: pod_mtu,
+        });
+        let prefix = if bridged {
+            node.pod_cidr.prefix_len()
+        } else {
+            32
+        };
+        p.addresses.push((
+            pod.ifname.clone(),
+            Ipv4Net::new(pod.ip, prefix).expect("valid prefix"),
+        ));
+        if !bridged {
+            p.routes.push(RoutePlan {
+                dst: Ipv4Net::new(gateway, 32).expect("gateway route"),
+                gateway: None,
+                dev: pod.ifname.clone(),
+                onlink: false,
+            });
+        }
+        p.routes.push(RoutePlan {
+            dst: "0.0.0.0/0".parse().expect("default"),
+            gateway: Some(gateway),
+            dev: pod.ifname.clone(),
+            onlink: false,
+        });
+        if bridged {
+            // Static neighbours: the gateway (the bridge) and the pods on the same bridge.
+            // Routed pods resolve their gateway by ARP, which the node answers by proxy.
+            p.neighbours.push(NeighPlan {
+                dev: pod.ifname.clone(),
+                ip: gateway,
+                mac: mac_for(&pod.node, &node.bridge),
+            });
+            for (other, op) in t.pods_of(&pod.node) {
+                if other != name {
+                    p.neighbours.push(NeighPlan {
+                        dev: pod.ifname.clone(),
+                        ip: op.ip,
+                        mac: mac_for(other, &op.ifname),
+                    });
                 }
             }
         }
+    }
 
-        // Between nodes: host-gw and routed routes via the remote node; vxlan through the overlay.
+    /// Between nodes: host-gw and routed routes via the remote node; vxlan through the
+    /// overlay; and external hosts' addresses.
+    fn between_nodes(t: &Topology, hosts: &mut [HostPlan]) {
+        let net = &t.cluster.network;
         let nodes: Vec<(&str, &crate::topology::NodeSpec)> = t.nodes().collect();
         for (name, node) in &nodes {
-            let i = idx(&hosts, name);
+            let i = idx(hosts, name);
             if let Network::Routed { gateway } = net {
                 // Proxy ARP answers only for an address the node routes elsewhere than where the
                 // request came in: a Calico node's default route does that; ours routes just
@@ -475,94 +498,89 @@ impl Plan {
 
         for h in &t.hosts {
             if let Role::External(e) = &h.role {
-                let i = idx(&hosts, &h.name);
+                let i = idx(hosts, &h.name);
                 hosts[i].addresses.push((e.ifname.clone(), e.addr));
             }
         }
+    }
 
-        // The uplink segment: a direct veth between two members, or a switch for more.
-        if let Some(seg) = &t.uplink {
-            let addr_of = |host: &str| t.host(host).map(|h| h.address()).expect("member host");
-            if seg.members.len() == 2 {
-                let (a, ai) = &seg.members[0];
-                let (b, bi) = &seg.members[1];
-                let ia = idx(&hosts, a);
-                hosts[ia].ifaces.push(IfacePlan {
-                    name: ai.clone(),
+    /// The uplink segment: a direct veth between two members, or a switch for more.
+    fn uplink_segment(t: &Topology, hosts: &mut [HostPlan], seg: &crate::topology::Segment) {
+        let addr_of = |host: &str| t.host(host).map(|h| h.address()).expect("member host");
+        if seg.members.len() == 2 {
+            let (a, ai) = &seg.members[0];
+            let (b, bi) = &seg.members[1];
+            let ia = idx(hosts, a);
+            hosts[ia].ifaces.push(IfacePlan {
+                name: ai.clone(),
+                kind: IfaceKind::Veth {
+                    peer_host: b.clone(),
+                    peer_name: bi.clone(),
+                    create: true,
+                },
+                mac: mac_for(a, ai),
+                master: None,
+                mtu: None,
+            });
+            let ib = idx(hosts, b);
+            hosts[ib].ifaces.push(IfacePlan {
+                name: bi.clone(),
+                kind: IfaceKind::Veth {
+                    peer_host: a.clone(),
+                    peer_name: ai.clone(),
+                    create: false,
+                },
+                mac: mac_for(b, bi),
+                master: None,
+                mtu: None,
+            });
+        } else {
+            let si = idx(hosts, SWITCH_HOST);
+            hosts[si].ifaces.push(IfacePlan {
+                name: SWITCH_BRIDGE.into(),
+                kind: IfaceKind::Bridge,
+                mac: mac_for(SWITCH_HOST, SWITCH_BRIDGE),
+                master: None,
+                mtu: None,
+            });
+            for (m, mi) in &seg.members {
+                hosts[si].ifaces.push(IfacePlan {
+                    name: m.clone(),
                     kind: IfaceKind::Veth {
-                        peer_host: b.clone(),
-                        peer_name: bi.clone(),
+                        peer_host: m.clone(),
+                        peer_name: mi.clone(),
                         create: true,
                     },
-                    mac: mac_for(a, ai),
-                    master: None,
+                    mac: mac_for(SWITCH_HOST, m),
+                    master: Some(SWITCH_BRIDGE.into()),
                     mtu: None,
                 });
-                let ib = idx(&hosts, b);
-                hosts[ib].ifaces.push(IfacePlan {
-                    name: bi.clone(),
+                let ii = idx(hosts, m);
+                hosts[ii].ifaces.push(IfacePlan {
+                    name: mi.clone(),
                     kind: IfaceKind::Veth {
-                        peer_host: a.clone(),
-                        peer_name: ai.clone(),
+                        peer_host: SWITCH_HOST.into(),
+                        peer_name: m.clone(),
                         create: false,
                     },
-                    mac: mac_for(b, bi),
+                    mac: mac_for(m, mi),
                     master: None,
                     mtu: None,
                 });
-            } else {
-                let si = idx(&hosts, SWITCH_HOST);
-                hosts[si].ifaces.push(IfacePlan {
-                    name: SWITCH_BRIDGE.into(),
-                    kind: IfaceKind::Bridge,
-                    mac: mac_for(SWITCH_HOST, SWITCH_BRIDGE),
-                    master: None,
-                    mtu: None,
-                });
-                for (m, mi) in &seg.members {
-                    hosts[si].ifaces.push(IfacePlan {
-                        name: m.clone(),
-                        kind: IfaceKind::Veth {
-                            peer_host: m.clone(),
-                            peer_name: mi.clone(),
-                            create: true,
-                        },
-                        mac: mac_for(SWITCH_HOST, m),
-                        master: Some(SWITCH_BRIDGE.into()),
-                        mtu: None,
-                    });
-                    let ii = idx(&hosts, m);
-                    hosts[ii].ifaces.push(IfacePlan {
-                        name: mi.clone(),
-                        kind: IfaceKind::Veth {
-                            peer_host: SWITCH_HOST.into(),
-                            peer_name: m.clone(),
-                            create: false,
-                        },
-                        mac: mac_for(m, mi),
-                        master: None,
-                        mtu: None,
-                    });
-                }
             }
-            for (m, mi) in &seg.members {
-                let ii = idx(&hosts, m);
-                for (o, oi) in &seg.members {
-                    if o != m {
-                        hosts[ii].neighbours.push(NeighPlan {
-                            dev: mi.clone(),
-                            ip: addr_of(o),
-                            mac: mac_for(o, oi),
-                        });
-                    }
+        }
+        for (m, mi) in &seg.members {
+            let ii = idx(hosts, m);
+            for (o, oi) in &seg.members {
+                if o != m {
+                    hosts[ii].neighbours.push(NeighPlan {
+                        dev: mi.clone(),
+                        ip: addr_of(o),
+                        mac: mac_for(o, oi),
+                    });
                 }
             }
         }
-        hosts.iter_mut().for_each(|h| {
-            h.ifaces
-                .sort_by_key(|i| !matches!(i.kind, IfaceKind::Bridge))
-        });
-        Plan { hosts }
     }
 }
 
@@ -585,6 +603,14 @@ impl HostPlan {
             .map(|i| i.name.clone())
             .collect()
     }
+}
+
+/// Where the host named `n` stands in the plan.
+fn idx(hosts: &[HostPlan], n: &str) -> usize {
+    hosts
+        .iter()
+        .position(|h| h.name == n)
+        .expect("host in plan")
 }
 
 #[cfg(test)]
