@@ -110,6 +110,39 @@ pub(super) struct RawK8s<'a> {
 
 const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
+/// What the Kubernetes part of a fixture is checked against: its hosts, and the addresses and
+/// NodePorts its Services and DNS claimed so far.
+struct K8sCtx<'t> {
+    topo: &'t Topology,
+    ips: BTreeMap<Ipv4Addr, String>,
+    node_ports: BTreeMap<(u16, Proto), String>,
+    dns_declared: bool,
+}
+
+impl K8sCtx<'_> {
+    fn pod_help(&self) -> Option<String> {
+        let pods: Vec<&str> = self.topo.pods().map(|(n, _)| n).collect();
+        Some(format!("pods in this fixture: {}", pods.join(", ")))
+    }
+
+    /// Whether an address is a lab host's, or inside a pod CIDR or the uplink segment.
+    fn in_lab(&self, ip: Ipv4Addr) -> bool {
+        let topo = self.topo;
+        topo.hosts.iter().any(|h| h.address() == ip)
+            || topo.nodes().any(|(_, n)| n.pod_cidr.contains(&ip))
+            || topo.uplink.as_ref().is_some_and(|u| u.cidr.contains(&ip))
+    }
+}
+
+/// A namespace pods or policies name without declaring it: labelled with its name only.
+fn implicit(k: &mut K8s, ns: &str) {
+    k.namespaces.entry(ns.to_string()).or_insert_with(|| {
+        [(NAMESPACE_NAME_LABEL.to_string(), ns.to_string())]
+            .into_iter()
+            .collect()
+    });
+}
+
 impl Validator<'_> {
     fn proto_l4(&mut self, at: &[Key], s: &str) -> Option<Proto> {
         match s {
@@ -165,327 +198,329 @@ impl Validator<'_> {
             labels.insert(NAMESPACE_NAME_LABEL.into(), name.clone());
             k.namespaces.insert(name.clone(), labels);
         }
-        let implicit = |k: &mut K8s, ns: &str| {
-            k.namespaces.entry(ns.to_string()).or_insert_with(|| {
-                [(NAMESPACE_NAME_LABEL.to_string(), ns.to_string())]
-                    .into_iter()
-                    .collect()
-            });
-        };
         for (_, p) in topo.pods() {
             implicit(&mut k, &p.namespace);
         }
-        let pods: Vec<&str> = topo.pods().map(|(n, _)| n).collect();
-        let pod_help = || Some(format!("pods in this fixture: {}", pods.join(", ")));
-        let mut ips: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
-        let mut node_ports: BTreeMap<(u16, Proto), String> = BTreeMap::new();
-        let in_lab = |ip: Ipv4Addr| {
-            topo.hosts.iter().any(|h| h.address() == ip)
-                || topo.nodes().any(|(_, n)| n.pod_cidr.contains(&ip))
-                || topo.uplink.as_ref().is_some_and(|u| u.cidr.contains(&ip))
+        let mut ctx = K8sCtx {
+            topo,
+            ips: BTreeMap::new(),
+            node_ports: BTreeMap::new(),
+            dns_declared: raw.dns.is_some(),
         };
-
         for (name, s) in raw.service {
-            let at = |f: &'static str| [Key::Field("service"), Key::Field(name), Key::Field(f)];
-            self.dns_name(
-                &[Key::Field("service"), Key::Name(name)],
-                name,
-                "Service name",
-            );
-            if name == DNS_SERVICE && raw.dns.is_some() {
-                self.err(
-                    &[Key::Field("service"), Key::Name(name)],
-                    format!("\"{DNS_SERVICE}\" is the cluster DNS Service [dns] makes"),
-                    Some("rename the Service".into()),
-                );
-            }
-            implicit(&mut k, &s.namespace);
-            let Some(ip) = self.addr(&at("cluster_ip"), &s.cluster_ip, "cluster_ip") else {
-                continue;
-            };
-            if !k.service_cidr.contains(&ip) || in_lab(ip) {
-                self.err(
-                    &at("cluster_ip"),
-                    format!(
-                        "cluster_ip {ip} is not a free address of the service CIDR {}",
-                        k.service_cidr
-                    ),
-                    Some("pick a ClusterIP inside [cluster] service_cidr (default 10.96.0.0/12), away from pods and nodes".into()),
-                );
-            }
-            if let Some(prev) = ips.insert(ip, name.clone()) {
-                self.err(
-                    &at("cluster_ip"),
-                    format!("cluster_ip {ip} is already Service {prev}'s"),
-                    Some("every Service needs its own ClusterIP".into()),
-                );
-            }
-            if s.port == 0 {
-                self.err(
-                    &at("port"),
-                    "port 0 is not a port",
-                    Some("use 1..65535".into()),
-                );
-            }
-            let Some(protocol) = self.proto_l4(&at("protocol"), &s.protocol) else {
-                continue;
-            };
-            if let Some(np) = s.node_port {
-                if !NODE_PORTS.contains(&np) {
-                    self.err(
-                        &at("node_port"),
-                        format!("node_port {np} is outside 30000..32767"),
-                        Some("Kubernetes allocates NodePorts from 30000..32767".into()),
-                    );
-                }
-                if let Some(prev) = node_ports.insert((np, protocol), name.clone()) {
-                    self.err(
-                        &at("node_port"),
-                        format!("node_port {np}/{protocol} is already Service {prev}'s"),
-                        None,
-                    );
-                }
-            }
-            let mut endpoints = Vec::new();
-            for (i, e) in s.endpoints.iter().enumerate() {
-                let at_e = [
-                    Key::Field("service"),
-                    Key::Field(name),
-                    Key::Field("endpoints"),
-                    Key::Index(i),
-                ];
-                let Some((pod, port)) = e.split_once(':') else {
-                    self.err(
-                        &at_e,
-                        format!("endpoint \"{e}\" is not POD:PORT"),
-                        Some("write the serving pod and its port, such as \"pod-b:8080\"".into()),
-                    );
-                    continue;
-                };
-                if topo.host(pod).and_then(|h| h.as_pod()).is_none() {
-                    self.err(
-                        &at_e,
-                        format!("endpoint \"{e}\": no pod \"{pod}\""),
-                        pod_help(),
-                    );
-                    continue;
-                }
-                let Ok(port) = port.parse::<u16>() else {
-                    self.err(
-                        &at_e,
-                        format!("endpoint \"{e}\": \"{port}\" is not a port"),
-                        Some("use 1..65535".into()),
-                    );
-                    continue;
-                };
-                if port == 0 {
-                    self.err(
-                        &at_e,
-                        format!("endpoint \"{e}\": port 0"),
-                        Some("use 1..65535".into()),
-                    );
-                    continue;
-                }
-                endpoints.push(Endpoint {
-                    pod: pod.to_string(),
-                    port,
-                });
-            }
-            k.services.push(Service {
-                name: name.clone(),
-                namespace: s.namespace.clone(),
-                cluster_ip: ip,
-                port: s.port,
-                protocol,
-                node_port: s.node_port,
-                endpoints,
-                dns: false,
-                stale: Vec::new(),
-            });
+            self.service(name, s, &mut ctx, &mut k);
         }
-
         if let Some(d) = raw.dns {
-            let at = |f: &'static str| [Key::Field("dns"), Key::Field(f)];
-            let pod = topo.host(&d.pod).and_then(|h| h.as_pod());
-            if pod.is_none() {
-                self.err(
-                    &at("pod"),
-                    format!("[dns] pod: no pod \"{}\"", d.pod),
-                    pod_help(),
-                );
-            }
-            let ip = self.addr(&at("service_ip"), &d.service_ip, "service_ip");
-            if let Some(ip) = ip {
-                if !k.service_cidr.contains(&ip) || in_lab(ip) {
-                    self.err(
-                        &at("service_ip"),
-                        format!(
-                            "service_ip {ip} is not a free address of the service CIDR {}",
-                            k.service_cidr
-                        ),
-                        Some("Kubernetes' default is 10.96.0.10".into()),
-                    );
-                }
-                if let Some(prev) = ips.get(&ip) {
-                    self.err(
-                        &at("service_ip"),
-                        format!("service_ip {ip} is already Service {prev}'s"),
-                        None,
-                    );
-                }
-            }
-            if d.port == 0 {
-                self.err(
-                    &at("port"),
-                    "port 0 is not a port",
-                    Some("use 1..65535".into()),
-                );
-            }
-            let labels_ok = !d.domain.is_empty()
-                && d.domain.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                });
-            if !labels_ok {
-                self.err(
-                    &at("domain"),
-                    format!("domain \"{}\" is not a DNS domain", d.domain),
-                    Some("Kubernetes uses cluster.local".into()),
-                );
-            }
-            if let (Some(p), Some(ip)) = (pod, ip) {
-                implicit(&mut k, DNS_NAMESPACE);
-                let _ = p;
-                k.services.push(Service {
-                    name: DNS_SERVICE.into(),
-                    namespace: DNS_NAMESPACE.into(),
-                    cluster_ip: ip,
-                    port: 53,
-                    protocol: Proto::Udp,
-                    node_port: None,
-                    endpoints: vec![Endpoint {
-                        pod: d.pod.clone(),
-                        port: d.port,
-                    }],
-                    dns: true,
-                    stale: Vec::new(),
-                });
-                k.dns = Some(DnsSpec {
-                    pod: d.pod.clone(),
-                    service_ip: ip,
-                    port: d.port,
-                    domain: d.domain.trim_end_matches('.').to_string(),
-                });
-            }
+            self.dns(d, &mut ctx, &mut k);
         }
-
         for (name, p) in raw.policy {
-            let at_p = |f: &'static str| [Key::Field("policy"), Key::Field(name), Key::Field(f)];
-            implicit(&mut k, &p.namespace);
-            let types: Vec<String> = match &p.policy_types {
-                Some(t) => t.clone(),
-                None => {
-                    let mut t = vec!["ingress".to_string()];
-                    if p.egress.is_some() {
-                        t.push("egress".into());
-                    }
-                    t
-                }
-            };
-            for t in &types {
-                if t != "ingress" && t != "egress" {
-                    self.err(
-                        &at_p("policy_types"),
-                        format!("policy type \"{t}\" is not ingress or egress"),
-                        None,
-                    );
-                }
-            }
-            let direction = |v: &mut Self, rules: &Option<Vec<RawRule>>, dir: &'static str| {
-                if !types.iter().any(|t| t == dir) {
-                    if rules.as_ref().is_some_and(|r| !r.is_empty()) {
-                        v.err(
-                            &at_p(dir),
-                            format!("{dir} rules, but policy_types leaves out {dir}"),
-                            Some(format!("add \"{dir}\" to policy_types or remove the rules")),
-                        );
-                    }
-                    return None;
-                }
-                let mut out = Vec::new();
-                for (i, r) in rules.iter().flatten().enumerate() {
-                    let at_r = |f: &'static str| {
-                        [
-                            Key::Field("policy"),
-                            Key::Field(name),
-                            Key::Field(dir),
-                            Key::Index(i),
-                            Key::Field(f),
-                        ]
-                    };
-                    let (key, wrong) = if dir == "ingress" {
-                        ("from", &r.to)
-                    } else {
-                        ("to", &r.from)
-                    };
-                    if wrong.is_some() {
-                        let bad = if dir == "ingress" { "to" } else { "from" };
-                        v.err(
-                            &at_r(bad),
-                            format!("\"{bad}\" in an {dir} rule"),
-                            Some(format!("an {dir} rule names its peers with \"{key}\"")),
-                        );
-                    }
-                    let raw_peers = if dir == "ingress" { &r.from } else { &r.to };
-                    let mut peers = Vec::new();
-                    for peer in raw_peers.iter().flatten() {
-                        match (&peer.cidr, &peer.pod_selector, &peer.namespace_selector) {
-                            (Some(c), None, None) => {
-                                let Some(cidr) = v.net(&at_r(key), c, "cidr") else {
-                                    continue;
-                                };
-                                let except = peer
-                                    .except
-                                    .iter()
-                                    .filter_map(|e| v.net(&at_r(key), e, "except"))
-                                    .collect();
-                                peers.push(Peer::Cidr { cidr, except });
-                            }
-                            (None, ps, ns) => peers.push(Peer::Pods {
-                                namespace_selector: ns.clone(),
-                                pod_selector: ps.clone(),
-                            }),
-                            (Some(_), _, _) => v.err(
-                                &at_r(key),
-                                "a peer is a cidr or selectors, not both",
-                                Some("split it into two peers".into()),
-                            ),
-                        }
-                    }
-                    let mut ports = Vec::new();
-                    for pp in &r.ports {
-                        if let Some(protocol) = v.proto_l4(&at_r("ports"), &pp.protocol) {
-                            ports.push(PolicyPort {
-                                protocol,
-                                port: pp.port,
-                            });
-                        }
-                    }
-                    out.push(PolicyRule { peers, ports });
-                }
-                Some(out)
-            };
-            let ingress = direction(self, &p.ingress, "ingress");
-            let egress = direction(self, &p.egress, "egress");
-            k.policies.push(Policy {
-                name: name.clone(),
-                namespace: p.namespace.clone(),
-                pod_selector: p.pod_selector.clone(),
-                ingress,
-                egress,
-            });
+            self.policy(name, p, &mut k);
         }
         k
+    }
+
+    /// One `[service.NAME]`: its ClusterIP, ports, NodePort and endpoints.
+    fn service(&mut self, name: &str, s: &RawService, ctx: &mut K8sCtx, k: &mut K8s) {
+        let at = |f: &'static str| [Key::Field("service"), Key::Field(name), Key::Field(f)];
+        self.dns_name(
+            &[Key::Field("service"), Key::Name(name)],
+            name,
+            "Service name",
+        );
+        if name == DNS_SERVICE && ctx.dns_declared {
+            self.err(
+                &[Key::Field("service"), Key::Name(name)],
+                format!("\"{DNS_SERVICE}\" is the cluster DNS Service [dns] makes"),
+                Some("rename the Service".into()),
+            );
+        }
+        implicit(k, &s.namespace);
+        let Some(ip) = self.addr(&at("cluster_ip"), &s.cluster_ip, "cluster_ip") else {
+            return;
+        };
+        if !k.service_cidr.contains(&ip) || ctx.in_lab(ip) {
+            self.err(
+                &at("cluster_ip"),
+                format!(
+                    "cluster_ip {ip} is not a free address of the service CIDR {}",
+                    k.service_cidr
+                ),
+                Some("pick a ClusterIP inside [cluster] service_cidr (default 10.96.0.0/12), away from pods and nodes".into()),
+            );
+        }
+        if let Some(prev) = ctx.ips.insert(ip, name.to_string()) {
+            self.err(
+                &at("cluster_ip"),
+                format!("cluster_ip {ip} is already Service {prev}'s"),
+                Some("every Service needs its own ClusterIP".into()),
+            );
+        }
+        if s.port == 0 {
+            self.err(
+                &at("port"),
+                "port 0 is not a port",
+                Some("use 1..65535".into()),
+            );
+        }
+        let Some(protocol) = self.proto_l4(&at("protocol"), &s.protocol) else {
+            return;
+        };
+        if let Some(np) = s.node_port {
+            if !NODE_PORTS.contains(&np) {
+                self.err(
+                    &at("node_port"),
+                    format!("node_port {np} is outside 30000..32767"),
+                    Some("Kubernetes allocates NodePorts from 30000..32767".into()),
+                );
+            }
+            if let Some(prev) = ctx.node_ports.insert((np, protocol), name.to_string()) {
+                self.err(
+                    &at("node_port"),
+                    format!("node_port {np}/{protocol} is already Service {prev}'s"),
+                    None,
+                );
+            }
+        }
+        let mut endpoints = Vec::new();
+        for (i, e) in s.endpoints.iter().enumerate() {
+            let at_e = [
+                Key::Field("service"),
+                Key::Field(name),
+                Key::Field("endpoints"),
+                Key::Index(i),
+            ];
+            let Some((pod, port)) = e.split_once(':') else {
+                self.err(
+                    &at_e,
+                    format!("endpoint \"{e}\" is not POD:PORT"),
+                    Some("write the serving pod and its port, such as \"pod-b:8080\"".into()),
+                );
+                continue;
+            };
+            if ctx.topo.host(pod).and_then(|h| h.as_pod()).is_none() {
+                self.err(
+                    &at_e,
+                    format!("endpoint \"{e}\": no pod \"{pod}\""),
+                    ctx.pod_help(),
+                );
+                continue;
+            }
+            let Ok(port) = port.parse::<u16>() else {
+                self.err(
+                    &at_e,
+                    format!("endpoint \"{e}\": \"{port}\" is not a port"),
+                    Some("use 1..65535".into()),
+                );
+                continue;
+            };
+            if port == 0 {
+                self.err(
+                    &at_e,
+                    format!("endpoint \"{e}\": port 0"),
+                    Some("use 1..65535".into()),
+                );
+                continue;
+            }
+            endpoints.push(Endpoint {
+                pod: pod.to_string(),
+                port,
+            });
+        }
+        k.services.push(Service {
+            name: name.to_string(),
+            namespace: s.namespace.clone(),
+            cluster_ip: ip,
+            port: s.port,
+            protocol,
+            node_port: s.node_port,
+            endpoints,
+            dns: false,
+            stale: Vec::new(),
+        });
+    }
+
+    /// `[dns]`: the DNS pod, the Service address and the domain.
+    fn dns(&mut self, d: &RawDns, ctx: &mut K8sCtx, k: &mut K8s) {
+        let at = |f: &'static str| [Key::Field("dns"), Key::Field(f)];
+        let pod = ctx.topo.host(&d.pod).and_then(|h| h.as_pod());
+        if pod.is_none() {
+            self.err(
+                &at("pod"),
+                format!("[dns] pod: no pod \"{}\"", d.pod),
+                ctx.pod_help(),
+            );
+        }
+        let ip = self.addr(&at("service_ip"), &d.service_ip, "service_ip");
+        if let Some(ip) = ip {
+            if !k.service_cidr.contains(&ip) || ctx.in_lab(ip) {
+                self.err(
+                    &at("service_ip"),
+                    format!(
+                        "service_ip {ip} is not a free address of the service CIDR {}",
+                        k.service_cidr
+                    ),
+                    Some("Kubernetes' default is 10.96.0.10".into()),
+                );
+            }
+            if let Some(prev) = ctx.ips.get(&ip) {
+                self.err(
+                    &at("service_ip"),
+                    format!("service_ip {ip} is already Service {prev}'s"),
+                    None,
+                );
+            }
+        }
+        if d.port == 0 {
+            self.err(
+                &at("port"),
+                "port 0 is not a port",
+                Some("use 1..65535".into()),
+            );
+        }
+        let labels_ok = !d.domain.is_empty()
+            && d.domain.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !labels_ok {
+            self.err(
+                &at("domain"),
+                format!("domain \"{}\" is not a DNS domain", d.domain),
+                Some("Kubernetes uses cluster.local".into()),
+            );
+        }
+        if let (Some(p), Some(ip)) = (pod, ip) {
+            implicit(k, DNS_NAMESPACE);
+            let _ = p;
+            k.services.push(Service {
+                name: DNS_SERVICE.into(),
+                namespace: DNS_NAMESPACE.into(),
+                cluster_ip: ip,
+                port: 53,
+                protocol: Proto::Udp,
+                node_port: None,
+                endpoints: vec![Endpoint {
+                    pod: d.pod.clone(),
+                    port: d.port,
+                }],
+                dns: true,
+                stale: Vec::new(),
+            });
+            k.dns = Some(DnsSpec {
+                pod: d.pod.clone(),
+                service_ip: ip,
+                port: d.port,
+                domain: d.domain.trim_end_matches('.').to_string(),
+            });
+        }
+    }
+
+    /// One `[policy.NAME]`: its selector, types and rules.
+    fn policy(&mut self, name: &str, p: &RawPolicy, k: &mut K8s) {
+        let at_p = |f: &'static str| [Key::Field("policy"), Key::Field(name), Key::Field(f)];
+        implicit(k, &p.namespace);
+        let types: Vec<String> = match &p.policy_types {
+            Some(t) => t.clone(),
+            None => {
+                let mut t = vec!["ingress".to_string()];
+                if p.egress.is_some() {
+                    t.push("egress".into());
+                }
+                t
+            }
+        };
+        for t in &types {
+            if t != "ingress" && t != "egress" {
+                self.err(
+                    &at_p("policy_types"),
+                    format!("policy type \"{t}\" is not ingress or egress"),
+                    None,
+                );
+            }
+        }
+        let direction = |v: &mut Self, rules: &Option<Vec<RawRule>>, dir: &'static str| {
+            if !types.iter().any(|t| t == dir) {
+                if rules.as_ref().is_some_and(|r| !r.is_empty()) {
+                    v.err(
+                        &at_p(dir),
+                        format!("{dir} rules, but policy_types leaves out {dir}"),
+                        Some(format!("add \"{dir}\" to policy_types or remove the rules")),
+                    );
+                }
+                return None;
+            }
+            let mut out = Vec::new();
+            for (i, r) in rules.iter().flatten().enumerate() {
+                let at_r = |f: &'static str| {
+                    [
+                        Key::Field("policy"),
+                        Key::Field(name),
+                        Key::Field(dir),
+                        Key::Index(i),
+                        Key::Field(f),
+                    ]
+                };
+                let (key, wrong) = if dir == "ingress" {
+                    ("from", &r.to)
+                } else {
+                    ("to", &r.from)
+                };
+                if wrong.is_some() {
+                    let bad = if dir == "ingress" { "to" } else { "from" };
+                    v.err(
+                        &at_r(bad),
+                        format!("\"{bad}\" in an {dir} rule"),
+                        Some(format!("an {dir} rule names its peers with \"{key}\"")),
+                    );
+                }
+                let raw_peers = if dir == "ingress" { &r.from } else { &r.to };
+                let mut peers = Vec::new();
+                for peer in raw_peers.iter().flatten() {
+                    match (&peer.cidr, &peer.pod_selector, &peer.namespace_selector) {
+                        (Some(c), None, None) => {
+                            let Some(cidr) = v.net(&at_r(key), c, "cidr") else {
+                                continue;
+                            };
+                            let except = peer
+                                .except
+                                .iter()
+                                .filter_map(|e| v.net(&at_r(key), e, "except"))
+                                .collect();
+                            peers.push(Peer::Cidr { cidr, except });
+                        }
+                        (None, ps, ns) => peers.push(Peer::Pods {
+                            namespace_selector: ns.clone(),
+                            pod_selector: ps.clone(),
+                        }),
+                        (Some(_), _, _) => v.err(
+                            &at_r(key),
+                            "a peer is a cidr or selectors, not both",
+                            Some("split it into two peers".into()),
+                        ),
+                    }
+                }
+                let mut ports = Vec::new();
+                for pp in &r.ports {
+                    if let Some(protocol) = v.proto_l4(&at_r("ports"), &pp.protocol) {
+                        ports.push(PolicyPort {
+                            protocol,
+                            port: pp.port,
+                        });
+                    }
+                }
+                out.push(PolicyRule { peers, ports });
+            }
+            Some(out)
+        };
+        let ingress = direction(self, &p.ingress, "ingress");
+        let egress = direction(self, &p.egress, "egress");
+        k.policies.push(Policy {
+            name: name.to_string(),
+            namespace: p.namespace.clone(),
+            pod_selector: p.pod_selector.clone(),
+            ingress,
+            egress,
+        });
     }
 }
