@@ -65,6 +65,24 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
         hosts.join(" ")
     );
 
+    namespaces(&mut s, &plan);
+    bridges(&mut s, &plan);
+    veths(&mut s, &plan);
+    overlay(&mut s, &plan);
+    links_up(&mut s, &plan);
+    addresses(&mut s, &plan);
+    routes(&mut s, &plan);
+    overlay_fdb(&mut s, &plan);
+    iface_sysctls(&mut s, &plan);
+    neighbours(&mut s, &plan);
+    masquerade(&mut s, &plan);
+    kubernetes(&mut s, t);
+    let _ = writeln!(s, "\necho \"lab $LAB is up: {}\"", hosts.join(", "));
+    Ok(s)
+}
+
+/// Step 1. A network namespace per host, with its own sysctls.
+fn namespaces(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
         "# 1. A network namespace per host, with its own sysctls:"
@@ -87,7 +105,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             sets.join(" ")
         );
     }
+}
 
+/// Step 2. Bridges.
+fn bridges(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "\n# 2. Bridges (a node's cni0, the underlay switch).");
     for h in &plan.hosts {
         for i in h
@@ -106,7 +127,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             let _ = writeln!(s, "ip -n {} link set {} up", ns(&h.name), q(&i.name));
         }
     }
+}
 
+/// Step 3. veth pairs.
+fn veths(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
         "\n# 3. veth pairs: made in one namespace, the far end moved into the other."
@@ -152,7 +176,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             let _ = writeln!(s, "ip -n {} link set {} up", ns(&h.name), q(&i.name));
         }
     }
+}
 
+/// Step 4. The overlay's vxlan devices.
+fn overlay(s: &mut String, plan: &Plan) {
     let vx: Vec<_> = plan
         .hosts
         .iter()
@@ -186,7 +213,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             let _ = writeln!(s, "ip -n {} link set {} up", ns(&h.name), q(&i.name));
         }
     }
+}
 
+/// Step 5. Loopback and the far ends of the veths up.
+fn links_up(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "\n# 5. Loopback and the far ends of the veths up.");
     for h in &plan.hosts {
         let mut ups = vec!["lo".to_string()];
@@ -200,14 +230,20 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             let _ = writeln!(s, "ip -n {} link set {} up", ns(&h.name), q(&u));
         }
     }
+}
 
+/// Step 6. Addresses.
+fn addresses(s: &mut String, plan: &Plan) {
     let _ = writeln!(s, "\n# 6. Addresses.");
     for h in &plan.hosts {
         for (dev, net) in &h.addresses {
             let _ = writeln!(s, "ip -n {} addr add {net} dev {}", ns(&h.name), q(dev));
         }
     }
+}
 
+/// Step 7. Routes.
+fn routes(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
         "\n# 7. Routes: routes straight onto a link first, then routes via a gateway."
@@ -230,7 +266,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             );
         }
     }
+}
 
+/// Step 8. The overlay's forwarding database.
+fn overlay_fdb(s: &mut String, plan: &Plan) {
     if plan.hosts.iter().any(|h| !h.fdb.is_empty()) {
         let _ = writeln!(
             s,
@@ -249,7 +288,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             }
         }
     }
+}
 
+/// Step 9. Per-interface sysctls.
+fn iface_sysctls(s: &mut String, plan: &Plan) {
     if plan.hosts.iter().any(|h| !h.iface_sysctls.is_empty()) {
         let _ = writeln!(
             s,
@@ -272,7 +314,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             );
         }
     }
+}
 
+/// Step 10. Static neighbour entries.
+fn neighbours(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
         "\n# 10. Static neighbour entries: outcomes never wait for ARP."
@@ -289,7 +334,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             );
         }
     }
+}
 
+/// Step 11. Masquerade.
+fn masquerade(s: &mut String, plan: &Plan) {
     let masq: Vec<_> = plan
         .hosts
         .iter()
@@ -316,6 +364,10 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             );
         }
     }
+}
+
+/// Step 12. The Kubernetes layer.
+fn kubernetes(s: &mut String, t: &Topology) {
     if !t.k8s.is_empty() {
         let _ = writeln!(
             s,
@@ -340,8 +392,6 @@ pub fn script(t: &Topology, source: &str) -> Result<String> {
             );
         }
     }
-    let _ = writeln!(s, "\necho \"lab $LAB is up: {}\"", hosts.join(", "));
-    Ok(s)
 }
 
 #[cfg(test)]
