@@ -30,7 +30,7 @@ pub enum Error {
     InvalidFault {
         fault: String,
         #[source]
-        source: crate::fault::ParamError,
+        source: crate::topology::param::ParamError,
     },
     /// `nft` failed or could not be run.
     #[error("{host}: nft: {msg}")]

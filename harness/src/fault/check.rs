@@ -6,39 +6,12 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
+pub use crate::topology::param::{perr, ParamError};
 use crate::topology::{Network, Topology};
 
 /// A topology to check fault parameters against.
 pub struct Checker<'a> {
     pub t: &'a Topology,
-}
-
-/// What a fault's parameters got wrong: the field, what is wrong, how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamError {
-    pub field: &'static str,
-    pub message: String,
-    pub help: String,
-}
-
-impl std::fmt::Display for ParamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}; {}", self.message, self.help)
-    }
-}
-
-impl std::error::Error for ParamError {}
-
-pub fn perr(
-    field: &'static str,
-    message: impl Into<String>,
-    help: impl Into<String>,
-) -> ParamError {
-    ParamError {
-        field,
-        message: message.into(),
-        help: help.into(),
-    }
 }
 
 impl Checker<'_> {

@@ -5,6 +5,7 @@ pub mod expect;
 pub mod k8s;
 pub mod k8s_eval;
 pub mod model;
+pub mod param;
 pub mod parse;
 pub mod source;
 
