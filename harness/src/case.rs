@@ -243,7 +243,7 @@ pub struct CaseReport {
     /// The packets that crossed the lab's interfaces while the faults were in, kept for a
     /// case that did not pass (with `RunOpts::capture`).
     #[serde(skip)]
-    pub capture: Option<crate::capture::Captured>,
+    pub capture: Option<crate::packets::Captured>,
     /// The lab drawn with what the diagnosis found (with `RunOpts::diagram`).
     #[serde(skip)]
     pub diagram: Option<String>,
@@ -393,7 +393,7 @@ impl Case {
         crate::testhook::pause("case:injected");
         let broken = diagnose::capture(lab).await;
         let packets = if opts.capture {
-            crate::capture::Capture::start(lab).ok()
+            crate::packets::Capture::start(lab).ok()
         } else {
             None
         };

@@ -132,7 +132,7 @@ fn short(e: &rtnetlink::Error) -> String {
     s.chars().take(120).collect()
 }
 
-pub fn nl(host: &str, what: impl Into<String>, e: rtnetlink::Error) -> Error {
+pub fn nl_error(host: &str, what: impl Into<String>, e: rtnetlink::Error) -> Error {
     Error::Netlink {
         host: host.to_string(),
         what: what.into(),

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::error::{nl, Error, Result};
+use crate::error::{nl_error, Error, Result};
 use crate::netns::Netns;
 use crate::nl::{self as netlink, NlConn};
 
@@ -35,7 +35,7 @@ impl Witness {
     pub async fn watch(&mut self, ns: &Netns) -> Result<()> {
         netlink::assign_nsid(&self.conn.handle, ns)
             .await
-            .map_err(|e| nl("witness", "assigning a namespace id", e))?;
+            .map_err(|e| nl_error("witness", "assigning a namespace id", e))?;
         self.watched += 1;
         Ok(())
     }
@@ -51,7 +51,7 @@ impl Witness {
     pub async fn alive(&self) -> Result<usize> {
         let ids = netlink::list_nsids(&self.conn.handle)
             .await
-            .map_err(|e| nl("witness", "listing namespace ids", e))?;
+            .map_err(|e| nl_error("witness", "listing namespace ids", e))?;
         Ok(ids.len())
     }
 

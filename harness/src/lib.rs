@@ -2,7 +2,6 @@
 //! purpose, probe who can still reach whom, and explain why.
 
 pub mod audit;
-pub mod capture;
 pub mod case;
 pub mod cli;
 pub mod cni;
@@ -19,10 +18,10 @@ pub mod netns;
 pub mod newcase;
 pub mod nft;
 pub mod nl;
+pub mod packets;
 pub mod paths;
 pub mod privilege;
 pub mod probe;
-
 pub mod registry;
 pub mod report;
 pub mod script;

@@ -23,7 +23,7 @@ pub fn netns_dir() -> PathBuf {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LabState {
+pub enum RecordState {
     /// `up` is still running (or died half-way: see `pid`).
     Building,
     Up,
@@ -32,7 +32,7 @@ pub enum LabState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabRecord {
     pub name: String,
-    pub state: LabState,
+    pub state: RecordState,
     /// The process building the lab, and its start time (so a reused pid is not mistaken for it).
     pub pid: u32,
     pub pid_start: u64,
@@ -66,7 +66,7 @@ impl LabRecord {
             .collect();
         LabRecord {
             name: name.to_string(),
-            state: LabState::Building,
+            state: RecordState::Building,
             pid: std::process::id(),
             pid_start: process_start(std::process::id()).unwrap_or(0),
             created_unix: std::time::SystemTime::now()
@@ -90,7 +90,7 @@ impl LabRecord {
 
     /// A record of a build whose process is gone: what `gc` reaps.
     pub fn is_abandoned(&self) -> bool {
-        self.state == LabState::Building && !self.owner_alive()
+        self.state == RecordState::Building && !self.owner_alive()
     }
 }
 
@@ -167,7 +167,7 @@ pub fn update(rec: &LabRecord) -> Result<()> {
 /// Marks a named lab's build finished: from now on `gc` leaves it alone.
 pub fn mark_up(name: &str) -> Result<()> {
     let mut rec = load(name)?;
-    rec.state = LabState::Up;
+    rec.state = RecordState::Up;
     update(&rec)
 }
 
@@ -239,7 +239,7 @@ pub fn adopt(name: &str, fixture: Option<PathBuf>, topology: &Topology) -> Resul
             "a lab named \"{name}\" is already recorded: netfault status {name}"
         )));
     }
-    rec.state = LabState::Up;
+    rec.state = RecordState::Up;
     update(&rec)?;
     Ok(rec)
 }

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use crate::capture::PcapFile;
 use crate::case::{CaseReport, Status};
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;
+use crate::packets::PcapFile;
 use crate::topology::Outcome;
 
 fn esc(s: &str) -> String {

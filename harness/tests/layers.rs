@@ -38,7 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("fault, diagnose", &["fault", "diagnose"]),
     (
         "audit, drill, pictures",
-        &["audit", "drill", "diagram", "capture"],
+        &["audit", "drill", "diagram", "packets"],
     ),
     ("case loop", &["case", "newcase", "report"]),
     ("cli", &["cli"]),

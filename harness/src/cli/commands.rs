@@ -115,9 +115,9 @@ pub(super) fn list(out: Out) -> Result<(), Error> {
     }
     for l in labs {
         let state = match (l.state, l.owner_alive()) {
-            (registry::LabState::Up, _) => "up".to_string(),
-            (registry::LabState::Building, true) => format!("building (pid {})", l.pid),
-            (registry::LabState::Building, false) => {
+            (registry::RecordState::Up, _) => "up".to_string(),
+            (registry::RecordState::Building, true) => format!("building (pid {})", l.pid),
+            (registry::RecordState::Building, false) => {
                 "abandoned: netfault gc removes it".to_string()
             }
         };

@@ -65,7 +65,7 @@ pub(super) async fn dns_serve(name: &str) -> Result<(), Error> {
             return Ok(());
         };
         let named = rec.dns_pid.is_some_and(|(pid, _)| pid == me);
-        let builder_gone = rec.state == registry::LabState::Building && !rec.owner_alive();
+        let builder_gone = rec.state == registry::RecordState::Building && !rec.owner_alive();
         if builder_gone || (!named && started.elapsed() > std::time::Duration::from_secs(5)) {
             return Ok(());
         }

@@ -138,7 +138,7 @@ async fn check(lab: &str, out: Out) -> i32 {
     let r = async {
         let s = drill::load(lab)?;
         let l = Lab::attach(lab).await?;
-        let capture = crate::capture::Capture::start(&l).ok();
+        let capture = crate::packets::Capture::start(&l).ok();
         let c = drill::check(&l, &s).await?;
         let mut pcaps = Vec::new();
         if !c.solved {

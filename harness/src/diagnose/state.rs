@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::error::{nl, Result};
+use crate::error::{nl_error, Result};
 use crate::lab::{IfaceKind, Lab, LabHost};
 use crate::netns;
 use crate::nft::{self, RulesetText};
@@ -258,16 +258,16 @@ async fn read_host(h: &LabHost) -> Result<RawHost> {
     let hd = h.handle();
     let links = netlink::links(hd)
         .await
-        .map_err(|e| nl(&name, "listing links", e))?;
+        .map_err(|e| nl_error(&name, "listing links", e))?;
     let addrs = netlink::addresses(hd)
         .await
-        .map_err(|e| nl(&name, "listing addresses", e))?;
+        .map_err(|e| nl_error(&name, "listing addresses", e))?;
     let routes = netlink::routes(hd)
         .await
-        .map_err(|e| nl(&name, "listing routes", e))?;
+        .map_err(|e| nl_error(&name, "listing routes", e))?;
     let neigh = netlink::neighbours(hd)
         .await
-        .map_err(|e| nl(&name, "listing neighbours", e))?;
+        .map_err(|e| nl_error(&name, "listing neighbours", e))?;
     let ifnames: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
     let sysctls =
         h.ns.run_async(move || read_sysctls(&ifnames))
@@ -276,13 +276,13 @@ async fn read_host(h: &LabHost) -> Result<RawHost> {
     let nft_text = nft::list_text(&h.ns, &name).await?;
     let rules = netlink::rules(hd)
         .await
-        .map_err(|e| nl(&name, "listing rules", e))?;
+        .map_err(|e| nl_error(&name, "listing rules", e))?;
     let fdb = netlink::fdb(hd)
         .await
-        .map_err(|e| nl(&name, "listing the fdb", e))?;
+        .map_err(|e| nl_error(&name, "listing the fdb", e))?;
     let qdiscs = netlink::qdiscs(hd)
         .await
-        .map_err(|e| nl(&name, "listing qdiscs", e))?;
+        .map_err(|e| nl_error(&name, "listing qdiscs", e))?;
     Ok((
         name, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb, qdiscs,
     ))
@@ -369,7 +369,7 @@ pub async fn resolve_peers(lab: &Lab, state: &mut LabState) -> Result<()> {
         let h = lab.host(host)?;
         let links = netlink::links(h.handle())
             .await
-            .map_err(|e| nl(host, "listing links", e))?;
+            .map_err(|e| nl_error(host, "listing links", e))?;
         for l in links.iter().filter(|l| l.kind.as_deref() == Some("veth")) {
             let peer = peer_of(lab, host, l).await?;
             if let Some(ls) = hs.links.get_mut(&l.name) {
@@ -390,7 +390,7 @@ pub async fn peer_of(lab: &Lab, host: &str, l: &Link) -> Result<Option<String>> 
         // Both ends in one namespace.
         let links = netlink::links(h.handle())
             .await
-            .map_err(|e| nl(host, "listing links", e))?;
+            .map_err(|e| nl_error(host, "listing links", e))?;
         return Ok(links
             .iter()
             .find(|x| x.index == peer_index)
@@ -416,12 +416,12 @@ pub async fn peer_of(lab: &Lab, host: &str, l: &Link) -> Result<Option<String>> 
     for other in candidates {
         if netlink::netnsid_of(h.handle(), &other.ns)
             .await
-            .map_err(|e| nl(host, "reading namespace ids", e))?
+            .map_err(|e| nl_error(host, "reading namespace ids", e))?
             == Some(nsid)
         {
             let links = netlink::links(other.handle())
                 .await
-                .map_err(|e| nl(&other.name, "listing links", e))?;
+                .map_err(|e| nl_error(&other.name, "listing links", e))?;
             return Ok(links
                 .iter()
                 .find(|x| x.index == peer_index)

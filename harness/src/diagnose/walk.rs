@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use super::nfteval::{Nat, Pkt, Ruleset, Verdict};
 use super::vocab::*;
-use crate::error::{nl, Result};
+use crate::error::{nl_error, Result};
 use crate::lab::{IfaceKind, Lab};
 use crate::netns;
 use crate::nft;
@@ -172,7 +172,7 @@ impl<'a> Walker<'a> {
             let h = self.lab.host(host)?;
             let l = netlink::links(h.handle())
                 .await
-                .map_err(|e| nl(host, "listing links", e))?;
+                .map_err(|e| nl_error(host, "listing links", e))?;
             self.links.insert(host.to_string(), l);
         }
         Ok(&self.links[host])
@@ -202,7 +202,7 @@ impl<'a> Walker<'a> {
             let h = self.lab.host(host)?;
             let a = netlink::addresses(h.handle())
                 .await
-                .map_err(|e| nl(host, "listing addresses", e))?;
+                .map_err(|e| nl_error(host, "listing addresses", e))?;
             self.addrs.insert(host.to_string(), a);
         }
         Ok(&self.addrs[host])
@@ -213,7 +213,7 @@ impl<'a> Walker<'a> {
             let h = self.lab.host(host)?;
             let n = netlink::neighbours(h.handle())
                 .await
-                .map_err(|e| nl(host, "listing neighbours", e))?;
+                .map_err(|e| nl_error(host, "listing neighbours", e))?;
             self.neigh.insert(host.to_string(), n);
         }
         Ok(&self.neigh[host])
@@ -1445,7 +1445,7 @@ impl<'a> Walker<'a> {
             let h = self.lab.host(host)?.handle().clone();
             netlink::fdb(&h)
                 .await
-                .map_err(|e| nl(host, "listing the fdb", e))?
+                .map_err(|e| nl_error(host, "listing the fdb", e))?
         };
         let entry = fdb
             .iter()
@@ -1628,7 +1628,7 @@ impl<'a> Walker<'a> {
                     let h = self.lab.host(host)?.handle().clone();
                     netlink::fdb(&h)
                         .await
-                        .map_err(|e| nl(host, "listing the fdb", e))?
+                        .map_err(|e| nl_error(host, "listing the fdb", e))?
                 };
                 let wrong = fdb.iter().find(|e| {
                     e.mac == mac

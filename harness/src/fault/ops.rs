@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 
 use super::undo::{self, FdbEntry, NftUndo, Undo, VethSnapshot, VxlanSnapshot};
-use crate::error::{nl, Error, Result};
+use crate::error::{nl_error, Error, Result};
 use crate::lab::{IfaceKind, Lab, LabHost};
 use crate::netns;
 use crate::nft;
@@ -31,7 +31,7 @@ pub(super) fn qdisc_error(host: &str, kind: &str, e: rtnetlink::Error) -> Error 
             "this kernel has no {kind} qdisc (sch_{kind}): creating one fails with \"{}\"",
             crate::error::netlink_message(&e)
         )),
-        _ => nl(host, format!("adding a {kind} qdisc"), e),
+        _ => nl_error(host, format!("adding a {kind} qdisc"), e),
     }
 }
 
@@ -47,14 +47,14 @@ pub(super) fn pod_sides(lab: &Lab, pod: &str) -> Result<(String, String, String)
 pub(super) async fn live_link(h: &LabHost, name: &str) -> Result<Link> {
     netlink::link_by_name(h.handle(), name)
         .await
-        .map_err(|e| nl(&h.name, format!("reading {name}"), e))?
+        .map_err(|e| nl_error(&h.name, format!("reading {name}"), e))?
         .ok_or_else(|| Error::NotApplicable(format!("{} has no interface {name}", h.name)))
 }
 
 pub(super) async fn ifname_of(h: &LabHost, index: u32) -> Result<String> {
     netlink::links(h.handle())
         .await
-        .map_err(|e| nl(&h.name, "listing links", e))?
+        .map_err(|e| nl_error(&h.name, "listing links", e))?
         .into_iter()
         .find(|l| l.index == index)
         .map(|l| l.name)
@@ -73,7 +73,7 @@ pub(super) async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) ->
     netlink::set_up(h.handle(), l.index, up)
         .await
         .map_err(|e| {
-            nl(
+            nl_error(
                 host,
                 format!("setting {ifname} {}", if up { "up" } else { "down" }),
                 e,
@@ -98,7 +98,7 @@ pub(super) async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) ->
         for (eh, en) in ends {
             netlink::wait_oper_down(lab.host(&eh)?.handle(), &[en], LINKWATCH_SETTLE)
                 .await
-                .map_err(|e| nl(&eh, "reading link state", e))?;
+                .map_err(|e| nl_error(&eh, "reading link state", e))?;
         }
     }
     Ok(vec![Undo::LinkAdmin {
@@ -148,14 +148,14 @@ pub(super) async fn remove_address(lab: &Lab, host: &str, ip: Ipv4Addr) -> Resul
     let h = lab.host(host)?;
     let a = netlink::addresses(h.handle())
         .await
-        .map_err(|e| nl(host, "listing addresses", e))?
+        .map_err(|e| nl_error(host, "listing addresses", e))?
         .into_iter()
         .find(|a| a.net.addr() == ip)
         .ok_or_else(|| Error::NotApplicable(format!("{host} has no address {ip}")))?;
     let ifname = ifname_of(h, a.index).await?;
     netlink::del_address(h.handle(), a.index, a.net)
         .await
-        .map_err(|e| nl(host, format!("removing {} from {ifname}", a.net), e))?;
+        .map_err(|e| nl_error(host, format!("removing {} from {ifname}", a.net), e))?;
     Ok(vec![Undo::Address {
         host: host.into(),
         ifname,
@@ -167,7 +167,7 @@ pub(super) async fn remove_address(lab: &Lab, host: &str, ip: Ipv4Addr) -> Resul
 pub(super) async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessage>> {
     Ok(netlink::routes_raw(h.handle())
         .await
-        .map_err(|e| nl(&h.name, "listing routes", e))?
+        .map_err(|e| nl_error(&h.name, "listing routes", e))?
         .into_iter()
         .filter(|m| {
             netlink::parse_route(m).is_some_and(|r| {
@@ -181,7 +181,7 @@ pub(super) async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessa
 pub(super) async fn iface_reaching(h: &LabHost, ip: Ipv4Addr) -> Result<Option<String>> {
     let addrs = netlink::addresses(h.handle())
         .await
-        .map_err(|e| nl(&h.name, "listing addresses", e))?;
+        .map_err(|e| nl_error(&h.name, "listing addresses", e))?;
     match addrs
         .iter()
         .find(|a| a.net.prefix_len() < 32 && a.net.trunc().contains(&ip))
@@ -294,7 +294,7 @@ pub(super) async fn delete_veth(lab: &Lab, pod: &str) -> Result<Vec<Undo>> {
     };
     netlink::del_link(n.handle(), l.index)
         .await
-        .map_err(|e| nl(&node, format!("deleting {host_veth}"), e))?;
+        .map_err(|e| nl_error(&node, format!("deleting {host_veth}"), e))?;
     Ok(vec![Undo::Veth(Box::new(VethSnapshot {
         node,
         pod: pod.to_string(),
@@ -308,7 +308,7 @@ pub(super) async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Vec<Undo
     let h = lab.host(node)?;
     let ifnames: Vec<String> = netlink::links(h.handle())
         .await
-        .map_err(|e| nl(node, "listing links", e))?
+        .map_err(|e| nl_error(node, "listing links", e))?
         .into_iter()
         .map(|l| l.name)
         .collect();
@@ -451,7 +451,7 @@ pub(super) async fn vxlan_fdb_for(lab: &Lab, node: &str, peer: &str) -> Result<(
     let l = live_link(h, &dev).await?;
     let e = netlink::fdb(h.handle())
         .await
-        .map_err(|e| nl(node, "listing the fdb", e))?
+        .map_err(|e| nl_error(node, "listing the fdb", e))?
         .into_iter()
         .find(|e| e.index == l.index && e.mac == peer_mac && e.dst.is_some())
         .ok_or_else(|| {
@@ -481,7 +481,7 @@ pub(super) async fn del_fdb(lab: &Lab, host: &str, dev: &str, e: &FdbEntry) -> R
     };
     netlink::del_fdb(h.handle(), &f)
         .await
-        .map_err(|err| nl(host, format!("deleting an fdb entry on {dev}"), err))
+        .map_err(|err| nl_error(host, format!("deleting an fdb entry on {dev}"), err))
 }
 
 pub(super) async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<Undo>> {
@@ -520,7 +520,7 @@ pub(super) async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<U
     let snap = undo::snap_link(lab, node, &dev).await?;
     netlink::del_link(h.handle(), l.index)
         .await
-        .map_err(|e| nl(node, format!("deleting {dev}"), e))?;
+        .map_err(|e| nl_error(node, format!("deleting {dev}"), e))?;
     let under_ix = h.index(&under).await?;
     netlink::add_vxlan(
         h.handle(),
@@ -533,7 +533,7 @@ pub(super) async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<U
         Some(snap.mtu),
     )
     .await
-    .map_err(|e| nl(node, format!("re-creating {dev} on port {port}"), e))?;
+    .map_err(|e| nl_error(node, format!("re-creating {dev} on port {port}"), e))?;
     // Everything that lived on the device, back on the new one (only the port differs).
     let undo_entry = Undo::Vxlan(Box::new(VxlanSnapshot {
         host: node.to_string(),
@@ -548,7 +548,7 @@ pub(super) async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<U
         for a in &s.link.addresses {
             netlink::add_address(h.handle(), ix, *a)
                 .await
-                .map_err(|e| nl(node, "re-adding an address", e))?;
+                .map_err(|e| nl_error(node, "re-adding an address", e))?;
         }
         for m in &s.link.routes {
             let mut m = m.clone();
@@ -559,18 +559,18 @@ pub(super) async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<U
             }
             netlink::readd_route(h.handle(), m)
                 .await
-                .map_err(|e| nl(node, "re-adding a route", e))?;
+                .map_err(|e| nl_error(node, "re-adding a route", e))?;
         }
         for (ip, mac) in &s.link.neighbours {
             netlink::add_permanent_neighbour(h.handle(), ix, *ip, mac)
                 .await
-                .map_err(|e| nl(node, "re-adding a neighbour", e))?;
+                .map_err(|e| nl_error(node, "re-adding a neighbour", e))?;
         }
         for e in &s.link.fdb {
             if let Some(d) = e.dst {
                 netlink::add_fdb(h.handle(), ix, &e.mac, d)
                     .await
-                    .map_err(|err| nl(node, "re-adding an fdb entry", err))?;
+                    .map_err(|err| nl_error(node, "re-adding an fdb entry", err))?;
             }
         }
         lab.wait_links_up(node, std::slice::from_ref(&dev)).await?;
@@ -620,7 +620,7 @@ pub(super) async fn pod_mtu(lab: &Lab, node: &str, mtu: u32) -> Result<Vec<Undo>
         let ix = lh.index(&i).await?;
         netlink::set_mtu(lh.handle(), ix, mtu)
             .await
-            .map_err(|e| nl(&h, format!("setting {i} mtu {mtu}"), e))?;
+            .map_err(|e| nl_error(&h, format!("setting {i} mtu {mtu}"), e))?;
         log.push(Undo::LinkMtu {
             host: h,
             ifname: i,
@@ -642,12 +642,12 @@ pub(super) async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Rest
     for h in lab.hosts() {
         let links = netlink::links(h.handle())
             .await
-            .map_err(|e| nl(&h.name, "listing links", e))?;
+            .map_err(|e| nl_error(&h.name, "listing links", e))?;
         let name = |ix: u32| links.iter().find(|l| l.index == ix).map(|l| l.name.clone());
         let mut routes = Vec::new();
         for m in netlink::routes_raw(h.handle())
             .await
-            .map_err(|e| nl(&h.name, "listing routes", e))?
+            .map_err(|e| nl_error(&h.name, "listing routes", e))?
         {
             let Some(r) = netlink::parse_route(&m) else {
                 continue;
@@ -671,14 +671,14 @@ pub(super) async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Rest
         }
         let neighbours = netlink::neighbours(h.handle())
             .await
-            .map_err(|e| nl(&h.name, "listing neighbours", e))?
+            .map_err(|e| nl_error(&h.name, "listing neighbours", e))?
             .into_iter()
             .filter(|n| n.state == "permanent")
             .filter_map(|n| Some((name(n.index)?, n.ip, n.mac?)))
             .collect();
         let fdb = netlink::fdb(h.handle())
             .await
-            .map_err(|e| nl(&h.name, "listing the fdb", e))?
+            .map_err(|e| nl_error(&h.name, "listing the fdb", e))?
             .into_iter()
             .filter(|e| e.is_self && e.dst.is_some())
             .filter_map(|e| {

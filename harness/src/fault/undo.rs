@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use netlink_packet_route::route::RouteMessage;
 
-use crate::error::{nl, Error, Result};
+use crate::error::{nl_error, Error, Result};
 use crate::lab::Lab;
 use crate::netns;
 use crate::nft;
@@ -127,7 +127,7 @@ impl Undo {
                 let h = lab.host(&host)?;
                 let ix = h.index(&ifname).await?;
                 netlink::set_up(h.handle(), ix, up).await.map_err(|e| {
-                    nl(
+                    nl_error(
                         &host,
                         format!("setting {ifname} {}", if up { "up" } else { "down" }),
                         e,
@@ -151,7 +151,7 @@ impl Undo {
                 };
                 netlink::set_master(h.handle(), ix, m)
                     .await
-                    .map_err(|e| nl(&host, format!("attaching {ifname}"), e))?;
+                    .map_err(|e| nl_error(&host, format!("attaching {ifname}"), e))?;
                 wait_up_both_ends(lab, &host, &ifname).await
             }
             Undo::LinkMtu { host, ifname, mtu } => {
@@ -159,7 +159,7 @@ impl Undo {
                 let ix = h.index(&ifname).await?;
                 netlink::set_mtu(h.handle(), ix, mtu)
                     .await
-                    .map_err(|e| nl(&host, format!("setting {ifname} mtu {mtu}"), e))
+                    .map_err(|e| nl_error(&host, format!("setting {ifname} mtu {mtu}"), e))
             }
             Undo::Sysctls { host, values } => write_sysctls(lab, &host, values).await,
             Undo::NftRules(u) => u.restore(lab).await,
@@ -168,7 +168,7 @@ impl Undo {
                 let ix = h.index(&ifname).await?;
                 netlink::set_hairpin(h.handle(), ix, on)
                     .await
-                    .map_err(|e| nl(&host, format!("hairpin on {ifname}"), e))
+                    .map_err(|e| nl_error(&host, format!("hairpin on {ifname}"), e))
             }
             Undo::StartDns => lab.start_dns(),
             Undo::RemoveAddress { host, ifname, net } => {
@@ -176,7 +176,7 @@ impl Undo {
                 let ix = h.index(&ifname).await?;
                 netlink::del_address(h.handle(), ix, net)
                     .await
-                    .map_err(|e| nl(&host, format!("removing {net} from {ifname}"), e))
+                    .map_err(|e| nl_error(&host, format!("removing {net} from {ifname}"), e))
             }
             Undo::Resolv { pod, text } => lab.set_resolv_conf(&pod, &text),
             Undo::NftScript { host, script } => {
@@ -192,7 +192,7 @@ impl Undo {
                 let ix = h.index(&ifname).await?;
                 netlink::add_address(h.handle(), ix, net)
                     .await
-                    .map_err(|e| nl(&host, format!("adding {net} to {ifname}"), e))
+                    .map_err(|e| nl_error(&host, format!("adding {net} to {ifname}"), e))
             }
             Undo::ReaddRoutes { host, routes } => {
                 let h = lab.host(&host)?;
@@ -205,7 +205,7 @@ impl Undo {
                 for m in direct.into_iter().chain(via) {
                     netlink::readd_route(h.handle(), m)
                         .await
-                        .map_err(|e| nl(&host, "re-adding a route", e))?;
+                        .map_err(|e| nl_error(&host, "re-adding a route", e))?;
                 }
                 Ok(())
             }
@@ -219,7 +219,7 @@ impl Undo {
                 let ix = h.index(&ifname).await?;
                 netlink::del_route(h.handle(), dst, gateway, Some(ix))
                     .await
-                    .map_err(|e| nl(&host, format!("deleting route {dst}"), e))
+                    .map_err(|e| nl_error(&host, format!("deleting route {dst}"), e))
             }
             Undo::Neighbour {
                 host,
@@ -232,10 +232,10 @@ impl Undo {
                 match mac {
                     Some(m) => netlink::add_permanent_neighbour(h.handle(), ix, ip, &m)
                         .await
-                        .map_err(|e| nl(&host, format!("restoring neighbour {ip}"), e)),
+                        .map_err(|e| nl_error(&host, format!("restoring neighbour {ip}"), e)),
                     None => netlink::del_neighbour(h.handle(), ix, ip)
                         .await
-                        .map_err(|e| nl(&host, format!("removing neighbour {ip}"), e)),
+                        .map_err(|e| nl_error(&host, format!("removing neighbour {ip}"), e)),
                 }
             }
             Undo::ReaddFdb { host, entries } => {
@@ -247,7 +247,7 @@ impl Undo {
                         _ => netlink::add_bridge_fdb(h.handle(), ix, &e.mac).await,
                     };
                     r.map_err(|err| {
-                        nl(
+                        nl_error(
                             &host,
                             format!("re-adding an fdb entry on {}", e.ifname),
                             err,
@@ -269,7 +269,7 @@ impl Undo {
                         is_self: e.is_self,
                     };
                     netlink::del_fdb(h.handle(), &f).await.map_err(|err| {
-                        nl(&host, format!("deleting an fdb entry on {}", e.ifname), err)
+                        nl_error(&host, format!("deleting an fdb entry on {}", e.ifname), err)
                     })?;
                 }
                 Ok(())
@@ -287,7 +287,7 @@ impl Undo {
                     let ix = h.index(&dev).await?;
                     netlink::add_permanent_neighbour(h.handle(), ix, ip, &mac)
                         .await
-                        .map_err(|e| nl(&host, format!("restoring neighbour {ip}"), e))?;
+                        .map_err(|e| nl_error(&host, format!("restoring neighbour {ip}"), e))?;
                 }
                 for e in fdb {
                     let ix = h.index(&e.ifname).await?;
@@ -296,7 +296,7 @@ impl Undo {
                             Ok(()) => {}
                             Err(err) if exists(&err) => {}
                             Err(err) => {
-                                return Err(nl(
+                                return Err(nl_error(
                                     &host,
                                     format!("restoring an fdb entry on {}", e.ifname),
                                     err,
@@ -322,7 +322,7 @@ impl Undo {
                     match netlink::readd_route(h.handle(), m).await {
                         Ok(()) => {}
                         Err(e) if exists(&e) => {}
-                        Err(e) => return Err(nl(&host, "restoring a route", e)),
+                        Err(e) => return Err(nl_error(&host, "restoring a route", e)),
                     }
                 }
                 Ok(())
@@ -338,7 +338,7 @@ impl Undo {
                 let ix = h.index(&ifname).await?;
                 crate::nl::del_root_qdisc(h.handle(), ix)
                     .await
-                    .map_err(|e| nl(&host, format!("removing the qdisc on {ifname}"), e))
+                    .map_err(|e| nl_error(&host, format!("removing the qdisc on {ifname}"), e))
             }
         }
     }
@@ -350,7 +350,7 @@ async fn wait_up_both_ends(lab: &Lab, host: &str, ifname: &str) -> Result<()> {
     let h = lab.host(host)?;
     let l = netlink::link_by_name(h.handle(), ifname)
         .await
-        .map_err(|e| nl(host, format!("reading {ifname}"), e))?;
+        .map_err(|e| nl_error(host, format!("reading {ifname}"), e))?;
     if !l.as_ref().is_some_and(|l| l.admin_up) {
         return Ok(());
     }
@@ -409,7 +409,7 @@ pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> 
     let hd = h.handle();
     let l = netlink::link_by_name(hd, ifname)
         .await
-        .map_err(|e| nl(host, format!("reading {ifname}"), e))?
+        .map_err(|e| nl_error(host, format!("reading {ifname}"), e))?
         .ok_or_else(|| Error::NotApplicable(format!("{host} has no interface {ifname}")))?;
     let mac: Mac = l
         .mac
@@ -418,14 +418,14 @@ pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> 
         .ok_or_else(|| Error::other(format!("{host}: {ifname} has no MAC address")))?;
     let addresses = netlink::addresses(hd)
         .await
-        .map_err(|e| nl(host, "listing addresses", e))?
+        .map_err(|e| nl_error(host, "listing addresses", e))?
         .into_iter()
         .filter(|a| a.index == l.index)
         .map(|a| a.net)
         .collect();
     let routes = netlink::routes_raw(hd)
         .await
-        .map_err(|e| nl(host, "listing routes", e))?
+        .map_err(|e| nl_error(host, "listing routes", e))?
         .into_iter()
         .filter(|m| {
             netlink::parse_route(m).is_some_and(|r| {
@@ -438,14 +438,14 @@ pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> 
         .collect();
     let neighbours = netlink::neighbours(hd)
         .await
-        .map_err(|e| nl(host, "listing neighbours", e))?
+        .map_err(|e| nl_error(host, "listing neighbours", e))?
         .into_iter()
         .filter(|n| n.index == l.index && n.state == "permanent")
         .filter_map(|n| Some((n.ip, n.mac?)))
         .collect();
     let fdb = netlink::fdb(hd)
         .await
-        .map_err(|e| nl(host, "listing the fdb", e))?
+        .map_err(|e| nl_error(host, "listing the fdb", e))?
         .into_iter()
         .filter(|e| e.index == l.index && e.dst.is_some() && e.is_self)
         .map(|e| FdbEntry {
@@ -493,12 +493,12 @@ async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
     if side.up {
         netlink::set_up(hd, ix, true)
             .await
-            .map_err(|e| nl(host, format!("bringing {} up", side.name), e))?;
+            .map_err(|e| nl_error(host, format!("bringing {} up", side.name), e))?;
     }
     for a in &side.addresses {
         netlink::add_address(hd, ix, *a)
             .await
-            .map_err(|e| nl(host, format!("adding {a} to {}", side.name), e))?;
+            .map_err(|e| nl_error(host, format!("adding {a} to {}", side.name), e))?;
     }
     for m in &side.routes {
         let mut m = m.clone();
@@ -510,18 +510,18 @@ async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
         }
         netlink::readd_route(hd, m)
             .await
-            .map_err(|e| nl(host, format!("re-adding a route through {}", side.name), e))?;
+            .map_err(|e| nl_error(host, format!("re-adding a route through {}", side.name), e))?;
     }
     for (ip, mac) in &side.neighbours {
         netlink::add_permanent_neighbour(hd, ix, *ip, mac)
             .await
-            .map_err(|e| nl(host, format!("adding neighbour {ip}"), e))?;
+            .map_err(|e| nl_error(host, format!("adding neighbour {ip}"), e))?;
     }
     for e in &side.fdb {
         if let Some(d) = e.dst {
-            netlink::add_fdb(hd, ix, &e.mac, d)
-                .await
-                .map_err(|err| nl(host, format!("adding an fdb entry on {}", side.name), err))?;
+            netlink::add_fdb(hd, ix, &e.mac, d).await.map_err(|err| {
+                nl_error(host, format!("adding an fdb entry on {}", side.name), err)
+            })?;
         }
     }
     if !side.sysctls.is_empty() {
@@ -563,7 +563,7 @@ impl VethSnapshot {
         )
         .await
         .map_err(|e| {
-            nl(
+            nl_error(
                 &self.node,
                 format!("re-creating {}", self.host_side.name),
                 e,
@@ -597,7 +597,7 @@ impl VxlanSnapshot {
         if let Ok(Some(l)) = netlink::link_by_name(h.handle(), &self.link.name).await {
             netlink::del_link(h.handle(), l.index)
                 .await
-                .map_err(|e| nl(&self.host, format!("deleting {}", self.link.name), e))?;
+                .map_err(|e| nl_error(&self.host, format!("deleting {}", self.link.name), e))?;
         }
         let dev = h.index(&self.dev).await?;
         netlink::add_vxlan(
@@ -611,7 +611,7 @@ impl VxlanSnapshot {
             Some(self.link.mtu),
         )
         .await
-        .map_err(|e| nl(&self.host, format!("re-creating {}", self.link.name), e))?;
+        .map_err(|e| nl_error(&self.host, format!("re-creating {}", self.link.name), e))?;
         restore_on(lab, &self.host, &self.link).await?;
         lab.wait_links_up(&self.host, std::slice::from_ref(&self.link.name))
             .await

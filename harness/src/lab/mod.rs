@@ -16,10 +16,10 @@ use std::time::Duration;
 use futures::future::try_join_all;
 
 use crate::cni;
-use crate::error::{nl, Error, Result};
+use crate::error::{nl_error, Error, Result};
 use crate::netns::{self, Netns};
 use crate::nl::{self as netlink, NlConn, VethSpec};
-use crate::registry::{self, LabRecord, LabState};
+use crate::registry::{self, LabRecord, RecordState};
 use crate::topology::Topology;
 pub use plan::{HostPlan, IfaceKind, Plan};
 
@@ -43,7 +43,7 @@ impl LabHost {
                 "{}: no interface {ifname}",
                 self.name
             ))),
-            Err(e) => Err(nl(&self.name, format!("looking up {ifname}"), e)),
+            Err(e) => Err(nl_error(&self.name, format!("looking up {ifname}"), e)),
         }
     }
 }
@@ -129,7 +129,7 @@ impl Lab {
     /// Builds a lab and pins every host at /run/netns/<name>-<host>; it outlives this process
     /// until `netfault down <name>`.
     pub async fn up_named(topo: &Topology, name: &str, fixture: Option<PathBuf>) -> Result<Lab> {
-        Lab::up_named_as(topo, name, fixture, LabState::Up).await
+        Lab::up_named_as(topo, name, fixture, RecordState::Up).await
     }
 
     /// Like `up_named`, but the record stays "building" (what `gc` reaps if this process dies)
@@ -139,7 +139,7 @@ impl Lab {
         name: &str,
         fixture: Option<PathBuf>,
     ) -> Result<Lab> {
-        Lab::up_named_as(topo, name, fixture, LabState::Building).await
+        Lab::up_named_as(topo, name, fixture, RecordState::Building).await
     }
 
     /// Builds and pins a named lab; its record ends in `state`.
@@ -147,7 +147,7 @@ impl Lab {
         topo: &Topology,
         name: &str,
         fixture: Option<PathBuf>,
-        state: LabState,
+        state: RecordState,
     ) -> Result<Lab> {
         let mut rec = LabRecord::new(name, fixture, topo);
         registry::reserve(&rec)?;
@@ -207,7 +207,7 @@ impl Lab {
 
     async fn attach_inner(name: &str, building: bool) -> Result<Lab> {
         let rec = registry::load(name)?;
-        if rec.state != LabState::Up && !(building && rec.owner_alive()) {
+        if rec.state != RecordState::Up && !(building && rec.owner_alive()) {
             return Err(Error::NotFound(format!(
                 "lab {name} is still being built{}",
                 if rec.owner_alive() {
@@ -355,7 +355,7 @@ impl Lab {
             if matches!(i.kind, IfaceKind::Bridge) {
                 netlink::add_bridge(h, &i.name, i.mac, i.mtu)
                     .await
-                    .map_err(|e| nl(&hp.name, format!("creating bridge {}", i.name), e))?;
+                    .map_err(|e| nl_error(&hp.name, format!("creating bridge {}", i.name), e))?;
             }
         }
         let mut masters: BTreeMap<&str, u32> = BTreeMap::new();
@@ -389,7 +389,7 @@ impl Lab {
                     peer_ns: &peer.ns,
                 };
                 netlink::add_veth(h, spec).await.map_err(|e| {
-                    nl(
+                    nl_error(
                         &hp.name,
                         format!("creating veth {} ⇄ {peer_host}:{peer_name}", i.name),
                         e,
@@ -418,12 +418,12 @@ impl Lab {
                 let dev_ix = host.index(dev).await?;
                 netlink::add_vxlan(h, &i.name, *vni, *port, *local, dev_ix, i.mac, i.mtu)
                     .await
-                    .map_err(|e| nl(&hp.name, format!("creating vxlan {}", i.name), e))?;
+                    .map_err(|e| nl_error(&hp.name, format!("creating vxlan {}", i.name), e))?;
             }
         }
         let all = netlink::links(h)
             .await
-            .map_err(|e| nl(&hp.name, "listing links", e))?;
+            .map_err(|e| nl_error(&hp.name, "listing links", e))?;
         let index = |name: &str| {
             all.iter()
                 .find(|l| l.name == name)
@@ -441,13 +441,13 @@ impl Lab {
         try_join_all(ups.into_iter().map(|ix| async move {
             netlink::set_up(h, ix, true)
                 .await
-                .map_err(|e| nl(&hp.name, "bringing a link up", e))
+                .map_err(|e| nl_error(&hp.name, "bringing a link up", e))
         }))
         .await?;
         try_join_all(hp.addresses.iter().map(|(dev, net)| async move {
             netlink::add_address(h, index(dev)?, *net)
                 .await
-                .map_err(|e| nl(&hp.name, format!("adding {net} to {dev}"), e))
+                .map_err(|e| nl_error(&hp.name, format!("adding {net} to {dev}"), e))
         }))
         .await?;
         // Host routes first: other routes may need them to reach their gateway.
@@ -457,7 +457,9 @@ impl Lab {
             try_join_all(batch.into_iter().map(|r| async move {
                 netlink::add_route_onlink(h, r.dst, r.gateway, index(&r.dev)?, r.onlink)
                     .await
-                    .map_err(|e| nl(&hp.name, format!("adding route {} dev {}", r.dst, r.dev), e))
+                    .map_err(|e| {
+                        nl_error(&hp.name, format!("adding route {} dev {}", r.dst, r.dev), e)
+                    })
             }))
             .await?;
         }
@@ -465,7 +467,7 @@ impl Lab {
             netlink::add_fdb(h, index(&f.dev)?, &f.mac, f.dst)
                 .await
                 .map_err(|e| {
-                    nl(
+                    nl_error(
                         &hp.name,
                         format!("adding fdb entry on {} to {}", f.dev, f.dst),
                         e,
@@ -510,7 +512,7 @@ impl Lab {
         let host = self.host(&hp.name)?;
         let pending = netlink::wait_oper_up(host.handle(), &hp.must_be_up(), OPER_UP_TIMEOUT)
             .await
-            .map_err(|e| nl(&hp.name, "reading link state", e))?;
+            .map_err(|e| nl_error(&hp.name, "reading link state", e))?;
         if pending.is_empty() {
             Ok(())
         } else {
@@ -535,7 +537,7 @@ impl Lab {
             let ix = h.index(&port).await?;
             netlink::set_hairpin(h.handle(), ix, true)
                 .await
-                .map_err(|e| nl(&node, format!("hairpin on {port}"), e))?;
+                .map_err(|e| nl_error(&node, format!("hairpin on {port}"), e))?;
         }
         try_join_all(
             t.nodes()
@@ -881,7 +883,7 @@ impl Lab {
         let h = self.host(host)?;
         let pending = netlink::wait_oper_up(h.handle(), names, OPER_UP_TIMEOUT)
             .await
-            .map_err(|e| nl(host, "reading link state", e))?;
+            .map_err(|e| nl_error(host, "reading link state", e))?;
         if pending.is_empty() {
             Ok(())
         } else {
@@ -903,7 +905,7 @@ async fn tunnel_unsupported(kind: &str) -> Error {
             .map_err(|e| Error::io("scratch namespace netlink", e))?;
         netlink::link_kind_supported(&conn.handle, kind)
             .await
-            .map_err(|e| nl("scratch", format!("creating a {kind} link"), e))
+            .map_err(|e| nl_error("scratch", format!("creating a {kind} link"), e))
     };
     match check.await {
         Ok(false) => Error::Unsupported(format!(

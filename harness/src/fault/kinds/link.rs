@@ -7,7 +7,7 @@ use super::super::check::ParamError;
 use super::super::kind::{Breakage, Kind, NODE, POD};
 use super::super::ops::*;
 use super::super::undo::Undo;
-use crate::error::{nl, Error};
+use crate::error::{nl_error, Error};
 use crate::lab::Lab;
 use crate::nl::{self as netlink};
 
@@ -95,7 +95,7 @@ impl Breakage for DetachVeth {
         let master = ifname_of(h, m).await?;
         netlink::set_master(h.handle(), l.index, None)
             .await
-            .map_err(|e| nl(&node, format!("detaching {veth}"), e))?;
+            .map_err(|e| nl_error(&node, format!("detaching {veth}"), e))?;
         Ok(vec![Undo::LinkMaster {
             host: node,
             ifname: veth,

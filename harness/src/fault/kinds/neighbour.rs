@@ -7,7 +7,7 @@ use super::super::check::ParamError;
 use super::super::kind::{Breakage, Kind, NODE, POD};
 use super::super::ops::*;
 use super::super::undo::{FdbEntry, Undo};
-use crate::error::{nl, Error};
+use crate::error::{nl_error, Error};
 use crate::lab::Lab;
 use crate::nl::{self as netlink};
 
@@ -40,7 +40,7 @@ impl Breakage for WrongNeighbour {
         let h = lab.host(node)?;
         let n = netlink::neighbours(h.handle())
             .await
-            .map_err(|e| nl(node, "listing neighbours", e))?
+            .map_err(|e| nl_error(node, "listing neighbours", e))?
             .into_iter()
             .find(|n| n.ip == ip)
             .ok_or_else(|| {
@@ -49,7 +49,7 @@ impl Breakage for WrongNeighbour {
         let dev = ifname_of(h, n.index).await?;
         netlink::add_permanent_neighbour(h.handle(), n.index, ip, &BOGUS_MAC)
             .await
-            .map_err(|e| nl(node, format!("replacing neighbour {ip}"), e))?;
+            .map_err(|e| nl_error(node, format!("replacing neighbour {ip}"), e))?;
         let previous = if n.state == "permanent" { n.mac } else { None };
         Ok(vec![Undo::Neighbour {
             host: node.clone(),
@@ -108,7 +108,7 @@ impl Breakage for MisdirectFdb {
         }
         netlink::add_bridge_fdb(h.handle(), l.index, &mac)
             .await
-            .map_err(|e| nl(node, format!("adding a static fdb entry on {port}"), e))?;
+            .map_err(|e| nl_error(node, format!("adding a static fdb entry on {port}"), e))?;
         Ok(vec![Undo::DeleteFdb {
             host: node.clone(),
             entries: vec![FdbEntry {

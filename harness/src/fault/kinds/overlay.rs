@@ -9,7 +9,7 @@ use super::super::check::{perr, ParamError};
 use super::super::kind::{Breakage, Kind, NODE};
 use super::super::ops::*;
 use super::super::undo::{FdbEntry, Undo};
-use crate::error::{nl, Error};
+use crate::error::{nl_error, Error};
 use crate::lab::Lab;
 use crate::nl::{self as netlink};
 use crate::topology::Network;
@@ -89,7 +89,7 @@ impl Breakage for WrongVxlanFdb {
         let ix = h.index(&dev).await?;
         netlink::add_fdb(h.handle(), ix, &entry.mac, vtep)
             .await
-            .map_err(|e| nl(node, format!("adding an fdb entry on {dev}"), e))?;
+            .map_err(|e| nl_error(node, format!("adding an fdb entry on {dev}"), e))?;
         let wrong = FdbEntry {
             dst: Some(vtep),
             ..entry.clone()
@@ -142,7 +142,7 @@ impl Breakage for DeleteVxlanNeighbour {
         let l = live_link(h, &dev).await?;
         let n = netlink::neighbours(h.handle())
             .await
-            .map_err(|e| nl(node, "listing neighbours", e))?
+            .map_err(|e| nl_error(node, "listing neighbours", e))?
             .into_iter()
             .find(|n| n.index == l.index && n.ip == vtep)
             .ok_or_else(|| {
@@ -150,7 +150,7 @@ impl Breakage for DeleteVxlanNeighbour {
             })?;
         netlink::del_neighbour(h.handle(), l.index, vtep)
             .await
-            .map_err(|e| nl(node, format!("deleting neighbour {vtep}"), e))?;
+            .map_err(|e| nl_error(node, format!("deleting neighbour {vtep}"), e))?;
         Ok(vec![Undo::Neighbour {
             host: node.clone(),
             ifname: dev,

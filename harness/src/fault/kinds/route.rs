@@ -10,7 +10,7 @@ use super::super::check::ParamError;
 use super::super::kind::{Breakage, Kind, POD};
 use super::super::ops::*;
 use super::super::undo::Undo;
-use crate::error::{nl, Error};
+use crate::error::{nl_error, Error};
 use crate::lab::Lab;
 use crate::nl::{self as netlink};
 
@@ -43,7 +43,7 @@ impl Breakage for DeletePodRoute {
         for m in &routes {
             netlink::del_route_msg(h.handle(), m.clone())
                 .await
-                .map_err(|e| nl(pod, "deleting the default route", e))?;
+                .map_err(|e| nl_error(pod, "deleting the default route", e))?;
         }
         Ok(vec![Undo::ReaddRoutes {
             host: pod.clone(),
@@ -84,12 +84,12 @@ impl Breakage for RouteVia {
         for m in &old {
             netlink::del_route_msg(h.handle(), m.clone())
                 .await
-                .map_err(|e| nl(host, format!("deleting the route to {to}"), e))?;
+                .map_err(|e| nl_error(host, format!("deleting the route to {to}"), e))?;
         }
         let ix = h.index(&dev).await?;
         netlink::add_route(h.handle(), to, Some(via), ix)
             .await
-            .map_err(|e| nl(host, format!("adding {to} via {via}"), e))?;
+            .map_err(|e| nl_error(host, format!("adding {to} via {via}"), e))?;
         Ok(vec![
             Undo::ReaddRoutes {
                 host: host.clone(),
@@ -137,7 +137,7 @@ impl Breakage for DeleteRoute {
         for m in &routes {
             netlink::del_route_msg(h.handle(), m.clone())
                 .await
-                .map_err(|e| nl(host, format!("deleting the route to {to}"), e))?;
+                .map_err(|e| nl_error(host, format!("deleting the route to {to}"), e))?;
         }
         Ok(vec![Undo::ReaddRoutes {
             host: host.clone(),

@@ -7,7 +7,7 @@ use super::super::check::{perr, ParamError};
 use super::super::k8s::*;
 use super::super::kind::{Breakage, Kind, NODE, POD, SERVICE};
 use super::super::undo::{NftUndo, Undo};
-use crate::error::{nl, Error};
+use crate::error::{nl_error, Error};
 use crate::lab::k8s::{kube_proxy_script, KUBE_PROXY_TABLE};
 use crate::lab::Lab;
 use crate::nft;
@@ -256,7 +256,7 @@ impl Breakage for HairpinOff {
         let ix = h.index(&p.host_veth).await?;
         netlink::set_hairpin(h.handle(), ix, false)
             .await
-            .map_err(|e| nl(&p.node, format!("hairpin off on {}", p.host_veth), e))?;
+            .map_err(|e| nl_error(&p.node, format!("hairpin off on {}", p.host_veth), e))?;
         Ok(vec![Undo::Hairpin {
             host: p.node.clone(),
             ifname: p.host_veth.clone(),
@@ -405,7 +405,7 @@ impl Breakage for StaleConntrack {
         let ix = h.index(&old.ifname).await?;
         netlink::add_address(h.handle(), ix, new_net)
             .await
-            .map_err(|e| nl(pod, format!("adding {new_net}"), e))?;
+            .map_err(|e| nl_error(pod, format!("adding {new_net}"), e))?;
         undo.push(Undo::RemoveAddress {
             host: pod.clone(),
             ifname: old.ifname.clone(),
@@ -413,7 +413,7 @@ impl Breakage for StaleConntrack {
         });
         netlink::del_address(h.handle(), ix, old_net)
             .await
-            .map_err(|e| nl(pod, format!("removing {old_net}"), e))?;
+            .map_err(|e| nl_error(pod, format!("removing {old_net}"), e))?;
         undo.push(Undo::Address {
             host: pod.clone(),
             ifname: old.ifname.clone(),
