@@ -313,6 +313,7 @@ async fn sigkill_in_the_middle_of_a_lab_leaves_nothing() {
     .stderr(Stdio::piped())
     .stdout(Stdio::null())
     .spawn()
+    .map(common::Reaper)
     .unwrap();
     wait_paused(&mut child, "case:injected");
     let fds = netns_fds(child.id()).unwrap();
@@ -369,6 +370,7 @@ async fn gc_reaps_a_named_lab_whose_builder_was_killed_and_nothing_else() {
         .env("NETFAULT_PAUSE_AT", "up:pinned")
         .stderr(Stdio::piped())
         .spawn()
+        .map(common::Reaper)
         .unwrap();
     wait_paused(&mut child, "up:pinned");
     let mut witness = Witness::new().await.unwrap();

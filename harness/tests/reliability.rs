@@ -114,6 +114,7 @@ impl Sandbox {
             .env("NETFAULT_PAUSE_AT", format!("#{n}"))
             .stderr(Stdio::piped())
             .spawn()
+            .map(common::Reaper)
             .unwrap();
         let err = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -109,3 +109,27 @@ pub fn kernel_has(feature: &str) -> bool {
         .unwrap_or_else(|e| panic!("unshare: {e}"))
         .success()
 }
+
+/// A child process a test started, killed and reaped when the test is done with it however the
+/// test ends (a panicking test must not leave a paused netfault behind).
+pub struct Reaper(pub std::process::Child);
+
+impl Deref for Reaper {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Reaper {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
