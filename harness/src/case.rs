@@ -366,13 +366,7 @@ impl Case {
         if self.snapshot_dataplane {
             // Renamed before `render` sorts: random names must not decide the order.
             let renames = report.renames.clone();
-            report.dataplane = Some(before.render(|l| {
-                let mut l = l.to_string();
-                for (name, stable) in &renames {
-                    l = l.replace(name.as_str(), stable);
-                }
-                crate::audit::redact_hashes(&l)
-            }));
+            report.dataplane = Some(before.render(|l| stable_names(&renames, l)));
         }
 
         let t = Instant::now();
@@ -526,6 +520,16 @@ async fn heal_all(lab: &Lab, guards: Vec<crate::fault::Guard>) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
+/// Text with the names a plugin picked at random replaced: by the stable names the lab gives
+/// them (`veth(pod-a)`, `CNI-<pod-a>`), the rest redacted.
+fn stable_names(renames: &[(String, String)], text: &str) -> String {
+    let mut s = text.to_string();
+    for (name, stable) in renames {
+        s = s.replace(name.as_str(), stable);
+    }
+    crate::audit::redact_hashes(&s)
+}
+
 fn status_of(e: &Error) -> Status {
     match e {
         Error::Unsupported(_) => Status::Unsupported,
@@ -537,11 +541,7 @@ impl CaseReport {
     /// The stable text a snapshot holds: faults, state diff, matrix, explanations. No timings,
     /// and no names a CNI plugin picked at random (veths, chain hashes).
     pub fn snapshot(&self) -> String {
-        let mut s = self.snapshot_raw();
-        for (name, stable) in &self.renames {
-            s = s.replace(name.as_str(), stable);
-        }
-        crate::audit::redact_hashes(&s)
+        stable_names(&self.renames, &self.snapshot_raw())
     }
 
     fn snapshot_raw(&self) -> String {

@@ -17,14 +17,6 @@ use crate::topology::Network;
 /// A MAC no lab interface has (locally administered).
 pub(super) const BOGUS_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x99];
 
-pub(super) async fn set_sysctls_pub(
-    lab: &Lab,
-    host: &str,
-    values: Vec<(String, String)>,
-) -> Result<Vec<Undo>> {
-    set_sysctls(lab, host, values).await
-}
-
 pub(super) fn qdisc_error(host: &str, kind: &str, e: rtnetlink::Error) -> Error {
     match crate::error::netlink_errno(&e) {
         Some(libc::ENOENT) | Some(libc::EOPNOTSUPP) => Error::Unsupported(format!(
@@ -42,6 +34,14 @@ pub(super) fn pod_sides(lab: &Lab, pod: &str) -> Result<(String, String, String)
         .and_then(|h| h.as_pod())
         .ok_or_else(|| Error::NotFound(format!("{pod} is not a pod")))?;
     Ok((p.node.clone(), p.host_veth.clone(), p.ifname.clone()))
+}
+
+/// The node's spec in the lab's topology.
+pub(super) fn node_spec<'a>(lab: &'a Lab, node: &str) -> Result<&'a crate::topology::NodeSpec> {
+    lab.topology()
+        .host(node)
+        .and_then(|h| h.as_node())
+        .ok_or_else(|| Error::NotFound(format!("{node} is not a node")))
 }
 
 pub(super) async fn live_link(h: &LabHost, name: &str) -> Result<Link> {

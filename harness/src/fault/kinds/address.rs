@@ -29,7 +29,7 @@ impl Breakage for RemovePodAddress {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { pod } = self;
         let ip = t.host(pod).map(|h| h.address()).expect("checked");
         remove_address(lab, pod, ip).await
@@ -52,13 +52,8 @@ impl Breakage for RemoveGatewayAddress {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
         let Self { node } = self;
-        let gw = t
-            .host(node)
-            .and_then(|h| h.as_node())
-            .map(|n| n.gateway)
-            .expect("checked");
+        let gw = node_spec(lab, node)?.gateway;
         remove_address(lab, node, gw).await
     }
 }

@@ -80,7 +80,7 @@ impl Breakage for NftReject {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self {
             node,
             from,
@@ -120,7 +120,7 @@ impl Breakage for DropInSecondTable {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { node, from } = self;
         let src = t.host(from).map(|h| h.address()).expect("checked");
         let mut log = add_table(

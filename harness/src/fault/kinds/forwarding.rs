@@ -120,7 +120,7 @@ impl Breakage for DisableProxyArp {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { pod } = self;
         let (node, veth, ifname) = pod_sides(lab, pod)?;
         let gw = match &t.cluster.network {

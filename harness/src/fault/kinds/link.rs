@@ -125,13 +125,8 @@ impl Breakage for BridgeDown {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
         let Self { node } = self;
-        let bridge = t
-            .host(node)
-            .and_then(|h| h.as_node())
-            .map(|n| n.bridge.clone())
-            .expect("checked");
+        let bridge = node_spec(lab, node)?.bridge.clone();
         link_admin(lab, node, &bridge, false).await
     }
 }

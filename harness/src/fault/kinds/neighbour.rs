@@ -34,7 +34,7 @@ impl Breakage for WrongNeighbour {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { node, pod } = self;
         let ip = t.host(pod).map(|h| h.address()).expect("checked");
         let h = lab.host(node)?;

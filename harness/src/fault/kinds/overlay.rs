@@ -130,14 +130,9 @@ impl Breakage for DeleteVxlanNeighbour {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
         let Self { node, peer } = self;
         let dev = vxlan_device(lab)?;
-        let vtep = t
-            .host(peer)
-            .and_then(|h| h.as_node())
-            .map(|n| n.pod_cidr.network())
-            .expect("checked");
+        let vtep = node_spec(lab, peer)?.pod_cidr.network();
         let h = lab.host(node)?;
         let l = live_link(h, &dev).await?;
         let n = netlink::neighbours(h.handle())
@@ -181,7 +176,7 @@ impl Breakage for BlockVxlanPort {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { node } = self;
         let port = match &t.cluster.network {
             Network::Vxlan(v) => v.port,

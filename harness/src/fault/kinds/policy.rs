@@ -45,7 +45,7 @@ impl Breakage for DefaultDenyEgress {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let mut spec = t.k8s.clone();
         let Self {
             namespace,
@@ -69,6 +69,6 @@ impl Breakage for DefaultDenyEgress {
                     .collect(),
             ),
         });
-        rerender(lab, &t, &spec).await
+        rerender(lab, t, &spec).await
     }
 }

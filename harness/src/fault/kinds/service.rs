@@ -38,7 +38,7 @@ impl Breakage for DeleteServiceRule {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { node, service } = self;
         let s = t.k8s.service(service).expect("checked");
         let h = lab.host(node)?;
@@ -95,12 +95,12 @@ impl Breakage for RemoveEndpoint {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let mut spec = t.k8s.clone();
         let Self { service, pod } = self;
         let i = service_index(&spec, service);
         spec.services[i].endpoints.retain(|e| &e.pod != pod);
-        rerender(lab, &t, &spec).await
+        rerender(lab, t, &spec).await
     }
 }
 
@@ -142,14 +142,14 @@ impl Breakage for WrongEndpointPort {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let mut spec = t.k8s.clone();
         let Self { service, port } = self;
         let i = service_index(&spec, service);
         for e in &mut spec.services[i].endpoints {
             e.port = *port;
         }
-        rerender(lab, &t, &spec).await
+        rerender(lab, t, &spec).await
     }
 }
 
@@ -170,11 +170,11 @@ impl Breakage for StaleEndpointIp {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let mut spec = t.k8s.clone();
         let Self { service, pod } = self;
         let i = service_index(&spec, service);
-        let ip = vacant_ip(&t, pod).ok_or_else(|| {
+        let ip = vacant_ip(t, pod).ok_or_else(|| {
             Error::NotApplicable(format!("{pod}'s pod CIDR has no vacant address"))
         })?;
         let s = &mut spec.services[i];
@@ -186,7 +186,7 @@ impl Breakage for StaleEndpointIp {
             .expect("checked");
         s.endpoints.retain(|e| &e.pod != pod);
         s.stale.push((ip, port));
-        rerender(lab, &t, &spec).await
+        rerender(lab, t, &spec).await
     }
 }
 
@@ -211,7 +211,7 @@ impl Breakage for NoEndpoints {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let mut spec = t.k8s.clone();
         let Self { service } = self;
         let i = service_index(&spec, service);
@@ -221,7 +221,7 @@ impl Breakage for NoEndpoints {
             )));
         }
         spec.services[i].endpoints.clear();
-        rerender(lab, &t, &spec).await
+        rerender(lab, t, &spec).await
     }
 }
 
@@ -249,7 +249,7 @@ impl Breakage for HairpinOff {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { pod } = self;
         let p = t.host(pod).and_then(|h| h.as_pod()).expect("checked");
         let h = lab.host(&p.node)?;
@@ -290,7 +290,7 @@ impl Breakage for BridgeNfOff {
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
         let Self { node } = self;
-        super::super::ops::set_sysctls_pub(
+        super::super::ops::set_sysctls(
             lab,
             node,
             vec![("net/bridge/bridge-nf-call-iptables".into(), "0".into())],
@@ -321,13 +321,13 @@ impl Breakage for FlushKubeProxy {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { node } = self;
         lab.nft_script(node, format!("flush table ip {KUBE_PROXY_TABLE}\n"))
             .await?;
         Ok(vec![Undo::NftScript {
             host: node.clone(),
-            script: kube_proxy_script(&t, &t.k8s),
+            script: kube_proxy_script(t, &t.k8s),
         }])
     }
 }
@@ -361,11 +361,11 @@ impl Breakage for StaleConntrack {
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
-        let t = lab.topology().clone();
+        let t = lab.topology();
         let Self { service, pod } = self;
         // Clients' flows exist before the change (as long-lived UDP clients' would).
         let target = crate::topology::k8s::Target::Service(service.clone()).name();
-        let specs: Vec<_> = crate::probe::target_probes(&t)
+        let specs: Vec<_> = crate::probe::target_probes(t)
             .into_iter()
             .filter(|s| s.to == target)
             .collect();
@@ -381,7 +381,7 @@ impl Breakage for StaleConntrack {
             .and_then(|h| h.as_pod())
             .cloned()
             .expect("checked");
-        let new = vacant_ip(&t, pod).ok_or_else(|| {
+        let new = vacant_ip(t, pod).ok_or_else(|| {
             Error::NotApplicable(format!("{pod}'s pod CIDR has no vacant address"))
         })?;
         let prefix = t
@@ -392,7 +392,7 @@ impl Breakage for StaleConntrack {
         let old_net = ipnet::Ipv4Net::new(old.ip, prefix).expect("prefix");
         let new_net = ipnet::Ipv4Net::new(new, prefix).expect("prefix");
         // The new address keeps the pod's routes when the old one goes.
-        let mut undo = super::super::ops::set_sysctls_pub(
+        let mut undo = super::super::ops::set_sysctls(
             lab,
             pod,
             vec![(
