@@ -29,6 +29,38 @@ fn path(rel: &str) -> String {
     repo().join(rel).to_string_lossy().into_owned()
 }
 
+/// The namespaces a process of the run holds. A process that ended (or whose pid now names
+/// another process) while we looked holds nothing; any other failure fails the test, with what
+/// /proc says of the process.
+fn held_by(proc: Proc, own: u64, point: &str) -> Vec<(std::path::PathBuf, u64)> {
+    match namespaces_held(proc.0, own) {
+        Ok(held) => held,
+        Err(_) if !alive(proc) => Vec::new(),
+        Err(e) => {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", proc.0))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    ["Name:", "Uid:", "Gid:", "CapEff:", "NSpid:"]
+                        .iter()
+                        .any(|k| l.starts_with(k))
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            panic!(
+                "killed at {point}: cannot read the namespaces of pid {}: {e} ({status})",
+                proc.0
+            )
+        }
+    }
+}
+
+/// Whether `/proc/PID/fd/N` (or a task's `ns/net`) still names namespace `ino`: an fd closed
+/// while we looked may already be reused by another file.
+fn names(p: &Path, ino: u64) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.ino() == ino)
+}
+
 /// Private run, pin and temp directories, and a marker, for one command killed again and again.
 struct Sandbox {
     run: tempfile::TempDir,
@@ -150,16 +182,16 @@ impl Sandbox {
         procs.extend(processes_marked(MARKER, &self.marker));
         let mut witness = Witness::new().await.unwrap();
         let mut inodes = Vec::new();
-        for (pid, _) in &procs {
+        for proc in &procs {
             // Fails closed: a namespace that cannot be watched fails the test, unless what held
-            // it ended while we looked (its /proc entry is gone).
-            for (p, ino) in namespaces_held(*pid, own).unwrap() {
+            // it let go while we looked (the process ended, or the fd no longer names it).
+            for (p, ino) in held_by(*proc, own, &point) {
                 if inodes.contains(&ino) {
                     continue;
                 }
                 match witness.watch_path(&p).await {
                     Ok(()) => inodes.push(ino),
-                    Err(_) if !p.exists() => {}
+                    Err(_) if !names(&p, ino) => {}
                     Err(e) => panic!("killed at {point}: cannot watch {}: {e}", p.display()),
                 }
             }
