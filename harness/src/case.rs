@@ -397,7 +397,15 @@ impl Case {
         report.timings.probe_ms = ms(t.elapsed());
         let t = Instant::now();
         let explained = match &observed {
-            Ok(m) => Some(diagnose::explain_changes(lab, m, &baseline).await),
+            Ok(m) => Some(
+                diagnose::explain_changes(lab, m, &baseline)
+                    .await
+                    .map(|mut ds| {
+                        // What decided each probe, as the kernel showed it.
+                        diagnose::evidence::attach_decided(&mut ds, m);
+                        ds
+                    }),
+            ),
             Err(_) => None,
         };
         report.timings.diagnose_ms = ms(t.elapsed());

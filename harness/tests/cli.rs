@@ -110,6 +110,76 @@ fn run_exits_1_when_a_case_fails() {
     );
 }
 
+/// `--junit FILE` writes JUnit XML a CI system can read: one testcase per case, a failing case's
+/// mismatches as its failure, the diagnosis as system-out; parsed here by an XML parser.
+#[test]
+fn run_writes_junit_xml_with_one_testcase_per_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = write_case(
+        dir.path(),
+        "wrong.toml",
+        "[[fault]]\ntype = \"delete-masquerade\"\nnode = \"node1\"\n[expect]\n\"pod-* -> ext\" = \"reachable\"\n",
+    );
+    let good = repo().join("cases/delete-masquerade.toml");
+    let xml_path = dir.path().join("out.xml");
+    let out = netfault(&[
+        "run",
+        "--junit",
+        xml_path.to_str().unwrap(),
+        good.to_str().unwrap(),
+        wrong.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&xml_path).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    assert_eq!(root.attribute("tests"), Some("2"));
+    assert_eq!(root.attribute("failures"), Some("1"));
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    assert_eq!(cases.len(), 2);
+    let by_name = |n: &str| {
+        *cases
+            .iter()
+            .find(|c| c.attribute("name") == Some(n))
+            .unwrap_or_else(|| panic!("no testcase {n} in {text}"))
+    };
+    let pass = by_name("delete-masquerade");
+    assert!(
+        !pass.children().any(|c| c.has_tag_name("failure")),
+        "{text}"
+    );
+    let out_text = pass
+        .children()
+        .find(|c| c.has_tag_name("system-out"))
+        .and_then(|c| c.text())
+        .unwrap_or_default();
+    assert!(out_text.contains("culprit: node1 masquerade"), "{text}");
+    let fail = by_name("wrong");
+    let failure = fail
+        .children()
+        .find(|c| c.has_tag_name("failure"))
+        .unwrap_or_else(|| panic!("no failure in {text}"));
+    assert!(
+        failure
+            .attribute("message")
+            .unwrap_or_default()
+            .contains("pod-a → ext tcp: expected reachable, observed timeout"),
+        "{text}"
+    );
+    assert!(fail.attribute("time").unwrap().parse::<f64>().unwrap() > 0.0);
+}
+
 /// Building, breaking and probing start no process but nft: with only nft on PATH, a case runs.
 #[test]
 fn a_case_needs_no_program_but_nft() {

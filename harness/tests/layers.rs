@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "enter",
             "leakcheck",
             "runtime",
+            "dropwatch",
         ],
     ),
     ("lab", &["lab", "cni", "script"]),
@@ -40,7 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "audit, drill, pictures",
         &["audit", "drill", "diagram", "packets"],
     ),
-    ("case loop", &["case", "newcase", "report"]),
+    ("case loop", &["case", "newcase", "report", "junit"]),
     ("cli", &["cli"]),
 ];
 

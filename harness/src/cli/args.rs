@@ -109,6 +109,9 @@ pub(super) enum Cmd {
         /// captures of failing cases into this directory.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Also write the run as JUnit XML into this file (one testcase per case), for CI.
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
     /// Remove what crashed netfault processes left (half-built pinned labs); --all removes every
     /// lab netfault pinned. Never touches anything that is not netfault's.

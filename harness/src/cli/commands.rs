@@ -308,10 +308,12 @@ pub(super) fn gc(all: bool, out: Out) -> Result<(), Error> {
         .filter_map(|l| l.cni_dir)
         .collect();
     let dirs = crate::cni::gc_state_dirs(&keep);
+    let traces = crate::dropwatch::reap_stale();
     if out.json {
         let labs: Vec<&str> = removed.iter().map(|(n, _)| n.as_str()).collect();
         emit_json(&serde_json::json!({
-            "removed_labs": labs, "cni_state_dirs": dirs, "errors": errors,
+            "removed_labs": labs, "cni_state_dirs": dirs, "trace_instances": traces,
+            "errors": errors,
         }));
     } else if !out.quiet {
         for (name, pins) in &removed {
@@ -320,7 +322,10 @@ pub(super) fn gc(all: bool, out: Out) -> Result<(), Error> {
         if dirs > 0 {
             println!("removed {dirs} CNI state directories of processes that are gone");
         }
-        if removed.is_empty() && dirs == 0 && errors.is_empty() {
+        if traces > 0 {
+            println!("removed {traces} tracefs instances of netfault processes that are gone");
+        }
+        if removed.is_empty() && dirs == 0 && traces == 0 && errors.is_empty() {
             println!("nothing to collect");
         }
     }

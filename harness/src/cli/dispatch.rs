@@ -122,9 +122,14 @@ pub(super) async fn dispatch(cmd: Cmd, out: Out) -> i32 {
             cases,
             jobs,
             report,
+            junit,
         } => {
             let jobs = jobs.unwrap_or_else(default_jobs);
-            return run::run(&cases, out, jobs, report.as_deref()).await;
+            let to = run::Outputs {
+                report: report.as_deref(),
+                junit: junit.as_deref(),
+            };
+            return run::run(&cases, out, jobs, to).await;
         }
         Cmd::Diagnose { name } => return diagnose(&name, out).await,
         Cmd::Gc { all } => gc(all, out),

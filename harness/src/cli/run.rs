@@ -34,7 +34,16 @@ fn case_files(paths: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Runs case files, `jobs` at a time, each on a fresh lab; exit 0 when all pass.
-pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, report: Option<&Path>) -> i32 {
+/// Files a run writes beside its output.
+pub struct Outputs<'a> {
+    /// An HTML report directory.
+    pub report: Option<&'a Path>,
+    /// A JUnit XML file.
+    pub junit: Option<&'a Path>,
+}
+
+pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, to: Outputs<'_>) -> i32 {
+    let report = to.report;
     // Validate everything before building anything.
     let mut cases = Vec::new();
     let mut bad = Vec::new();
@@ -130,6 +139,12 @@ pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, report: Option<&Path>
         }
     };
     bar.finish_and_clear();
+    if let Some(file) = to.junit {
+        let xml = crate::junit::render(&reports, t0.elapsed().as_secs_f64());
+        if let Err(e) = std::fs::write(file, xml) {
+            return fail(&Error::io(format!("writing {}", file.display()), e));
+        }
+    }
     let written = match report {
         Some(dir) => match crate::report::write(dir, &reports) {
             Ok(x) => Some(x),

@@ -1,4 +1,5 @@
-//! Kernel evidence, recorded while the broken pairs are probed once more:
+//! Kernel evidence: what decided each probe (the drops the probe round saw, see `dropwatch`),
+//! and what a second round of the broken pairs records:
 //! - per-namespace counter deltas (`/proc/net/snmp` and `netstat`: IpInAddrErrors, IpOutNoRoutes,
 //!   TcpExtIPReversePathFilter, ...);
 //! - nft trace verdicts for the probes' packets (`meta nftrace set 1` in a temporary table and
@@ -19,6 +20,9 @@ use super::vocab::{Component, Culprit, Diagnosis, Evidence};
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::probe::ProbeSpec;
+
+/// Counters of ICMP errors the kernel rate-limits.
+const RATE_LIMITED: [&str; 2] = ["IcmpInDestUnreachs", "IcmpOutDestUnreachs"];
 
 /// Counters that only move when something goes wrong.
 const COUNTERS: [&str; 17] = [
@@ -41,8 +45,97 @@ const COUNTERS: [&str; 17] = [
     "TcpExtListenDrops",
 ];
 
-/// Probes the diagnoses' pairs again while recording evidence, attaches what belongs to each
-/// pair, and reconciles: evidence can name a culprit the walk could not, or contradict it.
+type Counters = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Evidence being recorded around one probe round: nft traces running, counters read before.
+struct Recorder {
+    tracers: Vec<Tracer>,
+    hosts: Vec<String>,
+    before: Counters,
+}
+
+/// What a round left as evidence.
+struct Recording {
+    hosts: Vec<String>,
+    before: Counters,
+    after: Counters,
+    traces: Vec<TracedDrop>,
+    /// `skb:kfree_skb` reasons of the round's threads.
+    reasons: Vec<(String, String)>,
+}
+
+impl Recorder {
+    /// Starts nft traces in every namespace with base chains and reads every counter.
+    async fn start(lab: &Lab) -> Result<Recorder> {
+        let hosts: Vec<String> = lab.hosts().map(|h| h.name.clone()).collect();
+        let tracers = start_traces(lab).await;
+        let before = read_counters(lab, &hosts).await?;
+        Ok(Recorder {
+            tracers,
+            hosts,
+            before,
+        })
+    }
+
+    /// Stops the traces (removing their tables) and reads the counters again.
+    async fn finish(self, lab: &Lab) -> Result<Recording> {
+        let after = read_counters(lab, &self.hosts).await?;
+        let traces = stop_traces(lab, self.tracers).await;
+        Ok(Recording {
+            hosts: self.hosts,
+            before: self.before,
+            after,
+            traces,
+            reasons: Vec::new(),
+        })
+    }
+}
+
+type Decided = Vec<(String, String, crate::topology::Proto, String)>;
+
+/// The probes of a round that the kernel was seen dropping, with what it showed.
+fn decided_by_drops(m: &crate::matrix::Matrix) -> Decided {
+    m.cells
+        .iter()
+        .filter_map(|c| {
+            let d = c.detail.as_deref()?;
+            let text = d.strip_prefix(crate::probe::SEEN_DROPPED)?;
+            Some((c.from.clone(), c.to.clone(), c.proto, text.to_string()))
+        })
+        .collect()
+}
+
+/// Adds to each diagnosis what decided its probes in the round `m` (the drops the kernel showed):
+/// the evidence the outcome rests on.
+pub fn attach_decided(ds: &mut [Diagnosis], m: &crate::matrix::Matrix) {
+    let decided = decided_by_drops(m);
+    for d in ds.iter_mut() {
+        for e in decided_evidence(d, &decided) {
+            if !d.evidence.contains(&e) {
+                d.evidence.push(e);
+            }
+        }
+    }
+}
+
+fn decided_evidence(d: &Diagnosis, decided: &Decided) -> Vec<Evidence> {
+    decided
+        .iter()
+        .filter(|(from, to, proto, _)| {
+            *from == d.from && *to == d.to && d.protocols.contains(proto)
+        })
+        .map(|(_, _, proto, text)| Evidence {
+            host: "kernel".into(),
+            kind: "seen-dropped".into(),
+            text: format!("{proto}: {text}"),
+            count: None,
+            stable: false,
+        })
+        .collect()
+}
+
+/// Probes the diagnoses' pairs again while recording evidence, then attaches it: for a lab
+/// whose broken round was not recorded (a pinned lab's diagnosis, a drill).
 pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
     let t = lab.topology();
     let mut specs = Vec::new();
@@ -64,16 +157,21 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
             });
         }
     }
-    let hosts: Vec<String> = lab.hosts().map(|h| h.name.clone()).collect();
-    let tracers = start_traces(lab).await;
-    let before = read_counters(lab, &hosts).await?;
+    let rec = Recorder::start(lab).await?;
     let drops = DropTracer::start();
     let timeout = Duration::from_millis(t.probe.timeout_ms);
     crate::probe::run(lab, &specs, timeout).await?;
     let reasons = drops.map(|d| d.finish()).unwrap_or_default();
-    let after = read_counters(lab, &hosts).await?;
-    let traces = stop_traces(lab, tracers).await;
+    let mut r = rec.finish(lab).await?;
+    r.reasons = reasons;
+    attach_recorded(lab, ds, &r);
+    Ok(())
+}
 
+/// Attaches what a recorded round shows to each diagnosis it concerns, and reconciles: evidence
+/// can name a culprit the walk could not, or contradict it.
+fn attach_recorded(lab: &Lab, ds: &mut [Diagnosis], r: &Recording) {
+    let t = lab.topology();
     for d in ds.iter_mut() {
         let src = t.host(&d.from).map(|h| h.address());
         let dst = t.host(&d.to).map(|h| h.address());
@@ -83,31 +181,8 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
             .chain(&d.reply)
             .map(|h| h.host.as_str())
             .collect();
-        let mut ev = Vec::new();
-        for h in &hosts {
-            if !on_path.contains(h.as_str()) {
-                continue;
-            }
-            for name in COUNTERS {
-                let delta = after.get(h).and_then(|m| m.get(name)).copied().unwrap_or(0)
-                    - before
-                        .get(h)
-                        .and_then(|m| m.get(name))
-                        .copied()
-                        .unwrap_or(0)
-                        .min(after.get(h).and_then(|m| m.get(name)).copied().unwrap_or(0));
-                if delta > 0 {
-                    ev.push(Evidence {
-                        host: h.clone(),
-                        kind: "counter".into(),
-                        text: format!("{name} increased"),
-                        count: Some(delta),
-                        stable: true,
-                    });
-                }
-            }
-        }
-        for tr in &traces {
+        let mut ev = counter_evidence(r, &on_path);
+        for tr in &r.traces {
             let exact = (Some(tr.saddr) == src && Some(tr.daddr) == dst)
                 || (Some(tr.saddr) == dst && Some(tr.daddr) == src);
             let near = on_path.contains(tr.host.as_str())
@@ -125,7 +200,7 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
                 }
             }
         }
-        for (reason, location) in &reasons {
+        for (reason, location) in &r.reasons {
             ev.push(Evidence {
                 host: "kernel".into(),
                 kind: "drop-reason".into(),
@@ -145,11 +220,33 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
                 .then(a.text.cmp(&b.text))
         });
         counters.extend(rest);
-        let ev = counters;
-        reconcile(d, &ev);
-        d.evidence = ev;
+        reconcile(d, &counters);
+        d.evidence = counters;
     }
-    Ok(())
+}
+
+/// The error counters that moved on the hosts of a diagnosis's path.
+fn counter_evidence(r: &Recording, on_path: &BTreeSet<&str>) -> Vec<Evidence> {
+    let mut ev = Vec::new();
+    for h in r.hosts.iter().filter(|h| on_path.contains(h.as_str())) {
+        for name in COUNTERS {
+            let get = |c: &Counters| c.get(h).and_then(|m| m.get(name)).copied().unwrap_or(0);
+            let delta = get(&r.after).saturating_sub(get(&r.before));
+            if delta > 0 {
+                ev.push(Evidence {
+                    host: h.clone(),
+                    kind: "counter".into(),
+                    text: format!("{name} increased"),
+                    count: Some(delta),
+                    // Destination-unreachable errors are rate-limited machine-wide per source
+                    // (route.error_cost): whether a second look sees them depends on how soon
+                    // it follows the first, so they are not a stable fact.
+                    stable: !RATE_LIMITED.contains(&name),
+                });
+            }
+        }
+    }
+    ev
 }
 
 /// Lets the evidence confirm, complete or contradict the walk.
@@ -194,12 +291,8 @@ fn reconcile(d: &mut Diagnosis, ev: &[Evidence]) {
 }
 
 /// Reads every namespace's SNMP counters (`Ip: InAddrErrors ...` as `IpInAddrErrors`).
-async fn read_counters(
-    lab: &Lab,
-    hosts: &[String],
-) -> Result<BTreeMap<String, BTreeMap<String, u64>>> {
-    let mut out = BTreeMap::new();
-    for h in hosts {
+async fn read_counters(lab: &Lab, hosts: &[String]) -> Result<Counters> {
+    let reads = hosts.iter().map(|h| async move {
         let ns = &lab.host(h)?.ns;
         let m = ns
             .run_async(|| {
@@ -216,9 +309,11 @@ async fn read_counters(
             })
             .await
             .map_err(|e| Error::io(format!("{h}: reading counters"), e))?;
-        out.insert(h.clone(), m);
-    }
-    Ok(out)
+        Ok::<_, Error>((h.clone(), m))
+    });
+    futures::future::try_join_all(reads)
+        .await
+        .map(|v| v.into_iter().collect())
 }
 
 fn parse_snmp(text: &str, out: &mut BTreeMap<String, u64>) {

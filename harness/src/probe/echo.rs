@@ -5,12 +5,14 @@
 //! address it was sent to. Listeners use SO_REUSEPORT so two probers can share a pinned lab.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::spec::ECHO_PREFIX;
+use crate::dropwatch::Book;
 use crate::error::{Error, Result};
 use crate::netns::Netns;
 use crate::topology::Proto;
@@ -37,6 +39,7 @@ impl Servers {
         proto: Proto,
         ip: Ipv4Addr,
         port: u16,
+        book: Option<Arc<Book>>,
     ) -> Result<()> {
         let sock = ns
             .run_async(move || listen(proto, ip, port))
@@ -57,7 +60,7 @@ impl Servers {
             Proto::Udp => {
                 let u = tokio::net::UdpSocket::from_std(sock.into())
                     .map_err(|e| Error::io(format!("{host}: udp listener"), e))?;
-                tokio::spawn(udp_server(u))
+                tokio::spawn(udp_server(u, port, book))
             }
             Proto::Icmp | Proto::Dns => return Ok(()),
         };
@@ -141,7 +144,8 @@ async fn tcp_server(l: tokio::net::TcpListener) {
     }
 }
 
-async fn udp_server(u: tokio::net::UdpSocket) {
+/// A reply that cannot be sent (no route back, a filter on the way out) is booked to its probe.
+async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>) {
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, peer)) = u.recv_from(&mut buf).await else {
@@ -157,6 +161,16 @@ async fn udp_server(u: tokio::net::UdpSocket) {
             n
         };
         reply.extend_from_slice(&buf[..keep]);
-        let _ = u.send_to(&reply, peer).await;
+        let Some(b) = &book else {
+            let _ = u.send_to(&reply, peer).await;
+            continue;
+        };
+        // Sent without waiting (the socket takes a datagram at once, or it is dropped), so
+        // that the send is one window.
+        if let Err(e) = b.reply_window(p, port, || u.try_send_to(&reply, peer)) {
+            if e.kind() != std::io::ErrorKind::WouldBlock {
+                b.reply_failed(p, port, &e);
+            }
+        }
     }
 }

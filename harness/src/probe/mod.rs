@@ -14,4 +14,4 @@ mod spec;
 
 pub use classify::{classify_ee, classify_errno};
 pub use run::{all_pairs, matrix, run};
-pub use spec::{pairs_of, target_probes, Observation, ProbeSpec, UDP_SERVICE_SPORT};
+pub use spec::{pairs_of, target_probes, Observation, ProbeSpec, SEEN_DROPPED, UDP_SERVICE_SPORT};

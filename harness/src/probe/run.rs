@@ -1,7 +1,7 @@
 //! Running probes: every probe of a lab at once, in fd-bounded batches, each a Rust socket
 //! opened inside its source namespace; and the matrix of a whole lab.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use super::classify::classify_errno;
 use super::sock::{errqueue, parse_echo, recv, register};
 use super::spec::*;
 use super::{dns, echo};
+use crate::dropwatch::{Book, Watched};
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::topology::{Outcome, Proto};
@@ -40,10 +41,20 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
         }
     }
     let t0 = std::time::Instant::now();
+    // Where the kernel can be watched, a probe whose packets it drops ends at once.
+    let book = Book::open(
+        specs
+            .iter()
+            .map(|s| (lab.topology().host(&s.from).map(|h| h.address()), s.dst))
+            .collect(),
+    )
+    .map(Arc::new);
     let mut servers = echo::Servers::default();
     for (host, proto, ip, port) in &targets {
         let ns = &lab.host(host)?.ns;
-        servers.start(ns, host, *proto, *ip, *port).await?;
+        servers
+            .start(ns, host, *proto, *ip, *port, book.clone())
+            .await?;
     }
     let t_servers = t0.elapsed();
     crate::testhook::pause("probe:listening");
@@ -61,7 +72,8 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
         {
             end -= 1;
         }
-        results.extend(run_batch(lab, &specs[start..end], timeout).await?);
+        let watch = |i: usize| book.as_ref().map(|b| b.probe(start + i));
+        results.extend(run_batch(lab, &specs[start..end], timeout, watch).await?);
         start = end;
     }
     if std::env::var_os("NETFAULT_PROFILE").is_some() {
@@ -90,7 +102,12 @@ fn socket_budget() -> usize {
 }
 
 /// Probes one batch: every probe at once.
-async fn run_batch(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
+async fn run_batch(
+    lab: &Lab,
+    specs: &[ProbeSpec],
+    timeout: Duration,
+    watch: impl Fn(usize) -> Option<Watched>,
+) -> Result<Vec<Observation>> {
     // Client sockets, opened inside each source namespace (one thread per source).
     let mut by_source: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, s) in specs.iter().enumerate() {
@@ -170,7 +187,8 @@ async fn run_batch(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<
     let handles: Vec<_> = specs
         .iter()
         .zip(sockets)
-        .map(|(spec, socks)| {
+        .enumerate()
+        .map(|(i, (spec, socks))| {
             let gate = gates.get(spec.from.as_str()).cloned();
             let wait = (spec.proto != Proto::Icmp && has_icmp(spec))
                 .then(|| gate.as_ref().map(|g| g.done.subscribe()))
@@ -180,9 +198,13 @@ async fn run_batch(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<
                 .query
                 .as_ref()
                 .and_then(|_| lab.resolv_conf(&spec.from));
+            // Counted probes measure loss: a drop is one of their outcomes, not the end.
+            let watch = (spec.count <= 1 && spec.query.is_none())
+                .then(|| watch(i))
+                .flatten();
             let spec = spec.clone();
             tokio::spawn(async move {
-                let o = probe_one(spec, socks, start, timeout, wait, resolv).await;
+                let o = probe_one(spec, socks, start, timeout, wait, resolv, watch).await;
                 if let Some(g) = signal {
                     if g.left.fetch_sub(1, Ordering::AcqRel) == 1 {
                         g.done.send_replace(true);
@@ -209,6 +231,7 @@ async fn probe_one(
     timeout: Duration,
     wait: Option<tokio::sync::watch::Receiver<bool>>,
     resolv: Option<String>,
+    watch: Option<Watched>,
 ) -> Observation {
     let mut deadline = start + timeout;
     if let Some(mut rx) = wait {
@@ -243,7 +266,7 @@ async fn probe_one(
                 let all = futures::future::join_all(
                     ready
                         .into_iter()
-                        .map(|s| tcp(s, port(80), spec.size, deadline)),
+                        .map(|s| tcp(s, port(80), spec.size, deadline, None)),
                 )
                 .await;
                 loss_outcome(
@@ -269,9 +292,9 @@ async fn probe_one(
     }
     let sock = ready.into_iter().next().expect("one socket");
     match spec.proto {
-        Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline).await,
-        Proto::Tcp => tcp(sock, port(80), spec.size, deadline).await,
-        Proto::Udp => udp(sock, port(7), spec.size, deadline).await,
+        Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline, watch).await,
+        Proto::Tcp => tcp(sock, port(80), spec.size, deadline, watch).await,
+        Proto::Udp => udp(sock, port(7), spec.size, deadline, watch).await,
         Proto::Dns => Observation::new(
             Outcome::Unsupported,
             "a dns probe without a name".to_string(),
@@ -526,16 +549,27 @@ fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
 /// IP (20) and ICMP or UDP (8) headers: what a probe of `size` bytes leaves for its payload.
 const HEADERS: usize = 28;
 
-async fn icmp(sock: Socket, dst: Ipv4Addr, size: Option<usize>, deadline: Instant) -> Observation {
+async fn icmp(
+    sock: Socket,
+    dst: Ipv4Addr,
+    size: Option<usize>,
+    deadline: Instant,
+    watch: Option<Watched>,
+) -> Observation {
     // type 8 (echo request), code 0, sequence 1; the kernel fills in id and checksum.
     let len = size.map_or(24, |s| s.saturating_sub(20).max(24));
     let mut pkt = vec![0u8; len];
     pkt[0] = 8;
     pkt[7] = 1;
     pkt[8..22].copy_from_slice(b"netfault-probe");
-    datagram(sock, SocketAddrV4::new(dst, 0), &pkt, deadline, |b| {
-        (b.first() == Some(&0)).then(|| Observation::new(Outcome::Reachable, None))
-    })
+    datagram(
+        sock,
+        SocketAddrV4::new(dst, 0),
+        &pkt,
+        deadline,
+        watch,
+        |b| (b.first() == Some(&0)).then(|| Observation::new(Outcome::Reachable, None)),
+    )
     .await
 }
 
@@ -544,12 +578,13 @@ async fn udp(
     dst: SocketAddrV4,
     size: Option<usize>,
     deadline: Instant,
+    watch: Option<Watched>,
 ) -> Observation {
     let mut line = format!("{PROBE_LINE}\n").into_bytes();
     if let Some(s) = size {
         line.resize(s.saturating_sub(HEADERS).max(line.len()), b'.');
     }
-    datagram(sock, dst, &line, deadline, |b| {
+    datagram(sock, dst, &line, deadline, watch, |b| {
         parse_echo(b).map(|seen| Observation {
             outcome: Outcome::Reachable,
             seen_as: Some(seen),
@@ -561,16 +596,21 @@ async fn udp(
 }
 
 /// Sends `payload` on a connected datagram socket every RESEND until `reply` accepts an answer,
-/// a queued ICMP error decides, or the deadline passes.
+/// a queued ICMP error decides, the kernel is seen dropping it `DROPS_DECIDE` times (sent again
+/// `SPACING` after each drop), or the deadline passes.
 async fn datagram(
     sock: Socket,
     dst: SocketAddrV4,
     payload: &[u8],
     deadline: Instant,
+    watch: Option<Watched>,
     reply: impl Fn(&[u8]) -> Option<Observation>,
 ) -> Observation {
     if let Err(e) = sock.connect(&SockAddr::from(dst)) {
         return classify_errno(&e, "connect");
+    }
+    if let (Some(w), Some(local)) = (&watch, local_v4(&sock)) {
+        w.flow(local, dst.port());
     }
     let afd = match register(sock) {
         Ok(a) => a,
@@ -582,10 +622,15 @@ async fn datagram(
         }
     };
     let mut next_send = Instant::now();
+    let mut drops = 0;
     let mut buf = vec![0u8; (payload.len() + 512).max(2048)];
     loop {
         if Instant::now() >= next_send {
-            if let Err(e) = afd.get_ref().send(payload) {
+            let sent = match &watch {
+                Some(w) => w.window(|| afd.get_ref().send(payload)),
+                None => afd.get_ref().send(payload),
+            };
+            if let Err(e) = sent {
                 if e.kind() != std::io::ErrorKind::WouldBlock {
                     return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send"));
                 }
@@ -593,6 +638,7 @@ async fn datagram(
             next_send += RESEND;
         }
         tokio::select! {
+            biased;
             r = afd.ready(Interest::READABLE | Interest::ERROR) => {
                 let mut guard = match r {
                     Ok(g) => g,
@@ -611,6 +657,17 @@ async fn datagram(
                     Err(e) => return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "recv")),
                 }
             }
+            _ = changed(&watch) => {
+                let w = watch.as_ref().expect("a change comes from a watch");
+                let now = w.dropped();
+                if now >= DROPS_DECIDE {
+                    return dropped(w);
+                }
+                if now > drops {
+                    drops = now;
+                    next_send = next_send.min(Instant::now() + SPACING);
+                }
+            }
             _ = tokio::time::sleep_until(next_send.min(deadline)) => {
                 if Instant::now() >= deadline {
                     return Observation::new(Outcome::Timeout, None);
@@ -620,19 +677,41 @@ async fn datagram(
     }
 }
 
+/// Seen drops of a datagram probe's sends (or their replies) that decide it: one could be a
+/// packet of another flow handled in the same window, or a path still settling; two, the
+/// second sent `SPACING` after the first was seen dropped, are the path's answer.
+const DROPS_DECIDE: u32 = 2;
+const SPACING: Duration = Duration::from_millis(10);
+/// After a TCP SYN was seen dropped, how long an answer may still come (the drop could be
+/// another packet's, handled in the same window) before the probe ends.
+const TCP_GRACE: Duration = Duration::from_millis(20);
+
+/// A negative decided by what the kernel showed: the outcome a timeout would have given.
+fn dropped(w: &Watched) -> Observation {
+    Observation::new(Outcome::Timeout, format!("{SEEN_DROPPED}{}", w.evidence()))
+}
+
+async fn changed(watch: &Option<Watched>) {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn local_v4(s: &Socket) -> Option<SocketAddrV4> {
+    s.local_addr().ok()?.as_socket_ipv4()
+}
+
 async fn tcp(
     sock: Socket,
     dst: SocketAddrV4,
     size: Option<usize>,
     deadline: Instant,
+    watch: Option<Watched>,
 ) -> Observation {
-    let std: std::net::TcpStream = sock.into();
-    let socket = tokio::net::TcpSocket::from_std_stream(std);
-    let stream = match tokio::time::timeout_at(deadline, socket.connect(SocketAddr::V4(dst))).await
-    {
-        Err(_) => return Observation::new(Outcome::Timeout, None),
-        Ok(Err(e)) => return classify_errno(&e, "connect"),
-        Ok(Ok(s)) => s,
+    let stream = match connect(sock, dst, deadline, watch).await {
+        Ok(s) => s,
+        Err(o) => return o,
     };
     let bulk = size.unwrap_or(0);
     let exchange = async {
@@ -690,6 +769,63 @@ async fn tcp(
                 "connected, but something other than netfault's echo server answered".to_string(),
             ),
         },
+    }
+}
+
+/// Connects, the SYN sent inside a window: a SYN the kernel is seen dropping (and no answer
+/// within TCP_GRACE) ends the probe as the timeout it would have become.
+async fn connect(
+    sock: Socket,
+    dst: SocketAddrV4,
+    deadline: Instant,
+    watch: Option<Watched>,
+) -> std::result::Result<tokio::net::TcpStream, Observation> {
+    let addr = SockAddr::from(dst);
+    let started = match &watch {
+        Some(w) => w.window(|| sock.connect(&addr)),
+        None => sock.connect(&addr),
+    };
+    match started {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(classify_errno(&e, "connect")),
+    }
+    let std: std::net::TcpStream = sock.into();
+    let stream = tokio::net::TcpStream::from_std(std).map_err(|e| {
+        Observation::new(
+            Outcome::Unsupported,
+            format!("cannot poll a probe socket: {e}"),
+        )
+    })?;
+    let mut end = deadline;
+    loop {
+        tokio::select! {
+            biased;
+            r = stream.writable() => {
+                if let Err(e) = r {
+                    return Err(classify_errno(&e, "connect"));
+                }
+                return match stream.take_error() {
+                    Ok(None) => match stream.peer_addr() {
+                        Ok(_) => Ok(stream),
+                        // Writable but not connected: ask the socket what went wrong.
+                        Err(_) => Err(Observation::new(Outcome::Unreachable, "connect failed".to_string())),
+                    },
+                    Ok(Some(e)) | Err(e) => Err(classify_errno(&e, "connect")),
+                };
+            }
+            _ = changed(&watch), if end == deadline => {
+                if watch.as_ref().is_some_and(|w| w.dropped() > 0) {
+                    end = (Instant::now() + TCP_GRACE).min(deadline);
+                }
+            }
+            _ = tokio::time::sleep_until(end) => {
+                return Err(match (&watch, end < deadline) {
+                    (Some(w), true) => dropped(w),
+                    _ => Observation::new(Outcome::Timeout, None),
+                });
+            }
+        }
     }
 }
 

@@ -84,6 +84,9 @@ impl Observation {
     }
 }
 
+/// How the detail of a probe decided by a drop the kernel showed begins.
+pub const SEEN_DROPPED: &str = "seen dropped: ";
+
 /// The first payload line of every probe, and the prefix of every echo.
 pub(crate) const PROBE_LINE: &str = "netfault-probe";
 pub(crate) const ECHO_PREFIX: &str = "netfault-echo seen=";

@@ -1,0 +1,181 @@
+//! One line of the instance's `trace_pipe`, parsed: a probe's window marker, a drop with its
+//! reason, or a route lookup that failed.
+
+use std::net::Ipv4Addr;
+
+/// What a trace line says, with the thread it happened on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Line {
+    /// `nfw b RUN:PROBE` (open) or `nfw e RUN:PROBE` (close), written by a probe's thread.
+    Window {
+        tid: i32,
+        open: bool,
+        run: u64,
+        probe: usize,
+    },
+    /// `kfree_skb` with a reason that means the packet's path ended there.
+    Drop {
+        tid: i32,
+        reason: String,
+        location: String,
+    },
+    /// A route lookup that found nothing in a table a lookup ends in (main or default).
+    NoRoute {
+        tid: i32,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        err: i32,
+    },
+}
+
+/// The marker text a window writes.
+pub(crate) fn marker(open: bool, run: u64, probe: usize) -> String {
+    format!("nfw {} {run}:{probe}\n", if open { 'b' } else { 'e' })
+}
+
+/// Drop reasons that end a packet's path whatever its timing: a filter, routing, forwarding,
+/// source validation, a link that cannot carry it. Left out: reasons of sockets and TCP state
+/// (other connections' housekeeping), `OTHERHOST` (a flooded frame that was not for this
+/// host), and queue or rate limits (`QDISC_OVERLIMIT`, `NEIGH_QUEUEFULL`: the next send may pass).
+const PATH_ENDS: &[&str] = &[
+    "NETFILTER_DROP",
+    "IP_INHDR",
+    "IP_RPFILTER",
+    "IP_OUTNOROUTES",
+    "IP_INADDRERRORS",
+    "IP_INNOROUTES",
+    "IP_LOCAL_SOURCE",
+    "IP_INVALID_SOURCE",
+    "IP_LOCALNET",
+    "IP_INVALID_DEST",
+    "NEIGH_CREATEFAIL",
+    "NEIGH_FAILED",
+    "NEIGH_DEAD",
+    "TC_EGRESS",
+    "TC_INGRESS",
+    "QDISC_DROP",
+    "VXLAN_INVALID_HDR",
+    "VXLAN_VNI_NOT_FOUND",
+    "MAC_INVALID_SOURCE",
+    "NO_TX_TARGET",
+    "TUNNEL_TXINFO",
+    "LOCAL_MAC",
+    "BRIDGE_INGRESS_STP_STATE",
+    "DEV_READY",
+];
+
+pub(crate) fn parse(l: &str) -> Option<Line> {
+    let (head, body) = l.split_once(": ")?;
+    let tid = thread_of(head)?;
+    let (event, rest) = body.split_once(": ")?;
+    match event.trim() {
+        "tracing_mark_write" => window(tid, rest),
+        "kfree_skb" => drop_of(tid, rest),
+        "fib_table_lookup" => no_route(tid, rest),
+        _ => None,
+    }
+}
+
+/// `   comm-1234   [001] b.s2. 11033.818237` → 1234 (a comm may hold spaces and dashes).
+fn thread_of(head: &str) -> Option<i32> {
+    let task = head.rsplit_once(" [")?.0.trim();
+    task.rsplit_once('-')?.1.parse().ok()
+}
+
+fn window(tid: i32, rest: &str) -> Option<Line> {
+    let mut w = rest.trim().split(' ');
+    if w.next()? != "nfw" {
+        return None;
+    }
+    let open = match w.next()? {
+        "b" => true,
+        "e" => false,
+        _ => return None,
+    };
+    let (run, probe) = w.next()?.split_once(':')?;
+    Some(Line::Window {
+        tid,
+        open,
+        run: run.parse().ok()?,
+        probe: probe.parse().ok()?,
+    })
+}
+
+fn drop_of(tid: i32, rest: &str) -> Option<Line> {
+    let reason = rest.split("reason: ").nth(1)?.trim();
+    if !PATH_ENDS.contains(&reason) {
+        return None;
+    }
+    let location = rest
+        .split("location=")
+        .nth(1)
+        .and_then(|x| x.split_whitespace().next())
+        .map(|x| x.split('+').next().unwrap_or(x).to_string())
+        .unwrap_or_default();
+    Some(Line::Drop {
+        tid,
+        reason: reason.to_string(),
+        location,
+    })
+}
+
+/// `table 254 oif 0 iif 1 proto 1 203.0.113.10/0 -> 10.244.1.2/0 tos 0 ... err -11`. A miss
+/// in the local table (255) or a policy table is followed by the next rule's lookup: only a
+/// miss in main (254) or default (253) ends one (-EAGAIN there becomes ENETUNREACH).
+fn no_route(tid: i32, rest: &str) -> Option<Line> {
+    let w: Vec<&str> = rest.split_whitespace().collect();
+    let after = |k: &str| w.iter().position(|x| *x == k).and_then(|i| w.get(i + 1));
+    let table: u32 = after("table")?.parse().ok()?;
+    let err: i32 = after("err")?.parse().ok()?;
+    if err == 0 || !(err != -libc::EAGAIN || table == 254 || table == 253) {
+        return None;
+    }
+    let arrow = w.iter().position(|x| *x == "->")?;
+    let addr = |s: &str| s.split('/').next()?.parse::<Ipv4Addr>().ok();
+    Some(Line::NoRoute {
+        tid,
+        src: addr(w.get(arrow.checked_sub(1)?)?)?,
+        dst: addr(w.get(arrow + 1)?)?,
+        err,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_drops_and_failed_lookups_are_read_with_their_thread() {
+        assert_eq!(
+            parse(" tokio-rt-worker-10902   [001] ..... 11032.2: tracing_mark_write: nfw b 3:17"),
+            Some(Line::Window {
+                tid: 10902,
+                open: true,
+                run: 3,
+                probe: 17
+            })
+        );
+        assert_eq!(marker(false, 3, 17), "nfw e 3:17\n");
+        assert_eq!(
+            parse("  my comm-x-77 [000] ..s2. 1.5: kfree_skb: skbaddr=0 rx_sk=0 protocol=2048 location=ip_forward+0x1c/0x40 reason: IP_INADDRERRORS"),
+            Some(Line::Drop { tid: 77, reason: "IP_INADDRERRORS".into(), location: "ip_forward".into() })
+        );
+        assert_eq!(
+            parse(" w-5 [001] b.s2. 2.0: fib_table_lookup: table 254 oif 0 iif 1 proto 1 203.0.113.10/0 -> 10.244.1.2/0 tos 0 scope 0 flags 0 ==> dev - gw 0.0.0.0/:: err -11"),
+            Some(Line::NoRoute { tid: 5, src: "203.0.113.10".parse().unwrap(), dst: "10.244.1.2".parse().unwrap(), err: -11 })
+        );
+    }
+
+    #[test]
+    fn what_does_not_end_a_path_is_not_a_drop() {
+        // A socket queue purged on close, a frame flooded to a host it was not for, a miss in
+        // the local table (the main table is asked next).
+        assert_eq!(parse(" w-5 [001] ..s2. 2.0: kfree_skb: skbaddr=0 rx_sk=0 protocol=2048 location=sk_stream_kill_queues+0x57/0xf0 reason: QUEUE_PURGE"), None);
+        assert_eq!(parse(" w-5 [001] ..s2. 2.0: kfree_skb: skbaddr=0 rx_sk=0 protocol=2048 location=ip_rcv+0x1 reason: OTHERHOST"), None);
+        assert_eq!(parse(" w-5 [001] b.s2. 2.0: fib_table_lookup: table 255 oif 0 iif 1 proto 1 1.1.1.1/0 -> 2.2.2.2/0 tos 0 scope 0 flags 0 ==> dev - gw 0.0.0.0/:: err -11"), None);
+        assert_eq!(
+            parse(" w-5 [001] ..... 2.0: tracing_mark_write: someone else's marker"),
+            None
+        );
+    }
+}

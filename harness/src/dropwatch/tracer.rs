@@ -1,0 +1,315 @@
+//! The process's tracefs instance and the thread that reads it.
+//!
+//! The instance lives in a mount of tracefs made in a private mount namespace of the tracer's
+//! own thread (the host's mounts stay as they are). It is named after this process
+//! (`netfault-watch-PID-START`): at exit the tracer removes it; one a SIGKILLed process left is
+//! removed by the next tracer or by `netfault gc` ([`reap_stale`]), and nothing else is touched.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use super::line::{marker, parse, Line};
+
+/// What the tracer fills: a probe run's book (see `book`), by its run number.
+pub(crate) trait Sink: Send + Sync {
+    /// A window of probe `p` closed, with what the kernel dropped inside it.
+    fn closed(&self, p: usize, drops: Vec<String>);
+    /// Whether a failed lookup towards `dst` can be probe `p`'s packet or its reply.
+    fn concerns(&self, p: usize, dst: std::net::Ipv4Addr) -> bool;
+}
+
+const TRACING: &str = "/sys/kernel/tracing";
+const PREFIX: &str = "netfault-watch-";
+
+/// The process-wide tracer: where probes write their markers, and the books it fills.
+pub struct Tracer {
+    marker: std::fs::File,
+    books: Arc<Books>,
+    runs: AtomicU64,
+}
+
+type Books = Mutex<HashMap<u64, Weak<dyn Sink>>>;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static DONE: Mutex<Option<std::sync::mpsc::Receiver<()>>> = Mutex::new(None);
+
+/// The tracer, started on first use; None where it cannot run.
+pub(crate) fn shared() -> Option<&'static Tracer> {
+    static TRACER: OnceLock<Option<Tracer>> = OnceLock::new();
+    TRACER
+        .get_or_init(|| {
+            if std::env::var("NETFAULT_DROPWATCH").as_deref() == Ok("0")
+                || !crate::privilege::can_pin()
+            {
+                return None;
+            }
+            start()
+        })
+        .as_ref()
+}
+
+impl Tracer {
+    pub(crate) fn next_run(&self) -> u64 {
+        self.runs.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn register(&self, run: u64, book: Weak<dyn Sink>) {
+        self.books.lock().unwrap().insert(run, book);
+    }
+
+    pub(crate) fn unregister(&self, run: u64) {
+        self.books.lock().unwrap().remove(&run);
+    }
+
+    /// One marker: a single write(2), so it is one event on this thread.
+    pub(crate) fn mark(&self, open: bool, run: u64, probe: usize) {
+        let _ = (&self.marker).write(marker(open, run, probe).as_bytes());
+    }
+}
+
+/// Mounts tracefs privately on a thread of its own, creates and arms the instance, and leaves
+/// the thread reading it until the process exits.
+fn start() -> Option<Tracer> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let books: Arc<Books> = Arc::default();
+    let reader_books = books.clone();
+    crate::netns::spawn_home("netfault-dropwatch", move || {
+        match setup() {
+            Ok((inst, marker, pipe)) => {
+                let _ = tx.send(Some(marker));
+                read(&reader_books, pipe);
+                let _ = std::fs::write(format!("{inst}/events/enable"), "0");
+                let _ = std::fs::remove_dir(&inst);
+            }
+            Err(_) => {
+                let _ = tx.send(None);
+            }
+        }
+        let _ = done_tx.send(());
+        Ok(())
+    })
+    .ok()?;
+    let marker = rx.recv_timeout(Duration::from_secs(5)).ok()??;
+    *DONE.lock().unwrap() = Some(done_rx);
+    // SAFETY: registering a plain extern "C" function that takes nothing.
+    unsafe { libc::atexit(stop_at_exit) };
+    Some(Tracer {
+        marker,
+        books,
+        runs: AtomicU64::new(1),
+    })
+}
+
+/// At exit: the reader stops, disarms and removes the instance (within its poll interval).
+extern "C" fn stop_at_exit() {
+    STOP.store(true, Ordering::SeqCst);
+    if let Ok(mut done) = DONE.lock() {
+        if let Some(rx) = done.take() {
+            let _ = rx.recv_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// On the tracer's thread: a private tracefs mount, stale instances reaped, this process's
+/// instance armed. Returns the instance path, its marker file and its pipe.
+fn setup() -> std::io::Result<(String, std::fs::File, std::fs::File)> {
+    private_tracefs()?;
+    reap_here();
+    let me = std::process::id();
+    let start = crate::registry::process_start(me).unwrap_or(0);
+    let inst = format!("{TRACING}/instances/{PREFIX}{me}-{start}");
+    std::fs::create_dir(&inst)?;
+    let arm = || -> std::io::Result<(std::fs::File, std::fs::File)> {
+        let ev = |e: &str, f: &str, v: &str| std::fs::write(format!("{inst}/events/{e}/{f}"), v);
+        std::fs::write(format!("{inst}/buffer_size_kb"), "2048")?;
+        std::fs::write(format!("{inst}/trace_clock"), "mono")?;
+        // poll(2) on the pipe wakes only once the buffer is this full (default 50%): at 0 it
+        // wakes on the first event, so a probe learns of its drop at once.
+        std::fs::write(format!("{inst}/buffer_percent"), "0")?;
+        // Reasons 0-4 are "not a drop" (consumed, NOT_SPECIFIED, NO_SOCKET, SOCKET_CLOSE).
+        ev("skb/kfree_skb", "filter", "reason > 4")?;
+        ev("skb/kfree_skb", "enable", "1")?;
+        ev("fib/fib_table_lookup", "filter", "err != 0")?;
+        ev("fib/fib_table_lookup", "enable", "1")?;
+        let marker = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("{inst}/trace_marker"))?;
+        let pipe = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(format!("{inst}/trace_pipe"))?;
+        Ok((marker, pipe))
+    };
+    match arm() {
+        Ok((marker, pipe)) => Ok((inst, marker, pipe)),
+        Err(e) => {
+            let _ = std::fs::remove_dir(&inst);
+            Err(e)
+        }
+    }
+}
+
+/// This thread gets a mount namespace of its own with tracefs mounted in it.
+fn private_tracefs() -> std::io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::{unshare, CloneFlags};
+    unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    mount(
+        Some("nodev"),
+        TRACING,
+        Some("tracefs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+/// Removes instances of netfault processes that no longer run (SIGKILLed ones); returns how many.
+fn reap_here() -> usize {
+    let Ok(rd) = std::fs::read_dir(format!("{TRACING}/instances")) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((pid, start)) = name
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(p, s)| Some((p.parse::<u32>().ok()?, s.parse::<u64>().ok()?)))
+        else {
+            continue;
+        };
+        if crate::registry::process_start(pid) != Some(start)
+            && std::fs::remove_dir(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Removes the tracefs instances SIGKILLed netfault processes left (for `netfault gc`); returns
+/// how many, 0 where tracefs cannot be mounted.
+pub fn reap_stale() -> usize {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if private_tracefs().is_err() {
+                return 0;
+            }
+            reap_here()
+        })
+        .join()
+        .unwrap_or(0)
+    })
+}
+
+/// Reads the pipe until the process exits, handing each probe its window's drops.
+fn read(books: &Books, pipe: std::fs::File) {
+    let mut open: HashMap<i32, (u64, usize, Vec<String>)> = HashMap::new();
+    let mut pending = String::new();
+    let debug = std::env::var_os("NETFAULT_DROPWATCH_DEBUG").is_some();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut pipe = pipe;
+    while !STOP.load(Ordering::SeqCst) {
+        let mut pfd = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the pipe stays open for the call. A timeout, so that the
+        // exit's stop is seen.
+        // A timeout reads too: the pipe is non-blocking, and waking is only a hint.
+        if unsafe { libc::poll(&mut pfd, 1, 50) } < 0
+            && nix::errno::Errno::last() != nix::errno::Errno::EINTR
+        {
+            return;
+        }
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => continue,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return,
+        };
+        pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let mut lines: Vec<&str> = pending.split('\n').collect();
+        let rest = lines.pop().unwrap_or("").to_string();
+        for l in lines {
+            if debug {
+                eprintln!("dropwatch: {l}");
+            }
+            if let Some(line) = parse(l) {
+                dispatch(books, &mut open, line);
+            }
+        }
+        pending = rest;
+    }
+}
+
+fn dispatch(books: &Books, open: &mut HashMap<i32, (u64, usize, Vec<String>)>, line: Line) {
+    let book = |run: u64| books.lock().unwrap().get(&run).and_then(Weak::upgrade);
+    match line {
+        Line::Window {
+            tid,
+            open: true,
+            run,
+            probe,
+        } => {
+            open.insert(tid, (run, probe, Vec::new()));
+        }
+        Line::Window {
+            tid,
+            open: false,
+            run,
+            probe,
+        } => {
+            if let Some((r, p, drops)) = open.remove(&tid) {
+                if (r, p) == (run, probe) {
+                    if let Some(b) = book(run) {
+                        b.closed(probe, drops);
+                    }
+                }
+            }
+        }
+        Line::Drop {
+            tid,
+            reason,
+            location,
+        } => {
+            if let Some((_, _, drops)) = open.get_mut(&tid) {
+                drops.push(format!("the kernel dropped it: {reason} at {location}"));
+            }
+        }
+        Line::NoRoute { tid, src, dst, err } => {
+            if let Some((run, probe, drops)) = open.get_mut(&tid) {
+                if book(*run).is_some_and(|b| b.concerns(*probe, dst)) {
+                    // A miss in the main table is what the sender sees as ENETUNREACH.
+                    let why = match -err {
+                        libc::EAGAIN => "no matching route".to_string(),
+                        e => nix::errno::Errno::from_raw(e).desc().to_string(),
+                    };
+                    drops.push(format!("route lookup {src} → {dst} failed: {why}"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Negatives decided by evidence: a probe whose packet the kernel is seen dropping ends as the
+//! timeout it would have become, long before its timeout, with what the kernel showed; a lab
+//! broken by hand (sysctl, nft, a deleted route) is decided the same way. Where drops cannot be
+//! seen (rootless: no tracefs) the probe waits its timeout, with the same outcome.
+
+mod common;
+use common::fixture;
+
+use std::time::{Duration, Instant};
+
+use netfault::netns::write_sysctl;
+use netfault::probe::{run, ProbeSpec, SEEN_DROPPED};
+use netfault::{Lab, Outcome, Proto};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+fn nft(lab: &Lab, host: &str, script: &'static str) {
+    lab.host(host)
+        .unwrap()
+        .ns
+        .run(move || {
+            use std::io::Write;
+            let mut c = std::process::Command::new("nft")
+                .args(["-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()?;
+            c.stdin.take().unwrap().write_all(script.as_bytes())?;
+            c.wait()
+        })
+        .unwrap()
+        .map(|st| assert!(st.success(), "nft -f failed"))
+        .unwrap();
+}
+
+/// Probes pod-a → `to` over ICMP, TCP and UDP; returns each outcome, its detail and the time
+/// the whole round took.
+async fn probe(lab: &Lab, to: &str) -> (Vec<(Outcome, Option<String>)>, Duration) {
+    let t = lab.topology();
+    let dst = t.host(to).unwrap().address();
+    let specs: Vec<ProbeSpec> = [Proto::Icmp, Proto::Tcp, Proto::Udp]
+        .into_iter()
+        .map(|p| ProbeSpec::new("pod-a", to, p, dst, t.probe.port(p)))
+        .collect();
+    let t0 = Instant::now();
+    let obs = run(lab, &specs, TIMEOUT).await.unwrap();
+    (
+        obs.into_iter().map(|o| (o.outcome, o.detail)).collect(),
+        t0.elapsed(),
+    )
+}
+
+/// Every probe timed out; where drops can be seen, each was decided by a drop within a fraction
+/// of its timeout, and says which.
+fn assert_decided(seen: &(Vec<(Outcome, Option<String>)>, Duration), what: &str) {
+    for (o, detail) in &seen.0 {
+        assert_eq!(*o, Outcome::Timeout, "{what}: {seen:?}");
+        if netfault::privilege::can_pin() {
+            let d = detail.as_deref().unwrap_or_default();
+            assert!(d.starts_with(SEEN_DROPPED), "{what}: {seen:?}");
+            assert!(d.contains(what), "{what}: {seen:?}");
+        }
+    }
+    if netfault::privilege::can_pin() {
+        assert!(seen.1 < TIMEOUT / 4, "{what}: took {:?}", seen.1);
+    } else {
+        assert!(seen.1 >= TIMEOUT, "{what}: rootless waits its timeout");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_drop_by_hand_is_decided_by_the_drop() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let (healthy, _) = probe(&lab, "pod-b").await;
+    assert!(
+        healthy.iter().all(|(o, _)| *o == Outcome::Reachable),
+        "{healthy:?}"
+    );
+    nft(
+        &lab,
+        "node1",
+        "table inet byhand {\n chain forward_guard {\n  type filter hook forward priority 0; policy accept;\n  ip daddr 203.0.113.10 drop\n }\n}\n",
+    );
+    assert_decided(&probe(&lab, "ext").await, "NETFILTER_DROP");
+    // pod-to-pod crosses the bridge, not the forward hook: still reachable, and no faster
+    // decision can have turned it into a timeout.
+    let (still, _) = probe(&lab, "pod-b").await;
+    assert!(
+        still.iter().all(|(o, _)| *o == Outcome::Reachable),
+        "{still:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_off_by_hand_is_decided_by_the_drop() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    lab.host("node1")
+        .unwrap()
+        .ns
+        .run(|| write_sysctl("net.ipv4.ip_forward", "0").unwrap())
+        .unwrap();
+    assert_decided(&probe(&lab, "ext").await, "IP_INADDRERRORS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_with_no_route_back_is_decided_by_the_failed_lookup() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    // Without masquerade, ext sees pod addresses it has no route to: the replies die at ext.
+    lab.host("node1")
+        .unwrap()
+        .ns
+        .run(|| {
+            std::process::Command::new("nft")
+                .args(["flush", "ruleset"])
+                .status()
+        })
+        .unwrap()
+        .unwrap();
+    assert_decided(&probe(&lab, "ext").await, "10.244.1.2");
+}
