@@ -95,7 +95,8 @@ pub fn load_latest(lab: &str) -> Vec<Finding> {
         .unwrap_or_default()
 }
 
-fn esc(s: &str) -> String {
+/// XML text and attribute escaping; characters XML 1.0 cannot hold at all become U+FFFD.
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -104,6 +105,8 @@ fn esc(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&apos;"),
+            '\n' | '\t' | '\r' => o.push(c),
+            c if (c as u32) < 0x20 => o.push('\u{FFFD}'),
             c => o.push(c),
         }
     }

@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use crate::case::{CaseReport, Status};
+use crate::diagram::esc;
 
 /// The whole run as one JUnit document.
 pub fn render(reports: &[CaseReport], seconds: f64) -> String {
@@ -76,24 +77,6 @@ fn testcase(x: &mut String, r: &CaseReport) {
         );
     }
     x.push_str("    </testcase>\n");
-}
-
-/// XML text and attribute escaping; characters XML 1.0 cannot hold at all become U+FFFD.
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            '\n' | '\t' | '\r' => o.push(c),
-            c if (c as u32) < 0x20 => o.push('\u{FFFD}'),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 #[cfg(test)]

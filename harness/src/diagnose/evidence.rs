@@ -609,8 +609,6 @@ fn drop_tracer_thread(
     ready: &std::sync::mpsc::Sender<Option<i32>>,
     stop: std::sync::mpsc::Receiver<()>,
 ) -> Option<Vec<(String, String)>> {
-    use nix::mount::{mount, MsFlags};
-    use nix::sched::{unshare, CloneFlags};
     let fail = |ready: &std::sync::mpsc::Sender<Option<i32>>| {
         let _ = ready.send(None);
         None
@@ -628,24 +626,7 @@ fn drop_tracer_thread(
     if nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err() {
         return fail(ready);
     }
-    if unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS).is_err()
-        || mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .is_err()
-        || mount(
-            Some("nodev"),
-            "/sys/kernel/tracing",
-            Some("tracefs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .is_err()
-    {
+    if crate::dropwatch::private_tracefs().is_err() {
         return fail(ready);
     }
     let inst = format!(

@@ -70,21 +70,20 @@ impl Book {
     /// An echo server's reply to `peer` (from its port `port`), sent inside that probe's window
     /// where the probe is known: what the kernel drops of the reply is the probe's too.
     pub fn reply_window<T>(&self, peer: SocketAddrV4, port: u16, send: impl FnOnce() -> T) -> T {
-        let probe = self.inner.flows.lock().unwrap().get(&(peer, port)).copied();
-        let Some(p) = probe else {
-            return send();
-        };
-        self.tracer.mark(true, self.inner.run, p);
-        let r = send();
-        self.tracer.mark(false, self.inner.run, p);
-        r
+        match self.probe_of(peer, port) {
+            Some(p) => self.tracer.window(self.inner.run, p, send),
+            None => send(),
+        }
+    }
+
+    fn probe_of(&self, peer: SocketAddrV4, port: u16) -> Option<usize> {
+        self.inner.flows.lock().unwrap().get(&(peer, port)).copied()
     }
 
     /// An echo server could not send its reply to `peer` (from its port `port`): that probe's
     /// answer was dropped on the way back.
     pub fn reply_failed(&self, peer: SocketAddrV4, port: u16, why: &std::io::Error) {
-        let probe = self.inner.flows.lock().unwrap().get(&(peer, port)).copied();
-        if let Some(p) = probe {
+        if let Some(p) = self.probe_of(peer, port) {
             let host = peer.ip();
             self.inner.record(
                 p,
@@ -149,10 +148,7 @@ pub struct Watched {
 impl Watched {
     /// Runs one send inside a window: what the kernel drops of it on this thread is this probe's.
     pub fn window<T>(&self, send: impl FnOnce() -> T) -> T {
-        self.tracer.mark(true, self.inner.run, self.probe);
-        let r = send();
-        self.tracer.mark(false, self.inner.run, self.probe);
-        r
+        self.tracer.window(self.inner.run, self.probe, send)
     }
 
     /// Notes the probe's flow as an echo server will see it (its bound source, the server's

@@ -12,4 +12,4 @@ mod line;
 mod tracer;
 
 pub use book::{Book, Watched};
-pub use tracer::reap_stale;
+pub use tracer::{private_tracefs, reap_stale};

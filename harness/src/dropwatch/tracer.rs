@@ -66,9 +66,13 @@ impl Tracer {
         self.books.lock().unwrap().remove(&run);
     }
 
-    /// One marker: a single write(2), so it is one event on this thread.
-    pub(crate) fn mark(&self, open: bool, run: u64, probe: usize) {
-        let _ = (&self.marker).write(marker(open, run, probe).as_bytes());
+    /// Runs `send` between probe `probe`'s two markers (each a single write(2), so one event
+    /// on this thread).
+    pub(crate) fn window<T>(&self, run: u64, probe: usize, send: impl FnOnce() -> T) -> T {
+        let _ = (&self.marker).write(marker(true, run, probe).as_bytes());
+        let r = send();
+        let _ = (&self.marker).write(marker(false, run, probe).as_bytes());
+        r
     }
 }
 
@@ -155,8 +159,9 @@ fn setup() -> std::io::Result<(String, std::fs::File, std::fs::File)> {
     }
 }
 
-/// This thread gets a mount namespace of its own with tracefs mounted in it.
-fn private_tracefs() -> std::io::Result<()> {
+/// This thread gets a mount namespace of its own (CLONE_FS: its root and cwd too) with tracefs
+/// mounted in it; the host's mounts stay as they are.
+pub fn private_tracefs() -> std::io::Result<()> {
     use nix::mount::{mount, MsFlags};
     use nix::sched::{unshare, CloneFlags};
     unshare(CloneFlags::CLONE_FS | CloneFlags::CLONE_NEWNS)?;

@@ -626,10 +626,7 @@ async fn datagram(
     let mut buf = vec![0u8; (payload.len() + 512).max(2048)];
     loop {
         if Instant::now() >= next_send {
-            let sent = match &watch {
-                Some(w) => w.window(|| afd.get_ref().send(payload)),
-                None => afd.get_ref().send(payload),
-            };
+            let sent = in_window(&watch, || afd.get_ref().send(payload));
             if let Err(e) = sent {
                 if e.kind() != std::io::ErrorKind::WouldBlock {
                     return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send"));
@@ -689,6 +686,14 @@ const TCP_GRACE: Duration = Duration::from_millis(20);
 /// A negative decided by what the kernel showed: the outcome a timeout would have given.
 fn dropped(w: &Watched) -> Observation {
     Observation::new(Outcome::Timeout, format!("{SEEN_DROPPED}{}", w.evidence()))
+}
+
+/// `send` inside the probe's window where drops can be seen.
+fn in_window<T>(watch: &Option<Watched>, send: impl FnOnce() -> T) -> T {
+    match watch {
+        Some(w) => w.window(send),
+        None => send(),
+    }
 }
 
 async fn changed(watch: &Option<Watched>) {
@@ -781,10 +786,7 @@ async fn connect(
     watch: Option<Watched>,
 ) -> std::result::Result<tokio::net::TcpStream, Observation> {
     let addr = SockAddr::from(dst);
-    let started = match &watch {
-        Some(w) => w.window(|| sock.connect(&addr)),
-        None => sock.connect(&addr),
-    };
+    let started = in_window(&watch, || sock.connect(&addr));
     match started {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
