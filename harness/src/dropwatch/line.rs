@@ -36,7 +36,8 @@ pub(crate) fn marker(open: bool, run: u64, probe: usize) -> String {
 /// Drop reasons that end a packet's path whatever its timing: a filter, routing, forwarding,
 /// source validation, a link that cannot carry it. Left out: reasons of sockets and TCP state
 /// (other connections' housekeeping), `OTHERHOST` (a flooded frame that was not for this
-/// host), and queue or rate limits (`QDISC_OVERLIMIT`, `NEIGH_QUEUEFULL`: the next send may pass).
+/// host), and queue or rate limits (`QDISC_DROP` — a full qdisc such as tbf's under a transfer —,
+/// `QDISC_OVERLIMIT`, `NEIGH_QUEUEFULL`: the next send may pass).
 const PATH_ENDS: &[&str] = &[
     "NETFILTER_DROP",
     "IP_INHDR",
@@ -53,7 +54,6 @@ const PATH_ENDS: &[&str] = &[
     "NEIGH_DEAD",
     "TC_EGRESS",
     "TC_INGRESS",
-    "QDISC_DROP",
     "VXLAN_INVALID_HDR",
     "VXLAN_VNI_NOT_FOUND",
     "MAC_INVALID_SOURCE",

@@ -10,7 +10,7 @@ use tokio::io::Interest;
 use tokio::time::Instant;
 
 use super::classify::classify_errno;
-use super::sock::{errqueue, recv, register};
+use super::sock::{errqueue, recv, register, send_failed, SendFailed, AFTER_LOCAL_DROP};
 use super::spec::{Observation, RESEND};
 use crate::topology::k8s::Resolver;
 use crate::topology::Outcome;
@@ -96,15 +96,23 @@ pub async fn lookup(
             return Observation::new(Outcome::Nxdomain, format!("\"{cand}\" is not a DNS name"));
         };
         let mut next_send = Instant::now();
+        let mut local_drop = None;
         let got = loop {
             if Instant::now() >= next_send {
-                if let Err(e) = afd.get_ref().send(&q) {
-                    if e.kind() != std::io::ErrorKind::WouldBlock {
-                        return errqueue(afd.get_ref())
-                            .unwrap_or_else(|| classify_errno(&e, "send"));
-                    }
-                }
                 next_send += RESEND;
+                local_drop = None;
+                match afd.get_ref().send(&q) {
+                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                        match send_failed(afd.get_ref(), &e) {
+                            SendFailed::Answer(o) => return o,
+                            SendFailed::Dropped(o) => {
+                                local_drop = Some(o);
+                                next_send = Instant::now() + AFTER_LOCAL_DROP;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
             }
             tokio::select! {
                 r = afd.ready(Interest::READABLE | Interest::ERROR) => {
@@ -130,10 +138,10 @@ pub async fn lookup(
                 }
                 _ = tokio::time::sleep_until(next_send.min(deadline)) => {
                     if Instant::now() >= deadline {
-                        return Observation::new(
+                        return local_drop.unwrap_or_else(|| Observation::new(
                             Outcome::Timeout,
                             format!("no answer from {server} for {cand}"),
-                        );
+                        ));
                     }
                 }
             }

@@ -12,7 +12,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::time::Instant;
 
 use super::classify::classify_errno;
-use super::sock::{errqueue, parse_echo, recv, register};
+use super::sock::{
+    errqueue, parse_echo, recv, register, send_failed, SendFailed, AFTER_LOCAL_DROP,
+};
 use super::spec::*;
 use super::{dns, echo};
 use crate::dropwatch::{Book, Watched};
@@ -623,16 +625,24 @@ async fn datagram(
     };
     let mut next_send = Instant::now();
     let mut drops = 0;
+    let mut local_drop = None;
     let mut buf = vec![0u8; (payload.len() + 512).max(2048)];
     loop {
         if Instant::now() >= next_send {
-            let sent = in_window(&watch, || afd.get_ref().send(payload));
-            if let Err(e) = sent {
-                if e.kind() != std::io::ErrorKind::WouldBlock {
-                    return errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "send"));
-                }
-            }
             next_send += RESEND;
+            local_drop = None;
+            match in_window(&watch, || afd.get_ref().send(payload)) {
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                    match send_failed(afd.get_ref(), &e) {
+                        SendFailed::Answer(o) => return o,
+                        SendFailed::Dropped(o) => {
+                            local_drop = Some(o);
+                            next_send = Instant::now() + AFTER_LOCAL_DROP;
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
         tokio::select! {
             biased;
@@ -667,7 +677,7 @@ async fn datagram(
             }
             _ = tokio::time::sleep_until(next_send.min(deadline)) => {
                 if Instant::now() >= deadline {
-                    return Observation::new(Outcome::Timeout, None);
+                    return local_drop.unwrap_or_else(|| Observation::new(Outcome::Timeout, None));
                 }
             }
         }

@@ -8,8 +8,9 @@ use socket2::Socket;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::classify::classify_ee;
+use super::classify::{classify_ee, classify_errno};
 use super::spec::{Observation, ECHO_PREFIX};
+use std::time::Duration;
 
 /// Registers a probe socket with tokio for readability and errors (queued ICMP errors raise
 /// only EPOLLERR, which plain readability would miss).
@@ -40,6 +41,32 @@ pub(crate) fn recv(s: &Socket, buf: &mut [u8]) -> std::io::Result<usize> {
         Err(std::io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+/// What a failed send on a datagram probe socket (not EWOULDBLOCK) comes to.
+pub(crate) enum SendFailed {
+    /// The path's answer: a queued ICMP error, no route, a firewall's EPERM, ...
+    Answer(Observation),
+    /// ENOBUFS: a local queue (a full qdisc, a neighbour queue, a veth whose peer could not
+    /// take the frame) dropped this one packet. Under load the next send may pass, so it
+    /// decides nothing before the deadline; it is what the probe saw if nothing else came.
+    Dropped(Observation),
+}
+
+/// After a local drop the next send goes sooner than `RESEND`: a queue that was full at one
+/// instant has room a few milliseconds later.
+pub(crate) const AFTER_LOCAL_DROP: Duration = Duration::from_millis(20);
+
+pub(crate) fn send_failed(s: &Socket, e: &std::io::Error) -> SendFailed {
+    if let Some(o) = errqueue(s) {
+        return SendFailed::Answer(o);
+    }
+    let o = classify_errno(e, "send");
+    if e.raw_os_error() == Some(libc::ENOBUFS) {
+        SendFailed::Dropped(o)
+    } else {
+        SendFailed::Answer(o)
     }
 }
 
