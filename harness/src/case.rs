@@ -205,6 +205,11 @@ pub struct Timings {
     pub probe_ms: u64,
     pub diagnose_ms: u64,
     pub heal_ms: u64,
+    /// State captures before, during and after the fault (what the diff and the heal check read).
+    pub capture_ms: u64,
+    /// The matrix and capture after healing that check the lab is healthy again.
+    pub verify_ms: u64,
+    pub down_ms: u64,
     pub total_ms: u64,
 }
 
@@ -302,8 +307,13 @@ impl Case {
                 report.message = Some(e.to_string());
             }
         }
+        let t = Instant::now();
         drop(lab);
+        report.timings.down_ms = ms(t.elapsed());
         report.timings.total_ms = ms(t0.elapsed());
+        if std::env::var_os("NETFAULT_PROFILE").is_some() {
+            eprintln!("profile: case {}: {:?}", self.name, report.timings);
+        }
         report
     }
 
@@ -351,7 +361,9 @@ impl Case {
                 baseline.render_mismatches().join("; ")
             )));
         }
+        let t = Instant::now();
         let before = diagnose::capture(lab).await?;
+        report.timings.capture_ms = ms(t.elapsed());
         report.renames = lab
             .topology()
             .pods()
@@ -385,7 +397,9 @@ impl Case {
         }
         report.timings.inject_ms = ms(t.elapsed());
         crate::testhook::pause("case:injected");
+        let t = Instant::now();
         let broken = diagnose::capture(lab).await;
+        report.timings.capture_ms += ms(t.elapsed());
         let packets = if opts.capture {
             crate::packets::Capture::start(lab).ok()
         } else {
@@ -461,6 +475,7 @@ impl Case {
         }
         healed?;
 
+        let t = Instant::now();
         let again = crate::probe::matrix(lab).await?;
         if again.outcomes() != baseline.outcomes() {
             let diff: Vec<String> = again
@@ -475,6 +490,7 @@ impl Case {
             )));
         }
         let after = diagnose::capture(lab).await?;
+        report.timings.verify_ms = ms(t.elapsed());
         let left = diagnose::diff(&before, &after);
         if !left.is_empty() {
             return Err(Error::other(format!(

@@ -467,8 +467,41 @@ pub struct VethSpec<'a> {
     pub peer_ns: &'a Netns,
 }
 
+/// Why veths get their indexes from us: linkwatch applies a carrier change at once only to a
+/// device whose ifindex differs from its iflink — for a veth, the peer's index in the peer's
+/// namespace. Ends that happen to share an index (eth0 4 in one namespace, its peer 4 in the
+/// other: common in fresh namespaces) wait up to a second before their qdisc attaches and they
+/// pass traffic. One counter above the small numbers the kernel hands out gives two ends that
+/// never match.
+static NEXT_VETH_INDEX: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(FIRST_VETH_INDEX);
+const FIRST_VETH_INDEX: u32 = 1 << 20;
+
 pub async fn add_veth(h: &Handle, v: VethSpec<'_>) -> Result<(), rtnetlink::Error> {
+    for _ in 0..8 {
+        use std::sync::atomic::Ordering;
+        let ix = NEXT_VETH_INDEX.fetch_add(2, Ordering::Relaxed);
+        if ix >= i32::MAX as u32 - 2 {
+            NEXT_VETH_INDEX.store(FIRST_VETH_INDEX, Ordering::Relaxed);
+        }
+        match add_veth_at(h, &v, ix).await {
+            // An index already taken in one of the two namespaces (EEXIST here, EBUSY in the
+            // peer's) — or a name taken, which the last try, with the kernel's indexes, reports.
+            Err(rtnetlink::Error::NetlinkError(e))
+                if [-libc::EBUSY, -libc::EEXIST].contains(&e.raw_code()) =>
+            {
+                continue
+            }
+            r => return r,
+        }
+    }
+    add_veth_at(h, &v, 0).await
+}
+
+/// `index` 0 lets the kernel choose both ends' indexes.
+async fn add_veth_at(h: &Handle, v: &VethSpec<'_>, index: u32) -> Result<(), rtnetlink::Error> {
     let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .index(if index == 0 { 0 } else { index + 1 })
         .name(v.peer_name.to_string())
         .address(v.peer_mac.to_vec())
         .setns_by_fd(v.peer_ns.raw_fd());
@@ -476,6 +509,7 @@ pub async fn add_veth(h: &Handle, v: VethSpec<'_>) -> Result<(), rtnetlink::Erro
         peer = peer.mtu(m);
     }
     let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+        .index(index)
         .name(v.name.to_string())
         .address(v.mac.to_vec())
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));

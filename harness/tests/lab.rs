@@ -239,3 +239,23 @@ async fn cni_fixtures_are_healthy_and_match_the_built_in_wiring() {
         );
     }
 }
+
+/// Linkwatch settles a carrier change at once only for a device whose ifindex differs from its
+/// iflink: a veth end sharing its peer's index waited up to a second before it passed traffic.
+/// The lab gives no veth end its peer's index (in fresh namespaces the kernel's own choice
+/// often matched: node2's eth0 4, its underlay peer 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_veth_end_shares_its_peers_index_so_links_are_up_at_once() {
+    let topo = fixture("two-node-vxlan.toml");
+    let lab = common::up(&topo).await;
+    let mut veths = 0;
+    for h in lab.hosts() {
+        for l in nl::links(h.handle()).await.unwrap() {
+            if l.kind.as_deref() == Some("veth") {
+                veths += 1;
+                assert_ne!(Some(l.index), l.link, "{}: {l:?}", h.name);
+            }
+        }
+    }
+    assert!(veths >= 10, "both ends of every veth were looked at: {veths}");
+}
