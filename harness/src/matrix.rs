@@ -1,6 +1,6 @@
 //! Who reaches whom: expected against observed, for every (from, to, protocol).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
@@ -39,6 +39,12 @@ pub struct Matrix {
     pub targets: Vec<String>,
     pub protocols: Vec<Proto>,
     pub cells: Vec<Cell>,
+    /// A bounded matrix: which pairs it probed of all, and why those (see `Topology::coverage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<String>,
+    /// A bounded matrix's anchor hosts: the columns its table draws.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<String>,
 }
 
 impl Matrix {
@@ -70,7 +76,19 @@ impl Matrix {
             targets: Vec::new(),
             protocols,
             cells,
+            coverage: None,
+            anchors: Vec::new(),
         }
+    }
+
+    /// The same matrix, saying which pairs of `t` it covers when that is not all of them.
+    pub fn with_coverage(mut self, t: &crate::topology::Topology) -> Matrix {
+        let c = t.coverage();
+        if c.is_bounded() {
+            self.coverage = Some(c.describe());
+            self.anchors = c.anchors.iter().map(|&i| t.hosts[i].name.clone()).collect();
+        }
+        self
     }
 
     /// The same matrix with target columns after the host columns.
@@ -79,9 +97,14 @@ impl Matrix {
         self
     }
 
-    /// Every column: hosts, then targets.
+    /// Every column: hosts (a bounded matrix's anchors), then targets.
     pub fn columns(&self) -> Vec<&String> {
-        self.hosts.iter().chain(&self.targets).collect()
+        let hosts = if self.anchors.is_empty() {
+            &self.hosts
+        } else {
+            &self.anchors
+        };
+        hosts.iter().chain(&self.targets).collect()
     }
 
     /// The protocols a column's cells use from `from`, in order: the matrix's protocols for a
@@ -153,6 +176,11 @@ impl Matrix {
         }
         out.truncate(out.trim_end().len());
         let _ = writeln!(out);
+        let index: HashMap<(&str, &str, Proto), &Cell> = self
+            .cells
+            .iter()
+            .map(|c| ((c.from.as_str(), c.to.as_str(), c.proto), c))
+            .collect();
         for from in &self.hosts {
             let mut line = pad(from, width.max(11));
             for to in self.columns() {
@@ -162,7 +190,7 @@ impl Matrix {
                     let mut s = String::new();
                     let mut wrong = false;
                     for p in self.protocols_of(from, to) {
-                        match self.cell(from, to, p) {
+                        match index.get(&(from.as_str(), to.as_str(), p)) {
                             Some(c) => {
                                 s.push(c.observed.symbol());
                                 wrong |= !c.matches();
@@ -195,7 +223,35 @@ impl Matrix {
             "({}{targets}; ✓ reachable, R refused, U unreachable, T timeout{dns}, - unsupported, ! not as expected)",
             protos.join(" ")
         );
+        if let Some(c) = &self.coverage {
+            let _ = writeln!(out, "{c}");
+            let _ = writeln!(out, "{}", self.beyond_columns());
+        }
         out
+    }
+
+    /// A bounded matrix's probes outside the drawn columns, counted by outcome.
+    fn beyond_columns(&self) -> String {
+        let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
+        let mut wrong = 0;
+        let columns: std::collections::HashSet<&String> = self.columns().into_iter().collect();
+        for c in self.cells.iter().filter(|c| !columns.contains(&c.to)) {
+            *counts.entry(c.observed).or_default() += 1;
+            wrong += usize::from(!c.matches());
+        }
+        let n: usize = counts.values().sum();
+        let by: Vec<String> = counts
+            .iter()
+            .map(|(o, k)| format!("{k} {}", o.as_str()))
+            .collect();
+        format!(
+            "besides the columns drawn: {n} probes ({}), {wrong} not as expected",
+            if by.is_empty() {
+                "none".to_string()
+            } else {
+                by.join(", ")
+            }
+        )
     }
 
     /// Probes whose echo came back from a translated source: "pod-a → ext: seen as 203.0.113.1".
@@ -263,7 +319,8 @@ pub fn truth_table(t: &crate::topology::Topology) -> (Matrix, Vec<String>) {
         results,
         |f, to, p| t.healthy(f, to, p),
     )
-    .with_targets(t.target_names());
+    .with_targets(t.target_names())
+    .with_coverage(t);
     let lines = why
         .into_iter()
         .map(|((f, to, o, origin), ps)| {

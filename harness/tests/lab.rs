@@ -257,5 +257,8 @@ async fn no_veth_end_shares_its_peers_index_so_links_are_up_at_once() {
             }
         }
     }
-    assert!(veths >= 10, "both ends of every veth were looked at: {veths}");
+    assert!(
+        veths >= 10,
+        "both ends of every veth were looked at: {veths}"
+    );
 }

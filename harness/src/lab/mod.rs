@@ -7,6 +7,7 @@
 //! process until `Lab::down_named`.
 
 pub mod k8s;
+mod learn;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -333,6 +334,10 @@ impl Lab {
             .await?;
             let b = t0.elapsed();
             let r = try_join_all(self.plan.hosts.iter().map(|hp| self.wait_up(hp))).await;
+            let r = match r {
+                Ok(_) => try_join_all(self.topo.pods().map(|(pod, _)| self.hello(pod))).await,
+                Err(e) => Err(e),
+            };
             if std::env::var_os("NETFAULT_PROFILE").is_some() {
                 eprintln!(
                     "profile: links {a:?}, configured {b:?}, up {:?}",
@@ -506,6 +511,30 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// A bridged pod's first frame, so its bridge knows its port (see `learn`).
+    async fn hello(&self, pod: &str) -> Result<()> {
+        let t = &self.topo;
+        let Some(p) = t.host(pod).and_then(|h| h.as_pod()) else {
+            return Ok(());
+        };
+        let Some(node) = t.host(&p.node).and_then(|h| h.as_node()) else {
+            return Ok(());
+        };
+        // Real CNI plugins attach their pods later, and their pods ARP.
+        if !t.has_bridge() || t.cni.is_some() {
+            return Ok(());
+        }
+        let host = self.host(pod)?;
+        let ix = host.index(&p.ifname).await?;
+        let src = plan::mac_for(pod, &p.ifname);
+        let dst = plan::mac_for(&p.node, &node.bridge);
+        host.ns
+            .run_async(move || learn::hello(ix, src, dst))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| Error::io(format!("{pod}: a first frame to its bridge"), e))
     }
 
     async fn wait_up(&self, hp: &HostPlan) -> Result<()> {

@@ -3,6 +3,7 @@
 //!
 //! `Lab::up` realises a plan; faults and diagnosis read it as the lab's intended wiring.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -160,6 +161,32 @@ pub fn neighbour_warning(t: &Topology) -> Option<String> {
     })
 }
 
+/// Which pods a bounded matrix probes with each other (None: all pairs are probed): a pod's
+/// static neighbours are those, not the N² of a big bridge (a million entries at 1,000 pods).
+struct Talks(Option<HashSet<(String, String)>>);
+
+impl Talks {
+    fn of(t: &Topology) -> Talks {
+        let c = t.coverage();
+        Talks(c.is_bounded().then(|| {
+            c.pairs
+                .iter()
+                .flat_map(|&(a, b)| {
+                    let (a, b) = (t.hosts[a].name.clone(), t.hosts[b].name.clone());
+                    [(b.clone(), a.clone()), (a, b)]
+                })
+                .collect()
+        }))
+    }
+
+    fn between(&self, a: &str, b: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(set) => set.contains(&(a.to_string(), b.to_string())),
+        }
+    }
+}
+
 impl Plan {
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         self.hosts.iter().find(|h| h.name == name)
@@ -185,8 +212,9 @@ impl Plan {
         for (name, node) in t.nodes() {
             Self::node_side(t, &mut hosts, name, node);
         }
+        let talks = Talks::of(t);
         for (name, pod) in t.pods() {
-            Self::pod(t, &mut hosts, name, pod);
+            Self::pod(t, &mut hosts, name, pod, &talks);
         }
         Self::between_nodes(t, &mut hosts);
         if let Some(seg) = &t.uplink {
@@ -269,7 +297,13 @@ impl Plan {
     }
 
     /// A pod and its node's end of it: the veth pair, addresses, routes, neighbours.
-    fn pod(t: &Topology, hosts: &mut [HostPlan], name: &str, pod: &crate::topology::PodSpec) {
+    fn pod(
+        t: &Topology,
+        hosts: &mut [HostPlan],
+        name: &str,
+        pod: &crate::topology::PodSpec,
+        talks: &Talks,
+    ) {
         let pod_mtu = t.cluster.network.pod_mtu();
         let bridged = t.has_bridge();
         let node = t
@@ -405,15 +439,17 @@ impl Plan {
             onlink: false,
         });
         if bridged {
-            // Static neighbours: the gateway (the bridge) and the pods on the same bridge.
-            // Routed pods resolve their gateway by ARP, which the node answers by proxy.
+            // Static neighbours: the gateway (the bridge) and the pods on the same bridge it
+            // is probed with (all of them unless the matrix is bounded; traffic to others
+            // resolves by ARP). Routed pods resolve their gateway by ARP, which the node
+            // answers by proxy.
             p.neighbours.push(NeighPlan {
                 dev: pod.ifname.clone(),
                 ip: gateway,
                 mac: mac_for(&pod.node, &node.bridge),
             });
             for (other, op) in t.pods_of(&pod.node) {
-                if other != name {
+                if other != name && talks.between(name, other) {
                     p.neighbours.push(NeighPlan {
                         dev: pod.ifname.clone(),
                         ip: op.ip,

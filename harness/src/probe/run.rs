@@ -879,5 +879,6 @@ pub async fn matrix(lab: &Lab) -> Result<crate::matrix::Matrix> {
         specs.into_iter().zip(obs).collect(),
         |f, to, p| t.healthy(f, to, p),
     )
-    .with_targets(t.target_names()))
+    .with_targets(t.target_names())
+    .with_coverage(t))
 }

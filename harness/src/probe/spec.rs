@@ -93,29 +93,26 @@ pub(crate) const ECHO_PREFIX: &str = "netfault-echo seen=";
 /// ICMP and UDP probes are sent again at this interval until answered or timed out.
 pub(crate) const RESEND: Duration = Duration::from_millis(200);
 
-/// Every probe a topology's matrix makes: host pairs for every protocol, then targets.
+/// Every probe a topology's matrix makes: its host pairs (`Topology::coverage`) for every
+/// protocol, then targets.
 pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
     let mut v = Vec::new();
-    for a in &t.hosts {
-        for b in &t.hosts {
-            if a.name == b.name {
-                continue;
-            }
-            for &proto in &t.probe.protocols {
-                v.push(ProbeSpec {
-                    from: a.name.clone(),
-                    to: b.name.clone(),
-                    proto,
-                    dst: b.address(),
-                    port: t.probe.port(proto),
-                    size: t.probe.size(proto),
-                    count: t.probe.count,
-                    tolerance: t.probe.loss_tolerance,
-                    listeners: Vec::new(),
-                    query: None,
-                    sport: None,
-                });
-            }
+    for (a, b) in t.coverage().pairs {
+        let (a, b) = (&t.hosts[a], &t.hosts[b]);
+        for &proto in &t.probe.protocols {
+            v.push(ProbeSpec {
+                from: a.name.clone(),
+                to: b.name.clone(),
+                proto,
+                dst: b.address(),
+                port: t.probe.port(proto),
+                size: t.probe.size(proto),
+                count: t.probe.count,
+                tolerance: t.probe.loss_tolerance,
+                listeners: Vec::new(),
+                query: None,
+                sport: None,
+            });
         }
     }
     v.extend(target_probes(t));

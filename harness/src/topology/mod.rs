@@ -1,6 +1,7 @@
 //! The plain-data model of a lab (no syscalls): fixtures parsed and validated into a [`Topology`].
 
 pub mod conflist;
+pub mod coverage;
 pub mod expect;
 pub mod k8s;
 pub mod k8s_eval;
@@ -9,6 +10,7 @@ pub mod param;
 pub mod parse;
 pub mod source;
 
+pub use coverage::Coverage;
 pub use expect::{ExpectRule, Outcome, PairPattern, Proto};
 pub use k8s::{K8s, Target};
 pub use k8s_eval::TargetProbe;

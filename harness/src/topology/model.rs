@@ -170,6 +170,32 @@ pub const SWITCH_HOST: &str = "underlay";
 /// The bridge inside the switch host.
 pub const SWITCH_BRIDGE: &str = "br0";
 
+/// `[probe] matrix`: which host pairs are probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatrixKind {
+    /// All pairs up to `coverage::AUTO_ALL_PAIRS` ordered host pairs, bounded beyond.
+    #[default]
+    Auto,
+    All,
+    Bounded,
+}
+
+impl std::str::FromStr for MatrixKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(MatrixKind::Auto),
+            "all" => Ok(MatrixKind::All),
+            "bounded" => Ok(MatrixKind::Bounded),
+            _ => Err(format!("unknown matrix \"{s}\"")),
+        }
+    }
+}
+
+/// Pods each pod probes in a bounded matrix besides the anchors, by default.
+pub const DEFAULT_SAMPLE: usize = 4;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeSettings {
     pub protocols: Vec<Proto>,
@@ -185,6 +211,16 @@ pub struct ProbeSettings {
     pub count: u32,
     /// With `count` above 1: the share lost (percent) a probe still calls reachable.
     pub loss_tolerance: u8,
+    /// Which host pairs are probed (see `coverage`).
+    #[serde(default)]
+    pub matrix: MatrixKind,
+    /// In a bounded matrix: how many other pods each pod probes besides the anchors.
+    #[serde(default = "default_sample")]
+    pub sample: usize,
+}
+
+fn default_sample() -> usize {
+    DEFAULT_SAMPLE
 }
 
 impl Default for ProbeSettings {
@@ -198,6 +234,8 @@ impl Default for ProbeSettings {
             tcp_bytes: None,
             count: 1,
             loss_tolerance: 0,
+            matrix: Default::default(),
+            sample: DEFAULT_SAMPLE,
         }
     }
 }

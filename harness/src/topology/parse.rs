@@ -148,6 +148,8 @@ pub(crate) struct RawProbe {
     tcp_bytes: Option<usize>,
     count: Option<u32>,
     loss_tolerance: Option<u8>,
+    matrix: Option<String>,
+    sample: Option<usize>,
 }
 
 pub const MAX_COUNT: u32 = 1000;
@@ -273,7 +275,35 @@ pub(crate) fn apply_probe(
         }
         s.loss_tolerance = n;
     }
+    if let Some(m) = &raw.matrix {
+        match m.parse() {
+            Ok(k) => s.matrix = k,
+            Err(msg) => err(
+                &at("matrix"),
+                msg,
+                Some(
+                    "use \"all\" (every host pair), \"bounded\" (anchors and a sample, for big \
+                     labs) or \"auto\" (all up to 16384 pairs, the default)"
+                        .into(),
+                ),
+            ),
+        }
+    }
+    if let Some(n) = raw.sample {
+        if n == 0 || n > MAX_SAMPLE {
+            err(
+                &at("sample"),
+                format!("sample = {n} is out of range"),
+                Some(format!(
+                    "each pod probes 1..{MAX_SAMPLE} other pods in a bounded matrix"
+                )),
+            );
+        }
+        s.sample = n;
+    }
 }
+
+pub const MAX_SAMPLE: usize = 256;
 
 /// Reads and validates a fixture file.
 pub fn load_fixture(path: &Path) -> Result<Topology, ConfigErrors> {
