@@ -54,7 +54,10 @@ fn main() {
         .unwrap();
     println!(
         "{:<38} {:>10} {:>10} {:>7}",
-        "negative case (rounds: {rounds})", "healthy", "negative", "ratio"
+        format!("negative case (medians of {rounds})"),
+        "healthy",
+        "negative",
+        "ratio"
     );
     let mut json = Vec::new();
     for (case, fixture) in PAIRS {

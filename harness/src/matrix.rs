@@ -45,6 +45,34 @@ pub struct Matrix {
     /// A bounded matrix's anchor hosts: the columns its table draws.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub anchors: Vec<String>,
+    #[serde(skip)]
+    index: CellIndex,
+}
+
+/// Where each (from, to, protocol) sits in `cells`, built on the first lookup: a 1,000-pod
+/// matrix has ~30,000 cells, and comparing two rounds cell by cell must not be quadratic. Not
+/// part of what a matrix is (equal, cloned and printed as nothing).
+#[derive(Default)]
+struct CellIndex(std::sync::OnceLock<HashMap<(String, String, Proto), usize>>);
+
+impl Clone for CellIndex {
+    fn clone(&self) -> Self {
+        CellIndex::default()
+    }
+}
+
+impl PartialEq for CellIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CellIndex {}
+
+impl std::fmt::Debug for CellIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CellIndex")
+    }
 }
 
 impl Matrix {
@@ -78,6 +106,7 @@ impl Matrix {
             cells,
             coverage: None,
             anchors: Vec::new(),
+            index: CellIndex::default(),
         }
     }
 
@@ -121,9 +150,23 @@ impl Matrix {
     }
 
     pub fn cell(&self, from: &str, to: &str, proto: Proto) -> Option<&Cell> {
-        self.cells
-            .iter()
-            .find(|c| c.from == from && c.to == to && c.proto == proto)
+        let is = |c: &&Cell| c.from == from && c.to == to && c.proto == proto;
+        let index = self.index.0.get_or_init(|| {
+            self.cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ((c.from.clone(), c.to.clone(), c.proto), i))
+                .collect()
+        });
+        let key = (from.to_string(), to.to_string(), proto);
+        match index.get(&key).and_then(|&i| self.cells.get(i)) {
+            Some(c) if is(&c) => Some(c),
+            // `cells` is public: if it changed since the index was built, look it up plainly.
+            _ if index.len() != self.cells.len() || index.contains_key(&key) => {
+                self.cells.iter().find(is)
+            }
+            _ => None,
+        }
     }
 
     pub fn observed(&self, from: &str, to: &str, proto: Proto) -> Option<Outcome> {

@@ -117,3 +117,33 @@ async fn a_reply_with_no_route_back_is_decided_by_the_failed_lookup() {
         .unwrap();
     assert_decided(&probe(&lab, "ext").await, "10.244.1.2");
 }
+
+/// A DNS lookup whose query a filter drops (the classic "pods cannot resolve") is decided by the
+/// drop as well, not by its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_dns_query_is_decided_by_the_drop() {
+    let lab = common::up(&fixture("k8s.toml")).await;
+    let specs: Vec<ProbeSpec> = netfault::probe::target_probes(lab.topology())
+        .into_iter()
+        .filter(|s| s.from == "pod-a" && s.proto == Proto::Dns)
+        .collect();
+    assert!(!specs.is_empty(), "the fixture's pods look names up");
+    let healthy = run(&lab, &specs, TIMEOUT).await.unwrap();
+    assert!(
+        healthy.iter().all(|o| o.outcome == Outcome::Reachable),
+        "{healthy:?}"
+    );
+    // After kube-proxy's DNAT the query heads for the DNS pod's port 5353.
+    nft(
+        &lab,
+        "node1",
+        "table inet byhand {\n chain forward_guard {\n  type filter hook forward priority -10; policy accept;\n  udp dport 5353 drop\n }\n}\n",
+    );
+    let t0 = Instant::now();
+    let obs = run(&lab, &specs, TIMEOUT).await.unwrap();
+    let seen = (
+        obs.into_iter().map(|o| (o.outcome, o.detail)).collect(),
+        t0.elapsed(),
+    );
+    assert_decided(&seen, "NETFILTER_DROP");
+}

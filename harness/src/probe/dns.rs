@@ -12,6 +12,8 @@ use tokio::time::Instant;
 use super::classify::classify_errno;
 use super::sock::{errqueue, recv, register, send_failed, SendFailed, AFTER_LOCAL_DROP};
 use super::spec::{Observation, RESEND};
+use super::watch::{changed, dropped, in_window, DROPS_DECIDE, SPACING};
+use crate::dropwatch::Watched;
 use crate::topology::k8s::Resolver;
 use crate::topology::Outcome;
 
@@ -62,6 +64,7 @@ pub async fn lookup(
     name: &str,
     want: Ipv4Addr,
     deadline: Instant,
+    watch: Option<Watched>,
 ) -> Observation {
     let Some(resolv) = resolv else {
         return Observation::new(
@@ -97,11 +100,12 @@ pub async fn lookup(
         };
         let mut next_send = Instant::now();
         let mut local_drop = None;
+        let mut drops = 0;
         let got = loop {
             if Instant::now() >= next_send {
                 next_send += RESEND;
                 local_drop = None;
-                match afd.get_ref().send(&q) {
+                match in_window(&watch, || afd.get_ref().send(&q)) {
                     Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
                         match send_failed(afd.get_ref(), &e) {
                             SendFailed::Answer(o) => return o,
@@ -134,6 +138,17 @@ pub async fn lookup(
                             let o = errqueue(afd.get_ref()).unwrap_or_else(|| classify_errno(&e, "recv"));
                             return with_server(o, *server);
                         }
+                    }
+                }
+                _ = changed(&watch) => {
+                    let w = watch.as_ref().expect("a change comes from a watch");
+                    let now = w.dropped();
+                    if now >= DROPS_DECIDE {
+                        return dropped(w);
+                    }
+                    if now > drops {
+                        drops = now;
+                        next_send = next_send.min(Instant::now() + SPACING);
                     }
                 }
                 _ = tokio::time::sleep_until(next_send.min(deadline)) => {

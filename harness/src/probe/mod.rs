@@ -11,6 +11,7 @@ mod echo;
 mod run;
 mod sock;
 mod spec;
+mod watch;
 
 pub use classify::{classify_ee, classify_errno};
 pub use run::{all_pairs, matrix, run};

@@ -16,6 +16,7 @@ use super::sock::{
     errqueue, parse_echo, recv, register, send_failed, SendFailed, AFTER_LOCAL_DROP,
 };
 use super::spec::*;
+use super::watch::{changed, dropped, in_window, DROPS_DECIDE, SPACING, TCP_GRACE};
 use super::{dns, echo};
 use crate::dropwatch::{Book, Watched};
 use crate::error::{Error, Result};
@@ -201,9 +202,7 @@ async fn run_batch(
                 .as_ref()
                 .and_then(|_| lab.resolv_conf(&spec.from));
             // Counted probes measure loss: a drop is one of their outcomes, not the end.
-            let watch = (spec.count <= 1 && spec.query.is_none())
-                .then(|| watch(i))
-                .flatten();
+            let watch = (spec.count <= 1).then(|| watch(i)).flatten();
             let spec = spec.clone();
             tokio::spawn(async move {
                 let o = probe_one(spec, socks, start, timeout, wait, resolv, watch).await;
@@ -260,7 +259,7 @@ async fn probe_one(
     let port = |d| SocketAddrV4::new(spec.dst, spec.port.unwrap_or(d));
     if let Some((name, want)) = &spec.query {
         let sock = ready.into_iter().next().expect("one socket");
-        return dns::lookup(sock, resolv.as_deref(), name, *want, deadline).await;
+        return dns::lookup(sock, resolv.as_deref(), name, *want, deadline, watch).await;
     }
     if spec.count > 1 {
         return match spec.proto {
@@ -681,35 +680,6 @@ async fn datagram(
                 }
             }
         }
-    }
-}
-
-/// Seen drops of a datagram probe's sends (or their replies) that decide it: one could be a
-/// packet of another flow handled in the same window, or a path still settling; two, the
-/// second sent `SPACING` after the first was seen dropped, are the path's answer.
-const DROPS_DECIDE: u32 = 2;
-const SPACING: Duration = Duration::from_millis(10);
-/// After a TCP SYN was seen dropped, how long an answer may still come (the drop could be
-/// another packet's, handled in the same window) before the probe ends.
-const TCP_GRACE: Duration = Duration::from_millis(20);
-
-/// A negative decided by what the kernel showed: the outcome a timeout would have given.
-fn dropped(w: &Watched) -> Observation {
-    Observation::new(Outcome::Timeout, format!("{SEEN_DROPPED}{}", w.evidence()))
-}
-
-/// `send` inside the probe's window where drops can be seen.
-fn in_window<T>(watch: &Option<Watched>, send: impl FnOnce() -> T) -> T {
-    match watch {
-        Some(w) => w.window(send),
-        None => send(),
-    }
-}
-
-async fn changed(watch: &Option<Watched>) {
-    match watch {
-        Some(w) => w.changed().await,
-        None => std::future::pending().await,
     }
 }
 
