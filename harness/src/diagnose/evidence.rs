@@ -21,6 +21,12 @@ use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::probe::ProbeSpec;
 
+/// How long the evidence round's probes run. They decide nothing (the outcome is the observed
+/// round's): they only need their packets to cross the lab once or twice — a lab crossing takes
+/// well under a millisecond, ICMP and UDP resend after 200 ms — for the counters and traces
+/// to move. Waiting out the full timeout again doubled every silent case's cost.
+const EVIDENCE_WAIT: Duration = Duration::from_millis(250);
+
 /// Counters of ICMP errors the kernel rate-limits.
 const RATE_LIMITED: [&str; 2] = ["IcmpInDestUnreachs", "IcmpOutDestUnreachs"];
 
@@ -159,7 +165,7 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
     }
     let rec = Recorder::start(lab).await?;
     let drops = DropTracer::start();
-    let timeout = Duration::from_millis(t.probe.timeout_ms);
+    let timeout = Duration::from_millis(t.probe.timeout_ms).min(EVIDENCE_WAIT);
     crate::probe::run(lab, &specs, timeout).await?;
     let reasons = drops.map(|d| d.finish()).unwrap_or_default();
     let mut r = rec.finish(lab).await?;
