@@ -10,9 +10,10 @@ use tokio::io::Interest;
 use tokio::time::Instant;
 
 use super::classify::classify_errno;
-use super::sock::{errqueue, recv, register, send_failed, SendFailed, AFTER_LOCAL_DROP};
-use super::spec::{Observation, RESEND};
-use super::watch::{changed, dropped, in_window, DROPS_DECIDE, SPACING};
+use super::resend::Resender;
+use super::sock::{errqueue, recv, register};
+use super::spec::Observation;
+use super::watch::changed;
 use crate::dropwatch::Watched;
 use crate::topology::k8s::Resolver;
 use crate::topology::Outcome;
@@ -98,25 +99,10 @@ pub async fn lookup(
         let Some(q) = query(id, cand) else {
             return Observation::new(Outcome::Nxdomain, format!("\"{cand}\" is not a DNS name"));
         };
-        let mut next_send = Instant::now();
-        let mut local_drop = None;
-        let mut drops = 0;
+        let mut sends = Resender::new(&watch);
         let got = loop {
-            if Instant::now() >= next_send {
-                next_send += RESEND;
-                local_drop = None;
-                match in_window(&watch, || afd.get_ref().send(&q)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
-                        match send_failed(afd.get_ref(), &e) {
-                            SendFailed::Answer(o) => return o,
-                            SendFailed::Dropped(o) => {
-                                local_drop = Some(o);
-                                next_send = Instant::now() + AFTER_LOCAL_DROP;
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+            if let Some(o) = sends.send_if_due(afd.get_ref(), &q) {
+                return o;
             }
             tokio::select! {
                 r = afd.ready(Interest::READABLE | Interest::ERROR) => {
@@ -141,19 +127,13 @@ pub async fn lookup(
                     }
                 }
                 _ = changed(&watch) => {
-                    let w = watch.as_ref().expect("a change comes from a watch");
-                    let now = w.dropped();
-                    if now >= DROPS_DECIDE {
-                        return dropped(w);
-                    }
-                    if now > drops {
-                        drops = now;
-                        next_send = next_send.min(Instant::now() + SPACING);
+                    if let Some(o) = sends.on_drops() {
+                        return o;
                     }
                 }
-                _ = tokio::time::sleep_until(next_send.min(deadline)) => {
+                _ = tokio::time::sleep_until(sends.next().min(deadline)) => {
                     if Instant::now() >= deadline {
-                        return local_drop.unwrap_or_else(|| Observation::new(
+                        return sends.timed_out(Observation::new(
                             Outcome::Timeout,
                             format!("no answer from {server} for {cand}"),
                         ));

@@ -8,6 +8,7 @@
 mod classify;
 mod dns;
 mod echo;
+mod resend;
 mod run;
 mod sock;
 mod spec;

@@ -12,11 +12,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::time::Instant;
 
 use super::classify::classify_errno;
-use super::sock::{
-    errqueue, parse_echo, recv, register, send_failed, SendFailed, AFTER_LOCAL_DROP,
-};
+use super::resend::Resender;
+use super::sock::{errqueue, parse_echo, recv, register};
 use super::spec::*;
-use super::watch::{changed, dropped, in_window, DROPS_DECIDE, SPACING, TCP_GRACE};
+use super::watch::{changed, dropped, in_window, TCP_GRACE};
 use super::{dns, echo};
 use crate::dropwatch::{Book, Watched};
 use crate::error::{Error, Result};
@@ -622,26 +621,11 @@ async fn datagram(
             )
         }
     };
-    let mut next_send = Instant::now();
-    let mut drops = 0;
-    let mut local_drop = None;
+    let mut sends = Resender::new(&watch);
     let mut buf = vec![0u8; (payload.len() + 512).max(2048)];
     loop {
-        if Instant::now() >= next_send {
-            next_send += RESEND;
-            local_drop = None;
-            match in_window(&watch, || afd.get_ref().send(payload)) {
-                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
-                    match send_failed(afd.get_ref(), &e) {
-                        SendFailed::Answer(o) => return o,
-                        SendFailed::Dropped(o) => {
-                            local_drop = Some(o);
-                            next_send = Instant::now() + AFTER_LOCAL_DROP;
-                        }
-                    }
-                }
-                _ => {}
-            }
+        if let Some(o) = sends.send_if_due(afd.get_ref(), payload) {
+            return o;
         }
         tokio::select! {
             biased;
@@ -664,19 +648,13 @@ async fn datagram(
                 }
             }
             _ = changed(&watch) => {
-                let w = watch.as_ref().expect("a change comes from a watch");
-                let now = w.dropped();
-                if now >= DROPS_DECIDE {
-                    return dropped(w);
-                }
-                if now > drops {
-                    drops = now;
-                    next_send = next_send.min(Instant::now() + SPACING);
+                if let Some(o) = sends.on_drops() {
+                    return o;
                 }
             }
-            _ = tokio::time::sleep_until(next_send.min(deadline)) => {
+            _ = tokio::time::sleep_until(sends.next().min(deadline)) => {
                 if Instant::now() >= deadline {
-                    return local_drop.unwrap_or_else(|| Observation::new(Outcome::Timeout, None));
+                    return sends.timed_out(Observation::new(Outcome::Timeout, None));
                 }
             }
         }
