@@ -219,11 +219,6 @@ impl Matrix {
         }
         out.truncate(out.trim_end().len());
         let _ = writeln!(out);
-        let index: HashMap<(&str, &str, Proto), &Cell> = self
-            .cells
-            .iter()
-            .map(|c| ((c.from.as_str(), c.to.as_str(), c.proto), c))
-            .collect();
         for from in &self.hosts {
             let mut line = pad(from, width.max(11));
             for to in self.columns() {
@@ -233,7 +228,7 @@ impl Matrix {
                     let mut s = String::new();
                     let mut wrong = false;
                     for p in self.protocols_of(from, to) {
-                        match index.get(&(from.as_str(), to.as_str(), p)) {
+                        match self.cell(from, to, p) {
                             Some(c) => {
                                 s.push(c.observed.symbol());
                                 wrong |= !c.matches();

@@ -110,20 +110,20 @@ impl Topology {
             })
             .collect()
     }
-
-    /// Ordered host-name pairs of `coverage()`.
-    pub fn probed_pairs(&self) -> Vec<(&str, &str)> {
-        self.coverage()
-            .pairs
-            .into_iter()
-            .map(|(a, b)| (self.hosts[a].name.as_str(), self.hosts[b].name.as_str()))
-            .collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::topology::{parse_fixture, Source};
+    use crate::topology::{parse_fixture, Source, Topology};
+
+    /// Ordered host-name pairs of `coverage()`.
+    fn probed_pairs(t: &Topology) -> Vec<(&str, &str)> {
+        t.coverage()
+            .pairs
+            .into_iter()
+            .map(|(a, b)| (t.hosts[a].name.as_str(), t.hosts[b].name.as_str()))
+            .collect()
+    }
 
     fn pods(n: usize, matrix: &str) -> crate::topology::Topology {
         let text = format!(
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn each_pod_probes_its_sample_spread_over_the_pods() {
         let t = pods(100, "bounded");
-        let pairs = t.probed_pairs();
+        let pairs = probed_pairs(&t);
         let mut from_pod_50: Vec<&str> = pairs
             .iter()
             .filter(|(a, b)| *a == "pod-50" && b.starts_with("pod-") && *b != "pod-1")
