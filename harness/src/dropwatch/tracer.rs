@@ -172,14 +172,25 @@ pub fn private_tracefs() -> std::io::Result<()> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )?;
-    mount(
+    match mount(
         Some("nodev"),
         TRACING,
         Some("tracefs"),
         MsFlags::empty(),
         None::<&str>,
-    )?;
-    Ok(())
+    ) {
+        Ok(()) => Ok(()),
+        // Tracefs is mounted there already (systemd mounts it on a stock machine): mounting
+        // the same superblock on the same place again is EBUSY, and the copy this namespace
+        // got of the host's mount is the one to use.
+        Err(nix::errno::Errno::EBUSY) if is_tracefs(TRACING) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_tracefs(path: &str) -> bool {
+    const TRACEFS_MAGIC: i64 = 0x7472_6163;
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == TRACEFS_MAGIC)
 }
 
 /// Removes instances of netfault processes that no longer run (SIGKILLed ones); returns how many.
@@ -316,5 +327,29 @@ fn dispatch(books: &Books, open: &mut HashMap<i32, (u64, usize, Vec<String>)>, l
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where tracefs is mounted already (systemd does it), the private mount is the host's
+    /// copy, not an error: the drop watch once silently stayed off on such machines.
+    #[test]
+    fn a_private_tracefs_works_where_tracefs_is_mounted_already() {
+        if !crate::privilege::can_pin() {
+            eprintln!("skipped: needs root of the machine");
+            return;
+        }
+        let seen = std::thread::spawn(|| {
+            private_tracefs()?;
+            // On this thread's own mounts: mounted once, now asked again in a fresh namespace.
+            std::thread::scope(|s| s.spawn(private_tracefs).join().unwrap())?;
+            Ok::<_, std::io::Error>(is_tracefs(TRACING))
+        })
+        .join()
+        .unwrap();
+        assert!(matches!(seen, Ok(true)), "{seen:?}");
     }
 }
