@@ -196,8 +196,17 @@ impl Sandbox {
                 }
             }
         }
+        let pid = child.id();
         child.kill().unwrap();
         child.wait().unwrap();
+        // Its tracefs instances (the drop watch's, the diagnosis's) are reaped as the next
+        // netfault process's tracer or `netfault gc` reaps them.
+        netfault::dropwatch::reap_stale();
+        assert_eq!(
+            netfault::dropwatch::instances_of(pid),
+            Vec::<String>::new(),
+            "killed at {point}: tracefs instances remain"
+        );
         if self.named {
             let gc = self
                 .command(&["gc".into()])

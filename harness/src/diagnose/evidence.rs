@@ -635,11 +635,8 @@ fn drop_tracer_thread(
     if crate::dropwatch::private_tracefs().is_err() {
         return fail(ready);
     }
-    let inst = format!(
-        "/sys/kernel/tracing/instances/netfault-{}-{}",
-        std::process::id(),
-        nix::unistd::gettid()
-    );
+    // Named like the drop watch's own instance, so a SIGKILLed run's is reaped like it.
+    let inst = crate::dropwatch::instance_path(&format!("drops-{}", nix::unistd::gettid()));
     if std::fs::create_dir(&inst).is_err() {
         return fail(ready);
     }

@@ -12,4 +12,5 @@ mod line;
 mod tracer;
 
 pub use book::{Book, Watched};
-pub use tracer::{private_tracefs, reap_stale};
+pub(crate) use tracer::instance_path;
+pub use tracer::{instances_of, private_tracefs, reap_stale};

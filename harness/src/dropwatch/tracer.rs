@@ -125,9 +125,7 @@ extern "C" fn stop_at_exit() {
 fn setup() -> std::io::Result<(String, std::fs::File, std::fs::File)> {
     private_tracefs()?;
     reap_here();
-    let me = std::process::id();
-    let start = crate::registry::process_start(me).unwrap_or(0);
-    let inst = format!("{TRACING}/instances/{PREFIX}{me}-{start}");
+    let inst = instance_path("");
     std::fs::create_dir(&inst)?;
     let arm = || -> std::io::Result<(std::fs::File, std::fs::File)> {
         let ev = |e: &str, f: &str, v: &str| std::fs::write(format!("{inst}/events/{e}/{f}"), v);
@@ -189,8 +187,21 @@ pub fn private_tracefs() -> std::io::Result<()> {
 }
 
 fn is_tracefs(path: &str) -> bool {
-    const TRACEFS_MAGIC: i64 = 0x7472_6163;
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == TRACEFS_MAGIC)
+    use nix::sys::statfs::{statfs, TRACEFS_MAGIC};
+    statfs(path).is_ok_and(|s| s.filesystem_type() == TRACEFS_MAGIC)
+}
+
+/// The path of an instance of this process: `netfault-watch-PID-START` and a `-tag` if given.
+/// The start time tells this process from a later one that got its pid.
+pub(crate) fn instance_path(tag: &str) -> String {
+    let me = std::process::id();
+    let start = crate::registry::process_start(me).unwrap_or(0);
+    let tag = if tag.is_empty() {
+        String::new()
+    } else {
+        format!("-{tag}")
+    };
+    format!("{TRACING}/instances/{PREFIX}{me}-{start}{tag}")
 }
 
 /// Removes instances of netfault processes that no longer run (SIGKILLed ones); returns how many.
@@ -201,20 +212,55 @@ fn reap_here() -> usize {
     let mut n = 0;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some((pid, start)) = name
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.split_once('-'))
-            .and_then(|(p, s)| Some((p.parse::<u32>().ok()?, s.parse::<u64>().ok()?)))
-        else {
-            continue;
-        };
-        if crate::registry::process_start(pid) != Some(start)
-            && std::fs::remove_dir(e.path()).is_ok()
-        {
+        if is_stale(&name) && std::fs::remove_dir(e.path()).is_ok() {
             n += 1;
         }
     }
     n
+}
+
+/// Whether an instance name is a netfault process's that no longer runs: `netfault-watch-PID-
+/// START[-tag]` whose pid is gone or now another process's; or, as earlier versions named the
+/// diagnosis's instance, `netfault-PID-TID` whose pid is gone.
+fn is_stale(name: &str) -> bool {
+    let num = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok());
+    if let Some(rest) = name.strip_prefix(PREFIX) {
+        let mut w = rest.split('-');
+        return match (num(w.next()), num(w.next())) {
+            (Some(pid), Some(start)) => crate::registry::process_start(pid as u32) != Some(start),
+            _ => false,
+        };
+    }
+    let Some(rest) = name.strip_prefix("netfault-") else {
+        return false;
+    };
+    let mut w = rest.split('-');
+    match (num(w.next()), num(w.next()), w.next()) {
+        (Some(pid), Some(_), None) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        _ => false,
+    }
+}
+
+/// Names of the tracefs instances of process `pid` (this version's and earlier ones'), for
+/// tests that check a killed process's were reaped; empty where tracefs cannot be mounted.
+pub fn instances_of(pid: u32) -> Vec<String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if private_tracefs().is_err() {
+                return Vec::new();
+            }
+            let Ok(rd) = std::fs::read_dir(format!("{TRACING}/instances")) else {
+                return Vec::new();
+            };
+            let mine = [format!("{PREFIX}{pid}-"), format!("netfault-{pid}-")];
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| mine.iter().any(|m| n.starts_with(m.as_str())))
+                .collect()
+        })
+        .join()
+        .unwrap_or_default()
+    })
 }
 
 /// Removes the tracefs instances SIGKILLed netfault processes left (for `netfault gc`); returns
@@ -336,6 +382,30 @@ mod tests {
 
     /// Where tracefs is mounted already (systemd does it), the private mount is the host's
     /// copy, not an error: the drop watch once silently stayed off on such machines.
+    #[test]
+    fn instances_are_stale_when_their_process_is_gone() {
+        let me = std::process::id();
+        let start = crate::registry::process_start(me).unwrap();
+        assert!(!is_stale(&format!("{PREFIX}{me}-{start}")));
+        assert!(!is_stale(&format!("{PREFIX}{me}-{start}-drops")));
+        // The same pid with another start time: a process that ended, its pid reused.
+        assert!(is_stale(&format!("{PREFIX}{me}-{}-drops", start + 1)));
+        assert!(is_stale(&format!("{PREFIX}{}-1", u32::MAX)));
+        // An earlier version's name: stale only when no process has the pid.
+        assert!(!is_stale(&format!("netfault-{me}-77")));
+        assert!(is_stale(&format!("netfault-{}-77", u32::MAX)));
+        // Not netfault's, or not a name netfault gives.
+        for other in [
+            "dbg",
+            "netfault-x",
+            "netfault-watch-12",
+            "perf-1-2",
+            "netfault-1-2-3",
+        ] {
+            assert!(!is_stale(other), "{other}");
+        }
+    }
+
     #[test]
     fn a_private_tracefs_works_where_tracefs_is_mounted_already() {
         if !crate::privilege::can_pin() {
