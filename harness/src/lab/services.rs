@@ -1,0 +1,93 @@
+//! The lab's Kubernetes layer: kube-proxy's tables on each node and the cluster DNS server.
+
+use super::k8s;
+use super::live::Lab;
+use crate::error::{nl_error, Error, Result};
+use crate::nl as netlink;
+use futures::future::try_join_all;
+
+impl Lab {
+    /// The Kubernetes layer: hairpin on pod bridge ports, kube-proxy's and the policies' nft
+    /// tables on every node, each pod's resolv.conf, the cluster DNS server.
+    pub(super) async fn wire_k8s(&mut self) -> Result<()> {
+        let t = self.topo.clone();
+        if t.k8s.is_empty() {
+            return Ok(());
+        }
+        for (node, port) in k8s::hairpin_ports(&t) {
+            let h = self.host(&node)?;
+            let ix = h.index(&port).await?;
+            netlink::set_hairpin(h.handle(), ix, true)
+                .await
+                .map_err(|e| nl_error(&node, format!("hairpin on {port}"), e))?;
+        }
+        try_join_all(
+            t.nodes()
+                .map(|(node, _)| self.apply_k8s_tables(node, &t.k8s)),
+        )
+        .await?;
+        crate::testhook::pause("up:k8s");
+        for (pod, _) in t.pods() {
+            if let Some(text) = t.resolv_conf(pod) {
+                self.k8s.set_resolv_conf(pod, &text)?;
+            }
+        }
+        self.start_dns()?;
+        Ok(())
+    }
+
+    /// Renders kube-proxy's and the policies' tables for `node` from `spec` and replaces the
+    /// live ones (one nft transaction).
+    pub async fn apply_k8s_tables(&self, node: &str, spec: &crate::topology::K8s) -> Result<()> {
+        self.nft_script(node, k8s::node_script(&self.topo, spec, node))
+            .await
+    }
+
+    /// Runs an nft script inside a host.
+    pub async fn nft_script(&self, host: &str, script: String) -> Result<()> {
+        let h = self.host(host)?;
+        let name = host.to_string();
+        h.ns.run_async(move || crate::tools::run_tool("nft", &["-f", "-"], Some(&script)))
+            .await
+            .and_then(|r| r)
+            .map(|_| ())
+            .map_err(|e| Error::io(format!("{name}: nft -f"), e))
+    }
+
+    /// Starts the cluster DNS server in its pod (if the fixture has one and it is not running).
+    pub fn start_dns(&self) -> Result<()> {
+        let Some((pod, addr)) = k8s::dns_endpoint(&self.topo) else {
+            return Ok(());
+        };
+        let mut slot = self
+            .k8s
+            .dns
+            .lock()
+            .map_err(|_| Error::other("DNS server lock poisoned"))?;
+        if slot.is_none() {
+            let d = self.topo.k8s.dns.as_ref().expect("dns");
+            *slot = Some(k8s::DnsServer::start(
+                &self.host(&pod)?.ns,
+                addr,
+                self.topo.dns_records(),
+                d.domain.clone(),
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Stops the cluster DNS server; whether it was running.
+    pub fn stop_dns(&self) -> bool {
+        self.k8s
+            .dns
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .is_some()
+    }
+
+    /// Whether the cluster DNS server runs (in this process).
+    pub fn dns_running(&self) -> bool {
+        self.k8s.dns.lock().map(|s| s.is_some()).unwrap_or(false)
+    }
+}
