@@ -511,35 +511,8 @@ impl<'a> Walker<'a> {
         let mut prev_route: Option<(String, String)> = None;
         // The sender must own the address it sends from.
         if start_iif.is_none() && !self.has_address(&host, pkt.src).await? {
-            let planned = self.planned_iface_of(&host, pkt.src);
-            if let Some(dev) = &planned {
-                if self.link(&host, dev).await?.is_none() {
-                    hops.push(hop(
-                        HopStatus::Fail,
-                        &host,
-                        format!("{dir}{dev} is missing (and {} with it)", pkt.src),
-                    ));
-                    return Ok(End::Broken(culprit(
-                        &host,
-                        Component::Link,
-                        format!(
-                            "{host} has no {dev}: its address {} and its routes went with it",
-                            pkt.src
-                        ),
-                    )));
-                }
-            }
-            let on = planned.map(|i| format!(" on {i}")).unwrap_or_default();
-            hops.push(hop(
-                HopStatus::Fail,
-                &host,
-                format!("{dir}source {}{on} is missing", pkt.src),
-            ));
-            return Ok(End::Broken(culprit(
-                &host,
-                Component::Address,
-                format!("{host} lacks its address {}{on}", pkt.src),
-            )));
+            let c = self.source_missing(&host, &pkt, dir, hops).await?;
+            return Ok(End::Broken(c));
         }
         for _ in 0..MAX_HOPS {
             let h = self.lab.host(&host)?;
@@ -549,29 +522,7 @@ impl<'a> Walker<'a> {
                 None => None,
             };
             if let Some(n) = &in_name {
-                // Conntrack undoes the source translation of this flow before routing.
-                if let Some((nat_host, orig, translated)) = &flow.snat {
-                    if !forward && *nat_host == host && pkt.dst == *translated {
-                        hops.push(hop(
-                            HopStatus::Ok,
-                            &host,
-                            format!("conntrack: {translated} → {orig} (undoes the masquerade)"),
-                        ));
-                        pkt.dst = *orig;
-                    }
-                }
-                let in_link = self.link(&host, n).await?;
-                if !in_link.as_ref().is_some_and(|l| l.admin_up) {
-                    hops.push(hop(HopStatus::Fail, &host, format!("{n} is down")));
-                    return Ok(End::Broken(culprit(
-                        &host,
-                        Component::Link,
-                        format!("{host} {n} is administratively down"),
-                    )));
-                }
-                pkt.iif = Some(n.clone());
-                pkt.oif = None;
-                if let Err(c) = self.hook(&host, "prerouting", &pkt, hops, flow).await? {
+                if let Some(c) = self.arrive(&host, n, forward, &mut pkt, flow, hops).await? {
                     return Ok(End::Broken(c));
                 }
             }
@@ -671,114 +622,18 @@ impl<'a> Walker<'a> {
                 format!("{dir}route {}{via} dev {oif}", pkt.dst),
             ));
             // The egress interface must take the packet.
-            let out = self.link(&host, &oif).await?;
-            if let Some(l) = &out {
-                // A bulk transfer sends segments as large as the sender's interface allows.
-                if self.bulk.is_some() && in_name.is_none() {
-                    pkt.len = l.mtu as usize;
-                }
-                if (pkt.len as u32) > l.mtu {
-                    let mut why = String::new();
-                    if in_name.is_some() {
-                        // A router answers with ICMP fragmentation-needed, unless that is dropped.
-                        let icmp = Pkt {
-                            src: pkt.dst,
-                            dst: pkt.src,
-                            proto: Proto::Icmp,
-                            sport: None,
-                            dport: None,
-                            icmp_type: Some(3),
-                            icmp_code: Some(4),
-                            iif: None,
-                            oif: in_name.clone(),
-                            ct_new: false,
-                            len: 576,
-                            mark: Default::default(),
-                            dst_local: None,
-                        };
-                        let rs = self.ruleset(&host).await?;
-                        for hk in ["output", "postrouting"] {
-                            if let Verdict::Drop { at, rule, .. } = rs.evaluate(hk, &icmp) {
-                                why = format!(", and the ICMP fragmentation-needed it would send back is dropped in {hk} ({at}: {rule})");
-                                break;
-                            }
-                        }
-                    }
-                    hops.push(hop(
-                        HopStatus::Fail,
-                        &host,
-                        format!("{oif} mtu {} < {}-byte packet (DF){why}", l.mtu, pkt.len),
-                    ));
-                    return Ok(End::Broken(culprit(
-                        &host,
-                        Component::Mtu,
-                        format!("{host} {oif} has mtu {}: {}-byte packets with DF set cannot leave{why}", l.mtu, pkt.len),
-                    )));
-                }
-                if let Some(bytes) = self.bulk {
-                    let h = self.lab.host(&host)?.handle().clone();
-                    if let Ok(Some((kind, Some(rate)))) = netlink::root_qdisc(&h, l.index).await {
-                        let secs = (bytes as f64 * 8.0) / rate as f64;
-                        let budget = self.lab.topology().probe.timeout_ms as f64 / 1000.0;
-                        if secs > budget {
-                            hops.push(hop(
-                                HopStatus::Fail,
-                                &host,
-                                format!("{oif} is shaped to {} ({kind}): {bytes} bytes need {secs:.1} s", rate_text(rate)),
-                            ));
-                            return Ok(End::Broken(culprit(
-                                &host,
-                                Component::Link,
-                                format!(
-                                    "{host} {oif} is shaped to {} by a {kind} qdisc: a {bytes}-byte transfer needs {secs:.1} s, more than the probe's {budget:.1} s",
-                                    rate_text(rate)
-                                ),
-                            )));
-                        }
-                    }
-                }
+            if let Some(c) = self
+                .egress_takes(&host, &oif, in_name.as_deref(), &mut pkt, hops)
+                .await?
+            {
+                return Ok(End::Broken(c));
             }
             // Postrouting: filters and source NAT.
-            let nat = match self.hook(&host, "postrouting", &pkt, hops, flow).await? {
-                Ok(n) => n,
-                Err(c) => return Ok(End::Broken(c)),
-            };
-            let mut translated = None;
-            for n in nat {
-                match n {
-                    Nat::Masquerade => translated = self.address_on(&host, &oif).await?,
-                    Nat::Snat(a) => translated = Some(a),
-                    Nat::Dnat(..) => {}
-                }
-            }
-            match translated {
-                Some(a) if a != pkt.src => {
-                    hops.push(hop(
-                        HopStatus::Ok,
-                        &host,
-                        format!("postrouting: masquerade {} → {a} leaving {oif}", pkt.src),
-                    ));
-                    if forward {
-                        flow.snat = Some((host.clone(), pkt.src, a));
-                    }
-                    pkt.src = a;
-                }
-                _ => {
-                    let is_uplink = t
-                        .host(&host)
-                        .and_then(|x| x.as_node())
-                        .is_some_and(|n| n.uplink_ifname == oif);
-                    let from_pod = t.pods().any(|(_, p)| p.ip == pkt.src);
-                    let leaves_cluster = !t.cluster.cidr.contains(&pkt.dst);
-                    if forward && iif.is_some() && is_uplink && from_pod && leaves_cluster {
-                        flow.untranslated = Some((host.clone(), oif.clone(), pkt.src, hops.len()));
-                        hops.push(hop(
-                            HopStatus::Ok,
-                            &host,
-                            format!("postrouting: {} leaves {oif} untranslated", pkt.src),
-                        ));
-                    }
-                }
+            if let Some(c) = self
+                .postrouting(&host, &oif, forward, iif.is_some(), &mut pkt, flow, hops)
+                .await?
+            {
+                return Ok(End::Broken(c));
             }
             let nexthop = r.gateway.unwrap_or(pkt.dst);
             prev_route = Some((host.clone(), format!("via {nexthop} dev {oif}")));
@@ -800,6 +655,230 @@ impl<'a> Walker<'a> {
                 pkt.dst
             ),
         )))
+    }
+
+    /// The sender must own the address it sends from: what is missing, for a sender that
+    /// does not.
+    async fn source_missing(
+        &mut self,
+        host: &str,
+        pkt: &Pkt,
+        dir: &str,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Culprit> {
+        let planned = self.planned_iface_of(host, pkt.src);
+        if let Some(dev) = &planned {
+            if self.link(host, dev).await?.is_none() {
+                hops.push(hop(
+                    HopStatus::Fail,
+                    host,
+                    format!("{dir}{dev} is missing (and {} with it)", pkt.src),
+                ));
+                return Ok(culprit(
+                    host,
+                    Component::Link,
+                    format!(
+                        "{host} has no {dev}: its address {} and its routes went with it",
+                        pkt.src
+                    ),
+                ));
+            }
+        }
+        let on = planned.map(|i| format!(" on {i}")).unwrap_or_default();
+        hops.push(hop(
+            HopStatus::Fail,
+            host,
+            format!("{dir}source {}{on} is missing", pkt.src),
+        ));
+        Ok(culprit(
+            host,
+            Component::Address,
+            format!("{host} lacks its address {}{on}", pkt.src),
+        ))
+    }
+
+    /// A packet arriving at `host` on `n`: conntrack undoes this flow's source translation, the
+    /// interface must be up, and prerouting must let it pass.
+    async fn arrive(
+        &mut self,
+        host: &str,
+        n: &str,
+        forward: bool,
+        pkt: &mut Pkt,
+        flow: &mut Flow,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Option<Culprit>> {
+        // Conntrack undoes the source translation of this flow before routing.
+        if let Some((nat_host, orig, translated)) = &flow.snat {
+            if !forward && nat_host == host && pkt.dst == *translated {
+                hops.push(hop(
+                    HopStatus::Ok,
+                    host,
+                    format!("conntrack: {translated} → {orig} (undoes the masquerade)"),
+                ));
+                pkt.dst = *orig;
+            }
+        }
+        let in_link = self.link(host, n).await?;
+        if !in_link.as_ref().is_some_and(|l| l.admin_up) {
+            hops.push(hop(HopStatus::Fail, host, format!("{n} is down")));
+            return Ok(Some(culprit(
+                host,
+                Component::Link,
+                format!("{host} {n} is administratively down"),
+            )));
+        }
+        pkt.iif = Some(n.to_string());
+        pkt.oif = None;
+        if let Err(c) = self.hook(host, "prerouting", pkt, hops, flow).await? {
+            return Ok(Some(c));
+        }
+        Ok(None)
+    }
+
+    /// The egress interface must take the packet: no larger than its MTU (DF is set), and for a
+    /// bulk transfer, not shaped below what the probe's time allows.
+    async fn egress_takes(
+        &mut self,
+        host: &str,
+        oif: &str,
+        in_name: Option<&str>,
+        pkt: &mut Pkt,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Option<Culprit>> {
+        let out = self.link(host, oif).await?;
+        if let Some(l) = &out {
+            // A bulk transfer sends segments as large as the sender's interface allows.
+            if self.bulk.is_some() && in_name.is_none() {
+                pkt.len = l.mtu as usize;
+            }
+            if (pkt.len as u32) > l.mtu {
+                let mut why = String::new();
+                if in_name.is_some() {
+                    // A router answers with ICMP fragmentation-needed, unless that is dropped.
+                    let icmp = Pkt {
+                        src: pkt.dst,
+                        dst: pkt.src,
+                        proto: Proto::Icmp,
+                        sport: None,
+                        dport: None,
+                        icmp_type: Some(3),
+                        icmp_code: Some(4),
+                        iif: None,
+                        oif: in_name.map(str::to_string),
+                        ct_new: false,
+                        len: 576,
+                        mark: Default::default(),
+                        dst_local: None,
+                    };
+                    let rs = self.ruleset(host).await?;
+                    for hk in ["output", "postrouting"] {
+                        if let Verdict::Drop { at, rule, .. } = rs.evaluate(hk, &icmp) {
+                            why = format!(", and the ICMP fragmentation-needed it would send back is dropped in {hk} ({at}: {rule})");
+                            break;
+                        }
+                    }
+                }
+                hops.push(hop(
+                    HopStatus::Fail,
+                    host,
+                    format!("{oif} mtu {} < {}-byte packet (DF){why}", l.mtu, pkt.len),
+                ));
+                return Ok(Some(culprit(
+                    host,
+                    Component::Mtu,
+                    format!(
+                        "{host} {oif} has mtu {}: {}-byte packets with DF set cannot leave{why}",
+                        l.mtu, pkt.len
+                    ),
+                )));
+            }
+            if let Some(bytes) = self.bulk {
+                let h = self.lab.host(host)?.handle().clone();
+                if let Ok(Some((kind, Some(rate)))) = netlink::root_qdisc(&h, l.index).await {
+                    let secs = (bytes as f64 * 8.0) / rate as f64;
+                    let budget = self.lab.topology().probe.timeout_ms as f64 / 1000.0;
+                    if secs > budget {
+                        hops.push(hop(
+                            HopStatus::Fail,
+                            host,
+                            format!(
+                                "{oif} is shaped to {} ({kind}): {bytes} bytes need {secs:.1} s",
+                                rate_text(rate)
+                            ),
+                        ));
+                        return Ok(Some(culprit(
+                            host,
+                            Component::Link,
+                            format!(
+                                "{host} {oif} is shaped to {} by a {kind} qdisc: a {bytes}-byte transfer needs {secs:.1} s, more than the probe's {budget:.1} s",
+                                rate_text(rate)
+                            ),
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Postrouting: its filters, and source NAT (noting the flow's translation, or that a pod's
+    /// packet leaves the cluster untranslated).
+    #[allow(clippy::too_many_arguments)]
+    async fn postrouting(
+        &mut self,
+        host: &str,
+        oif: &str,
+        forward: bool,
+        forwarded: bool,
+        pkt: &mut Pkt,
+        flow: &mut Flow,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Option<Culprit>> {
+        let t = self.lab.topology().clone();
+        let nat = match self.hook(host, "postrouting", pkt, hops, flow).await? {
+            Ok(n) => n,
+            Err(c) => return Ok(Some(c)),
+        };
+        let mut translated = None;
+        for n in nat {
+            match n {
+                Nat::Masquerade => translated = self.address_on(host, oif).await?,
+                Nat::Snat(a) => translated = Some(a),
+                Nat::Dnat(..) => {}
+            }
+        }
+        match translated {
+            Some(a) if a != pkt.src => {
+                hops.push(hop(
+                    HopStatus::Ok,
+                    host,
+                    format!("postrouting: masquerade {} → {a} leaving {oif}", pkt.src),
+                ));
+                if forward {
+                    flow.snat = Some((host.to_string(), pkt.src, a));
+                }
+                pkt.src = a;
+            }
+            _ => {
+                let is_uplink = t
+                    .host(host)
+                    .and_then(|x| x.as_node())
+                    .is_some_and(|n| n.uplink_ifname == oif);
+                let from_pod = t.pods().any(|(_, p)| p.ip == pkt.src);
+                let leaves_cluster = !t.cluster.cidr.contains(&pkt.dst);
+                if forward && forwarded && is_uplink && from_pod && leaves_cluster {
+                    flow.untranslated =
+                        Some((host.to_string(), oif.to_string(), pkt.src, hops.len()));
+                    hops.push(hop(
+                        HopStatus::Ok,
+                        host,
+                        format!("postrouting: {} leaves {oif} untranslated", pkt.src),
+                    ));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The interface the plan puts `ip` on, on `host`.
@@ -1073,24 +1152,8 @@ impl<'a> Walker<'a> {
             _ => None,
         };
         if let Some((node, node_if)) = &routed_gw {
-            let proxy = self
-                .sysctl(node, &format!("net/ipv4/conf/{node_if}/proxy_arp"))
-                .await;
-            let all = self.sysctl(node, "net.ipv4.conf.all.proxy_arp").await;
-            if proxy.as_deref() != Some("1") && all.as_deref() != Some("1") {
-                hops.push(hop(
-                    HopStatus::Fail,
-                    node,
-                    format!(
-                        "{node_if}: proxy_arp = {}: nobody answers ARP for {nexthop}",
-                        proxy.unwrap_or_else(|| "?".into())
-                    ),
-                ));
-                return Ok(Err(culprit(
-                    node,
-                    Component::Neighbour,
-                    format!("{node} {node_if} has proxy_arp off: {host}'s ARP for its gateway {nexthop} gets no answer"),
-                )));
+            if let Some(c) = self.proxy_arp_off(host, node, node_if, nexthop, hops).await {
+                return Ok(Err(c));
             }
         }
         let owner = match &routed_gw {
@@ -1138,153 +1201,24 @@ impl<'a> Walker<'a> {
         }
         for _ in 0..4 {
             // Across the veth.
-            let Some((far_host, far_name)) = self.veth_peer(&cur_host, &cur_port) else {
-                return Ok(Err(culprit(
-                    &cur_host,
-                    Component::Unexplained,
-                    format!("{cur_host} {cur_port} leads nowhere this walk knows"),
-                )));
+            let (far_host, far, far_master) = match self
+                .cross_veth(&cur_host, &cur_port, &text, pkt, hops)
+                .await?
+            {
+                Ok(x) => x,
+                Err(c) => return Ok(Err(c)),
             };
-            let Some(far) = self.link(&far_host, &far_name).await? else {
-                hops.push(hop(
-                    HopStatus::Fail,
-                    &far_host,
-                    format!("{far_name} is missing"),
-                ));
-                return Ok(Err(culprit(
-                    &far_host,
-                    Component::Link,
-                    format!("{far_host} has no {far_name}"),
-                )));
-            };
-            if !far.admin_up {
-                hops.push(hop(
-                    HopStatus::Fail,
-                    &far_host,
-                    format!("{far_name} is down"),
-                ));
-                return Ok(Err(culprit(
-                    &far_host,
-                    Component::Link,
-                    format!("{far_host} {far_name} is administratively down"),
-                )));
-            }
-            let near = self.link(&cur_host, &cur_port).await?;
-            if !near.as_ref().is_some_and(|l| l.lower_up) || !far.lower_up {
-                hops.push(hop(
-                    HopStatus::Fail,
-                    &cur_host,
-                    format!("{cur_port} ⇄ {far_host} {far_name}: no carrier"),
-                ));
-                return Ok(Err(culprit(
-                    &cur_host,
-                    Component::Link,
-                    format!("{cur_host} {cur_port} ⇄ {far_host} {far_name} has no carrier"),
-                )));
-            }
-            if (pkt.len as u32) > far.mtu {
-                let near_mtu = near.as_ref().map(|l| l.mtu).unwrap_or(0);
-                hops.push(hop(
-                    HopStatus::Fail,
-                    &far_host,
-                    format!("{far_name} mtu {} < {}-byte packet from {cur_host} {cur_port} (mtu {near_mtu})", far.mtu, pkt.len),
-                ));
-                // The side that is out of line with the plan is the culprit.
-                let sender_bigger = near_mtu > far.mtu;
-                let (h, what) = if sender_bigger {
-                    (cur_host.clone(), format!("{cur_host} {cur_port} has mtu {near_mtu}, above {far_host} {far_name}'s {}", far.mtu))
-                } else {
-                    (
-                        far_host.clone(),
-                        format!("{far_host} {far_name} has mtu {}", far.mtu),
-                    )
-                };
-                return Ok(Err(culprit(
-                    &h,
-                    Component::Mtu,
-                    format!("{what}: {}-byte packets are dropped on the way", pkt.len),
-                )));
-            }
-            let far_master = match far.master {
-                Some(m) => Some(self.ifname(&far_host, m).await?),
-                None => None,
-            };
-            let planned_master = self
-                .lab
-                .plan()
-                .host(&far_host)
-                .and_then(|p| p.iface(&far_name))
-                .and_then(|i| i.master.clone());
-            if planned_master.is_some() && far_master != planned_master {
-                let now = far_master
-                    .as_ref()
-                    .map(|m| format!("attached to {m}"))
-                    .unwrap_or_else(|| "not attached to any bridge".into());
-                let want = planned_master.unwrap_or_default();
-                hops.push(hop(
-                    HopStatus::Fail,
-                    &far_host,
-                    format!("{far_name} is {now}, not a port of {want}"),
-                ));
-                return Ok(Err(culprit(
-                    &far_host,
-                    Component::Bridge,
-                    format!("{far_host} {far_name} is {now}, not a port of {want}"),
-                )));
-            }
-            hops.push(hop(
-                HopStatus::Ok,
-                &cur_host,
-                format!(
-                    "{text} ⇄ {far_host} {far_name} (up{})",
-                    far_master
-                        .as_ref()
-                        .map(|m| format!(", master {m}"))
-                        .unwrap_or_default()
-                ),
-            ));
             if far_host == target {
                 // The neighbour entry the sender used must name the interface holding the
                 // next hop's address (the bridge, for an address on a bridge).
                 // ptp puts the same gateway address on every host-side veth: the holder that
                 // counts is the one on this segment.
                 if let Some(n) = &neighbour {
-                    let holders: Vec<u32> = self
-                        .addrs(&far_host)
+                    if let Some(c) = self
+                        .wrong_neighbour_mac(host, oif, nexthop, n, &far_host, &far, hops)
                         .await?
-                        .iter()
-                        .filter(|a| a.net.addr() == nexthop)
-                        .map(|a| a.index)
-                        .collect();
-                    let holder = holders
-                        .iter()
-                        .find(|&&ix| ix == far.index || Some(ix) == far.master)
-                        .or(holders.first())
-                        .copied();
-                    let want = match holder {
-                        Some(ix) => self
-                            .links(&far_host)
-                            .await?
-                            .iter()
-                            .find(|l| l.index == ix)
-                            .and_then(|l| l.mac.clone()),
-                        None => None,
-                    };
-                    if let (Some(mac), Some(want)) = (&n.mac, want) {
-                        if *mac != want && n.state != "failed" && n.state != "incomplete" {
-                            let owner = self.mac_owner(mac).await?;
-                            let right = self.mac_owner(&want).await?;
-                            hops.push(hop(
-                                HopStatus::Fail,
-                                host,
-                                format!("neighbour {nexthop} dev {oif} lladdr {owner} ({}), but {nexthop} is {right}", n.state),
-                            ));
-                            return Ok(Err(culprit(
-                                host,
-                                Component::Neighbour,
-                                format!("{host}'s neighbour entry for {nexthop} on {oif} points at {owner}, not {right}"),
-                            )));
-                        }
+                    {
+                        return Ok(Err(c));
                     }
                 }
                 // A packet arriving on a bridge port is routed by the bridge.
@@ -1305,31 +1239,11 @@ impl<'a> Walker<'a> {
                     ),
                 )));
             };
-            let bridge_link = self.link(&far_host, &bridge).await?;
-            if !bridge_link.as_ref().is_some_and(|l| l.admin_up) {
-                hops.push(hop(HopStatus::Fail, &far_host, format!("{bridge} is down")));
-                return Ok(Err(culprit(
-                    &far_host,
-                    Component::Link,
-                    format!("{far_host} {bridge} is administratively down"),
-                )));
-            }
-            // With br_netfilter on, bridged IPv4 crosses the bridge host's ip hooks.
-            if far_host != SWITCH_HOST
-                && self
-                    .sysctl(&far_host, "net.bridge.bridge-nf-call-iptables")
-                    .await
-                    .as_deref()
-                    == Some("1")
+            if let Some(c) = self
+                .through_bridge(&far_host, &bridge, pkt, hops, flow)
+                .await?
             {
-                let mut bp = pkt.clone();
-                bp.iif = Some(bridge.clone());
-                bp.oif = Some(bridge.clone());
-                for hk in ["prerouting", "forward", "postrouting"] {
-                    if let Err(c) = self.hook(&far_host, hk, &bp, hops, flow).await? {
-                        return Ok(Err(c));
-                    }
-                }
+                return Ok(Err(c));
             }
             match self.bridge_port(&far_host, &bridge, &target, hops).await? {
                 Ok(p) => {
@@ -1345,6 +1259,249 @@ impl<'a> Walker<'a> {
             Component::Unexplained,
             format!("{host}: too many bridges towards {target}"),
         )))
+    }
+
+    /// A routed pod's gateway is answered by its node's proxy ARP: the culprit if that is off.
+    async fn proxy_arp_off(
+        &mut self,
+        host: &str,
+        node: &str,
+        node_if: &str,
+        nexthop: Ipv4Addr,
+        hops: &mut Vec<Hop>,
+    ) -> Option<Culprit> {
+        let proxy = self
+            .sysctl(node, &format!("net/ipv4/conf/{node_if}/proxy_arp"))
+            .await;
+        let all = self.sysctl(node, "net.ipv4.conf.all.proxy_arp").await;
+        if proxy.as_deref() != Some("1") && all.as_deref() != Some("1") {
+            hops.push(hop(
+                HopStatus::Fail,
+                node,
+                format!(
+                    "{node_if}: proxy_arp = {}: nobody answers ARP for {nexthop}",
+                    proxy.unwrap_or_else(|| "?".into())
+                ),
+            ));
+            return Some(culprit(
+                node,
+                Component::Neighbour,
+                format!("{node} {node_if} has proxy_arp off: {host}'s ARP for its gateway {nexthop} gets no answer"),
+            ));
+        }
+        None
+    }
+
+    /// Crosses the veth behind `cur_host`'s `cur_port` (`text` names it for the hop): its far end
+    /// must exist, be up, have carrier, fit the packet, and be a port where the plan says.
+    /// Returns the far host, its link and the bridge it is a port of.
+    async fn cross_veth(
+        &mut self,
+        cur_host: &str,
+        cur_port: &str,
+        text: &str,
+        pkt: &Pkt,
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<(String, Link, Option<String>), Culprit>> {
+        let Some((far_host, far_name)) = self.veth_peer(cur_host, cur_port) else {
+            return Ok(Err(culprit(
+                cur_host,
+                Component::Unexplained,
+                format!("{cur_host} {cur_port} leads nowhere this walk knows"),
+            )));
+        };
+        let Some(far) = self.link(&far_host, &far_name).await? else {
+            hops.push(hop(
+                HopStatus::Fail,
+                &far_host,
+                format!("{far_name} is missing"),
+            ));
+            return Ok(Err(culprit(
+                &far_host,
+                Component::Link,
+                format!("{far_host} has no {far_name}"),
+            )));
+        };
+        if !far.admin_up {
+            hops.push(hop(
+                HopStatus::Fail,
+                &far_host,
+                format!("{far_name} is down"),
+            ));
+            return Ok(Err(culprit(
+                &far_host,
+                Component::Link,
+                format!("{far_host} {far_name} is administratively down"),
+            )));
+        }
+        let near = self.link(cur_host, cur_port).await?;
+        if !near.as_ref().is_some_and(|l| l.lower_up) || !far.lower_up {
+            hops.push(hop(
+                HopStatus::Fail,
+                cur_host,
+                format!("{cur_port} ⇄ {far_host} {far_name}: no carrier"),
+            ));
+            return Ok(Err(culprit(
+                cur_host,
+                Component::Link,
+                format!("{cur_host} {cur_port} ⇄ {far_host} {far_name} has no carrier"),
+            )));
+        }
+        if (pkt.len as u32) > far.mtu {
+            let near_mtu = near.as_ref().map(|l| l.mtu).unwrap_or(0);
+            hops.push(hop(
+                HopStatus::Fail,
+                &far_host,
+                format!("{far_name} mtu {} < {}-byte packet from {cur_host} {cur_port} (mtu {near_mtu})", far.mtu, pkt.len),
+            ));
+            // The side that is out of line with the plan is the culprit.
+            let sender_bigger = near_mtu > far.mtu;
+            let (h, what) = if sender_bigger {
+                (cur_host.to_string(), format!("{cur_host} {cur_port} has mtu {near_mtu}, above {far_host} {far_name}'s {}", far.mtu))
+            } else {
+                (
+                    far_host.clone(),
+                    format!("{far_host} {far_name} has mtu {}", far.mtu),
+                )
+            };
+            return Ok(Err(culprit(
+                &h,
+                Component::Mtu,
+                format!("{what}: {}-byte packets are dropped on the way", pkt.len),
+            )));
+        }
+        let far_master = match far.master {
+            Some(m) => Some(self.ifname(&far_host, m).await?),
+            None => None,
+        };
+        let planned_master = self
+            .lab
+            .plan()
+            .host(&far_host)
+            .and_then(|p| p.iface(&far_name))
+            .and_then(|i| i.master.clone());
+        if planned_master.is_some() && far_master != planned_master {
+            let now = far_master
+                .as_ref()
+                .map(|m| format!("attached to {m}"))
+                .unwrap_or_else(|| "not attached to any bridge".into());
+            let want = planned_master.unwrap_or_default();
+            hops.push(hop(
+                HopStatus::Fail,
+                &far_host,
+                format!("{far_name} is {now}, not a port of {want}"),
+            ));
+            return Ok(Err(culprit(
+                &far_host,
+                Component::Bridge,
+                format!("{far_host} {far_name} is {now}, not a port of {want}"),
+            )));
+        }
+        hops.push(hop(
+            HopStatus::Ok,
+            cur_host,
+            format!(
+                "{text} ⇄ {far_host} {far_name} (up{})",
+                far_master
+                    .as_ref()
+                    .map(|m| format!(", master {m}"))
+                    .unwrap_or_default()
+            ),
+        ));
+        Ok(Ok((far_host, far, far_master)))
+    }
+
+    /// The neighbour entry the sender used must name the interface holding the next hop's
+    /// address (the bridge, for an address on a bridge). ptp puts the same gateway address on
+    /// every host-side veth: the holder that counts is the one on this segment.
+    #[allow(clippy::too_many_arguments)]
+    async fn wrong_neighbour_mac(
+        &mut self,
+        host: &str,
+        oif: &str,
+        nexthop: Ipv4Addr,
+        n: &Neighbour,
+        far_host: &str,
+        far: &Link,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Option<Culprit>> {
+        let holders: Vec<u32> = self
+            .addrs(far_host)
+            .await?
+            .iter()
+            .filter(|a| a.net.addr() == nexthop)
+            .map(|a| a.index)
+            .collect();
+        let holder = holders
+            .iter()
+            .find(|&&ix| ix == far.index || Some(ix) == far.master)
+            .or(holders.first())
+            .copied();
+        let want = match holder {
+            Some(ix) => self
+                .links(far_host)
+                .await?
+                .iter()
+                .find(|l| l.index == ix)
+                .and_then(|l| l.mac.clone()),
+            None => None,
+        };
+        if let (Some(mac), Some(want)) = (&n.mac, want) {
+            if *mac != want && n.state != "failed" && n.state != "incomplete" {
+                let owner = self.mac_owner(mac).await?;
+                let right = self.mac_owner(&want).await?;
+                hops.push(hop(
+                        HopStatus::Fail,
+                        host,
+                        format!("neighbour {nexthop} dev {oif} lladdr {owner} ({}), but {nexthop} is {right}", n.state),
+                    ));
+                return Ok(Some(culprit(
+                        host,
+                        Component::Neighbour,
+                        format!("{host}'s neighbour entry for {nexthop} on {oif} points at {owner}, not {right}"),
+                    )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Through a bridge on the way: it must be up, and with br_netfilter on, bridged IPv4 crosses
+    /// the bridge host's ip hooks.
+    async fn through_bridge(
+        &mut self,
+        far_host: &str,
+        bridge: &str,
+        pkt: &Pkt,
+        hops: &mut Vec<Hop>,
+        flow: &mut Flow,
+    ) -> Result<Option<Culprit>> {
+        let bridge_link = self.link(far_host, bridge).await?;
+        if !bridge_link.as_ref().is_some_and(|l| l.admin_up) {
+            hops.push(hop(HopStatus::Fail, far_host, format!("{bridge} is down")));
+            return Ok(Some(culprit(
+                far_host,
+                Component::Link,
+                format!("{far_host} {bridge} is administratively down"),
+            )));
+        }
+        // With br_netfilter on, bridged IPv4 crosses the bridge host's ip hooks.
+        if far_host != SWITCH_HOST
+            && self
+                .sysctl(far_host, "net.bridge.bridge-nf-call-iptables")
+                .await
+                .as_deref()
+                == Some("1")
+        {
+            let mut bp = pkt.clone();
+            bp.iif = Some(bridge.to_string());
+            bp.oif = Some(bridge.to_string());
+            for hk in ["prerouting", "forward", "postrouting"] {
+                if let Err(c) = self.hook(far_host, hk, &bp, hops, flow).await? {
+                    return Ok(Some(c));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Which lab interface owns a MAC, as `host:ifname`.
