@@ -174,7 +174,9 @@ fn udp_listening(lab: &Lab, host: &str, port: u16) -> Result<bool> {
 }
 
 impl Walker<'_> {
-    /// Explains a broken probe of a Kubernetes target.
+    /// Explains a broken probe of a Kubernetes target: the resolver and DNS server (for `dns/`),
+    /// kube-proxy's translation, the endpoints, a UDP flow's conntrack entry, same-node hairpin
+    /// and br_netfilter; then the walk to the endpoint.
     pub(super) async fn explain_target(
         &mut self,
         from: &str,
@@ -197,106 +199,120 @@ impl Walker<'_> {
             evidence: Vec::new(),
             notes: Vec::new(),
         };
-        let (svc, node) = match &target {
-            Target::Service(name) | Target::Dns(name) => {
-                let node = match &t.host(from).map(|h| &h.role) {
-                    Some(crate::topology::Role::Pod(p)) => p.node.clone(),
-                    _ => from.to_string(),
-                };
-                let svc = if matches!(target, Target::Dns(_)) {
-                    t.k8s.dns_service().cloned()
-                } else {
-                    t.k8s.service(name).cloned()
-                };
-                (svc, node)
-            }
-            Target::NodePort { service, node } => (t.k8s.service(service).cloned(), node.clone()),
+        let c = match SvcCtx::new(&t, from, to, &target) {
+            Ok(c) => c,
+            Err(cul) => return Ok(done(hops, cul)),
         };
-        let Some(svc) = svc else {
-            return Ok(done(
-                hops,
-                culprit(
-                    from,
-                    Component::Unexplained,
-                    format!("{to} names no Service of the fixture"),
-                ),
-            ));
-        };
-        let svc_name = format!("{}/{}", svc.namespace, svc.name);
-
-        // DNS: the pod's resolver settings, then the server.
         let mut dport = None;
         if let Target::Dns(name) = &target {
-            let d = t.k8s.dns.clone().expect("a dns target needs [dns]");
-            let text = self.lab.resolv_conf(from).unwrap_or_default();
-            let r = Resolver::parse(&text);
-            match r.nameservers.first() {
-                Some(ns) if *ns == d.service_ip => hops.push(hop(
-                    HopStatus::Ok,
-                    from,
-                    format!(
-                        "resolv.conf: nameserver {ns}, search {}",
-                        r.search.join(" ")
-                    ),
-                )),
-                other => {
-                    let named = other
-                        .map(|n| format!("nameserver {n}"))
-                        .unwrap_or_else(|| "no nameserver".into());
-                    hops.push(hop(HopStatus::Fail, from, format!("resolv.conf: {named}")));
-                    return Ok(done(
-                        hops,
-                        culprit(
-                            from,
-                            Component::Dns,
-                            format!(
-                                "{from}'s resolv.conf names {named}, not the cluster DNS Service {svc_name} at {}: looking up {name} goes nowhere",
-                                d.service_ip
-                            ),
-                        ),
-                    ));
-                }
+            match self.dns_stage(&c, name, &mut hops).await? {
+                Ok(port) => dport = Some(port),
+                Err(cul) => return Ok(done(hops, cul)),
             }
-            if !udp_listening(self.lab, &d.pod, d.port)? {
-                hops.push(hop(
-                    HopStatus::Fail,
-                    &d.pod,
-                    format!("nothing listens on udp port {}", d.port),
-                ));
-                return Ok(done(
-                    hops,
-                    culprit(
-                        &d.pod,
-                        Component::Dns,
-                        format!(
-                            "the cluster DNS server is down: nothing listens on {}:{}/udp in {}, so queries for {name} to {svc_name} are refused",
-                            d.pod, d.port, d.pod
-                        ),
-                    ),
-                ));
-            }
-            hops.push(hop(
-                HopStatus::Ok,
-                &d.pod,
-                format!("the DNS server listens on udp port {}", d.port),
-            ));
-            dport = Some(d.port);
         }
-
-        // kube-proxy on the node that translates.
-        let nodeport = matches!(target, Target::NodePort { .. });
-        let text = kube_proxy_text(self.lab, &node)?;
-        let declared: Vec<(String, Ipv4Addr, u16)> = svc
-            .endpoints
-            .iter()
-            .filter_map(|e| Some((e.pod.clone(), t.host(&e.pod)?.as_pod()?.ip, e.port)))
-            .collect();
-        let addr = if nodeport {
-            format!("{node}:{}", svc.node_port.unwrap_or(0))
-        } else {
-            format!("{}:{}", svc.cluster_ip, svc.port)
+        let eps = match self.translation_stage(&c, &mut hops)? {
+            Ok(eps) => eps,
+            Err(cul) => return Ok(done(hops, cul)),
         };
-        let eps = match translation(text.as_deref(), &svc, nodeport) {
+        let holders = match self.endpoints_stage(&c, &eps, &mut hops).await? {
+            Ok(h) => h,
+            Err(cul) => return Ok(done(hops, cul)),
+        };
+        if let Err(cul) = self.udp_flow_stage(&c, &eps, &mut hops).await? {
+            return Ok(done(hops, cul));
+        }
+        let holder = |ip: Ipv4Addr| {
+            holders
+                .iter()
+                .find(|(a, _)| *a == ip)
+                .map(|(_, p)| p.clone())
+        };
+        let live: Vec<String> = eps.iter().filter_map(|(ip, _)| holder(*ip)).collect();
+        let missing: Vec<String> = c
+            .declared
+            .iter()
+            .filter(|(p, _, _)| !live.contains(p))
+            .map(|(p, _, port)| format!("{p}:{port}"))
+            .collect();
+        let Some(first) = live.first().cloned() else {
+            let why = format!("Service {} translates to no pod", c.svc_name);
+            return Ok(done(hops, culprit(&c.node, Component::Service, why)));
+        };
+        if let Err(cul) = self.same_node_stage(&c, &first, &mut hops).await? {
+            return Ok(done(hops, cul));
+        }
+        self.walk_to_endpoint(&c, first, dport, missing, proto, outcome, hops)
+            .await
+    }
+
+    /// DNS: the pod's resolver must name the cluster DNS Service, and its server must listen.
+    /// Returns the server's port.
+    async fn dns_stage(
+        &mut self,
+        c: &SvcCtx<'_>,
+        name: &str,
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<u16, Culprit>> {
+        let (t, from, svc_name) = (self.lab.topology().clone(), c.from, &c.svc_name);
+        let d = t.k8s.dns.clone().expect("a dns target needs [dns]");
+        let text = self.lab.resolv_conf(from).unwrap_or_default();
+        let r = Resolver::parse(&text);
+        match r.nameservers.first() {
+            Some(ns) if *ns == d.service_ip => hops.push(hop(
+                HopStatus::Ok,
+                from,
+                format!(
+                    "resolv.conf: nameserver {ns}, search {}",
+                    r.search.join(" ")
+                ),
+            )),
+            other => {
+                let named = other
+                    .map(|n| format!("nameserver {n}"))
+                    .unwrap_or_else(|| "no nameserver".into());
+                hops.push(hop(HopStatus::Fail, from, format!("resolv.conf: {named}")));
+                return Ok(Err(culprit(
+                    from,
+                    Component::Dns,
+                    format!(
+                        "{from}'s resolv.conf names {named}, not the cluster DNS Service {svc_name} at {}: looking up {name} goes nowhere",
+                        d.service_ip
+                    ),
+                )));
+            }
+        }
+        if !udp_listening(self.lab, &d.pod, d.port)? {
+            hops.push(hop(
+                HopStatus::Fail,
+                &d.pod,
+                format!("nothing listens on udp port {}", d.port),
+            ));
+            return Ok(Err(culprit(
+                &d.pod,
+                Component::Dns,
+                format!(
+                    "the cluster DNS server is down: nothing listens on {}:{}/udp in {}, so queries for {name} to {svc_name} are refused",
+                    d.pod, d.port, d.pod
+                ),
+            )));
+        }
+        hops.push(hop(
+            HopStatus::Ok,
+            &d.pod,
+            format!("the DNS server listens on udp port {}", d.port),
+        ));
+        Ok(Ok(d.port))
+    }
+
+    /// kube-proxy's live table on the node that translates: the endpoints it DNATs to.
+    fn translation_stage(
+        &mut self,
+        c: &SvcCtx<'_>,
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<Vec<(Ipv4Addr, u16)>, Culprit>> {
+        let (node, svc_name, addr, declared) = (&c.node, &c.svc_name, &c.addr, &c.declared);
+        let text = kube_proxy_text(self.lab, node)?;
+        Ok(Ok(match translation(text.as_deref(), &c.svc, c.nodeport) {
             Translation::NoTable | Translation::Flushed => {
                 let what = if text.is_none() {
                     "is missing"
@@ -305,36 +321,30 @@ impl Walker<'_> {
                 };
                 hops.push(hop(
                     HopStatus::Fail,
-                    &node,
+                    node,
                     format!("kube-proxy's table {what}"),
                 ));
-                return Ok(done(
-                    hops,
-                    culprit(
-                        &node,
-                        Component::Service,
-                        format!(
-                            "kube-proxy's nft table on {node} {what}: {addr} of Service {svc_name} is not translated there"
-                        ),
+                return Ok(Err(culprit(
+                    node,
+                    Component::Service,
+                    format!(
+                        "kube-proxy's nft table on {node} {what}: {addr} of Service {svc_name} is not translated there"
                     ),
-                ));
+                )));
             }
             Translation::NoRule => {
                 hops.push(hop(
                     HopStatus::Fail,
-                    &node,
+                    node,
                     format!("no kube-proxy rule for {addr}"),
                 ));
-                return Ok(done(
-                    hops,
-                    culprit(
-                        &node,
-                        Component::Service,
-                        format!(
-                            "kube-proxy on {node} has no rule for Service {svc_name} ({addr}): packets to it are not DNATed to any endpoint"
-                        ),
+                return Ok(Err(culprit(
+                    node,
+                    Component::Service,
+                    format!(
+                        "kube-proxy on {node} has no rule for Service {svc_name} ({addr}): packets to it are not DNATed to any endpoint"
                     ),
-                ));
+                )));
             }
             Translation::Rejected => {
                 let want: Vec<String> = declared
@@ -343,7 +353,7 @@ impl Walker<'_> {
                     .collect();
                 hops.push(hop(
                     HopStatus::Fail,
-                    &node,
+                    node,
                     format!("kube-proxy rejects {addr}: no endpoints"),
                 ));
                 let fixture = if want.is_empty() {
@@ -351,17 +361,26 @@ impl Walker<'_> {
                 } else {
                     format!(" (the fixture declares {})", want.join(", "))
                 };
-                return Ok(done(
-                    hops,
-                    culprit(
-                        &node,
-                        Component::Service,
-                        format!("Service {svc_name} has no endpoints{fixture}: kube-proxy on {node} rejects {addr}"),
-                    ),
-                ));
+                return Ok(Err(culprit(
+                    node,
+                    Component::Service,
+                    format!("Service {svc_name} has no endpoints{fixture}: kube-proxy on {node} rejects {addr}"),
+                )));
             }
             Translation::Endpoints(eps) => eps,
-        };
+        }))
+    }
+
+    /// Who holds each endpoint's address now (a pod may have moved): every endpoint must be a
+    /// pod's, on the port that pod serves. Returns the holders.
+    async fn endpoints_stage(
+        &mut self,
+        c: &SvcCtx<'_>,
+        eps: &[(Ipv4Addr, u16)],
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<Vec<(Ipv4Addr, String)>, Culprit>> {
+        let t = self.lab.topology().clone();
+        let (node, svc_name, addr, declared) = (&c.node, &c.svc_name, &c.addr, &c.declared);
         // Who holds each endpoint's address now (a pod may have moved).
         let mut holders: Vec<(Ipv4Addr, String)> = Vec::new();
         for (pod, _) in t.pods() {
@@ -375,52 +394,59 @@ impl Walker<'_> {
                 .find(|(a, _)| *a == ip)
                 .map(|(_, p)| p.clone())
         };
-        for (ip, port) in &eps {
+        for (ip, port) in eps {
             let owner = holder(*ip);
             let Some(pod) = owner else {
                 hops.push(hop(
                     HopStatus::Fail,
-                    &node,
+                    node,
                     format!("kube-proxy sends {addr} to {ip}:{port}, no pod's address"),
                 ));
-                return Ok(done(
-                    hops,
-                    culprit(
-                        &node,
-                        Component::Service,
-                        format!(
-                            "Service {svc_name} has a stale endpoint {ip}:{port}: no pod holds {ip} (a deleted pod's address), yet kube-proxy on {node} sends {addr} there"
-                        ),
+                return Ok(Err(culprit(
+                    node,
+                    Component::Service,
+                    format!(
+                        "Service {svc_name} has a stale endpoint {ip}:{port}: no pod holds {ip} (a deleted pod's address), yet kube-proxy on {node} sends {addr} there"
                     ),
-                ));
+                )));
             };
             if let Some((_, _, want)) = declared.iter().find(|(p, _, _)| *p == pod) {
                 if want != port {
                     hops.push(hop(
                         HopStatus::Fail,
-                        &node,
+                        node,
                         format!("kube-proxy sends {addr} to {pod} port {port}"),
                     ));
-                    return Ok(done(
-                        hops,
-                        culprit(
-                            &node,
-                            Component::Service,
-                            format!(
-                                "Service {svc_name} sends {addr} to {pod}:{port}, but {pod} serves on {want}: the endpoint's port is wrong"
-                            ),
+                    return Ok(Err(culprit(
+                        node,
+                        Component::Service,
+                        format!(
+                            "Service {svc_name} sends {addr} to {pod}:{port}, but {pod} serves on {want}: the endpoint's port is wrong"
                         ),
-                    ));
+                    )));
                 }
             }
             hops.push(hop(
                 HopStatus::Ok,
-                &node,
+                node,
                 format!("kube-proxy sends {addr} to {ip}:{port} ({pod})"),
             ));
         }
-        // A UDP client's running flow keeps the DNAT conntrack chose when it began.
-        if svc.protocol == Proto::Udp && !nodeport {
+        Ok(Ok(holders))
+    }
+
+    /// A UDP client's running flow keeps the DNAT conntrack chose when it began: stale if that
+    /// is no endpoint now.
+    async fn udp_flow_stage(
+        &mut self,
+        c: &SvcCtx<'_>,
+        eps: &[(Ipv4Addr, u16)],
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<(), Culprit>> {
+        let t = self.lab.topology().clone();
+        let (from, to, node, svc, svc_name, addr) =
+            (c.from, c.to, &c.node, &c.svc, &c.svc_name, &c.addr);
+        if svc.protocol == Proto::Udp && !c.nodeport {
             if let Some(i) = t.target_names().iter().position(|x| x == to) {
                 let sport = crate::probe::UDP_SERVICE_SPORT + i as u16;
                 let mine: Vec<Ipv4Addr> = self
@@ -429,12 +455,11 @@ impl Walker<'_> {
                     .iter()
                     .map(|a| a.net.addr())
                     .collect();
-                for (src, went) in udp_conntrack(self.lab, &node, svc.cluster_ip, svc.port, sport)?
-                {
+                for (src, went) in udp_conntrack(self.lab, node, svc.cluster_ip, svc.port, sport)? {
                     if mine.contains(&src) && !eps.iter().any(|(ip, _)| *ip == went) {
                         hops.push(hop(
                             HopStatus::Fail,
-                            &node,
+                            node,
                             format!("conntrack: {src}:{sport} → {addr} is DNATed to {went}, no endpoint now"),
                         ));
                         let was = t
@@ -442,40 +467,31 @@ impl Walker<'_> {
                             .find(|(_, p)| p.ip == went)
                             .map(|(n, _)| format!(" ({n}'s old address)"))
                             .unwrap_or_default();
-                        return Ok(done(
-                            hops,
-                            culprit(
-                                &node,
-                                Component::Service,
-                                format!(
-                                    "a stale UDP conntrack entry on {node}: {from}'s flow {src}:{sport} → {addr} still goes to {went}{was}, which is no endpoint of Service {svc_name} any more; kube-proxy flushes such entries when an endpoint changes"
-                                ),
+                        return Ok(Err(culprit(
+                            node,
+                            Component::Service,
+                            format!(
+                                "a stale UDP conntrack entry on {node}: {from}'s flow {src}:{sport} → {addr} still goes to {went}{was}, which is no endpoint of Service {svc_name} any more; kube-proxy flushes such entries when an endpoint changes"
                             ),
-                        ));
+                        )));
                     }
                 }
             }
         }
-        let live: Vec<String> = eps.iter().filter_map(|(ip, _)| holder(*ip)).collect();
-        let missing: Vec<String> = declared
-            .iter()
-            .filter(|(p, _, _)| !live.contains(p))
-            .map(|(p, _, port)| format!("{p}:{port}"))
-            .collect();
-        let Some(first) = live.first().cloned() else {
-            return Ok(done(
-                hops,
-                culprit(
-                    &node,
-                    Component::Service,
-                    format!("Service {svc_name} translates to no pod"),
-                ),
-            ));
-        };
+        Ok(Ok(()))
+    }
 
-        // Same-node endpoints: hairpin for a pod reaching itself, br_netfilter for replies.
-        if let Some(p) = t.host(&first).and_then(|h| h.as_pod()).cloned() {
-            let same_node = p.node == node && !nodeport;
+    /// Same-node endpoints: hairpin for a pod reaching itself, br_netfilter for replies.
+    async fn same_node_stage(
+        &mut self,
+        c: &SvcCtx<'_>,
+        first: &str,
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<(), Culprit>> {
+        let t = self.lab.topology().clone();
+        let (from, node, svc_name, addr) = (c.from, &c.node, &c.svc_name, &c.addr);
+        if let Some(p) = t.host(first).and_then(|h| h.as_pod()).cloned() {
+            let same_node = p.node == *node && !c.nodeport;
             if same_node && t.has_bridge() && !p.host_veth.is_empty() {
                 if from == first {
                     let hairpin = self
@@ -488,17 +504,14 @@ impl Walker<'_> {
                             &p.node,
                             format!("{} has hairpin off", p.host_veth),
                         ));
-                        return Ok(done(
-                            hops,
-                            culprit(
-                                &p.node,
-                                Component::Bridge,
-                                format!(
-                                    "hairpin is off on {} {}: {first}'s packets to its own Service {svc_name}, DNATed back to {first}, cannot leave by the bridge port they came in",
-                                    p.node, p.host_veth
-                                ),
+                        return Ok(Err(culprit(
+                            &p.node,
+                            Component::Bridge,
+                            format!(
+                                "hairpin is off on {} {}: {first}'s packets to its own Service {svc_name}, DNATed back to {first}, cannot leave by the bridge port they came in",
+                                p.node, p.host_veth
                             ),
-                        ));
+                        )));
                     }
                 } else if t
                     .host(from)
@@ -515,22 +528,35 @@ impl Walker<'_> {
                         &p.node,
                         "bridge-nf-call-iptables = 0".into(),
                     ));
-                    return Ok(done(
-                        hops,
-                        culprit(
-                            &p.node,
-                            Component::Service,
-                            format!(
-                                "net.bridge.bridge-nf-call-iptables = 0 on {}: {first}'s replies to {from} are bridged past conntrack, so they come from {} instead of Service {svc_name}'s {addr}, and {from} drops them",
-                                p.node, p.ip
-                            ),
+                    return Ok(Err(culprit(
+                        &p.node,
+                        Component::Service,
+                        format!(
+                            "net.bridge.bridge-nf-call-iptables = 0 on {}: {first}'s replies to {from} are bridged past conntrack, so they come from {} instead of Service {svc_name}'s {addr}, and {from} drops them",
+                            p.node, p.ip
                         ),
-                    ));
+                    )));
                 }
             }
         }
+        Ok(Ok(()))
+    }
 
-        // The Service is translated as it should be: walk to the endpoint itself.
+    /// The Service is translated as it should be: the ordinary walk to the endpoint itself,
+    /// after the hops that got there.
+    #[allow(clippy::too_many_arguments)]
+    async fn walk_to_endpoint(
+        &mut self,
+        c: &SvcCtx<'_>,
+        first: String,
+        dport: Option<u16>,
+        missing: Vec<String>,
+        proto: Proto,
+        outcome: Outcome,
+        hops: Vec<Hop>,
+    ) -> Result<Diagnosis> {
+        let t = self.lab.topology().clone();
+        let (from, to, node, nodeport, declared) = (c.from, c.to, &c.node, c.nodeport, &c.declared);
         let eproto = if proto == Proto::Dns {
             Proto::Udp
         } else {
@@ -560,7 +586,7 @@ impl Walker<'_> {
         self.dport = if walk_to == first { eport } else { None };
         if nodeport {
             // Translated on arrival at the node's uplink (masqueraded on the way out).
-            if let Some(n) = t.host(&node).and_then(|h| h.as_node()).cloned() {
+            if let Some(n) = t.host(node).and_then(|h| h.as_node()).cloned() {
                 let ext = t
                     .host(from)
                     .map(|h| h.address())
@@ -591,5 +617,70 @@ impl Walker<'_> {
             ));
         }
         Ok(d)
+    }
+}
+
+/// A Kubernetes target's Service as a diagnosis sees it: the probe's ends, the node that
+/// translates, the address probed, and the endpoints the fixture declares.
+struct SvcCtx<'a> {
+    from: &'a str,
+    to: &'a str,
+    node: String,
+    svc: Service,
+    svc_name: String,
+    addr: String,
+    nodeport: bool,
+    declared: Vec<(String, Ipv4Addr, u16)>,
+}
+
+impl<'a> SvcCtx<'a> {
+    fn new(
+        t: &crate::topology::Topology,
+        from: &'a str,
+        to: &'a str,
+        target: &Target,
+    ) -> std::result::Result<SvcCtx<'a>, Culprit> {
+        let (svc, node) = match target {
+            Target::Service(name) | Target::Dns(name) => {
+                let node = match &t.host(from).map(|h| &h.role) {
+                    Some(crate::topology::Role::Pod(p)) => p.node.clone(),
+                    _ => from.to_string(),
+                };
+                let svc = if matches!(target, Target::Dns(_)) {
+                    t.k8s.dns_service().cloned()
+                } else {
+                    t.k8s.service(name).cloned()
+                };
+                (svc, node)
+            }
+            Target::NodePort { service, node } => (t.k8s.service(service).cloned(), node.clone()),
+        };
+        let Some(svc) = svc else {
+            return Err(culprit(
+                from,
+                Component::Unexplained,
+                format!("{to} names no Service of the fixture"),
+            ));
+        };
+        let nodeport = matches!(target, Target::NodePort { .. });
+        let addr = if nodeport {
+            format!("{node}:{}", svc.node_port.unwrap_or(0))
+        } else {
+            format!("{}:{}", svc.cluster_ip, svc.port)
+        };
+        Ok(SvcCtx {
+            from,
+            to,
+            svc_name: format!("{}/{}", svc.namespace, svc.name),
+            declared: svc
+                .endpoints
+                .iter()
+                .filter_map(|e| Some((e.pod.clone(), t.host(&e.pod)?.as_pod()?.ip, e.port)))
+                .collect(),
+            node,
+            svc,
+            addr,
+            nodeport,
+        })
     }
 }
