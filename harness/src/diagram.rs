@@ -548,9 +548,18 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
         MARGIN + 26.0,
         esc(&t.description)
     );
-    let broken_port = |h: &str, i: &str| m.ports.iter().any(|(a, b)| a == h && b == i);
-    let broken_link = |h: &str, i: &str| m.links.iter().any(|(a, b)| a == h && b == i);
-    // Links under everything else.
+    draw_links(&mut s, plan, &l, &m);
+    draw_overlays(&mut s, &l, &m);
+    draw_hosts(&mut s, &l, &m);
+    draw_bridges(&mut s, plan, &l);
+    draw_ports(&mut s, &l, &m);
+    draw_legend(&mut s, &l, findings);
+    let _ = writeln!(s, "</g>\n</svg>");
+    s
+}
+
+/// Links under everything else: each veth pair once.
+fn draw_links(s: &mut String, plan: &Plan, l: &Layout, m: &Marks) {
     let _ = writeln!(s, r#"<g id="links">"#);
     for p in &l.ports {
         if let Some((ph, pi)) = peer_of(plan, &p.host, &p.ifname) {
@@ -563,7 +572,7 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
             };
             let (x1, y1) = p.anchor();
             let (x2, y2) = q.anchor();
-            let broken = broken_link(&p.host, &p.ifname) || broken_link(&q.host, &q.ifname);
+            let broken = m.broken_link(&p.host, &p.ifname) || m.broken_link(&q.host, &q.ifname);
             let _ = writeln!(
                 s,
                 r#"<line class="link{}" id="link-{}-{}--{}-{}" x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}"><title>{}</title></line>"#,
@@ -579,13 +588,17 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
             );
         }
     }
-    // Overlays: a dashed path between the vxlan ports of the nodes, below them.
+}
+
+/// Overlays: a dashed path between the vxlan ports of the nodes, below them.
+fn draw_overlays(s: &mut String, l: &Layout, m: &Marks) {
     let vx: Vec<&Port> = l.ports.iter().filter(|p| !p.note.is_empty()).collect();
     for w in vx.windows(2) {
         let (x1, y1) = w[0].anchor();
         let (x2, y2) = w[1].anchor();
         let dip = y1.max(y2) + 28.0;
-        let broken = broken_link(&w[0].host, &w[0].ifname) || broken_link(&w[1].host, &w[1].ifname);
+        let broken =
+            m.broken_link(&w[0].host, &w[0].ifname) || m.broken_link(&w[1].host, &w[1].ifname);
         let _ = writeln!(
             s,
             r#"<path class="overlay{}" id="overlay-{}-{}" d="M {x1:.1} {y1:.1} L {x1:.1} {dip:.1} L {x2:.1} {dip:.1} L {x2:.1} {y2:.1}"><title>{}</title></path>"#,
@@ -606,7 +619,10 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
         );
     }
     let _ = writeln!(s, "</g>");
-    // Hosts.
+}
+
+/// Hosts: their boxes, names, lines and badges.
+fn draw_hosts(s: &mut String, l: &Layout, m: &Marks) {
     for b in &l.boxes {
         let badges = m.hosts.get(&b.name);
         let _ = writeln!(
@@ -659,7 +675,10 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
         }
         let _ = writeln!(s, "</g>");
     }
-    // Bridges and their members.
+}
+
+/// Bridges and their members.
+fn draw_bridges(s: &mut String, plan: &Plan, l: &Layout) {
     for Bridge {
         host,
         name,
@@ -702,9 +721,12 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
         );
         let _ = writeln!(s, "</g>");
     }
-    // Ports.
+}
+
+/// Ports.
+fn draw_ports(s: &mut String, l: &Layout, m: &Marks) {
     for p in &l.ports {
-        let broken = broken_port(&p.host, &p.ifname);
+        let broken = m.broken_port(&p.host, &p.ifname);
         let _ = writeln!(
             s,
             r#"<g class="port{}" id="port-{}-{}">"#,
@@ -737,7 +759,10 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
         }
         let _ = writeln!(s, "</g>");
     }
-    // Legend: the findings.
+}
+
+/// Legend: the findings.
+fn draw_legend(s: &mut String, l: &Layout, findings: &[Finding]) {
     let mut y = l.bottom + 36.0;
     let _ = writeln!(s, r#"<g id="legend">"#);
     if findings.is_empty() {
@@ -775,8 +800,16 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
             }
         }
     }
-    let _ = writeln!(s, "</g>\n</svg>");
-    s
+}
+
+impl Marks {
+    fn broken_port(&self, h: &str, i: &str) -> bool {
+        self.ports.iter().any(|(a, b)| a == h && b == i)
+    }
+
+    fn broken_link(&self, h: &str, i: &str) -> bool {
+        self.links.iter().any(|(a, b)| a == h && b == i)
+    }
 }
 
 /// The lab as Graphviz DOT: hosts as clusters, interfaces as nodes, veth links as edges.

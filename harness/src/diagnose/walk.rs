@@ -530,33 +530,17 @@ impl<'a> Walker<'a> {
             let r: Route = match netlink::route_get(&handle, pkt.dst, lookup_src, iif).await {
                 Ok(r) => r,
                 Err(e) => {
-                    // A host that does not route by design (a pod, an external host) was
-                    // handed a packet to forward: the previous hop's route is wrong.
-                    let by_design = t.host(&host).is_some_and(|h| h.as_node().is_none())
-                        && t.owner_of(pkt.dst).is_none_or(|o| o.name != host);
-                    if let (Some(n), Some((prev, route)), true) = (
-                        &in_name,
-                        &prev_route,
-                        by_design && e.errno == libc::EHOSTUNREACH,
-                    ) {
-                        hops.push(hop(
-                            HopStatus::Fail,
+                    let c = self
+                        .unroutable(
                             &host,
-                            format!("forward {n} → {}: refused ({host} does not route)", pkt.dst),
-                        ));
-                        return Ok(End::Broken(culprit(
-                            prev,
-                            Component::Route,
-                            format!(
-                                "{prev} sends {} {route}: {host} is no router and drops it",
-                                pkt.dst
-                            ),
-                        )));
-                    }
-                    let (c, text) = self
-                        .route_failure(&host, &pkt, in_name.as_deref(), e.errno, &e.message, dir)
+                            &pkt,
+                            in_name.as_deref(),
+                            prev_route.as_ref(),
+                            &e,
+                            dir,
+                            hops,
+                        )
                         .await?;
-                    hops.push(hop(HopStatus::Fail, &host, text));
                     return Ok(End::Broken(c));
                 }
             };
@@ -655,6 +639,50 @@ impl<'a> Walker<'a> {
                 pkt.dst
             ),
         )))
+    }
+    /// The route lookup at `host` failed: a host that does not route by design (a pod, an
+    /// external host) was handed a packet to forward, so the previous hop's route is wrong; or
+    /// what the failure says of `host` itself.
+    #[allow(clippy::too_many_arguments)]
+    async fn unroutable(
+        &mut self,
+        host: &str,
+        pkt: &Pkt,
+        in_name: Option<&str>,
+        prev_route: Option<&(String, String)>,
+        e: &netlink::RouteGetError,
+        dir: &str,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Culprit> {
+        let t = self.lab.topology().clone();
+        // A host that does not route by design (a pod, an external host) was
+        // handed a packet to forward: the previous hop's route is wrong.
+        let by_design = t.host(host).is_some_and(|h| h.as_node().is_none())
+            && t.owner_of(pkt.dst).is_none_or(|o| o.name != host);
+        if let (Some(n), Some((prev, route)), true) = (
+            in_name,
+            prev_route,
+            by_design && e.errno == libc::EHOSTUNREACH,
+        ) {
+            hops.push(hop(
+                HopStatus::Fail,
+                host,
+                format!("forward {n} → {}: refused ({host} does not route)", pkt.dst),
+            ));
+            return Ok(culprit(
+                prev,
+                Component::Route,
+                format!(
+                    "{prev} sends {} {route}: {host} is no router and drops it",
+                    pkt.dst
+                ),
+            ));
+        }
+        let (c, text) = self
+            .route_failure(host, pkt, in_name, e.errno, &e.message, dir)
+            .await?;
+        hops.push(hop(HopStatus::Fail, host, text));
+        Ok(c)
     }
 
     /// The sender must own the address it sends from: what is missing, for a sender that
@@ -925,152 +953,16 @@ impl<'a> Walker<'a> {
             ));
         }
         if let Some(n) = in_name {
-            if errno == libc::EHOSTUNREACH {
-                // The same lookup without iif succeeds when the host routes but will not forward.
-                let h = self.lab.host(host)?.handle().clone();
-                if netlink::route_get(&h, dst, None, None).await.is_ok() {
-                    let all = self
-                        .sysctl(host, "net.ipv4.ip_forward")
-                        .await
-                        .unwrap_or_else(|| "?".into());
-                    let per_if = self
-                        .sysctl(host, &format!("net/ipv4/conf/{n}/forwarding"))
-                        .await
-                        .unwrap_or_else(|| "?".into());
-                    let why = if all == "0" {
-                        "net.ipv4.ip_forward = 0".to_string()
-                    } else {
-                        format!("net.ipv4.conf.{n}.forwarding = {per_if}")
-                    };
-                    return Ok((
-                        culprit(
-                            host,
-                            Component::Forwarding,
-                            format!("{host} does not forward packets arriving on {n} ({why})"),
-                        ),
-                        format!("forward {n} → {dst}: refused ({why})"),
-                    ));
-                }
-            }
-            if errno == libc::EINVAL {
-                let all = self.sysctl(host, "net.ipv4.conf.all.rp_filter").await;
-                let per_if = self
-                    .sysctl(host, &format!("net/ipv4/conf/{n}/rp_filter"))
-                    .await;
-                let strict = |v: &Option<String>| v.as_deref() == Some("1");
-                if strict(&all) || strict(&per_if) {
-                    let s = pkt.src;
-                    return Ok((
-                        culprit(
-                            host,
-                            Component::RpFilter,
-                            format!("{host} drops {s} arriving on {n}: strict rp_filter, and its route back to {s} leaves by another interface"),
-                        ),
-                        format!("{dir}from {s} on {n}: rejected by rp_filter"),
-                    ));
-                }
+            if let Some(r) = self.refused_by_router(host, n, pkt, errno, dir).await? {
+                return Ok(r);
             }
         }
         if errno == libc::ENETUNREACH {
-            // A route that went away with an address, an interface or its link.
-            if let Some(plan) = self.lab.plan().host(host).cloned() {
-                for (dev, net) in &plan.addresses {
-                    if !net.trunc().contains(&dst) {
-                        continue;
-                    }
-                    match self.link(host, dev).await? {
-                        None => {
-                            return Ok((
-                                culprit(
-                                    host,
-                                    Component::Link,
-                                    format!(
-                                        "{host} has no {dev}: the route to {} went with it",
-                                        net.trunc()
-                                    ),
-                                ),
-                                format!("{dir}route {dst}: no route ({dev} is missing)"),
-                            ))
-                        }
-                        Some(l) if !l.admin_up => {
-                            return Ok((
-                                culprit(
-                                    host,
-                                    Component::Link,
-                                    format!(
-                                        "{host} {dev} is down: its route to {} is gone",
-                                        net.trunc()
-                                    ),
-                                ),
-                                format!("{dir}route {dst}: no route ({dev} is down)"),
-                            ))
-                        }
-                        Some(_) => {
-                            if !self.has_address(host, net.addr()).await? {
-                                return Ok((
-                                    culprit(
-                                        host,
-                                        Component::Address,
-                                        format!("{host} {dev} lacks {net}: the route to {} went with it", net.trunc()),
-                                    ),
-                                    format!("{dir}route {dst}: no route ({net} missing on {dev})"),
-                                ));
-                            }
-                        }
-                    }
-                }
+            if let Some(r) = self.route_lost_with_address(host, dst, dir).await? {
+                return Ok(r);
             }
-            // A planned route towards dst: its device missing or down, or the route itself gone.
-            if let Some(plan) = self.lab.plan().host(host).cloned() {
-                if let Some(r) = plan.routes.iter().find(|r| r.dst.contains(&dst)) {
-                    let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
-                    let dst_s = if r.dst.prefix_len() == 0 {
-                        "default".to_string()
-                    } else {
-                        r.dst.to_string()
-                    };
-                    match self.link(host, &r.dev).await? {
-                        None => {
-                            return Ok((
-                                culprit(
-                                    host,
-                                    Component::Link,
-                                    format!(
-                                        "{host} has no {}: its route {dst_s}{via} went with it",
-                                        r.dev
-                                    ),
-                                ),
-                                format!("{dir}route {dst}: no route ({} is missing)", r.dev),
-                            ))
-                        }
-                        Some(l) if !l.admin_up => {
-                            return Ok((
-                                culprit(
-                                    host,
-                                    Component::Link,
-                                    format!(
-                                        "{host} {} is down: its route {dst_s}{via} is gone",
-                                        r.dev
-                                    ),
-                                ),
-                                format!("{dir}route {dst}: no route ({} is down)", r.dev),
-                            ))
-                        }
-                        Some(_) => {
-                            return Ok((
-                                culprit(
-                                    host,
-                                    Component::Route,
-                                    format!("{host} lacks its route {dst_s}{via} dev {}", r.dev),
-                                ),
-                                format!(
-                                    "{dir}route {dst}: no route ({dst_s}{via} dev {} is missing)",
-                                    r.dev
-                                ),
-                            ))
-                        }
-                    }
-                }
+            if let Some(r) = self.planned_route_gone(host, dst, dir).await? {
+                return Ok(r);
             }
             if in_name.is_none() {
                 if let Some(missing) = self.missing_planned_links(host).await? {
@@ -1100,6 +992,183 @@ impl<'a> Walker<'a> {
             ),
             format!("{dir}route {dst}: {what}"),
         ))
+    }
+
+    /// A router that will not pass a packet arriving on `n`: forwarding off (the same lookup
+    /// without iif succeeds), or strict rp_filter.
+    async fn refused_by_router(
+        &mut self,
+        host: &str,
+        n: &str,
+        pkt: &Pkt,
+        errno: i32,
+        dir: &str,
+    ) -> Result<Option<(Culprit, String)>> {
+        let dst = pkt.dst;
+        if errno == libc::EHOSTUNREACH {
+            // The same lookup without iif succeeds when the host routes but will not forward.
+            let h = self.lab.host(host)?.handle().clone();
+            if netlink::route_get(&h, dst, None, None).await.is_ok() {
+                let all = self
+                    .sysctl(host, "net.ipv4.ip_forward")
+                    .await
+                    .unwrap_or_else(|| "?".into());
+                let per_if = self
+                    .sysctl(host, &format!("net/ipv4/conf/{n}/forwarding"))
+                    .await
+                    .unwrap_or_else(|| "?".into());
+                let why = if all == "0" {
+                    "net.ipv4.ip_forward = 0".to_string()
+                } else {
+                    format!("net.ipv4.conf.{n}.forwarding = {per_if}")
+                };
+                return Ok(Some((
+                    culprit(
+                        host,
+                        Component::Forwarding,
+                        format!("{host} does not forward packets arriving on {n} ({why})"),
+                    ),
+                    format!("forward {n} → {dst}: refused ({why})"),
+                )));
+            }
+        }
+        if errno == libc::EINVAL {
+            let all = self.sysctl(host, "net.ipv4.conf.all.rp_filter").await;
+            let per_if = self
+                .sysctl(host, &format!("net/ipv4/conf/{n}/rp_filter"))
+                .await;
+            let strict = |v: &Option<String>| v.as_deref() == Some("1");
+            if strict(&all) || strict(&per_if) {
+                let s = pkt.src;
+                return Ok(Some((
+                    culprit(
+                        host,
+                        Component::RpFilter,
+                        format!("{host} drops {s} arriving on {n}: strict rp_filter, and its route back to {s} leaves by another interface"),
+                    ),
+                    format!("{dir}from {s} on {n}: rejected by rp_filter"),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A route that went away with an address, an interface or its link.
+    async fn route_lost_with_address(
+        &mut self,
+        host: &str,
+        dst: Ipv4Addr,
+        dir: &str,
+    ) -> Result<Option<(Culprit, String)>> {
+        if let Some(plan) = self.lab.plan().host(host).cloned() {
+            for (dev, net) in &plan.addresses {
+                if !net.trunc().contains(&dst) {
+                    continue;
+                }
+                match self.link(host, dev).await? {
+                    None => {
+                        return Ok(Some((
+                            culprit(
+                                host,
+                                Component::Link,
+                                format!(
+                                    "{host} has no {dev}: the route to {} went with it",
+                                    net.trunc()
+                                ),
+                            ),
+                            format!("{dir}route {dst}: no route ({dev} is missing)"),
+                        )))
+                    }
+                    Some(l) if !l.admin_up => {
+                        return Ok(Some((
+                            culprit(
+                                host,
+                                Component::Link,
+                                format!(
+                                    "{host} {dev} is down: its route to {} is gone",
+                                    net.trunc()
+                                ),
+                            ),
+                            format!("{dir}route {dst}: no route ({dev} is down)"),
+                        )))
+                    }
+                    Some(_) => {
+                        if !self.has_address(host, net.addr()).await? {
+                            return Ok(Some((
+                                culprit(
+                                    host,
+                                    Component::Address,
+                                    format!(
+                                        "{host} {dev} lacks {net}: the route to {} went with it",
+                                        net.trunc()
+                                    ),
+                                ),
+                                format!("{dir}route {dst}: no route ({net} missing on {dev})"),
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// A planned route towards `dst`: its device missing or down, or the route itself gone.
+    async fn planned_route_gone(
+        &mut self,
+        host: &str,
+        dst: Ipv4Addr,
+        dir: &str,
+    ) -> Result<Option<(Culprit, String)>> {
+        if let Some(plan) = self.lab.plan().host(host).cloned() {
+            if let Some(r) = plan.routes.iter().find(|r| r.dst.contains(&dst)) {
+                let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+                let dst_s = if r.dst.prefix_len() == 0 {
+                    "default".to_string()
+                } else {
+                    r.dst.to_string()
+                };
+                match self.link(host, &r.dev).await? {
+                    None => {
+                        return Ok(Some((
+                            culprit(
+                                host,
+                                Component::Link,
+                                format!(
+                                    "{host} has no {}: its route {dst_s}{via} went with it",
+                                    r.dev
+                                ),
+                            ),
+                            format!("{dir}route {dst}: no route ({} is missing)", r.dev),
+                        )))
+                    }
+                    Some(l) if !l.admin_up => {
+                        return Ok(Some((
+                            culprit(
+                                host,
+                                Component::Link,
+                                format!("{host} {} is down: its route {dst_s}{via} is gone", r.dev),
+                            ),
+                            format!("{dir}route {dst}: no route ({} is down)", r.dev),
+                        )))
+                    }
+                    Some(_) => {
+                        return Ok(Some((
+                            culprit(
+                                host,
+                                Component::Route,
+                                format!("{host} lacks its route {dst_s}{via} dev {}", r.dev),
+                            ),
+                            format!(
+                                "{dir}route {dst}: no route ({dst_s}{via} dev {} is missing)",
+                                r.dev
+                            ),
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn missing_planned_links(&mut self, host: &str) -> Result<Option<String>> {
@@ -1534,12 +1603,8 @@ impl<'a> Walker<'a> {
     ) -> Result<std::result::Result<(String, u32), Culprit>> {
         let t = self.lab.topology().clone();
         let dev = out.name.clone();
-        let fail = |hops: &mut Vec<Hop>, h: &str, text: String, summary: String| {
-            hops.push(hop(HopStatus::Fail, h, text));
-            Ok(Err(culprit(h, Component::Overlay, summary)))
-        };
         let Some(target) = t.owner_of(nexthop).map(|h| h.name.clone()) else {
-            return fail(
+            return overlay_fail(
                 hops,
                 host,
                 format!("{dev}: next hop {nexthop} is no node's VTEP address"),
@@ -1564,111 +1629,21 @@ impl<'a> Walker<'a> {
                 format!("{target} {dev} is administratively down"),
             )));
         }
-        // The neighbour entry: the remote VTEP address must map to the remote device's MAC.
-        let neigh = self
-            .neighbours(host)
+        let vtep = match self
+            .vtep_of(host, out, nexthop, &target, &remote, hops)
             .await?
-            .iter()
-            .find(|n| n.index == out.index && n.ip == nexthop)
-            .cloned();
-        let Some(mac) = neigh.as_ref().and_then(|n| n.mac.clone()).filter(|_| {
-            neigh
-                .as_ref()
-                .is_some_and(|n| n.state != "failed" && n.state != "incomplete")
-        }) else {
-            return fail(
-                hops,
-                host,
-                format!("{dev}: no neighbour entry for {nexthop} ({target}'s VTEP)"),
-                format!("{host} has no neighbour entry for {nexthop} on {dev}: it cannot address {target}'s VTEP"),
-            );
+        {
+            Ok(v) => v,
+            Err(c) => return Ok(Err(c)),
         };
-        if Some(&mac) != remote.mac.as_ref() {
-            let owner = self.mac_owner(&mac).await?;
-            return fail(
-                hops,
-                host,
-                format!("{dev}: neighbour {nexthop} lladdr {owner}, but {target} {dev} has another MAC"),
-                format!("{host}'s neighbour entry for {nexthop} on {dev} points at {owner}, not {target}'s VTEP"),
-            );
+        if let Some(c) = vni_or_port_mismatch(&t, host, out, &target, &remote, hops) {
+            return Ok(Err(c));
         }
-        // The FDB entry: that MAC must be sent to the remote node's VTEP address.
-        let remote_local = remote
-            .details
-            .iter()
-            .find_map(|d| d.strip_prefix("local "))
-            .and_then(|a| a.parse::<Ipv4Addr>().ok());
-        let fdb = {
-            let h = self.lab.host(host)?.handle().clone();
-            netlink::fdb(&h)
-                .await
-                .map_err(|e| nl_error(host, "listing the fdb", e))?
-        };
-        let entry = fdb
-            .iter()
-            .find(|e| e.index == out.index && e.mac == mac && e.dst.is_some());
-        let Some(vtep) = entry.and_then(|e| e.dst) else {
-            return fail(
-                hops,
-                host,
-                format!("{dev}: no FDB entry for {target}'s VTEP MAC"),
-                format!("{host} {dev} has no FDB entry for {target}'s VTEP: it does not know where to send encapsulated packets"),
-            );
-        };
-        if Some(vtep) != remote_local {
-            let to = t
-                .owner_of(vtep)
-                .map(|h| h.name.clone())
-                .unwrap_or_else(|| "no host".into());
-            return fail(
-                hops,
-                host,
-                format!("{dev}: FDB sends {target}'s VTEP MAC to {vtep} ({to})"),
-                format!(
-                    "{host} {dev}'s FDB entry for {target}'s VTEP points at {vtep} ({to}), not {}",
-                    remote_local
-                        .map(|a| a.to_string())
-                        .unwrap_or_else(|| "?".into())
-                ),
-            );
-        }
-        // Both ends must speak the same VNI on the same port.
         let field = |l: &Link, k: &str| {
             l.details
                 .iter()
                 .find_map(|d| d.strip_prefix(k).map(|x| x.to_string()))
         };
-        for (k, what) in [("vni ", "VNI"), ("dstport ", "UDP port")] {
-            let (a, b) = (field(out, k), field(&remote, k));
-            if a != b {
-                let planned = match (&t.cluster.network, k) {
-                    (crate::topology::Network::Vxlan(v), "vni ") => Some(v.vni.to_string()),
-                    (crate::topology::Network::Vxlan(v), _) => Some(v.port.to_string()),
-                    _ => None,
-                };
-                // The end that differs from the fixture is the culprit.
-                let (culprit_host, theirs) = if b == planned {
-                    (host.to_string(), a.clone())
-                } else {
-                    (target.clone(), b.clone())
-                };
-                let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "?".into());
-                return fail(
-                    hops,
-                    &culprit_host,
-                    format!(
-                        "{dev}: {what} {} on {host}, {} on {target}",
-                        show(&a),
-                        show(&b)
-                    ),
-                    format!(
-                        "{culprit_host} {dev} uses {what} {}, the rest of the overlay {}",
-                        show(&theirs),
-                        show(&planned)
-                    ),
-                );
-            }
-        }
         let port = field(out, "dstport ").and_then(|p| p.parse::<u16>().ok());
         let local = field(out, "local ")
             .and_then(|a| a.parse::<Ipv4Addr>().ok())
@@ -1719,6 +1694,90 @@ impl<'a> Walker<'a> {
             }
             End::Broken(c) => Ok(Err(c)),
         }
+    }
+    /// The VTEP a packet for `target` is sent to: the neighbour entry must map the remote VTEP
+    /// address to the remote device's MAC, and the FDB send that MAC to the remote node's VTEP
+    /// address.
+    async fn vtep_of(
+        &mut self,
+        host: &str,
+        out: &Link,
+        nexthop: Ipv4Addr,
+        target: &str,
+        remote: &Link,
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<Ipv4Addr, Culprit>> {
+        let t = self.lab.topology().clone();
+        let dev = out.name.clone();
+        // The neighbour entry: the remote VTEP address must map to the remote device's MAC.
+        let neigh = self
+            .neighbours(host)
+            .await?
+            .iter()
+            .find(|n| n.index == out.index && n.ip == nexthop)
+            .cloned();
+        let Some(mac) = neigh.as_ref().and_then(|n| n.mac.clone()).filter(|_| {
+            neigh
+                .as_ref()
+                .is_some_and(|n| n.state != "failed" && n.state != "incomplete")
+        }) else {
+            return overlay_fail(
+                hops,
+                host,
+                format!("{dev}: no neighbour entry for {nexthop} ({target}'s VTEP)"),
+                format!("{host} has no neighbour entry for {nexthop} on {dev}: it cannot address {target}'s VTEP"),
+            );
+        };
+        if Some(&mac) != remote.mac.as_ref() {
+            let owner = self.mac_owner(&mac).await?;
+            return overlay_fail(
+                hops,
+                host,
+                format!("{dev}: neighbour {nexthop} lladdr {owner}, but {target} {dev} has another MAC"),
+                format!("{host}'s neighbour entry for {nexthop} on {dev} points at {owner}, not {target}'s VTEP"),
+            );
+        }
+        // The FDB entry: that MAC must be sent to the remote node's VTEP address.
+        let remote_local = remote
+            .details
+            .iter()
+            .find_map(|d| d.strip_prefix("local "))
+            .and_then(|a| a.parse::<Ipv4Addr>().ok());
+        let fdb = {
+            let h = self.lab.host(host)?.handle().clone();
+            netlink::fdb(&h)
+                .await
+                .map_err(|e| nl_error(host, "listing the fdb", e))?
+        };
+        let entry = fdb
+            .iter()
+            .find(|e| e.index == out.index && e.mac == mac && e.dst.is_some());
+        let Some(vtep) = entry.and_then(|e| e.dst) else {
+            return overlay_fail(
+                hops,
+                host,
+                format!("{dev}: no FDB entry for {target}'s VTEP MAC"),
+                format!("{host} {dev} has no FDB entry for {target}'s VTEP: it does not know where to send encapsulated packets"),
+            );
+        };
+        if Some(vtep) != remote_local {
+            let to = t
+                .owner_of(vtep)
+                .map(|h| h.name.clone())
+                .unwrap_or_else(|| "no host".into());
+            return overlay_fail(
+                hops,
+                host,
+                format!("{dev}: FDB sends {target}'s VTEP MAC to {vtep} ({to})"),
+                format!(
+                    "{host} {dev}'s FDB entry for {target}'s VTEP points at {vtep} ({to}), not {}",
+                    remote_local
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "?".into())
+                ),
+            );
+        }
+        Ok(Ok(vtep))
     }
 
     /// The port of `bridge` on `host` that leads to `target` (the plan's wiring), checked live.
@@ -1849,4 +1908,63 @@ fn rate_text(bits: u64) -> String {
     } else {
         format!("{bits}bit")
     }
+}
+
+/// Both ends of an overlay must speak the same VNI on the same UDP port: the end that differs
+/// from the fixture is the culprit.
+fn vni_or_port_mismatch(
+    t: &crate::topology::Topology,
+    host: &str,
+    out: &Link,
+    target: &str,
+    remote: &Link,
+    hops: &mut Vec<Hop>,
+) -> Option<Culprit> {
+    let dev = &out.name;
+    let field = |l: &Link, k: &str| {
+        l.details
+            .iter()
+            .find_map(|d| d.strip_prefix(k).map(|x| x.to_string()))
+    };
+    for (k, what) in [("vni ", "VNI"), ("dstport ", "UDP port")] {
+        let (a, b) = (field(out, k), field(remote, k));
+        if a != b {
+            let planned = match (&t.cluster.network, k) {
+                (crate::topology::Network::Vxlan(v), "vni ") => Some(v.vni.to_string()),
+                (crate::topology::Network::Vxlan(v), _) => Some(v.port.to_string()),
+                _ => None,
+            };
+            // The end that differs from the fixture is the culprit.
+            let (culprit_host, theirs) = if b == planned {
+                (host.to_string(), a.clone())
+            } else {
+                (target.to_string(), b.clone())
+            };
+            let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "?".into());
+            let text = format!(
+                "{dev}: {what} {} on {host}, {} on {target}",
+                show(&a),
+                show(&b)
+            );
+            hops.push(hop(HopStatus::Fail, &culprit_host, text));
+            let summary = format!(
+                "{culprit_host} {dev} uses {what} {}, the rest of the overlay {}",
+                show(&theirs),
+                show(&planned)
+            );
+            return Some(culprit(&culprit_host, Component::Overlay, summary));
+        }
+    }
+    None
+}
+
+/// An overlay hop that fails: the hop, and the overlay as the culprit.
+fn overlay_fail<T>(
+    hops: &mut Vec<Hop>,
+    h: &str,
+    text: String,
+    summary: String,
+) -> Result<std::result::Result<T, Culprit>> {
+    hops.push(hop(HopStatus::Fail, h, text));
+    Ok(Err(culprit(h, Component::Overlay, summary)))
 }
