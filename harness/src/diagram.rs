@@ -243,6 +243,22 @@ fn node_config(plan: &Plan, node: &str) -> String {
 }
 
 fn layout(t: &Topology, plan: &Plan) -> Layout {
+    let boxes = host_boxes(t, plan);
+    let width = boxes.iter().map(|b| b.x + b.w).fold(0.0, f64::max) + MARGIN;
+    let bottom = boxes.iter().map(|b| b.y + b.h).fold(0.0, f64::max);
+    let (ports, bridges) = ports_and_bridges(plan, &boxes);
+    Layout {
+        boxes,
+        ports,
+        bridges,
+        width,
+        bottom,
+    }
+}
+
+/// The hosts' boxes: pods above their nodes, the switch below, external hosts under the switch
+/// or under the node their uplink goes to.
+fn host_boxes(t: &Topology, plan: &Plan) -> Vec<HostBox> {
     let mut boxes: Vec<HostBox> = Vec::new();
     let nodes: Vec<(&str, &crate::topology::NodeSpec)> = t.nodes().collect();
     let has_switch = plan.host(SWITCH_HOST).is_some();
@@ -333,9 +349,11 @@ fn layout(t: &Topology, plan: &Plan) -> Layout {
             lines: Vec::new(),
         });
     }
-    let width = boxes.iter().map(|b| b.x + b.w).fold(0.0, f64::max) + MARGIN;
-    let bottom = boxes.iter().map(|b| b.y + b.h).fold(0.0, f64::max);
+    boxes
+}
 
+/// Ports and bridges on the boxes.
+fn ports_and_bridges(plan: &Plan, boxes: &[HostBox]) -> (Vec<Port>, Vec<Bridge>) {
     // Ports, in an order where a port's peer is placed before it is needed: pods, nodes, then
     // the switch and external hosts (which line up under the nodes' ports).
     let mut ports: Vec<Port> = Vec::new();
@@ -412,13 +430,7 @@ fn layout(t: &Topology, plan: &Plan) -> Layout {
             }
         }
     }
-    Layout {
-        boxes,
-        ports,
-        bridges,
-        width,
-        bottom,
-    }
+    (ports, bridges)
 }
 
 fn port(

@@ -311,53 +311,7 @@ impl Plan {
             .and_then(|h| h.as_node())
             .expect("validated pod node");
         if let Some(cni) = &t.cni {
-            // Attached by a plugin: what it built, as its result said (MACs unknown: zero).
-            if pod.host_veth.is_empty() {
-                return;
-            }
-            let ni = idx(hosts, &pod.node);
-            hosts[ni].ifaces.push(IfacePlan {
-                name: pod.host_veth.clone(),
-                kind: IfaceKind::Veth {
-                    peer_host: name.to_string(),
-                    peer_name: pod.ifname.clone(),
-                    create: true,
-                },
-                mac: [0; 6],
-                master: cni.bridge.clone(),
-                mtu: None,
-            });
-            if cni.bridge.is_none() {
-                hosts[ni].routes.push(RoutePlan {
-                    dst: Ipv4Net::new(pod.ip, 32).expect("host route"),
-                    gateway: None,
-                    dev: pod.host_veth.clone(),
-                    onlink: false,
-                });
-            }
-            let pi = idx(hosts, name);
-            let p = &mut hosts[pi];
-            p.ifaces.push(IfacePlan {
-                name: pod.ifname.clone(),
-                kind: IfaceKind::Veth {
-                    peer_host: pod.node.clone(),
-                    peer_name: pod.host_veth.clone(),
-                    create: false,
-                },
-                mac: [0; 6],
-                master: None,
-                mtu: None,
-            });
-            p.addresses.push((
-                pod.ifname.clone(),
-                Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix"),
-            ));
-            p.routes.push(RoutePlan {
-                dst: "0.0.0.0/0".parse().expect("default"),
-                gateway: Some(node.gateway),
-                dev: pod.ifname.clone(),
-                onlink: false,
-            });
+            Self::cni_pod(hosts, name, pod, node, cni);
             return;
         }
         let pod_mac = mac_for(name, &pod.ifname);
@@ -458,6 +412,61 @@ impl Plan {
                 }
             }
         }
+    }
+    /// A pod attached by a plugin: what it built, as its result said (MACs unknown: zero).
+    fn cni_pod(
+        hosts: &mut [HostPlan],
+        name: &str,
+        pod: &crate::topology::PodSpec,
+        node: &crate::topology::NodeSpec,
+        cni: &crate::topology::CniSpec,
+    ) {
+        if pod.host_veth.is_empty() {
+            return;
+        }
+        let ni = idx(hosts, &pod.node);
+        hosts[ni].ifaces.push(IfacePlan {
+            name: pod.host_veth.clone(),
+            kind: IfaceKind::Veth {
+                peer_host: name.to_string(),
+                peer_name: pod.ifname.clone(),
+                create: true,
+            },
+            mac: [0; 6],
+            master: cni.bridge.clone(),
+            mtu: None,
+        });
+        if cni.bridge.is_none() {
+            hosts[ni].routes.push(RoutePlan {
+                dst: Ipv4Net::new(pod.ip, 32).expect("host route"),
+                gateway: None,
+                dev: pod.host_veth.clone(),
+                onlink: false,
+            });
+        }
+        let pi = idx(hosts, name);
+        let p = &mut hosts[pi];
+        p.ifaces.push(IfacePlan {
+            name: pod.ifname.clone(),
+            kind: IfaceKind::Veth {
+                peer_host: pod.node.clone(),
+                peer_name: pod.host_veth.clone(),
+                create: false,
+            },
+            mac: [0; 6],
+            master: None,
+            mtu: None,
+        });
+        p.addresses.push((
+            pod.ifname.clone(),
+            Ipv4Net::new(pod.ip, node.pod_cidr.prefix_len()).expect("valid prefix"),
+        ));
+        p.routes.push(RoutePlan {
+            dst: "0.0.0.0/0".parse().expect("default"),
+            gateway: Some(node.gateway),
+            dev: pod.ifname.clone(),
+            onlink: false,
+        });
     }
 
     /// Between nodes: host-gw and routed routes via the remote node; vxlan through the

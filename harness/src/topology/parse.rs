@@ -164,52 +164,77 @@ pub(crate) fn apply_probe(
     for_case: bool,
     errors: &mut Vec<ConfigError>,
 ) {
-    let at = |k: &'static str| [Key::Field("probe"), Key::Field(k)];
     let mut err = |path: &[Key], msg: String, help: Option<String>| {
         errors.push(src.error_at_path(path, msg, help))
     };
     if for_case {
-        for (k, set) in [
-            ("tcp_port", raw.tcp_port.is_some()),
-            ("udp_port", raw.udp_port.is_some()),
-            ("default_pairs", raw.default_pairs.is_some()),
-        ] {
-            if set {
-                err(
-                    &at(k),
-                    format!("{k} belongs to the fixture, not to a case"),
-                    Some("set it in the fixture's [probe] table".into()),
-                );
-            }
-        }
+        fixture_only_keys(raw, &mut err);
     }
     if let Some(list) = &raw.protocols {
-        let mut protos = Vec::new();
-        for (i, p) in list.iter().enumerate() {
-            match p.parse::<Proto>() {
-                Ok(p) if protos.contains(&p) => err(
-                    &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
-                    format!("protocol {p} is listed twice"),
-                    None,
-                ),
-                Ok(p) => protos.push(p),
-                Err(msg) => err(
-                    &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
-                    msg,
-                    None,
-                ),
-            }
-        }
-        if list.is_empty() {
+        s.protocols = probe_protocols(list, &mut err);
+    }
+    probe_ports_and_sizes(raw, s, &mut err);
+    probe_counts_and_matrix(raw, s, &mut err);
+}
+
+/// What `[probe]` says wrong, at the key path it concerns.
+type ProbeErr<'a> = dyn FnMut(&[Key], String, Option<String>) + 'a;
+
+fn probe_key(k: &'static str) -> [Key<'static>; 2] {
+    [Key::Field("probe"), Key::Field(k)]
+}
+
+/// A case's `[probe]` may not set what belongs to the fixture.
+fn fixture_only_keys(raw: &RawProbe, err: &mut ProbeErr<'_>) {
+    let at = probe_key;
+    for (k, set) in [
+        ("tcp_port", raw.tcp_port.is_some()),
+        ("udp_port", raw.udp_port.is_some()),
+        ("default_pairs", raw.default_pairs.is_some()),
+    ] {
+        if set {
             err(
-                &at("protocols"),
-                "protocols is empty: nothing would be probed".into(),
-                Some("list at least one of \"icmp\", \"tcp\", \"udp\"".into()),
+                &at(k),
+                format!("{k} belongs to the fixture, not to a case"),
+                Some("set it in the fixture's [probe] table".into()),
             );
         }
-        protos.sort();
-        s.protocols = protos;
     }
+}
+
+/// The protocols to probe: known, none twice, at least one; sorted.
+fn probe_protocols(list: &[String], err: &mut ProbeErr<'_>) -> Vec<Proto> {
+    let at = probe_key;
+    let mut protos = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        match p.parse::<Proto>() {
+            Ok(p) if protos.contains(&p) => err(
+                &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
+                format!("protocol {p} is listed twice"),
+                None,
+            ),
+            Ok(p) => protos.push(p),
+            Err(msg) => err(
+                &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
+                msg,
+                None,
+            ),
+        }
+    }
+    if list.is_empty() {
+        err(
+            &at("protocols"),
+            "protocols is empty: nothing would be probed".into(),
+            Some("list at least one of \"icmp\", \"tcp\", \"udp\"".into()),
+        );
+    }
+    protos.sort();
+    protos
+}
+
+/// Ports, timeout and sizes, each in its range.
+fn probe_ports_and_sizes(raw: &RawProbe, s: &mut ProbeSettings, err: &mut ProbeErr<'_>) {
+    let at = probe_key;
     for (k, port) in [("tcp_port", raw.tcp_port), ("udp_port", raw.udp_port)] {
         if port == Some(0) {
             err(
@@ -253,6 +278,11 @@ pub(crate) fn apply_probe(
         }
         s.tcp_bytes = Some(n);
     }
+}
+
+/// Counts, loss tolerance and the matrix's kind and sample, each in its range.
+fn probe_counts_and_matrix(raw: &RawProbe, s: &mut ProbeSettings, err: &mut ProbeErr<'_>) {
+    let at = probe_key;
     if let Some(n) = raw.count {
         if n == 0 || n > MAX_COUNT {
             err(
@@ -558,29 +588,7 @@ impl Validator<'_> {
         acc: &mut Claims,
     ) {
         let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
-        let node = acc
-            .hosts
-            .iter()
-            .find(|h| h.name == p.node)
-            .and_then(|h| h.as_node())
-            .cloned();
-        let Some(node) = node else {
-            if raw.node.contains_key(&p.node) {
-                // The node is declared but invalid: its own error says why.
-                return;
-            }
-            let known: Vec<&str> = raw.node.keys().map(String::as_str).collect();
-            let help = if known.is_empty() {
-                "declare the node as a [node.NAME] table".to_string()
-            } else {
-                format!("nodes in this fixture: {}", known.join(", "))
-            };
-            let what = if raw.pod.contains_key(&p.node) || raw.external.contains_key(&p.node) {
-                format!("pod {name}: \"{}\" is not a node", p.node)
-            } else {
-                format!("pod {name}: unknown host \"{}\"", p.node)
-            };
-            self.err(&at("node"), what, Some(help));
+        let Some(node) = self.pod_node(name, p, raw, acc) else {
             return;
         };
         let count = per_node.entry(p.node.clone()).or_default();
@@ -592,33 +600,8 @@ impl Validator<'_> {
                 Some("a Linux bridge takes at most 1023 ports; spread pods over more nodes".into()),
             );
         }
-        let ip = match (cni, &p.ip) {
-            (true, Some(_)) => {
-                self.err(
-                    &at("ip"),
-                    format!("pod {name}: with [cni], the plugin's IPAM assigns pod addresses"),
-                    Some("remove ip; netfault reads the address from the plugin's result".into()),
-                );
-                return;
-            }
-            (true, None) => Ipv4Addr::UNSPECIFIED,
-            (false, None) => {
-                self.err(
-                    &[Key::Field("pod"), Key::Name(name)],
-                    format!("pod {name} has no ip"),
-                    Some(format!(
-                        "add ip = \"ADDRESS\" with an address inside {}",
-                        node.pod_cidr
-                    )),
-                );
-                return;
-            }
-            (false, Some(s)) => {
-                let Some(ip) = self.addr(&at("ip"), s, "ip") else {
-                    return;
-                };
-                ip
-            }
+        let Some(ip) = self.pod_ip(name, p, cni, &node) else {
+            return;
         };
         if cni {
             if p.host_veth.is_some() {
@@ -655,6 +638,88 @@ impl Validator<'_> {
             );
         }
         self.claim(&mut acc.addrs, ip, name, &at("ip"));
+        let host_veth = self.pod_host_veth(name, p, &node);
+        acc.hosts.push(Host {
+            name: name.to_string(),
+            role: Role::Pod(PodSpec {
+                node: p.node.clone(),
+                ip,
+                ifname: p.ifname.clone(),
+                host_veth,
+                namespace: p.namespace.clone(),
+                labels: p.labels.clone(),
+            }),
+        });
+    }
+    /// The node a pod names, or an error saying why there is none.
+    fn pod_node(
+        &mut self,
+        name: &str,
+        p: &RawPod,
+        raw: &RawFixture,
+        acc: &Claims,
+    ) -> Option<NodeSpec> {
+        let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
+        let node = acc
+            .hosts
+            .iter()
+            .find(|h| h.name == p.node)
+            .and_then(|h| h.as_node())
+            .cloned();
+        let Some(node) = node else {
+            if raw.node.contains_key(&p.node) {
+                // The node is declared but invalid: its own error says why.
+                return None;
+            }
+            let known: Vec<&str> = raw.node.keys().map(String::as_str).collect();
+            let help = if known.is_empty() {
+                "declare the node as a [node.NAME] table".to_string()
+            } else {
+                format!("nodes in this fixture: {}", known.join(", "))
+            };
+            let what = if raw.pod.contains_key(&p.node) || raw.external.contains_key(&p.node) {
+                format!("pod {name}: \"{}\" is not a node", p.node)
+            } else {
+                format!("pod {name}: unknown host \"{}\"", p.node)
+            };
+            self.err(&at("node"), what, Some(help));
+            return None;
+        };
+        Some(node)
+    }
+
+    /// A pod's address: from the fixture, or (with [cni]) left to the plugin's IPAM.
+    fn pod_ip(&mut self, name: &str, p: &RawPod, cni: bool, node: &NodeSpec) -> Option<Ipv4Addr> {
+        let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
+        match (cni, &p.ip) {
+            (true, Some(_)) => {
+                self.err(
+                    &at("ip"),
+                    format!("pod {name}: with [cni], the plugin's IPAM assigns pod addresses"),
+                    Some("remove ip; netfault reads the address from the plugin's result".into()),
+                );
+                None
+            }
+            (true, None) => Some(Ipv4Addr::UNSPECIFIED),
+            (false, None) => {
+                self.err(
+                    &[Key::Field("pod"), Key::Name(name)],
+                    format!("pod {name} has no ip"),
+                    Some(format!(
+                        "add ip = \"ADDRESS\" with an address inside {}",
+                        node.pod_cidr
+                    )),
+                );
+                None
+            }
+            (false, Some(s)) => self.addr(&at("ip"), s, "ip"),
+        }
+    }
+
+    /// The node-side veth name of a pod, checked against the kernel's limits and the node's
+    /// own interfaces.
+    fn pod_host_veth(&mut self, name: &str, p: &RawPod, node: &NodeSpec) -> String {
+        let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
         let host_veth = p
             .host_veth
             .clone()
@@ -686,17 +751,7 @@ impl Validator<'_> {
                 Some("pick another name".into()),
             );
         }
-        acc.hosts.push(Host {
-            name: name.to_string(),
-            role: Role::Pod(PodSpec {
-                node: p.node.clone(),
-                ip,
-                ifname: p.ifname.clone(),
-                host_veth,
-                namespace: p.namespace.clone(),
-                labels: p.labels.clone(),
-            }),
-        });
+        host_veth
     }
 
     /// Two pods of one node may not share a node-side interface name.
