@@ -125,7 +125,7 @@ pub fn threads_in(inodes: &[u64]) -> std::io::Result<Vec<Thread>> {
     let mut out = Vec::new();
     for t in std::fs::read_dir("/proc/self/task")? {
         let t = t?;
-        let Some(ino) = gone_is_none(ns_inode(&t.path()))? else {
+        let Some(ino) = thread_ns(&t.path())? else {
             continue;
         };
         if inodes.contains(&ino) {
@@ -148,6 +148,39 @@ pub fn threads_in_released(patience: Duration) -> std::io::Result<Vec<Thread>> {
             return Ok(left);
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The namespace a thread of this process is in; None if it ended while we looked. A thread
+/// that is exiting can refuse the read for a moment (EACCES seen here) before it is gone: an
+/// error counts only if it lasts while the thread stays.
+fn thread_ns(task: &Path) -> std::io::Result<Option<u64>> {
+    let mut tries = 0;
+    loop {
+        match gone_is_none(ns_inode(task)) {
+            Err(_) if tries < 50 && task.exists() => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(_) if !task.exists() => return Ok(None),
+            Err(e) => {
+                let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+                let stat = std::fs::read_to_string(task.join("stat")).unwrap_or_default();
+                let state = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, r)| r.get(..1))
+                    .unwrap_or("?");
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} (thread {}, state {state}): {e}",
+                        task.join("ns/net").display(),
+                        comm.trim()
+                    ),
+                ));
+            }
+            r => return r,
+        }
     }
 }
 
