@@ -126,8 +126,55 @@ pub async fn run(
 ) -> Result<Audit> {
     let topo = audit_topology(conflist)?;
     let list = ConfList::parse(&Source::read(conflist)?)?;
-    // A first lab: versions of the plugins, the host veth name faults need.
-    let probe_lab = Lab::up(&topo).await?;
+    let (versions, live_topo, host_veth) = first_look(&topo, &list).await?;
+
+    let mut items: Vec<Item> = faults(&live_topo, &host_veth)
+        .into_iter()
+        .map(Item::Fault)
+        .collect();
+    items.extend([
+        Item::DelTwice,
+        Item::DelAfterNetnsGone,
+        Item::AddTwice,
+        Item::MissingPlugin,
+        Item::MissingIptables,
+        Item::MalformedConfig,
+    ]);
+    let total = items.len();
+    let sem = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let progress = Arc::new(progress);
+    let conflist = conflist.to_path_buf();
+    let rows = futures::future::join_all(items.into_iter().map(|item| {
+        let sem = sem.clone();
+        let done = done.clone();
+        let progress = progress.clone();
+        let topo = topo.clone();
+        let conflist = conflist.clone();
+        async move {
+            let _permit = sem.acquire().await.expect("semaphore");
+            let row = item.row(&topo, &conflist).await;
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            progress(n, total, &row);
+            row
+        }
+    }))
+    .await;
+    Ok(Audit {
+        conflist,
+        plugins: list.plugin_types(),
+        versions,
+        rows,
+    })
+}
+
+/// A first lab: the plugins' versions, the topology as the plugins made it, and the host veth
+/// name faults need.
+async fn first_look(
+    topo: &Topology,
+    list: &ConfList,
+) -> Result<(Vec<(String, String)>, Topology, String)> {
+    let probe_lab = Lab::up(topo).await?;
     let host_veth = probe_lab
         .topology()
         .host(POD)
@@ -156,64 +203,7 @@ pub async fn run(
     }
     let live_topo = probe_lab.topology().clone();
     drop(probe_lab);
-
-    let mut items: Vec<Item> = faults(&live_topo, &host_veth)
-        .into_iter()
-        .map(Item::Fault)
-        .collect();
-    items.extend([
-        Item::DelTwice,
-        Item::DelAfterNetnsGone,
-        Item::AddTwice,
-        Item::MissingPlugin,
-        Item::MissingIptables,
-        Item::MalformedConfig,
-    ]);
-    let total = items.len();
-    let sem = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let progress = Arc::new(progress);
-    let conflist = conflist.to_path_buf();
-    let rows = futures::future::join_all(items.into_iter().map(|item| {
-        let sem = sem.clone();
-        let done = done.clone();
-        let progress = progress.clone();
-        let topo = topo.clone();
-        let conflist = conflist.clone();
-        async move {
-            let _permit = sem.acquire().await.expect("semaphore");
-            let row = match item.run(&topo, &conflist).await {
-                Ok(mut r) => {
-                    // Plugins' messages name chains and veths by hash: keep rows comparable.
-                    r.del = redact_hashes(&r.del);
-                    r.check_message = r.check_message.map(|m| redact_hashes(&m));
-                    r.note = r.note.map(|n| redact_hashes(&n));
-                    r.leaks = r.leaks.iter().map(|l| redact_hashes(l)).collect();
-                    r
-                }
-                Err(e) => Row {
-                    check: item.name(),
-                    kind: item.kind(),
-                    check_detects: None,
-                    check_message: None,
-                    connectivity: "-".into(),
-                    del: "-".into(),
-                    leaks: Vec::new(),
-                    note: Some(format!("the audit could not run this: {e}")),
-                },
-            };
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            progress(n, total, &row);
-            row
-        }
-    }))
-    .await;
-    Ok(Audit {
-        conflist,
-        plugins: list.plugin_types(),
-        versions,
-        rows,
-    })
+    Ok((versions, live_topo, host_veth))
 }
 
 enum Item {
@@ -252,6 +242,31 @@ impl Item {
         match self {
             Item::Fault(_) => "fault",
             _ => "lifecycle",
+        }
+    }
+
+    /// The row of this item, with plugins' hashed names redacted; a row saying why where the
+    /// audit could not run it.
+    async fn row(&self, topo: &Topology, conflist: &Path) -> Row {
+        match self.run(topo, conflist).await {
+            Ok(mut r) => {
+                // Plugins' messages name chains and veths by hash: keep rows comparable.
+                r.del = redact_hashes(&r.del);
+                r.check_message = r.check_message.map(|m| redact_hashes(&m));
+                r.note = r.note.map(|n| redact_hashes(&n));
+                r.leaks = r.leaks.iter().map(|l| redact_hashes(l)).collect();
+                r
+            }
+            Err(e) => Row {
+                check: self.name(),
+                kind: self.kind(),
+                check_detects: None,
+                check_message: None,
+                connectivity: "-".into(),
+                del: "-".into(),
+                leaks: Vec::new(),
+                note: Some(format!("the audit could not run this: {e}")),
+            },
         }
     }
 

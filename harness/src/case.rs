@@ -382,19 +382,7 @@ impl Case {
         }
 
         let t = Instant::now();
-        let mut guards = Vec::new();
-        for f in &self.faults {
-            match f.inject(lab).await {
-                Ok(g) => guards.push(g),
-                Err(e) => {
-                    heal_all(lab, guards).await?;
-                    return Err(match e {
-                        Error::Unsupported(m) => Error::Unsupported(format!("{f}: {m}")),
-                        other => Error::other(format!("injecting {f}: {other}")),
-                    });
-                }
-            }
-        }
+        let guards = self.inject_all(lab).await?;
         report.timings.inject_ms = ms(t.elapsed());
         crate::testhook::pause("case:injected");
         let t = Instant::now();
@@ -445,24 +433,8 @@ impl Case {
             ));
         }
         report.diagnoses = diagnoses;
-        if let Some(want) = &self.culprits {
-            let mut got: Vec<String> = report
-                .culprits
-                .iter()
-                .map(|c| format!("{} {}", c.host, c.component))
-                .collect();
-            got.sort();
-            got.dedup();
-            let mut want = want.clone();
-            want.sort();
-            want.dedup();
-            if got != want {
-                report.mismatches.push(format!(
-                    "culprits: expected [{}], diagnosed [{}]",
-                    want.join(", "),
-                    got.join(", ")
-                ));
-            }
+        if let Some(m) = self.culprits_mismatch(&report.culprits) {
+            report.mismatches.push(m);
         }
         report.status = if report.mismatches.is_empty() {
             Status::Pass
@@ -476,30 +448,78 @@ impl Case {
         healed?;
 
         let t = Instant::now();
-        let again = crate::probe::matrix(lab).await?;
-        if again.outcomes() != baseline.outcomes() {
-            let diff: Vec<String> = again
-                .cells
-                .iter()
-                .filter(|c| baseline.observed(&c.from, &c.to, c.proto) != Some(c.observed))
-                .map(|c| format!("{} → {} {} {}", c.from, c.to, c.proto, c.observed))
-                .collect();
-            return Err(Error::other(format!(
-                "heal did not restore the healthy matrix: {}",
-                diff.join("; ")
-            )));
-        }
-        let after = diagnose::capture(lab).await?;
+        verify_healed(lab, &baseline, &before).await?;
         report.timings.verify_ms = ms(t.elapsed());
-        let left = diagnose::diff(&before, &after);
-        if !left.is_empty() {
-            return Err(Error::other(format!(
-                "heal left changes behind: {}",
-                left.join("; ")
-            )));
-        }
         Ok(())
     }
+    /// Injects every fault in order; if one fails, heals those before it.
+    async fn inject_all(&self, lab: &Lab) -> Result<Vec<crate::fault::Guard>> {
+        let mut guards = Vec::new();
+        for f in &self.faults {
+            match f.inject(lab).await {
+                Ok(g) => guards.push(g),
+                Err(e) => {
+                    heal_all(lab, guards).await?;
+                    return Err(match e {
+                        Error::Unsupported(m) => Error::Unsupported(format!("{f}: {m}")),
+                        other => Error::other(format!("injecting {f}: {other}")),
+                    });
+                }
+            }
+        }
+        Ok(guards)
+    }
+
+    /// The case's expected culprits against those diagnosed: the mismatch, if any.
+    fn culprits_mismatch(&self, culprits: &[crate::diagnose::vocab::Culprit]) -> Option<String> {
+        let want = self.culprits.as_ref()?;
+        let mut got: Vec<String> = culprits
+            .iter()
+            .map(|c| format!("{} {}", c.host, c.component))
+            .collect();
+        got.sort();
+        got.dedup();
+        let mut want = want.clone();
+        want.sort();
+        want.dedup();
+        (got != want).then(|| {
+            format!(
+                "culprits: expected [{}], diagnosed [{}]",
+                want.join(", "),
+                got.join(", ")
+            )
+        })
+    }
+}
+
+/// After heal, the matrix must equal the healthy one and the state what it was before.
+async fn verify_healed(
+    lab: &Lab,
+    baseline: &crate::matrix::Matrix,
+    before: &diagnose::LabState,
+) -> Result<()> {
+    let again = crate::probe::matrix(lab).await?;
+    if again.outcomes() != baseline.outcomes() {
+        let diff: Vec<String> = again
+            .cells
+            .iter()
+            .filter(|c| baseline.observed(&c.from, &c.to, c.proto) != Some(c.observed))
+            .map(|c| format!("{} → {} {} {}", c.from, c.to, c.proto, c.observed))
+            .collect();
+        return Err(Error::other(format!(
+            "heal did not restore the healthy matrix: {}",
+            diff.join("; ")
+        )));
+    }
+    let after = diagnose::capture(lab).await?;
+    let left = diagnose::diff(before, &after);
+    if !left.is_empty() {
+        return Err(Error::other(format!(
+            "heal left changes behind: {}",
+            left.join("; ")
+        )));
+    }
+    Ok(())
 }
 
 fn probe_note(p: &crate::topology::ProbeSettings) -> Option<String> {

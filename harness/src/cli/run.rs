@@ -45,41 +45,12 @@ pub struct Outputs<'a> {
 pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, to: Outputs<'_>) -> i32 {
     let report = to.report;
     // Validate everything before building anything.
-    let mut cases = Vec::new();
-    let mut bad = Vec::new();
-    for p in case_files(paths) {
-        match case::load_case(&p) {
-            Ok(c) => cases.push(c),
-            Err(e) => bad.push(e.to_string()),
-        }
-    }
-    if !bad.is_empty() {
-        for b in bad {
-            eprintln!("{b}");
-        }
-        eprintln!("netfault: nothing was run");
-        return 2;
-    }
-    if cases.is_empty() {
-        eprintln!("netfault: no case files found");
-        return 2;
-    }
-    let t0 = Instant::now();
-    // A progress bar on a terminal's stderr only (indicatif hides it otherwise).
-    let bar = if out.json {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let b = indicatif::ProgressBar::new(cases.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{bar:30}] {pos}/{len} cases · {elapsed} · {msg}",
-            )
-            .expect("template")
-            .progress_chars("=> "),
-        );
-        b.enable_steady_tick(Duration::from_millis(200));
-        b
+    let cases = match load_all(paths) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
+    let t0 = Instant::now();
+    let bar = progress_bar(out, cases.len());
     let opts = case::RunOpts {
         capture: true,
         diagram: report.is_some(),
@@ -159,28 +130,85 @@ pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, to: Outputs<'_>) -> i
             "pcaps": written.as_ref().map(|(_, p)| p),
         }));
     } else {
-        let count = |s| reports.iter().filter(|r| r.status == s).count();
-        let mut t = format!(
-            "\n{} cases: {} passed, {} failed, {} errors, {} unsupported ({:.1} s, {} at a time)\n",
-            reports.len(),
-            count(Status::Pass),
-            count(Status::Fail),
-            count(Status::Error),
-            count(Status::Unsupported),
-            t0.elapsed().as_secs_f64(),
-            jobs.max(1)
-        );
-        if let Some((page, pcaps)) = &written {
-            t.push_str(&format!("report: {}\n", page.display()));
-            for (case, files) in pcaps {
-                for f in files.iter().filter(|f| !f.last_packets_of.is_empty()) {
-                    t.push_str(&format!("  {case}: {}\n", f.describe()));
-                }
-            }
-        }
-        super::term::print(&t);
+        print_totals(&reports, written.as_ref(), t0.elapsed().as_secs_f64(), jobs);
     }
     exit_code(&reports)
+}
+
+/// Every case file under `paths`, loaded and validated; the exit code if any is bad or none
+/// is found (each error printed).
+fn load_all(paths: &[PathBuf]) -> Result<Vec<case::Case>, i32> {
+    let mut cases = Vec::new();
+    let mut bad = Vec::new();
+    for p in case_files(paths) {
+        match case::load_case(&p) {
+            Ok(c) => cases.push(c),
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    if !bad.is_empty() {
+        for b in bad {
+            eprintln!("{b}");
+        }
+        eprintln!("netfault: nothing was run");
+        return Err(2);
+    }
+    if cases.is_empty() {
+        eprintln!("netfault: no case files found");
+        return Err(2);
+    }
+    Ok(cases)
+}
+
+/// A progress bar on a terminal's stderr only (indicatif hides it otherwise).
+fn progress_bar(out: Out, n: usize) -> indicatif::ProgressBar {
+    if out.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(n as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {pos}/{len} cases · {elapsed} · {msg}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        b.enable_steady_tick(Duration::from_millis(200));
+        b
+    }
+}
+
+/// The closing line: how many cases passed, failed, erred or were unsupported; the report.
+#[allow(clippy::type_complexity)]
+fn print_totals(
+    reports: &[CaseReport],
+    written: Option<&(
+        PathBuf,
+        std::collections::BTreeMap<String, Vec<crate::packets::PcapFile>>,
+    )>,
+    secs: f64,
+    jobs: usize,
+) {
+    let count = |s| reports.iter().filter(|r| r.status == s).count();
+    let mut t = format!(
+        "\n{} cases: {} passed, {} failed, {} errors, {} unsupported ({:.1} s, {} at a time)\n",
+        reports.len(),
+        count(Status::Pass),
+        count(Status::Fail),
+        count(Status::Error),
+        count(Status::Unsupported),
+        secs,
+        jobs.max(1)
+    );
+    if let Some((page, pcaps)) = written {
+        t.push_str(&format!("report: {}\n", page.display()));
+        for (case, files) in pcaps {
+            for f in files.iter().filter(|f| !f.last_packets_of.is_empty()) {
+                t.push_str(&format!("  {case}: {}\n", f.describe()));
+            }
+        }
+    }
+    super::term::print(&t);
 }
 
 fn exit_code(reports: &[CaseReport]) -> i32 {

@@ -98,23 +98,7 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
         raw.push(read_host(h));
     }
     let raw = futures::future::try_join_all(raw).await?;
-    // Which lab interface owns which MAC, to show neighbour entries without MACs.
-    let mut macs: BTreeMap<Vec<u8>, String> = BTreeMap::new();
-    for (name, links, ..) in &raw {
-        for l in links {
-            if let Some(m) = &l.mac {
-                macs.entry(m.clone())
-                    .or_insert_with(|| format!("{name}:{}", l.name));
-            }
-        }
-    }
-    // MACs of interfaces that are gone still belong to the interface the lab gave them to.
-    for hp in &lab.plan().hosts {
-        for i in hp.ifaces.iter().filter(|i| i.mac.iter().any(|b| *b != 0)) {
-            macs.entry(i.mac.to_vec())
-                .or_insert_with(|| format!("{}:{}", hp.name, i.name));
-        }
-    }
+    let macs = lab_macs(lab, &raw);
     let mut order: Vec<String> = lab.topology().namespace_names();
     order.retain(|n| raw.iter().any(|r| &r.0 == n));
     let mut hosts = Vec::new();
@@ -129,81 +113,17 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
                 .unwrap_or_else(|| format!("if{i}"))
         };
         let plan = lab.plan().host(&name);
-        let mut hs = HostState::default();
-        for l in links {
-            let planned_mac = plan.and_then(|p| p.iface(&l.name)).map(|i| i.mac.to_vec());
-            hs.links.insert(
-                l.name.clone(),
-                LinkState {
-                    kind: l.kind.clone().unwrap_or_else(|| {
-                        if l.name == "lo" {
-                            "loopback".into()
-                        } else {
-                            "device".into()
-                        }
-                    }),
-                    admin_up: l.admin_up,
-                    // Linkwatch reports a new veth as "unknown" for a while before "up": with
-                    // carrier, both mean up.
-                    oper: if l.is_oper_up() {
-                        "up".to_string()
-                    } else {
-                        l.oper.clone()
-                    },
-                    mtu: l.mtu,
-                    master: l.master.map(ifname),
-                    peer: None,
-                    mac: match (&planned_mac, &l.mac) {
-                        // A zero MAC in the plan: a plugin chose it, nothing to compare.
-                        (Some(p), Some(m)) if p != m && p.iter().any(|b| *b != 0) => {
-                            "changed".into()
-                        }
-                        _ => "planned".into(),
-                    },
-                    details: l.details.clone(),
-                },
-            );
-        }
-        hs.rules = rules.iter().cloned().collect();
-        hs.qdiscs = qdiscs
-            .iter()
-            .filter(|q| q.kind != "noqueue" && q.kind != "noop")
-            .map(|q| render_qdisc(q, &ifname))
-            .collect();
-        for e in fdb {
-            let Some(dev) = by_index.get(&e.index) else {
-                continue;
-            };
-            let is_vxlan = dev.kind.as_deref() == Some("vxlan");
-            let own = dev.mac.as_deref() == Some(e.mac.as_slice())
-                || e.master
-                    .and_then(|m| by_index.get(&m))
-                    .is_some_and(|b| b.mac.as_deref() == Some(e.mac.as_slice()));
-            let keep = if is_vxlan {
-                e.state != "dynamic"
-            } else {
-                !e.is_self && !own && e.state != "dynamic" && e.master.is_some()
-            };
-            if !keep || e.mac.first().is_some_and(|b| b & 1 == 1) {
-                continue;
-            }
-            let owner = if e.mac.iter().all(|b| *b == 0) {
-                "00:00:00:00:00:00".to_string()
-            } else {
-                macs.get(&e.mac)
-                    .cloned()
-                    .unwrap_or_else(|| "a MAC outside the lab".into())
-            };
-            let mut line = format!("{owner} dev {}", dev.name);
-            if let Some(d) = e.dst {
-                line.push_str(&format!(" dst {d}"));
-            }
-            if let Some(m) = e.master.and_then(|m| by_index.get(&m)) {
-                line.push_str(&format!(" master {}", m.name));
-            }
-            line.push_str(&format!(" {}", e.state));
-            hs.fdb.insert(line);
-        }
+        let mut hs = HostState {
+            links: link_states(links, plan, &ifname),
+            rules: rules.iter().cloned().collect(),
+            qdiscs: qdiscs
+                .iter()
+                .filter(|q| q.kind != "noqueue" && q.kind != "noop")
+                .map(|q| render_qdisc(q, &ifname))
+                .collect(),
+            fdb: fdb_lines(fdb, &by_index, &macs),
+            ..Default::default()
+        };
         for a in addrs {
             hs.addresses
                 .insert(format!("{} {}", ifname(a.index), a.net));
@@ -238,6 +158,114 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
         hosts.push((name, hs));
     }
     Ok(LabState { hosts })
+}
+
+/// Which lab interface owns which MAC, to show neighbour and FDB entries without MACs; MACs of
+/// interfaces that are gone still belong to the interface the lab gave them to.
+fn lab_macs(lab: &Lab, raw: &[RawHost]) -> BTreeMap<Vec<u8>, String> {
+    let mut macs: BTreeMap<Vec<u8>, String> = BTreeMap::new();
+    for (name, links, ..) in raw {
+        for l in links {
+            if let Some(m) = &l.mac {
+                macs.entry(m.clone())
+                    .or_insert_with(|| format!("{name}:{}", l.name));
+            }
+        }
+    }
+    for hp in &lab.plan().hosts {
+        for i in hp.ifaces.iter().filter(|i| i.mac.iter().any(|b| *b != 0)) {
+            macs.entry(i.mac.to_vec())
+                .or_insert_with(|| format!("{}:{}", hp.name, i.name));
+        }
+    }
+    macs
+}
+
+/// Each link's state, compared with the plan where it says something.
+fn link_states(
+    links: &[Link],
+    plan: Option<&crate::lab::HostPlan>,
+    ifname: &dyn Fn(u32) -> String,
+) -> BTreeMap<String, LinkState> {
+    let mut out = BTreeMap::new();
+    for l in links {
+        let planned_mac = plan.and_then(|p| p.iface(&l.name)).map(|i| i.mac.to_vec());
+        out.insert(
+            l.name.clone(),
+            LinkState {
+                kind: l.kind.clone().unwrap_or_else(|| {
+                    if l.name == "lo" {
+                        "loopback".into()
+                    } else {
+                        "device".into()
+                    }
+                }),
+                admin_up: l.admin_up,
+                // Linkwatch reports a new veth as "unknown" for a while before "up": with
+                // carrier, both mean up.
+                oper: if l.is_oper_up() {
+                    "up".to_string()
+                } else {
+                    l.oper.clone()
+                },
+                mtu: l.mtu,
+                master: l.master.map(ifname),
+                peer: None,
+                mac: match (&planned_mac, &l.mac) {
+                    // A zero MAC in the plan: a plugin chose it, nothing to compare.
+                    (Some(p), Some(m)) if p != m && p.iter().any(|b| *b != 0) => "changed".into(),
+                    _ => "planned".into(),
+                },
+                details: l.details.clone(),
+            },
+        );
+    }
+    out
+}
+
+/// The FDB entries a lab sets (static ones of its ports and vxlan devices), each with the
+/// owner of its MAC.
+fn fdb_lines(
+    fdb: &[netlink::Fdb],
+    by_index: &BTreeMap<u32, &Link>,
+    macs: &BTreeMap<Vec<u8>, String>,
+) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for e in fdb {
+        let Some(dev) = by_index.get(&e.index) else {
+            continue;
+        };
+        let is_vxlan = dev.kind.as_deref() == Some("vxlan");
+        let own = dev.mac.as_deref() == Some(e.mac.as_slice())
+            || e.master
+                .and_then(|m| by_index.get(&m))
+                .is_some_and(|b| b.mac.as_deref() == Some(e.mac.as_slice()));
+        let keep = if is_vxlan {
+            e.state != "dynamic"
+        } else {
+            !e.is_self && !own && e.state != "dynamic" && e.master.is_some()
+        };
+        if !keep || e.mac.first().is_some_and(|b| b & 1 == 1) {
+            continue;
+        }
+        let owner = if e.mac.iter().all(|b| *b == 0) {
+            "00:00:00:00:00:00".to_string()
+        } else {
+            macs.get(&e.mac)
+                .cloned()
+                .unwrap_or_else(|| "a MAC outside the lab".into())
+        };
+        let mut line = format!("{owner} dev {}", dev.name);
+        if let Some(d) = e.dst {
+            line.push_str(&format!(" dst {d}"));
+        }
+        if let Some(m) = e.master.and_then(|m| by_index.get(&m)) {
+            line.push_str(&format!(" master {}", m.name));
+        }
+        line.push_str(&format!(" {}", e.state));
+        out.insert(line);
+    }
+    out
 }
 
 type RawHost = (
@@ -515,8 +543,19 @@ fn diff_host(h: &str, a: &HostState, b: &HostState, out: &mut Vec<String>) {
     set_diff(h, "rule", &a.rules, &b.rules, out);
     set_diff(h, "fdb", &a.fdb, &b.fdb, out);
     set_diff(h, "qdisc", &a.qdiscs, &b.qdiscs, out);
-    // Sysctls: per-interface keys of added or deleted links are implied; equal transitions of one
-    // setting across interfaces are grouped (writing ip_forward rewrites every conf.*.forwarding).
+    diff_sysctls(h, a, b, &changed_links, out);
+    diff_nft(h, a, b, out);
+}
+
+/// Sysctls: per-interface keys of added or deleted links are implied; equal transitions of one
+/// setting across interfaces are grouped (writing ip_forward rewrites every conf.*.forwarding).
+fn diff_sysctls(
+    h: &str,
+    a: &HostState,
+    b: &HostState,
+    changed_links: &BTreeSet<&str>,
+    out: &mut Vec<String>,
+) {
     let mut groups: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
     let keys: BTreeSet<&String> = a.sysctls.keys().chain(b.sysctls.keys()).collect();
     for k in keys {
@@ -552,7 +591,10 @@ fn diff_host(h: &str, a: &HostState, b: &HostState, out: &mut Vec<String>) {
             "{h}: sysctl net.ipv4.conf.{devs}.{setting} {va} → {vb}"
         ));
     }
-    // nft: tables, chains (with their header), rules as multisets.
+}
+
+/// nft: tables, chains (with their header), rules as multisets.
+fn diff_nft(h: &str, a: &HostState, b: &HostState, out: &mut Vec<String>) {
     let tables: BTreeSet<&String> = a.nft.keys().chain(b.nft.keys()).collect();
     for t in tables {
         match (a.nft.get(t), b.nft.get(t)) {
