@@ -282,37 +282,7 @@ impl Item {
             note: None,
         };
         match self {
-            Item::Fault(f) => {
-                let mut lab = Lab::up_with(topo, &[POD]).await?;
-                let before = capture(&lab).await?;
-                lab.cni_add(POD).await?;
-                let healthy = crate::probe::matrix(&lab).await?;
-                if !healthy.mismatches().is_empty() {
-                    return Err(Error::other(format!(
-                        "unhealthy after ADD: {}",
-                        healthy.render_mismatches().join("; ")
-                    )));
-                }
-                let pre = capture(&lab).await?;
-                let veth = lab
-                    .topology()
-                    .host(POD)
-                    .and_then(|h| h.as_pod())
-                    .map(|p| p.host_veth.clone())
-                    .unwrap_or_default();
-                let guard = resolve(f, &veth).inject(&lab).await?;
-                let post = capture(&lab).await?;
-                let fault_diff: BTreeSet<String> = diff(&pre, &post).into_iter().collect();
-                let check = lab.cni_check(POD).await?;
-                row.check_detects = Some(check.is_err());
-                row.check_message = check.err().map(|e| e.msg);
-                let m = crate::probe::matrix(&lab).await?;
-                row.connectivity = connectivity(&m, &healthy);
-                row.del = del_text(&lab.cni_del(POD).await?);
-                let after = capture(&lab).await?;
-                row.leaks = leaks(&lab, &before, &after, &fault_diff);
-                drop(guard); // a heal after DEL would rebuild what DEL removed: not healed
-            }
+            Item::Fault(f) => fault_row(topo, f, &mut row).await?,
             Item::DelTwice => {
                 let lab = Lab::up(topo).await?;
                 let _ = lab.cni_del(POD).await?;
@@ -355,65 +325,107 @@ impl Item {
                 let after = capture(&lab).await?;
                 row.leaks = leaks(&lab, &before, &after, &BTreeSet::new());
             }
-            Item::MissingPlugin | Item::MissingIptables => {
-                let mut lab = Lab::up_with(topo, &[POD]).await?;
-                let before = capture(&lab).await?;
-                let st = lab.cni_mut().ok_or_else(|| Error::other("no CNI state"))?;
-                if matches!(self, Item::MissingPlugin) {
-                    for l in st.lists.values_mut() {
-                        l.plugins
-                            .push(serde_json::json!({ "type": "netfault-missing-plugin" }));
-                    }
-                } else {
-                    // A PATH where no iptables (nor anything else) is.
-                    st.runtime.exec_path = Some("/nonexistent/netfault-empty-path".into());
-                }
-                let r = lab.cni_add(POD).await;
-                row.note = Some(match &r {
-                    Ok(()) => "ADD succeeded".into(),
-                    Err(e) => format!("ADD failed: {e}"),
-                });
-                // The runtime already deleted what the earlier plugins did.
-                row.del = "by the runtime after the failed ADD".into();
-                let after = capture(&lab).await?;
-                row.leaks = leaks(&lab, &before, &after, &BTreeSet::new());
-            }
-            Item::MalformedConfig => {
-                // Broken JSON never reaches a plugin: the runtime names file and line.
-                let text = std::fs::read_to_string(conflist)
-                    .map_err(|e| Error::io(conflist.display(), e))?;
-                let broken = text.replacen('{', "{ \"cniVersion\": ,", 1);
-                let ours = ConfList::parse(&Source::new(conflist, broken))
-                    .err()
-                    .map(|e| e.to_string());
-                // A config the plugin itself refuses: an IPAM subnet that is no subnet.
-                let mut lab = Lab::up_with(topo, &[POD]).await?;
-                let before = capture(&lab).await?;
-                let st = lab.cni_mut().ok_or_else(|| Error::other("no CNI state"))?;
-                for l in st.lists.values_mut() {
-                    for p in l.plugins.iter_mut() {
-                        if let Some(r) = p.pointer_mut("/ipam/ranges/0/0/subnet") {
-                            *r = serde_json::json!("banana");
-                        }
-                    }
-                }
-                let r = lab.cni_add(POD).await;
-                row.note = Some(format!(
-                    "broken JSON: {}; an IPAM subnet of \"banana\": {}",
-                    ours.map(|o| o.replace("\n  help: ", " (help: ") + ")")
-                        .unwrap_or_else(|| "accepted!".into()),
-                    match &r {
-                        Ok(()) => "ADD succeeded".into(),
-                        Err(e) => format!("ADD failed: {e}"),
-                    }
-                ));
-                row.del = "by the runtime after the failed ADD".into();
-                let after = capture(&lab).await?;
-                row.leaks = leaks(&lab, &before, &after, &BTreeSet::new());
-            }
+            Item::MissingPlugin | Item::MissingIptables => self.missing_row(topo, &mut row).await?,
+            Item::MalformedConfig => malformed_row(topo, conflist, &mut row).await?,
         }
         Ok(row)
     }
+
+    /// ADD with a plugin binary missing, or without iptables on PATH: what ADD says and what
+    /// the failed ADD leaves.
+    async fn missing_row(&self, topo: &Topology, row: &mut Row) -> Result<()> {
+        let mut lab = Lab::up_with(topo, &[POD]).await?;
+        let before = capture(&lab).await?;
+        let st = lab.cni_mut().ok_or_else(|| Error::other("no CNI state"))?;
+        if matches!(self, Item::MissingPlugin) {
+            for l in st.lists.values_mut() {
+                l.plugins
+                    .push(serde_json::json!({ "type": "netfault-missing-plugin" }));
+            }
+        } else {
+            // A PATH where no iptables (nor anything else) is.
+            st.runtime.exec_path = Some("/nonexistent/netfault-empty-path".into());
+        }
+        let r = lab.cni_add(POD).await;
+        row.note = Some(match &r {
+            Ok(()) => "ADD succeeded".into(),
+            Err(e) => format!("ADD failed: {e}"),
+        });
+        // The runtime already deleted what the earlier plugins did.
+        row.del = "by the runtime after the failed ADD".into();
+        let after = capture(&lab).await?;
+        row.leaks = leaks(&lab, &before, &after, &BTreeSet::new());
+        Ok(())
+    }
+}
+
+/// A fault after ADD: whether CHECK sees it, what the probes see, and what DEL leaves.
+async fn fault_row(topo: &Topology, f: &Fault, row: &mut Row) -> Result<()> {
+    let mut lab = Lab::up_with(topo, &[POD]).await?;
+    let before = capture(&lab).await?;
+    lab.cni_add(POD).await?;
+    let healthy = crate::probe::matrix(&lab).await?;
+    if !healthy.mismatches().is_empty() {
+        return Err(Error::other(format!(
+            "unhealthy after ADD: {}",
+            healthy.render_mismatches().join("; ")
+        )));
+    }
+    let pre = capture(&lab).await?;
+    let veth = lab
+        .topology()
+        .host(POD)
+        .and_then(|h| h.as_pod())
+        .map(|p| p.host_veth.clone())
+        .unwrap_or_default();
+    let guard = resolve(f, &veth).inject(&lab).await?;
+    let post = capture(&lab).await?;
+    let fault_diff: BTreeSet<String> = diff(&pre, &post).into_iter().collect();
+    let check = lab.cni_check(POD).await?;
+    row.check_detects = Some(check.is_err());
+    row.check_message = check.err().map(|e| e.msg);
+    let m = crate::probe::matrix(&lab).await?;
+    row.connectivity = connectivity(&m, &healthy);
+    row.del = del_text(&lab.cni_del(POD).await?);
+    let after = capture(&lab).await?;
+    row.leaks = leaks(&lab, &before, &after, &fault_diff);
+    drop(guard); // a heal after DEL would rebuild what DEL removed: not healed
+    Ok(())
+}
+
+/// Broken JSON (the runtime names file and line) and a config the plugin itself refuses.
+async fn malformed_row(topo: &Topology, conflist: &Path, row: &mut Row) -> Result<()> {
+    // Broken JSON never reaches a plugin: the runtime names file and line.
+    let text = std::fs::read_to_string(conflist).map_err(|e| Error::io(conflist.display(), e))?;
+    let broken = text.replacen('{', "{ \"cniVersion\": ,", 1);
+    let ours = ConfList::parse(&Source::new(conflist, broken))
+        .err()
+        .map(|e| e.to_string());
+    // A config the plugin itself refuses: an IPAM subnet that is no subnet.
+    let mut lab = Lab::up_with(topo, &[POD]).await?;
+    let before = capture(&lab).await?;
+    let st = lab.cni_mut().ok_or_else(|| Error::other("no CNI state"))?;
+    for l in st.lists.values_mut() {
+        for p in l.plugins.iter_mut() {
+            if let Some(r) = p.pointer_mut("/ipam/ranges/0/0/subnet") {
+                *r = serde_json::json!("banana");
+            }
+        }
+    }
+    let r = lab.cni_add(POD).await;
+    row.note = Some(format!(
+        "broken JSON: {}; an IPAM subnet of \"banana\": {}",
+        ours.map(|o| o.replace("\n  help: ", " (help: ") + ")")
+            .unwrap_or_else(|| "accepted!".into()),
+        match &r {
+            Ok(()) => "ADD succeeded".into(),
+            Err(e) => format!("ADD failed: {e}"),
+        }
+    ));
+    row.del = "by the runtime after the failed ADD".into();
+    let after = capture(&lab).await?;
+    row.leaks = leaks(&lab, &before, &after, &BTreeSet::new());
+    Ok(())
 }
 
 /// Which probes failed, against the healthy matrix.

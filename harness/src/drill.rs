@@ -88,8 +88,18 @@ impl Rng {
 pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
     let mut obvious = Vec::new();
     let mut subtle = Vec::new();
+    pod_candidates(t, &mut obvious, &mut subtle);
+    node_candidates(t, &mut obvious, &mut subtle);
+    k8s_candidates(t, &mut obvious, &mut subtle);
+    let ok = |f: &Fault| f.check(t).is_ok();
+    obvious.retain(ok);
+    subtle.retain(ok);
+    (obvious, subtle)
+}
+
+/// Faults of each pod: its veth, route, address, neighbour entry, and filters of its traffic.
+fn pod_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Fault>) {
     let bridged = t.has_bridge();
-    let vxlan = matches!(t.cluster.network, Network::Vxlan(_));
     let pods: Vec<(String, String)> = t
         .pods()
         .map(|(p, s)| (p.to_string(), s.node.clone()))
@@ -125,6 +135,12 @@ pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
             from: pod.clone(),
         }));
     }
+}
+
+/// Faults of each node: forwarding, its uplink and bridge, NAT, filters, rp_filter, vxlan.
+fn node_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Fault>) {
+    let bridged = t.has_bridge();
+    let vxlan = matches!(t.cluster.network, Network::Vxlan(_));
     let nodes: Vec<String> = t.nodes().map(|(n, _)| n.to_string()).collect();
     for node in &nodes {
         obvious.push(Fault::DisableIpForward(kinds::DisableIpForward {
@@ -169,8 +185,13 @@ pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
             }
         }
     }
-    // The Kubernetes layer, where the fixture has one: kube-proxy, hairpin, br_netfilter and
-    // resolver settings, each repairable with nft, bridge, sysctl or an editor in the pod.
+}
+
+/// The Kubernetes layer, where the fixture has one: kube-proxy, hairpin, br_netfilter and
+/// resolver settings, each repairable with nft, bridge, sysctl or an editor in the pod.
+fn k8s_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Fault>) {
+    let bridged = t.has_bridge();
+    let nodes: Vec<String> = t.nodes().map(|(n, _)| n.to_string()).collect();
     for s in t.k8s.services.iter().filter(|s| !s.dns) {
         for node in &nodes {
             subtle.push(Fault::DeleteServiceRule(kinds::DeleteServiceRule {
@@ -202,17 +223,13 @@ pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
     }
     if let Some(d) = &t.k8s.dns {
         let wrong = std::net::Ipv4Addr::from(u32::from(d.service_ip).wrapping_add(1));
-        for (pod, _) in &pods {
+        for (pod, _) in t.pods() {
             subtle.push(Fault::WrongNameserver(kinds::WrongNameserver {
-                pod: pod.clone(),
+                pod: pod.to_string(),
                 nameserver: wrong,
             }));
         }
     }
-    let ok = |f: &Fault| f.check(t).is_ok();
-    obvious.retain(ok);
-    subtle.retain(ok);
-    (obvious, subtle)
 }
 
 /// The host a fault lives on (where a trainee has to go to repair it).

@@ -332,56 +332,8 @@ impl<'a> Walker<'a> {
         let culprit = match end {
             End::Broken(c) => c,
             End::Arrived => {
-                // The reply: from the destination back to the address the packet arrived from.
-                let back_to = flow
-                    .snat
-                    .as_ref()
-                    .map(|m| m.2)
-                    .or(flow.untranslated.as_ref().map(|u| u.2))
-                    .or(flow.origin_src)
-                    .unwrap_or(src);
-                let rpkt = Pkt {
-                    src: dst,
-                    dst: back_to,
-                    proto,
-                    sport: port,
-                    dport: None,
-                    icmp_type: (proto == Proto::Icmp).then_some(0),
-                    icmp_code: None,
-                    iif: None,
-                    oif: None,
-                    ct_new: false,
-                    len: pkt.len,
-                    mark: Default::default(),
-                    dst_local: None,
-                };
-                let mut rflow = Flow {
-                    snat: flow.snat.clone(),
-                    ..Default::default()
-                };
-                let end = self
-                    .walk(to, None, rpkt, false, &mut rflow, &mut reply)
-                    .await?;
-                flow.uncertain.extend(rflow.uncertain);
-                match end {
-                    End::Broken(c) => self.blame_untranslated(c, &flow, &mut forward),
-                    End::Arrived => match flow.uncertain.first() {
-                        Some((h, at, rule)) => culprit(
-                            h,
-                            Component::Unexplained,
-                            format!(
-                                "every hop passes by routes, links and the rules netfault can evaluate; \
-                                 the verdict of {at} hangs on \"{rule}\", which it cannot"
-                            ),
-                        ),
-                        None => culprit(
-                            from,
-                            Component::Unexplained,
-                            "every hop passes in both directions by routes, links, neighbours, MTU and nft rules"
-                                .to_string(),
-                        ),
-                    },
-                }
+                self.reply_culprit(from, to, &pkt, src, &mut flow, &mut forward, &mut reply)
+                    .await?
             }
         };
         Ok(Diagnosis {
@@ -396,6 +348,68 @@ impl<'a> Walker<'a> {
             evidence: Vec::new(),
             notes: Vec::new(),
         })
+    }
+    /// The forward packet arrived: the reply, from the destination back to the address the
+    /// packet arrived from, decides; if it arrives too, what netfault could not evaluate.
+    #[allow(clippy::too_many_arguments)]
+    async fn reply_culprit(
+        &mut self,
+        from: &str,
+        to: &str,
+        pkt: &Pkt,
+        src: Ipv4Addr,
+        flow: &mut Flow,
+        forward: &mut [Hop],
+        reply: &mut Vec<Hop>,
+    ) -> Result<Culprit> {
+        // The reply: from the destination back to the address the packet arrived from.
+        let back_to = flow
+            .snat
+            .as_ref()
+            .map(|m| m.2)
+            .or(flow.untranslated.as_ref().map(|u| u.2))
+            .or(flow.origin_src)
+            .unwrap_or(src);
+        let rpkt = Pkt {
+            src: pkt.dst,
+            dst: back_to,
+            proto: pkt.proto,
+            sport: pkt.dport,
+            dport: None,
+            icmp_type: (pkt.proto == Proto::Icmp).then_some(0),
+            icmp_code: None,
+            iif: None,
+            oif: None,
+            ct_new: false,
+            len: pkt.len,
+            mark: Default::default(),
+            dst_local: None,
+        };
+        let mut rflow = Flow {
+            snat: flow.snat.clone(),
+            ..Default::default()
+        };
+        let end = self.walk(to, None, rpkt, false, &mut rflow, reply).await?;
+        flow.uncertain.extend(rflow.uncertain);
+        Ok(match end {
+                End::Broken(c) => self.blame_untranslated(c, flow, forward),
+                End::Arrived => match flow.uncertain.first() {
+                    Some((h, at, rule)) => culprit(
+                        h,
+                        Component::Unexplained,
+                        format!(
+                            "every hop passes by routes, links and the rules netfault can evaluate; \
+                             the verdict of {at} hangs on \"{rule}\", which it cannot"
+                        ),
+                    ),
+                    None => culprit(
+                        from,
+                        Component::Unexplained,
+                        "every hop passes in both directions by routes, links, neighbours, MTU and nft rules"
+                            .to_string(),
+                    ),
+                },
+            })
     }
 
     /// Replies to an untranslated pod address fail on a host outside the cluster: the node that
@@ -562,41 +576,17 @@ impl<'a> Walker<'a> {
                 return Ok(End::Arrived);
             }
             if t.owner_of(pkt.dst).is_some_and(|o| o.name == host) {
-                let planned = self.planned_iface_of(&host, pkt.dst);
-                let on = planned.map(|i| format!(" on {i}")).unwrap_or_default();
-                hops.push(hop(
-                    HopStatus::Fail,
-                    &host,
-                    format!("{} is not local: the address{on} is missing", pkt.dst),
-                ));
-                return Ok(End::Broken(culprit(
-                    &host,
-                    Component::Address,
-                    format!(
-                        "{host} lacks its address {}{on}: packets for it are not delivered",
-                        pkt.dst
-                    ),
-                )));
+                return Ok(End::Broken(self.not_local(&host, pkt.dst, hops)));
             }
             let oif = match r.oif {
                 Some(o) => self.ifname(&host, o).await?,
                 None => "?".to_string(),
             };
             pkt.oif = Some(oif.clone());
-            if let Some(n) = &in_name {
-                let fwd = self
-                    .sysctl(&host, "net.ipv4.ip_forward")
-                    .await
-                    .unwrap_or_else(|| "?".into());
-                hops.push(hop(
-                    HopStatus::Ok,
-                    &host,
-                    format!("forward {n} → {oif} (ip_forward={fwd})"),
-                ));
-                if let Err(c) = self.hook(&host, "forward", &pkt, hops, flow).await? {
-                    return Ok(End::Broken(c));
-                }
-            } else if let Err(c) = self.hook(&host, "output", &pkt, hops, flow).await? {
+            if let Err(c) = self
+                .leave_by(&host, in_name.as_deref(), &oif, &pkt, flow, hops)
+                .await?
+            {
                 return Ok(End::Broken(c));
             }
             let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
@@ -640,6 +630,54 @@ impl<'a> Walker<'a> {
             ),
         )))
     }
+    /// A packet for `host`'s own address that the kernel does not call local: the address is
+    /// missing.
+    fn not_local(&self, host: &str, dst: Ipv4Addr, hops: &mut Vec<Hop>) -> Culprit {
+        let planned = self.planned_iface_of(host, dst);
+        let on = planned.map(|i| format!(" on {i}")).unwrap_or_default();
+        hops.push(hop(
+            HopStatus::Fail,
+            host,
+            format!("{dst} is not local: the address{on} is missing"),
+        ));
+        culprit(
+            host,
+            Component::Address,
+            format!("{host} lacks its address {dst}{on}: packets for it are not delivered"),
+        )
+    }
+
+    /// A packet leaving `host` by `oif`: forwarded (the forward hook) when it arrived on
+    /// `in_name`, else sent (the output hook).
+    async fn leave_by(
+        &mut self,
+        host: &str,
+        in_name: Option<&str>,
+        oif: &str,
+        pkt: &Pkt,
+        flow: &mut Flow,
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<(), Culprit>> {
+        let Some(n) = in_name else {
+            return self
+                .hook(host, "output", pkt, hops, flow)
+                .await
+                .map(|r| r.map(drop));
+        };
+        let fwd = self
+            .sysctl(host, "net.ipv4.ip_forward")
+            .await
+            .unwrap_or_else(|| "?".into());
+        hops.push(hop(
+            HopStatus::Ok,
+            host,
+            format!("forward {n} → {oif} (ip_forward={fwd})"),
+        ));
+        self.hook(host, "forward", pkt, hops, flow)
+            .await
+            .map(|r| r.map(drop))
+    }
+
     /// The route lookup at `host` failed: a host that does not route by design (a pod, an
     /// external host) was handed a packet to forward, so the previous hop's route is wrong; or
     /// what the failure says of `host` itself.
@@ -1194,7 +1232,6 @@ impl<'a> Walker<'a> {
         hops: &mut Vec<Hop>,
         flow: &mut Flow,
     ) -> Result<std::result::Result<(String, u32), Culprit>> {
-        let t = self.lab.topology().clone();
         let Some(out) = self.link(host, oif).await? else {
             return Ok(Err(culprit(
                 host,
@@ -1213,33 +1250,9 @@ impl<'a> Walker<'a> {
         if out.kind.as_deref() == Some("vxlan") {
             return Box::pin(self.overlay(host, &out, nexthop, pkt, hops, flow)).await;
         }
-        // A routed pod's gateway is no host's address: the node answers for it by proxy ARP.
-        let routed_gw = match (&t.cluster.network, t.host(host).and_then(|h| h.as_pod())) {
-            (crate::topology::Network::Routed { gateway }, Some(_)) if *gateway == nexthop => {
-                self.veth_peer(host, oif)
-            }
-            _ => None,
-        };
-        if let Some((node, node_if)) = &routed_gw {
-            if let Some(c) = self.proxy_arp_off(host, node, node_if, nexthop, hops).await {
-                return Ok(Err(c));
-            }
-        }
-        let owner = match &routed_gw {
-            Some((node, _)) => Some(node.clone()),
-            None => t.owner_of(nexthop).map(|h| h.name.clone()),
-        };
-        let Some(target) = owner else {
-            hops.push(hop(
-                HopStatus::Fail,
-                host,
-                format!("next hop {nexthop}: no lab host has it"),
-            ));
-            return Ok(Err(culprit(
-                host,
-                Component::Route,
-                format!("{host} sends to {nexthop} via {oif}, an address no host in the lab has"),
-            )));
+        let target = match self.segment_target(host, oif, nexthop, hops).await {
+            Ok(t) => t,
+            Err(c) => return Ok(Err(c)),
         };
         let neighbour = self
             .neighbours(host)
@@ -1328,6 +1341,45 @@ impl<'a> Walker<'a> {
             Component::Unexplained,
             format!("{host}: too many bridges towards {target}"),
         )))
+    }
+    /// The host that owns `nexthop` on the segment behind `oif`: a routed pod's gateway is no
+    /// host's address, and the node answers for it by proxy ARP.
+    async fn segment_target(
+        &mut self,
+        host: &str,
+        oif: &str,
+        nexthop: Ipv4Addr,
+        hops: &mut Vec<Hop>,
+    ) -> std::result::Result<String, Culprit> {
+        let t = self.lab.topology().clone();
+        // A routed pod's gateway is no host's address: the node answers for it by proxy ARP.
+        let routed_gw = match (&t.cluster.network, t.host(host).and_then(|h| h.as_pod())) {
+            (crate::topology::Network::Routed { gateway }, Some(_)) if *gateway == nexthop => {
+                self.veth_peer(host, oif)
+            }
+            _ => None,
+        };
+        if let Some((node, node_if)) = &routed_gw {
+            if let Some(c) = self.proxy_arp_off(host, node, node_if, nexthop, hops).await {
+                return Err(c);
+            }
+        }
+        let owner = match &routed_gw {
+            Some((node, _)) => Some(node.clone()),
+            None => t.owner_of(nexthop).map(|h| h.name.clone()),
+        };
+        owner.ok_or_else(|| {
+            hops.push(hop(
+                HopStatus::Fail,
+                host,
+                format!("next hop {nexthop}: no lab host has it"),
+            ));
+            culprit(
+                host,
+                Component::Route,
+                format!("{host} sends to {nexthop} via {oif}, an address no host in the lab has"),
+            )
+        })
     }
 
     /// A routed pod's gateway is answered by its node's proxy ARP: the culprit if that is off.
