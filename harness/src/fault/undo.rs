@@ -238,95 +238,14 @@ impl Undo {
                         .map_err(|e| nl_error(&host, format!("removing neighbour {ip}"), e)),
                 }
             }
-            Undo::ReaddFdb { host, entries } => {
-                let h = lab.host(&host)?;
-                for e in entries {
-                    let ix = h.index(&e.ifname).await?;
-                    let r = match (e.is_self, e.dst) {
-                        (true, Some(d)) => netlink::add_fdb(h.handle(), ix, &e.mac, d).await,
-                        _ => netlink::add_bridge_fdb(h.handle(), ix, &e.mac).await,
-                    };
-                    r.map_err(|err| {
-                        nl_error(
-                            &host,
-                            format!("re-adding an fdb entry on {}", e.ifname),
-                            err,
-                        )
-                    })?;
-                }
-                Ok(())
-            }
-            Undo::DeleteFdb { host, entries } => {
-                let h = lab.host(&host)?;
-                for e in entries {
-                    let ix = h.index(&e.ifname).await?;
-                    let f = netlink::Fdb {
-                        index: ix,
-                        mac: e.mac.clone(),
-                        dst: e.dst,
-                        master: None,
-                        state: String::new(),
-                        is_self: e.is_self,
-                    };
-                    netlink::del_fdb(h.handle(), &f).await.map_err(|err| {
-                        nl_error(&host, format!("deleting an fdb entry on {}", e.ifname), err)
-                    })?;
-                }
-                Ok(())
-            }
+            Undo::ReaddFdb { host, entries } => readd_fdb(lab, &host, entries).await,
+            Undo::DeleteFdb { host, entries } => delete_fdb(lab, &host, entries).await,
             Undo::Restore {
                 host,
                 routes,
                 neighbours,
                 fdb,
-            } => {
-                let h = lab.host(&host)?;
-                let exists =
-                    |e: &rtnetlink::Error| crate::error::netlink_errno(e) == Some(libc::EEXIST);
-                for (dev, ip, mac) in neighbours {
-                    let ix = h.index(&dev).await?;
-                    netlink::add_permanent_neighbour(h.handle(), ix, ip, &mac)
-                        .await
-                        .map_err(|e| nl_error(&host, format!("restoring neighbour {ip}"), e))?;
-                }
-                for e in fdb {
-                    let ix = h.index(&e.ifname).await?;
-                    if let Some(d) = e.dst {
-                        match netlink::add_fdb(h.handle(), ix, &e.mac, d).await {
-                            Ok(()) => {}
-                            Err(err) if exists(&err) => {}
-                            Err(err) => {
-                                return Err(nl_error(
-                                    &host,
-                                    format!("restoring an fdb entry on {}", e.ifname),
-                                    err,
-                                ))
-                            }
-                        }
-                    }
-                }
-                let (direct, via): (Vec<_>, Vec<_>) = routes.into_iter().partition(|(m, _)| {
-                    !m.attributes.iter().any(|a| {
-                        matches!(a, netlink_packet_route::route::RouteAttribute::Gateway(_))
-                    })
-                });
-                for (mut m, dev) in direct.into_iter().chain(via) {
-                    if !dev.is_empty() {
-                        let ix = h.index(&dev).await?;
-                        for a in m.attributes.iter_mut() {
-                            if let netlink_packet_route::route::RouteAttribute::Oif(o) = a {
-                                *o = ix;
-                            }
-                        }
-                    }
-                    match netlink::readd_route(h.handle(), m).await {
-                        Ok(()) => {}
-                        Err(e) if exists(&e) => {}
-                        Err(e) => return Err(nl_error(&host, "restoring a route", e)),
-                    }
-                }
-                Ok(())
-            }
+            } => restore(lab, &host, routes, neighbours, fdb).await,
             Undo::FlushNeighbour { host, ifname, ip } => {
                 let h = lab.host(&host)?;
                 let ix = h.index(&ifname).await?;
@@ -342,6 +261,93 @@ impl Undo {
             }
         }
     }
+}
+
+async fn readd_fdb(lab: &Lab, host: &str, entries: Vec<FdbEntry>) -> Result<()> {
+    let h = lab.host(host)?;
+    for e in entries {
+        let ix = h.index(&e.ifname).await?;
+        let r = match (e.is_self, e.dst) {
+            (true, Some(d)) => netlink::add_fdb(h.handle(), ix, &e.mac, d).await,
+            _ => netlink::add_bridge_fdb(h.handle(), ix, &e.mac).await,
+        };
+        r.map_err(|err| nl_error(host, format!("re-adding an fdb entry on {}", e.ifname), err))?;
+    }
+    Ok(())
+}
+
+async fn delete_fdb(lab: &Lab, host: &str, entries: Vec<FdbEntry>) -> Result<()> {
+    let h = lab.host(host)?;
+    for e in entries {
+        let ix = h.index(&e.ifname).await?;
+        let f = netlink::Fdb {
+            index: ix,
+            mac: e.mac.clone(),
+            dst: e.dst,
+            master: None,
+            state: String::new(),
+            is_self: e.is_self,
+        };
+        netlink::del_fdb(h.handle(), &f)
+            .await
+            .map_err(|err| nl_error(host, format!("deleting an fdb entry on {}", e.ifname), err))?;
+    }
+    Ok(())
+}
+
+/// Puts back what vanished as a side effect; entries already back are left alone.
+async fn restore(
+    lab: &Lab,
+    host: &str,
+    routes: Vec<(RouteMessage, String)>,
+    neighbours: Vec<(String, Ipv4Addr, Vec<u8>)>,
+    fdb: Vec<FdbEntry>,
+) -> Result<()> {
+    let h = lab.host(host)?;
+    let exists = |e: &rtnetlink::Error| crate::error::netlink_errno(e) == Some(libc::EEXIST);
+    for (dev, ip, mac) in neighbours {
+        let ix = h.index(&dev).await?;
+        netlink::add_permanent_neighbour(h.handle(), ix, ip, &mac)
+            .await
+            .map_err(|e| nl_error(host, format!("restoring neighbour {ip}"), e))?;
+    }
+    for e in fdb {
+        let ix = h.index(&e.ifname).await?;
+        if let Some(d) = e.dst {
+            match netlink::add_fdb(h.handle(), ix, &e.mac, d).await {
+                Ok(()) => {}
+                Err(err) if exists(&err) => {}
+                Err(err) => {
+                    return Err(nl_error(
+                        host,
+                        format!("restoring an fdb entry on {}", e.ifname),
+                        err,
+                    ))
+                }
+            }
+        }
+    }
+    let (direct, via): (Vec<_>, Vec<_>) = routes.into_iter().partition(|(m, _)| {
+        !m.attributes
+            .iter()
+            .any(|a| matches!(a, netlink_packet_route::route::RouteAttribute::Gateway(_)))
+    });
+    for (mut m, dev) in direct.into_iter().chain(via) {
+        if !dev.is_empty() {
+            let ix = h.index(&dev).await?;
+            for a in m.attributes.iter_mut() {
+                if let netlink_packet_route::route::RouteAttribute::Oif(o) = a {
+                    *o = ix;
+                }
+            }
+        }
+        match netlink::readd_route(h.handle(), m).await {
+            Ok(()) => {}
+            Err(e) if exists(&e) => {}
+            Err(e) => return Err(nl_error(host, "restoring a route", e)),
+        }
+    }
+    Ok(())
 }
 
 /// After bringing a veth end back, wait for carrier on both ends (a heal must leave the lab as
