@@ -6,86 +6,9 @@ pub mod nfteval;
 pub mod state;
 pub mod vocab;
 pub mod walk;
+mod whole_lab;
 
 pub use state::{capture, diff, LabState};
 pub use vocab::{Component, Culprit, Diagnosis, Evidence, Hop, HopStatus};
 pub use walk::{explain, explain_changes, explain_pairs};
-
-use serde::Serialize;
-
-use crate::error::Result;
-use crate::lab::Lab;
-use crate::topology::{Outcome, Proto};
-
-/// `netfault diagnose` (JSON contract): every healthy pair of the fixture, probed; the broken
-/// ones explained.
-#[derive(Debug, Clone, Serialize)]
-pub struct LabDiagnosis {
-    pub lab: String,
-    pub healthy: bool,
-    pub pairs: Vec<PairReport>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PairReport {
-    pub from: String,
-    pub to: String,
-    pub proto: Proto,
-    pub outcome: Outcome,
-    pub expected: Outcome,
-    pub culprit: Option<Culprit>,
-    pub hops: Vec<Hop>,
-    pub evidence: Vec<Evidence>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
-
-/// Probes a lab's healthy pairs and explains each that is not as the fixture expects.
-pub async fn diagnose_lab(lab: &Lab, name: &str) -> Result<(LabDiagnosis, Vec<Diagnosis>)> {
-    let m = crate::probe::matrix(lab).await?;
-    let broken: Vec<(String, String, Proto, Outcome)> = m
-        .cells
-        .iter()
-        .filter(|c| c.expected == Some(Outcome::Reachable) && c.observed != Outcome::Reachable)
-        .map(|c| (c.from.clone(), c.to.clone(), c.proto, c.observed))
-        .collect();
-    let ds = explain_pairs(lab, &broken, None, true).await?;
-    let mut pairs = Vec::new();
-    for c in m.cells.iter().filter(|c| c.expected.is_some()) {
-        let expected = c.expected.expect("filtered");
-        let d = ds
-            .iter()
-            .find(|d| d.from == c.from && d.to == c.to && d.protocols.contains(&c.proto));
-        let culprit = match d {
-            Some(d) => Some(d.culprit.clone()),
-            None if c.observed != expected => Some(Culprit {
-                host: c.from.clone(),
-                component: Component::Unexplained,
-                summary: format!("expected {expected}, observed {}: the walk explains only pairs that should be reachable", c.observed),
-            }),
-            None => None,
-        };
-        pairs.push(PairReport {
-            from: c.from.clone(),
-            to: c.to.clone(),
-            proto: c.proto,
-            outcome: c.observed,
-            expected,
-            culprit,
-            hops: d
-                .map(|d| d.forward.iter().chain(&d.reply).cloned().collect())
-                .unwrap_or_default(),
-            evidence: d.map(|d| d.evidence.clone()).unwrap_or_default(),
-            notes: d.map(|d| d.notes.clone()).unwrap_or_default(),
-        });
-    }
-    let healthy = pairs.iter().all(|p| p.culprit.is_none());
-    Ok((
-        LabDiagnosis {
-            lab: name.to_string(),
-            healthy,
-            pairs,
-        },
-        ds,
-    ))
-}
+pub use whole_lab::{diagnose_lab, LabDiagnosis, PairReport};
