@@ -54,13 +54,8 @@ impl<'a> Walker<'a> {
         if let Some(c) = vni_or_port_mismatch(&t, host, out, &target, &remote, hops) {
             return Ok(Err(c));
         }
-        let field = |l: &Link, k: &str| {
-            l.details
-                .iter()
-                .find_map(|d| d.strip_prefix(k).map(|x| x.to_string()))
-        };
-        let port = field(out, "dstport ").and_then(|p| p.parse::<u16>().ok());
-        let local = field(out, "local ")
+        let port = detail(out, "dstport ").and_then(|p| p.parse::<u16>().ok());
+        let local = detail(out, "local ")
             .and_then(|a| a.parse::<Ipv4Addr>().ok())
             .unwrap_or(Ipv4Addr::UNSPECIFIED);
         hops.push(hop(
@@ -102,7 +97,7 @@ impl<'a> Walker<'a> {
                     &target,
                     format!(
                         "{dev} decapsulates (VNI {})",
-                        field(&remote, "vni ").unwrap_or_default()
+                        detail(&remote, "vni ").unwrap_or_default()
                     ),
                 ));
                 Ok(Ok((target, remote.index)))
@@ -208,13 +203,8 @@ pub(super) fn vni_or_port_mismatch(
     hops: &mut Vec<Hop>,
 ) -> Option<Culprit> {
     let dev = &out.name;
-    let field = |l: &Link, k: &str| {
-        l.details
-            .iter()
-            .find_map(|d| d.strip_prefix(k).map(|x| x.to_string()))
-    };
     for (k, what) in [("vni ", "VNI"), ("dstport ", "UDP port")] {
-        let (a, b) = (field(out, k), field(remote, k));
+        let (a, b) = (detail(out, k), detail(remote, k));
         if a != b {
             let planned = match (&t.cluster.network, k) {
                 (crate::topology::Network::Vxlan(v), "vni ") => Some(v.vni.to_string()),
@@ -254,4 +244,11 @@ pub(super) fn overlay_fail<T>(
 ) -> Result<std::result::Result<T, Culprit>> {
     hops.push(hop(HopStatus::Fail, h, text));
     Ok(Err(culprit(h, Component::Overlay, summary)))
+}
+
+/// A vxlan link's setting as its details show it (`vni 42`, `dstport 4789`, `local 10.0.0.1`).
+fn detail(l: &Link, k: &str) -> Option<String> {
+    l.details
+        .iter()
+        .find_map(|d| d.strip_prefix(k).map(|x| x.to_string()))
 }
