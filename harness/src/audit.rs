@@ -216,6 +216,14 @@ enum Item {
     MalformedConfig,
 }
 
+/// What an ADD said, for a row's note.
+fn add_said(r: &std::result::Result<(), Error>) -> String {
+    match r {
+        Ok(()) => "ADD succeeded".into(),
+        Err(e) => format!("ADD failed: {e}"),
+    }
+}
+
 fn del_text(r: &std::result::Result<(), CniError>) -> String {
     match r {
         Ok(()) => "ok".into(),
@@ -347,10 +355,7 @@ impl Item {
             st.runtime.exec_path = Some("/nonexistent/netfault-empty-path".into());
         }
         let r = lab.cni_add(POD).await;
-        row.note = Some(match &r {
-            Ok(()) => "ADD succeeded".into(),
-            Err(e) => format!("ADD failed: {e}"),
-        });
+        row.note = Some(add_said(&r));
         // The runtime already deleted what the earlier plugins did.
         row.del = "by the runtime after the failed ADD".into();
         let after = capture(&lab).await?;
@@ -417,10 +422,7 @@ async fn malformed_row(topo: &Topology, conflist: &Path, row: &mut Row) -> Resul
         "broken JSON: {}; an IPAM subnet of \"banana\": {}",
         ours.map(|o| o.replace("\n  help: ", " (help: ") + ")")
             .unwrap_or_else(|| "accepted!".into()),
-        match &r {
-            Ok(()) => "ADD succeeded".into(),
-            Err(e) => format!("ADD failed: {e}"),
-        }
+        add_said(&r)
     ));
     row.del = "by the runtime after the failed ADD".into();
     let after = capture(&lab).await?;

@@ -96,26 +96,7 @@ impl Runtime {
     /// A plugin is asked only when the list and the plugin's VERSION both speak 1.1.0; the
     /// others are reported as skipped, with the reason.
     pub async fn status(&self, node: &Netns, list: &ConfList) -> Vec<PluginReply> {
-        let mut out = Vec::new();
-        for p in &list.plugins {
-            let ty = plugin_type(p);
-            let reply = match self.speaks_1_1(node, list, &ty).await {
-                Err(e) => Reply::Failed(e),
-                Ok(Some(why)) => Reply::Skipped(why),
-                Ok(None) => {
-                    let conf = self.plugin_conf(list, p, None, &Value::Null);
-                    match self
-                        .exec(node, &ty, "STATUS", &Attachment::none(), conf)
-                        .await
-                    {
-                        Ok(_) => Reply::Ok,
-                        Err(e) => Reply::Failed(e),
-                    }
-                }
-            };
-            out.push(PluginReply { plugin: ty, reply });
-        }
-        out
+        self.each_1_1(node, list, "STATUS", |_| {}).await
     }
 
     /// GC (spec 1.1.0): tells each plugin of the list which attachments are still valid, so it
@@ -131,6 +112,21 @@ impl Runtime {
             .iter()
             .map(|a| json!({ "containerID": a.container_id, "ifname": a.ifname }))
             .collect();
+        self.each_1_1(node, list, "GC", |conf| {
+            conf["cni.dev/valid-attachments"] = json!(attachments);
+        })
+        .await
+    }
+
+    /// A 1.1.0 verb asked of each plugin of the list in order, with its config as `decorate`
+    /// leaves it; a plugin or list that predates 1.1.0 is skipped, with the reason.
+    async fn each_1_1(
+        &self,
+        node: &Netns,
+        list: &ConfList,
+        verb: &str,
+        decorate: impl Fn(&mut Value),
+    ) -> Vec<PluginReply> {
         let mut out = Vec::new();
         for p in &list.plugins {
             let ty = plugin_type(p);
@@ -139,8 +135,8 @@ impl Runtime {
                 Ok(Some(why)) => Reply::Skipped(why),
                 Ok(None) => {
                     let mut conf = self.plugin_conf(list, p, None, &Value::Null);
-                    conf["cni.dev/valid-attachments"] = json!(attachments);
-                    match self.exec(node, &ty, "GC", &Attachment::none(), conf).await {
+                    decorate(&mut conf);
+                    match self.exec(node, &ty, verb, &Attachment::none(), conf).await {
                         Ok(_) => Reply::Ok,
                         Err(e) => Reply::Failed(e),
                     }

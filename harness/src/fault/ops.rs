@@ -468,22 +468,6 @@ pub(super) async fn vxlan_fdb_for(lab: &Lab, node: &str, peer: &str) -> Result<(
     ))
 }
 
-pub(super) async fn del_fdb(lab: &Lab, host: &str, dev: &str, e: &FdbEntry) -> Result<()> {
-    let h = lab.host(host)?;
-    let ix = h.index(dev).await?;
-    let f = netlink::Fdb {
-        index: ix,
-        mac: e.mac.clone(),
-        dst: e.dst,
-        master: None,
-        state: String::new(),
-        is_self: e.is_self,
-    };
-    netlink::del_fdb(h.handle(), &f)
-        .await
-        .map_err(|err| nl_error(host, format!("deleting an fdb entry on {dev}"), err))
-}
-
 pub(super) async fn vxlan_port(lab: &Lab, node: &str, port: u16) -> Result<Vec<Undo>> {
     let dev = vxlan_device(lab)?;
     let (vni, local, under) = match lab

@@ -277,22 +277,26 @@ async fn readd_fdb(lab: &Lab, host: &str, entries: Vec<FdbEntry>) -> Result<()> 
 }
 
 async fn delete_fdb(lab: &Lab, host: &str, entries: Vec<FdbEntry>) -> Result<()> {
-    let h = lab.host(host)?;
-    for e in entries {
-        let ix = h.index(&e.ifname).await?;
-        let f = netlink::Fdb {
-            index: ix,
-            mac: e.mac.clone(),
-            dst: e.dst,
-            master: None,
-            state: String::new(),
-            is_self: e.is_self,
-        };
-        netlink::del_fdb(h.handle(), &f)
-            .await
-            .map_err(|err| nl_error(host, format!("deleting an fdb entry on {}", e.ifname), err))?;
+    for e in &entries {
+        del_fdb(lab, host, &e.ifname, e).await?;
     }
     Ok(())
+}
+
+pub(super) async fn del_fdb(lab: &Lab, host: &str, dev: &str, e: &FdbEntry) -> Result<()> {
+    let h = lab.host(host)?;
+    let ix = h.index(dev).await?;
+    let f = netlink::Fdb {
+        index: ix,
+        mac: e.mac.clone(),
+        dst: e.dst,
+        master: None,
+        state: String::new(),
+        is_self: e.is_self,
+    };
+    netlink::del_fdb(h.handle(), &f)
+        .await
+        .map_err(|err| nl_error(host, format!("deleting an fdb entry on {dev}"), err))
 }
 
 /// Puts back what vanished as a side effect; entries already back are left alone.

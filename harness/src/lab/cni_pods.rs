@@ -123,12 +123,7 @@ impl Lab {
     /// Runs the conflist's CHECK for an attached pod.
     pub async fn cni_check(&self, pod: &str) -> Result<std::result::Result<(), cni::CniError>> {
         let (st, node, att) = self.cni_parts(pod)?;
-        let rc = self
-            .topo
-            .cni
-            .as_ref()
-            .map(|c| c.runtime_config.clone())
-            .unwrap_or_default();
+        let rc = self.runtime_config();
         Ok(st
             .runtime
             .check(&self.host(&node)?.ns, &st.lists[&node], att, &rc)
@@ -139,16 +134,20 @@ impl Lab {
     /// plugins as the spec says).
     pub async fn cni_del(&self, pod: &str) -> Result<std::result::Result<(), cni::CniError>> {
         let (st, node, att) = self.cni_parts(pod)?;
-        let rc = self
-            .topo
-            .cni
-            .as_ref()
-            .map(|c| c.runtime_config.clone())
-            .unwrap_or_default();
+        let rc = self.runtime_config();
         Ok(st
             .runtime
             .del(&self.host(&node)?.ns, &st.lists[&node], att, &rc)
             .await)
+    }
+
+    /// The fixture's `[cni] runtime_config` (null without one).
+    fn runtime_config(&self) -> serde_json::Value {
+        self.topo
+            .cni
+            .as_ref()
+            .map(|c| c.runtime_config.clone())
+            .unwrap_or_default()
     }
 
     pub(super) fn cni_parts(&self, pod: &str) -> Result<(&CniState, String, &cni::Attachment)> {

@@ -8,7 +8,7 @@ use super::super::check::Checker;
 use super::super::check::{perr, ParamError};
 use super::super::kind::{Breakage, Kind, NODE};
 use super::super::ops::*;
-use super::super::undo::{FdbEntry, Undo};
+use super::super::undo::{del_fdb, FdbEntry, Undo};
 use crate::error::{nl_error, Error};
 use crate::lab::Lab;
 use crate::nl::{self as netlink};
