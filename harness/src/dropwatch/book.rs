@@ -67,23 +67,49 @@ impl Book {
         }
     }
 
-    /// An echo server's reply to `peer` (from its port `port`), sent inside that probe's window
-    /// where the probe is known: what the kernel drops of the reply is the probe's too.
-    pub fn reply_window<T>(&self, peer: SocketAddrV4, port: u16, send: impl FnOnce() -> T) -> T {
-        match self.probe_of(peer, port) {
+    /// An echo server's reply to `peer` (from its port `port`) to the datagram `request`, sent
+    /// inside that probe's window where the probe is known: what the kernel drops of the reply
+    /// is the probe's too.
+    pub fn reply_window<T>(
+        &self,
+        peer: SocketAddrV4,
+        port: u16,
+        request: &[u8],
+        send: impl FnOnce() -> T,
+    ) -> T {
+        match self.probe_of(peer, port, request) {
             Some(p) => self.tracer.window(self.inner.run, p, send),
             None => send(),
         }
     }
 
-    fn probe_of(&self, peer: SocketAddrV4, port: u16) -> Option<usize> {
-        self.inner.flows.lock().unwrap().get(&(peer, port)).copied()
+    /// The probe a request came from: by the flow it was sent on, or — where a translation
+    /// changed its source on the way — by the tag it carries ([`Watched::tag`]).
+    fn probe_of(&self, peer: SocketAddrV4, port: u16, request: &[u8]) -> Option<usize> {
+        let by_flow = self.inner.flows.lock().unwrap().get(&(peer, port)).copied();
+        by_flow.or_else(|| {
+            let text = std::str::from_utf8(request).ok()?;
+            let (run, p) = text
+                .split(TAG)
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .split_once(':')?;
+            let (run, p): (u64, usize) = (run.parse().ok()?, p.parse().ok()?);
+            (run == self.inner.run && p < self.inner.slots.len()).then_some(p)
+        })
     }
 
-    /// An echo server could not send its reply to `peer` (from its port `port`): that probe's
-    /// answer was dropped on the way back.
-    pub fn reply_failed(&self, peer: SocketAddrV4, port: u16, why: &std::io::Error) {
-        if let Some(p) = self.probe_of(peer, port) {
+    /// An echo server could not send its reply to `peer` (from its port `port`) to `request`:
+    /// that probe's answer was dropped on the way back.
+    pub fn reply_failed(
+        &self,
+        peer: SocketAddrV4,
+        port: u16,
+        request: &[u8],
+        why: &std::io::Error,
+    ) {
+        if let Some(p) = self.probe_of(peer, port, request) {
             let host = peer.ip();
             self.inner.record(
                 p,
@@ -92,6 +118,9 @@ impl Book {
         }
     }
 }
+
+/// What a probe's datagram carries to name it: `nfw=RUN:PROBE`.
+const TAG: &str = "nfw=";
 
 impl Drop for Book {
     fn drop(&mut self) {
@@ -159,6 +188,12 @@ impl Watched {
             .lock()
             .unwrap()
             .insert((local, server_port), self.probe);
+    }
+
+    /// The tag a datagram of this probe carries, so that an echo server can name the probe
+    /// whatever address translation did to its source.
+    pub fn tag(&self) -> String {
+        format!("{TAG}{}:{}", self.inner.run, self.probe)
     }
 
     /// How many of this probe's sends (or their replies) the kernel was seen to drop.

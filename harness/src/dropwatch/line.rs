@@ -1,5 +1,5 @@
-//! One line of the instance's `trace_pipe`, parsed: a probe's window marker, a drop with its
-//! reason, or a route lookup that failed.
+//! One line of the instance's `trace_pipe`, parsed: a probe's window marker, a packet seen,
+//! consumed or dropped (with its reason), or a route lookup that failed.
 
 use std::net::Ipv4Addr;
 
@@ -13,12 +13,18 @@ pub(crate) enum Line {
         run: u64,
         probe: usize,
     },
-    /// `kfree_skb` with a reason that means the packet's path ended there.
+    /// `kfree_skb`: a packet dropped, with the kernel's reason.
     Drop {
         tid: i32,
+        skb: String,
         reason: String,
         location: String,
     },
+    /// A packet queued to a device or received by one (`net_dev_queue`, `netif_rx`,
+    /// `netif_receive_skb`).
+    Seen { tid: i32, skb: String },
+    /// `consume_skb`: a packet freed as handled.
+    Consumed { tid: i32, skb: String },
     /// A route lookup that found nothing in a table a lookup ends in (main or default).
     NoRoute {
         tid: i32,
@@ -38,7 +44,7 @@ pub(crate) fn marker(open: bool, run: u64, probe: usize) -> String {
 /// (other connections' housekeeping), `OTHERHOST` (a flooded frame that was not for this
 /// host), and queue or rate limits (`QDISC_DROP` — a full qdisc such as tbf's under a transfer —,
 /// `QDISC_OVERLIMIT`, `NEIGH_QUEUEFULL`: the next send may pass).
-const PATH_ENDS: &[&str] = &[
+pub(crate) const PATH_ENDS: &[&str] = &[
     "NETFILTER_DROP",
     "IP_INHDR",
     "IP_RPFILTER",
@@ -71,6 +77,14 @@ pub(crate) fn parse(l: &str) -> Option<Line> {
     match event.trim() {
         "tracing_mark_write" => window(tid, rest),
         "kfree_skb" => drop_of(tid, rest),
+        "net_dev_queue" | "netif_rx" | "netif_receive_skb" => Some(Line::Seen {
+            tid,
+            skb: skb_of(rest)?,
+        }),
+        "consume_skb" => Some(Line::Consumed {
+            tid,
+            skb: skb_of(rest)?,
+        }),
         "fib_table_lookup" => no_route(tid, rest),
         _ => None,
     }
@@ -101,11 +115,14 @@ fn window(tid: i32, rest: &str) -> Option<Line> {
     })
 }
 
+/// `skbaddr=00000000b28fdbd0` among an event's fields.
+fn skb_of(rest: &str) -> Option<String> {
+    let v = rest.split("skbaddr=").nth(1)?.split_whitespace().next()?;
+    Some(v.to_string())
+}
+
 fn drop_of(tid: i32, rest: &str) -> Option<Line> {
     let reason = rest.split("reason: ").nth(1)?.trim();
-    if !PATH_ENDS.contains(&reason) {
-        return None;
-    }
     let location = rest
         .split("location=")
         .nth(1)
@@ -114,6 +131,7 @@ fn drop_of(tid: i32, rest: &str) -> Option<Line> {
         .unwrap_or_default();
     Some(Line::Drop {
         tid,
+        skb: skb_of(rest)?,
         reason: reason.to_string(),
         location,
     })
@@ -158,7 +176,18 @@ mod tests {
         assert_eq!(marker(false, 3, 17), "nfw e 3:17\n");
         assert_eq!(
             parse("  my comm-x-77 [000] ..s2. 1.5: kfree_skb: skbaddr=0 rx_sk=0 protocol=2048 location=ip_forward+0x1c/0x40 reason: IP_INADDRERRORS"),
-            Some(Line::Drop { tid: 77, reason: "IP_INADDRERRORS".into(), location: "ip_forward".into() })
+            Some(Line::Drop { tid: 77, skb: "0".into(), reason: "IP_INADDRERRORS".into(), location: "ip_forward".into() })
+        );
+        assert_eq!(
+            parse(" w-5 [001] b..1. 2.0: net_dev_queue: dev=eth0 skbaddr=00000000663a7f2d len=58"),
+            Some(Line::Seen {
+                tid: 5,
+                skb: "00000000663a7f2d".into()
+            })
+        );
+        assert_eq!(
+            parse(" w-5 [001] ..s1. 2.0: consume_skb: skbaddr=00000000e6840913 location=arp_process+0x341/0x9f0"),
+            Some(Line::Consumed { tid: 5, skb: "00000000e6840913".into() })
         );
         assert_eq!(
             parse(" w-5 [001] b.s2. 2.0: fib_table_lookup: table 254 oif 0 iif 1 proto 1 203.0.113.10/0 -> 10.244.1.2/0 tos 0 scope 0 flags 0 ==> dev - gw 0.0.0.0/:: err -11"),
@@ -167,11 +196,14 @@ mod tests {
     }
 
     #[test]
-    fn what_does_not_end_a_path_is_not_a_drop() {
-        // A socket queue purged on close, a frame flooded to a host it was not for, a miss in
-        // the local table (the main table is asked next).
-        assert_eq!(parse(" w-5 [001] ..s2. 2.0: kfree_skb: skbaddr=0 rx_sk=0 protocol=2048 location=sk_stream_kill_queues+0x57/0xf0 reason: QUEUE_PURGE"), None);
-        assert_eq!(parse(" w-5 [001] ..s2. 2.0: kfree_skb: skbaddr=0 rx_sk=0 protocol=2048 location=ip_rcv+0x1 reason: OTHERHOST"), None);
+    fn what_does_not_end_a_path_alone_is_not_a_path_end() {
+        // A socket queue purged on close, a frame flooded to a host it was not for (it ends a
+        // path only once no copy survived: see `fate`), a miss in the local table (the main
+        // table is asked next).
+        for r in ["QUEUE_PURGE", "OTHERHOST", "QDISC_DROP", "NOT_SPECIFIED"] {
+            assert!(!PATH_ENDS.contains(&r), "{r}");
+        }
+        assert!(PATH_ENDS.contains(&"NETFILTER_DROP"));
         assert_eq!(parse(" w-5 [001] b.s2. 2.0: fib_table_lookup: table 255 oif 0 iif 1 proto 1 1.1.1.1/0 -> 2.2.2.2/0 tos 0 scope 0 flags 0 ==> dev - gw 0.0.0.0/:: err -11"), None);
         assert_eq!(
             parse(" w-5 [001] ..... 2.0: tracing_mark_write: someone else's marker"),

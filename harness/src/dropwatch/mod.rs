@@ -6,8 +6,11 @@
 //! sender's context (the whole lab path, veths being synchronous) lands between its two
 //! markers on the sender's thread, so a drop there is that probe's drop. A [`Book`] holds, per
 //! probe run, what each probe's windows saw; echo servers add replies they could not send.
+//! A window with no trusted drop reason still decides when no copy of its packets survived
+//! ([`fate`]).
 
 mod book;
+mod fate;
 mod line;
 mod tracer;
 

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use super::line::{marker, parse, Line};
+use super::fate::Fates;
+use super::line::{marker, parse, Line, PATH_ENDS};
 
 /// What the tracer fills: a probe run's book (see `book`), by its run number.
 pub(crate) trait Sink: Send + Sync {
@@ -29,6 +30,10 @@ const PREFIX: &str = "netfault-watch-";
 /// The process-wide tracer: where probes write their markers, and the books it fills.
 pub struct Tracer {
     marker: std::fs::File,
+    /// The instance's `set_event_pid`, opened for appending: events are recorded only on the
+    /// threads that send inside windows (each adds itself before its first window), so a busy
+    /// machine's other packets never reach the buffer.
+    pids: std::fs::File,
     books: Arc<Books>,
     runs: AtomicU64,
 }
@@ -69,10 +74,21 @@ impl Tracer {
     /// Runs `send` between probe `probe`'s two markers (each a single write(2), so one event
     /// on this thread).
     pub(crate) fn window<T>(&self, run: u64, probe: usize, send: impl FnOnce() -> T) -> T {
+        self.watch_this_thread();
         let _ = (&self.marker).write(marker(true, run, probe).as_bytes());
         let r = send();
         let _ = (&self.marker).write(marker(false, run, probe).as_bytes());
         r
+    }
+
+    fn watch_this_thread(&self) {
+        thread_local! {
+            static WATCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if !WATCHED.get() {
+            let _ = (&self.pids).write(format!("{}\n", nix::unistd::gettid()).as_bytes());
+            WATCHED.set(true);
+        }
     }
 }
 
@@ -85,8 +101,8 @@ fn start() -> Option<Tracer> {
     let reader_books = books.clone();
     crate::netns::spawn_home("netfault-dropwatch", move || {
         match setup() {
-            Ok((inst, marker, pipe)) => {
-                let _ = tx.send(Some(marker));
+            Ok((inst, marker, pids, pipe)) => {
+                let _ = tx.send(Some((marker, pids)));
                 read(&reader_books, pipe);
                 let _ = std::fs::write(format!("{inst}/events/enable"), "0");
                 let _ = std::fs::remove_dir(&inst);
@@ -99,12 +115,13 @@ fn start() -> Option<Tracer> {
         Ok(())
     })
     .ok()?;
-    let marker = rx.recv_timeout(Duration::from_secs(5)).ok()??;
+    let (marker, pids) = rx.recv_timeout(Duration::from_secs(5)).ok()??;
     *DONE.lock().unwrap() = Some(done_rx);
     // SAFETY: registering a plain extern "C" function that takes nothing.
     unsafe { libc::atexit(stop_at_exit) };
     Some(Tracer {
         marker,
+        pids,
         books,
         runs: AtomicU64::new(1),
     })
@@ -121,22 +138,31 @@ extern "C" fn stop_at_exit() {
 }
 
 /// On the tracer's thread: a private tracefs mount, stale instances reaped, this process's
-/// instance armed. Returns the instance path, its marker file and its pipe.
-fn setup() -> std::io::Result<(String, std::fs::File, std::fs::File)> {
+/// instance armed. Returns the instance path, its marker file, its pid filter and its pipe.
+fn setup() -> std::io::Result<(String, std::fs::File, std::fs::File, std::fs::File)> {
     private_tracefs()?;
     reap_here();
     let inst = instance_path("");
     std::fs::create_dir(&inst)?;
-    let arm = || -> std::io::Result<(std::fs::File, std::fs::File)> {
+    let arm = || -> std::io::Result<(std::fs::File, std::fs::File, std::fs::File)> {
         let ev = |e: &str, f: &str, v: &str| std::fs::write(format!("{inst}/events/{e}/{f}"), v);
         std::fs::write(format!("{inst}/buffer_size_kb"), "2048")?;
         std::fs::write(format!("{inst}/trace_clock"), "mono")?;
         // poll(2) on the pipe wakes only once the buffer is this full (default 50%): at 0 it
         // wakes on the first event, so a probe learns of its drop at once.
         std::fs::write(format!("{inst}/buffer_percent"), "0")?;
-        // Reasons 0-4 are "not a drop" (consumed, NOT_SPECIFIED, NO_SOCKET, SOCKET_CLOSE).
-        ev("skb/kfree_skb", "filter", "reason > 4")?;
+        // Only the windows' threads (none yet: this one, which sends nothing) are traced.
+        let mut pids = std::fs::OpenOptions::new()
+            .append(true)
+            .open(format!("{inst}/set_event_pid"))?;
+        pids.write_all(format!("{}\n", nix::unistd::gettid()).as_bytes())?;
+        // Every reason from NOT_SPECIFIED (2) on: a packet's fate needs its frees (see `fate`).
+        ev("skb/kfree_skb", "filter", "reason > 1")?;
         ev("skb/kfree_skb", "enable", "1")?;
+        ev("skb/consume_skb", "enable", "1")?;
+        for seen in ["net_dev_queue", "netif_rx", "netif_receive_skb"] {
+            ev(&format!("net/{seen}"), "enable", "1")?;
+        }
         ev("fib/fib_table_lookup", "filter", "err != 0")?;
         ev("fib/fib_table_lookup", "enable", "1")?;
         let marker = std::fs::OpenOptions::new()
@@ -146,10 +172,10 @@ fn setup() -> std::io::Result<(String, std::fs::File, std::fs::File)> {
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(format!("{inst}/trace_pipe"))?;
-        Ok((marker, pipe))
+        Ok((marker, pids, pipe))
     };
     match arm() {
-        Ok((marker, pipe)) => Ok((inst, marker, pipe)),
+        Ok((marker, pids, pipe)) => Ok((inst, marker, pids, pipe)),
         Err(e) => {
             let _ = std::fs::remove_dir(&inst);
             Err(e)
@@ -280,7 +306,7 @@ pub fn reap_stale() -> usize {
 
 /// Reads the pipe until the process exits, handing each probe its window's drops.
 fn read(books: &Books, pipe: std::fs::File) {
-    let mut open: HashMap<i32, (u64, usize, Vec<String>)> = HashMap::new();
+    let mut open: HashMap<i32, Open> = HashMap::new();
     let mut pending = String::new();
     let debug = std::env::var_os("NETFAULT_DROPWATCH_DEBUG").is_some();
     let mut buf = vec![0u8; 256 * 1024];
@@ -327,7 +353,15 @@ fn read(books: &Books, pipe: std::fs::File) {
     }
 }
 
-fn dispatch(books: &Books, open: &mut HashMap<i32, (u64, usize, Vec<String>)>, line: Line) {
+/// A window being read: its probe, the trusted drops inside it, and every packet's fate.
+struct Open {
+    run: u64,
+    probe: usize,
+    drops: Vec<String>,
+    fates: Fates,
+}
+
+fn dispatch(books: &Books, open: &mut HashMap<i32, Open>, line: Line) {
     let book = |run: u64| books.lock().unwrap().get(&run).and_then(Weak::upgrade);
     match line {
         Line::Window {
@@ -336,7 +370,13 @@ fn dispatch(books: &Books, open: &mut HashMap<i32, (u64, usize, Vec<String>)>, l
             run,
             probe,
         } => {
-            open.insert(tid, (run, probe, Vec::new()));
+            let w = Open {
+                run,
+                probe,
+                drops: Vec::new(),
+                fates: Fates::default(),
+            };
+            open.insert(tid, w);
         }
         Line::Window {
             tid,
@@ -344,33 +384,55 @@ fn dispatch(books: &Books, open: &mut HashMap<i32, (u64, usize, Vec<String>)>, l
             run,
             probe,
         } => {
-            if let Some((r, p, drops)) = open.remove(&tid) {
-                if (r, p) == (run, probe) {
-                    if let Some(b) = book(run) {
-                        b.closed(probe, drops);
-                    }
-                }
+            let Some(mut w) = open.remove(&tid) else {
+                return;
+            };
+            if (w.run, w.probe) != (run, probe) {
+                return;
+            }
+            if w.drops.is_empty() {
+                w.drops.extend(w.fates.verdict());
+            }
+            if let Some(b) = book(run) {
+                b.closed(probe, w.drops);
             }
         }
         Line::Drop {
             tid,
+            skb,
             reason,
             location,
         } => {
-            if let Some((_, _, drops)) = open.get_mut(&tid) {
-                drops.push(format!("the kernel dropped it: {reason} at {location}"));
+            if let Some(w) = open.get_mut(&tid) {
+                w.fates.dropped(&skb, &reason, &location);
+                if PATH_ENDS.contains(&reason.as_str()) {
+                    w.drops
+                        .push(format!("the kernel dropped it: {reason} at {location}"));
+                }
+            }
+        }
+        Line::Seen { tid, skb } => {
+            if let Some(w) = open.get_mut(&tid) {
+                w.fates.seen(&skb);
+            }
+        }
+        Line::Consumed { tid, skb } => {
+            if let Some(w) = open.get_mut(&tid) {
+                w.fates.consumed(&skb);
             }
         }
         Line::NoRoute { tid, src, dst, err } => {
-            if let Some((run, probe, drops)) = open.get_mut(&tid) {
-                if book(*run).is_some_and(|b| b.concerns(*probe, dst)) {
-                    // A miss in the main table is what the sender sees as ENETUNREACH.
-                    let why = match -err {
-                        libc::EAGAIN => "no matching route".to_string(),
-                        e => nix::errno::Errno::from_raw(e).desc().to_string(),
-                    };
-                    drops.push(format!("route lookup {src} → {dst} failed: {why}"));
-                }
+            let Some(w) = open.get_mut(&tid) else {
+                return;
+            };
+            if book(w.run).is_some_and(|b| b.concerns(w.probe, dst)) {
+                // A miss in the main table is what the sender sees as ENETUNREACH.
+                let why = match -err {
+                    libc::EAGAIN => "no matching route".to_string(),
+                    e => nix::errno::Errno::from_raw(e).desc().to_string(),
+                };
+                w.drops
+                    .push(format!("route lookup {src} → {dst} failed: {why}"));
             }
         }
     }

@@ -167,9 +167,10 @@ async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>
         };
         // Sent without waiting (the socket takes a datagram at once, or it is dropped), so
         // that the send is one window.
-        if let Err(e) = b.reply_window(p, port, || u.try_send_to(&reply, peer)) {
+        let request = &buf[..n];
+        if let Err(e) = b.reply_window(p, port, request, || u.try_send_to(&reply, peer)) {
             if e.kind() != std::io::ErrorKind::WouldBlock {
-                b.reply_failed(p, port, &e);
+                b.reply_failed(p, port, request, &e);
             }
         }
     }

@@ -580,7 +580,13 @@ async fn udp(
     deadline: Instant,
     watch: Option<Watched>,
 ) -> Observation {
-    let mut line = format!("{PROBE_LINE}\n").into_bytes();
+    // The tag names the probe to the echo server, so a reply to a translated source is sent
+    // inside the probe's window too.
+    let tag = watch
+        .as_ref()
+        .map(|w| format!(" {}", w.tag()))
+        .unwrap_or_default();
+    let mut line = format!("{PROBE_LINE}{tag}\n").into_bytes();
     if let Some(s) = size {
         line.resize(s.saturating_sub(HEADERS).max(line.len()), b'.');
     }
