@@ -34,6 +34,10 @@ struct State {
     /// Sends (or replies) the kernel was seen to drop.
     dropped: u32,
     evidence: Vec<String>,
+    /// Sends dropped by the queue of the sender's own device, and that device: final only if
+    /// the device cannot send (see `fate::Verdict::QueueDrop`).
+    queue_drops: u32,
+    queue_dev: Option<String>,
 }
 
 impl Book {
@@ -129,12 +133,16 @@ impl Drop for Book {
 }
 
 impl Sink for Inner {
-    fn closed(&self, p: usize, drops: Vec<String>) {
+    fn closed(&self, p: usize, drops: Vec<String>, queue_drop: Option<String>) {
         let Some(slot) = self.slots.get(p) else {
             return;
         };
         let mut st = slot.state.lock().unwrap();
         st.closed += 1;
+        if let Some(dev) = queue_drop {
+            st.queue_drops += 1;
+            st.queue_dev = Some(dev);
+        }
         if let Some(first) = drops.into_iter().next() {
             st.dropped += 1;
             if !st.evidence.contains(&first) {
@@ -199,6 +207,11 @@ impl Watched {
     /// How many of this probe's sends (or their replies) the kernel was seen to drop.
     pub fn dropped(&self) -> u32 {
         self.state(|s| s.dropped)
+    }
+
+    /// How many sends the queue of the sender's own device dropped, and the device.
+    pub fn queue_drops(&self) -> (u32, Option<String>) {
+        self.state(|s| (s.queue_drops, s.queue_dev.clone()))
     }
 
     /// What the kernel said, for the observation's detail.

@@ -13,6 +13,19 @@
 #[derive(Debug, Default)]
 pub(crate) struct Fates {
     skbs: Vec<(String, State)>,
+    /// Per packet (as in `skbs`): the devices it was seen on.
+    devs: Vec<Vec<String>>,
+}
+
+/// What a window's fates decide.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// No copy survived, and one died for a reason that ends a path: the evidence.
+    Dead(String),
+    /// The packet never left its first device: that device's queue dropped it. Final only if
+    /// the device cannot send at all (no carrier: its queue is the kernel's discard-all one),
+    /// which the sender checks in its own namespace; a full queue (a shaper's) is not.
+    QueueDrop { dev: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +36,15 @@ enum State {
 }
 
 impl Fates {
-    /// A packet queued to or received by a device.
-    pub(crate) fn seen(&mut self, addr: &str) {
-        match self.last(addr) {
-            Some(State::Open) => {}
+    /// A packet queued to or received by device `dev`.
+    pub(crate) fn seen(&mut self, addr: &str, dev: &str) {
+        if self.last(addr) != Some(&State::Open) {
             // A freed address taken again is a new packet.
-            _ => self.skbs.push((addr.to_string(), State::Open)),
+            self.skbs.push((addr.to_string(), State::Open));
+            self.devs.push(Vec::new());
+        }
+        if let Some(i) = self.open_index(addr) {
+            self.devs[i].push(dev.to_string());
         }
     }
 
@@ -46,26 +62,44 @@ impl Fates {
         if self.last(addr).is_none() {
             // Dropped before any device saw it (on the sender's way out).
             self.skbs.push((addr.to_string(), s));
+            self.devs.push(Vec::new());
         } else {
             self.close(addr, s);
         }
     }
 
-    /// The evidence, when no copy of the window's packets survived and one of them died for a
-    /// reason that ends its path; None while any copy may still arrive somewhere.
-    pub(crate) fn verdict(&self) -> Option<String> {
+    /// What the window decides once no copy of its packets survived; None while any copy may
+    /// still arrive somewhere.
+    pub(crate) fn verdict(&self) -> Option<Verdict> {
         if self.skbs.is_empty() || self.skbs.iter().any(|(_, s)| *s == State::Open) {
             return None;
         }
-        let (reason, location) = self.skbs.iter().find_map(|(_, s)| match s {
-            State::Dropped { reason, location } if ends_path(reason, location) => {
-                Some((reason, location))
-            }
+        let dead = self.skbs.iter().find_map(|(_, s)| match s {
+            State::Dropped { reason, location } if ends_path(reason, location) => Some(format!(
+                "the kernel dropped every copy of it: {reason} at {location}"
+            )),
             _ => None,
-        })?;
-        Some(format!(
-            "the kernel dropped every copy of it: {reason} at {location}"
-        ))
+        });
+        dead.map(Verdict::Dead).or_else(|| self.queue_drop())
+    }
+
+    /// A packet dropped by the queue of the one device it was seen on (the sender's own).
+    fn queue_drop(&self) -> Option<Verdict> {
+        self.skbs
+            .iter()
+            .zip(&self.devs)
+            .find_map(|((_, s), devs)| match (s, &devs[..]) {
+                (State::Dropped { reason, .. }, [dev]) if reason == "QDISC_DROP" => {
+                    Some(Verdict::QueueDrop { dev: dev.clone() })
+                }
+                _ => None,
+            })
+    }
+
+    fn open_index(&self, addr: &str) -> Option<usize> {
+        self.skbs
+            .iter()
+            .rposition(|(a, s)| a == addr && *s == State::Open)
     }
 
     fn last(&self, addr: &str) -> Option<&State> {
@@ -77,13 +111,8 @@ impl Fates {
     }
 
     fn close(&mut self, addr: &str, to: State) {
-        if let Some((_, s)) = self
-            .skbs
-            .iter_mut()
-            .rev()
-            .find(|(a, s)| a == addr && *s == State::Open)
-        {
-            *s = to;
+        if let Some(i) = self.open_index(addr) {
+            self.skbs[i].1 = to;
         }
     }
 }
@@ -107,32 +136,31 @@ mod tests {
     #[test]
     fn a_flood_whose_every_copy_died_decides() {
         let mut f = Fates::default();
-        f.seen("a");
-        f.seen("b");
+        f.seen("a", "cni0");
+        f.seen("b", "veth-pod-a");
         f.dropped("b", "OTHERHOST", "ip_rcv_core");
         assert_eq!(f.verdict(), None, "copy a may still arrive");
         f.dropped("a", "OTHERHOST", "ip_rcv_core");
-        assert_eq!(
-            f.verdict().as_deref(),
-            Some("the kernel dropped every copy of it: OTHERHOST at ip_rcv_core")
-        );
+        assert_eq!(f.verdict(), Some(dead("OTHERHOST at ip_rcv_core")));
     }
 
     #[test]
     fn a_copy_that_reached_a_socket_or_a_queue_keeps_the_window_open() {
         // The frame flooded to pod-a (dropped) and to its destination (in a socket now).
         let mut f = Fates::default();
-        f.seen("a");
-        f.seen("b");
+        f.seen("a", "cni0");
+        f.seen("b", "veth-pod-a");
         f.dropped("a", "OTHERHOST", "ip_rcv_core");
         assert_eq!(f.verdict(), None);
-        // A transient drop, or a free the kernel gives no reason for outside a bridge.
+        // A queue drop past the first device (a shaper on the way), or a free the kernel gives
+        // no reason for outside a bridge.
         let mut g = Fates::default();
-        g.seen("c");
+        g.seen("c", "eth0");
+        g.seen("c", "veth-pod-a");
         g.dropped("c", "QDISC_DROP", "__dev_queue_xmit");
         assert_eq!(g.verdict(), None);
         let mut h = Fates::default();
-        h.seen("d");
+        h.seen("d", "eth0");
         h.dropped("d", "NOT_SPECIFIED", "tcp_v4_rcv");
         assert_eq!(h.verdict(), None);
         assert_eq!(Fates::default().verdict(), None);
@@ -143,19 +171,28 @@ mod tests {
         // The overlay packet died for want of a socket; the ICMP error made for it took the
         // same address, and was consumed by the sender's kernel.
         let mut f = Fates::default();
-        f.seen("a");
+        f.seen("a", "eth0");
         f.dropped("a", "NO_SOCKET", "__udp4_lib_rcv");
-        f.seen("a");
+        f.seen("a", "eth0");
         assert_eq!(f.verdict(), None);
         f.consumed("a");
-        assert_eq!(
-            f.verdict().as_deref(),
-            Some("the kernel dropped every copy of it: NO_SOCKET at __udp4_lib_rcv")
-        );
+        assert_eq!(f.verdict(), Some(dead("NO_SOCKET at __udp4_lib_rcv")));
         // A bridge with nowhere to send a frame frees it without a reason.
         let mut g = Fates::default();
-        g.seen("b");
+        g.seen("b", "veth-pod-a");
         g.dropped("b", "NOT_SPECIFIED", "br_handle_frame_finish");
-        assert!(g.verdict().is_some());
+        assert!(matches!(g.verdict(), Some(Verdict::Dead(_))));
+    }
+
+    #[test]
+    fn a_packet_its_first_device_queue_dropped_is_for_the_sender_to_judge() {
+        let mut f = Fates::default();
+        f.seen("a", "eth0");
+        f.dropped("a", "QDISC_DROP", "__dev_queue_xmit");
+        assert_eq!(f.verdict(), Some(Verdict::QueueDrop { dev: "eth0".into() }));
+    }
+
+    fn dead(what: &str) -> Verdict {
+        Verdict::Dead(format!("the kernel dropped every copy of it: {what}"))
     }
 }

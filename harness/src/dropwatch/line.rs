@@ -22,7 +22,7 @@ pub(crate) enum Line {
     },
     /// A packet queued to a device or received by one (`net_dev_queue`, `netif_rx`,
     /// `netif_receive_skb`).
-    Seen { tid: i32, skb: String },
+    Seen { tid: i32, skb: String, dev: String },
     /// `consume_skb`: a packet freed as handled.
     Consumed { tid: i32, skb: String },
     /// A route lookup that found nothing in a table a lookup ends in (main or default).
@@ -80,6 +80,12 @@ pub(crate) fn parse(l: &str) -> Option<Line> {
         "net_dev_queue" | "netif_rx" | "netif_receive_skb" => Some(Line::Seen {
             tid,
             skb: skb_of(rest)?,
+            dev: rest
+                .split("dev=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .to_string(),
         }),
         "consume_skb" => Some(Line::Consumed {
             tid,

@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use super::fate::Fates;
+use super::fate::{Fates, Verdict};
 use super::line::{marker, parse, Line, PATH_ENDS};
 
 /// What the tracer fills: a probe run's book (see `book`), by its run number.
 pub(crate) trait Sink: Send + Sync {
-    /// A window of probe `p` closed, with what the kernel dropped inside it.
-    fn closed(&self, p: usize, drops: Vec<String>);
+    /// A window of probe `p` closed, with what the kernel dropped inside it, or the device
+    /// whose queue dropped its packet before it left the sender.
+    fn closed(&self, p: usize, drops: Vec<String>, queue_drop: Option<String>);
     /// Whether a failed lookup towards `dst` can be probe `p`'s packet or its reply.
     fn concerns(&self, p: usize, dst: std::net::Ipv4Addr) -> bool;
 }
@@ -390,11 +391,16 @@ fn dispatch(books: &Books, open: &mut HashMap<i32, Open>, line: Line) {
             if (w.run, w.probe) != (run, probe) {
                 return;
             }
+            let mut queue_drop = None;
             if w.drops.is_empty() {
-                w.drops.extend(w.fates.verdict());
+                match w.fates.verdict() {
+                    Some(Verdict::Dead(why)) => w.drops.push(why),
+                    Some(Verdict::QueueDrop { dev }) => queue_drop = Some(dev),
+                    None => {}
+                }
             }
             if let Some(b) = book(run) {
-                b.closed(probe, w.drops);
+                b.closed(probe, w.drops, queue_drop);
             }
         }
         Line::Drop {
@@ -411,9 +417,9 @@ fn dispatch(books: &Books, open: &mut HashMap<i32, Open>, line: Line) {
                 }
             }
         }
-        Line::Seen { tid, skb } => {
+        Line::Seen { tid, skb, dev } => {
             if let Some(w) = open.get_mut(&tid) {
-                w.fates.seen(&skb);
+                w.fates.seen(&skb, &dev);
             }
         }
         Line::Consumed { tid, skb } => {

@@ -127,7 +127,7 @@ pub async fn lookup(
                     }
                 }
                 _ = changed(&watch) => {
-                    if let Some(o) = sends.on_drops() {
+                    if let Some(o) = sends.on_drops(afd.get_ref()) {
                         return o;
                     }
                 }

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::sock::{send_failed, SendFailed, AFTER_LOCAL_DROP};
 use super::spec::{Observation, RESEND};
-use super::watch::{dropped, in_window, DROPS_DECIDE, SPACING};
+use super::watch::{decisive, dropped, in_window, DROPS_DECIDE, SPACING};
 use crate::dropwatch::Watched;
 
 pub(crate) struct Resender<'a> {
@@ -55,11 +55,12 @@ impl<'a> Resender<'a> {
 
     /// After the watch saw more drops: `Some` timeout once they decide the probe, else the
     /// next send comes `SPACING` after the first drop seen.
-    pub(crate) fn on_drops(&mut self) -> Option<Observation> {
+    pub(crate) fn on_drops(&mut self, sock: &Socket) -> Option<Observation> {
         let w = self.watch.as_ref().expect("a change comes from a watch");
-        let now = w.dropped();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+        let now = decisive(w, fd);
         if now >= DROPS_DECIDE {
-            return Some(dropped(w));
+            return Some(dropped(w, fd));
         }
         if now > self.drops {
             self.drops = now;

@@ -15,7 +15,7 @@ use super::classify::classify_errno;
 use super::resend::Resender;
 use super::sock::{errqueue, parse_echo, recv, register};
 use super::spec::*;
-use super::watch::{changed, dropped, in_window, TCP_GRACE};
+use super::watch::{changed, decisive, dropped, in_window, TCP_GRACE};
 use super::{dns, echo};
 use crate::dropwatch::{Book, Watched};
 use crate::error::{Error, Result};
@@ -654,7 +654,7 @@ async fn datagram(
                 }
             }
             _ = changed(&watch) => {
-                if let Some(o) = sends.on_drops() {
+                if let Some(o) = sends.on_drops(afd.get_ref()) {
                     return o;
                 }
             }
@@ -781,13 +781,13 @@ async fn connect(
                 };
             }
             _ = changed(&watch), if end == deadline => {
-                if watch.as_ref().is_some_and(|w| w.dropped() > 0) {
+                if watch.as_ref().is_some_and(|w| decisive(w, stream.as_raw_fd()) > 0) {
                     end = (Instant::now() + TCP_GRACE).min(deadline);
                 }
             }
             _ = tokio::time::sleep_until(end) => {
                 return Err(match (&watch, end < deadline) {
-                    (Some(w), true) => dropped(w),
+                    (Some(w), true) => dropped(w, stream.as_raw_fd()),
                     _ => Observation::new(Outcome::Timeout, None),
                 });
             }

@@ -2,7 +2,7 @@
 //! error queue of IP_RECVERR, echo replies.
 
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::Socket;
 use tokio::io::unix::AsyncFd;
@@ -20,6 +20,33 @@ pub(crate) fn register(sock: Socket) -> std::io::Result<AsyncFd<Socket>> {
         AsyncFd::register_with_interest(sock, Interest::READABLE | Interest::ERROR)
             .map_err(|e| e.into_parts().1)
     }
+}
+
+/// Whether device `dev` of the socket's namespace is up with a carrier (`IFF_RUNNING`). A
+/// device without one swaps its queue for the kernel's discard-all queue. True where the
+/// device cannot be asked about: that decides nothing.
+pub(crate) fn can_send(sock: RawFd, dev: &str) -> bool {
+    #[repr(C)]
+    struct IfReq {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        flags: libc::c_short,
+        _rest: [u8; 22],
+    }
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _rest: [0; 22],
+    };
+    if dev.len() >= libc::IFNAMSIZ {
+        return true;
+    }
+    for (d, s) in req.name.iter_mut().zip(dev.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a valid fd, and a pointer to an ifreq-sized struct the call fills.
+    let r = unsafe { libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) };
+    let want = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    r != 0 || req.flags & want == want
 }
 
 pub(crate) fn parse_echo(b: &[u8]) -> Option<Ipv4Addr> {

@@ -1,6 +1,7 @@
 //! A probe's drop watch: its sends inside marker windows, and what decides it once the kernel
 //! showed its packets dropped (see `dropwatch`).
 
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::spec::{Observation, SEEN_DROPPED};
@@ -17,8 +18,30 @@ pub(crate) const SPACING: Duration = Duration::from_millis(10);
 pub(crate) const TCP_GRACE: Duration = Duration::from_millis(20);
 
 /// A negative decided by what the kernel showed: the outcome a timeout would have given.
-pub(crate) fn dropped(w: &Watched) -> Observation {
-    Observation::new(Outcome::Timeout, format!("{SEEN_DROPPED}{}", w.evidence()))
+pub(crate) fn dropped(w: &Watched, sock: RawFd) -> Observation {
+    let why = match (w.dropped(), dead_queue(w, sock)) {
+        (0, Some(dev)) => format!("{dev} has no carrier: its queue dropped it"),
+        _ => w.evidence(),
+    };
+    Observation::new(Outcome::Timeout, format!("{SEEN_DROPPED}{why}"))
+}
+
+/// The sends that decide: those the kernel was seen dropping, and those the queue of the
+/// sender's own device dropped where that device cannot send at all.
+pub(crate) fn decisive(w: &Watched, sock: RawFd) -> u32 {
+    let queued = match dead_queue(w, sock) {
+        Some(_) => w.queue_drops().0,
+        None => 0,
+    };
+    w.dropped() + queued
+}
+
+/// The sender's device whose queue dropped its sends, if the device has no carrier (asked
+/// through the probe's socket: in the sender's namespace).
+fn dead_queue(w: &Watched, sock: RawFd) -> Option<String> {
+    let (n, dev) = w.queue_drops();
+    let dev = dev.filter(|_| n > 0)?;
+    (!super::sock::can_send(sock, &dev)).then_some(dev)
 }
 
 /// `send` inside the probe's window where drops can be seen.
