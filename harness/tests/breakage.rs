@@ -508,9 +508,10 @@ fn evidence_supports_the_verdicts() {
         assert_eq!((ds[0].culprit.host.as_str(), ds[0].culprit.component), ("node1", Filter), "{}", ds[0]);
         assert!(ds[0].evidence.iter().any(|e| e.kind == "nft-trace" && e.text.contains("table ip odd chain forward_odd")), "{}", ds[0]);
         assert!(!ds[0].notes.is_empty());
-        // Kernel drop reasons, where tracefs can be used here (as root of the machine).
+        // The kernel's drop of the probe itself, where tracefs can be used here (as root of
+        // the machine).
         if std::path::Path::new("/sys/kernel/tracing").exists() && netfault::privilege::can_pin() {
-            assert!(ds[0].evidence.iter().any(|e| e.kind == "drop-reason" && e.text.contains("NETFILTER_DROP")), "{}", ds[0]);
+            assert!(ds[0].evidence.iter().any(|e| e.kind == "seen-dropped" && e.text.contains("NETFILTER_DROP")), "{}", ds[0]);
         }
     });
 }

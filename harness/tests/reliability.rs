@@ -283,12 +283,8 @@ impl Sandbox {
             Vec::<String>::new(),
             "killed at {point}: temporary files remain"
         );
-        // Records, resolv.conf files, CNI and IPAM state (empty directories may stay, and the
-        // lock every netfault process takes before it traces drops: an empty file, machine-wide).
-        let state: Vec<String> = files_under(self.run.path())
-            .into_iter()
-            .filter(|f| f != "tracefs.lock")
-            .collect();
+        // Records, resolv.conf files, CNI and IPAM state (empty directories may stay).
+        let state: Vec<String> = files_under(self.run.path());
         assert_eq!(
             state,
             Vec::<String>::new(),

@@ -3,9 +3,10 @@
 //! - per-namespace counter deltas (`/proc/net/snmp` and `netstat`: IpInAddrErrors, IpOutNoRoutes,
 //!   TcpExtIPReversePathFilter, ...);
 //! - nft trace verdicts for the probes' packets (`meta nftrace set 1` in a temporary table and
-//!   `nft monitor trace`, in every namespace that has base chains);
-//! - `skb:kfree_skb` drop reasons from a private tracefs instance, mounted in a private mount
-//!   namespace (so the host's mounts are untouched) and filtered on the probing thread.
+//!   `nft monitor trace`, in every namespace that has base chains).
+//!
+//! The kernel's drops are not collected again: the drops that decided the broken round's
+//! probes (per probe, see `dropwatch`) are what a diagnosis shows of them ([`attach_decided`]).
 //!
 //! Evidence supports the walk's verdict; where the two disagree, the diagnosis says so.
 
@@ -66,8 +67,6 @@ struct Recording {
     before: Counters,
     after: Counters,
     traces: Vec<TracedDrop>,
-    /// `skb:kfree_skb` reasons of the round's threads.
-    reasons: Vec<(String, String)>,
 }
 
 impl Recorder {
@@ -92,12 +91,13 @@ impl Recorder {
             before: self.before,
             after,
             traces,
-            reasons: Vec::new(),
         })
     }
 }
 
 type Decided = Vec<(String, String, crate::topology::Proto, String)>;
+
+const SEEN_DROPPED_KIND: &str = "seen-dropped";
 
 /// The probes of a round that the kernel was seen dropping, with what it showed.
 fn decided_by_drops(m: &crate::matrix::Matrix) -> Decided {
@@ -112,10 +112,11 @@ fn decided_by_drops(m: &crate::matrix::Matrix) -> Decided {
 }
 
 /// Adds to each diagnosis what decided its probes in the round `m` (the drops the kernel showed):
-/// the evidence the outcome rests on.
+/// the evidence the outcome rests on, in place of what a later look at the pair saw.
 pub fn attach_decided(ds: &mut [Diagnosis], m: &crate::matrix::Matrix) {
     let decided = decided_by_drops(m);
     for d in ds.iter_mut() {
+        d.evidence.retain(|e| e.kind != SEEN_DROPPED_KIND);
         for e in decided_evidence(d, &decided) {
             if !d.evidence.contains(&e) {
                 d.evidence.push(e);
@@ -132,7 +133,7 @@ fn decided_evidence(d: &Diagnosis, decided: &Decided) -> Vec<Evidence> {
         })
         .map(|(_, _, proto, text)| Evidence {
             host: "kernel".into(),
-            kind: "seen-dropped".into(),
+            kind: SEEN_DROPPED_KIND.into(),
             text: format!("{proto}: {text}"),
             count: None,
             stable: false,
@@ -164,13 +165,27 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
         }
     }
     let rec = Recorder::start(lab).await?;
-    let drops = DropTracer::start();
     let timeout = Duration::from_millis(t.probe.timeout_ms).min(EVIDENCE_WAIT);
-    crate::probe::run(lab, &specs, timeout).await?;
-    let reasons = drops.map(|d| d.finish()).unwrap_or_default();
-    let mut r = rec.finish(lab).await?;
-    r.reasons = reasons;
+    let seen = crate::probe::run(lab, &specs, timeout).await?;
+    let r = rec.finish(lab).await?;
     attach_recorded(lab, ds, &r);
+    // What this round saw dropped, for a lab whose broken round was not watched; a caller
+    // that has that round puts its drops in their place (`attach_decided`).
+    let decided: Decided = specs
+        .iter()
+        .zip(&seen)
+        .filter_map(|(s, o)| {
+            let text = o
+                .detail
+                .as_deref()?
+                .strip_prefix(crate::probe::SEEN_DROPPED)?;
+            Some((s.from.clone(), s.to.clone(), s.proto, text.to_string()))
+        })
+        .collect();
+    for d in ds.iter_mut() {
+        let e = decided_evidence(d, &decided);
+        d.evidence.extend(e);
+    }
     Ok(())
 }
 
@@ -205,15 +220,6 @@ fn attach_recorded(lab: &Lab, ds: &mut [Diagnosis], r: &Recording) {
                     ev.push(e);
                 }
             }
-        }
-        for (reason, location) in &r.reasons {
-            ev.push(Evidence {
-                host: "kernel".into(),
-                kind: "drop-reason".into(),
-                text: format!("{reason} at {location}"),
-                count: None,
-                stable: false,
-            });
         }
         // Trace lines arrive in no particular order: sort them, after the counters.
         let (mut counters, mut rest): (Vec<Evidence>, Vec<Evidence>) =
@@ -468,7 +474,7 @@ async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<TracedDrop> {
     if !tracers.is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for mut t in tracers {
+    let stops = tracers.into_iter().map(|mut t| async move {
         let _ = t.child.kill();
         let _ = t.child.wait();
         if let Ok(h) = lab.host(&t.host) {
@@ -477,7 +483,11 @@ async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<TracedDrop> {
                     .await;
         }
         let lines = t.lines.lock().expect("trace lines").clone();
-        out.extend(parse_trace(&t.host, &lines));
+        parse_trace(&t.host, &lines)
+    });
+    // Every namespace's at once, kept in the tracers' order.
+    for drops in futures::future::join_all(stops).await {
+        out.extend(drops);
     }
     out
 }
@@ -574,128 +584,6 @@ fn parse_trace(host: &str, lines: &[String]) -> Vec<TracedDrop> {
 fn field(s: &str, key: &str) -> Option<Ipv4Addr> {
     let i = s.find(key)? + key.len();
     s[i..].split_whitespace().next()?.parse().ok()
-}
-
-/// `skb:kfree_skb` events of this process's threads, from a private tracefs instance mounted in a
-/// private mount namespace on a thread of its own.
-struct DropTracer {
-    stop: std::sync::mpsc::Sender<()>,
-    result: std::sync::mpsc::Receiver<Vec<(String, String)>>,
-}
-
-impl DropTracer {
-    /// Starts tracing drops in this process (the probes' threads); None where tracefs is absent
-    /// or another netfault process holds the tracing lock.
-    fn start() -> Option<DropTracer> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let (res_tx, res_rx) = std::sync::mpsc::channel();
-        crate::netns::spawn_home("netfault-drops", move || {
-            let r = drop_tracer_thread(&ready_tx, stop_rx);
-            let _ = res_tx.send(r.unwrap_or_default());
-            Ok(())
-        })
-        .ok()?;
-        ready_rx.recv_timeout(Duration::from_secs(2)).ok()??;
-        Some(DropTracer {
-            stop: stop_tx,
-            result: res_rx,
-        })
-    }
-
-    fn finish(self) -> Vec<(String, String)> {
-        let _ = self.stop.send(());
-        self.result
-            .recv_timeout(Duration::from_secs(2))
-            .unwrap_or_default()
-    }
-}
-
-fn drop_tracer_thread(
-    ready: &std::sync::mpsc::Sender<Option<i32>>,
-    stop: std::sync::mpsc::Receiver<()>,
-) -> Option<Vec<(String, String)>> {
-    let fail = |ready: &std::sync::mpsc::Sender<Option<i32>>| {
-        let _ = ready.send(None);
-        None
-    };
-    // Serialise with other netfault processes: the event is machine-wide.
-    let lock_path = crate::paths::run_dir().join("tracefs.lock");
-    let _ = std::fs::create_dir_all(crate::paths::run_dir());
-    let Ok(lock) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&lock_path)
-    else {
-        return fail(ready);
-    };
-    if nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err() {
-        return fail(ready);
-    }
-    if crate::dropwatch::private_tracefs().is_err() {
-        return fail(ready);
-    }
-    // Named like the drop watch's own instance, so a SIGKILLed run's is reaped like it.
-    let inst = crate::dropwatch::instance_path(&format!("drops-{}", nix::unistd::gettid()));
-    if std::fs::create_dir(&inst).is_err() {
-        return fail(ready);
-    }
-    let ev = format!("{inst}/events/skb/kfree_skb");
-    // Every thread of this process may send a probe (tokio's workers): events are kept by thread
-    // id when read back.
-    let ok = std::fs::write(format!("{ev}/enable"), "1").is_ok();
-    if !ok {
-        let _ = std::fs::remove_dir(&inst);
-        return fail(ready);
-    }
-    let _ = ready.send(Some(nix::unistd::gettid().as_raw()));
-    let _ = stop.recv_timeout(Duration::from_secs(120));
-    let _ = std::fs::write(format!("{ev}/enable"), "0");
-    let text = std::fs::read_to_string(format!("{inst}/trace")).unwrap_or_default();
-    let _ = std::fs::remove_dir(&inst);
-    let tids: BTreeSet<i32> = std::fs::read_dir("/proc/thread-self/../")
-        .ok()
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut seen: Vec<(String, String)> = Vec::new();
-    for l in text.lines().filter(|l| !l.starts_with('#')) {
-        // "   <comm>-<tid>  [cpu] ... kfree_skb: skbaddr=... location=ip_forward+0x... reason: IP_INADDRERRORS"
-        let Some(tid) = l
-            .split_whitespace()
-            .next()
-            .and_then(|t| t.rsplit('-').next())
-            .and_then(|t| t.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if !tids.contains(&tid) {
-            continue;
-        }
-        let Some(reason) = l.split("reason: ").nth(1).map(|r| r.trim().to_string()) else {
-            continue;
-        };
-        if matches!(
-            reason.as_str(),
-            "NOT_SPECIFIED" | "NO_SOCKET" | "SOCKET_CLOSE"
-        ) {
-            continue;
-        }
-        let location = l
-            .split("location=")
-            .nth(1)
-            .and_then(|x| x.split_whitespace().next())
-            .map(|x| x.split('+').next().unwrap_or(x).to_string())
-            .unwrap_or_default();
-        let e = (reason, location);
-        if !seen.contains(&e) {
-            seen.push(e);
-        }
-    }
-    Some(seen)
 }
 
 #[cfg(test)]

@@ -184,7 +184,7 @@ impl fmt::Display for Diagnosis {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evidence {
     pub host: String,
-    /// `counter`, `nft-trace` or `drop-reason`.
+    /// `counter`, `nft-trace` or `seen-dropped` (the kernel's drop of the probe itself).
     pub kind: String,
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]

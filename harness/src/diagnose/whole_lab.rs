@@ -41,7 +41,9 @@ pub async fn diagnose_lab(lab: &Lab, name: &str) -> Result<(LabDiagnosis, Vec<Di
         .filter(|c| c.expected == Some(Outcome::Reachable) && c.observed != Outcome::Reachable)
         .map(|c| (c.from.clone(), c.to.clone(), c.proto, c.observed))
         .collect();
-    let ds = explain_pairs(lab, &broken, None, true).await?;
+    let mut ds = explain_pairs(lab, &broken, None, true).await?;
+    // What decided each probe, as the kernel showed it.
+    super::evidence::attach_decided(&mut ds, &m);
     let mut pairs = Vec::new();
     for c in m.cells.iter().filter(|c| c.expected.is_some()) {
         let expected = c.expected.expect("filtered");

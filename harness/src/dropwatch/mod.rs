@@ -15,5 +15,4 @@ mod line;
 mod tracer;
 
 pub use book::{Book, Watched};
-pub(crate) use tracer::instance_path;
 pub use tracer::{instances_of, private_tracefs, reap_stale};

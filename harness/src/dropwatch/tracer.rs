@@ -143,7 +143,7 @@ extern "C" fn stop_at_exit() {
 fn setup() -> std::io::Result<(String, std::fs::File, std::fs::File, std::fs::File)> {
     private_tracefs()?;
     reap_here();
-    let inst = instance_path("");
+    let inst = instance_path();
     std::fs::create_dir(&inst)?;
     let arm = || -> std::io::Result<(std::fs::File, std::fs::File, std::fs::File)> {
         let ev = |e: &str, f: &str, v: &str| std::fs::write(format!("{inst}/events/{e}/{f}"), v);
@@ -218,17 +218,12 @@ fn is_tracefs(path: &str) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == TRACEFS_MAGIC)
 }
 
-/// The path of an instance of this process: `netfault-watch-PID-START` and a `-tag` if given.
-/// The start time tells this process from a later one that got its pid.
-pub(crate) fn instance_path(tag: &str) -> String {
+/// The path of this process's instance: `netfault-watch-PID-START`. The start time tells this
+/// process from a later one that got its pid.
+fn instance_path() -> String {
     let me = std::process::id();
     let start = crate::registry::process_start(me).unwrap_or(0);
-    let tag = if tag.is_empty() {
-        String::new()
-    } else {
-        format!("-{tag}")
-    };
-    format!("{TRACING}/instances/{PREFIX}{me}-{start}{tag}")
+    format!("{TRACING}/instances/{PREFIX}{me}-{start}")
 }
 
 /// Removes instances of netfault processes that no longer run (SIGKILLed ones); returns how many.
@@ -247,8 +242,9 @@ fn reap_here() -> usize {
 }
 
 /// Whether an instance name is a netfault process's that no longer runs: `netfault-watch-PID-
-/// START[-tag]` whose pid is gone or now another process's; or, as earlier versions named the
-/// diagnosis's instance, `netfault-PID-TID` whose pid is gone.
+/// START[-tag]` (earlier versions added a tag for the diagnosis's own instance) whose pid is
+/// gone or now another process's; or, as still earlier versions named that one,
+/// `netfault-PID-TID` whose pid is gone.
 fn is_stale(name: &str) -> bool {
     let num = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok());
     if let Some(rest) = name.strip_prefix(PREFIX) {
