@@ -427,22 +427,8 @@ async fn start_trace(h: &crate::lab::LabHost) -> Option<Tracer> {
                         }
                         Ok(())
                     })?;
-                    // Ready when a marker packet shows in the trace. It goes to a socket of ours, so
-                    // it moves no error counter.
-                    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
-                    let sink = std::net::UdpSocket::bind("127.0.0.1:0")?;
-                    let to = sink.local_addr()?;
-                    for _ in 0..500 {
-                        let _ = sock.send_to(b"netfault-trace-marker", to);
-                        std::thread::sleep(Duration::from_millis(2));
-                        if lines
-                            .lock()
-                            .expect("trace lines")
-                            .iter()
-                            .any(|l| l.contains("127.0.0.1"))
-                        {
-                            return Ok((child, lines));
-                        }
+                    if await_marker(&lines)? {
+                        return Ok((child, lines));
                     }
                     let _ = child.kill();
                     let _ = child.wait();
@@ -468,13 +454,37 @@ async fn start_trace(h: &crate::lab::LabHost) -> Option<Tracer> {
     }
 }
 
+/// Ready (at start) or complete (at the end) when a marker packet shows in the trace: the
+/// monitor prints a namespace's traces in order. The marker goes to a socket of ours, so it
+/// moves no error counter.
+fn await_marker(lines: &Mutex<Vec<String>>) -> std::io::Result<bool> {
+    let markers = || {
+        let l = lines.lock().expect("trace lines");
+        l.iter().filter(|l| l.contains("127.0.0.1")).count()
+    };
+    let before = markers();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let to = sink.local_addr()?;
+    for _ in 0..500 {
+        let _ = sock.send_to(b"netfault-trace-marker", to);
+        std::thread::sleep(Duration::from_millis(2));
+        if markers() > before {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<TracedDrop> {
     let mut out = Vec::new();
-    // Let the last lines arrive, then stop the monitors we started (by their pids).
-    if !tracers.is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Each monitor has printed the round once its marker shows; then it is stopped (by its
+    // pid) and its table removed.
     let stops = tracers.into_iter().map(|mut t| async move {
+        if let Ok(h) = lab.host(&t.host) {
+            let lines = t.lines.clone();
+            let _ = h.ns.run_async(move || await_marker(&lines)).await;
+        }
         let _ = t.child.kill();
         let _ = t.child.wait();
         if let Ok(h) = lab.host(&t.host) {
