@@ -35,11 +35,15 @@ fn nft(lab: &Lab, host: &str, script: &'static str) {
 /// Probes pod-a → `to` over ICMP, TCP and UDP; returns each outcome, its detail and the time
 /// the whole round took.
 async fn probe(lab: &Lab, to: &str) -> (Vec<(Outcome, Option<String>)>, Duration) {
+    probe_from(lab, "pod-a", to).await
+}
+
+async fn probe_from(lab: &Lab, from: &str, to: &str) -> (Vec<(Outcome, Option<String>)>, Duration) {
     let t = lab.topology();
     let dst = t.host(to).unwrap().address();
     let specs: Vec<ProbeSpec> = [Proto::Icmp, Proto::Tcp, Proto::Udp]
         .into_iter()
-        .map(|p| ProbeSpec::new("pod-a", to, p, dst, t.probe.port(p)))
+        .map(|p| ProbeSpec::new(from, to, p, dst, t.probe.port(p)))
         .collect();
     let t0 = Instant::now();
     let obs = run(lab, &specs, TIMEOUT).await.unwrap();
@@ -88,6 +92,57 @@ async fn a_filter_drop_by_hand_is_decided_by_the_drop() {
         still.iter().all(|(o, _)| *o == Outcome::Reachable),
         "{still:?}"
     );
+}
+
+fn ip(lab: &Lab, host: &str, args: &'static [&'static str]) {
+    let st = lab
+        .host(host)
+        .unwrap()
+        .ns
+        .run(move || std::process::Command::new("ip").args(args).status())
+        .unwrap()
+        .unwrap();
+    assert!(st.success(), "ip {args:?} failed");
+}
+
+/// pod-b's port taken off the bridge by hand: node1's frames to pod-b's MAC are flooded to
+/// pod-a, which drops them as not its own (OTHERHOST, no trusted reason alone); no copy
+/// survives, and that decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_flooded_to_hosts_it_was_not_for_is_decided_once_every_copy_died() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let (healthy, _) = probe_from(&lab, "node1", "pod-b").await;
+    assert!(
+        healthy.iter().all(|(o, _)| *o == Outcome::Reachable),
+        "{healthy:?}"
+    );
+    ip(&lab, "node1", &["link", "set", "veth-pod-b", "nomaster"]);
+    assert_decided(&probe_from(&lab, "node1", "pod-b").await, "every copy");
+    // A copy that reaches its host keeps the probe alive: pod-a still answers.
+    let (still, _) = probe_from(&lab, "node1", "pod-a").await;
+    assert!(
+        still.iter().all(|(o, _)| *o == Outcome::Reachable),
+        "{still:?}"
+    );
+}
+
+/// pod-a's veth set down on the node by hand: pod-a's own device has no carrier, and its queue
+/// drops every packet before it leaves; the sender's device is asked, and that decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_whose_device_has_no_carrier_is_decided_by_it() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    ip(&lab, "node1", &["link", "set", "veth-pod-a", "down"]);
+    assert_decided(&probe(&lab, "ext").await, "no carrier");
+}
+
+/// The gateway address taken off the bridge by hand: ext's masqueraded replies reach node1 and
+/// find no route back to the pod. The UDP echo reply is sent to the translated source, and is
+/// still the probe's: its datagram carries the probe's tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_translated_source_is_watched_too() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    ip(&lab, "node1", &["addr", "flush", "dev", "cni0"]);
+    assert_decided(&probe(&lab, "ext").await, "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
