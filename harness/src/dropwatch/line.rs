@@ -188,7 +188,8 @@ mod tests {
             parse(" w-5 [001] b..1. 2.0: net_dev_queue: dev=eth0 skbaddr=00000000663a7f2d len=58"),
             Some(Line::Seen {
                 tid: 5,
-                skb: "00000000663a7f2d".into()
+                skb: "00000000663a7f2d".into(),
+                dev: "eth0".into()
             })
         );
         assert_eq!(
