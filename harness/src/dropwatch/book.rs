@@ -87,21 +87,19 @@ impl Book {
         }
     }
 
-    /// The probe a request came from: by the flow it was sent on, or — where a translation
-    /// changed its source on the way — by the tag it carries ([`Watched::tag`]).
+    /// The probe a request came from: by the tag it carries ([`Watched::tag`]: exact, whatever
+    /// a translation did to its source on the way), else by the flow it was sent on.
     fn probe_of(&self, peer: SocketAddrV4, port: u16, request: &[u8]) -> Option<usize> {
-        let by_flow = self.inner.flows.lock().unwrap().get(&(peer, port)).copied();
-        by_flow.or_else(|| {
-            let text = std::str::from_utf8(request).ok()?;
-            let (run, p) = text
-                .split(TAG)
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .split_once(':')?;
-            let (run, p): (u64, usize) = (run.parse().ok()?, p.parse().ok()?);
-            (run == self.inner.run && p < self.inner.slots.len()).then_some(p)
-        })
+        self.tagged(request)
+            .or_else(|| self.inner.flows.lock().unwrap().get(&(peer, port)).copied())
+    }
+
+    fn tagged(&self, request: &[u8]) -> Option<usize> {
+        let text = std::str::from_utf8(request).ok()?;
+        let tag = text.split(TAG).nth(1)?.split_whitespace().next()?;
+        let (run, p) = tag.split_once(':')?;
+        let (run, p): (u64, usize) = (run.parse().ok()?, p.parse().ok()?);
+        (run == self.inner.run && p < self.inner.slots.len()).then_some(p)
     }
 
     /// An echo server could not send its reply to `peer` (from its port `port`) to `request`:
