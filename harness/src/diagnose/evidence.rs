@@ -10,7 +10,7 @@
 //!
 //! Evidence supports the walk's verdict; where the two disagree, the diagnosis says so.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
@@ -70,10 +70,11 @@ struct Recording {
 }
 
 impl Recorder {
-    /// Starts nft traces in every namespace with base chains and reads every counter.
-    async fn start(lab: &Lab) -> Result<Recorder> {
+    /// Starts nft traces in every namespace with base chains (`known` where already read) and
+    /// reads every counter.
+    async fn start(lab: &Lab, known: &HashMap<String, bool>) -> Result<Recorder> {
         let hosts: Vec<String> = lab.hosts().map(|h| h.name.clone()).collect();
-        let tracers = start_traces(lab).await;
+        let tracers = start_traces(lab, known).await;
         let before = read_counters(lab, &hosts).await?;
         Ok(Recorder {
             tracers,
@@ -143,7 +144,8 @@ fn decided_evidence(d: &Diagnosis, decided: &Decided) -> Vec<Evidence> {
 
 /// Probes the diagnoses' pairs again while recording evidence, then attaches it: for a lab
 /// whose broken round was not recorded (a pinned lab's diagnosis, a drill).
-pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
+/// `known`: hosts whose ruleset the caller read, and whether it has base chains.
+pub async fn attach(lab: &Lab, ds: &mut [Diagnosis], known: &HashMap<String, bool>) -> Result<()> {
     let t = lab.topology();
     let mut specs = Vec::new();
     for d in ds.iter() {
@@ -164,7 +166,7 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis]) -> Result<()> {
             });
         }
     }
-    let rec = Recorder::start(lab).await?;
+    let rec = Recorder::start(lab, known).await?;
     let timeout = Duration::from_millis(t.probe.timeout_ms).min(EVIDENCE_WAIT);
     let seen = crate::probe::run(lab, &specs, timeout).await?;
     let r = rec.finish(lab).await?;
@@ -374,28 +376,25 @@ struct TracedDrop {
 
 const TRACE_TABLE: &str = "netfault_trace";
 
-async fn start_traces(lab: &Lab) -> Vec<Tracer> {
+async fn start_traces(lab: &Lab, known: &HashMap<String, bool>) -> Vec<Tracer> {
     // Every namespace at once: each waits for its own monitor to show a marker.
-    futures::future::join_all(lab.hosts().map(start_trace))
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    futures::future::join_all(
+        lab.hosts()
+            .map(|h| start_trace(h, known.get(&h.name).copied())),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
-async fn start_trace(h: &crate::lab::LabHost) -> Option<Tracer> {
+async fn start_trace(h: &crate::lab::LabHost, has_base: Option<bool>) -> Option<Tracer> {
     {
         // Only namespaces with base chains have verdicts to trace.
-        let Ok(json) = crate::nft::list_json(&h.ns, &h.name).await else {
-            return None;
+        let has_base = match has_base {
+            Some(b) => b,
+            None => has_base_chains(h).await?,
         };
-        let has_base = json
-            .get("nftables")
-            .and_then(|x| x.as_array())
-            .is_some_and(|a| {
-                a.iter()
-                    .any(|o| o.get("chain").and_then(|c| c.get("hook")).is_some())
-            });
         if !has_base {
             return None;
         }
@@ -474,6 +473,16 @@ fn await_marker(lines: &Mutex<Vec<String>>) -> std::io::Result<bool> {
         }
     }
     Ok(false)
+}
+
+async fn has_base_chains(h: &crate::lab::LabHost) -> Option<bool> {
+    let json = crate::nft::list_json(&h.ns, &h.name).await.ok()?;
+    let chains = json.get("nftables")?.as_array()?;
+    Some(
+        chains
+            .iter()
+            .any(|o| o.get("chain").and_then(|c| c.get("hook")).is_some()),
+    )
 }
 
 async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<TracedDrop> {

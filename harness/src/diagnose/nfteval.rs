@@ -85,6 +85,11 @@ fn key(family: &str, table: &str, name: &str) -> Key {
 }
 
 impl Ruleset {
+    /// Whether any chain hooks into the stack (only those have verdicts to trace).
+    pub fn has_base_chains(&self) -> bool {
+        self.chains.values().any(|c| c.hook.is_some())
+    }
+
     /// From `nft -j list ruleset` output, with `text` (the stateless text listing) giving each
     /// rule's readable form.
     pub fn from_json(v: &Value, text: &RulesetText) -> Ruleset {

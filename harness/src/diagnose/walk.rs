@@ -77,7 +77,13 @@ pub async fn explain_pairs(
         }
     }
     if gather && !out.is_empty() {
-        super::evidence::attach(lab, &mut out).await?;
+        // The rulesets the walk read tell which hosts have base chains to trace.
+        let traced: HashMap<String, bool> = w
+            .rules
+            .iter()
+            .map(|(h, r)| (h.clone(), r.has_base_chains()))
+            .collect();
+        super::evidence::attach(lab, &mut out, &traced).await?;
     }
     Ok(out)
 }
