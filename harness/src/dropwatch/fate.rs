@@ -15,6 +15,9 @@ pub(crate) struct Fates {
     skbs: Vec<(String, State)>,
     /// Per packet (as in `skbs`): the devices it was seen on.
     devs: Vec<Vec<String>>,
+    /// Events were lost while the window was open (the buffer overflowed): a copy that
+    /// survived may be missing from `skbs`, so nothing is decided from them.
+    incomplete: bool,
 }
 
 /// What a window's fates decide.
@@ -36,6 +39,11 @@ enum State {
 }
 
 impl Fates {
+    /// The trace lost events while this window was open.
+    pub(crate) fn lost(&mut self) {
+        self.incomplete = true;
+    }
+
     /// A packet queued to or received by device `dev`.
     pub(crate) fn seen(&mut self, addr: &str, dev: &str) {
         if self.last(addr) != Some(&State::Open) {
@@ -71,7 +79,10 @@ impl Fates {
     /// What the window decides once no copy of its packets survived; None while any copy may
     /// still arrive somewhere.
     pub(crate) fn verdict(&self) -> Option<Verdict> {
-        if self.skbs.is_empty() || self.skbs.iter().any(|(_, s)| *s == State::Open) {
+        if self.incomplete
+            || self.skbs.is_empty()
+            || self.skbs.iter().any(|(_, s)| *s == State::Open)
+        {
             return None;
         }
         let dead = self.skbs.iter().find_map(|(_, s)| match s {
@@ -182,6 +193,19 @@ mod tests {
         g.seen("b", "veth-pod-a");
         g.dropped("b", "NOT_SPECIFIED", "br_handle_frame_finish");
         assert!(matches!(g.verdict(), Some(Verdict::Dead(_))));
+    }
+
+    #[test]
+    fn a_window_that_lost_events_decides_nothing_from_its_fates() {
+        let mut f = Fates::default();
+        f.seen("a", "cni0");
+        f.lost();
+        f.dropped("a", "OTHERHOST", "ip_rcv_core");
+        assert_eq!(
+            f.verdict(),
+            None,
+            "a surviving copy may be among the lost events"
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub(crate) enum Line {
     Seen { tid: i32, skb: String, dev: String },
     /// `consume_skb`: a packet freed as handled.
     Consumed { tid: i32, skb: String },
+    /// `CPU:1 [LOST 52 EVENTS]`: the buffer overflowed; what windows open now saw is incomplete.
+    Lost,
     /// A route lookup that found nothing in a table a lookup ends in (main or default).
     NoRoute {
         tid: i32,
@@ -71,6 +73,9 @@ pub(crate) const PATH_ENDS: &[&str] = &[
 ];
 
 pub(crate) fn parse(l: &str) -> Option<Line> {
+    if l.starts_with("CPU:") && l.contains(" [LOST ") {
+        return Some(Line::Lost);
+    }
     let (head, body) = l.split_once(": ")?;
     let tid = thread_of(head)?;
     let (event, rest) = body.split_once(": ")?;
@@ -192,6 +197,7 @@ mod tests {
                 dev: "eth0".into()
             })
         );
+        assert_eq!(parse("CPU:1 [LOST 52 EVENTS]"), Some(Line::Lost));
         assert_eq!(
             parse(" w-5 [001] ..s1. 2.0: consume_skb: skbaddr=00000000e6840913 location=arp_process+0x341/0x9f0"),
             Some(Line::Consumed { tid: 5, skb: "00000000e6840913".into() })

@@ -423,6 +423,11 @@ fn dispatch(books: &Books, open: &mut HashMap<i32, Open>, line: Line) {
                 w.fates.consumed(&skb);
             }
         }
+        Line::Lost => {
+            for w in open.values_mut() {
+                w.fates.lost();
+            }
+        }
         Line::NoRoute { tid, src, dst, err } => {
             let Some(w) = open.get_mut(&tid) else {
                 return;
