@@ -104,12 +104,19 @@ const SEEN_DROPPED_KIND: &str = "seen-dropped";
 fn decided_by_drops(m: &crate::matrix::Matrix) -> Decided {
     m.cells
         .iter()
-        .filter_map(|c| {
-            let d = c.detail.as_deref()?;
-            let text = d.strip_prefix(crate::probe::SEEN_DROPPED)?;
-            Some((c.from.clone(), c.to.clone(), c.proto, text.to_string()))
-        })
+        .filter_map(|c| decided_one(&c.from, &c.to, c.proto, c.detail.as_deref()))
         .collect()
+}
+
+/// One probe, if its outcome's `detail` says the kernel was seen dropping it.
+fn decided_one(
+    from: &str,
+    to: &str,
+    proto: crate::topology::Proto,
+    detail: Option<&str>,
+) -> Option<(String, String, crate::topology::Proto, String)> {
+    let text = detail?.strip_prefix(crate::probe::SEEN_DROPPED)?;
+    Some((from.to_string(), to.to_string(), proto, text.to_string()))
 }
 
 /// Adds to each diagnosis what decided its probes in the round `m` (the drops the kernel showed):
@@ -176,13 +183,7 @@ pub async fn attach(lab: &Lab, ds: &mut [Diagnosis], known: &HashMap<String, boo
     let decided: Decided = specs
         .iter()
         .zip(&seen)
-        .filter_map(|(s, o)| {
-            let text = o
-                .detail
-                .as_deref()?
-                .strip_prefix(crate::probe::SEEN_DROPPED)?;
-            Some((s.from.clone(), s.to.clone(), s.proto, text.to_string()))
-        })
+        .filter_map(|(s, o)| decided_one(&s.from, &s.to, s.proto, o.detail.as_deref()))
         .collect();
     for d in ds.iter_mut() {
         let e = decided_evidence(d, &decided);
