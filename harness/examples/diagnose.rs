@@ -15,8 +15,14 @@ fn main() -> Result<(), netfault::Error> {
             .run(|| netfault::netns::write_sysctl("net.ipv4.ip_forward", "0"))
             .map_err(|e| netfault::Error::io("entering node1", e))?
             .map_err(|e| netfault::Error::io("writing ip_forward", e))?;
-        let broken = netfault::probe::matrix(&lab).await?;
-        for d in netfault::diagnose::explain_changes(&lab, &broken, &healthy).await? {
+        // The broken round, with the kernel's evidence recorded around the pairs that were
+        // reachable.
+        let reached =
+            |f: &str, to: &str, p| healthy.observed(f, to, p) == Some(netfault::Outcome::Reachable);
+        let (broken, recorded) =
+            netfault::diagnose::evidence::recorded_matrix(&lab, reached, &Default::default())
+                .await?;
+        for d in netfault::diagnose::explain_changes(&lab, &broken, &healthy, &recorded).await? {
             println!("{d}\n");
         }
         Ok(())

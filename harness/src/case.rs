@@ -395,19 +395,18 @@ impl Case {
         };
 
         let t = Instant::now();
-        let observed = crate::probe::matrix(lab).await;
+        // Evidence is recorded around the probes of the cells the healthy lab reached.
+        let known = broken
+            .as_ref()
+            .map(diagnose::evidence::base_chains)
+            .unwrap_or_default();
+        let was_reachable =
+            |f: &str, to: &str, p| baseline.observed(f, to, p) == Some(Outcome::Reachable);
+        let observed = diagnose::evidence::recorded_matrix(lab, was_reachable, &known).await;
         report.timings.probe_ms = ms(t.elapsed());
         let t = Instant::now();
         let explained = match &observed {
-            Ok(m) => Some(
-                diagnose::explain_changes(lab, m, &baseline)
-                    .await
-                    .map(|mut ds| {
-                        // What decided each probe, as the kernel showed it.
-                        diagnose::evidence::attach_decided(&mut ds, m);
-                        ds
-                    }),
-            ),
+            Ok((m, recorded)) => Some(diagnose::explain_changes(lab, m, &baseline, recorded).await),
             Err(_) => None,
         };
         report.timings.diagnose_ms = ms(t.elapsed());
@@ -419,7 +418,7 @@ impl Case {
         let healed = heal_all(lab, guards).await;
         report.timings.heal_ms = ms(t.elapsed());
         let broken = broken?;
-        let mut observed = observed?;
+        let mut observed = observed?.0;
         report.state_diff = diagnose::diff(&before, &broken);
         observed.expect_with(|f, to, p| self.expected(&baseline, f, to, p));
         report.mismatches = observed.render_mismatches();

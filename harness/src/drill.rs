@@ -578,7 +578,7 @@ pub async fn culprit(lab: &Lab) -> Result<Option<Culprit>> {
     if broken.is_empty() {
         return Ok(None);
     }
-    let ds = crate::diagnose::explain_pairs(lab, &broken, None, false).await?;
+    let ds = crate::diagnose::explain_pairs(lab, &broken, None).await?;
     // The most common culprit first: the one most of the symptom hangs on.
     let mut count: BTreeMap<(String, &'static str), (usize, Culprit)> = BTreeMap::new();
     for d in &ds {

@@ -11,7 +11,8 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
-use netfault::diagnose::{explain_pairs, Component};
+use netfault::diagnose::evidence::recorded_matrix;
+use netfault::diagnose::{explain_changes, explain_pairs, Component};
 use netfault::netns::write_sysctl;
 use netfault::nl;
 use netfault::{Lab, Outcome, Proto};
@@ -98,7 +99,7 @@ where
             "{:?}",
             m.render_mismatches()
         );
-        let ds = explain_pairs(lab, &broken, None, false).await.unwrap();
+        let ds = explain_pairs(lab, &broken, None).await.unwrap();
         for (f, t, p, host, component) in want {
             for proto in p.map(|p| vec![p]).unwrap_or(Proto::ALL.to_vec()) {
                 let d = ds
@@ -483,15 +484,22 @@ fn pod_mtu_raised_above_the_path() {
     });
 }
 
-/// Evidence from the kernel backs the walk: counters, nft trace, drop reasons.
+/// Evidence from the kernel backs the walk: counters, nft trace, drop reasons — all recorded
+/// in the round that observed the broken pair.
 #[test]
 fn evidence_supports_the_verdicts() {
     netfault::runtime().block_on(async {
         let lab = common::up(&fixture("single-node.toml")).await;
+        let base = netfault::probe::matrix(&lab).await.unwrap();
+        let explained = async |lab: &netfault::Lab| {
+            let reached = |f: &str, t: &str, p| base.observed(f, t, p) == Some(Outcome::Reachable);
+            let (m, rec) = recorded_matrix(lab, reached, &Default::default()).await.unwrap();
+            let ds = explain_changes(lab, &m, &base, &rec).await.unwrap();
+            ds.into_iter().find(|d| d.from == "pod-a" && d.to == "ext").expect("pod-a → ext broke")
+        };
         sysctl(&lab, "node1", "net.ipv4.ip_forward", "0");
-        let broken = vec![("pod-a".to_string(), "ext".to_string(), Proto::Icmp, Outcome::Timeout)];
-        let ds = explain_pairs(&lab, &broken, None, true).await.unwrap();
-        let ev: Vec<String> = ds[0].evidence.iter().map(|e| format!("{} {} {}", e.host, e.kind, e.text)).collect();
+        let d = explained(&lab).await;
+        let ev: Vec<String> = d.evidence.iter().map(|e| format!("{} {} {}", e.host, e.kind, e.text)).collect();
         assert!(ev.contains(&"node1 counter IpInAddrErrors increased".to_string()), "{ev:#?}");
         sysctl(&lab, "node1", "net.ipv4.ip_forward", "1");
 
@@ -502,16 +510,16 @@ fn evidence_supports_the_verdicts() {
             "table ip odd {\n chain forward_odd {\n  type filter hook forward priority 0; policy accept;\n  meta pkttype host ip saddr 10.244.1.2 drop\n }\n}\n",
         );
         let broken = vec![("pod-a".to_string(), "ext".to_string(), Proto::Icmp, Outcome::Timeout)];
-        let walk_only = explain_pairs(&lab, &broken, None, false).await.unwrap();
+        let walk_only = explain_pairs(&lab, &broken, None).await.unwrap();
         assert_eq!(walk_only[0].culprit.component, Unexplained, "{}", walk_only[0]);
-        let ds = explain_pairs(&lab, &broken, None, true).await.unwrap();
-        assert_eq!((ds[0].culprit.host.as_str(), ds[0].culprit.component), ("node1", Filter), "{}", ds[0]);
-        assert!(ds[0].evidence.iter().any(|e| e.kind == "nft-trace" && e.text.contains("table ip odd chain forward_odd")), "{}", ds[0]);
-        assert!(!ds[0].notes.is_empty());
+        let d = explained(&lab).await;
+        assert_eq!((d.culprit.host.as_str(), d.culprit.component), ("node1", Filter), "{d}");
+        assert!(d.evidence.iter().any(|e| e.kind == "nft-trace" && e.text.contains("table ip odd chain forward_odd")), "{d}");
+        assert!(!d.notes.is_empty());
         // The kernel's drop of the probe itself, where tracefs can be used here (as root of
         // the machine).
         if std::path::Path::new("/sys/kernel/tracing").exists() && netfault::privilege::can_pin() {
-            assert!(ds[0].evidence.iter().any(|e| e.kind == "seen-dropped" && e.text.contains("NETFILTER_DROP")), "{}", ds[0]);
+            assert!(d.evidence.iter().any(|e| e.kind == "seen-dropped" && e.text.contains("NETFILTER_DROP")), "{d}");
         }
     });
 }

@@ -3,6 +3,7 @@
 mod common;
 use common::fixture;
 
+use netfault::diagnose::evidence::recorded_matrix;
 use netfault::diagnose::{explain_changes, Component};
 use netfault::fault::kinds;
 use netfault::fault::Fault;
@@ -12,8 +13,12 @@ async fn culprits(
     lab: &Lab,
     base: &netfault::matrix::Matrix,
 ) -> Vec<(String, String, String, Component)> {
-    let m = netfault::probe::matrix(lab).await.unwrap();
-    let ds = explain_changes(lab, &m, base).await.unwrap();
+    let reached =
+        |f: &str, t: &str, p| base.observed(f, t, p) == Some(netfault::Outcome::Reachable);
+    let (m, rec) = recorded_matrix(lab, reached, &Default::default())
+        .await
+        .unwrap();
+    let ds = explain_changes(lab, &m, base, &rec).await.unwrap();
     for d in &ds {
         println!("{d}");
     }

@@ -121,7 +121,7 @@ async fn a_broken_lab_is_drawn_with_its_culprit_and_broken_link_in_red() {
         Proto::Tcp,
         Outcome::Timeout,
     )];
-    let ds = explain_pairs(&lab, &broken, None, false).await.unwrap();
+    let ds = explain_pairs(&lab, &broken, None).await.unwrap();
     g.heal(&lab).await.unwrap();
     let findings = diagram::findings(&ds);
     assert_eq!(findings.len(), 1);

@@ -1,12 +1,12 @@
-//! Kernel evidence: what decided each probe (the drops the probe round saw, see `dropwatch`),
-//! and what a second round of the broken pairs records:
-//! - per-namespace counter deltas (`/proc/net/snmp` and `netstat`: IpInAddrErrors, IpOutNoRoutes,
-//!   TcpExtIPReversePathFilter, ...);
-//! - nft trace verdicts for the probes' packets (`meta nftrace set 1` in a temporary table and
-//!   `nft monitor trace`, in every namespace that has base chains).
-//!
-//! The kernel's drops are not collected again: the drops that decided the broken round's
-//! probes (per probe, see `dropwatch`) are what a diagnosis shows of them ([`attach_decided`]).
+//! Kernel evidence, all from the round whose outcomes it explains (no second round of probes):
+//! - what decided each probe: the drops the kernel showed of its packets (see `dropwatch`,
+//!   [`attach_decided`]);
+//! - what [`recorded_matrix`] records around the probes of the cells expected reachable (run
+//!   first, the others after, so that only probes that broke move it): per-namespace counter
+//!   deltas (`/proc/net/snmp` and `netstat`: IpInAddrErrors, IpOutNoRoutes,
+//!   TcpExtIPReversePathFilter, ...) and nft trace verdicts for the probes' packets
+//!   (`meta nftrace set 1` in a temporary table and `nft monitor trace`, in every namespace
+//!   that has base chains).
 //!
 //! Evidence supports the walk's verdict; where the two disagree, the diagnosis says so.
 
@@ -21,12 +21,7 @@ use super::vocab::{Component, Culprit, Diagnosis, Evidence};
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::probe::ProbeSpec;
-
-/// How long the evidence round's probes run. They decide nothing (the outcome is the observed
-/// round's): they only need their packets to cross the lab once or twice — a lab crossing takes
-/// well under a millisecond, ICMP and UDP resend after 200 ms — for the counters and traces
-/// to move. Waiting out the full timeout again doubled every silent case's cost.
-const EVIDENCE_WAIT: Duration = Duration::from_millis(250);
+use crate::topology::Outcome;
 
 /// Counters of ICMP errors the kernel rate-limits.
 const RATE_LIMITED: [&str; 2] = ["IcmpInDestUnreachs", "IcmpOutDestUnreachs"];
@@ -61,12 +56,15 @@ struct Recorder {
     before: Counters,
 }
 
-/// What a round left as evidence.
-struct Recording {
+/// What a round left as evidence: the counters before and after it and its nft trace drops.
+pub struct Recording {
     hosts: Vec<String>,
     before: Counters,
     after: Counters,
     traces: Vec<TracedDrop>,
+    /// The addresses (source, destination) of the recorded probes that did not reach: a
+    /// traced drop with exactly these addresses, either way, is one of theirs.
+    failed: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
 }
 
 impl Recorder {
@@ -83,15 +81,17 @@ impl Recorder {
         })
     }
 
-    /// Stops the traces (removing their tables) and reads the counters again.
-    async fn finish(self, lab: &Lab) -> Result<Recording> {
+    /// Stops the traces (removing their tables) and reads the counters again; with `read`, the
+    /// traces are read to their end first (it takes the monitor a while to print a round).
+    async fn finish(self, lab: &Lab, read: bool) -> Result<Recording> {
         let after = read_counters(lab, &self.hosts).await?;
-        let traces = stop_traces(lab, self.tracers).await;
+        let traces = stop_traces(lab, self.tracers, read).await;
         Ok(Recording {
             hosts: self.hosts,
             before: self.before,
             after,
             traces,
+            failed: BTreeSet::new(),
         })
     }
 }
@@ -149,56 +149,77 @@ fn decided_evidence(d: &Diagnosis, decided: &Decided) -> Vec<Evidence> {
         .collect()
 }
 
-/// Probes the diagnoses' pairs again while recording evidence, then attaches it: for a lab
-/// whose broken round was not recorded (a pinned lab's diagnosis, a drill).
+/// Probes the lab's matrix, recording evidence (counters, nft traces) around the probes of the
+/// cells `record` picks, which run first; the others run after, unrecorded. Pick the cells
+/// expected reachable: error counters and drop traces then move only for probes that broke, and
+/// a diagnosis shows what its own round recorded, no second round of probes.
 /// `known`: hosts whose ruleset the caller read, and whether it has base chains.
-pub async fn attach(lab: &Lab, ds: &mut [Diagnosis], known: &HashMap<String, bool>) -> Result<()> {
-    let t = lab.topology();
-    let mut specs = Vec::new();
-    for d in ds.iter() {
-        let Some(to) = t.host(&d.to) else { continue };
-        for &p in &d.protocols {
-            specs.push(ProbeSpec {
-                from: d.from.clone(),
-                to: d.to.clone(),
-                proto: p,
-                dst: to.address(),
-                port: t.probe.port(p),
-                size: d.size,
-                count: t.probe.count,
-                tolerance: t.probe.loss_tolerance,
-                listeners: Vec::new(),
-                query: None,
-                sport: None,
-            });
-        }
-    }
-    let rec = Recorder::start(lab, known).await?;
-    let timeout = Duration::from_millis(t.probe.timeout_ms).min(EVIDENCE_WAIT);
-    let seen = crate::probe::run(lab, &specs, timeout).await?;
-    let r = rec.finish(lab).await?;
-    attach_recorded(lab, ds, &r);
-    // What this round saw dropped, for a lab whose broken round was not watched; a caller
-    // that has that round puts its drops in their place (`attach_decided`).
-    let decided: Decided = specs
+pub async fn recorded_matrix(
+    lab: &Lab,
+    record: impl Fn(&str, &str, crate::topology::Proto) -> bool,
+    known: &HashMap<String, bool>,
+) -> Result<(crate::matrix::Matrix, Recording)> {
+    let (m, rec) = crate::probe::matrix_in_two(
+        lab,
+        |s: &ProbeSpec| record(&s.from, &s.to, s.proto),
+        Recorder::start(lab, known),
+        // Drops are only of interest where a probe failed.
+        async |rec: Result<Recorder>, seen: &[crate::probe::Observation]| {
+            let failed = seen.iter().any(|o| o.outcome != Outcome::Reachable);
+            rec?.finish(lab, failed).await
+        },
+    )
+    .await?;
+    let mut rec = rec?;
+    rec.failed = m
+        .cells
         .iter()
-        .zip(&seen)
-        .filter_map(|(s, o)| decided_one(&s.from, &s.to, s.proto, o.detail.as_deref()))
+        .filter(|c| c.observed != Outcome::Reachable && record(&c.from, &c.to, c.proto))
+        .filter_map(|c| pair_addresses(lab, &c.from, &c.to))
         .collect();
-    for d in ds.iter_mut() {
-        let e = decided_evidence(d, &decided);
-        d.evidence.extend(e);
-    }
-    Ok(())
+    Ok((m, rec))
+}
+
+/// The addresses a pair's probes go between: the hosts', or a target's virtual address.
+fn pair_addresses(lab: &Lab, from: &str, to: &str) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    let t = lab.topology();
+    let src = t.host(from)?.address();
+    let dst = match t.host(to) {
+        Some(h) => h.address(),
+        None => t.target_probe(from, to)?.dst,
+    };
+    Some((src, dst))
+}
+
+/// Whether each host's captured ruleset has base chains (the hosts an nft trace can see).
+pub fn base_chains(state: &super::LabState) -> HashMap<String, bool> {
+    state
+        .hosts
+        .iter()
+        .map(|(h, s)| {
+            let hooked = s
+                .nft
+                .values()
+                .flat_map(|chains| chains.values())
+                .any(|rules| rules.first().is_some_and(|head| head.contains(" hook ")));
+            (h.clone(), hooked)
+        })
+        .collect()
+}
+
+/// Adds to each diagnosis what a recorded round shows of its pair and what decided its
+/// probes (see [`attach_decided`]).
+pub fn attach_round(lab: &Lab, ds: &mut [Diagnosis], m: &crate::matrix::Matrix, r: &Recording) {
+    attach_recorded(lab, ds, r);
+    attach_decided(ds, m);
 }
 
 /// Attaches what a recorded round shows to each diagnosis it concerns, and reconciles: evidence
 /// can name a culprit the walk could not, or contradict it.
 fn attach_recorded(lab: &Lab, ds: &mut [Diagnosis], r: &Recording) {
-    let t = lab.topology();
     for d in ds.iter_mut() {
-        let src = t.host(&d.from).map(|h| h.address());
-        let dst = t.host(&d.to).map(|h| h.address());
+        let addrs = pair_addresses(lab, &d.from, &d.to);
+        let (src, dst) = (addrs.map(|a| a.0), addrs.map(|a| a.1));
         let on_path: BTreeSet<&str> = d
             .forward
             .iter()
@@ -207,11 +228,7 @@ fn attach_recorded(lab: &Lab, ds: &mut [Diagnosis], r: &Recording) {
             .collect();
         let mut ev = counter_evidence(r, &on_path);
         for tr in &r.traces {
-            let exact = (Some(tr.saddr) == src && Some(tr.daddr) == dst)
-                || (Some(tr.saddr) == dst && Some(tr.daddr) == src);
-            let near = on_path.contains(tr.host.as_str())
-                && (Some(tr.saddr) == src || Some(tr.daddr) == dst || Some(tr.saddr) == dst);
-            if exact || near {
+            if belongs(tr, src, dst, &on_path, &r.failed) {
                 let e = Evidence {
                     host: tr.host.clone(),
                     kind: "nft-trace".into(),
@@ -238,6 +255,25 @@ fn attach_recorded(lab: &Lab, ds: &mut [Diagnosis], r: &Recording) {
         reconcile(d, &counters);
         d.evidence = counters;
     }
+}
+
+/// Whether a traced drop is of the pair `src` → `dst` whose path crosses `on_path`: its addresses
+/// are the pair's (either way), or — a packet translated on the way shares one address with its
+/// pair — one of them is, on a host of the path, and they are not exactly another failed
+/// probe's (`failed`), whose it then is.
+fn belongs(
+    tr: &TracedDrop,
+    src: Option<Ipv4Addr>,
+    dst: Option<Ipv4Addr>,
+    on_path: &BTreeSet<&str>,
+    failed: &BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+) -> bool {
+    let (s, d) = (Some(tr.saddr), Some(tr.daddr));
+    if (s == src && d == dst) || (s == dst && d == src) {
+        return true;
+    }
+    let owned = failed.contains(&(tr.saddr, tr.daddr)) || failed.contains(&(tr.daddr, tr.saddr));
+    !owned && on_path.contains(tr.host.as_str()) && (s == src || d == dst || s == dst)
 }
 
 /// The error counters that moved on the hosts of a diagnosis's path.
@@ -281,7 +317,8 @@ fn reconcile(d: &mut Diagnosis, ev: &[Evidence]) {
                 };
             }
         }
-        Component::Filter => {
+        // A NetworkPolicy and a Service's kube-proxy rules are nft rules too.
+        Component::Filter | Component::Policy | Component::Service => {
             let traced_here = drops.iter().any(|e| e.host == d.culprit.host);
             if !traced_here && !drops.is_empty() {
                 let others: Vec<String> = drops
@@ -399,12 +436,17 @@ async fn start_trace(h: &crate::lab::LabHost, has_base: Option<bool>) -> Option<
         if !has_base {
             return None;
         }
+        // TCP only as far as its handshake (SYN, SYN-ACK, and a reset's cause): a filter drops
+        // or rejects a connection there, and the monitor takes ~40 µs to print a traced event
+        // (a Kubernetes round's every segment through kube-proxy's chains took it 220 ms).
         let setup = format!(
             "add table ip {TRACE_TABLE}\n\
              add chain ip {TRACE_TABLE} pre {{ type filter hook prerouting priority -350; }}\n\
              add chain ip {TRACE_TABLE} out {{ type filter hook output priority -350; }}\n\
-             add rule ip {TRACE_TABLE} pre meta nftrace set 1\n\
-             add rule ip {TRACE_TABLE} out meta nftrace set 1\n"
+             add rule ip {TRACE_TABLE} pre meta l4proto != tcp meta nftrace set 1\n\
+             add rule ip {TRACE_TABLE} out meta l4proto != tcp meta nftrace set 1\n\
+             add rule ip {TRACE_TABLE} pre tcp flags syn meta nftrace set 1\n\
+             add rule ip {TRACE_TABLE} out tcp flags syn meta nftrace set 1\n"
         );
         let ns = h.ns.clone();
         let started =
@@ -486,12 +528,12 @@ async fn has_base_chains(h: &crate::lab::LabHost) -> Option<bool> {
     )
 }
 
-async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<TracedDrop> {
+async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>, read: bool) -> Vec<TracedDrop> {
     let mut out = Vec::new();
     // Each monitor has printed the round once its marker shows; then it is stopped (by its
     // pid) and its table removed.
     let stops = tracers.into_iter().map(|mut t| async move {
-        if let Ok(h) = lab.host(&t.host) {
+        if let (true, Ok(h)) = (read, lab.host(&t.host)) {
             let lines = t.lines.clone();
             let _ = h.ns.run_async(move || await_marker(&lines)).await;
         }
@@ -609,6 +651,38 @@ fn field(s: &str, key: &str) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traced_drop_belongs_to_its_own_pair_or_a_translated_one() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let drop = |host: &str, s: &str, d: &str| TracedDrop {
+            host: host.into(),
+            saddr: ip(s),
+            daddr: ip(d),
+            text: String::new(),
+        };
+        let (pod_a, pod_b, ext) = (ip("10.244.1.2"), ip("10.244.1.3"), ip("203.0.113.10"));
+        let path: BTreeSet<&str> = ["pod-a", "node1", "ext"].into();
+        let failed: BTreeSet<(Ipv4Addr, Ipv4Addr)> = [(pod_a, ext), (pod_a, pod_b)].into();
+        let pod_a_ext = |tr: &TracedDrop| belongs(tr, Some(pod_a), Some(ext), &path, &failed);
+        // Its own packet, and its reply.
+        assert!(pod_a_ext(&drop("node1", "10.244.1.2", "203.0.113.10")));
+        assert!(pod_a_ext(&drop("node1", "203.0.113.10", "10.244.1.2")));
+        // Masqueraded on the way (node1's address to ext), on the path.
+        assert!(pod_a_ext(&drop("ext", "203.0.113.1", "203.0.113.10")));
+        assert!(!pod_a_ext(&drop("node2", "203.0.113.1", "203.0.113.10")));
+        // Another broken pair's packet shares pod-a's address: it is that pair's.
+        assert!(!pod_a_ext(&drop("node1", "10.244.1.2", "10.244.1.3")));
+        // Unless that pair reached: then it can only be a translated packet of this one.
+        let reached = BTreeSet::from([(pod_a, ext)]);
+        assert!(belongs(
+            &drop("node1", "10.244.1.2", "10.244.1.3"),
+            Some(pod_a),
+            Some(ext),
+            &path,
+            &reached
+        ));
+    }
 
     #[test]
     fn snmp_counters_are_named_by_section() {

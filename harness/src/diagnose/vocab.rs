@@ -111,7 +111,7 @@ pub struct Diagnosis {
     pub forward: Vec<Hop>,
     pub reply: Vec<Hop>,
     pub culprit: Culprit,
-    /// What the kernel recorded while the pair was probed again.
+    /// What the kernel showed of the pair's probes in the round that observed it.
     pub evidence: Vec<Evidence>,
     /// Where the walk and the evidence disagree, or what else was seen.
     pub notes: Vec<String>,

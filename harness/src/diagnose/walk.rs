@@ -27,32 +27,32 @@ mod overlay;
 mod route;
 
 /// Explains every pair whose outcome got worse than in `baseline`, one walk per protocol,
-/// protocols that walk the same way grouped; with kernel evidence from probing them again.
+/// protocols that walk the same way grouped; with the kernel evidence of the round that
+/// observed them (`recorded`, see [`super::evidence::recorded_matrix`]).
 pub async fn explain_changes(
     lab: &Lab,
     observed: &crate::matrix::Matrix,
     baseline: &crate::matrix::Matrix,
+    recorded: &super::evidence::Recording,
 ) -> Result<Vec<Diagnosis>> {
     let mut broken: Vec<(String, String, Proto, Outcome)> = Vec::new();
     for c in &observed.cells {
         let before = baseline.observed(&c.from, &c.to, c.proto);
-        if c.observed == Outcome::Reachable
-            || before == Some(c.observed)
-            || c.observed == Outcome::Unsupported
-        {
+        if before.is_none() || before == Some(c.observed) || c.observed == Outcome::Unsupported {
             continue;
         }
         broken.push((c.from.clone(), c.to.clone(), c.proto, c.observed));
     }
-    explain_pairs(lab, &broken, None, true).await
+    let mut ds = explain_pairs(lab, &broken, None).await?;
+    super::evidence::attach_round(lab, &mut ds, observed, recorded);
+    Ok(ds)
 }
 
-/// Explains the given broken probes; with `gather`, probes them again to collect evidence.
+/// Explains the given broken probes from the lab's state (no evidence).
 pub async fn explain_pairs(
     lab: &Lab,
     broken: &[(String, String, Proto, Outcome)],
     size: Option<usize>,
-    gather: bool,
 ) -> Result<Vec<Diagnosis>> {
     let mut w = Walker::new(lab);
     let mut out: Vec<Diagnosis> = Vec::new();
@@ -75,15 +75,6 @@ pub async fn explain_pairs(
             Some(x) => x.protocols.push(*proto),
             None => out.push(d),
         }
-    }
-    if gather && !out.is_empty() {
-        // The rulesets the walk read tell which hosts have base chains to trace.
-        let traced: HashMap<String, bool> = w
-            .rules
-            .iter()
-            .map(|(h, r)| (h.clone(), r.has_base_chains()))
-            .collect();
-        super::evidence::attach(lab, &mut out, &traced).await?;
     }
     Ok(out)
 }

@@ -34,16 +34,19 @@ pub struct PairReport {
 
 /// Probes a lab's healthy pairs and explains each that is not as the fixture expects.
 pub async fn diagnose_lab(lab: &Lab, name: &str) -> Result<(LabDiagnosis, Vec<Diagnosis>)> {
-    let m = crate::probe::matrix(lab).await?;
+    let t = lab.topology();
+    let expected_reachable = |f: &str, to: &str, p| t.healthy(f, to, p) == Some(Outcome::Reachable);
+    let (m, recorded) =
+        super::evidence::recorded_matrix(lab, expected_reachable, &Default::default()).await?;
     let broken: Vec<(String, String, Proto, Outcome)> = m
         .cells
         .iter()
         .filter(|c| c.expected == Some(Outcome::Reachable) && c.observed != Outcome::Reachable)
         .map(|c| (c.from.clone(), c.to.clone(), c.proto, c.observed))
         .collect();
-    let mut ds = explain_pairs(lab, &broken, None, true).await?;
-    // What decided each probe, as the kernel showed it.
-    super::evidence::attach_decided(&mut ds, &m);
+    let mut ds = explain_pairs(lab, &broken, None).await?;
+    // What the round recorded, and what decided each probe, as the kernel showed it.
+    super::evidence::attach_round(lab, &mut ds, &m, &recorded);
     let mut pairs = Vec::new();
     for c in m.cells.iter().filter(|c| c.expected.is_some()) {
         let expected = c.expected.expect("filtered");

@@ -15,5 +15,5 @@ mod spec;
 mod watch;
 
 pub use classify::{classify_ee, classify_errno};
-pub use run::{all_pairs, matrix, run};
+pub use run::{all_pairs, matrix, matrix_in_two, run};
 pub use spec::{pairs_of, target_probes, Observation, ProbeSpec, SEEN_DROPPED, UDP_SERVICE_SPORT};

@@ -24,6 +24,15 @@ use crate::topology::{Outcome, Proto};
 
 /// Runs every probe at once and returns observations in the same order.
 pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
+    let results = run_each(lab, specs, timeout).await?;
+    Ok(infer_rate_limited(specs, results))
+}
+
+/// [`run`], each probe's observation as it saw it (no inference across probes).
+async fn run_each(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
     // Echo listeners in every target namespace, for the whole run.
     let mut targets: Vec<(String, Proto, Ipv4Addr, u16)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -86,7 +95,7 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
         );
     }
     drop(servers);
-    Ok(infer_rate_limited(specs, results))
+    Ok(results)
 }
 
 /// How many probe sockets may be open at once: a quarter of the fd limit (raised to its hard
@@ -827,12 +836,54 @@ pub async fn matrix(lab: &Lab) -> Result<crate::matrix::Matrix> {
     let specs = all_pairs(lab);
     let obs = run(lab, &specs, Duration::from_millis(t.probe.timeout_ms)).await?;
     crate::testhook::pause("probe:done");
-    Ok(crate::matrix::Matrix::new(
+    Ok(matrix_of(lab, specs, obs))
+}
+
+/// Probes every pair of the lab in two rounds, the probes `first` picks and then the rest, with
+/// `between` run after the first round has ended, given what its probes saw (and awaited before
+/// the second starts): evidence recorded around the first round is then that round's alone. The
+/// matrix is as [`matrix`]'s.
+pub async fn matrix_in_two<T, U>(
+    lab: &Lab,
+    first: impl Fn(&ProbeSpec) -> bool,
+    before: impl std::future::Future<Output = T>,
+    between: impl AsyncFnOnce(T, &[Observation]) -> U,
+) -> Result<(crate::matrix::Matrix, U)> {
+    let t = lab.topology();
+    let timeout = Duration::from_millis(t.probe.timeout_ms);
+    let specs = all_pairs(lab);
+    let (one, two): (Vec<usize>, Vec<usize>) = (0..specs.len()).partition(|&i| first(&specs[i]));
+    let pick = |idx: &[usize]| idx.iter().map(|&i| specs[i].clone()).collect::<Vec<_>>();
+    let state = before.await;
+    let seen_one = run_each(lab, &pick(&one), timeout).await;
+    let state = between(state, seen_one.as_deref().unwrap_or_default()).await;
+    let seen_one = seen_one?;
+    let seen_two = run_each(lab, &pick(&two), timeout).await?;
+    let mut obs: Vec<Option<Observation>> = (0..specs.len()).map(|_| None).collect();
+    for (i, o) in one
+        .into_iter()
+        .zip(seen_one)
+        .chain(two.into_iter().zip(seen_two))
+    {
+        obs[i] = Some(o);
+    }
+    let obs = infer_rate_limited(
+        &specs,
+        obs.into_iter().map(|o| o.expect("probed")).collect(),
+    );
+    crate::testhook::pause("probe:done");
+    Ok((matrix_of(lab, specs, obs), state))
+}
+
+/// The matrix of probes `specs` and what they saw, against the fixture's healthy outcomes.
+fn matrix_of(lab: &Lab, specs: Vec<ProbeSpec>, obs: Vec<Observation>) -> crate::matrix::Matrix {
+    let t = lab.topology();
+    crate::matrix::Matrix::new(
         t.host_names().into_iter().map(String::from).collect(),
         t.probe.protocols.clone(),
         specs.into_iter().zip(obs).collect(),
         |f, to, p| t.healthy(f, to, p),
     )
     .with_targets(t.target_names())
-    .with_coverage(t))
+    .with_coverage(t)
 }
