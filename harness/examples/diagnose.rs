@@ -22,7 +22,7 @@ fn main() -> Result<(), netfault::Error> {
         let (broken, recorded) =
             netfault::diagnose::evidence::recorded_matrix(&lab, reached, &Default::default())
                 .await?;
-        for d in netfault::diagnose::explain_changes(&lab, &broken, &healthy, &recorded).await? {
+        for d in netfault::diagnose::explain_changes(&lab, &broken, &healthy, recorded).await? {
             println!("{d}\n");
         }
         Ok(())

@@ -405,9 +405,12 @@ impl Case {
         let observed = diagnose::evidence::recorded_matrix(lab, was_reachable, &known).await;
         report.timings.probe_ms = ms(t.elapsed());
         let t = Instant::now();
-        let explained = match &observed {
-            Ok((m, recorded)) => Some(diagnose::explain_changes(lab, m, &baseline, recorded).await),
-            Err(_) => None,
+        let (observed, explained) = match observed {
+            Ok((m, recorded)) => {
+                let ds = diagnose::explain_changes(lab, &m, &baseline, recorded).await;
+                (Ok(m), Some(ds))
+            }
+            Err(e) => (Err(e), None),
         };
         report.timings.diagnose_ms = ms(t.elapsed());
         // The capture threads hold the lab's namespaces: stop them before anything else.
@@ -418,7 +421,7 @@ impl Case {
         let healed = heal_all(lab, guards).await;
         report.timings.heal_ms = ms(t.elapsed());
         let broken = broken?;
-        let mut observed = observed?.0;
+        let mut observed = observed?;
         report.state_diff = diagnose::diff(&before, &broken);
         observed.expect_with(|f, to, p| self.expected(&baseline, f, to, p));
         report.mismatches = observed.render_mismatches();

@@ -494,7 +494,7 @@ fn evidence_supports_the_verdicts() {
         let explained = async |lab: &netfault::Lab| {
             let reached = |f: &str, t: &str, p| base.observed(f, t, p) == Some(Outcome::Reachable);
             let (m, rec) = recorded_matrix(lab, reached, &Default::default()).await.unwrap();
-            let ds = explain_changes(lab, &m, &base, &rec).await.unwrap();
+            let ds = explain_changes(lab, &m, &base, rec).await.unwrap();
             ds.into_iter().find(|d| d.from == "pod-a" && d.to == "ext").expect("pod-a → ext broke")
         };
         sysctl(&lab, "node1", "net.ipv4.ip_forward", "0");

@@ -18,7 +18,7 @@ async fn culprits(
     let (m, rec) = recorded_matrix(lab, reached, &Default::default())
         .await
         .unwrap();
-    let ds = explain_changes(lab, &m, base, &rec).await.unwrap();
+    let ds = explain_changes(lab, &m, base, rec).await.unwrap();
     for d in &ds {
         println!("{d}");
     }

@@ -81,18 +81,43 @@ impl Recorder {
         })
     }
 
-    /// Stops the traces (removing their tables) and reads the counters again; with `read`, the
-    /// traces are read to their end first (it takes the monitor a while to print a round).
-    async fn finish(self, lab: &Lab, read: bool) -> Result<Recording> {
+    /// Ends the recording: reads the counters again and stops tracing new packets. With `read`,
+    /// the monitors go on printing what they traced (it takes them a while, ~40 µs a line) for
+    /// [`Stopped::collect`]; without, they are stopped at once.
+    async fn stop(self, lab: &Lab, read: bool) -> Result<Stopped> {
         let after = read_counters(lab, &self.hosts).await?;
-        let traces = stop_traces(lab, self.tracers, read).await;
-        Ok(Recording {
-            hosts: self.hosts,
-            before: self.before,
-            after,
-            traces,
-            failed: BTreeSet::new(),
+        let tracers = if read {
+            mute_traces(lab, self.tracers).await
+        } else {
+            stop_traces(lab, self.tracers, false).await;
+            Vec::new()
+        };
+        Ok(Stopped {
+            tracers,
+            recording: Recording {
+                hosts: self.hosts,
+                before: self.before,
+                after,
+                traces: Vec::new(),
+                failed: BTreeSet::new(),
+            },
         })
+    }
+}
+
+/// A recording ended, its traces still being printed: [`Stopped::collect`] reads them, while
+/// the walk runs.
+pub struct Stopped {
+    tracers: Vec<Tracer>,
+    recording: Recording,
+}
+
+impl Stopped {
+    /// Reads the traces to their end and stops the monitors.
+    pub async fn collect(self, lab: &Lab) -> Recording {
+        let mut r = self.recording;
+        r.traces = stop_traces(lab, self.tracers, true).await;
+        r
     }
 }
 
@@ -158,20 +183,17 @@ pub async fn recorded_matrix(
     lab: &Lab,
     record: impl Fn(&str, &str, crate::topology::Proto) -> bool,
     known: &HashMap<String, bool>,
-) -> Result<(crate::matrix::Matrix, Recording)> {
+) -> Result<(crate::matrix::Matrix, Stopped)> {
     let (m, rec) = crate::probe::matrix_in_two(
         lab,
         |s: &ProbeSpec| record(&s.from, &s.to, s.proto),
         Recorder::start(lab, known),
-        // Drops are only of interest where a probe failed.
-        async |rec: Result<Recorder>, seen: &[crate::probe::Observation]| {
-            let failed = seen.iter().any(|o| o.outcome != Outcome::Reachable);
-            rec?.finish(lab, failed).await
-        },
+        // Drops are only of interest where a probe failed (or still waits).
+        async |rec: Result<Recorder>, failed: bool| rec?.stop(lab, failed).await,
     )
     .await?;
     let mut rec = rec?;
-    rec.failed = m
+    rec.recording.failed = m
         .cells
         .iter()
         .filter(|c| c.observed != Outcome::Reachable && record(&c.from, &c.to, c.proto))
@@ -453,8 +475,10 @@ async fn start_trace(h: &crate::lab::LabHost, has_base: Option<bool>) -> Option<
             h.ns.run_async(
                 move || -> std::io::Result<(Child, Arc<Mutex<Vec<String>>>)> {
                     run_nft_stdin(&setup)?;
+                    // Every event, not only traces: the table's deletion, printed after the
+                    // traces before it, tells when a round's traces are all printed.
                     let mut cmd = Command::new("nft");
-                    cmd.args(["monitor", "trace"])
+                    cmd.arg("monitor")
                         .stdin(Stdio::null())
                         .stdout(Stdio::piped())
                         .stderr(Stdio::null());
@@ -496,8 +520,7 @@ async fn start_trace(h: &crate::lab::LabHost, has_base: Option<bool>) -> Option<
     }
 }
 
-/// Ready (at start) or complete (at the end) when a marker packet shows in the trace: the
-/// monitor prints a namespace's traces in order. The marker goes to a socket of ours, so it
+/// Ready when a marker packet shows in the trace. The marker goes to a socket of ours, so it
 /// moves no error counter.
 fn await_marker(lines: &Mutex<Vec<String>>) -> std::io::Result<bool> {
     let markers = || {
@@ -528,18 +551,46 @@ async fn has_base_chains(h: &crate::lab::LabHost) -> Option<bool> {
     )
 }
 
+/// Stops tracing: removes the trace tables. The monitors go on printing what they traced.
+async fn mute_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<Tracer> {
+    let mutes = tracers.iter().map(|t| async move {
+        if let Ok(h) = lab.host(&t.host) {
+            let _ =
+                h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
+                    .await;
+        }
+    });
+    futures::future::join_all(mutes).await;
+    tracers
+}
+
+/// Waits (a while at most) until a muted monitor has printed its table's deletion: the monitor
+/// prints a namespace's events in order, so every trace before it has been printed.
+fn await_deletion(lines: &Mutex<Vec<String>>) {
+    let deleted = format!("delete table ip {TRACE_TABLE}");
+    let mut read = 0;
+    for _ in 0..2000 {
+        let l = lines.lock().expect("trace lines");
+        if l[read..].contains(&deleted) {
+            return;
+        }
+        read = l.len();
+        drop(l);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Stops the monitors (by their pid) and returns the drops they printed: with `read`, of
+/// muted tracers, once each has printed the round; without, at once, removing their tables.
 async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>, read: bool) -> Vec<TracedDrop> {
-    let mut out = Vec::new();
-    // Each monitor has printed the round once its marker shows; then it is stopped (by its
-    // pid) and its table removed.
     let stops = tracers.into_iter().map(|mut t| async move {
-        if let (true, Ok(h)) = (read, lab.host(&t.host)) {
+        if read {
             let lines = t.lines.clone();
-            let _ = h.ns.run_async(move || await_marker(&lines)).await;
+            let _ = tokio::task::spawn_blocking(move || await_deletion(&lines)).await;
         }
         let _ = t.child.kill();
         let _ = t.child.wait();
-        if let Ok(h) = lab.host(&t.host) {
+        if let (false, Ok(h)) = (read, lab.host(&t.host)) {
             let _ =
                 h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
                     .await;
@@ -548,10 +599,11 @@ async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>, read: bool) -> Vec<TracedD
         parse_trace(&t.host, &lines)
     });
     // Every namespace's at once, kept in the tracers' order.
-    for drops in futures::future::join_all(stops).await {
-        out.extend(drops);
-    }
-    out
+    futures::future::join_all(stops)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn run_nft_stdin(script: &str) -> std::io::Result<()> {

@@ -33,7 +33,7 @@ pub async fn explain_changes(
     lab: &Lab,
     observed: &crate::matrix::Matrix,
     baseline: &crate::matrix::Matrix,
-    recorded: &super::evidence::Recording,
+    recorded: super::evidence::Stopped,
 ) -> Result<Vec<Diagnosis>> {
     let mut broken: Vec<(String, String, Proto, Outcome)> = Vec::new();
     for c in &observed.cells {
@@ -43,8 +43,10 @@ pub async fn explain_changes(
         }
         broken.push((c.from.clone(), c.to.clone(), c.proto, c.observed));
     }
-    let mut ds = explain_pairs(lab, &broken, None).await?;
-    super::evidence::attach_round(lab, &mut ds, observed, recorded);
+    // The monitors finish printing the round's traces while the walk runs.
+    let (ds, recorded) = tokio::join!(explain_pairs(lab, &broken, None), recorded.collect(lab));
+    let mut ds = ds?;
+    super::evidence::attach_round(lab, &mut ds, observed, &recorded);
     Ok(ds)
 }
 

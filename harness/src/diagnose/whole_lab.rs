@@ -44,7 +44,9 @@ pub async fn diagnose_lab(lab: &Lab, name: &str) -> Result<(LabDiagnosis, Vec<Di
         .filter(|c| c.expected == Some(Outcome::Reachable) && c.observed != Outcome::Reachable)
         .map(|c| (c.from.clone(), c.to.clone(), c.proto, c.observed))
         .collect();
-    let mut ds = explain_pairs(lab, &broken, None).await?;
+    // The monitors finish printing the round's traces while the walk runs.
+    let (ds, recorded) = tokio::join!(explain_pairs(lab, &broken, None), recorded.collect(lab));
+    let mut ds = ds?;
     // What the round recorded, and what decided each probe, as the kernel showed it.
     super::evidence::attach_round(lab, &mut ds, &m, &recorded);
     let mut pairs = Vec::new();

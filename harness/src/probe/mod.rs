@@ -8,6 +8,7 @@
 mod classify;
 mod dns;
 mod echo;
+mod held;
 mod resend;
 mod run;
 mod sock;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::time::Instant;
 
 use super::classify::classify_errno;
+use super::held::{EndGuard, Held};
 use super::resend::Resender;
 use super::sock::{errqueue, parse_echo, recv, register};
 use super::spec::*;
@@ -30,6 +31,17 @@ pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Ve
 
 /// [`run`], each probe's observation as it saw it (no inference across probes).
 async fn run_each(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
+    run_held(lab, specs, timeout, None).await
+}
+
+/// [`run_each`], with the probes `held` names waiting their turn.
+async fn run_held(
+    lab: &Lab,
+    specs: &[ProbeSpec],
+    timeout: Duration,
+    held: Option<&Arc<Held>>,
+) -> Result<Vec<Observation>> {
+    let _end = held.map(|h| EndGuard(h));
     if specs.is_empty() {
         return Ok(Vec::new());
     }
@@ -84,7 +96,11 @@ async fn run_each(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<V
             end -= 1;
         }
         let watch = |i: usize| book.as_ref().map(|b| b.probe(start + i));
-        results.extend(run_batch(lab, &specs[start..end], timeout, watch).await?);
+        let turn = held.map(|h| Turn {
+            held: h.clone(),
+            offset: start,
+        });
+        results.extend(run_batch(lab, &specs[start..end], timeout, watch, turn).await?);
         start = end;
     }
     if std::env::var_os("NETFAULT_PROFILE").is_some() {
@@ -118,6 +134,7 @@ async fn run_batch(
     specs: &[ProbeSpec],
     timeout: Duration,
     watch: impl Fn(usize) -> Option<Watched>,
+    turn: Option<Turn>,
 ) -> Result<Vec<Observation>> {
     // Client sockets, opened inside each source namespace (one thread per source).
     let mut by_source: Vec<(String, Vec<usize>)> = Vec::new();
@@ -177,11 +194,17 @@ async fn run_batch(
     let has_icmp = |s: &ProbeSpec| icmp_pairs.contains(&(s.from.as_str(), s.to.as_str()));
     // A source's TCP and UDP probes wait until all its ICMP probes are answered (at most
     // STAGGER): routing errors are spent on ICMP first, and a healthy lab waits for nothing.
-    let mut icmp_left: std::collections::HashMap<&str, usize> = Default::default();
-    for s in specs.iter().filter(|s| s.proto == Proto::Icmp) {
-        *icmp_left.entry(s.from.as_str()).or_default() += 1;
+    // (Per group of a two-group round: the second's ICMP probes wait for the first to end.)
+    let later = |i: usize| turn.as_ref().is_some_and(|t| t.held.is_later(t.offset + i));
+    let mut icmp_left: std::collections::HashMap<(&str, bool), usize> = Default::default();
+    for (i, s) in specs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.proto == Proto::Icmp)
+    {
+        *icmp_left.entry((s.from.as_str(), later(i))).or_default() += 1;
     }
-    let gates: std::collections::HashMap<&str, Arc<IcmpGate>> = icmp_left
+    let gates: std::collections::HashMap<(&str, bool), Arc<IcmpGate>> = icmp_left
         .into_iter()
         .map(|(src, n)| {
             let (tx, _) = tokio::sync::watch::channel(false);
@@ -200,7 +223,7 @@ async fn run_batch(
         .zip(sockets)
         .enumerate()
         .map(|(i, (spec, socks))| {
-            let gate = gates.get(spec.from.as_str()).cloned();
+            let gate = gates.get(&(spec.from.as_str(), later(i))).cloned();
             let wait = (spec.proto != Proto::Icmp && has_icmp(spec))
                 .then(|| gate.as_ref().map(|g| g.done.subscribe()))
                 .flatten();
@@ -212,8 +235,17 @@ async fn run_batch(
             // Counted probes measure loss: a drop is one of their outcomes, not the end.
             let watch = (spec.count <= 1).then(|| watch(i)).flatten();
             let spec = spec.clone();
+            let turn = turn.as_ref().map(|t| (t.held.clone(), t.offset + i));
             tokio::spawn(async move {
-                let o = probe_one(spec, socks, start, timeout, wait, resolv, watch).await;
+                let mut begin = start;
+                if let Some((held, j)) = &turn {
+                    held.wait_turn(*j).await;
+                    begin = begin.max(Instant::now());
+                }
+                let o = probe_one(spec, socks, begin, timeout, wait, resolv, watch).await;
+                if let Some((held, j)) = &turn {
+                    held.ended(*j, o.outcome);
+                }
                 if let Some(g) = signal {
                     if g.left.fetch_sub(1, Ordering::AcqRel) == 1 {
                         g.done.send_replace(true);
@@ -309,6 +341,12 @@ async fn probe_one(
             "a dns probe without a name".to_string(),
         ),
     }
+}
+
+/// A batch's place in a two-group round: the round's gate, and the batch's first index in it.
+struct Turn {
+    held: Arc<Held>,
+    offset: usize,
 }
 
 /// Counts a source's ICMP probes still running; flips `done` when the last one ends.
@@ -839,40 +877,39 @@ pub async fn matrix(lab: &Lab) -> Result<crate::matrix::Matrix> {
     Ok(matrix_of(lab, specs, obs))
 }
 
-/// Probes every pair of the lab in two rounds, the probes `first` picks and then the rest, with
-/// `between` run after the first round has ended, given what its probes saw (and awaited before
-/// the second starts): evidence recorded around the first round is then that round's alone. The
-/// matrix is as [`matrix`]'s.
+/// How long evidence is recorded around a two-group round's first group at most: its packets
+/// cross the lab in well under a millisecond, and ICMP and UDP resend after 200 ms. A probe
+/// still waiting then (a packet parked on a neighbour that never answers) goes on unrecorded,
+/// while the second group runs.
+const RECORD_WINDOW: Duration = Duration::from_millis(250);
+
+/// Probes every pair of the lab in two groups, sharing echo servers and drop watch: the probes
+/// `first` picks, then the rest, once the first group has ended or its window is over (at most
+/// [`RECORD_WINDOW`]). `before` runs before any probe; `between` when the first group is over,
+/// told whether one of its probes failed or still waits; the second group starts after it.
+/// Evidence recorded from `before` to `between` is then the first group's alone. The matrix
+/// is as [`matrix`]'s.
 pub async fn matrix_in_two<T, U>(
     lab: &Lab,
     first: impl Fn(&ProbeSpec) -> bool,
     before: impl std::future::Future<Output = T>,
-    between: impl AsyncFnOnce(T, &[Observation]) -> U,
+    between: impl AsyncFnOnce(T, bool) -> U,
 ) -> Result<(crate::matrix::Matrix, U)> {
     let t = lab.topology();
     let timeout = Duration::from_millis(t.probe.timeout_ms);
     let specs = all_pairs(lab);
-    let (one, two): (Vec<usize>, Vec<usize>) = (0..specs.len()).partition(|&i| first(&specs[i]));
-    let pick = |idx: &[usize]| idx.iter().map(|&i| specs[i].clone()).collect::<Vec<_>>();
+    let (held, mut release) = Held::new(specs.iter().map(|s| !first(s)).collect());
     let state = before.await;
-    let seen_one = run_each(lab, &pick(&one), timeout).await;
-    let state = between(state, seen_one.as_deref().unwrap_or_default()).await;
-    let seen_one = seen_one?;
-    let seen_two = run_each(lab, &pick(&two), timeout).await?;
-    let mut obs: Vec<Option<Observation>> = (0..specs.len()).map(|_| None).collect();
-    for (i, o) in one
-        .into_iter()
-        .zip(seen_one)
-        .chain(two.into_iter().zip(seen_two))
-    {
-        obs[i] = Some(o);
-    }
-    let obs = infer_rate_limited(
-        &specs,
-        obs.into_iter().map(|o| o.expect("probed")).collect(),
-    );
+    let control = async {
+        let failed = release.first_over(&held, RECORD_WINDOW).await;
+        let u = between(state, failed).await;
+        release.go();
+        u
+    };
+    let (seen, u) = tokio::join!(run_held(lab, &specs, timeout, Some(&held)), control);
+    let obs = infer_rate_limited(&specs, seen?);
     crate::testhook::pause("probe:done");
-    Ok((matrix_of(lab, specs, obs), state))
+    Ok((matrix_of(lab, specs, obs), u))
 }
 
 /// The matrix of probes `specs` and what they saw, against the fixture's healthy outcomes.
