@@ -511,9 +511,7 @@ async fn start_trace(h: &crate::lab::LabHost, has_base: Option<bool>) -> Option<
                 lines,
             }),
             _ => {
-                let _ =
-                    h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
-                        .await;
+                delete_trace_table(h).await;
                 None
             }
         }
@@ -555,13 +553,17 @@ async fn has_base_chains(h: &crate::lab::LabHost) -> Option<bool> {
 async fn mute_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<Tracer> {
     let mutes = tracers.iter().map(|t| async move {
         if let Ok(h) = lab.host(&t.host) {
-            let _ =
-                h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
-                    .await;
+            delete_trace_table(h).await;
         }
     });
     futures::future::join_all(mutes).await;
     tracers
+}
+
+async fn delete_trace_table(h: &crate::lab::LabHost) {
+    let _ =
+        h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
+            .await;
 }
 
 /// Waits (a while at most) until a muted monitor has printed its table's deletion: the monitor
@@ -591,9 +593,7 @@ async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>, read: bool) -> Vec<TracedD
         let _ = t.child.kill();
         let _ = t.child.wait();
         if let (false, Ok(h)) = (read, lab.host(&t.host)) {
-            let _ =
-                h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
-                    .await;
+            delete_trace_table(h).await;
         }
         let lines = t.lines.lock().expect("trace lines").clone();
         parse_trace(&t.host, &lines)

@@ -25,16 +25,12 @@ use crate::topology::{Outcome, Proto};
 
 /// Runs every probe at once and returns observations in the same order.
 pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
-    let results = run_each(lab, specs, timeout).await?;
+    let results = run_held(lab, specs, timeout, None).await?;
     Ok(infer_rate_limited(specs, results))
 }
 
-/// [`run`], each probe's observation as it saw it (no inference across probes).
-async fn run_each(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
-    run_held(lab, specs, timeout, None).await
-}
-
-/// [`run_each`], with the probes `held` names waiting their turn.
+/// Each probe's observation as it saw it (no inference across probes), with the probes `held`
+/// names waiting their turn.
 async fn run_held(
     lab: &Lab,
     specs: &[ProbeSpec],
