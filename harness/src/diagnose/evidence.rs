@@ -23,8 +23,15 @@ use crate::lab::Lab;
 use crate::probe::ProbeSpec;
 use crate::topology::Outcome;
 
-/// Counters of ICMP errors the kernel rate-limits.
-const RATE_LIMITED: [&str; 2] = ["IcmpInDestUnreachs", "IcmpOutDestUnreachs"];
+/// Counters whose moving depends on the round's timing, not only on the lab: ICMP errors the
+/// kernel rate-limits, and a listener's dropped handshakes (whether a client's SYN, or its
+/// retransmission, reaches the listener before the client's probe has ended or the recording
+/// has: a watched root round ends early, a rootless one waits).
+const TIMING_DEPENDENT: [&str; 3] = [
+    "IcmpInDestUnreachs",
+    "IcmpOutDestUnreachs",
+    "TcpExtListenDrops",
+];
 
 /// Counters that only move when something goes wrong.
 const COUNTERS: [&str; 17] = [
@@ -312,9 +319,9 @@ fn counter_evidence(r: &Recording, on_path: &BTreeSet<&str>) -> Vec<Evidence> {
                     text: format!("{name} increased"),
                     count: Some(delta),
                     // Destination-unreachable errors are rate-limited machine-wide per source
-                    // (route.error_cost): whether a second look sees them depends on how soon
-                    // it follows the first, so they are not a stable fact.
-                    stable: !RATE_LIMITED.contains(&name),
+                    // (route.error_cost), and listen drops race the probe's end: whether a
+                    // round sees them depends on its timing, so they are not a stable fact.
+                    stable: !TIMING_DEPENDENT.contains(&name),
                 });
             }
         }
