@@ -484,8 +484,11 @@ async fn start_trace(h: &crate::lab::LabHost, has_base: Option<bool>) -> Option<
                     run_nft_stdin(&setup)?;
                     // Every event, not only traces: the table's deletion, printed after the
                     // traces before it, tells when a round's traces are all printed.
-                    let mut cmd = Command::new("nft");
-                    cmd.arg("monitor")
+                    // At a low priority: printing a round's traces takes the monitor a while
+                    // (~40 µs a line), and on a busy machine it must not starve the probes and
+                    // echo servers of the labs still probing. (`nice` execs nft: same pid.)
+                    let mut cmd = Command::new("nice");
+                    cmd.args(["-n", "10", "nft", "monitor"])
                         .stdin(Stdio::null())
                         .stdout(Stdio::piped())
                         .stderr(Stdio::null());
