@@ -5,8 +5,8 @@
 //!   first, the others after, so that only probes that broke move it): per-namespace counter
 //!   deltas (`/proc/net/snmp` and `netstat`: IpInAddrErrors, IpOutNoRoutes,
 //!   TcpExtIPReversePathFilter, ...) and nft trace verdicts for the probes' packets
-//!   (`meta nftrace set 1` in a temporary table and `nft monitor trace`, in every namespace
-//!   that has base chains).
+//!   (`meta nftrace set 1` in a temporary table and `nft monitor`, in every namespace that has
+//!   base chains).
 //!
 //! Evidence supports the walk's verdict; where the two disagree, the diagnosis says so.
 
@@ -592,8 +592,9 @@ fn await_deletion(lines: &Mutex<Vec<String>>) {
     }
 }
 
-/// Stops the monitors (by their pid) and returns the drops they printed: with `read`, of
-/// muted tracers, once each has printed the round; without, at once, removing their tables.
+/// Stops the monitors (by their pid): with `read`, muted tracers once each has printed the
+/// round, returning the drops they printed; without, at once, removing their tables (nothing
+/// they printed is read).
 async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>, read: bool) -> Vec<TracedDrop> {
     let stops = tracers.into_iter().map(|mut t| async move {
         if read {
@@ -604,6 +605,9 @@ async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>, read: bool) -> Vec<TracedD
         let _ = t.child.wait();
         if let (false, Ok(h)) = (read, lab.host(&t.host)) {
             delete_trace_table(h).await;
+        }
+        if !read {
+            return Vec::new();
         }
         let lines = t.lines.lock().expect("trace lines").clone();
         parse_trace(&t.host, &lines)
