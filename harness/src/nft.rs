@@ -92,6 +92,18 @@ pub async fn list_json(ns: &Netns, host: &str) -> Result<serde_json::Value> {
     })
 }
 
+/// Whether `ns` has base chains (hooked into the stack): where an nft verdict can drop a packet.
+/// None where the ruleset cannot be read.
+pub async fn has_base_chains(ns: &Netns, host: &str) -> Option<bool> {
+    let json = list_json(ns, host).await.ok()?;
+    let objects = json.get("nftables")?.as_array()?;
+    Some(
+        objects
+            .iter()
+            .any(|o| o.get("chain").and_then(|c| c.get("hook")).is_some()),
+    )
+}
+
 fn missing_nft(host: &str, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::NotFound {
         Error::Unsupported(

@@ -1,7 +1,8 @@
 //! Negatives decided by evidence: a probe whose packet the kernel is seen dropping ends as the
 //! timeout it would have become, long before its timeout, with what the kernel showed; a lab
-//! broken by hand (sysctl, nft, a deleted route) is decided the same way. Where drops cannot be
-//! seen (rootless: no tracefs) the probe waits its timeout, with the same outcome.
+//! broken by hand (sysctl, nft, a deleted route) is decided the same way. Rootless (no tracefs)
+//! only nft's drop verdicts of the probe's own flow are seen: those decide as well; any other
+//! drop is waited out, with the same outcome.
 
 mod common;
 use common::fixture;
@@ -54,22 +55,36 @@ async fn probe_from(lab: &Lab, from: &str, to: &str) -> (Vec<(Outcome, Option<St
 }
 
 /// Every probe timed out; where drops can be seen, each was decided by a drop within a fraction
-/// of its timeout, and says which.
-fn assert_decided(seen: &(Vec<(Outcome, Option<String>)>, Duration), what: &str) {
+/// of its timeout, and says which: `what` as root; `nft` rootless, where an nft rule drops the
+/// probes (None: rootless cannot see the drop, and waits).
+fn assert_decided(
+    seen: &(Vec<(Outcome, Option<String>)>, Duration),
+    what: &str,
+    nft: Option<&str>,
+) {
+    let what = if netfault::privilege::can_pin() {
+        what
+    } else if let Some(nft) = nft {
+        nft
+    } else {
+        assert!(
+            seen.0.iter().all(|(o, _)| *o == Outcome::Timeout),
+            "{seen:?}"
+        );
+        assert!(seen.1 >= TIMEOUT, "{what}: rootless waits its timeout");
+        return;
+    };
     for (o, detail) in &seen.0 {
         assert_eq!(*o, Outcome::Timeout, "{what}: {seen:?}");
-        if netfault::privilege::can_pin() {
-            let d = detail.as_deref().unwrap_or_default();
-            assert!(d.starts_with(SEEN_DROPPED), "{what}: {seen:?}");
-            assert!(d.contains(what), "{what}: {seen:?}");
-        }
+        let d = detail.as_deref().unwrap_or_default();
+        assert!(d.starts_with(SEEN_DROPPED), "{what}: {seen:?}");
+        assert!(d.contains(what), "{what}: {seen:?}");
     }
-    if netfault::privilege::can_pin() {
-        assert!(seen.1 < TIMEOUT / 4, "{what}: took {:?}", seen.1);
-    } else {
-        assert!(seen.1 >= TIMEOUT, "{what}: rootless waits its timeout");
-    }
+    assert!(seen.1 < TIMEOUT / 4, "{what}: took {:?}", seen.1);
 }
+
+/// What a rootless probe's detail shows of the by-hand guard's drop.
+const GUARD_DROP: Option<&str> = Some("table inet byhand chain forward_guard dropped 10.244.1.2");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_filter_drop_by_hand_is_decided_by_the_drop() {
@@ -84,7 +99,7 @@ async fn a_filter_drop_by_hand_is_decided_by_the_drop() {
         "node1",
         "table inet byhand {\n chain forward_guard {\n  type filter hook forward priority 0; policy accept;\n  ip daddr 203.0.113.10 drop\n }\n}\n",
     );
-    assert_decided(&probe(&lab, "ext").await, "NETFILTER_DROP");
+    assert_decided(&probe(&lab, "ext").await, "NETFILTER_DROP", GUARD_DROP);
     // pod-to-pod crosses the bridge, not the forward hook: still reachable, and no faster
     // decision can have turned it into a timeout.
     let (still, _) = probe(&lab, "pod-b").await;
@@ -117,7 +132,11 @@ async fn a_frame_flooded_to_hosts_it_was_not_for_is_decided_once_every_copy_died
         "{healthy:?}"
     );
     ip(&lab, "node1", &["link", "set", "veth-pod-b", "nomaster"]);
-    assert_decided(&probe_from(&lab, "node1", "pod-b").await, "every copy");
+    assert_decided(
+        &probe_from(&lab, "node1", "pod-b").await,
+        "every copy",
+        None,
+    );
     // A copy that reaches its host keeps the probe alive: pod-a still answers.
     let (still, _) = probe_from(&lab, "node1", "pod-a").await;
     assert!(
@@ -132,7 +151,7 @@ async fn a_frame_flooded_to_hosts_it_was_not_for_is_decided_once_every_copy_died
 async fn a_sender_whose_device_has_no_carrier_is_decided_by_it() {
     let lab = common::up(&fixture("single-node.toml")).await;
     ip(&lab, "node1", &["link", "set", "veth-pod-a", "down"]);
-    assert_decided(&probe(&lab, "ext").await, "no carrier");
+    assert_decided(&probe(&lab, "ext").await, "no carrier", None);
 }
 
 /// The gateway address taken off the bridge by hand: ext's masqueraded replies reach node1 and
@@ -142,7 +161,7 @@ async fn a_sender_whose_device_has_no_carrier_is_decided_by_it() {
 async fn a_reply_to_a_translated_source_is_watched_too() {
     let lab = common::up(&fixture("single-node.toml")).await;
     ip(&lab, "node1", &["addr", "flush", "dev", "cni0"]);
-    assert_decided(&probe(&lab, "ext").await, "");
+    assert_decided(&probe(&lab, "ext").await, "", None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +172,7 @@ async fn forwarding_off_by_hand_is_decided_by_the_drop() {
         .ns
         .run(|| write_sysctl("net.ipv4.ip_forward", "0").unwrap())
         .unwrap();
-    assert_decided(&probe(&lab, "ext").await, "IP_INADDRERRORS");
+    assert_decided(&probe(&lab, "ext").await, "IP_INADDRERRORS", None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +189,7 @@ async fn a_reply_with_no_route_back_is_decided_by_the_failed_lookup() {
         })
         .unwrap()
         .unwrap();
-    assert_decided(&probe(&lab, "ext").await, "10.244.1.2");
+    assert_decided(&probe(&lab, "ext").await, "10.244.1.2", None);
 }
 
 /// A DNS lookup whose query a filter drops (the classic "pods cannot resolve") is decided by the
@@ -200,5 +219,5 @@ async fn a_dropped_dns_query_is_decided_by_the_drop() {
         obs.into_iter().map(|o| (o.outcome, o.detail)).collect(),
         t0.elapsed(),
     );
-    assert_decided(&seen, "NETFILTER_DROP");
+    assert_decided(&seen, "NETFILTER_DROP", GUARD_DROP);
 }

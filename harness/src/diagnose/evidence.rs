@@ -11,13 +11,12 @@
 //! Evidence supports the walk's verdict; where the two disagree, the diagnosis says so.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::vocab::{Component, Culprit, Diagnosis, Evidence};
+use crate::dropwatch::nfttrace::{rule_texts, stopped_text, Trace, TraceMonitor};
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::probe::ProbeSpec;
@@ -94,9 +93,9 @@ impl Recorder {
     async fn stop(self, lab: &Lab, read: bool) -> Result<Stopped> {
         let after = read_counters(lab, &self.hosts).await?;
         let tracers = if read {
-            mute_traces(lab, self.tracers).await
+            mute_traces(self.tracers).await
         } else {
-            stop_traces(lab, self.tracers, false).await;
+            stop_traces(self.tracers, false).await;
             Vec::new()
         };
         Ok(Stopped {
@@ -121,9 +120,9 @@ pub struct Stopped {
 
 impl Stopped {
     /// Reads the traces to their end and stops the monitors.
-    pub async fn collect(self, lab: &Lab) -> Recording {
+    pub async fn collect(self) -> Recording {
         let mut r = self.recording;
-        r.traces = stop_traces(lab, self.tracers, true).await;
+        r.traces = stop_traces(self.tracers, true).await;
         r
     }
 }
@@ -417,20 +416,12 @@ fn parse_snmp(text: &str, out: &mut BTreeMap<String, u64>) {
     }
 }
 
-/// One namespace's `nft monitor trace`, with the lines it printed.
+/// One namespace's trace, with the messages it read.
 struct Tracer {
     host: String,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-/// The monitor is our child: it ends with the tracer however the diagnosis ends (an interrupted
-/// run drops it half-way), never orphaned.
-impl Drop for Tracer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    ns: crate::netns::Netns,
+    monitor: TraceMonitor,
+    traces: Arc<Mutex<Vec<Trace>>>,
 }
 
 /// A drop the trace recorded.
@@ -444,7 +435,6 @@ struct TracedDrop {
 const TRACE_TABLE: &str = "netfault_trace";
 
 async fn start_traces(lab: &Lab, known: &HashMap<String, bool>) -> Vec<Tracer> {
-    // Every namespace at once: each waits for its own monitor to show a marker.
     futures::future::join_all(
         lab.hosts()
             .map(|h| start_trace(h, known.get(&h.name).copied())),
@@ -456,161 +446,78 @@ async fn start_traces(lab: &Lab, known: &HashMap<String, bool>) -> Vec<Tracer> {
 }
 
 async fn start_trace(h: &crate::lab::LabHost, has_base: Option<bool>) -> Option<Tracer> {
-    {
-        // Only namespaces with base chains have verdicts to trace.
-        let has_base = match has_base {
-            Some(b) => b,
-            None => has_base_chains(h).await?,
-        };
-        if !has_base {
-            return None;
-        }
-        // TCP only as far as its handshake (SYN, SYN-ACK, and a reset's cause): a filter drops
-        // or rejects a connection there, and the monitor takes ~40 µs to print a traced event
-        // (a Kubernetes round's every segment through kube-proxy's chains took it 220 ms).
-        let setup = format!(
-            "add table ip {TRACE_TABLE}\n\
-             add chain ip {TRACE_TABLE} pre {{ type filter hook prerouting priority -350; }}\n\
-             add chain ip {TRACE_TABLE} out {{ type filter hook output priority -350; }}\n\
-             add rule ip {TRACE_TABLE} pre meta l4proto != tcp meta nftrace set 1\n\
-             add rule ip {TRACE_TABLE} out meta l4proto != tcp meta nftrace set 1\n\
-             add rule ip {TRACE_TABLE} pre tcp flags syn meta nftrace set 1\n\
-             add rule ip {TRACE_TABLE} out tcp flags syn meta nftrace set 1\n"
-        );
-        let ns = h.ns.clone();
-        let started =
-            h.ns.run_async(
-                move || -> std::io::Result<(Child, Arc<Mutex<Vec<String>>>)> {
-                    run_nft_stdin(&setup)?;
-                    // Every event, not only traces: the table's deletion, printed after the
-                    // traces before it, tells when a round's traces are all printed.
-                    // At a low priority: printing a round's traces takes the monitor a while
-                    // (~40 µs a line), and on a busy machine it must not starve the probes and
-                    // echo servers of the labs still probing. (`nice` execs nft: same pid.)
-                    let mut cmd = Command::new("nice");
-                    cmd.args(["-n", "10", "nft", "monitor"])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::null());
-                    // Tied: a SIGKILLed netfault must not leave the monitor running.
-                    let mut child = ns.spawn_tied(cmd)?;
-                    let out = child.stdout.take().expect("piped");
-                    let lines = Arc::new(Mutex::new(Vec::new()));
-                    let l2 = lines.clone();
-                    crate::netns::spawn_home("netfault-trace", move || {
-                        for l in BufReader::new(out).lines().map_while(|l| l.ok()) {
-                            l2.lock().expect("trace lines").push(l);
-                        }
-                        Ok(())
-                    })?;
-                    if await_marker(&lines)? {
-                        return Ok((child, lines));
-                    }
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    Err(std::io::Error::other(
-                        "nft monitor trace never showed the marker",
-                    ))
-                },
-            )
-            .await;
-        match started {
-            Ok(Ok((child, lines))) => Some(Tracer {
-                host: h.name.clone(),
-                child,
-                lines,
-            }),
-            _ => {
-                delete_trace_table(h).await;
-                None
-            }
-        }
-    }
-}
-
-/// Ready when a marker packet shows in the trace. The marker goes to a socket of ours, so it
-/// moves no error counter.
-fn await_marker(lines: &Mutex<Vec<String>>) -> std::io::Result<bool> {
-    let markers = || {
-        let l = lines.lock().expect("trace lines");
-        l.iter().filter(|l| l.contains("127.0.0.1")).count()
+    // Only namespaces with base chains have verdicts to trace.
+    let has_base = match has_base {
+        Some(b) => b,
+        None => crate::nft::has_base_chains(&h.ns, &h.name).await?,
     };
-    let before = markers();
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let sink = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let to = sink.local_addr()?;
-    for _ in 0..500 {
-        let _ = sock.send_to(b"netfault-trace-marker", to);
-        std::thread::sleep(Duration::from_millis(2));
-        if markers() > before {
-            return Ok(true);
-        }
+    if !has_base {
+        return None;
     }
-    Ok(false)
+    let traces = Arc::new(Mutex::new(Vec::new()));
+    let keep = traces.clone();
+    let monitor = TraceMonitor::start(&h.ns, TRACE_TABLE, move |t| {
+        keep.lock().expect("traces").push(t)
+    })
+    .await
+    .ok()?;
+    Some(Tracer {
+        host: h.name.clone(),
+        ns: h.ns.clone(),
+        monitor,
+        traces,
+    })
 }
 
-async fn has_base_chains(h: &crate::lab::LabHost) -> Option<bool> {
-    let json = crate::nft::list_json(&h.ns, &h.name).await.ok()?;
-    let chains = json.get("nftables")?.as_array()?;
-    Some(
-        chains
-            .iter()
-            .any(|o| o.get("chain").and_then(|c| c.get("hook")).is_some()),
-    )
-}
-
-/// Stops tracing: removes the trace tables. The monitors go on printing what they traced.
-async fn mute_traces(lab: &Lab, tracers: Vec<Tracer>) -> Vec<Tracer> {
-    let mutes = tracers.iter().map(|t| async move {
-        if let Ok(h) = lab.host(&t.host) {
-            delete_trace_table(h).await;
-        }
-    });
-    futures::future::join_all(mutes).await;
+/// Stops tracing: removes the trace tables.
+async fn mute_traces(mut tracers: Vec<Tracer>) -> Vec<Tracer> {
+    futures::future::join_all(tracers.iter_mut().map(|t| t.monitor.mute())).await;
     tracers
 }
 
-async fn delete_trace_table(h: &crate::lab::LabHost) {
-    let _ =
-        h.ns.run_async(|| run_nft_stdin(&format!("delete table ip {TRACE_TABLE}\n")))
-            .await;
-}
-
-/// Waits (a while at most) until a muted monitor has printed its table's deletion: the monitor
-/// prints a namespace's events in order, so every trace before it has been printed.
-fn await_deletion(lines: &Mutex<Vec<String>>) {
-    let deleted = format!("delete table ip {TRACE_TABLE}");
+/// Waits (a while at most) until the reader has read the trace table's deletion: every trace
+/// of a packet handled before it came before it.
+fn await_deletion(traces: &Mutex<Vec<Trace>>) -> usize {
     let mut read = 0;
     for _ in 0..2000 {
-        let l = lines.lock().expect("trace lines");
-        if l[read..].contains(&deleted) {
-            return;
+        let t = traces.lock().expect("traces");
+        if let Some(i) = t[read..].iter().position(is_end) {
+            return read + i;
         }
-        read = l.len();
-        drop(l);
+        read = t.len();
+        drop(t);
         std::thread::sleep(Duration::from_millis(1));
     }
+    read
 }
 
-/// Stops the monitors (by their pid): with `read`, muted tracers once each has printed the
-/// round, returning the drops they printed; without, at once, removing their tables (nothing
-/// they printed is read).
-async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>, read: bool) -> Vec<TracedDrop> {
+fn is_end(t: &Trace) -> bool {
+    matches!(t, Trace::TableDeleted { table } if table == TRACE_TABLE)
+}
+
+/// Stops the traces: with `read`, muted tracers once each has read the round, returning the
+/// drops they saw; without, at once, removing their tables.
+async fn stop_traces(tracers: Vec<Tracer>, read: bool) -> Vec<TracedDrop> {
     let stops = tracers.into_iter().map(|mut t| async move {
-        if read {
-            let lines = t.lines.clone();
-            let _ = tokio::task::spawn_blocking(move || await_deletion(&lines)).await;
-        }
-        let _ = t.child.kill();
-        let _ = t.child.wait();
-        if let (false, Ok(h)) = (read, lab.host(&t.host)) {
-            delete_trace_table(h).await;
-        }
         if !read {
+            t.monitor.mute().await;
             return Vec::new();
         }
-        let lines = t.lines.lock().expect("trace lines").clone();
-        parse_trace(&t.host, &lines)
+        let traces = t.traces.clone();
+        let ns = t.ns.clone();
+        let host = t.host.clone();
+        drop(t.monitor);
+        // Only what was traced before the recording's end: another table (a rootless run's
+        // live watch) may still be tracing the next probes.
+        tokio::task::spawn_blocking(move || {
+            let end = await_deletion(&traces);
+            let traces = traces.lock().expect("traces");
+            parse_trace(&host, &traces[..end], |family, table| {
+                rule_texts(&ns, family, table)
+            })
+        })
+        .await
+        .unwrap_or_default()
     });
     // Every namespace's at once, kept in the tracers' order.
     futures::future::join_all(stops)
@@ -620,98 +527,63 @@ async fn stop_traces(lab: &Lab, tracers: Vec<Tracer>, read: bool) -> Vec<TracedD
         .collect()
 }
 
-fn run_nft_stdin(script: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut c = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    c.stdin
-        .take()
-        .expect("piped")
-        .write_all(script.as_bytes())?;
-    let out = c.wait_with_output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
-}
+type RuleTexts = HashMap<u64, String>;
 
-/// Drops and rejects from `nft monitor trace` text, one per distinct (chain, rule, packet
-/// addresses), with the packet's addresses from the trace id's `packet:` line.
-fn parse_trace(host: &str, lines: &[String]) -> Vec<TracedDrop> {
-    let mut packets: BTreeMap<String, (Ipv4Addr, Ipv4Addr)> = BTreeMap::new();
+/// Drops and rejects of a trace, one per distinct (chain, rule, packet addresses), with the
+/// packet's addresses from the trace id's first view (ours, at the hook where the trace
+/// began), and the rules' text from `rules` (family, table).
+fn parse_trace(
+    host: &str,
+    traces: &[Trace],
+    mut rules: impl FnMut(&str, &str) -> RuleTexts,
+) -> Vec<TracedDrop> {
+    let mut packets: HashMap<u32, (Ipv4Addr, Ipv4Addr)> = HashMap::new();
+    let mut texts: HashMap<(&str, &str), RuleTexts> = HashMap::new();
     let mut out: Vec<TracedDrop> = Vec::new();
-    for l in lines {
-        let Some(rest) = l.strip_prefix("trace id ") else {
-            continue;
-        };
-        let Some((id, rest)) = rest.split_once(' ') else {
-            continue;
-        };
-        let words: Vec<&str> = rest.split_whitespace().collect();
-        if words.len() < 4 {
-            continue;
-        }
-        let (family, table, chain) = (words[0], words[1], words[2]);
-        if table == TRACE_TABLE {
-            if let Some(p) = rest.find("packet:") {
-                let pkt = &rest[p..];
-                if let (Some(s), Some(d)) = (field(pkt, "ip saddr "), field(pkt, "ip daddr ")) {
-                    packets.insert(id.to_string(), (s, d));
+    for t in traces {
+        match t {
+            Trace::Packet { id, table, packet } => {
+                let addrs = (packet.saddr, packet.daddr);
+                if table == TRACE_TABLE {
+                    packets.insert(*id, addrs);
+                } else {
+                    packets.entry(*id).or_insert(addrs);
                 }
             }
-            continue;
-        }
-        if let Some(p) = rest.find("packet:") {
-            let pkt = &rest[p..];
-            if let (Some(s), Some(d)) = (field(pkt, "ip saddr "), field(pkt, "ip daddr ")) {
-                packets.entry(id.to_string()).or_insert((s, d));
+            Trace::Dropped {
+                id,
+                family,
+                table,
+                chain,
+                rule,
+            } if table != TRACE_TABLE => {
+                let Some(&(saddr, daddr)) = packets.get(id) else {
+                    continue;
+                };
+                let rule = match rule {
+                    Some(h) => texts
+                        .entry((family, table))
+                        .or_insert_with(|| rules(family, table))
+                        .get(h)
+                        .map(String::as_str),
+                    None => None,
+                };
+                let rejected = rule.is_some_and(|r| r.contains("reject"));
+                let chain = format!("table {family} {table} chain {chain}");
+                let what = stopped_text(&chain, rule, rejected, saddr, daddr);
+                if !out.iter().any(|d| d.text == what) {
+                    out.push(TracedDrop {
+                        host: host.to_string(),
+                        saddr,
+                        daddr,
+                        text: what,
+                    });
+                }
             }
-            continue;
-        }
-        let body = words[3..].join(" ");
-        let dropped = body.ends_with("(verdict drop)")
-            || body == "verdict drop"
-            || body.starts_with("policy drop");
-        let rejected = body.contains("reject");
-        if !(dropped || rejected) {
-            continue;
-        }
-        let Some(&(saddr, daddr)) = packets.get(id) else {
-            continue;
-        };
-        let what = if body.starts_with("rule ") {
-            let rule = body
-                .trim_start_matches("rule ")
-                .trim_end_matches(" (verdict drop)");
-            format!(
-                "table {family} {table} chain {chain} {} {saddr} → {daddr} by rule: {rule}",
-                if rejected { "rejected" } else { "dropped" }
-            )
-        } else {
-            format!("table {family} {table} chain {chain} dropped {saddr} → {daddr} by its policy")
-        };
-        if !out.iter().any(|d| d.text == what) {
-            out.push(TracedDrop {
-                host: host.to_string(),
-                saddr,
-                daddr,
-                text: what,
-            });
+            _ => {}
         }
     }
     out
-}
-
-fn field(s: &str, key: &str) -> Option<Ipv4Addr> {
-    let i = s.find(key)? + key.len();
-    s[i..].split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -763,18 +635,44 @@ mod tests {
 
     #[test]
     fn trace_drops_carry_the_packet_addresses() {
-        let lines: Vec<String> = [
-            "trace id 1a2b ip netfault_trace pre packet: iif \"cni0\" ether saddr 02:00 ip saddr 10.244.1.2 ip daddr 203.0.113.10 ip protocol icmp",
-            "trace id 1a2b ip netfault_trace pre rule meta nftrace set 1 (verdict continue)",
-            "trace id 1a2b ip extra fwd packet: iif \"cni0\" oif \"eth0\" ip saddr 10.244.1.2 ip daddr 203.0.113.10",
-            "trace id 1a2b ip extra fwd rule ip saddr 10.244.1.0/24 oifname \"eth0\" drop (verdict drop)",
-            "trace id 3c4d ip filter FORWARD packet: iif \"cni0\" ip saddr 10.244.1.3 ip daddr 203.0.113.10",
-            "trace id 3c4d ip filter FORWARD policy drop",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let d = parse_trace("node1", &lines);
+        use crate::dropwatch::nfttrace::Packet;
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let view = |id: u32, table: &str, s: &str, d: &str| Trace::Packet {
+            id,
+            table: table.into(),
+            packet: Packet {
+                saddr: ip(s),
+                daddr: ip(d),
+                flow: None,
+            },
+        };
+        let dropped = |id: u32, table: &str, chain: &str, rule: Option<u64>| Trace::Dropped {
+            id,
+            family: "ip",
+            table: table.into(),
+            chain: chain.into(),
+            rule,
+        };
+        let traces = vec![
+            view(1, TRACE_TABLE, "10.244.1.2", "203.0.113.10"),
+            view(1, "extra", "10.244.1.2", "203.0.113.10"),
+            dropped(1, "extra", "fwd", Some(7)),
+            view(2, "filter", "10.244.1.3", "203.0.113.10"),
+            dropped(2, "filter", "FORWARD", None),
+            // A drop whose packet was never seen is nobody's.
+            dropped(3, "filter", "FORWARD", None),
+        ];
+        let d = parse_trace("node1", &traces, |family, table| {
+            assert_eq!(
+                (family, table),
+                ("ip", "extra"),
+                "only tables with rule drops are listed"
+            );
+            HashMap::from([(
+                7,
+                "ip saddr 10.244.1.0/24 oifname \"eth0\" drop".to_string(),
+            )])
+        });
         assert_eq!(d.len(), 2);
         assert_eq!(
             d[0].text,

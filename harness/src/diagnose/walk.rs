@@ -44,7 +44,7 @@ pub async fn explain_changes(
         broken.push((c.from.clone(), c.to.clone(), c.proto, c.observed));
     }
     // The monitors finish printing the round's traces while the walk runs.
-    let (ds, recorded) = tokio::join!(explain_pairs(lab, &broken, None), recorded.collect(lab));
+    let (ds, recorded) = tokio::join!(explain_pairs(lab, &broken, None), recorded.collect());
     let mut ds = ds?;
     super::evidence::attach_round(lab, &mut ds, observed, &recorded);
     Ok(ds)

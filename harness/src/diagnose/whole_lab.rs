@@ -45,7 +45,7 @@ pub async fn diagnose_lab(lab: &Lab, name: &str) -> Result<(LabDiagnosis, Vec<Di
         .map(|c| (c.from.clone(), c.to.clone(), c.proto, c.observed))
         .collect();
     // The monitors finish printing the round's traces while the walk runs.
-    let (ds, recorded) = tokio::join!(explain_pairs(lab, &broken, None), recorded.collect(lab));
+    let (ds, recorded) = tokio::join!(explain_pairs(lab, &broken, None), recorded.collect());
     let mut ds = ds?;
     // What the round recorded, and what decided each probe, as the kernel showed it.
     super::evidence::attach_round(lab, &mut ds, &m, &recorded);

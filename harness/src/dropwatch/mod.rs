@@ -12,6 +12,8 @@
 mod book;
 mod fate;
 mod line;
+mod nftmsg;
+pub mod nfttrace;
 mod tracer;
 
 pub use book::{Book, Watched};

@@ -83,6 +83,9 @@ pub async fn lookup(
     if let Err(e) = sock.connect(&SockAddr::from(SocketAddrV4::new(*server, 53))) {
         return classify_errno(&e, "connect");
     }
+    if let Some(w) = &watch {
+        w.flow(&sock, 53);
+    }
     let afd = match register(sock) {
         Ok(a) => a,
         Err(e) => {

@@ -68,6 +68,10 @@ async fn run_held(
             .collect(),
     )
     .map(Arc::new);
+    if let Some(b) = book.as_ref().filter(|b| !b.traces_kernel()) {
+        b.watch_nft(&super::watch::filtering_namespaces(lab).await)
+            .await;
+    }
     let mut servers = echo::Servers::default();
     for (host, proto, ip, port) in &targets {
         let ns = &lab.host(host)?.ns;
@@ -107,6 +111,9 @@ async fn run_held(
         );
     }
     drop(servers);
+    if let Some(b) = &book {
+        b.finish().await;
+    }
     Ok(results)
 }
 
@@ -658,8 +665,8 @@ async fn datagram(
     if let Err(e) = sock.connect(&SockAddr::from(dst)) {
         return classify_errno(&e, "connect");
     }
-    if let (Some(w), Some(local)) = (&watch, local_v4(&sock)) {
-        w.flow(local, dst.port());
+    if let Some(w) = &watch {
+        w.flow(&sock, dst.port());
     }
     let afd = match register(sock) {
         Ok(a) => a,
@@ -708,10 +715,6 @@ async fn datagram(
             }
         }
     }
-}
-
-fn local_v4(s: &Socket) -> Option<SocketAddrV4> {
-    s.local_addr().ok()?.as_socket_ipv4()
 }
 
 async fn tcp(
@@ -798,6 +801,9 @@ async fn connect(
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(classify_errno(&e, "connect")),
+    }
+    if let Some(w) = &watch {
+        w.flow(&sock, dst.port());
     }
     let std: std::net::TcpStream = sock.into();
     let stream = tokio::net::TcpStream::from_std(std).map_err(|e| {

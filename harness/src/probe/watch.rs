@@ -52,6 +52,22 @@ pub(crate) fn in_window<T>(watch: &Option<Watched>, send: impl FnOnce() -> T) ->
     }
 }
 
+/// The lab's namespaces with base chains: where an nft verdict can drop a probe's packet, and
+/// so where a watch without tracefs looks (see `Book::watch_nft`).
+pub(crate) async fn filtering_namespaces(lab: &crate::lab::Lab) -> Vec<crate::netns::Netns> {
+    let checks = lab.hosts().map(|h| async move {
+        crate::nft::has_base_chains(&h.ns, &h.name)
+            .await
+            .unwrap_or(false)
+            .then(|| h.ns.clone())
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 pub(crate) async fn changed(watch: &Option<Watched>) {
     match watch {
         Some(w) => w.changed().await,
