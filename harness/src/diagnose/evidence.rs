@@ -5,8 +5,8 @@
 //!   first, the others after, so that only probes that broke move it): per-namespace counter
 //!   deltas (`/proc/net/snmp` and `netstat`: IpInAddrErrors, IpOutNoRoutes,
 //!   TcpExtIPReversePathFilter, ...) and nft trace verdicts for the probes' packets
-//!   (`meta nftrace set 1` in a temporary table and `nft monitor`, in every namespace that has
-//!   base chains).
+//!   (`meta nftrace set 1` in a temporary table, read over netlink: `dropwatch::nfttrace`) in
+//!   every namespace that has base chains.
 //!
 //! Evidence supports the walk's verdict; where the two disagree, the diagnosis says so.
 

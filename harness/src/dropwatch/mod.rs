@@ -8,6 +8,11 @@
 //! probe run, what each probe's windows saw; echo servers add replies they could not send.
 //! A window with no trusted drop reason still decides when no copy of its packets survived
 //! ([`fate`]).
+//!
+//! Without tracefs (a rootless run) the book is filled by [`nfttrace`] instead: nft's drop
+//! verdicts, in the namespaces with base chains, of packets that name a probe's own socket.
+//! Drops elsewhere (no route, a neighbour that never resolves, a packet translated before the
+//! filter that drops it) are waited out there.
 
 mod book;
 mod fate;

@@ -1,8 +1,3 @@
-//! `nft monitor` in one namespace, with a table of ours that sets `meta nftrace` on the packets
-//! there: how nft's drop verdicts are seen. A probe run uses it live where tracefs cannot be had
-//! (a rootless run: see [`super::Book::watch_nft`]); a diagnosis's recording uses it for the
-//! rules that dropped its probes.
-
 //! nf_tables tracing in one namespace: a table of ours sets `meta nftrace` on the packets
 //! there, and a netlink socket on the trace group reads what every chain did to them (what
 //! `nft monitor trace` prints, without a process printing it). A probe run uses it live where

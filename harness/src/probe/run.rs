@@ -68,17 +68,15 @@ async fn run_held(
             .collect(),
     )
     .map(Arc::new);
-    if let Some(b) = book.as_ref().filter(|b| !b.traces_kernel()) {
-        b.watch_nft(&super::watch::filtering_namespaces(lab).await)
-            .await;
-    }
-    let mut servers = echo::Servers::default();
-    for (host, proto, ip, port) in &targets {
-        let ns = &lab.host(host)?.ns;
-        servers
-            .start(ns, host, *proto, *ip, *port, book.clone())
-            .await?;
-    }
+    // Without tracefs, nft verdicts are watched instead; set up while the servers start.
+    let watch = async {
+        if let Some(b) = book.as_ref().filter(|b| !b.traces_kernel()) {
+            b.watch_nft(&super::watch::filtering_namespaces(lab).await)
+                .await;
+        }
+    };
+    let ((), servers) = tokio::join!(watch, start_servers(lab, &targets, &book));
+    let servers = servers?;
     let t_servers = t0.elapsed();
     crate::testhook::pause("probe:listening");
     // Open sockets are bounded (the fd limit, and each socket's kernel memory): big matrices
@@ -115,6 +113,22 @@ async fn run_held(
         b.finish().await;
     }
     Ok(results)
+}
+
+/// Echo listeners for every (host, protocol, address, port) target.
+async fn start_servers(
+    lab: &Lab,
+    targets: &[(String, Proto, Ipv4Addr, u16)],
+    book: &Option<Arc<Book>>,
+) -> Result<echo::Servers> {
+    let mut servers = echo::Servers::default();
+    for (host, proto, ip, port) in targets {
+        let ns = &lab.host(host)?.ns;
+        servers
+            .start(ns, host, *proto, *ip, *port, book.clone())
+            .await?;
+    }
+    Ok(servers)
 }
 
 /// How many probe sockets may be open at once: a quarter of the fd limit (raised to its hard
