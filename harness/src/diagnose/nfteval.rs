@@ -175,6 +175,9 @@ impl Ruleset {
             if c.ctype == "nat" && !pkt.ct_new {
                 continue; // conntrack translates established flows; nat chains see first packets only
             }
+            if c.ctype == "nat" && !nat.is_empty() {
+                continue; // the first translation binds the flow: later nat chains are not run
+            }
             let at = format!("table {} {} chain {}", k.0, k.1, k.2);
             match self.run_chain(k, pkt, &mut nat, 0) {
                 Flow::Accept | Flow::Continue => {}

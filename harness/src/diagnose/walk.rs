@@ -132,6 +132,8 @@ struct Flow {
     uncertain: Vec<(String, String, String)>,
     /// The address the sender actually sends from (its route's preferred source).
     origin_src: Option<Ipv4Addr>,
+    /// The forward hop where the source was translated.
+    snat_at: Option<usize>,
 }
 
 const MAX_HOPS: usize = 16;
@@ -394,6 +396,11 @@ impl<'a> Walker<'a> {
         };
         let end = self.walk(to, None, rpkt, false, &mut rflow, reply).await?;
         flow.uncertain.extend(rflow.uncertain);
+        if let End::Broken(c) = &end {
+            if let Some(b) = self.foreign_translation(c, flow, forward).await? {
+                return Ok(b);
+            }
+        }
         Ok(match end {
                 End::Broken(c) => self.blame_untranslated(c, flow, forward),
                 End::Arrived => match flow.uncertain.first() {
@@ -413,6 +420,38 @@ impl<'a> Walker<'a> {
                     ),
                 },
             })
+    }
+
+    /// A reply that cannot come back to an address the translating host does not hold: the
+    /// translation is the culprit (the plan translates only to a host's own address), wherever
+    /// the reply then dies.
+    async fn foreign_translation(
+        &mut self,
+        c: &Culprit,
+        flow: &Flow,
+        forward: &mut [Hop],
+    ) -> Result<Option<Culprit>> {
+        let Some((host, orig, to)) = flow.snat.clone() else {
+            return Ok(None);
+        };
+        if self.has_address(&host, to).await? {
+            return Ok(None);
+        }
+        if let Some(h) = flow.snat_at.and_then(|i| forward.get_mut(i)) {
+            h.status = HopStatus::Fail;
+            h.text =
+                format!("postrouting: {orig} translated to {to}, an address {host} does not hold");
+        }
+        Ok(Some(culprit(
+            &host,
+            Component::Masquerade,
+            format!(
+                "{host} translates {orig} to {to}, an address it does not hold: replies to {to} never come back to {host} to be translated back ({} {}: {})",
+                c.host,
+                c.component.as_str(),
+                c.summary
+            ),
+        )))
     }
 
     /// Replies to an untranslated pod address fail on a host outside the cluster: the node that
@@ -569,6 +608,9 @@ impl<'a> Walker<'a> {
                 flow.origin_src = Some(pkt.src);
             }
             if r.kind == "local" {
+                if let Some(c) = self.local_elsewhere(&host, pkt.dst, dir, hops) {
+                    return Ok(End::Broken(c));
+                }
                 if in_name.is_some() {
                     if let Err(c) = self.hook(&host, "input", &pkt, hops, flow).await? {
                         return Ok(End::Broken(c));

@@ -128,7 +128,75 @@ impl<'a> Walker<'a> {
         if let Err(c) = self.hook(host, "prerouting", pkt, hops, flow).await? {
             return Ok(Some(c));
         }
-        Ok(None)
+        self.martian_source(host, n, pkt, hops).await
+    }
+
+    /// A packet whose source address this host holds too is dropped on arrival as a martian
+    /// (unless `accept_local`): where the plan gives that address to another host, the duplicate
+    /// is the culprit.
+    async fn martian_source(
+        &mut self,
+        host: &str,
+        n: &str,
+        pkt: &Pkt,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Option<Culprit>> {
+        let t = self.lab.topology().clone();
+        let Some(owner) = t.owner_of(pkt.src).map(|o| o.name.clone()) else {
+            return Ok(None);
+        };
+        if owner == host || !self.has_address(host, pkt.src).await? {
+            return Ok(None);
+        }
+        for scope in ["all", n] {
+            let key = format!("net.ipv4.conf.{scope}.accept_local");
+            if self.sysctl(host, &key).await.as_deref() == Some("1") {
+                return Ok(None);
+            }
+        }
+        hops.push(hop(
+            HopStatus::Fail,
+            host,
+            format!(
+                "{n}: source {} is an address of {host} too: dropped as a martian",
+                pkt.src
+            ),
+        ));
+        Ok(Some(culprit(
+            host,
+            Component::Address,
+            format!(
+                "{host} holds {}, {owner}'s address: it drops packets from {owner} as martians (their source is its own)",
+                pkt.src
+            ),
+        )))
+    }
+
+    /// A destination local to a host the plan does not give it to: that host keeps the packet.
+    pub(super) fn local_elsewhere(
+        &self,
+        host: &str,
+        dst: std::net::Ipv4Addr,
+        dir: &str,
+        hops: &mut Vec<Hop>,
+    ) -> Option<Culprit> {
+        let t = self.lab.topology();
+        let owner = t.owner_of(dst)?.name.clone();
+        if owner == host {
+            return None;
+        }
+        hops.push(hop(
+            HopStatus::Fail,
+            host,
+            format!("{dir}{dst} is local to {host}, not to {owner}"),
+        ));
+        Some(culprit(
+            host,
+            Component::Address,
+            format!(
+                "{host} holds {dst}, {owner}'s address: it keeps packets for {owner} to itself"
+            ),
+        ))
     }
 
     /// The egress interface must take the packet: no larger than its MTU (DF is set), and for a
@@ -235,13 +303,15 @@ impl<'a> Walker<'a> {
             Ok(n) => n,
             Err(c) => return Ok(Some(c)),
         };
+        // The first translation binds the flow.
         let mut translated = None;
         for n in nat {
-            match n {
-                Nat::Masquerade => translated = self.address_on(host, oif).await?,
-                Nat::Snat(a) => translated = Some(a),
-                Nat::Dnat(..) => {}
-            }
+            translated = match n {
+                Nat::Masquerade => self.address_on(host, oif).await?,
+                Nat::Snat(a) => Some(a),
+                Nat::Dnat(..) => continue,
+            };
+            break;
         }
         match translated {
             Some(a) if a != pkt.src => {
@@ -252,6 +322,7 @@ impl<'a> Walker<'a> {
                 ));
                 if forward {
                     flow.snat = Some((host.to_string(), pkt.src, a));
+                    flow.snat_at = Some(hops.len() - 1);
                 }
                 pkt.src = a;
             }

@@ -1,0 +1,123 @@
+//! Culprits judged against the lab's plan: a hop the kernel lets a packet through, but that
+//! already diverges from what the fixture intends, is blamed instead of the later hop where the
+//! packet dies. Each lab is broken by hand (ip, nft), and a divergence that breaks nothing
+//! blames nothing.
+
+mod common;
+use common::fixture;
+
+use netfault::diagnose::evidence::recorded_matrix;
+use netfault::diagnose::{explain_changes, Component, Diagnosis};
+use netfault::{Lab, Outcome};
+
+async fn diagnoses(lab: &Lab, base: &netfault::matrix::Matrix) -> Vec<Diagnosis> {
+    let reached = |f: &str, t: &str, p| base.observed(f, t, p) == Some(Outcome::Reachable);
+    let (m, rec) = recorded_matrix(lab, reached, &Default::default())
+        .await
+        .unwrap();
+    let ds = explain_changes(lab, &m, base, rec).await.unwrap();
+    for d in &ds {
+        println!("{d}");
+    }
+    ds
+}
+
+/// The distinct (host, component) culprits of a pair's diagnoses (one per protocol group).
+fn blamed(ds: &[Diagnosis], from: &str, to: &str) -> Vec<(String, Component)> {
+    let mut out: Vec<(String, Component)> = Vec::new();
+    for d in ds.iter().filter(|d| d.from == from && d.to == to) {
+        let c = (d.culprit.host.clone(), d.culprit.component);
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn sh(lab: &Lab, host: &str, cmd: &'static str) {
+    lab.host(host)
+        .unwrap()
+        .ns
+        .run(move || {
+            let st = std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .status()
+                .unwrap();
+            assert!(st.success(), "{cmd}");
+        })
+        .unwrap()
+}
+
+/// The masquerade replaced by an SNAT to an address of the uplink's subnet that node1 does not
+/// hold: ext's replies go to that address and never come back to node1. The translation is the
+/// culprit, not ext's route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_translation_to_an_address_the_host_does_not_hold_is_blamed() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    sh(
+        &lab,
+        "node1",
+        "nft flush chain ip nat postrouting && \
+         nft add rule ip nat postrouting ip saddr 10.244.1.0/24 oifname eth0 snat to 203.0.113.77",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    for pod in ["pod-a", "pod-b"] {
+        assert_eq!(
+            blamed(&ds, pod, "ext"),
+            vec![("node1".to_string(), Component::Masquerade)],
+            "{pod}"
+        );
+    }
+    let d = ds.iter().find(|d| d.from == "pod-a").unwrap();
+    assert!(
+        d.culprit
+            .summary
+            .contains("203.0.113.77, an address it does not hold"),
+        "{}",
+        d.culprit.summary
+    );
+}
+
+/// pod-b given pod-a's address as a second one: pod-b drops pod-a's packets as martians, and
+/// keeps its own packets for pod-a to itself. The duplicate address is the culprit both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_holding_another_hosts_address_is_blamed() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    sh(&lab, "pod-b", "ip addr add 10.244.1.2/32 dev eth0");
+    let ds = diagnoses(&lab, &base).await;
+    let pod_b = vec![("pod-b".to_string(), Component::Address)];
+    assert_eq!(blamed(&ds, "pod-a", "pod-b"), pod_b);
+    assert_eq!(blamed(&ds, "pod-b", "pod-a"), pod_b);
+    assert!(
+        ds.iter()
+            .all(|d| d.culprit.component == Component::Address && d.culprit.host == "pod-b"),
+        "only pod-b's duplicate is blamed"
+    );
+}
+
+/// Divergence that breaks nothing blames nothing: an extra address no lab host is planned to
+/// have (on pod-b) leaves the lab healthy, and a filter drop added beside it is still the
+/// culprit of what it breaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_harmless_divergence_is_no_culprit() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    sh(&lab, "pod-b", "ip addr add 10.244.1.99/32 dev eth0");
+    let ds = diagnoses(&lab, &base).await;
+    assert!(ds.is_empty(), "nothing broke");
+    sh(
+        &lab,
+        "node1",
+        "nft add table ip byhand && \
+         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
+         nft add rule ip byhand guard ip saddr 10.244.1.2 ip daddr 203.0.113.10 drop",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    assert_eq!(
+        blamed(&ds, "pod-a", "ext"),
+        vec![("node1".to_string(), Component::Filter)]
+    );
+    assert!(ds.iter().all(|d| d.from == "pod-a"), "pod-b is not broken");
+}
