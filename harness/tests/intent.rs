@@ -97,14 +97,68 @@ async fn a_host_holding_another_hosts_address_is_blamed() {
     );
 }
 
+/// A pod's default route moved to an interface the plan does not have (a veth of its own that
+/// leads nowhere): the route is the culprit, not whatever the walk finds beyond it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_out_of_an_unplanned_interface_is_blamed() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    sh(
+        &lab,
+        "pod-a",
+        "ip link add eth9 type veth peer name eth9p && ip link set eth9 up && \
+         ip link set eth9p up && ip route replace default dev eth9",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    assert_eq!(
+        blamed(&ds, "pod-a", "ext"),
+        vec![("pod-a".to_string(), Component::Route)]
+    );
+    let d = ds.iter().find(|d| d.to == "ext").unwrap();
+    assert!(d.culprit.summary.contains("out of eth9, an interface the lab's plan does not have (the plan sends it out of eth0)"), "{}", d.culprit.summary);
+    assert!(
+        ds.iter().all(|d| d.from == "pod-a"),
+        "only pod-a's routes moved"
+    );
+}
+
+/// A docker0-like bridge on node1 whose subnet is a more specific part of the uplink's, and
+/// holds ext's address: node1's route to ext leaves by the bridge, which leads nowhere. The
+/// route out of the unplanned interface is the culprit, not the bridge's missing ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extra_interface_overlapping_lab_addresses_is_blamed() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    sh(
+        &lab,
+        "node1",
+        "ip link add docker0 type bridge && ip addr add 203.0.113.9/29 dev docker0 && \
+         ip link set docker0 up",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    for from in ["pod-a", "node1"] {
+        assert_eq!(
+            blamed(&ds, from, "ext"),
+            vec![("node1".to_string(), Component::Route)],
+            "{from}"
+        );
+    }
+}
+
 /// Divergence that breaks nothing blames nothing: an extra address no lab host is planned to
-/// have (on pod-b) leaves the lab healthy, and a filter drop added beside it is still the
-/// culprit of what it breaks.
+/// have (on pod-b) and an extra bridge whose subnet no lab address is in leave the lab healthy,
+/// and a filter drop added beside them is still the culprit of what it breaks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_harmless_divergence_is_no_culprit() {
     let lab = common::up(&fixture("single-node.toml")).await;
     let base = netfault::probe::matrix(&lab).await.unwrap();
     sh(&lab, "pod-b", "ip addr add 10.244.1.99/32 dev eth0");
+    sh(
+        &lab,
+        "node1",
+        "ip link add docker0 type bridge && ip addr add 172.17.0.1/16 dev docker0 && \
+         ip link set docker0 up",
+    );
     let ds = diagnoses(&lab, &base).await;
     assert!(ds.is_empty(), "nothing broke");
     sh(

@@ -134,7 +134,13 @@ struct Flow {
     origin_src: Option<Ipv4Addr>,
     /// The forward hop where the source was translated.
     snat_at: Option<usize>,
+    /// The first route of the walk out of an interface the plan does not give its host.
+    unplanned: Option<Unplanned>,
 }
+
+/// A route out of an interface the lab's plan does not have: (host, hop index, interface,
+/// destination).
+type Unplanned = (String, usize, String, Ipv4Addr);
 
 const MAX_HOPS: usize = 16;
 /// The size of an ordinary probe's packets.
@@ -335,7 +341,7 @@ impl<'a> Walker<'a> {
             .await?;
         let mut reply = Vec::new();
         let culprit = match end {
-            End::Broken(c) => c,
+            End::Broken(c) => self.blame_unplanned(c, &flow, &mut forward),
             End::Arrived => {
                 self.reply_culprit(from, to, &pkt, src, &mut flow, &mut forward, &mut reply)
                     .await?
@@ -395,10 +401,13 @@ impl<'a> Walker<'a> {
             ..Default::default()
         };
         let end = self.walk(to, None, rpkt, false, &mut rflow, reply).await?;
-        flow.uncertain.extend(rflow.uncertain);
+        flow.uncertain.extend(std::mem::take(&mut rflow.uncertain));
         if let End::Broken(c) = &end {
             if let Some(b) = self.foreign_translation(c, flow, forward).await? {
                 return Ok(b);
+            }
+            if rflow.unplanned.is_some() {
+                return Ok(self.blame_unplanned(c.clone(), &rflow, reply));
             }
         }
         Ok(match end {
@@ -640,6 +649,9 @@ impl<'a> Walker<'a> {
                 &host,
                 format!("{dir}route {}{via} dev {oif}", pkt.dst),
             ));
+            if flow.unplanned.is_none() && self.unplanned_iface(&host, &oif) {
+                flow.unplanned = Some((host.clone(), hops.len() - 1, oif.clone(), pkt.dst));
+            }
             // The egress interface must take the packet.
             if let Some(c) = self
                 .egress_takes(&host, &oif, in_name.as_deref(), &mut pkt, hops)
@@ -674,6 +686,50 @@ impl<'a> Walker<'a> {
                 pkt.dst
             ),
         )))
+    }
+
+    /// Whether `host` sends out of an interface its plan does not have (not judged where a CNI
+    /// plugin built the lab's interfaces: the plan does not list them).
+    fn unplanned_iface(&self, host: &str, oif: &str) -> bool {
+        if self.lab.topology().cni.is_some() || oif == "lo" {
+            return false;
+        }
+        self.lab
+            .plan()
+            .host(host)
+            .is_some_and(|h| !h.ifaces.is_empty() && !h.ifaces.iter().any(|i| i.name == oif))
+    }
+
+    /// A broken walk whose route left by an interface the plan does not have: that route is
+    /// the culprit, whatever later hop the packet died at.
+    fn blame_unplanned(&self, c: Culprit, flow: &Flow, hops: &mut [Hop]) -> Culprit {
+        let Some((host, at, oif, dst)) = &flow.unplanned else {
+            return c;
+        };
+        let planned = self.lab.plan().host(host).and_then(|h| {
+            h.routes
+                .iter()
+                .filter(|r| r.dst.contains(dst))
+                .max_by_key(|r| r.dst.prefix_len())
+                .map(|r| r.dev.clone())
+        });
+        let intended = match planned {
+            Some(dev) => format!("the plan sends it out of {dev}"),
+            None => "the plan has no such interface".to_string(),
+        };
+        if let Some(h) = hops.get_mut(*at) {
+            h.status = HopStatus::Fail;
+        }
+        culprit(
+            host,
+            Component::Route,
+            format!(
+                "{host} routes {dst} out of {oif}, an interface the lab's plan does not have ({intended}); there: {} {}: {}",
+                c.host,
+                c.component.as_str(),
+                c.summary
+            ),
+        )
     }
 
     /// The interface the plan puts `ip` on, on `host`.
