@@ -23,11 +23,15 @@ pub struct Cell {
     pub seen_as: Option<Ipv4Addr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Reachable, but the server saw another source than the lab's plan intends (see
+    /// `lab::intent`): what it saw and what was intended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub translation: Option<String>,
 }
 
 impl Cell {
     pub fn matches(&self) -> bool {
-        self.expected.is_none_or(|e| e == self.observed)
+        self.expected.is_none_or(|e| e == self.observed) && self.translation.is_none()
     }
 }
 
@@ -97,6 +101,7 @@ impl Matrix {
                 observed: o.outcome,
                 seen_as: o.seen_as,
                 detail: o.detail,
+                translation: None,
             })
             .collect();
         Matrix {
@@ -318,6 +323,11 @@ impl Matrix {
         self.mismatches()
             .iter()
             .map(|c| {
+                if let (Some(t), true) =
+                    (&c.translation, c.expected.is_none_or(|e| e == c.observed))
+                {
+                    return format!("{} → {} {}: {} {t}", c.from, c.to, c.proto, c.observed);
+                }
                 format!(
                     "{} → {} {}: expected {}, observed {}{}",
                     c.from,

@@ -175,3 +175,54 @@ async fn a_harmless_divergence_is_no_culprit() {
     );
     assert!(ds.iter().all(|d| d.from == "pod-a"), "pod-b is not broken");
 }
+
+/// An over-broad masquerade on node1 (everything leaving flannel.1 translated): every pair still
+/// reaches, but pod-c sees node1's overlay address instead of pod-a's. The matrix says the
+/// cells are not as expected, and the diagnosis names node1's masquerade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_broad_masquerade_is_not_as_expected_though_all_reach() {
+    let lab = common::up(&fixture("two-node-vxlan.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    assert!(
+        base.mismatches().is_empty(),
+        "{:?}",
+        base.render_mismatches()
+    );
+    sh(
+        &lab,
+        "node1",
+        "nft add rule ip nat postrouting oifname flannel.1 masquerade",
+    );
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    let wrong = m.render_mismatches();
+    assert!(
+        wrong
+            .iter()
+            .any(|l| l.starts_with("pod-a → pod-c tcp: reachable but seen as 10.244.1.0")),
+        "{wrong:#?}"
+    );
+    assert!(
+        m.cells
+            .iter()
+            .all(|c| c.observed == base.observed(&c.from, &c.to, c.proto).unwrap()),
+        "every outcome is as before"
+    );
+    // Only pod traffic into the overlay: nodes send from their own addresses anyway.
+    assert!(wrong.iter().all(|l| l.starts_with("pod-")), "{wrong:#?}");
+    let ds = diagnoses(&lab, &base).await;
+    assert_eq!(
+        blamed(&ds, "pod-a", "pod-c"),
+        vec![("node1".to_string(), Component::Masquerade)]
+    );
+    let d = ds
+        .iter()
+        .find(|d| d.from == "pod-a" && d.to == "pod-c")
+        .unwrap();
+    assert!(
+        d.culprit
+            .summary
+            .starts_with("node1 translates 10.244.1.2 to 10.244.1.0 on the way to pod-c"),
+        "{}",
+        d.culprit.summary
+    );
+}

@@ -25,6 +25,7 @@ mod k8s;
 mod l2;
 mod overlay;
 mod route;
+mod translation;
 
 /// Explains every pair whose outcome got worse than in `baseline`, one walk per protocol,
 /// protocols that walk the same way grouped; with the kernel evidence of the round that
@@ -47,6 +48,7 @@ pub async fn explain_changes(
     let (ds, recorded) = tokio::join!(explain_pairs(lab, &broken, None), recorded.collect());
     let mut ds = ds?;
     super::evidence::attach_round(lab, &mut ds, observed, &recorded);
+    ds.extend(explain_translations(lab, observed, Some(baseline)).await?);
     Ok(ds)
 }
 
@@ -75,6 +77,37 @@ pub async fn explain_pairs(
                 && x.culprit == d.culprit
         }) {
             Some(x) => x.protocols.push(*proto),
+            None => out.push(d),
+        }
+    }
+    Ok(out)
+}
+
+/// Explains the reachable cells of `observed` whose server saw another source than the plan
+/// intends (and did not in `baseline`, where given): the hop that translated them.
+pub async fn explain_translations(
+    lab: &Lab,
+    observed: &crate::matrix::Matrix,
+    baseline: Option<&crate::matrix::Matrix>,
+) -> Result<Vec<Diagnosis>> {
+    let mut w = Walker::new(lab);
+    let mut out: Vec<Diagnosis> = Vec::new();
+    for c in &observed.cells {
+        let (Some(why), Some(seen)) = (&c.translation, c.seen_as) else {
+            continue;
+        };
+        let before = baseline.and_then(|b| b.cell(&c.from, &c.to, c.proto));
+        if before.is_some_and(|b| b.translation.is_some()) {
+            continue;
+        }
+        let d = w
+            .explain_translation(&c.from, &c.to, c.proto, seen, why)
+            .await?;
+        match out
+            .iter_mut()
+            .find(|x| x.from == d.from && x.to == d.to && x.culprit == d.culprit)
+        {
+            Some(x) => x.protocols.push(c.proto),
             None => out.push(d),
         }
     }
@@ -112,6 +145,8 @@ struct Walker<'a> {
     entry: Option<(String, String, Ipv4Addr)>,
     /// The mark the entry packet carries.
     entry_mark: u32,
+    /// The source translation the last forward walk applied: (host, original, translated).
+    last_snat: Option<(String, Ipv4Addr, Ipv4Addr)>,
 }
 
 /// Where a walk stopped.
@@ -175,6 +210,7 @@ impl<'a> Walker<'a> {
             dport: None,
             entry: None,
             entry_mark: 0,
+            last_snat: None,
         }
     }
 
@@ -339,6 +375,7 @@ impl<'a> Walker<'a> {
                 &mut forward,
             )
             .await?;
+        self.last_snat = flow.snat.clone();
         let mut reply = Vec::new();
         let culprit = match end {
             End::Broken(c) => self.blame_unplanned(c, &flow, &mut forward),

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::vocab::{Component, Culprit, Diagnosis, Evidence, Hop};
-use super::walk::explain_pairs;
+use super::walk::{explain_pairs, explain_translations};
 use crate::error::Result;
 use crate::lab::Lab;
 use crate::topology::{Outcome, Proto};
@@ -49,6 +49,7 @@ pub async fn diagnose_lab(lab: &Lab, name: &str) -> Result<(LabDiagnosis, Vec<Di
     let mut ds = ds?;
     // What the round recorded, and what decided each probe, as the kernel showed it.
     super::evidence::attach_round(lab, &mut ds, &m, &recorded);
+    ds.extend(explain_translations(lab, &m, None).await?);
     let mut pairs = Vec::new();
     for c in m.cells.iter().filter(|c| c.expected.is_some()) {
         let expected = c.expected.expect("filtered");

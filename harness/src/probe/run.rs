@@ -890,7 +890,7 @@ pub async fn matrix(lab: &Lab) -> Result<crate::matrix::Matrix> {
     let specs = all_pairs(lab);
     let obs = run(lab, &specs, Duration::from_millis(t.probe.timeout_ms)).await?;
     crate::testhook::pause("probe:done");
-    Ok(matrix_of(lab, specs, obs))
+    Ok(matrix_of(lab, specs, obs).await)
 }
 
 /// How long evidence is recorded around a two-group round's first group at most: its packets
@@ -925,18 +925,62 @@ pub async fn matrix_in_two<T, U>(
     let (seen, u) = tokio::join!(run_held(lab, &specs, timeout, Some(&held)), control);
     let obs = infer_rate_limited(&specs, seen?);
     crate::testhook::pause("probe:done");
-    Ok((matrix_of(lab, specs, obs), u))
+    Ok((matrix_of(lab, specs, obs).await, u))
 }
 
 /// The matrix of probes `specs` and what they saw, against the fixture's healthy outcomes.
-fn matrix_of(lab: &Lab, specs: Vec<ProbeSpec>, obs: Vec<Observation>) -> crate::matrix::Matrix {
+async fn matrix_of(
+    lab: &Lab,
+    specs: Vec<ProbeSpec>,
+    obs: Vec<Observation>,
+) -> crate::matrix::Matrix {
     let t = lab.topology();
-    crate::matrix::Matrix::new(
+    let mut m = crate::matrix::Matrix::new(
         t.host_names().into_iter().map(String::from).collect(),
         t.probe.protocols.clone(),
         specs.into_iter().zip(obs).collect(),
         |f, to, p| t.healthy(f, to, p),
     )
     .with_targets(t.target_names())
-    .with_coverage(t)
+    .with_coverage(t);
+    judge_translations(lab, &mut m).await;
+    m
+}
+
+/// Marks reachable cells whose server saw another source than the plan intends: neither an
+/// address the plan gives the intended host nor one it holds now (a pod given a new address by
+/// hand still sends untranslated).
+async fn judge_translations(lab: &Lab, m: &mut crate::matrix::Matrix) {
+    let (t, plan) = (lab.topology(), lab.plan());
+    let mut suspects = Vec::new();
+    for (i, c) in m.cells.iter().enumerate() {
+        let Some(seen) = c.seen_as.filter(|_| c.observed == Outcome::Reachable) else {
+            continue;
+        };
+        let Some(want) = crate::lab::intent::intended_source(plan, t, &c.from, &c.to) else {
+            continue;
+        };
+        if !want.accepts(plan, seen) {
+            suspects.push((i, want, seen));
+        }
+    }
+    let mut live: std::collections::HashMap<String, Vec<Ipv4Addr>> = Default::default();
+    for (i, want, seen) in suspects {
+        let host = want.host().to_string();
+        if !live.contains_key(&host) {
+            let held = match lab.host(&host) {
+                Ok(h) => crate::nl::addresses(h.handle()).await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            live.insert(host.clone(), held.iter().map(|a| a.net.addr()).collect());
+        }
+        if live[&host].contains(&seen) {
+            continue;
+        }
+        let c = &mut m.cells[i];
+        c.translation = Some(format!(
+            "but seen as {seen}: the plan intends {}",
+            want.describe(&c.from)
+        ));
+    }
 }
