@@ -226,3 +226,34 @@ async fn an_over_broad_masquerade_is_not_as_expected_though_all_reach() {
         d.culprit.summary
     );
 }
+
+/// node1's uplink shaped by hand to 8 bit/s (tc tbf): a single small packet needs seconds, so
+/// every probe to or from ext that breaks is blamed on the shaper, whichever of them the burst let
+/// through this time; pairs that do not cross it stay reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shaper_too_slow_for_a_single_packet_is_blamed_without_bulk_probes() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    sh(
+        &lab,
+        "node1",
+        "tc qdisc add dev eth0 root tbf rate 8bit burst 200 limit 400",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    assert!(!ds.is_empty(), "something towards ext broke");
+    for d in &ds {
+        assert!(
+            d.to == "ext" || d.from == "ext",
+            "only pairs through node1's eth0 (either way) break: {d}"
+        );
+        assert_eq!(
+            (d.culprit.host.as_str(), d.culprit.component),
+            ("node1", Component::Link),
+            "{d}"
+        );
+        assert!(
+            d.culprit.summary.contains("shaped to 8bit by a tbf qdisc"),
+            "{d}"
+        );
+    }
+}

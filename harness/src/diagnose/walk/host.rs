@@ -131,6 +131,45 @@ impl<'a> Walker<'a> {
         self.martian_source(host, n, pkt, hops).await
     }
 
+    /// A shaper on the egress interface too slow for what the probe sends in its time: a bulk
+    /// transfer's bytes, or (any probe) a single packet. Which of a round's small probes a slow
+    /// shaper's burst lets through varies; a packet it cannot pass in time does not.
+    async fn shaped(
+        &mut self,
+        host: &str,
+        oif: &str,
+        index: u32,
+        len: usize,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Option<Culprit>> {
+        let h = self.lab.host(host)?.handle().clone();
+        let Ok(Some((kind, Some(rate)))) = netlink::root_qdisc(&h, index).await else {
+            return Ok(None);
+        };
+        let (bytes, what) = match self.bulk {
+            Some(b) => (b, "transfer"),
+            None => (len, "packet"),
+        };
+        let secs = (bytes as f64 * 8.0) / rate as f64;
+        let budget = self.lab.topology().probe.timeout_ms as f64 / 1000.0;
+        if secs <= budget {
+            return Ok(None);
+        }
+        let rate = rate_text(rate);
+        hops.push(hop(
+            HopStatus::Fail,
+            host,
+            format!("{oif} is shaped to {rate} ({kind}): {bytes} bytes need {secs:.1} s"),
+        ));
+        Ok(Some(culprit(
+            host,
+            Component::Link,
+            format!(
+                "{host} {oif} is shaped to {rate} by a {kind} qdisc: a {bytes}-byte {what} needs {secs:.1} s, more than the probe's {budget:.1} s"
+            ),
+        )))
+    }
+
     /// A packet whose source address this host holds too is dropped on arrival as a martian
     /// (unless `accept_local`): where the plan gives that address to another host, the duplicate
     /// is the culprit.
@@ -256,30 +295,8 @@ impl<'a> Walker<'a> {
                     ),
                 )));
             }
-            if let Some(bytes) = self.bulk {
-                let h = self.lab.host(host)?.handle().clone();
-                if let Ok(Some((kind, Some(rate)))) = netlink::root_qdisc(&h, l.index).await {
-                    let secs = (bytes as f64 * 8.0) / rate as f64;
-                    let budget = self.lab.topology().probe.timeout_ms as f64 / 1000.0;
-                    if secs > budget {
-                        hops.push(hop(
-                            HopStatus::Fail,
-                            host,
-                            format!(
-                                "{oif} is shaped to {} ({kind}): {bytes} bytes need {secs:.1} s",
-                                rate_text(rate)
-                            ),
-                        ));
-                        return Ok(Some(culprit(
-                            host,
-                            Component::Link,
-                            format!(
-                                "{host} {oif} is shaped to {} by a {kind} qdisc: a {bytes}-byte transfer needs {secs:.1} s, more than the probe's {budget:.1} s",
-                                rate_text(rate)
-                            ),
-                        )));
-                    }
-                }
+            if let Some(c) = self.shaped(host, oif, l.index, pkt.len, hops).await? {
+                return Ok(Some(c));
             }
         }
         Ok(None)
