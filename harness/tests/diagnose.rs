@@ -3,8 +3,7 @@
 mod common;
 use common::fixture;
 
-use netfault::diagnose::evidence::recorded_matrix;
-use netfault::diagnose::{explain_changes, Component};
+use netfault::diagnose::Component;
 use netfault::fault::kinds;
 use netfault::fault::Fault;
 use netfault::Lab;
@@ -13,16 +12,9 @@ async fn culprits(
     lab: &Lab,
     base: &netfault::matrix::Matrix,
 ) -> Vec<(String, String, String, Component)> {
-    let reached =
-        |f: &str, t: &str, p| base.observed(f, t, p) == Some(netfault::Outcome::Reachable);
-    let (m, rec) = recorded_matrix(lab, reached, &Default::default())
+    common::diagnoses(lab, base)
         .await
-        .unwrap();
-    let ds = explain_changes(lab, &m, base, rec).await.unwrap();
-    for d in &ds {
-        println!("{d}");
-    }
-    ds.into_iter()
+        .into_iter()
         .map(|d| (d.from, d.to, d.culprit.host, d.culprit.component))
         .collect()
 }

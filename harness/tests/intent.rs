@@ -4,23 +4,10 @@
 //! blames nothing.
 
 mod common;
-use common::fixture;
+use common::{diagnoses, fixture};
 
-use netfault::diagnose::evidence::recorded_matrix;
-use netfault::diagnose::{explain_changes, Component, Diagnosis};
-use netfault::{Lab, Outcome};
-
-async fn diagnoses(lab: &Lab, base: &netfault::matrix::Matrix) -> Vec<Diagnosis> {
-    let reached = |f: &str, t: &str, p| base.observed(f, t, p) == Some(Outcome::Reachable);
-    let (m, rec) = recorded_matrix(lab, reached, &Default::default())
-        .await
-        .unwrap();
-    let ds = explain_changes(lab, &m, base, rec).await.unwrap();
-    for d in &ds {
-        println!("{d}");
-    }
-    ds
-}
+use netfault::diagnose::{Component, Diagnosis};
+use netfault::Lab;
 
 /// The distinct (host, component) culprits of a pair's diagnoses (one per protocol group).
 fn blamed(ds: &[Diagnosis], from: &str, to: &str) -> Vec<(String, Component)> {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::vocab::{Component, Culprit, Diagnosis, Evidence};
-use crate::dropwatch::nfttrace::{rule_texts, stopped_text, Trace, TraceMonitor};
+use crate::dropwatch::nfttrace::{rule_texts, RuleNames, Trace, TraceMonitor};
 use crate::error::{Error, Result};
 use crate::lab::Lab;
 use crate::probe::ProbeSpec;
@@ -538,7 +538,7 @@ fn parse_trace(
     mut rules: impl FnMut(&str, &str) -> RuleTexts,
 ) -> Vec<TracedDrop> {
     let mut packets: HashMap<u32, (Ipv4Addr, Ipv4Addr)> = HashMap::new();
-    let mut texts: HashMap<(&str, &str), RuleTexts> = HashMap::new();
+    let mut names = RuleNames::new(|family: &str, table: &str| rules(family, table));
     let mut out: Vec<TracedDrop> = Vec::new();
     for t in traces {
         match t {
@@ -560,17 +560,7 @@ fn parse_trace(
                 let Some(&(saddr, daddr)) = packets.get(id) else {
                     continue;
                 };
-                let rule = match rule {
-                    Some(h) => texts
-                        .entry((family, table))
-                        .or_insert_with(|| rules(family, table))
-                        .get(h)
-                        .map(String::as_str),
-                    None => None,
-                };
-                let rejected = rule.is_some_and(|r| r.contains("reject"));
-                let chain = format!("table {family} {table} chain {chain}");
-                let what = stopped_text(&chain, rule, rejected, saddr, daddr);
+                let what = names.name(family, table, chain, *rule, saddr, daddr).text;
                 if !out.iter().any(|d| d.text == what) {
                     out.push(TracedDrop {
                         host: host.to_string(),

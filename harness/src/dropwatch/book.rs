@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::nfttrace::{self, Packet, Trace, TraceMonitor};
+use super::nfttrace::{self, Packet, RuleNames, Trace, TraceMonitor};
 use super::tracer::{self, Sink, Tracer};
 use crate::netns::Netns;
 use crate::topology::Proto;
@@ -65,20 +65,7 @@ impl Book {
             return None;
         }
         let tracer = tracer::shared();
-        let inner = Arc::new(Inner {
-            run: tracer.map_or(0, |t| t.next_run()),
-            slots: ends
-                .into_iter()
-                .map(|ends| Slot {
-                    ends,
-                    state: Mutex::default(),
-                    changed: tokio::sync::Notify::new(),
-                })
-                .collect(),
-            flows: Mutex::default(),
-            sockets: Mutex::default(),
-            unclaimed: Mutex::default(),
-        });
+        let inner = Arc::new(Inner::new(tracer.map_or(0, |t| t.next_run()), ends));
         if let Some(t) = tracer {
             let sink: Weak<dyn Sink> = Arc::downgrade(&inner) as _;
             t.register(inner.run, sink);
@@ -101,11 +88,13 @@ impl Book {
     /// A namespace whose monitor cannot start is not watched (its drops are waited out).
     pub async fn watch_nft(&self, namespaces: &[Netns]) {
         let starts = namespaces.iter().map(|ns| {
+            let lister = ns.clone();
             let mut seen = Seen {
                 inner: Arc::downgrade(&self.inner),
-                ns: ns.clone(),
                 packets: HashMap::new(),
-                rules: HashMap::new(),
+                rules: RuleNames::new(Box::new(move |family: &str, table: &str| {
+                    nfttrace::rule_texts(&lister, family, table)
+                })),
             };
             TraceMonitor::start(ns, WATCH_TABLE, move |t| seen.trace(t))
         });
@@ -197,10 +186,12 @@ impl Drop for Book {
 /// of the tables that dropped them.
 struct Seen {
     inner: Weak<Inner>,
-    ns: Netns,
     packets: HashMap<u32, Vec<Packet>>,
-    rules: HashMap<(&'static str, String), HashMap<u64, String>>,
+    rules: RuleNames<ListRules>,
 }
+
+/// How a watch lists a table's rules (`nfttrace::rule_texts` in its namespace).
+type ListRules = Box<dyn FnMut(&str, &str) -> HashMap<u64, String> + Send>;
 
 impl Seen {
     /// A drop goes to the probe whose flow it is; a reject is left to the error the probe
@@ -219,23 +210,12 @@ impl Seen {
                 else {
                     return;
                 };
-                let ns = &self.ns;
-                let rule = match rule {
-                    Some(h) => self
-                        .rules
-                        .entry((family, table.clone()))
-                        .or_insert_with(|| nfttrace::rule_texts(ns, family, &table))
-                        .get(&h)
-                        .map(String::as_str),
-                    None => None,
-                };
-                if rule.is_some_and(|r| r.contains("reject")) {
-                    return;
-                }
-                let chain = format!("table {family} {table} chain {chain}");
                 let first = &views[0];
-                let text = nfttrace::stopped_text(&chain, rule, false, first.saddr, first.daddr);
-                inner.traced_drop(views, text);
+                let named =
+                    (self.rules).name(family, &table, &chain, rule, first.saddr, first.daddr);
+                if !named.rejected {
+                    inner.traced_drop(views, named.text);
+                }
             }
             Trace::TableDeleted { .. } => {}
         }
@@ -271,6 +251,23 @@ impl Sink for Inner {
 }
 
 impl Inner {
+    fn new(run: u64, ends: Vec<(Option<Ipv4Addr>, Ipv4Addr)>) -> Inner {
+        Inner {
+            run,
+            slots: ends
+                .into_iter()
+                .map(|ends| Slot {
+                    ends,
+                    state: Mutex::default(),
+                    changed: tokio::sync::Notify::new(),
+                })
+                .collect(),
+            flows: Mutex::default(),
+            sockets: Mutex::default(),
+            unclaimed: Mutex::default(),
+        }
+    }
+
     /// A drop an nft trace showed, with the packet as each chain saw it: it is the probe's
     /// whose socket one view names as source (or as destination, for its reply), if exactly
     /// one probe's does. (A translated view names neither end of the probe: ambiguous, and a
@@ -431,19 +428,7 @@ mod tests {
     use crate::dropwatch::nfttrace::Flow;
 
     fn inner(probes: usize) -> Inner {
-        Inner {
-            run: 0,
-            slots: (0..probes)
-                .map(|_| Slot {
-                    ends: (None, Ipv4Addr::UNSPECIFIED),
-                    state: Mutex::default(),
-                    changed: tokio::sync::Notify::new(),
-                })
-                .collect(),
-            flows: Mutex::default(),
-            sockets: Mutex::default(),
-            unclaimed: Mutex::default(),
-        }
+        Inner::new(0, vec![(None, Ipv4Addr::UNSPECIFIED); probes])
     }
 
     fn udp(s: &str, sport: u16, d: &str, dport: u16) -> Packet {

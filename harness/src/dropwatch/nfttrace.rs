@@ -218,6 +218,54 @@ fn parse_rule_texts(listing: &str) -> HashMap<u64, String> {
         .collect()
 }
 
+/// The rules a trace names by handle, listed once per (family, table) by `list`.
+pub struct RuleNames<F> {
+    list: F,
+    known: HashMap<(String, String), HashMap<u64, String>>,
+}
+
+/// A traced drop as a diagnosis names it: the text, and whether the rule is a reject.
+pub struct Named {
+    pub text: String,
+    pub rejected: bool,
+}
+
+impl<F: FnMut(&str, &str) -> HashMap<u64, String>> RuleNames<F> {
+    pub fn new(list: F) -> Self {
+        RuleNames {
+            list,
+            known: HashMap::new(),
+        }
+    }
+
+    /// Names the drop of `saddr` → `daddr` by `chain` of `family` `table`: by its rule (its
+    /// handle's text), or the chain's policy.
+    pub fn name(
+        &mut self,
+        family: &str,
+        table: &str,
+        chain: &str,
+        rule: Option<u64>,
+        saddr: Ipv4Addr,
+        daddr: Ipv4Addr,
+    ) -> Named {
+        let list = &mut self.list;
+        let rule = rule.and_then(|h| {
+            self.known
+                .entry((family.to_string(), table.to_string()))
+                .or_insert_with(|| list(family, table))
+                .get(&h)
+                .map(String::as_str)
+        });
+        let rejected = rule.is_some_and(|r| r.contains("reject"));
+        let chain = format!("table {family} {table} chain {chain}");
+        Named {
+            text: stopped_text(&chain, rule, rejected, saddr, daddr),
+            rejected,
+        }
+    }
+}
+
 /// How a diagnosis names what stopped a traced packet.
 pub fn stopped_text(
     chain: &str,

@@ -133,3 +133,23 @@ impl Drop for Reaper {
         let _ = self.0.wait();
     }
 }
+
+/// The diagnoses of a lab broken since `base` (its healthy round), as the case loop makes them:
+/// one recorded round, its broken pairs explained; each printed for the test's output.
+pub async fn diagnoses(
+    lab: &Lab,
+    base: &netfault::matrix::Matrix,
+) -> Vec<netfault::diagnose::Diagnosis> {
+    let reached =
+        |f: &str, t: &str, p| base.observed(f, t, p) == Some(netfault::Outcome::Reachable);
+    let (m, rec) = netfault::diagnose::evidence::recorded_matrix(lab, reached, &Default::default())
+        .await
+        .unwrap();
+    let ds = netfault::diagnose::explain_changes(lab, &m, base, rec)
+        .await
+        .unwrap();
+    for d in &ds {
+        println!("{d}");
+    }
+    ds
+}
