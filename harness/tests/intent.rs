@@ -244,3 +244,42 @@ async fn a_shaper_too_slow_for_a_single_packet_is_blamed_without_bulk_probes() {
         );
     }
 }
+
+/// A path that drops big packets (an underlay filter on length, the classic overlay MTU
+/// problem, here `meta length > 1000 drop` on node1): a big probe's walk decides the rule
+/// instead of leaving it `?`, and a small probe passes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_filter_is_decided_for_big_and_small_packets() {
+    use netfault::{Outcome, Proto};
+    let lab = common::up(&fixture("single-node.toml")).await;
+    sh(
+        &lab,
+        "node1",
+        "nft add table ip byhand && \
+         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
+         nft add rule ip byhand guard meta length '>' 1000 drop",
+    );
+    let big = netfault::diagnose::explain(
+        &lab,
+        "pod-a",
+        "ext",
+        Proto::Udp,
+        Outcome::Timeout,
+        Some(1200),
+    )
+    .await
+    .unwrap();
+    println!("{big}");
+    assert_eq!(
+        (big.culprit.host.as_str(), big.culprit.component),
+        ("node1", Component::Filter)
+    );
+    let small =
+        netfault::diagnose::explain(&lab, "pod-a", "ext", Proto::Udp, Outcome::Timeout, None)
+            .await
+            .unwrap();
+    assert!(
+        !small.forward.iter().any(|h| h.text.contains("may drop it")),
+        "the rule is decided for small packets too: {small}"
+    );
+}

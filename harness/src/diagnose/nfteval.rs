@@ -326,6 +326,9 @@ impl Ruleset {
             return Some(true);
         }
         let op = m.get("op").and_then(|o| o.as_str()).unwrap_or("==");
+        if matches!(op, "<" | ">" | "<=" | ">=") {
+            return self.compare(op, m, pkt);
+        }
         let negate = match op {
             "==" | "in" => false,
             "!=" => true,
@@ -339,6 +342,24 @@ impl Ruleset {
             v => self.right_contains(k, right, &v)?,
         };
         Some(hit != negate)
+    }
+
+    /// An ordered comparison of a numeric field (`meta length > 1400`, `th dport < 1024`): a
+    /// header the packet lacks does not match; anything but a number against a number is
+    /// undecided.
+    fn compare(&self, op: &str, m: &Value, pkt: &Pkt) -> Option<bool> {
+        let n = match self.left_value(m.get("left")?, pkt)? {
+            LeftVal::Num(n) => n,
+            LeftVal::Absent => return Some(false),
+            _ => return None,
+        };
+        let r = m.get("right")?.as_u64()?;
+        Some(match op {
+            "<" => n < r,
+            ">" => n > r,
+            "<=" => n <= r,
+            _ => n >= r,
+        })
     }
 
     /// A numeric expression: the mark, a number, or a bitwise operation over them.
@@ -716,6 +737,27 @@ mod tests {
             &pkt("10.244.1.2", "203.0.113.10", Proto::Icmp, "cni0", "eth0"),
         );
         assert!(matches!(v, Verdict::Uncertain { .. }), "{v:?}");
+    }
+
+    /// The classic overlay MTU filter: `meta length > 1400 drop` drops big packets only; an
+    /// ordered comparison of a port on a packet without ports does not match.
+    #[test]
+    fn ordered_comparisons_of_lengths_and_ports_are_decided() {
+        let r = rs(r#"{"nftables":[
+          {"chain":{"family":"ip","table":"t","name":"c","type":"filter","hook":"forward","prio":0,"policy":"accept"}},
+          {"rule":{"family":"ip","table":"t","chain":"c","expr":[{"match":{"op":">","left":{"meta":{"key":"length"}},"right":1400}},{"drop":null}]}},
+          {"rule":{"family":"ip","table":"t","chain":"c","expr":[{"match":{"op":"<","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":80}},{"drop":null}]}}
+        ]}"#);
+        let mut p = pkt("10.244.1.2", "203.0.113.10", Proto::Icmp, "cni0", "eth0");
+        p.len = 64;
+        assert_eq!(r.evaluate("forward", &p), Verdict::Accept { nat: vec![] });
+        p.len = 1450;
+        assert!(matches!(r.evaluate("forward", &p), Verdict::Drop { .. }));
+        let mut tcp = pkt("10.244.1.2", "203.0.113.10", Proto::Tcp, "cni0", "eth0");
+        tcp.dport = Some(80);
+        assert_eq!(r.evaluate("forward", &tcp), Verdict::Accept { nat: vec![] });
+        tcp.dport = Some(22);
+        assert!(matches!(r.evaluate("forward", &tcp), Verdict::Drop { .. }));
     }
 
     /// kube-proxy's idiom: a chain marks the packet, postrouting masquerades marked packets
