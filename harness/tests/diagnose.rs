@@ -93,18 +93,7 @@ async fn injected_faults_are_explained() {
 async fn breakage_by_hand_is_explained_the_same_way() {
     let lab = common::up(&fixture("single-node.toml")).await;
     let base = netfault::probe::matrix(&lab).await.unwrap();
-    let node = lab.host("node1").unwrap();
-    let sh = |cmd: &'static str| {
-        node.ns
-            .run(move || {
-                let st = std::process::Command::new("sh")
-                    .args(["-c", cmd])
-                    .status()
-                    .unwrap();
-                assert!(st.success(), "{cmd}");
-            })
-            .unwrap()
-    };
+    let sh = |cmd: &'static str| common::sh(&lab, "node1", cmd);
     sh("sysctl -qw net.ipv4.ip_forward=0");
     let cs = culprits(&lab, &base).await;
     assert!(

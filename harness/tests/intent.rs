@@ -4,10 +4,9 @@
 //! blames nothing.
 
 mod common;
-use common::{diagnoses, fixture};
+use common::{diagnoses, fixture, sh};
 
 use netfault::diagnose::{Component, Diagnosis};
-use netfault::Lab;
 
 /// The distinct (host, component) culprits of a pair's diagnoses (one per protocol group).
 fn blamed(ds: &[Diagnosis], from: &str, to: &str) -> Vec<(String, Component)> {
@@ -19,20 +18,6 @@ fn blamed(ds: &[Diagnosis], from: &str, to: &str) -> Vec<(String, Component)> {
         }
     }
     out
-}
-
-fn sh(lab: &Lab, host: &str, cmd: &'static str) {
-    lab.host(host)
-        .unwrap()
-        .ns
-        .run(move || {
-            let st = std::process::Command::new("sh")
-                .args(["-c", cmd])
-                .status()
-                .unwrap();
-            assert!(st.success(), "{cmd}");
-        })
-        .unwrap()
 }
 
 /// The masquerade replaced by an SNAT to an address of the uplink's subnet that node1 does not

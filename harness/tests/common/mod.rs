@@ -153,3 +153,18 @@ pub async fn diagnoses(
     }
     ds
 }
+
+/// Runs `cmd` with `sh -c` inside `host`'s namespace (a lab broken by hand); it must succeed.
+pub fn sh(lab: &Lab, host: &str, cmd: &'static str) {
+    lab.host(host)
+        .unwrap()
+        .ns
+        .run(move || {
+            let st = std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .status()
+                .unwrap();
+            assert!(st.success(), "{cmd}");
+        })
+        .unwrap()
+}
