@@ -87,6 +87,18 @@ pub fn load_case(path: &Path) -> std::result::Result<Case, ConfigErrors> {
     parse_case(&src, fixture)
 }
 
+/// `NETFAULT_TIMEOUT_SCALE=N` (a whole number, default 1) multiplies every case's probe
+/// timeout: a machine too busy for the fixture's timeouts (a loaded CI runner) raises them
+/// instead of failing healthy pairs, as Kubernetes raised its probe timeout. Negatives decided by
+/// evidence do not wait for it.
+fn timeout_scale() -> u64 {
+    std::env::var("NETFAULT_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
 /// Validates case text; `read_fixture` resolves the case's `fixture` path to its text.
 pub fn parse_case(
     src: &Source,
@@ -99,6 +111,7 @@ pub fn parse_case(
     if let Some(p) = &raw.probe {
         apply_probe(src, p, &mut topology.probe, true, &mut errors);
     }
+    topology.probe.timeout_ms *= timeout_scale();
     for (i, f) in raw.fault.iter().enumerate() {
         if let Err(e) = f.check(&topology) {
             errors.push(src.error_at_path(
