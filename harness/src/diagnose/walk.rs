@@ -743,13 +743,11 @@ impl<'a> Walker<'a> {
         let Some((host, at, oif, dst)) = &flow.unplanned else {
             return c;
         };
-        let planned = self.lab.plan().host(host).and_then(|h| {
-            h.routes
-                .iter()
-                .filter(|r| r.dst.contains(dst))
-                .max_by_key(|r| r.dst.prefix_len())
-                .map(|r| r.dev.clone())
-        });
+        let planned = self
+            .lab
+            .plan()
+            .host(host)
+            .and_then(|h| h.egress_dev(*dst).map(str::to_string));
         let intended = match planned {
             Some(dev) => format!("the plan sends it out of {dev}"),
             None => "the plan has no such interface".to_string(),

@@ -5,10 +5,8 @@
 //! recording uses it for the rules that dropped its probes.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -169,39 +167,18 @@ fn delete_table(table: &str) -> std::io::Result<()> {
 }
 
 fn run_nft_stdin(script: &str) -> std::io::Result<()> {
-    let mut c = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    c.stdin
-        .take()
-        .expect("piped")
-        .write_all(script.as_bytes())?;
-    let out = c.wait_with_output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
+    crate::tools::run_tool("nft", &["-f", "-"], Some(script)).map(|_| ())
 }
 
 /// The text of each rule of a table, by handle, as `nft` prints it (and `nft monitor trace`
 /// names the rule that decided). Empty where the table cannot be listed.
 pub fn rule_texts(ns: &Netns, family: &str, table: &str) -> HashMap<u64, String> {
     let (family, table) = (family.to_string(), table.to_string());
-    let out = ns.run(move || {
-        Command::new("nft")
-            .args(["-a", "list", "table", &family, &table])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
+    let listed = ns.run(move || {
+        crate::tools::run_tool("nft", &["-a", "list", "table", &family, &table], None)
     });
-    match out {
-        Ok(Ok(o)) if o.status.success() => parse_rule_texts(&String::from_utf8_lossy(&o.stdout)),
+    match listed {
+        Ok(Ok(text)) => parse_rule_texts(&text),
         _ => HashMap::new(),
     }
 }

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::plan::{HostPlan, Plan};
+use super::plan::Plan;
 use crate::topology::Topology;
 
 /// The host whose planned addresses a server may see as the source of `from`'s probe.
@@ -56,22 +56,10 @@ pub fn intended_source(plan: &Plan, t: &Topology, from: &str, to: &str) -> Optio
     if !m.pod_cidr.contains(&pod.ip) || m.cluster_cidr.contains(&dst) || local {
         return own;
     }
-    match egress_dev(node, dst)? {
+    match node.egress_dev(dst)? {
         dev if dev == m.uplink => Some(Intended::MasqueradedBy(pod.node.clone())),
         _ => own,
     }
-}
-
-/// The interface the plan routes `dst` out of on `h`: the longest prefix among its connected
-/// subnets and its routes.
-fn egress_dev(h: &HostPlan, dst: Ipv4Addr) -> Option<&str> {
-    let connected = h.addresses.iter().map(|(dev, n)| (dev.as_str(), n.trunc()));
-    let routed = h.routes.iter().map(|r| (r.dev.as_str(), r.dst));
-    connected
-        .chain(routed)
-        .filter(|(_, net)| net.contains(&dst))
-        .max_by_key(|(_, net)| net.prefix_len())
-        .map(|(dev, _)| dev)
 }
 
 #[cfg(test)]

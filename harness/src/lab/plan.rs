@@ -187,6 +187,23 @@ impl Talks {
     }
 }
 
+impl HostPlan {
+    /// The interface the plan routes `dst` out of: the longest prefix among the host's
+    /// connected subnets and its routes.
+    pub fn egress_dev(&self, dst: Ipv4Addr) -> Option<&str> {
+        let connected = self
+            .addresses
+            .iter()
+            .map(|(dev, n)| (dev.as_str(), n.trunc()));
+        let routed = self.routes.iter().map(|r| (r.dev.as_str(), r.dst));
+        connected
+            .chain(routed)
+            .filter(|(_, net)| net.contains(&dst))
+            .max_by_key(|(_, net)| net.prefix_len())
+            .map(|(dev, _)| dev)
+    }
+}
+
 impl Plan {
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         self.hosts.iter().find(|h| h.name == name)
