@@ -545,6 +545,21 @@ fn faults_lists_the_catalog() {
 }
 
 #[test]
+fn printing_into_a_closed_pipe_ends_quietly_like_a_unix_tool() {
+    // `netfault faults | head -1`: the reader is gone before netfault prints.
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let out = netfault(&["faults"])
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGPIPE), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
 fn cni_audit_rejects_a_broken_conflist_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.conflist");
