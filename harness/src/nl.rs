@@ -73,6 +73,8 @@ pub struct Link {
     pub oper: String,
     /// Carrier (IFF_LOWER_UP).
     pub lower_up: bool,
+    /// IFF_NOARP: the device neither sends nor answers ARP.
+    pub noarp: bool,
     pub mtu: u32,
     pub master: Option<u32>,
     pub mac: Option<Vec<u8>>,
@@ -100,6 +102,7 @@ fn parse_link(m: &LinkMessage) -> Link {
         admin_up: m.header.flags.contains(LinkFlags::Up),
         oper: "unknown".into(),
         lower_up: m.header.flags.contains(LinkFlags::LowerUp),
+        noarp: m.header.flags.contains(LinkFlags::Noarp),
         mtu: 0,
         master: None,
         mac: None,

@@ -320,7 +320,7 @@ fn iface_sysctls(s: &mut String, plan: &Plan) {
 fn neighbours(s: &mut String, plan: &Plan) {
     let _ = writeln!(
         s,
-        "\n# 10. Static neighbour entries: outcomes never wait for ARP."
+        "\n# 10. Static neighbour entries: outcomes never wait for ARP (with neighbours = \"dynamic\",\n#     only an overlay's VTEP entries: the rest is learned by ARP)."
     );
     for h in &plan.hosts {
         for n in &h.neighbours {

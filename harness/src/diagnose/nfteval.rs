@@ -39,6 +39,9 @@ pub struct Pkt {
     /// Whether the destination is one of the evaluating host's addresses (`fib daddr type
     /// local`); None when unknown.
     pub dst_local: Option<bool>,
+    /// An ARP packet's operation ("request" or "reply"), for the arp family's chains: `src`
+    /// and `dst` are then its sender and target protocol addresses.
+    pub arp_op: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,10 +167,20 @@ impl Ruleset {
 
     /// The verdict for `pkt` at `hook` (prerouting, input, forward, output, postrouting).
     pub fn evaluate(&self, hook: &str, pkt: &Pkt) -> Verdict {
+        self.evaluate_in(&["ip", "inet"], hook, pkt)
+    }
+
+    /// The verdict of the arp family's chains for an ARP packet (`pkt.arp_op` set) at `hook`
+    /// (input or output).
+    pub fn evaluate_arp(&self, hook: &str, pkt: &Pkt) -> Verdict {
+        self.evaluate_in(&["arp"], hook, pkt)
+    }
+
+    fn evaluate_in(&self, families: &[&str], hook: &str, pkt: &Pkt) -> Verdict {
         let mut base: Vec<(&Key, &Chain)> = self
             .chains
             .iter()
-            .filter(|(k, c)| c.hook.as_deref() == Some(hook) && (k.0 == "ip" || k.0 == "inet"))
+            .filter(|(k, c)| c.hook.as_deref() == Some(hook) && families.contains(&k.0.as_str()))
             .collect();
         base.sort_by(|a, b| a.1.prio.cmp(&b.1.prio).then(a.0.cmp(b.0)));
         let mut nat = Vec::new();
@@ -387,7 +400,13 @@ impl Ruleset {
         if let Some(p) = left.get("payload") {
             let proto = s(p, "protocol")?;
             let field = s(p, "field")?;
+            if pkt.arp_op.is_some() != (proto == "arp") {
+                return Some(LeftVal::Absent); // an ip header match on ARP, or the reverse
+            }
             return match (proto, field) {
+                ("arp", "operation") => pkt.arp_op.map(|op| LeftVal::Str(op.into())),
+                ("arp", "saddr ip") => Some(LeftVal::Ip(pkt.src)),
+                ("arp", "daddr ip") => Some(LeftVal::Ip(pkt.dst)),
                 ("ip", "saddr") => Some(LeftVal::Ip(pkt.src)),
                 ("ip", "daddr") => Some(LeftVal::Ip(pkt.dst)),
                 ("ip", "protocol") => Some(LeftVal::L4(pkt.proto)),
@@ -663,6 +682,7 @@ mod tests {
             len: 84,
             mark: Default::default(),
             dst_local: None,
+            arp_op: None,
         }
     }
 

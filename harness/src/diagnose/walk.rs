@@ -20,6 +20,7 @@ use crate::nft;
 use crate::nl::{self as netlink, Addr, Link, Neighbour, Route};
 use crate::topology::{Outcome, Proto, SWITCH_HOST};
 
+mod arp;
 mod host;
 mod k8s;
 mod l2;
@@ -354,6 +355,7 @@ impl<'a> Walker<'a> {
             },
             mark: Default::default(),
             dst_local: None,
+            arp_op: None,
         };
         let mut forward = Vec::new();
         let mut flow = Flow::default();
@@ -432,6 +434,7 @@ impl<'a> Walker<'a> {
             len: pkt.len,
             mark: Default::default(),
             dst_local: None,
+            arp_op: None,
         };
         let mut rflow = Flow {
             snat: flow.snat.clone(),

@@ -10,7 +10,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::nl::Mac;
-use crate::topology::{Network, Role, Topology, SWITCH_BRIDGE, SWITCH_HOST};
+use crate::topology::{Neighbours, Network, Role, Topology, SWITCH_BRIDGE, SWITCH_HOST};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -135,7 +135,7 @@ pub fn dynamic_neighbours(t: &Topology) -> usize {
     let mut n = 0;
     for (node, _) in t.nodes() {
         let pods = t.pods_of(node).count();
-        if t.cni.is_some() {
+        if t.cni.is_some() || t.cluster.neighbours == Neighbours::Dynamic {
             // Each pod learns every other pod on its bridge and the gateway; the node its pods.
             n += pods * pods + pods;
         } else if matches!(t.cluster.network, Network::Routed { .. }) {
@@ -238,11 +238,28 @@ impl Plan {
             Self::uplink_segment(t, &mut hosts, seg);
         }
 
+        if t.cluster.neighbours == Neighbours::Dynamic {
+            Self::leave_to_arp(&mut hosts);
+        }
         hosts.iter_mut().for_each(|h| {
             h.ifaces
                 .sort_by_key(|i| !matches!(i.kind, IfaceKind::Bridge))
         });
         Plan { hosts }
+    }
+
+    /// `neighbours = "dynamic"`: every entry but the overlay's is left to ARP. A vxlan device
+    /// does not ARP across the underlay for its peers' VTEP addresses; flannel writes those.
+    fn leave_to_arp(hosts: &mut [HostPlan]) {
+        for h in hosts {
+            let vxlans: HashSet<&str> = h
+                .ifaces
+                .iter()
+                .filter(|i| matches!(i.kind, IfaceKind::Vxlan { .. }))
+                .map(|i| i.name.as_str())
+                .collect();
+            h.neighbours.retain(|n| vxlans.contains(n.dev.as_str()));
+        }
     }
 
     /// A node's own side: forwarding, its bridge and addresses, its masquerade; with [cni],

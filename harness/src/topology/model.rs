@@ -111,6 +111,28 @@ pub struct Cluster {
     pub network: Network,
     /// The cluster CIDR: every pod CIDR is inside it; masquerade spares traffic to it.
     pub cidr: Ipv4Net,
+    /// How hosts learn each other's MACs.
+    #[serde(default, skip_serializing_if = "Neighbours::is_static")]
+    pub neighbours: Neighbours,
+}
+
+/// How a lab's hosts learn each other's MACs (`[cluster] neighbours`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Neighbours {
+    /// Permanent entries written at set-up: no probe ever waits for ARP, and big labs stay
+    /// inside the machine's neighbour table. The default.
+    #[default]
+    Static,
+    /// ARP, as pods attached by real CNI plugins and real nodes do: only the overlay's VTEP
+    /// entries (which flannel programs) stay permanent.
+    Dynamic,
+}
+
+impl Neighbours {
+    pub fn is_static(&self) -> bool {
+        *self == Neighbours::Static
+    }
 }
 
 /// The pod-network designs netfault builds.

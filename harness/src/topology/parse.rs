@@ -76,6 +76,7 @@ struct RawCluster {
     vxlan_mtu: Option<u32>,
     routed_gateway: Option<String>,
     service_cidr: Option<String>,
+    neighbours: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -917,8 +918,24 @@ impl Validator<'_> {
         let mut c = Cluster {
             network: Network::Bridge,
             cidr: smallest.unwrap_or_else(|| "10.244.0.0/16".parse().expect("cidr")),
+            neighbours: Neighbours::Static,
         };
         let Some(raw) = raw else { return c };
+        c.neighbours = match raw.neighbours.as_deref() {
+            None | Some("static") => Neighbours::Static,
+            Some("dynamic") => Neighbours::Dynamic,
+            Some(other) => {
+                self.err(
+                    &at("neighbours"),
+                    format!("unknown neighbours \"{other}\""),
+                    Some(
+                        "use \"static\" (permanent entries, the default) or \"dynamic\" (ARP)"
+                            .into(),
+                    ),
+                );
+                Neighbours::Static
+            }
+        };
         if let Some(s) = &raw.cidr {
             if let Some(net) = self.net(&at("cidr"), s, "cidr") {
                 for (pc, node) in pod_cidrs {
@@ -1185,6 +1202,7 @@ fn empty_topology(name: String, description: String) -> Topology {
         cluster: Cluster {
             network: Network::Bridge,
             cidr: "10.244.0.0/16".parse().expect("cidr"),
+            neighbours: Neighbours::Static,
         },
         probe: ProbeSettings::default(),
         default_pairs: false,
@@ -1515,6 +1533,23 @@ uplink = "203.0.113.10/24"
             "{:?}",
             e.help
         );
+    }
+
+    #[test]
+    fn neighbours_are_static_unless_a_fixture_asks_for_arp() {
+        assert_eq!(parse(BASE).unwrap().cluster.neighbours, Neighbours::Static);
+        let t = parse(&format!("{BASE}\n[cluster]\nneighbours = \"dynamic\"\n")).unwrap();
+        assert_eq!(t.cluster.neighbours, Neighbours::Dynamic);
+        let e = first_error(&format!("{BASE}\n[cluster]\nneighbours = \"arp\"\n"));
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (14, "unknown neighbours \"arp\"")
+        );
+        assert!(e
+            .help
+            .as_deref()
+            .unwrap_or("")
+            .contains("\"dynamic\" (ARP)"));
     }
 
     #[test]

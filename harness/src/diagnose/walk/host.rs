@@ -272,6 +272,7 @@ impl<'a> Walker<'a> {
                         len: 576,
                         mark: Default::default(),
                         dst_local: None,
+                        arp_op: None,
                     };
                     let rs = self.ruleset(host).await?;
                     for hk in ["output", "postrouting"] {

@@ -75,6 +75,20 @@ impl<'a> Walker<'a> {
                 Err(c) => return Ok(Err(c)),
             };
             if far_host == target {
+                if let Some(c) = self
+                    .arp_unanswered(
+                        host,
+                        &out,
+                        nexthop,
+                        neighbour.as_ref(),
+                        &far_host,
+                        &far,
+                        hops,
+                    )
+                    .await?
+                {
+                    return Ok(Err(c));
+                }
                 // The neighbour entry the sender used must name the interface holding the
                 // next hop's address (the bridge, for an address on a bridge).
                 // ptp puts the same gateway address on every host-side veth: the holder that

@@ -81,6 +81,7 @@ impl<'a> Walker<'a> {
             len: pkt.len + 50,
             mark: Default::default(),
             dst_local: None,
+            arp_op: None,
         };
         let mut under = Vec::new();
         let mut uflow = Flow::default();
