@@ -1105,6 +1105,8 @@ pub struct Qdisc {
     pub kind: String,
     /// For tbf: its rate in bits per second.
     pub rate: Option<u64>,
+    /// Packets it dropped since it was made (a full queue, a policer).
+    pub drops: u64,
 }
 
 /// Every qdisc of the namespace `h` talks to.
@@ -1123,6 +1125,14 @@ fn qdisc_of(m: &netlink_packet_route::tc::TcMessage) -> Option<Qdisc> {
         TcAttribute::Options(opts) => tbf_rate(opts),
         _ => None,
     });
+    let drops = m.attributes.iter().find_map(|a| match a {
+        TcAttribute::Stats2(s) => s.iter().find_map(|x| match x {
+            netlink_packet_route::tc::TcStats2::Queue(q) => Some(u64::from(q.drops)),
+            _ => None,
+        }),
+        TcAttribute::Stats(s) => Some(u64::from(s.drops)),
+        _ => None,
+    });
     let p = m.header.parent;
     let parent = if p == TcHandle::ROOT {
         "root".to_string()
@@ -1136,6 +1146,7 @@ fn qdisc_of(m: &netlink_packet_route::tc::TcMessage) -> Option<Qdisc> {
         parent,
         kind,
         rate,
+        drops: drops.unwrap_or(0),
     })
 }
 

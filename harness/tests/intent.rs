@@ -228,6 +228,14 @@ async fn a_shaper_too_slow_for_a_single_packet_is_blamed_without_bulk_probes() {
             "{d}"
         );
     }
+    // The round's probes overflow its queue: the qdisc's drop counter is evidence (shown, not
+    // snapshotted: how many it drops is timing).
+    let dropped = |d: &&netfault::diagnose::Diagnosis| {
+        d.evidence.iter().any(|e| {
+            e.host == "node1" && e.text == "qdisc tbf root on eth0 dropped packets" && !e.stable
+        })
+    };
+    assert!(ds.iter().any(|d| dropped(&d)), "no qdisc drops in evidence");
 }
 
 /// A path that drops big packets (an underlay filter on length, the classic overlay MTU

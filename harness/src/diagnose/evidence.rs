@@ -324,8 +324,32 @@ fn counter_evidence(r: &Recording, on_path: &BTreeSet<&str>) -> Vec<Evidence> {
                 });
             }
         }
+        ev.extend(qdisc_evidence(r, h));
     }
     ev
+}
+
+/// The qdiscs of host `h` that dropped packets during the round. Whether a shaper's queue
+/// overflows in a round depends on its timing, so this is shown, not snapshotted.
+fn qdisc_evidence(r: &Recording, h: &str) -> Vec<Evidence> {
+    let Some(after) = r.after.get(h) else {
+        return Vec::new();
+    };
+    let before = r.before.get(h);
+    after
+        .iter()
+        .filter(|(k, _)| k.starts_with(QDISC))
+        .filter_map(|(k, n)| {
+            let was = before.and_then(|b| b.get(k)).copied().unwrap_or(0);
+            (*n > was).then(|| Evidence {
+                host: h.to_string(),
+                kind: "counter".into(),
+                text: format!("{k} dropped packets"),
+                count: Some(n - was),
+                stable: false,
+            })
+        })
+        .collect()
 }
 
 /// Lets the evidence confirm, complete or contradict the walk.
@@ -370,11 +394,12 @@ fn reconcile(d: &mut Diagnosis, ev: &[Evidence]) {
     }
 }
 
-/// Reads every namespace's SNMP counters (`Ip: InAddrErrors ...` as `IpInAddrErrors`).
+/// Reads every namespace's SNMP counters (`Ip: InAddrErrors ...` as `IpInAddrErrors`) and the
+/// drop counters of its qdiscs (`qdisc tbf root on eth0`).
 async fn read_counters(lab: &Lab, hosts: &[String]) -> Result<Counters> {
     let reads = hosts.iter().map(|h| async move {
         let ns = &lab.host(h)?.ns;
-        let m = ns
+        let mut m = ns
             .run_async(|| {
                 let mut m = BTreeMap::new();
                 for f in [
@@ -389,12 +414,49 @@ async fn read_counters(lab: &Lab, hosts: &[String]) -> Result<Counters> {
             })
             .await
             .map_err(|e| Error::io(format!("{h}: reading counters"), e))?;
+        m.extend(qdisc_drops(lab, h).await?);
         Ok::<_, Error>((h.clone(), m))
     });
     futures::future::try_join_all(reads)
         .await
         .map(|v| v.into_iter().collect())
 }
+
+/// The drops of every qdisc a host set up itself (not the kernel's `noqueue`), by name.
+async fn qdisc_drops(lab: &Lab, host: &str) -> Result<Vec<(String, u64)>> {
+    let h = lab.host(host)?.handle();
+    let qs = crate::nl::qdiscs(h)
+        .await
+        .map_err(|e| crate::error::nl_error(host, "listing qdiscs", e))?;
+    let qs: Vec<_> = qs
+        .into_iter()
+        .filter(|q| q.kind != "noqueue" && q.kind != "noop")
+        .collect();
+    if qs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let links = crate::nl::links(h)
+        .await
+        .map_err(|e| crate::error::nl_error(host, "listing links", e))?;
+    let name = |ix: u32| {
+        links
+            .iter()
+            .find(|l| l.index == ix)
+            .map_or_else(|| format!("if{ix}"), |l| l.name.clone())
+    };
+    Ok(qs
+        .iter()
+        .map(|q| {
+            (
+                format!("{QDISC}{} {} on {}", q.kind, q.parent, name(q.index)),
+                q.drops,
+            )
+        })
+        .collect())
+}
+
+/// How a qdisc's drop counter is named among a host's counters.
+const QDISC: &str = "qdisc ";
 
 fn parse_snmp(text: &str, out: &mut BTreeMap<String, u64>) {
     let lines: Vec<&str> = text.lines().collect();
