@@ -319,9 +319,13 @@ fn write_pcap(path: &Path, ring: &VecDeque<Frame>) -> Result<()> {
     use pcap_file::DataLink;
     let file = std::fs::File::create(path)
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    // Frames are cut at SNAPLEN, but the header's snaplen must also cover each frame's
+    // original length: some readers (the pcap-file crate) refuse a longer one, and full-size
+    // pings are longer than SNAPLEN.
+    let longest = ring.iter().map(|f| f.orig_len).max().unwrap_or(0);
     let header = PcapHeader {
         datalink: DataLink::ETHERNET,
-        snaplen: SNAPLEN as u32,
+        snaplen: longest.max(SNAPLEN as u32),
         ..Default::default()
     };
     let mut w = PcapWriter::with_header(std::io::BufWriter::new(file), header)

@@ -276,3 +276,90 @@ async fn a_length_filter_is_decided_for_big_and_small_packets() {
         "the rule is decided for small packets too: {small}"
     );
 }
+
+/// Class 7 with the shipped probes: node2's underlay drops big vxlan packets (a filter on
+/// length, as a misconfigured switch would). Pings are full-size (the sender's path MTU, DF),
+/// so the pairs across the overlay break for ICMP while small TCP and UDP probes still pass,
+/// without the case asking for big probes; node2's filter is the culprit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_packets_dropped_by_the_underlay_are_found_by_the_shipped_probes() {
+    use netfault::Proto;
+    let lab = common::up(&fixture("two-node-vxlan.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    assert!(
+        base.mismatches().is_empty(),
+        "{:?}",
+        base.render_mismatches()
+    );
+    sh(
+        &lab,
+        "node2",
+        "nft add table ip byhand && \
+         nft 'add chain ip byhand underlay { type filter hook input priority 0; }' && \
+         nft add rule ip byhand underlay udp dport 8472 meta length '>' 1400 drop",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    assert_eq!(
+        blamed(&ds, "pod-a", "pod-c"),
+        vec![("node2".to_string(), Component::Filter)]
+    );
+    for d in &ds {
+        assert_eq!(d.protocols, vec![Proto::Icmp], "small probes pass: {d}");
+        assert_eq!(
+            (d.culprit.host.as_str(), d.culprit.component),
+            ("node2", Component::Filter),
+            "{d}"
+        );
+    }
+}
+
+/// Path MTU discovery is no fault: node1's pods and their bridge at MTU 1500 over the 1450
+/// overlay, with node1's "fragmentation needed" reaching them. A full-size ping learns the
+/// smaller MTU and passes, as any real client would; the lab stays healthy. One pod left at
+/// 1450 on that bridge is a real black hole (a bridge drops a frame too big for the port it
+/// leaves by, and tells nobody): its neighbour's full-size pings to it break.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_answers_fragmentation_needed_stays_healthy() {
+    let lab = common::up(&fixture("two-node-vxlan.toml")).await;
+    sh(&lab, "pod-a", "ip link set eth0 mtu 1500");
+    sh(&lab, "node1", "ip link set veth-pod-a mtu 1500");
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    let wrong = m.render_mismatches();
+    assert_eq!(wrong.len(), 1, "{wrong:#?}");
+    assert!(wrong[0].starts_with("pod-a → pod-b icmp: expected reachable, observed timeout"));
+    sh(&lab, "pod-b", "ip link set eth0 mtu 1500");
+    sh(&lab, "node1", "ip link set veth-pod-b mtu 1500");
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    assert!(m.mismatches().is_empty(), "{:#?}", m.render_mismatches());
+}
+
+/// A route off the plan that still leads where the plan's does (node1 sends pod-c's traffic
+/// to node2 over the underlay instead of the overlay) is no culprit once the packet is back on
+/// the plan's path: a filter on node2 dropping pod-a's packets for pod-c is blamed, not
+/// node1's route. Without the filter the lab is healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_off_the_plan_that_rejoins_it_is_no_culprit() {
+    let lab = common::up(&fixture("two-node-vxlan.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    sh(
+        &lab,
+        "node1",
+        "ip route replace 10.244.2.2/32 via 203.0.113.2 dev eth0",
+    );
+    assert!(
+        diagnoses(&lab, &base).await.is_empty(),
+        "the underlay carries it too"
+    );
+    sh(
+        &lab,
+        "node2",
+        "nft add table ip byhand && \
+         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
+         nft add rule ip byhand guard ip saddr 10.244.1.2 ip daddr 10.244.2.2 drop",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    assert_eq!(
+        blamed(&ds, "pod-a", "pod-c"),
+        vec![("node2".to_string(), Component::Filter)]
+    );
+}

@@ -21,6 +21,7 @@ use crate::nl::{self as netlink, Addr, Link, Neighbour, Route};
 use crate::topology::{Outcome, Proto, SWITCH_HOST};
 
 mod arp;
+mod divergence;
 mod host;
 mod k8s;
 mod l2;
@@ -134,6 +135,12 @@ struct Walker<'a> {
     lab: &'a Lab,
     /// The probe is a bulk TCP transfer of this many bytes: full-size segments, and time counts.
     bulk: Option<usize>,
+    /// The probe is a full-size ICMP echo (see `ProbeSettings::full_size`): as large as the
+    /// sender's route allows, and smaller past a router whose fragmentation-needed reaches back.
+    full_size: bool,
+    /// The size path MTU discovery brought a full-size probe down to on the forward way: its
+    /// echo reply is as large.
+    learned_len: Option<usize>,
     links: HashMap<String, Vec<Link>>,
     addrs: HashMap<String, Vec<Addr>>,
     neigh: HashMap<String, Vec<Neighbour>>,
@@ -170,13 +177,25 @@ struct Flow {
     origin_src: Option<Ipv4Addr>,
     /// The forward hop where the source was translated.
     snat_at: Option<usize>,
-    /// The first route of the walk out of an interface the plan does not give its host.
-    unplanned: Option<Unplanned>,
+    /// A route of the walk that leaves the lab's plan, until the packet is back on it.
+    diverged: Option<Divergence>,
 }
 
-/// A route out of an interface the lab's plan does not have: (host, hop index, interface,
-/// destination).
-type Unplanned = (String, usize, String, Ipv4Addr);
+/// A route that left the plan: where, what it does, and where the plan's route leads.
+#[derive(Clone)]
+struct Divergence {
+    host: String,
+    /// The hop that shows the route.
+    at: usize,
+    dst: Ipv4Addr,
+    /// What the live route does and what the plan's does, for the culprit.
+    live: String,
+    planned: String,
+    /// The host the plan's route leads to; arriving there, the packet is back on the plan.
+    planned_next: Option<String>,
+    /// The live route leaves by an interface the plan does not give the host at all.
+    foreign_iface: bool,
+}
 
 const MAX_HOPS: usize = 16;
 /// The size of an ordinary probe's packets.
@@ -203,6 +222,8 @@ impl<'a> Walker<'a> {
         Walker {
             lab,
             bulk: None,
+            full_size: false,
+            learned_len: None,
             links: HashMap::new(),
             addrs: HashMap::new(),
             neigh: HashMap::new(),
@@ -310,6 +331,21 @@ impl<'a> Walker<'a> {
             .map(|a| a.net.addr()))
     }
 
+    /// The MTU of the interface `host` routes `dst` out of: what a full-size probe sends.
+    async fn route_mtu(&mut self, host: &str, dst: Ipv4Addr) -> Result<Option<usize>> {
+        let h = self.lab.host(host)?;
+        let Ok(r) = netlink::route_get(h.handle(), dst, None, None).await else {
+            return Ok(None);
+        };
+        let Some(oif) = r.oif else { return Ok(None) };
+        Ok(self
+            .links(host)
+            .await?
+            .iter()
+            .find(|l| l.index == oif)
+            .map(|l| l.mtu as usize))
+    }
+
     async fn has_address(&mut self, host: &str, ip: Ipv4Addr) -> Result<bool> {
         Ok(self.addrs(host).await?.iter().any(|a| a.net.addr() == ip))
     }
@@ -337,6 +373,12 @@ impl<'a> Walker<'a> {
                 .unwrap_or(Ipv4Addr::UNSPECIFIED),
         };
         let port = self.dport.or(t.probe.port(proto));
+        self.full_size = size.is_none() && entry.is_none() && t.probe.full_size(proto);
+        self.learned_len = None;
+        let full = match self.full_size {
+            true => self.route_mtu(from, dst).await?,
+            false => None,
+        };
         let pkt = Pkt {
             src,
             dst,
@@ -351,7 +393,7 @@ impl<'a> Walker<'a> {
             len: if proto == Proto::Tcp {
                 SMALL
             } else {
-                size.unwrap_or(SMALL)
+                full.or(size).unwrap_or(SMALL)
             },
             mark: Default::default(),
             dst_local: None,
@@ -380,7 +422,7 @@ impl<'a> Walker<'a> {
         self.last_snat = flow.snat.clone();
         let mut reply = Vec::new();
         let culprit = match end {
-            End::Broken(c) => self.blame_unplanned(c, &flow, &mut forward),
+            End::Broken(c) => self.blame_divergence(c, &flow, &mut forward),
             End::Arrived => {
                 self.reply_culprit(from, to, &pkt, src, &mut flow, &mut forward, &mut reply)
                     .await?
@@ -431,7 +473,7 @@ impl<'a> Walker<'a> {
             iif: None,
             oif: None,
             ct_new: false,
-            len: pkt.len,
+            len: self.learned_len.unwrap_or(pkt.len),
             mark: Default::default(),
             dst_local: None,
             arp_op: None,
@@ -446,8 +488,8 @@ impl<'a> Walker<'a> {
             if let Some(b) = self.foreign_translation(c, flow, forward).await? {
                 return Ok(b);
             }
-            if rflow.unplanned.is_some() {
-                return Ok(self.blame_unplanned(c.clone(), &rflow, reply));
+            if rflow.diverged.is_some() {
+                return Ok(self.blame_divergence(c.clone(), &rflow, reply));
             }
         }
         Ok(match end {
@@ -689,8 +731,8 @@ impl<'a> Walker<'a> {
                 &host,
                 format!("{dir}route {}{via} dev {oif}", pkt.dst),
             ));
-            if flow.unplanned.is_none() && self.unplanned_iface(&host, &oif) {
-                flow.unplanned = Some((host.clone(), hops.len() - 1, oif.clone(), pkt.dst));
+            if flow.diverged.is_none() {
+                flow.diverged = self.diverges(&host, &oif, r.gateway, pkt.dst, hops.len() - 1);
             }
             // The egress interface must take the packet.
             if let Some(c) = self
@@ -710,6 +752,9 @@ impl<'a> Walker<'a> {
             prev_route = Some((host.clone(), format!("via {nexthop} dev {oif}")));
             match self.l2_next(&host, &oif, nexthop, &pkt, hops, flow).await? {
                 Ok((next, next_iif)) => {
+                    if flow.diverged.as_ref().is_some_and(|d| d.rejoined_at(&next)) {
+                        flow.diverged = None; // back on the plan's path
+                    }
                     host = next;
                     // A packet crossing into another namespace loses its mark (veth scrubs it).
                     pkt.mark.set(0);
@@ -726,48 +771,6 @@ impl<'a> Walker<'a> {
                 pkt.dst
             ),
         )))
-    }
-
-    /// Whether `host` sends out of an interface its plan does not have (not judged where a CNI
-    /// plugin built the lab's interfaces: the plan does not list them).
-    fn unplanned_iface(&self, host: &str, oif: &str) -> bool {
-        if self.lab.topology().cni.is_some() || oif == "lo" {
-            return false;
-        }
-        self.lab
-            .plan()
-            .host(host)
-            .is_some_and(|h| !h.ifaces.is_empty() && !h.ifaces.iter().any(|i| i.name == oif))
-    }
-
-    /// A broken walk whose route left by an interface the plan does not have: that route is
-    /// the culprit, whatever later hop the packet died at.
-    fn blame_unplanned(&self, c: Culprit, flow: &Flow, hops: &mut [Hop]) -> Culprit {
-        let Some((host, at, oif, dst)) = &flow.unplanned else {
-            return c;
-        };
-        let planned = self
-            .lab
-            .plan()
-            .host(host)
-            .and_then(|h| h.egress_dev(*dst).map(str::to_string));
-        let intended = match planned {
-            Some(dev) => format!("the plan sends it out of {dev}"),
-            None => "the plan has no such interface".to_string(),
-        };
-        if let Some(h) = hops.get_mut(*at) {
-            h.status = HopStatus::Fail;
-        }
-        culprit(
-            host,
-            Component::Route,
-            format!(
-                "{host} routes {dst} out of {oif}, an interface the lab's plan does not have ({intended}); there: {} {}: {}",
-                c.host,
-                c.component.as_str(),
-                c.summary
-            ),
-        )
     }
 
     /// The interface the plan puts `ip` on, on `host`.

@@ -191,16 +191,24 @@ impl HostPlan {
     /// The interface the plan routes `dst` out of: the longest prefix among the host's
     /// connected subnets and its routes.
     pub fn egress_dev(&self, dst: Ipv4Addr) -> Option<&str> {
+        self.route_for(dst).map(|(dev, _)| dev)
+    }
+
+    /// The route the plan gives `dst`: its interface, and its gateway (None: on the link).
+    pub fn route_for(&self, dst: Ipv4Addr) -> Option<(&str, Option<Ipv4Addr>)> {
         let connected = self
             .addresses
             .iter()
-            .map(|(dev, n)| (dev.as_str(), n.trunc()));
-        let routed = self.routes.iter().map(|r| (r.dev.as_str(), r.dst));
+            .map(|(dev, n)| (dev.as_str(), n.trunc(), None));
+        let routed = self
+            .routes
+            .iter()
+            .map(|r| (r.dev.as_str(), r.dst, r.gateway));
         connected
             .chain(routed)
-            .filter(|(_, net)| net.contains(&dst))
-            .max_by_key(|(_, net)| net.prefix_len())
-            .map(|(dev, _)| dev)
+            .filter(|(_, net, _)| net.contains(&dst))
+            .max_by_key(|(_, net, _)| net.prefix_len())
+            .map(|(dev, _, gw)| (dev, gw))
     }
 }
 

@@ -33,6 +33,12 @@ impl<'a> Resender<'a> {
         self.next
     }
 
+    /// The next send is due now (the payload changed: a smaller path MTU was learned).
+    pub(crate) fn now(&mut self) {
+        self.next = Instant::now();
+        self.local_drop = None;
+    }
+
     /// Sends `payload` if a send is due; `Some` when the send failed with the path's answer.
     pub(crate) fn send_if_due(&mut self, sock: &Socket, payload: &[u8]) -> Option<Observation> {
         if Instant::now() < self.next {

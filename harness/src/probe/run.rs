@@ -300,7 +300,7 @@ async fn probe_one(
     for s in socks {
         match s {
             Ok(s) => {
-                if spec.size.is_some() {
+                if spec.size.is_some() || spec.full {
                     if let Err(e) = set_dont_fragment(&s) {
                         return Observation::new(
                             Outcome::Unsupported,
@@ -350,7 +350,7 @@ async fn probe_one(
     }
     let sock = ready.into_iter().next().expect("one socket");
     match spec.proto {
-        Proto::Icmp => icmp(sock, spec.dst, spec.size, deadline, watch).await,
+        Proto::Icmp => icmp(sock, spec.dst, spec.size, spec.full, deadline, watch).await,
         Proto::Tcp => tcp(sock, port(80), spec.size, deadline, watch).await,
         Proto::Udp => udp(sock, port(7), spec.size, deadline, watch).await,
         Proto::Dns => Observation::new(
@@ -617,24 +617,32 @@ async fn icmp(
     sock: Socket,
     dst: Ipv4Addr,
     size: Option<usize>,
+    full: bool,
     deadline: Instant,
     watch: Option<Watched>,
 ) -> Observation {
-    // type 8 (echo request), code 0, sequence 1; the kernel fills in id and checksum.
-    let len = size.map_or(24, |s| s.saturating_sub(20).max(24));
-    let mut pkt = vec![0u8; len];
-    pkt[0] = 8;
-    pkt[7] = 1;
-    pkt[8..22].copy_from_slice(b"netfault-probe");
+    let full_size: fn(usize) -> Vec<u8> = |mtu| echo_request(Some(mtu));
     datagram(
         sock,
         SocketAddrV4::new(dst, 0),
-        &pkt,
+        &echo_request(size),
+        full.then_some(full_size),
         deadline,
         watch,
         |b| (b.first() == Some(&0)).then(|| Observation::new(Outcome::Reachable, None)),
     )
     .await
+}
+
+/// An ICMP echo request for an IP packet of `size` bytes (small without): type 8, code 0,
+/// sequence 1; the kernel fills in the identifier and checksum.
+fn echo_request(size: Option<usize>) -> Vec<u8> {
+    let len = size.map_or(24, |s| s.saturating_sub(20).max(24));
+    let mut pkt = vec![0u8; len];
+    pkt[0] = 8;
+    pkt[7] = 1;
+    pkt[8..22].copy_from_slice(b"netfault-probe");
+    pkt
 }
 
 async fn udp(
@@ -654,7 +662,7 @@ async fn udp(
     if let Some(s) = size {
         line.resize(s.saturating_sub(HEADERS).max(line.len()), b'.');
     }
-    datagram(sock, dst, &line, deadline, watch, |b| {
+    datagram(sock, dst, &line, None, deadline, watch, |b| {
         parse_echo(b).map(|seen| Observation {
             outcome: Outcome::Reachable,
             seen_as: Some(seen),
@@ -668,10 +676,14 @@ async fn udp(
 /// Sends `payload` on a connected datagram socket every RESEND until `reply` accepts an answer,
 /// a queued ICMP error decides, the kernel is seen dropping it `DROPS_DECIDE` times (sent again
 /// `SPACING` after each drop), or the deadline passes.
+/// Sends `payload` to `dst` until `reply` recognises an answer, an error decides, or the
+/// deadline. With `full_size`, the payload is rebuilt for the path MTU the kernel knows for
+/// `dst` (at first, and again whenever an error comes with a smaller one: path MTU discovery).
 async fn datagram(
     sock: Socket,
     dst: SocketAddrV4,
     payload: &[u8],
+    full_size: Option<fn(usize) -> Vec<u8>>,
     deadline: Instant,
     watch: Option<Watched>,
     reply: impl Fn(&[u8]) -> Option<Observation>,
@@ -679,6 +691,18 @@ async fn datagram(
     if let Err(e) = sock.connect(&SockAddr::from(dst)) {
         return classify_errno(&e, "connect");
     }
+    let mut payload = match (full_size, path_mtu(&sock)) {
+        (Some(build), Some(mtu)) => build(mtu),
+        _ => payload.to_vec(),
+    };
+    // The IP header the kernel adds: a packet of the path MTU carries MTU - 20 bytes.
+    let shrink = |s: &Socket, p: &mut Vec<u8>| match (full_size, path_mtu(s)) {
+        (Some(build), Some(mtu)) if mtu < p.len() + 20 => {
+            *p = build(mtu);
+            true
+        }
+        _ => false,
+    };
     if let Some(w) = &watch {
         w.flow(&sock, dst.port());
     }
@@ -694,7 +718,11 @@ async fn datagram(
     let mut sends = Resender::new(&watch);
     let mut buf = vec![0u8; (payload.len() + 512).max(2048)];
     loop {
-        if let Some(o) = sends.send_if_due(afd.get_ref(), payload) {
+        if let Some(o) = sends.send_if_due(afd.get_ref(), &payload) {
+            if shrink(afd.get_ref(), &mut payload) {
+                sends.now();
+                continue;
+            }
             return o;
         }
         tokio::select! {
@@ -705,6 +733,10 @@ async fn datagram(
                     Err(e) => return classify_errno(&e, "poll"),
                 };
                 if let Some(o) = errqueue(afd.get_ref()) {
+                    if shrink(afd.get_ref(), &mut payload) {
+                        sends.now();
+                        continue;
+                    }
                     return o;
                 }
                 match recv(afd.get_ref(), &mut buf) {
@@ -877,6 +909,24 @@ fn set_dont_fragment(s: &Socket) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// The path MTU the kernel knows for a connected socket's destination (IP_MTU): its route's
+/// device MTU, or less once a router answered "fragmentation needed".
+fn path_mtu(s: &Socket) -> Option<usize> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid fd, and a pointer to a c_int with its size.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (r == 0 && v > 0).then_some(v as usize)
 }
 
 /// Every ordered pair of topology hosts, for every protocol the fixture probes.

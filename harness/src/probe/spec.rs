@@ -20,6 +20,11 @@ pub struct ProbeSpec {
     /// echoed back). None: a small probe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<usize>,
+    /// An ICMP echo as large as the sender's path MTU, with DF, resent smaller when a router
+    /// answers "fragmentation needed" (as path MTU discovery does): only a path that drops big
+    /// packets silently fails it. `size` is then unset.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
     /// Packets (ICMP, UDP) or connections (TCP) to send; above 1 the probe measures loss.
     pub count: u32,
     /// With `count` above 1: the share lost (percent) still called reachable.
@@ -47,6 +52,7 @@ impl ProbeSpec {
             dst,
             port,
             size: None,
+            full: false,
             count: 1,
             tolerance: 0,
             listeners: Vec::new(),
@@ -107,6 +113,7 @@ pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
                 dst: b.address(),
                 port: t.probe.port(proto),
                 size: t.probe.size(proto),
+                full: t.probe.full_size(proto),
                 count: t.probe.count,
                 tolerance: t.probe.loss_tolerance,
                 listeners: Vec::new(),

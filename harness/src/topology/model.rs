@@ -271,6 +271,14 @@ impl ProbeSettings {
         }
     }
 
+    /// Whether a host pair's probes of `proto` are full-size: an ICMP echo, unless the fixture
+    /// sets a size or counts packets, is as large as the sender's path allows (the MTU of its
+    /// route, less once a router answers "fragmentation needed"), so a path that drops big
+    /// packets shows without a case asking for big probes.
+    pub fn full_size(&self, proto: Proto) -> bool {
+        proto == Proto::Icmp && self.size(proto).is_none() && self.count <= 1
+    }
+
     pub fn port(&self, proto: Proto) -> Option<u16> {
         match proto {
             Proto::Icmp => None,

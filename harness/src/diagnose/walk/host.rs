@@ -282,6 +282,17 @@ impl<'a> Walker<'a> {
                         }
                     }
                 }
+                if self.full_size && in_name.is_some() && why.is_empty() {
+                    // Path MTU discovery: the sender learns the smaller MTU and resends.
+                    hops.push(hop(
+                        HopStatus::Ok,
+                        host,
+                        format!("{oif} mtu {} < {}-byte packet (DF): fragmentation-needed goes back, the sender resends at {}", l.mtu, pkt.len, l.mtu),
+                    ));
+                    pkt.len = l.mtu as usize;
+                    self.learned_len = Some(pkt.len);
+                    return self.shaped(host, oif, l.index, pkt.len, hops).await;
+                }
                 hops.push(hop(
                     HopStatus::Fail,
                     host,

@@ -1,0 +1,114 @@
+//! The walk against the lab's plan: a route that sends the packet elsewhere than the plan does
+//! (out of another interface, via another gateway, or by a route the plan does not have) is a
+//! divergence. It is the culprit when the packet dies before it is back on the plan's path —
+//! before it reaches the host the plan's route leads to — whatever hop it dies at; once the
+//! packet is there, the divergence explains nothing further.
+
+use super::*;
+
+impl Divergence {
+    pub(super) fn rejoined_at(&self, host: &str) -> bool {
+        self.planned_next.as_deref() == Some(host)
+    }
+}
+
+impl<'a> Walker<'a> {
+    /// Whether `host`'s live route for `dst` (out of `oif`, via `gateway`) differs from its
+    /// plan's. Not judged where a CNI plugin built the lab (the plan does not list what the
+    /// plugins made).
+    pub(super) fn diverges(
+        &self,
+        host: &str,
+        oif: &str,
+        gateway: Option<Ipv4Addr>,
+        dst: Ipv4Addr,
+        at: usize,
+    ) -> Option<Divergence> {
+        if self.lab.topology().cni.is_some() || oif == "lo" {
+            return None;
+        }
+        let plan = self
+            .lab
+            .plan()
+            .host(host)
+            .filter(|h| !h.ifaces.is_empty())?;
+        let route = plan.route_for(dst);
+        let live = match gateway {
+            Some(g) => format!("via {g} dev {oif}"),
+            None => format!("dev {oif}"),
+        };
+        let planned = match route {
+            Some((dev, Some(g))) => format!("via {g} dev {dev}"),
+            Some((dev, None)) => format!("dev {dev}"),
+            None => "no route".to_string(),
+        };
+        let foreign_iface = !plan.ifaces.iter().any(|i| i.name == oif);
+        if !foreign_iface && route == Some((oif, gateway)) {
+            return None;
+        }
+        let planned_next =
+            route.and_then(|(dev, gw)| self.planned_next(host, dev, gw.unwrap_or(dst)));
+        Some(Divergence {
+            host: host.to_string(),
+            at,
+            dst,
+            live,
+            planned,
+            planned_next,
+            foreign_iface,
+        })
+    }
+
+    /// The host the plan's route out of `dev` towards `nexthop` leads to: the one the lab gives
+    /// that address, or the far end of a veth (a routed pod's gateway is nobody's address).
+    fn planned_next(&self, host: &str, dev: &str, nexthop: Ipv4Addr) -> Option<String> {
+        let t = self.lab.topology();
+        if let Some(h) = t.owner_of(nexthop) {
+            return Some(h.name.clone());
+        }
+        match &self.lab.plan().host(host)?.iface(dev)?.kind {
+            IfaceKind::Veth { peer_host, .. } => Some(peer_host.clone()),
+            _ => None,
+        }
+    }
+
+    /// A broken walk still off the plan's path: the route that left it is the culprit,
+    /// whatever later hop the packet died at.
+    pub(super) fn blame_divergence(&self, c: Culprit, flow: &Flow, hops: &mut [Hop]) -> Culprit {
+        let Some(d) = &flow.diverged else {
+            return c;
+        };
+        if let Some(h) = hops.get_mut(d.at) {
+            h.status = HopStatus::Fail;
+        }
+        let why = if d.foreign_iface {
+            let oif = d.live.rsplit(' ').next().unwrap_or("");
+            let intended = match d.planned.rsplit_once("dev ") {
+                Some((_, dev)) => format!("the plan sends it out of {dev}"),
+                None => "the plan has no such interface".to_string(),
+            };
+            format!("out of {oif}, an interface the lab's plan does not have ({intended})")
+        } else if c.host == d.host && c.component == Component::Route {
+            // The route itself already explains it: say what the plan has instead.
+            return culprit(
+                &c.host,
+                c.component,
+                format!("{} (the lab's plan routes it {})", c.summary, d.planned),
+            );
+        } else {
+            format!("{}, where the lab's plan has {}", d.live, d.planned)
+        };
+        culprit(
+            &d.host,
+            Component::Route,
+            format!(
+                "{} routes {} {why}; there: {} {}: {}",
+                d.host,
+                d.dst,
+                c.host,
+                c.component.as_str(),
+                c.summary
+            ),
+        )
+    }
+}
