@@ -87,7 +87,7 @@ async fn a_route_out_of_an_unplanned_interface_is_blamed() {
         vec![("pod-a".to_string(), Component::Route)]
     );
     let d = ds.iter().find(|d| d.to == "ext").unwrap();
-    assert!(d.culprit.summary.contains("out of eth9, an interface the lab's plan does not have (the plan sends it out of eth0)"), "{}", d.culprit.summary);
+    assert!(d.culprit.summary.contains("out of eth9, an interface the lab's plan does not have (the plan sends it out of eth0: pod-a eth0 → node1 eth0 (masquerade to 203.0.113.1) → ext)"), "{}", d.culprit.summary);
     assert!(
         ds.iter().all(|d| d.from == "pod-a"),
         "only pod-a's routes moved"

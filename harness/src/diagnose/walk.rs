@@ -195,6 +195,8 @@ struct Divergence {
     planned_next: Option<String>,
     /// The live route leaves by an interface the plan does not give the host at all.
     foreign_iface: bool,
+    /// The plan's path from `host` on.
+    path: String,
 }
 
 const MAX_HOPS: usize = 16;
@@ -732,7 +734,8 @@ impl<'a> Walker<'a> {
                 format!("{dir}route {}{via} dev {oif}", pkt.dst),
             ));
             if flow.diverged.is_none() {
-                flow.diverged = self.diverges(&host, &oif, r.gateway, pkt.dst, hops.len() - 1);
+                let addrs = (pkt.src, pkt.dst);
+                flow.diverged = self.diverges(&host, &oif, r.gateway, addrs, hops.len() - 1);
             }
             // The egress interface must take the packet.
             if let Some(c) = self

@@ -7,6 +7,7 @@
 //! process until `Lab::down_named`.
 
 mod cni_pods;
+pub mod intended_path;
 pub mod intent;
 pub mod k8s;
 mod learn;

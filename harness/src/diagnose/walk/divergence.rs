@@ -5,6 +5,7 @@
 //! packet is there, the divergence explains nothing further.
 
 use super::*;
+use crate::lab::intended_path::intended_path;
 
 impl Divergence {
     pub(super) fn rejoined_at(&self, host: &str) -> bool {
@@ -21,7 +22,7 @@ impl<'a> Walker<'a> {
         host: &str,
         oif: &str,
         gateway: Option<Ipv4Addr>,
-        dst: Ipv4Addr,
+        (src, dst): (Ipv4Addr, Ipv4Addr),
         at: usize,
     ) -> Option<Divergence> {
         if self.lab.topology().cni.is_some() || oif == "lo" {
@@ -46,8 +47,8 @@ impl<'a> Walker<'a> {
         if !foreign_iface && route == Some((oif, gateway)) {
             return None;
         }
-        let planned_next =
-            route.and_then(|(dev, gw)| self.planned_next(host, dev, gw.unwrap_or(dst)));
+        let path = intended_path(self.lab.plan(), self.lab.topology(), host, src, dst);
+        let planned_next = path.hops.first().and_then(|h| h.next.clone());
         Some(Divergence {
             host: host.to_string(),
             at,
@@ -56,20 +57,8 @@ impl<'a> Walker<'a> {
             planned,
             planned_next,
             foreign_iface,
+            path: path.describe(),
         })
-    }
-
-    /// The host the plan's route out of `dev` towards `nexthop` leads to: the one the lab gives
-    /// that address, or the far end of a veth (a routed pod's gateway is nobody's address).
-    fn planned_next(&self, host: &str, dev: &str, nexthop: Ipv4Addr) -> Option<String> {
-        let t = self.lab.topology();
-        if let Some(h) = t.owner_of(nexthop) {
-            return Some(h.name.clone());
-        }
-        match &self.lab.plan().host(host)?.iface(dev)?.kind {
-            IfaceKind::Veth { peer_host, .. } => Some(peer_host.clone()),
-            _ => None,
-        }
     }
 
     /// A broken walk still off the plan's path: the route that left it is the culprit,
@@ -84,7 +73,7 @@ impl<'a> Walker<'a> {
         let why = if d.foreign_iface {
             let oif = d.live.rsplit(' ').next().unwrap_or("");
             let intended = match d.planned.rsplit_once("dev ") {
-                Some((_, dev)) => format!("the plan sends it out of {dev}"),
+                Some((_, dev)) => format!("the plan sends it out of {dev}: {}", d.path),
                 None => "the plan has no such interface".to_string(),
             };
             format!("out of {oif}, an interface the lab's plan does not have ({intended})")
@@ -93,10 +82,16 @@ impl<'a> Walker<'a> {
             return culprit(
                 &c.host,
                 c.component,
-                format!("{} (the lab's plan routes it {})", c.summary, d.planned),
+                format!(
+                    "{} (the lab's plan routes it {}: {})",
+                    c.summary, d.planned, d.path
+                ),
             );
         } else {
-            format!("{}, where the lab's plan has {}", d.live, d.planned)
+            format!(
+                "{}, where the lab's plan has {} ({})",
+                d.live, d.planned, d.path
+            )
         };
         culprit(
             &d.host,
