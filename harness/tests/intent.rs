@@ -315,18 +315,12 @@ async fn big_packets_dropped_by_the_underlay_are_found_by_the_shipped_probes() {
 
 /// Path MTU discovery is no fault: node1's pods and their bridge at MTU 1500 over the 1450
 /// overlay, with node1's "fragmentation needed" reaching them. A full-size ping learns the
-/// smaller MTU and passes, as any real client would; the lab stays healthy. One pod left at
-/// 1450 on that bridge is a real black hole (a bridge drops a frame too big for the port it
-/// leaves by, and tells nobody): its neighbour's full-size pings to it break.
+/// smaller MTU and passes, as any real client would; the lab stays healthy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_that_answers_fragmentation_needed_stays_healthy() {
     let lab = common::up(&fixture("two-node-vxlan.toml")).await;
     sh(&lab, "pod-a", "ip link set eth0 mtu 1500");
     sh(&lab, "node1", "ip link set veth-pod-a mtu 1500");
-    let m = netfault::probe::matrix(&lab).await.unwrap();
-    let wrong = m.render_mismatches();
-    assert_eq!(wrong.len(), 1, "{wrong:#?}");
-    assert!(wrong[0].starts_with("pod-a → pod-b icmp: expected reachable, observed timeout"));
     sh(&lab, "pod-b", "ip link set eth0 mtu 1500");
     sh(&lab, "node1", "ip link set veth-pod-b mtu 1500");
     let m = netfault::probe::matrix(&lab).await.unwrap();

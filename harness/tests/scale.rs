@@ -7,6 +7,10 @@ mod common;
 use netfault::topology::{parse_fixture, Source};
 use netfault::{Outcome, Proto};
 
+/// Their probes may take up to 3 s: what these tests check is that every pair is reachable,
+/// not how fast, and a debug build answering 10,000 probes at once on two busy cores (the
+/// kernel still freeing an earlier test's namespaces) needs more than the fixtures' 1 s.
+///
 /// The big labs take turns: one's up, probe round and teardown (the kernel frees 1,000
 /// namespaces in background work) load both cores enough to time out the other's probes.
 static ONE_BIG_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -14,7 +18,7 @@ static ONE_BIG_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn a_100_pod_lab_is_fully_reachable_on_default_sysctls() {
     let _turn = ONE_BIG_LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let text = "description = \"100 pods\"\n\n[node.node1]\npod_cidr = \"10.244.0.0/22\"\nuplink = \"203.0.113.1/24\"\npods = 100\n\n[probe]\nprotocols = [\"icmp\", \"tcp\"]\n";
+    let text = "description = \"100 pods\"\n\n[node.node1]\npod_cidr = \"10.244.0.0/22\"\nuplink = \"203.0.113.1/24\"\npods = 100\n\n[probe]\nprotocols = [\"icmp\", \"tcp\"]\ntimeout_ms = 3000\n";
     let t = parse_fixture(&Source::new("scale-100.toml", text)).unwrap();
     assert_eq!(t.pods().count(), 100);
     assert_eq!(
@@ -93,7 +97,7 @@ fn labs_that_would_overflow_the_neighbour_table_are_warned_about() {
 #[test]
 fn a_1000_pod_lab_comes_up_with_a_bounded_matrix_that_passes() {
     let _turn = ONE_BIG_LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let text = "description = \"1000 pods\"\n\n[node.node1]\npod_cidr = \"10.244.0.0/20\"\nuplink = \"203.0.113.1/24\"\npods = 1000\n\n[external.ext]\nuplink = \"203.0.113.10/24\"\n\n[probe]\nprotocols = [\"icmp\", \"tcp\"]\n";
+    let text = "description = \"1000 pods\"\n\n[node.node1]\npod_cidr = \"10.244.0.0/20\"\nuplink = \"203.0.113.1/24\"\npods = 1000\n\n[external.ext]\nuplink = \"203.0.113.10/24\"\n\n[probe]\nprotocols = [\"icmp\", \"tcp\"]\ntimeout_ms = 3000\n";
     let t = parse_fixture(&Source::new("scale-1000.toml", text)).unwrap();
     let c = t.coverage();
     assert!(c.is_bounded(), "{}", c.describe());

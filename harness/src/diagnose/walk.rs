@@ -375,7 +375,7 @@ impl<'a> Walker<'a> {
                 .unwrap_or(Ipv4Addr::UNSPECIFIED),
         };
         let port = self.dport.or(t.probe.port(proto));
-        self.full_size = size.is_none() && entry.is_none() && t.probe.full_size(proto);
+        self.full_size = size.is_none() && entry.is_none() && t.full_size_ping(from, to, proto);
         self.learned_len = None;
         let full = match self.full_size {
             true => self.route_mtu(from, dst).await?,

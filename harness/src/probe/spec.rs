@@ -113,7 +113,7 @@ pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
                 dst: b.address(),
                 port: t.probe.port(proto),
                 size: t.probe.size(proto),
-                full: t.probe.full_size(proto),
+                full: t.full_size_ping(&a.name, &b.name, proto),
                 count: t.probe.count,
                 tolerance: t.probe.loss_tolerance,
                 listeners: Vec::new(),

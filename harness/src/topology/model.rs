@@ -323,6 +323,24 @@ impl Host {
 }
 
 impl Topology {
+    /// Whether the probe of `from` → `to` over `proto` is a full-size ping (see
+    /// `ProbeSettings::full_size`): for pairs whose path crosses a router — a pod with anything
+    /// beyond its own node. Hosts on one segment (a node and its pods, pods of one node, nodes
+    /// and external hosts on the uplink) ping small: a pod's own MTU problem shows on its pairs
+    /// beyond the node, and the N² pairs of a big bridge sending full-size echoes at once
+    /// overflow its queues and drop other probes (seen at 100 pods).
+    pub fn full_size_ping(&self, from: &str, to: &str, proto: Proto) -> bool {
+        let segment = |h: &str| match self.host(h).map(|h| &h.role) {
+            Some(Role::Pod(p)) => Some(p.node.clone()),
+            Some(Role::Node(_)) => Some(h.to_string()),
+            _ => None, // an external host: on the uplink, as nodes are
+        };
+        let beyond = |pod: &str, other: &str| {
+            self.host(pod).and_then(|h| h.as_pod()).is_some() && segment(pod) != segment(other)
+        };
+        self.probe.full_size(proto) && (beyond(from, to) || beyond(to, from))
+    }
+
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
