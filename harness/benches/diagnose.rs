@@ -1,6 +1,7 @@
 //! The cost of diagnosing one broken pair beyond its probe, on the single-node lab: the path walk
 //! alone, and what recording kernel evidence adds to the broken round (the recorded matrix's
-//! time minus a plain matrix's, medians of the same run).
+//! time minus a plain matrix's, medians of the same run); what judging the walk against the
+//! lab's plan costs per pair (its intended path); and what full-size pings cost a healthy matrix.
 //!
 //!     cargo run --release -p netfault --example bench_diagnose -- [ROUNDS]
 
@@ -72,8 +73,97 @@ fn main() {
                 node.ns.run(move || netfault::netns::write_sysctl(sysctl, "1").unwrap()).unwrap();
             }
         }
+        json.extend(intent_cost());
+        json.push(full_size_cost(rt_rounds(rounds)).await);
         println!("[{}]", json.join(","));
     });
+}
+
+fn rt_rounds(rounds: usize) -> usize {
+    rounds.clamp(3, 7)
+}
+
+/// What judging the walk against the plan costs per pair: computing a pair's intended path
+/// from the plan (pure: route lookups in the plan, no syscall), for every host pair of each
+/// fixture kind. The walk does the same per hop it crosses.
+fn intent_cost() -> Vec<String> {
+    use netfault::lab::intended_path::intended_path;
+    let mut json = Vec::new();
+    for f in ["single-node", "two-node-vxlan", "two-node-routed", "k8s"] {
+        let path = format!("fixtures/{f}.toml");
+        let t =
+            netfault::load_fixture(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+        let plan = netfault::lab::Plan::from_topology(&t);
+        let pairs: Vec<(&str, std::net::Ipv4Addr, std::net::Ipv4Addr)> = t
+            .hosts
+            .iter()
+            .flat_map(|a| {
+                t.hosts
+                    .iter()
+                    .filter(move |b| b.name != a.name)
+                    .map(move |b| (a, b))
+            })
+            .map(|(a, b)| (a.name.as_str(), a.address(), b.address()))
+            .collect();
+        let reps = 200;
+        let start = Instant::now();
+        let mut hops = 0;
+        for _ in 0..reps {
+            for (from, src, dst) in &pairs {
+                hops += intended_path(&plan, &t, from, *src, *dst).hops.len();
+            }
+        }
+        let per_pair = start.elapsed().as_secs_f64() * 1e6 / (reps * pairs.len()) as f64;
+        println!(
+            "intended path, {f:<16} {per_pair:>6.2} µs per pair ({} pairs, {:.1} hops each)",
+            pairs.len(),
+            hops as f64 / (reps * pairs.len()) as f64
+        );
+        json.push(format!(
+            "{{\"intended_path\":\"{f}\",\"us_per_pair\":{per_pair:.3}}}"
+        ));
+    }
+    json
+}
+
+/// What full-size pings cost a healthy matrix: the same probes with every ping small, and as
+/// they are (full-size across routers), on the two-node vxlan lab; medians of the same run.
+async fn full_size_cost(rounds: usize) -> String {
+    let topo = netfault::load_fixture(std::path::Path::new("fixtures/two-node-vxlan.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lab = netfault::Lab::up(&topo).await.unwrap();
+    let full = netfault::probe::all_pairs(&lab);
+    let small: Vec<_> = full
+        .iter()
+        .cloned()
+        .map(|s| netfault::probe::ProbeSpec { full: false, ..s })
+        .collect();
+    let timeout = Duration::from_millis(topo.probe.timeout_ms);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (specs, out) in [(&small, &mut a), (&full, &mut b)] {
+            let t = Instant::now();
+            let obs = netfault::probe::run(&lab, specs, timeout).await.unwrap();
+            out.push(t.elapsed());
+            assert!(
+                obs.iter().all(|o| o.outcome != Outcome::Timeout),
+                "a healthy lab"
+            );
+        }
+    }
+    let n = full.iter().filter(|s| s.full).count();
+    let (a, b) = (median(a), median(b));
+    println!(
+        "full-size pings      two-node-vxlan matrix {:>6.1} ms with every ping small, {:>6.1} ms with {n} of {} pings full-size",
+        a.as_secs_f64() * 1e3,
+        b.as_secs_f64() * 1e3,
+        full.iter().filter(|s| s.proto == Proto::Icmp).count()
+    );
+    format!(
+        "{{\"full_size_pings\":{n},\"small_ms\":{:.2},\"full_ms\":{:.2}}}",
+        a.as_secs_f64() * 1e3,
+        b.as_secs_f64() * 1e3
+    )
 }
 
 /// The arguments after `cargo bench ... --`, without the `--bench` flag cargo adds.
