@@ -4,21 +4,9 @@
 //! blames nothing.
 
 mod common;
-use common::{diagnoses, fixture, sh};
+use common::{blamed, diagnoses, fixture, healthy, sh};
 
-use netfault::diagnose::{Component, Diagnosis};
-
-/// The distinct (host, component) culprits of a pair's diagnoses (one per protocol group).
-fn blamed(ds: &[Diagnosis], from: &str, to: &str) -> Vec<(String, Component)> {
-    let mut out: Vec<(String, Component)> = Vec::new();
-    for d in ds.iter().filter(|d| d.from == from && d.to == to) {
-        let c = (d.culprit.host.clone(), d.culprit.component);
-        if !out.contains(&c) {
-            out.push(c);
-        }
-    }
-    out
-}
+use netfault::diagnose::Component;
 
 /// The masquerade replaced by an SNAT to an address of the uplink's subnet that node1 does not
 /// hold: ext's replies go to that address and never come back to node1. The translation is the
@@ -154,12 +142,7 @@ async fn a_harmless_divergence_is_no_culprit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_over_broad_masquerade_is_not_as_expected_though_all_reach() {
     let lab = common::up(&fixture("two-node-vxlan.toml")).await;
-    let base = netfault::probe::matrix(&lab).await.unwrap();
-    assert!(
-        base.mismatches().is_empty(),
-        "{:?}",
-        base.render_mismatches()
-    );
+    let base = healthy(&lab).await;
     sh(
         &lab,
         "node1",
@@ -285,12 +268,7 @@ async fn a_length_filter_is_decided_for_big_and_small_packets() {
 async fn big_packets_dropped_by_the_underlay_are_found_by_the_shipped_probes() {
     use netfault::Proto;
     let lab = common::up(&fixture("two-node-vxlan.toml")).await;
-    let base = netfault::probe::matrix(&lab).await.unwrap();
-    assert!(
-        base.mismatches().is_empty(),
-        "{:?}",
-        base.render_mismatches()
-    );
+    let base = healthy(&lab).await;
     sh(
         &lab,
         "node2",

@@ -3,27 +3,15 @@
 //! blames nothing.
 
 mod common;
-use common::{diagnoses, fixture, sh};
+use common::{blamed, diagnoses, fixture, sh};
 
-use netfault::diagnose::{Component, Diagnosis};
+use netfault::diagnose::Component;
 use netfault::topology::{Neighbours, Topology};
 
 fn dynamic(name: &str) -> Topology {
     let mut t = fixture(name);
     t.cluster.neighbours = Neighbours::Dynamic;
     t
-}
-
-/// The distinct (host, component) culprits of the pairs from `from` to `to`.
-fn blamed(ds: &[Diagnosis], from: &str, to: &str) -> Vec<(String, Component)> {
-    let mut out: Vec<(String, Component)> = Vec::new();
-    for d in ds.iter().filter(|d| d.from == from && d.to == to) {
-        let c = (d.culprit.host.clone(), d.culprit.component);
-        if !out.contains(&c) {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A dynamic lab writes no permanent entry and still reaches every pair the fixture expects:

@@ -154,6 +154,29 @@ pub async fn diagnoses(
     ds
 }
 
+/// The distinct (host, component) culprits of a pair's diagnoses (one per protocol group).
+pub fn blamed(
+    ds: &[netfault::diagnose::Diagnosis],
+    from: &str,
+    to: &str,
+) -> Vec<(String, netfault::diagnose::Component)> {
+    let mut out = Vec::new();
+    for d in ds.iter().filter(|d| d.from == from && d.to == to) {
+        let c = (d.culprit.host.clone(), d.culprit.component);
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The lab's matrix, which must be as its fixture expects (the healthy round a test breaks).
+pub async fn healthy(lab: &Lab) -> netfault::matrix::Matrix {
+    let m = netfault::probe::matrix(lab).await.unwrap();
+    assert!(m.mismatches().is_empty(), "{:?}", m.render_mismatches());
+    m
+}
+
 /// Runs `cmd` with `sh -c` inside `host`'s namespace (a lab broken by hand); it must succeed.
 pub fn sh(lab: &Lab, host: &str, cmd: &'static str) {
     lab.host(host)
