@@ -122,3 +122,75 @@ async fn breakage_by_hand_is_explained_the_same_way() {
         "{cs:#?}"
     );
 }
+
+/// A rule with a counter, added by hand: the diagnosis quotes it without its live counts (they
+/// differ run to run), in the walk's hops, its culprit and the nft trace's evidence alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_quoted_without_their_live_counters() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let base = common::healthy(&lab).await;
+    common::sh(
+        &lab,
+        "node1",
+        "nft add table ip byhand && \
+         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
+         nft add rule ip byhand guard ip saddr 10.244.1.2 counter drop",
+    );
+    let ds = common::diagnoses(&lab, &base).await;
+    let d = ds
+        .iter()
+        .find(|d| d.from == "pod-a" && d.to == "ext")
+        .unwrap();
+    assert!(
+        d.evidence.iter().any(|e| e.kind == "nft-trace"),
+        "the trace saw the drop: {d}"
+    );
+    let text = d.to_string();
+    assert!(text.contains("ip saddr 10.244.1.2 counter drop"), "{text}");
+    assert!(!text.contains("packets"), "{text}");
+}
+
+/// Rejects are decided, not left "may drop it": iptables' REJECT target (an xt target inside
+/// iptables-nft's rules) blames node1's filter for every protocol; nft's `reject with tcp
+/// reset` (whose implied `meta l4proto tcp` `nft -j` leaves out) rejects TCP only, and the
+/// walk must not blame it for ICMP or UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_are_decided_and_a_tcp_reset_spares_other_protocols() {
+    use netfault::{Outcome, Proto};
+    let lab = common::up(&fixture("single-node.toml")).await;
+    common::sh(
+        &lab,
+        "node1",
+        "iptables -A FORWARD -d 203.0.113.10 -j REJECT",
+    );
+    for p in [Proto::Icmp, Proto::Tcp, Proto::Udp] {
+        let d = netfault::diagnose::explain(&lab, "pod-a", "ext", p, Outcome::Refused, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (d.culprit.host.as_str(), d.culprit.component),
+            ("node1", Component::Filter),
+            "{d}"
+        );
+    }
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let base = common::healthy(&lab).await;
+    common::sh(
+        &lab,
+        "node1",
+        "nft add table ip byhand && \
+         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
+         nft add rule ip byhand guard meta l4proto tcp reject with tcp reset",
+    );
+    let ds = common::diagnoses(&lab, &base).await;
+    assert!(!ds.is_empty());
+    for d in &ds {
+        assert_eq!(d.protocols, vec![Proto::Tcp], "{d}");
+        assert_eq!(d.outcome, Outcome::Refused, "{d}");
+        assert_eq!(
+            (d.culprit.host.as_str(), d.culprit.component),
+            ("node1", Component::Filter),
+            "{d}"
+        );
+    }
+}

@@ -233,6 +233,10 @@ impl Ruleset {
                         Some(false) => continue 'rules,
                         None => uncertain = true,
                     },
+                    // `reject with tcp reset` implies `meta l4proto tcp`, which `nft -j` leaves out.
+                    "reject" if s(body, "type") == Some("tcp reset") && pkt.proto != Proto::Tcp => {
+                        continue 'rules
+                    }
                     "accept" | "drop" | "reject" | "jump" | "goto" | "return" | "continue" => {
                         if uncertain && name != "continue" {
                             return Flow::Uncertain {
@@ -291,6 +295,15 @@ impl Ruleset {
                                 return Flow::Accept;
                             }
                             ("target", "MASQUERADE") => continue 'rules,
+                            // iptables' REJECT (port unreachable unless told otherwise, a TCP
+                            // reset under `-p tcp`): a reject like nft's own.
+                            ("target", "REJECT") if !uncertain => {
+                                return Flow::Drop {
+                                    at,
+                                    rule: text.clone(),
+                                    reject: true,
+                                }
+                            }
                             ("target", _) => {
                                 return Flow::Uncertain {
                                     at,

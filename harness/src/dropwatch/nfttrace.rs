@@ -170,12 +170,13 @@ fn run_nft_stdin(script: &str) -> std::io::Result<()> {
     crate::tools::run_tool("nft", &["-f", "-"], Some(script)).map(|_| ())
 }
 
-/// The text of each rule of a table, by handle, as `nft` prints it (and `nft monitor trace`
-/// names the rule that decided). Empty where the table cannot be listed.
+/// The text of each rule of a table, by handle, as `nft` prints it stateless (a rule's live
+/// counters differ run to run) — the rule a trace names by handle. Empty where the table cannot
+/// be listed.
 pub fn rule_texts(ns: &Netns, family: &str, table: &str) -> HashMap<u64, String> {
     let (family, table) = (family.to_string(), table.to_string());
     let listed = ns.run(move || {
-        crate::tools::run_tool("nft", &["-a", "list", "table", &family, &table], None)
+        crate::tools::run_tool("nft", &["-a", "-s", "list", "table", &family, &table], None)
     });
     match listed {
         Ok(Ok(text)) => parse_rule_texts(&text),
