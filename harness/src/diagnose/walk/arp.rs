@@ -1,5 +1,6 @@
-//! Why a next hop never answered ARP: the sender's neighbour entry for it is FAILED (or it is
-//! missing, and something would stop it resolving), explained from the ARP settings of both
+//! Why a next hop never answered ARP: the sender's neighbour entry for it is unresolved (FAILED
+//! or INCOMPLETE; or missing, and something would stop it resolving), explained from the ARP
+//! settings of both
 //! ends — NOARP devices, `mcast_solicit`, `arp_ignore`, `arp_filter` — and the arp family's nft
 //! chains on the request's and the reply's way.
 
@@ -219,19 +220,18 @@ impl<'a> Walker<'a> {
         uncertain: Vec<String>,
         hops: &mut Vec<Hop>,
     ) -> Option<Culprit> {
-        let what = format!(
-            "{} neighbour {} dev {} ({state})",
-            x.sender, x.tip, x.oif.name
-        );
+        // FAILED or INCOMPLETE depends on how long ago ARP began (3 s to fail): not named.
+        let what = format!("{} neighbour {} dev {}", x.sender, x.tip, x.oif.name);
         if blockers.is_empty() {
-            if state != "failed" {
+            // Unresolved after the round's probes: ARP went unanswered for their time.
+            if !matches!(state, "failed" | "incomplete") {
                 return None;
             }
             hops.push(hop(
                 HopStatus::Fail,
                 x.sender,
                 format!(
-                    "neighbour {} dev {} FAILED: {} never answered ARP",
+                    "neighbour {} dev {} unresolved: {} never answered ARP",
                     x.tip, x.oif.name, x.owner
                 ),
             ));
@@ -246,7 +246,7 @@ impl<'a> Walker<'a> {
                 x.sender,
                 Component::Unexplained,
                 format!(
-                    "{what}: {} never answered, and nothing found stops it",
+                    "{what} unresolved: {} never answered, and nothing found stops it",
                     x.owner
                 ),
             ));
@@ -256,12 +256,10 @@ impl<'a> Walker<'a> {
                 "no neighbour entry for {} on {}: it needs ARP",
                 x.tip, x.oif.name
             ),
-            s => format!(
-                "neighbour {} dev {} {}: no answer from {}",
-                x.tip,
-                x.oif.name,
-                s.to_uppercase(),
-                x.owner
+            "noarp" => format!("neighbour {} dev {} NOARP", x.tip, x.oif.name),
+            _ => format!(
+                "neighbour {} dev {} unresolved: no answer from {}",
+                x.tip, x.oif.name, x.owner
             ),
         };
         hops.push(hop(HopStatus::Fail, x.sender, entry));

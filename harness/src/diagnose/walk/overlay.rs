@@ -133,11 +133,26 @@ impl<'a> Walker<'a> {
                 .as_ref()
                 .is_some_and(|n| n.state != "failed" && n.state != "incomplete")
         }) else {
+            // A FAILED or INCOMPLETE entry is there (`ip neigh add` would say "File exists"):
+            // say it is unresolved rather than missing. Which of the two it is depends on how
+            // long ago the kernel began asking (3 s to fail), so the text names neither.
+            let (seen, why) = match &neigh {
+                Some(_) => (
+                    format!("neighbour {nexthop} unresolved"),
+                    format!(
+                        "{host}'s neighbour entry for {nexthop} on {dev} is unresolved (no MAC)"
+                    ),
+                ),
+                None => (
+                    format!("no neighbour entry for {nexthop}"),
+                    format!("{host} has no neighbour entry for {nexthop} on {dev}"),
+                ),
+            };
             return overlay_fail(
                 hops,
                 host,
-                format!("{dev}: no neighbour entry for {nexthop} ({target}'s VTEP)"),
-                format!("{host} has no neighbour entry for {nexthop} on {dev}: it cannot address {target}'s VTEP"),
+                format!("{dev}: {seen} ({target}'s VTEP)"),
+                format!("{why}: it cannot address {target}'s VTEP"),
             );
         };
         if Some(&mac) != remote.mac.as_ref() {

@@ -31,7 +31,10 @@ impl<'a> Walker<'a> {
             hops.push(hop(
                 HopStatus::Fail,
                 host,
-                format!("forward {n} → {}: refused ({host} does not route)", pkt.dst),
+                format!(
+                    "forward {n} → {}: not forwarded ({host} does not route)",
+                    pkt.dst
+                ),
             ));
             return Ok(culprit(
                 prev,
@@ -157,7 +160,7 @@ impl<'a> Walker<'a> {
                         Component::Forwarding,
                         format!("{host} does not forward packets arriving on {n} ({why})"),
                     ),
-                    format!("forward {n} → {dst}: refused ({why})"),
+                    format!("forward {n} → {dst}: not forwarded ({why})"),
                 )));
             }
         }
