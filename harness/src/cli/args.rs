@@ -92,7 +92,8 @@ pub(super) enum Cmd {
         #[arg(long)]
         name: String,
     },
-    /// Remove a lab `netfault up` built.
+    /// Remove a lab `netfault up` built (a lab already gone is a note and exit 0, as cleanup
+    /// scripts expect).
     Down { name: String },
     /// List labs; with a name, probe that lab and show its matrix against the fixture.
     Status { name: Option<String> },

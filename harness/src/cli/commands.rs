@@ -95,7 +95,20 @@ pub(super) async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error
 }
 
 pub(super) fn down(name: &str, out: Out) -> Result<(), Error> {
-    let removed = Lab::down_named(name)?;
+    // Idempotent, as cleanup scripts expect of `ip netns del`: a lab already gone is a note.
+    let removed = match Lab::down_named(name) {
+        Err(Error::NotFound(_)) => {
+            if out.json {
+                emit_json(
+                    &serde_json::json!({ "lab": name, "removed": [], "note": "no such lab: nothing to remove" }),
+                );
+            } else if !out.quiet {
+                println!("lab {name} is not up: nothing to remove");
+            }
+            return Ok(());
+        }
+        r => r?,
+    };
     if out.json {
         emit_json(&serde_json::json!({ "lab": name, "removed": removed }));
     } else if !out.quiet {
