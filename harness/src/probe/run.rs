@@ -691,9 +691,9 @@ async fn datagram(
     if let Err(e) = sock.connect(&SockAddr::from(dst)) {
         return classify_errno(&e, "connect");
     }
-    let mut payload = match (full_size, path_mtu(&sock)) {
-        (Some(build), Some(mtu)) => build(mtu),
-        _ => payload.to_vec(),
+    let mut payload = match full_size.and_then(|build| Some(build(path_mtu(&sock)?))) {
+        Some(full) => full,
+        None => payload.to_vec(),
     };
     // The IP header the kernel adds: a packet of the path MTU carries MTU - 20 bytes.
     let shrink = |s: &Socket, p: &mut Vec<u8>| match (full_size, path_mtu(s)) {
