@@ -129,13 +129,7 @@ async fn breakage_by_hand_is_explained_the_same_way() {
 async fn rules_are_quoted_without_their_live_counters() {
     let lab = common::up(&fixture("single-node.toml")).await;
     let base = common::healthy(&lab).await;
-    common::sh(
-        &lab,
-        "node1",
-        "nft add table ip byhand && \
-         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
-         nft add rule ip byhand guard ip saddr 10.244.1.2 counter drop",
-    );
+    common::nft_rule(&lab, "node1", "forward", "ip saddr 10.244.1.2 counter drop");
     let ds = common::diagnoses(&lab, &base).await;
     let d = ds
         .iter()
@@ -175,12 +169,11 @@ async fn rejects_are_decided_and_a_tcp_reset_spares_other_protocols() {
     }
     let lab = common::up(&fixture("single-node.toml")).await;
     let base = common::healthy(&lab).await;
-    common::sh(
+    common::nft_rule(
         &lab,
         "node1",
-        "nft add table ip byhand && \
-         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
-         nft add rule ip byhand guard meta l4proto tcp reject with tcp reset",
+        "forward",
+        "meta l4proto tcp reject with tcp reset",
     );
     let ds = common::diagnoses(&lab, &base).await;
     assert!(!ds.is_empty());

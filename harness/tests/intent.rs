@@ -4,7 +4,7 @@
 //! blames nothing.
 
 mod common;
-use common::{blamed, diagnoses, fixture, healthy, sh};
+use common::{blamed, diagnoses, fixture, healthy, nft_rule, sh};
 
 use netfault::diagnose::Component;
 
@@ -121,12 +121,11 @@ async fn a_harmless_divergence_is_no_culprit() {
     );
     let ds = diagnoses(&lab, &base).await;
     assert!(ds.is_empty(), "nothing broke");
-    sh(
+    nft_rule(
         &lab,
         "node1",
-        "nft add table ip byhand && \
-         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
-         nft add rule ip byhand guard ip saddr 10.244.1.2 ip daddr 203.0.113.10 drop",
+        "forward",
+        "ip saddr 10.244.1.2 ip daddr 203.0.113.10 drop",
     );
     let ds = diagnoses(&lab, &base).await;
     assert_eq!(
@@ -228,13 +227,7 @@ async fn a_shaper_too_slow_for_a_single_packet_is_blamed_without_bulk_probes() {
 async fn a_length_filter_is_decided_for_big_and_small_packets() {
     use netfault::{Outcome, Proto};
     let lab = common::up(&fixture("single-node.toml")).await;
-    sh(
-        &lab,
-        "node1",
-        "nft add table ip byhand && \
-         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
-         nft add rule ip byhand guard meta length '>' 1000 drop",
-    );
+    nft_rule(&lab, "node1", "forward", "meta length '>' 1000 drop");
     let big = netfault::diagnose::explain(
         &lab,
         "pod-a",
@@ -269,12 +262,11 @@ async fn big_packets_dropped_by_the_underlay_are_found_by_the_shipped_probes() {
     use netfault::Proto;
     let lab = common::up(&fixture("two-node-vxlan.toml")).await;
     let base = healthy(&lab).await;
-    sh(
+    nft_rule(
         &lab,
         "node2",
-        "nft add table ip byhand && \
-         nft 'add chain ip byhand underlay { type filter hook input priority 0; }' && \
-         nft add rule ip byhand underlay udp dport 8472 meta length '>' 1400 drop",
+        "input",
+        "udp dport 8472 meta length '>' 1400 drop",
     );
     let ds = diagnoses(&lab, &base).await;
     assert_eq!(
@@ -322,12 +314,11 @@ async fn a_route_off_the_plan_that_rejoins_it_is_no_culprit() {
         diagnoses(&lab, &base).await.is_empty(),
         "the underlay carries it too"
     );
-    sh(
+    nft_rule(
         &lab,
         "node2",
-        "nft add table ip byhand && \
-         nft 'add chain ip byhand guard { type filter hook forward priority 0; }' && \
-         nft add rule ip byhand guard ip saddr 10.244.1.2 ip daddr 10.244.2.2 drop",
+        "forward",
+        "ip saddr 10.244.1.2 ip daddr 10.244.2.2 drop",
     );
     let ds = diagnoses(&lab, &base).await;
     assert_eq!(

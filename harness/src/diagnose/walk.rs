@@ -193,6 +193,9 @@ struct Divergence {
     planned: String,
     /// The host the plan's route leads to; arriving there, the packet is back on the plan.
     planned_next: Option<String>,
+    /// The live route's interface, and the plan's for the same destination.
+    oif: String,
+    planned_dev: Option<String>,
     /// The live route leaves by an interface the plan does not give the host at all.
     foreign_iface: bool,
     /// The plan's path from `host` on.

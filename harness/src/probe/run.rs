@@ -696,12 +696,15 @@ async fn datagram(
         None => payload.to_vec(),
     };
     // The IP header the kernel adds: a packet of the path MTU carries MTU - 20 bytes.
-    let shrink = |s: &Socket, p: &mut Vec<u8>| match (full_size, path_mtu(s)) {
-        (Some(build), Some(mtu)) if mtu < p.len() + 20 => {
-            *p = build(mtu);
-            true
+    let shrink = |s: &Socket, p: &mut Vec<u8>| {
+        let Some(build) = full_size else { return false };
+        match path_mtu(s) {
+            Some(mtu) if mtu < p.len() + 20 => {
+                *p = build(mtu);
+                true
+            }
+            _ => false,
         }
-        _ => false,
     };
     if let Some(w) = &watch {
         w.flow(&sock, dst.port());

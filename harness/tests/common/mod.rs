@@ -177,14 +177,28 @@ pub async fn healthy(lab: &Lab) -> netfault::matrix::Matrix {
     m
 }
 
+/// Adds `rule` by hand to a base chain on `hook` of `host` (table `ip byhand`, chain `guard`).
+pub fn nft_rule(lab: &Lab, host: &str, hook: &str, rule: &str) {
+    sh(
+        lab,
+        host,
+        format!(
+            "nft add table ip byhand && \
+             nft 'add chain ip byhand guard {{ type filter hook {hook} priority 0; }}' && \
+             nft add rule ip byhand guard {rule}"
+        ),
+    );
+}
+
 /// Runs `cmd` with `sh -c` inside `host`'s namespace (a lab broken by hand); it must succeed.
-pub fn sh(lab: &Lab, host: &str, cmd: &'static str) {
+pub fn sh(lab: &Lab, host: &str, cmd: impl Into<String>) {
+    let cmd = cmd.into();
     lab.host(host)
         .unwrap()
         .ns
         .run(move || {
             let st = std::process::Command::new("sh")
-                .args(["-c", cmd])
+                .args(["-c", &cmd])
                 .status()
                 .unwrap();
             assert!(st.success(), "{cmd}");

@@ -56,6 +56,8 @@ impl<'a> Walker<'a> {
             live,
             planned,
             planned_next,
+            oif: oif.to_string(),
+            planned_dev: route.map(|(dev, _)| dev.to_string()),
             foreign_iface,
             path: path.describe(),
         })
@@ -71,12 +73,14 @@ impl<'a> Walker<'a> {
             h.status = HopStatus::Fail;
         }
         let why = if d.foreign_iface {
-            let oif = d.live.rsplit(' ').next().unwrap_or("");
-            let intended = match d.planned.rsplit_once("dev ") {
-                Some((_, dev)) => format!("the plan sends it out of {dev}: {}", d.path),
+            let intended = match &d.planned_dev {
+                Some(dev) => format!("the plan sends it out of {dev}: {}", d.path),
                 None => "the plan has no such interface".to_string(),
             };
-            format!("out of {oif}, an interface the lab's plan does not have ({intended})")
+            format!(
+                "out of {}, an interface the lab's plan does not have ({intended})",
+                d.oif
+            )
         } else if c.host == d.host && c.component == Component::Route {
             // The route itself already explains it: say what the plan has instead.
             return culprit(
