@@ -29,6 +29,8 @@ enum Kind {
     Vxlan,
     /// Ten vxlan nodes sharing the pods.
     Vxlan10,
+    /// `Single`, dual-stack: every host with an IPv6 address too, probed over both families.
+    Dual,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Single => "single",
             Kind::Vxlan => "vxlan",
             Kind::Vxlan10 => "vxlan10",
+            Kind::Dual => "dual",
         }
     }
 }
@@ -47,6 +50,9 @@ fn fixture(kind: Kind, n: usize) -> String {
     match kind {
         Kind::Single => format!(
             "description = \"{n} pods on one node\"\n\n[node.node1]\npod_cidr = \"10.244.0.0/22\"\nuplink = \"203.0.113.1/24\"\npods = {n}\n\n[external.ext]\nuplink = \"203.0.113.10/24\"\n\n{probe}"
+        ),
+        Kind::Dual => format!(
+            "description = \"{n} pods on one dual-stack node\"\n\n[node.node1]\npod_cidr = [\"10.244.0.0/22\", \"fd00:10:244::/64\"]\nuplink = [\"203.0.113.1/24\", \"2001:db8::1/64\"]\npods = {n}\n\n[external.ext]\nuplink = [\"203.0.113.10/24\", \"2001:db8::10/64\"]\n\n{probe}"
         ),
         Kind::Vxlan => format!(
             "description = \"{n} pods on two vxlan nodes\"\n\n[cluster]\nnetwork = \"vxlan\"\ncidr = \"10.244.0.0/16\"\n\n\
@@ -405,7 +411,7 @@ fn main() {
     std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).expect("repository root");
     let mut sizes = vec![10usize, 50, 100, 200];
     let mut rounds = 5usize;
-    let mut kinds = vec![Kind::Single, Kind::Vxlan];
+    let mut kinds = vec![Kind::Single, Kind::Dual, Kind::Vxlan];
     let mut json_out = PathBuf::from("target/bench/scale.json");
     let mut case_file = PathBuf::from("cases/nft-reject.toml");
     let mut big = true;
@@ -432,6 +438,7 @@ fn main() {
                     .map(|k| match k {
                         "vxlan" => Kind::Vxlan,
                         "vxlan10" => Kind::Vxlan10,
+                        "dual" => Kind::Dual,
                         _ => Kind::Single,
                     })
                     .collect()
@@ -488,7 +495,12 @@ fn main() {
                     row.probes = m
                         .cells
                         .iter()
-                        .filter(|c| matches!(c.proto, Proto::Icmp | Proto::Tcp))
+                        .filter(|c| {
+                            matches!(
+                                c.proto,
+                                Proto::Icmp | Proto::Tcp | Proto::Icmp6 | Proto::Tcp6
+                            )
+                        })
                         .count();
                     row.not_as_expected = row.not_as_expected.max(m.mismatches().len());
                     let t0 = Instant::now();
@@ -549,6 +561,7 @@ fn main() {
         }
     });
     print_table(&rows);
+    dual_vs_single(&rows);
     println!("\nthe matrix each size probed:");
     for r in &rows {
         println!("  {:<7} {:>5} pods: {}", r.kind, r.n, r.coverage);
@@ -592,6 +605,36 @@ fn main() {
     });
     std::fs::write(&json_out, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     println!("\nJSON: {}", json_out.display());
+}
+
+/// Issue 18's goal: a dual-stack lab up in at most 1.6× the IPv4-only one's time (same run), its
+/// matrix (both families) with every pair as expected.
+fn dual_vs_single(rows: &[Row]) {
+    for d in rows.iter().filter(|r| r.kind == "dual") {
+        let Some(s) = rows.iter().find(|r| r.kind == "single" && r.n == d.n) else {
+            continue;
+        };
+        if let (Some(a), Some(b), Some(ma), Some(mb)) = (
+            s.up.median(),
+            d.up.median(),
+            s.matrix.median(),
+            d.matrix.median(),
+        ) {
+            println!(
+                "dual-stack vs IPv4-only, {} pods: up {} vs {} ({:.2}×); matrix {} probes in {} vs {} in {} ({:.2}×); {} not as expected",
+                d.n,
+                ms(b),
+                ms(a),
+                b.as_secs_f64() / a.as_secs_f64(),
+                d.probes,
+                ms(mb),
+                s.probes,
+                ms(ma),
+                mb.as_secs_f64() / ma.as_secs_f64(),
+                d.not_as_expected
+            );
+        }
+    }
 }
 
 fn print_table(rows: &[Row]) {

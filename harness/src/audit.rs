@@ -55,6 +55,35 @@ pub struct Audit {
     pub rows: Vec<Row>,
 }
 
+impl Row {
+    /// Whether this row's own DEL returned an error (not run, or run by the runtime after a
+    /// failed ADD, is not a failure).
+    pub fn del_failed(&self) -> bool {
+        !(self.del == "ok" || self.del == "-" || self.del.starts_with("by the runtime"))
+    }
+}
+
+impl Audit {
+    /// What `--strict` fails on: a fault that broke connectivity and CHECK did not detect, a
+    /// DEL that failed or left something behind. One line each.
+    pub fn strict_failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.rows {
+            // A fault that broke nothing is no miss.
+            if r.check_detects == Some(false) && r.connectivity != "all pass" {
+                out.push(format!("{}: CHECK misses it ({})", r.check, r.connectivity));
+            }
+            if r.del_failed() {
+                out.push(format!("{}: DEL failed: {}", r.check, r.del));
+            }
+            if !r.leaks.is_empty() {
+                out.push(format!("{}: DEL leaks {}", r.check, r.leaks.join(", ")));
+            }
+        }
+        out
+    }
+}
+
 /// The audit's lab: single-node.toml's hosts with pods attached by the conflist.
 pub fn audit_topology(
     conflist: &Path,
@@ -617,10 +646,10 @@ pub fn render(a: &Audit) -> String {
         };
         let del = if r.del == "ok" {
             "ok"
-        } else if r.del.starts_with("by the runtime") || r.del == "-" {
-            "-"
-        } else {
+        } else if r.del_failed() {
             "FAILS"
+        } else {
+            "-"
         };
         let _ = writeln!(
             s,

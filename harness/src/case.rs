@@ -104,6 +104,27 @@ pub fn parse_case(
     src: &Source,
     read_fixture: impl Fn(&str) -> std::result::Result<Source, ConfigError>,
 ) -> std::result::Result<Case, ConfigErrors> {
+    // A fixture given where a case belongs (`netfault run FIXTURE`): say which is which.
+    if let Ok(t) = toml::from_str::<toml::Table>(&src.text) {
+        if !t.contains_key("fixture") && (t.contains_key("node") || t.contains_key("cluster")) {
+            let key = if t.contains_key("node") {
+                "node"
+            } else {
+                "cluster"
+            };
+            return Err(src
+                .error_at_path(
+                    &[Key::Field(key)],
+                    "this is a fixture (it declares nodes), not a case",
+                    Some(format!(
+                        "netfault up {} --name LAB builds it; a case names it with fixture = \"...\" \
+                         and adds [[fault]] tables (netfault case new writes one)",
+                        src.path.display()
+                    )),
+                )
+                .into());
+        }
+    }
     let raw: RawCase = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
     let fsrc = read_fixture(&raw.fixture)?;
     let mut topology = parse_fixture(&fsrc)?;
@@ -265,6 +286,9 @@ pub struct CaseReport {
     /// The lab drawn with what the diagnosis found (with `RunOpts::diagram`).
     #[serde(skip)]
     pub diagram: Option<String>,
+    /// The healthy lab's matrix before the faults: which negatives the fixture expects anyway.
+    #[serde(skip)]
+    pub baseline: Option<Matrix>,
 }
 
 /// What a run keeps beyond the report's facts.
@@ -361,6 +385,7 @@ impl Case {
             snapshot_evidence: self.snapshot_evidence,
             capture: None,
             diagram: None,
+            baseline: None,
         }
     }
 
@@ -368,6 +393,7 @@ impl Case {
         let t = Instant::now();
         let baseline = crate::probe::matrix(lab).await?;
         report.timings.baseline_ms = ms(t.elapsed());
+        report.baseline = Some(baseline.clone());
         if !baseline.mismatches().is_empty() {
             return Err(Error::other(format!(
                 "fixture unhealthy before any fault: {}",
@@ -441,10 +467,13 @@ impl Case {
         let diagnoses = explained.expect("probed")?;
         report.culprits = diagnose::vocab::distinct_culprits(&diagnoses);
         if opts.diagram {
+            // Drawn as the lab was with the faults in.
+            let live = crate::diagram::live_of(&broken, lab.topology(), lab.plan());
             report.diagram = Some(crate::diagram::svg(
                 lab.topology(),
                 lab.plan(),
                 &crate::diagram::findings(&diagnoses),
+                Some(&live),
             ));
         }
         report.diagnoses = diagnoses;

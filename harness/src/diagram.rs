@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::diagnose::{Diagnosis, HopStatus};
+use crate::diagnose::{Diagnosis, HopStatus, LabState};
 use crate::error::{Error, Result};
 use crate::lab::plan::{IfaceKind, Plan};
 use crate::topology::{Role, Topology, SWITCH_HOST};
@@ -77,22 +77,112 @@ pub fn findings(ds: &[Diagnosis]) -> Vec<Finding> {
     out
 }
 
+/// A named lab's latest diagnosis, as `netfault diagram LAB` draws it: when it was taken, and
+/// a digest of the lab's state then (a drawing drops a diagnosis the lab has changed since).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Saved {
+    pub taken_unix: u64,
+    pub state_digest: u64,
+    pub findings: Vec<Finding>,
+}
+
+/// A digest of a lab's captured state (stable: the capture holds no counters or timers).
+pub fn state_digest(state: &LabState) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(state)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
 /// Keeps a named lab's latest diagnosis for `netfault diagram LAB`.
-pub fn save_latest(lab: &str, ds: &[Diagnosis]) -> Result<()> {
+pub fn save_latest(lab: &str, ds: &[Diagnosis], state: &LabState) -> Result<()> {
     let p = crate::paths::latest_diagnosis(lab);
     if let Some(d) = p.parent() {
         std::fs::create_dir_all(d)
             .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
     }
-    std::fs::write(&p, serde_json::to_vec(&findings(ds)).expect("json"))
+    let saved = Saved {
+        taken_unix: crate::clock::now_unix(),
+        state_digest: state_digest(state),
+        findings: findings(ds),
+    };
+    std::fs::write(&p, serde_json::to_vec(&saved).expect("json"))
         .map_err(|e| Error::io(format!("writing {}", p.display()), e))
 }
 
-pub fn load_latest(lab: &str) -> Vec<Finding> {
+pub fn load_latest(lab: &str) -> Option<Saved> {
     std::fs::read(crate::paths::latest_diagnosis(lab))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+}
+
+/// What a pinned lab's kernel shows where it may differ from the plan: each node's forwarding
+/// and masquerade, each interface's state and addresses. A drawing of a live lab uses these.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub node_config: BTreeMap<String, String>,
+    /// (host, interface) → its state word when not up ("down", "no carrier", "gone").
+    pub not_up: BTreeMap<(String, String), String>,
+    /// (host, interface) → its live addresses.
+    pub addrs: BTreeMap<(String, String), Vec<String>>,
+    /// A line about the drawing: when its diagnosis was taken, or why none is drawn.
+    pub note: Option<String>,
+}
+
+/// The live view of a captured lab.
+pub fn live_of(state: &LabState, t: &Topology, plan: &Plan) -> Live {
+    let mut live = Live::default();
+    for hp in &plan.hosts {
+        let Some(h) = state.host(&hp.name) else {
+            continue;
+        };
+        for i in &hp.ifaces {
+            let key = (hp.name.clone(), i.name.clone());
+            match h.links.get(&i.name) {
+                None => {
+                    live.not_up.insert(key.clone(), "gone".into());
+                }
+                Some(l) if !l.admin_up => {
+                    live.not_up.insert(key.clone(), "down".into());
+                }
+                Some(l) if l.oper != "up" && l.oper != "unknown" => {
+                    live.not_up.insert(key.clone(), "no carrier".into());
+                }
+                _ => {}
+            }
+            let addrs: Vec<String> = h
+                .addresses
+                .iter()
+                .filter_map(|a| a.strip_prefix(&format!("{} ", i.name)).map(String::from))
+                .collect();
+            live.addrs.insert(key, addrs);
+        }
+        if t.host(&hp.name).and_then(|h| h.as_node()).is_some() {
+            let fwd = h.sysctls.get("net.ipv4.ip_forward").map(String::as_str) == Some("1");
+            let masq_in = |six: bool| {
+                h.nft
+                    .iter()
+                    .filter(|(table, _)| six == table.starts_with("table ip6 "))
+                    .flat_map(|(_, chains)| chains.values())
+                    .flatten()
+                    .any(|r| r.contains("masquerade"))
+            };
+            let fwd6 = h
+                .sysctls
+                .get("net.ipv6.conf.all.forwarding")
+                .map(String::as_str)
+                == Some("1");
+            let six = Family6 {
+                fwd: fwd6,
+                masq: masq_in(true),
+            };
+            live.node_config
+                .insert(hp.name.clone(), config_line(hp, fwd, masq_in(false), six));
+        }
+    }
+    live
 }
 
 /// XML text and attribute escaping; characters XML 1.0 cannot hold at all become U+FFFD.
@@ -169,6 +259,8 @@ struct Port {
     addrs: Vec<String>,
     /// For an overlay device: what it carries ("vxlan 1 :8472").
     note: String,
+    /// Live, when not up: "down", "no carrier", "gone".
+    state: Option<String>,
 }
 
 impl Port {
@@ -212,10 +304,11 @@ fn peer_of(plan: &Plan, host: &str, ifname: &str) -> Option<(String, String)> {
 fn addrs_of(plan: &Plan, host: &str, ifname: &str) -> Vec<String> {
     plan.host(host)
         .map(|h| {
-            h.addresses
-                .iter()
-                .filter(|(d, _)| d == ifname)
-                .map(|(_, a)| a.to_string())
+            let v4 = h.addresses.iter().map(|(d, a)| (d, a.to_string()));
+            let v6 = h.v6.addresses.iter().map(|(d, a)| (d, a.to_string()));
+            v4.chain(v6)
+                .filter(|(d, _)| *d == ifname)
+                .map(|(_, a)| a)
                 .collect()
         })
         .unwrap_or_default()
@@ -230,14 +323,43 @@ fn node_config(plan: &Plan, node: &str) -> String {
         .sysctls
         .iter()
         .any(|(k, v)| k == "net.ipv4.ip_forward" && v == "1");
-    let mut parts = vec![if fwd {
-        "ip_forward on"
-    } else {
-        "ip_forward off"
+    let six = Family6 {
+        fwd: hp
+            .sysctls
+            .iter()
+            .any(|(k, v)| k == "net.ipv6.conf.all.forwarding" && v == "1"),
+        masq: hp.v6.masquerade.is_some(),
+    };
+    config_line(hp, fwd, hp.masquerade.is_some(), six)
+}
+
+/// A node's IPv6 forwarding and whether an ip6 masquerade rule is there (dual-stack labs).
+struct Family6 {
+    fwd: bool,
+    masq: bool,
+}
+
+/// A node's line: its forwarding, and its masquerade as planned — or, drawn live, whether a
+/// masquerade rule is there at all.
+fn config_line(hp: &crate::lab::HostPlan, fwd: bool, masq_rule: bool, six: Family6) -> String {
+    let mut parts = vec![format!("ip_forward {}", if fwd { "on" } else { "off" })];
+    match (&hp.masquerade, masq_rule) {
+        (Some(m), true) => parts.push(format!("masquerade {} out of {}", m.pod_cidr, m.uplink)),
+        (Some(_), false) => parts.push("no masquerade rule".into()),
+        (None, true) => parts.push("a masquerade rule".into()),
+        (None, false) => {}
     }
-    .to_string()];
-    if let Some(m) = &hp.masquerade {
-        parts.push(format!("masquerade {} out of {}", m.pod_cidr, m.uplink));
+    if !hp.v6.is_empty() {
+        parts.push(format!(
+            "IPv6 forwarding {}",
+            if six.fwd { "on" } else { "off" }
+        ));
+        match (&hp.v6.masquerade, six.masq) {
+            (Some(m), true) => parts.push(format!("ip6 masquerade {}", m.pod_cidr)),
+            (Some(_), false) => parts.push("no ip6 masquerade rule".into()),
+            (None, true) => parts.push("an ip6 masquerade rule".into()),
+            (None, false) => {}
+        }
     }
     parts.join(" · ")
 }
@@ -457,6 +579,7 @@ fn port(
         w,
         addrs,
         note: note.to_string(),
+        state: None,
     }
 }
 
@@ -521,18 +644,55 @@ fn marks(findings: &[Finding], plan: &Plan) -> Marks {
 }
 
 /// The lab as an SVG picture, with the findings drawn in red.
-pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
-    let l = layout(t, plan);
+/// Puts what the live lab shows over the plan's drawing.
+fn apply_live(l: &mut Layout, live: &Live) {
+    for b in l.boxes.iter_mut().filter(|b| b.role == "node") {
+        if let (Some(c), Some(line)) = (live.node_config.get(&b.name), b.lines.get_mut(1)) {
+            *line = c.clone();
+        }
+    }
+    for p in &mut l.ports {
+        let key = (p.host.clone(), p.ifname.clone());
+        if let Some(a) = live.addrs.get(&key) {
+            p.addrs = a.clone();
+        }
+        p.state = live.not_up.get(&key).cloned();
+        if let Some(st) = &p.state {
+            // The label grows by its state: "veth-pod-b (down)".
+            let chars = p.ifname.chars().count() + st.chars().count() + 3;
+            p.w = p.w.max(chars as f64 * 6.6 + 14.0);
+        }
+    }
+    for b in &mut l.bridges {
+        if let Some(a) = live.addrs.get(&(b.host.clone(), b.name.clone())) {
+            b.addrs = a.clone();
+        }
+    }
+}
+
+/// The lab as SVG: the plan's wiring, with what the live lab shows over it when `live` is
+/// given (a pinned lab), and the findings in red.
+pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding], live: Option<&Live>) -> String {
+    let mut l = layout(t, plan);
+    if let Some(live) = live {
+        apply_live(&mut l, live);
+    }
     let m = marks(findings, plan);
-    let legend_lines = 2 + findings
-        .iter()
-        .map(|f| 1 + f.pairs.len().min(4))
-        .sum::<usize>();
+    let k8s = k8s_lines(t);
+    let note = live.and_then(|l| l.note.clone());
+    let legend_lines = 2
+        + usize::from(note.is_some())
+        + k8s.len()
+        + findings
+            .iter()
+            .map(|f| 1 + f.pairs.len().min(LEGEND_PAIRS + 1))
+            .sum::<usize>();
     let height = l.bottom + 50.0 + legend_lines as f64 * 18.0 + MARGIN;
     let longest = findings
         .iter()
         .map(|f| f.summary.chars().count() + f.host.len() + f.component.len() + 8)
         .chain([t.description.chars().count()])
+        .chain(k8s_lines(t).iter().map(|l| l.chars().count()))
         .max()
         .unwrap_or(0);
     let width = l.width.max(640.0).max(longest as f64 * 6.6 + 2.0 * MARGIN);
@@ -550,7 +710,7 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<style>.box{{fill:#f7f9fc;stroke:#50607a;stroke-width:1.5}} .node .box{{fill:#eef3fb}} .switch .box{{fill:#f1f1f1}} .broken .box,.port.broken rect{{stroke:#d0021b;stroke-width:3}} .port rect{{fill:#fff;stroke:#50607a}} .link{{stroke:#50607a;stroke-width:2}} .link.broken{{stroke:#d0021b;stroke-width:3;stroke-dasharray:6 4}} .overlay{{stroke:#7b61c4;stroke-width:2;stroke-dasharray:8 5;fill:none}} .bridge rect{{fill:#dde7f7;stroke:#50607a}} .member{{stroke:#8a97ad;stroke-width:1.5}} .name{{font-weight:bold;font-size:14px}} .sub{{fill:#555}} .addr{{fill:#1d4f91;font-size:11px}} .badge circle{{fill:#d0021b}} .badge text{{fill:#fff;font-weight:bold}} .finding{{fill:#d0021b}} .legend{{fill:#333}} .title{{font-weight:bold;font-size:16px}} .vxnote{{fill:#7b61c4;font-size:11px}}</style>"#
+        r#"<style>.box{{fill:#f7f9fc;stroke:#50607a;stroke-width:1.5}} .node .box{{fill:#eef3fb}} .switch .box{{fill:#f1f1f1}} .broken .box,.port.broken rect{{stroke:#d0021b;stroke-width:3}} .port rect{{fill:#fff;stroke:#50607a}} .link{{stroke:#50607a;stroke-width:2}} .link.broken{{stroke:#d0021b;stroke-width:3;stroke-dasharray:6 4}} .overlay{{stroke:#7b61c4;stroke-width:3;fill:none;stroke-opacity:0.7}} .overlay.broken{{stroke:#d0021b;stroke-dasharray:6 4;stroke-opacity:1}} .port.down rect{{fill:#eee;stroke:#999;stroke-dasharray:3 2}} .port.down text{{fill:#888}} .k8s-head{{font-weight:bold;fill:#326ce5}} .k8s{{fill:#326ce5;font-size:11px}} .bridge rect{{fill:#dde7f7;stroke:#50607a}} .member{{stroke:#8a97ad;stroke-width:1.5}} .name{{font-weight:bold;font-size:14px}} .sub{{fill:#555}} .addr{{fill:#1d4f91;font-size:11px}} .badge circle{{fill:#d0021b}} .badge text{{fill:#fff;font-weight:bold}} .finding{{fill:#d0021b}} .legend{{fill:#333}} .title{{font-weight:bold;font-size:16px}} .vxnote{{fill:#7b61c4;font-size:11px}}</style>"#
     );
     let _ = writeln!(
         s,
@@ -565,8 +725,9 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding]) -> String {
     draw_hosts(&mut s, &l, &m);
     draw_bridges(&mut s, plan, &l);
     draw_ports(&mut s, &l, &m);
-    draw_legend(&mut s, &l, findings);
-    let _ = writeln!(s, "</g>\n</svg>");
+    let y = draw_legend(&mut s, &l, findings, note.as_deref());
+    draw_k8s(&mut s, y, &k8s);
+    let _ = writeln!(s, "</svg>");
     s
 }
 
@@ -739,9 +900,10 @@ fn draw_bridges(s: &mut String, plan: &Plan, l: &Layout) {
 fn draw_ports(s: &mut String, l: &Layout, m: &Marks) {
     for p in &l.ports {
         let broken = m.broken_port(&p.host, &p.ifname);
+        let down = if p.state.is_some() { " down" } else { "" };
         let _ = writeln!(
             s,
-            r#"<g class="port{}" id="port-{}-{}">"#,
+            r#"<g class="port{}{down}" id="port-{}-{}">"#,
             if broken { " broken" } else { "" },
             ident(&p.host),
             ident(&p.ifname)
@@ -754,7 +916,10 @@ fn draw_ports(s: &mut String, l: &Layout, m: &Marks) {
             p.w,
             p.x,
             p.y + 4.0,
-            esc(&p.ifname)
+            esc(&match &p.state {
+                Some(st) => format!("{} ({st})", p.ifname),
+                None => p.ifname.clone(),
+            })
         );
         let label = &p.addrs;
         if !label.is_empty() {
@@ -773,10 +938,21 @@ fn draw_ports(s: &mut String, l: &Layout, m: &Marks) {
     }
 }
 
-/// Legend: the findings.
-fn draw_legend(s: &mut String, l: &Layout, findings: &[Finding]) {
+/// How many of a finding's pairs the legend lists before "+N more".
+const LEGEND_PAIRS: usize = 4;
+
+/// Legend: the note (when the diagnosis was taken), then the findings; returns where it ended.
+fn draw_legend(s: &mut String, l: &Layout, findings: &[Finding], note: Option<&str>) -> f64 {
     let mut y = l.bottom + 36.0;
     let _ = writeln!(s, r#"<g id="legend">"#);
+    if let Some(n) = note {
+        let _ = writeln!(
+            s,
+            r#"<text class="legend" id="diagnosis-note" x="{MARGIN}" y="{y:.0}">{}</text>"#,
+            esc(n)
+        );
+        y += 18.0;
+    }
     if findings.is_empty() {
         let _ = writeln!(
             s,
@@ -801,17 +977,108 @@ fn draw_legend(s: &mut String, l: &Layout, findings: &[Finding]) {
                     f.summary
                 ))
             );
-            for pair in f.pairs.iter().take(4) {
+            let mut lines: Vec<String> = f.pairs.iter().take(LEGEND_PAIRS).cloned().collect();
+            if f.pairs.len() > LEGEND_PAIRS {
+                lines.push(format!("+{} more", f.pairs.len() - LEGEND_PAIRS));
+            }
+            for pair in lines {
                 y += 18.0;
                 let _ = writeln!(
                     s,
                     r#"<text class="legend" x="{:.0}" y="{y:.0}">{}</text>"#,
                     MARGIN + 20.0,
-                    esc(pair)
+                    esc(&pair)
                 );
             }
         }
     }
+    let _ = writeln!(s, "</g>");
+    y
+}
+
+/// The Kubernetes layer in words: each Service (ClusterIP, port, endpoints, NodePort), the
+/// cluster DNS and each NetworkPolicy.
+fn k8s_lines(t: &Topology) -> Vec<String> {
+    let k = &t.k8s;
+    if k.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec!["Kubernetes:".to_string()];
+    for svc in &k.services {
+        let eps: Vec<String> = svc
+            .endpoints
+            .iter()
+            .map(|e| format!("{}:{}", e.pod, e.port))
+            .collect();
+        let eps = if eps.is_empty() {
+            "no endpoints".to_string()
+        } else {
+            eps.join(", ")
+        };
+        let np = svc
+            .node_port
+            .map(|p| format!(" · NodePort {p} on every node"))
+            .unwrap_or_default();
+        let what = if svc.dns { "cluster DNS" } else { "Service" };
+        out.push(format!(
+            "{what} {}/{} {}:{}/{} → {eps}{np}",
+            svc.namespace, svc.name, svc.cluster_ip, svc.port, svc.protocol
+        ));
+    }
+    for p in &k.policies {
+        out.push(format!(
+            "NetworkPolicy {}/{}: {}",
+            p.namespace,
+            p.name,
+            policy_text(p)
+        ));
+    }
+    out
+}
+
+/// A policy in a line: the pods it selects and, per direction, what it allows.
+fn policy_text(p: &crate::topology::k8s::Policy) -> String {
+    let sel: Vec<String> = p
+        .pod_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let sel = if sel.is_empty() {
+        "every pod".to_string()
+    } else {
+        sel.join(",")
+    };
+    let dir = |name: &str, rules: &Option<Vec<crate::topology::k8s::PolicyRule>>| match rules {
+        None => None,
+        Some(r) if r.is_empty() => Some(format!("{name} isolated")),
+        Some(r) => Some(format!(
+            "{name} {} rule{}",
+            r.len(),
+            if r.len() == 1 { "" } else { "s" }
+        )),
+    };
+    let dirs: Vec<String> = [dir("ingress", &p.ingress), dir("egress", &p.egress)]
+        .into_iter()
+        .flatten()
+        .collect();
+    format!("selects {sel} · {}", dirs.join(" · "))
+}
+
+fn draw_k8s(s: &mut String, y: f64, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, r#"<g id="kubernetes">"#);
+    for (i, l) in lines.iter().enumerate() {
+        let class = if i == 0 { "k8s-head" } else { "k8s" };
+        let _ = writeln!(
+            s,
+            r#"<text class="{class}" x="{MARGIN}" y="{:.0}">{}</text>"#,
+            y + 26.0 + 18.0 * i as f64,
+            esc(l)
+        );
+    }
+    let _ = writeln!(s, "</g>");
 }
 
 impl Marks {

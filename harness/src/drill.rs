@@ -33,6 +33,18 @@ pub struct DrillState {
     /// How many hints were given (each call gives one level more).
     pub hints: u8,
     pub started_unix: u64,
+    /// When `check` first found it solved: the drill's clock stops there.
+    #[serde(default)]
+    pub solved_unix: Option<u64>,
+}
+
+impl DrillState {
+    /// Seconds from the start to the solve, or to now while unsolved.
+    pub fn seconds(&self) -> u64 {
+        self.solved_unix
+            .unwrap_or_else(crate::clock::now_unix)
+            .saturating_sub(self.started_unix)
+    }
 }
 
 /// The deepest hint: after it, only `reveal` says more.
@@ -51,14 +63,7 @@ pub fn load(lab: &str) -> Result<DrillState> {
 
 pub fn save(s: &DrillState) -> Result<()> {
     let p = crate::paths::drill_state(&s.lab);
-    if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d)
-            .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
-    }
-    let tmp = p.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s).expect("json"))
-        .and_then(|()| std::fs::rename(&tmp, &p))
-        .map_err(|e| Error::io(format!("writing {}", p.display()), e))
+    crate::paths::write_atomic(&p, &serde_json::to_vec_pretty(s).expect("json"))
 }
 
 /// splitmix64: small, fast, and the same everywhere (a drill must replay from its seed).
@@ -90,7 +95,7 @@ pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
     let mut subtle = Vec::new();
     pod_candidates(t, &mut obvious, &mut subtle);
     node_candidates(t, &mut obvious, &mut subtle);
-    k8s_candidates(t, &mut obvious, &mut subtle);
+    k8s_candidates(t, &mut subtle);
     let ok = |f: &Fault| f.check(t).is_ok();
     obvious.retain(ok);
     subtle.retain(ok);
@@ -143,7 +148,8 @@ fn node_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Faul
     let vxlan = matches!(t.cluster.network, Network::Vxlan(_));
     let nodes: Vec<String> = t.nodes().map(|(n, _)| n.to_string()).collect();
     for node in &nodes {
-        obvious.push(Fault::DisableIpForward(kinds::DisableIpForward {
+        // A sysctl: level 2's (level 1 takes an interface, address or route away).
+        subtle.push(Fault::DisableIpForward(kinds::DisableIpForward {
             node: node.clone(),
         }));
         obvious.push(Fault::LinkDown(kinds::LinkDown {
@@ -188,8 +194,9 @@ fn node_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Faul
 }
 
 /// The Kubernetes layer, where the fixture has one: kube-proxy, hairpin, br_netfilter and
-/// resolver settings, each repairable with nft, bridge, sysctl or an editor in the pod.
-fn k8s_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Fault>) {
+/// resolver settings, each repairable with nft, bridge, sysctl or an editor in the pod. All
+/// subtle: rules and settings, nothing taken away.
+fn k8s_candidates(t: &Topology, subtle: &mut Vec<Fault>) {
     let bridged = t.has_bridge();
     let nodes: Vec<String> = t.nodes().map(|(n, _)| n.to_string()).collect();
     for s in t.k8s.services.iter().filter(|s| !s.dns) {
@@ -211,7 +218,7 @@ fn k8s_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Fault
     }
     if !t.k8s.services.is_empty() {
         for node in &nodes {
-            obvious.push(Fault::FlushKubeProxy(kinds::FlushKubeProxy {
+            subtle.push(Fault::FlushKubeProxy(kinds::FlushKubeProxy {
                 node: node.clone(),
             }));
             if bridged {
@@ -242,8 +249,8 @@ pub fn place(f: &Fault) -> String {
 }
 
 /// The fault sets to try, in order, for a level and seed (the first that breaks something wins).
-/// Level 1: one obvious fault; 2: one subtle fault; 3: two faults on different hosts, at least
-/// one of them subtle.
+/// Level 1: one obvious fault (an interface, address or route taken away); 2: one subtle fault;
+/// 3: two faults of different kinds on different hosts, at least one of them subtle.
 pub fn plan(t: &Topology, level: u8, seed: u64) -> Vec<Vec<Fault>> {
     let (mut obvious, mut subtle) = candidates(t);
     let mut rng = Rng(seed ^ (u64::from(level) << 56));
@@ -258,7 +265,8 @@ pub fn plan(t: &Topology, level: u8, seed: u64) -> Vec<Vec<Fault>> {
             let mut out = Vec::new();
             for a in &subtle {
                 for b in &others {
-                    if place(a) != place(b) && a != b {
+                    // Two places, and two kinds: the second fault is not the first one again.
+                    if place(a) != place(b) && a.name() != b.name() {
                         out.push(vec![a.clone(), b.clone()]);
                         break;
                     }
@@ -267,6 +275,14 @@ pub fn plan(t: &Topology, level: u8, seed: u64) -> Vec<Vec<Fault>> {
             out
         }
     }
+}
+
+/// The cells whose outcome is not the expected one.
+pub fn broken_cells(m: &Matrix) -> Vec<&Cell> {
+    m.cells
+        .iter()
+        .filter(|c| c.expected.is_some_and(|e| e != c.observed))
+        .collect()
 }
 
 /// `from → to proto` for a cell.
@@ -288,7 +304,7 @@ pub fn symptom(m: &Matrix) -> Vec<String> {
     // (from, to) → (protocols, outcomes seen, outcome expected)
     type Trouble = (Vec<String>, Vec<Outcome>, Outcome);
     let mut broken: BTreeMap<(String, String), Trouble> = BTreeMap::new();
-    for c in m.mismatches() {
+    for c in broken_cells(m) {
         let e = broken
             .entry((c.from.clone(), c.to.clone()))
             .or_insert_with(|| {
@@ -304,29 +320,7 @@ pub fn symptom(m: &Matrix) -> Vec<String> {
     let mut lines = Vec::new();
     let shown = 6;
     for ((from, to), (protos, outcomes, expected)) in broken.iter().take(shown) {
-        let how = |o: &Outcome| match o {
-            Outcome::Timeout => "it hangs, then times out",
-            Outcome::Unreachable => "\"No route to host\" or \"Network unreachable\"",
-            Outcome::Refused => "the connection is refused",
-            Outcome::Reachable => "it gets through",
-            Outcome::Unsupported => "it cannot even be tried",
-            Outcome::Nxdomain => "the name does not resolve (NXDOMAIN)",
-            Outcome::Servfail => "the resolver fails (SERVFAIL)",
-        };
-        let mut hows: Vec<&str> = outcomes.iter().map(how).collect();
-        hows.dedup();
-        if *expected == Outcome::Reachable {
-            lines.push(format!(
-                "{from} cannot reach {to} over {}: {}.",
-                proto_list(protos),
-                hows.join("; ")
-            ));
-        } else {
-            lines.push(format!(
-                "{from} reaches {to} over {}, which it should not.",
-                proto_list(protos)
-            ));
-        }
+        lines.push(symptom_line(from, to, protos, outcomes, *expected));
     }
     if broken.len() > shown {
         lines.push(format!(
@@ -369,6 +363,43 @@ pub fn symptom(m: &Matrix) -> Vec<String> {
     lines
 }
 
+/// One broken pair as a user says it: "pod-a cannot reach ext over TCP and UDP: it hangs,
+/// then times out." A lookup reads "cannot resolve", a pair that should fail "reaches".
+fn symptom_line(
+    from: &str,
+    to: &str,
+    protos: &[String],
+    outcomes: &[Outcome],
+    expected: Outcome,
+) -> String {
+    let how = |o: &Outcome| match o {
+        Outcome::Timeout => "it hangs, then times out",
+        Outcome::Unreachable => "it fails at once with \"No route to host\"",
+        Outcome::Refused => "the connection is refused",
+        Outcome::Reachable => "it gets through",
+        Outcome::Unsupported => "it cannot even be tried",
+        Outcome::Nxdomain => "the name does not exist (NXDOMAIN)",
+        Outcome::Servfail => "the resolver fails (SERVFAIL)",
+    };
+    let mut hows: Vec<&str> = outcomes.iter().map(how).collect();
+    hows.sort();
+    hows.dedup();
+    let hows = hows.join("; ");
+    if expected != Outcome::Reachable {
+        return format!(
+            "{from} reaches {to} over {}, which it should not.",
+            proto_list(protos)
+        );
+    }
+    match to.strip_prefix("dns/") {
+        Some(name) => format!("{from} cannot resolve {name}: {hows}."),
+        None => format!(
+            "{from} cannot reach {to} over {}: {hows}.",
+            proto_list(protos)
+        ),
+    }
+}
+
 /// What `drill start` did.
 pub struct Started {
     pub state: DrillState,
@@ -403,9 +434,10 @@ pub async fn start(
                 level,
                 faults,
                 symptom: symptom(&m),
-                broken_at_start: m.mismatches().into_iter().map(cell_key).collect(),
+                broken_at_start: broken_cells(&m).into_iter().map(cell_key).collect(),
                 hints: 0,
-                started_unix: now_unix(),
+                started_unix: crate::clock::now_unix(),
+                solved_unix: None,
             };
             if let Err(e) = save(&state) {
                 drop(lab);
@@ -452,7 +484,7 @@ async fn break_lab(
         }
         if ok {
             let m = crate::probe::matrix(lab).await?;
-            if !m.mismatches().is_empty() {
+            if !broken_cells(&m).is_empty() {
                 // The drill is the breakage: the undo logs are dropped on purpose.
                 drop(guards);
                 return Ok((set, m));
@@ -468,13 +500,6 @@ async fn break_lab(
     )))
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// The outcome of `drill check`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -488,7 +513,9 @@ pub struct Check {
 
 pub async fn check(lab: &Lab, s: &DrillState) -> Result<Check> {
     let m = crate::probe::matrix(lab).await?;
-    let now: Vec<String> = m.mismatches().into_iter().map(cell_key).collect();
+    // A pair is broken when its outcome is not the expected one; one reachable through a
+    // translation of the trainee's own (an SNAT rule instead of the masquerade) is not.
+    let now: Vec<String> = broken_cells(&m).into_iter().map(cell_key).collect();
     let (still, collateral): (Vec<String>, Vec<String>) =
         now.into_iter().partition(|k| s.broken_at_start.contains(k));
     Ok(Check {
@@ -645,6 +672,70 @@ mod tests {
             assert_eq!(set.len(), 2);
             assert_ne!(place(&set[0]), place(&set[1]), "{set:?}");
         }
+    }
+
+    #[test]
+    fn level_1_takes_something_away_and_level_3_never_repeats_a_kind() {
+        for fixture in [
+            single(),
+            parse_fixture(&Source::new(
+                "k8s.toml",
+                include_str!("../../fixtures/k8s.toml"),
+            ))
+            .unwrap(),
+        ] {
+            for seed in 0..20 {
+                for set in plan(&fixture, 1, seed) {
+                    let c = set[0].kind().component;
+                    assert!(
+                        ["link", "bridge", "address", "route"].contains(&c),
+                        "level 1 takes an interface, address or route away: {set:?}"
+                    );
+                }
+                for set in plan(&fixture, 3, seed) {
+                    assert_ne!(set[0].name(), set[1].name(), "{set:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn symptoms_read_as_english() {
+        let tcp_udp = ["TCP".to_string(), "UDP".to_string()];
+        assert_eq!(
+            symptom_line(
+                "pod-a",
+                "ext",
+                &tcp_udp,
+                &[Outcome::Timeout, Outcome::Timeout],
+                Outcome::Reachable
+            ),
+            "pod-a cannot reach ext over TCP and UDP: it hangs, then times out."
+        );
+        assert_eq!(
+            symptom_line(
+                "pod-a",
+                "dns/web",
+                &["DNS".into()],
+                &[Outcome::Timeout],
+                Outcome::Reachable
+            ),
+            "pod-a cannot resolve web: it hangs, then times out."
+        );
+        assert_eq!(
+            symptom_line(
+                "ext",
+                "pod-a",
+                &["TCP".into()],
+                &[Outcome::Reachable],
+                Outcome::Unreachable
+            ),
+            "ext reaches pod-a over TCP, which it should not."
+        );
+        assert_eq!(
+            symptom_line("pod-a", "ext", &tcp_udp, &[Outcome::Unreachable, Outcome::Refused], Outcome::Reachable),
+            "pod-a cannot reach ext over TCP and UDP: it fails at once with \"No route to host\"; the connection is refused."
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub mod audit;
 pub mod case;
 pub mod cli;
+pub mod clock;
 pub mod cni;
+pub mod conntrack;
 pub mod diagnose;
 pub mod diagram;
 pub mod drill;
@@ -20,6 +22,7 @@ pub mod netns;
 pub mod newcase;
 pub mod nft;
 pub mod nl;
+pub mod nl6;
 pub mod packets;
 pub mod paths;
 pub mod privilege;

@@ -2,11 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::probe::{Observation, ProbeSpec};
+use crate::probe::{Observation, ProbeSpec, FOREIGN_SERVER, FOREIGN_SILENT};
 use crate::topology::{Outcome, Proto};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,7 +19,7 @@ pub struct Cell {
     pub expected: Option<Outcome>,
     pub observed: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub seen_as: Option<Ipv4Addr>,
+    pub seen_as: Option<std::net::IpAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Reachable, but the server saw another source than the lab's plan intends (see
@@ -182,6 +181,23 @@ impl Matrix {
         self.cells.iter().filter(|c| !c.matches()).collect()
     }
 
+    /// One line: "36 probes, 30 reachable, 6 as expected unreachable, 0 not as expected".
+    pub fn summary(&self) -> String {
+        let ok = |c: &&Cell| c.matches();
+        let reachable = self
+            .cells
+            .iter()
+            .filter(ok)
+            .filter(|c| c.observed == Outcome::Reachable)
+            .count();
+        let negative = self.cells.iter().filter(ok).count() - reachable;
+        format!(
+            "{} probes, {reachable} reachable, {negative} as expected unreachable, {} not as expected",
+            self.cells.len(),
+            self.mismatches().len()
+        )
+    }
+
     /// Sets every cell's expectation anew.
     pub fn expect_with(&mut self, expect: impl Fn(&str, &str, Proto) -> Option<Outcome>) {
         for c in &mut self.cells {
@@ -273,6 +289,78 @@ impl Matrix {
         out
     }
 
+    /// The table when it fits `width` columns; otherwise the matrix grouped by source
+    /// ([`Matrix::render_by_source`]). No width: the table.
+    pub fn render_fit(&self, width: Option<usize>) -> String {
+        let table = self.render();
+        let widest = table.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        match width {
+            Some(w) if widest > w => self.render_by_source(w),
+            _ => table,
+        }
+    }
+
+    /// One block per source, for terminals narrower than the table: how many of its probes
+    /// are reachable, then each probe that is not (as expected, or marked `!` when not), its
+    /// lines wrapped at `width`.
+    pub fn render_by_source(&self, width: usize) -> String {
+        let name_w = self
+            .hosts
+            .iter()
+            .map(|h| h.chars().count())
+            .max()
+            .unwrap_or(4)
+            + 2;
+        let mut out = String::new();
+        for from in &self.hosts {
+            let cells: Vec<&Cell> = self.cells.iter().filter(|c| &c.from == from).collect();
+            if cells.is_empty() {
+                continue;
+            }
+            let reachable = cells
+                .iter()
+                .filter(|c| c.matches() && c.observed == Outcome::Reachable)
+                .count();
+            let item = |c: &&Cell| {
+                let mark = if c.matches() { "" } else { "!" };
+                let want = match (c.matches(), c.expected) {
+                    (false, Some(e)) => format!(" (expected {})", e.symbol()),
+                    _ => String::new(),
+                };
+                format!("{} {} {}{mark}{want}", c.to, c.proto, c.observed.symbol())
+            };
+            let negative: Vec<String> = cells
+                .iter()
+                .filter(|c| c.matches() && c.observed != Outcome::Reachable)
+                .map(item)
+                .collect();
+            let wrong: Vec<String> = cells.iter().filter(|c| !c.matches()).map(item).collect();
+            let head = format!(
+                "{from:<name_w$}✓ {reachable} of {} reachable as expected",
+                cells.len()
+            );
+            let _ = writeln!(out, "{head}");
+            let indent = " ".repeat(name_w);
+            for (label, items) in [
+                ("not as expected", wrong),
+                ("not reachable, as expected", negative),
+            ] {
+                if items.is_empty() {
+                    continue;
+                }
+                let first = format!("{indent}{label}: ");
+                out.push_str(&wrap(&first, &indent, &items, width));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "(grouped by source to fit {width} columns; --matrix table draws the table)\n\
+             (✓ reachable, R refused, U unreachable, T timeout, N nxdomain, S servfail,\n \
+             - unsupported, ! not as expected)"
+        );
+        out
+    }
+
     /// A bounded matrix's probes outside the drawn columns, counted by outcome.
     fn beyond_columns(&self) -> String {
         let mut counts: BTreeMap<Outcome, usize> = BTreeMap::new();
@@ -299,8 +387,8 @@ impl Matrix {
 
     /// Probes whose echo came back from a translated source: "pod-a → ext: seen as 203.0.113.1".
     /// `is_own(host, address)` says whether an address is one of the host's own.
-    pub fn translations(&self, is_own: impl Fn(&str, Ipv4Addr) -> bool) -> Vec<String> {
-        let mut seen: BTreeMap<(String, String, Ipv4Addr), Vec<Proto>> = BTreeMap::new();
+    pub fn translations(&self, is_own: impl Fn(&str, std::net::IpAddr) -> bool) -> Vec<String> {
+        let mut seen: BTreeMap<(String, String, std::net::IpAddr), Vec<Proto>> = BTreeMap::new();
         for c in &self.cells {
             if let Some(s) = c.seen_as {
                 if !is_own(&c.from, s) {
@@ -316,6 +404,31 @@ impl Matrix {
                 format!("{f} → {t}: seen as {s} ({})", ps.join(", "))
             })
             .collect()
+    }
+
+    /// The targets whose port a server that is not netfault's holds, one line each
+    /// (`pod-b tcp/80: a server that is not netfault's ...`).
+    pub fn foreign_servers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .cells
+            .iter()
+            .filter(|c| {
+                c.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains(FOREIGN_SERVER) || d.contains(FOREIGN_SILENT))
+            })
+            .map(|c| {
+                let port = c.target.rsplit(':').next().unwrap_or("");
+                format!(
+                    "{} {}/{port}: a server that is not netfault's listens there; probed as it is \
+                     (a connection it accepts, or any UDP answer, counts as reachable)",
+                    c.to, c.proto
+                )
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Every cell that is not as expected, one line each.
@@ -379,9 +492,30 @@ pub fn truth_table(t: &crate::topology::Topology) -> (Matrix, Vec<String>) {
     (m, lines)
 }
 
+/// `items` after `first`, comma-separated, lines broken before `width` and continued at `indent`.
+fn wrap(first: &str, indent: &str, items: &[String], width: usize) -> String {
+    let mut out = String::new();
+    let mut line = first.to_string();
+    for (i, it) in items.iter().enumerate() {
+        let sep = if i + 1 < items.len() { ", " } else { "" };
+        let piece = format!("{it}{sep}");
+        let fits = line.chars().count() + piece.trim_end().chars().count() <= width;
+        if !fits && line.trim().len() > first.trim().len() {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = format!("{indent}  ");
+        }
+        line.push_str(&piece);
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn m() -> Matrix {
         let spec = |f: &str, t: &str, p| ProbeSpec::new(f, t, p, Ipv4Addr::new(10, 0, 0, 1), None);
@@ -403,6 +537,21 @@ mod tests {
                 }
             },
         )
+    }
+
+    #[test]
+    fn a_narrow_terminal_gets_the_matrix_grouped_by_source() {
+        let m = m();
+        assert_eq!(m.render_fit(None), m.render());
+        assert_eq!(m.render_fit(Some(200)), m.render());
+        let narrow = m.render_fit(Some(20));
+        assert_eq!(narrow, m.render_by_source(20));
+        let lines: Vec<&str> = narrow.lines().collect();
+        assert_eq!(lines[0], "a  ✓ 1 of 2 reachable as expected");
+        assert_eq!(lines[1], "   not as expected: b tcp T! (expected ✓)");
+        assert_eq!(lines[2], "b  ✓ 0 of 2 reachable as expected");
+        assert_eq!(lines[3], "   not reachable, as expected: a icmp U,");
+        assert_eq!(lines[4], "     a tcp R", "wrapped at the width");
     }
 
     #[test]

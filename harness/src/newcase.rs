@@ -11,35 +11,9 @@ use crate::error::{Error, Result};
 use crate::fault::Fault;
 use crate::topology::{Outcome, Proto, Source};
 
-/// `delete-masquerade:node=node1`, `nft-reject:node=node1,from=pod-a,proto=tcp,port=80`.
+/// `delete-masquerade:node=node1`: see [`Fault::parse_spec`]; errors name the `--fault`.
 pub fn parse_fault(arg: &str) -> std::result::Result<Fault, String> {
-    let (kind, params) = arg.split_once(':').unwrap_or((arg, ""));
-    let mut t = toml::Table::new();
-    t.insert("type".into(), toml::Value::String(kind.trim().to_string()));
-    for kv in params.split(',').filter(|s| !s.trim().is_empty()) {
-        let Some((k, v)) = kv.split_once('=') else {
-            return Err(format!(
-                "\"{kv}\" in --fault {arg}: parameters are KEY=VALUE, separated by commas"
-            ));
-        };
-        let v = v.trim();
-        let value = match v.parse::<i64>() {
-            Ok(n) => toml::Value::Integer(n),
-            Err(_) => toml::Value::String(v.to_string()),
-        };
-        t.insert(k.trim().to_string(), value);
-    }
-    t.try_into::<Fault>().map_err(|e| {
-        let known = crate::fault::CATALOG
-            .iter()
-            .find(|k| k.name == kind)
-            .map(|k| {
-                let ps: Vec<&str> = k.params.iter().map(|(p, _)| *p).collect();
-                format!("{kind} takes {}", ps.join(", "))
-            })
-            .unwrap_or_else(|| "netfault faults lists the kinds and their parameters".into());
-        format!("--fault {arg}: {}; {known}", e.message().trim())
-    })
+    Fault::parse_spec(arg).map_err(|e| format!("--fault {e}"))
 }
 
 /// `to` relative to the directory `from` (both absolute).

@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
-use ipnet::Ipv4Net;
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix};
 use nftables::schema::{Chain, NfCmd, NfListObject, NfObject, Nftables, Rule, Table};
 use nftables::stmt::{Match, Operator, Statement};
@@ -135,20 +134,26 @@ pub const NAT_CHAIN: &str = "postrouting";
 
 /// `table ip nat { chain postrouting { type nat hook postrouting priority srcnat; policy accept;
 ///  ip saddr POD_CIDR ip daddr != CLUSTER_CIDR oifname UPLINK masquerade } }`
+///
+/// With IPv6 networks, the same in `table ip6 nat` (`ip6 saddr`, `ip6 daddr`).
 pub fn masquerade_batch(
-    pod_cidr: Ipv4Net,
-    cluster_cidr: Ipv4Net,
+    pod_cidr: ipnet::IpNet,
+    cluster_cidr: ipnet::IpNet,
     uplink: &str,
     comment: &str,
 ) -> Nftables<'static> {
+    let (family, proto) = match pod_cidr {
+        ipnet::IpNet::V4(_) => (NfFamily::IP, "ip"),
+        ipnet::IpNet::V6(_) => (NfFamily::IP6, "ip6"),
+    };
     let mut b = nftables::batch::Batch::new();
     b.add(NfListObject::Table(Table {
-        family: NfFamily::IP,
+        family,
         name: NAT_TABLE.into(),
         handle: None,
     }));
     b.add(NfListObject::Chain(Chain {
-        family: NfFamily::IP,
+        family,
         table: NAT_TABLE.into(),
         name: NAT_CHAIN.into(),
         _type: Some(NfChainType::NAT),
@@ -157,7 +162,7 @@ pub fn masquerade_batch(
         policy: Some(NfChainPolicy::Accept),
         ..Default::default()
     }));
-    let prefix = |net: Ipv4Net| {
+    let prefix = |net: ipnet::IpNet| {
         Expression::Named(NamedExpression::Prefix(Prefix {
             addr: Box::new(Expression::String(net.network().to_string().into())),
             len: u32::from(net.prefix_len()),
@@ -166,13 +171,13 @@ pub fn masquerade_batch(
     let ip = |field: &'static str| {
         Expression::Named(NamedExpression::Payload(Payload::PayloadField(
             PayloadField {
-                protocol: "ip".into(),
+                protocol: proto.into(),
                 field: field.into(),
             },
         )))
     };
     b.add(NfListObject::Rule(Rule {
-        family: NfFamily::IP,
+        family,
         table: NAT_TABLE.into(),
         chain: NAT_CHAIN.into(),
         expr: Cow::Owned(vec![

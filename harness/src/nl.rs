@@ -9,7 +9,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
@@ -208,32 +208,38 @@ pub struct Addr {
 }
 
 pub async fn addresses(h: &Handle) -> Result<Vec<Addr>, rtnetlink::Error> {
-    let msgs: Vec<_> = h.address().get().execute().try_collect().await?;
-    let mut out = Vec::new();
-    for m in msgs {
-        if m.header.family != AddressFamily::Inet {
-            continue;
-        }
-        let local = m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
-            _ => None,
-        });
-        let addr = local.or_else(|| {
-            m.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-                _ => None,
-            })
-        });
-        if let Some(ip) = addr {
-            if let Ok(net) = Ipv4Net::new(ip, m.header.prefix_len) {
-                out.push(Addr {
-                    index: m.header.index,
-                    net,
-                });
-            }
-        }
+    Ok(address_dump(h)
+        .await?
+        .iter()
+        .filter_map(parse_addr)
+        .collect())
+}
+
+/// Every address of the namespace, both families, as the kernel sends them (one dump serves
+/// `parse_addr` and `nl6::parse_addr6`).
+pub async fn address_dump(h: &Handle) -> Result<Vec<AddressMessage>, rtnetlink::Error> {
+    h.address().get().execute().try_collect().await
+}
+
+/// An IPv4 address of a dump.
+pub fn parse_addr(m: &AddressMessage) -> Option<Addr> {
+    if m.header.family != AddressFamily::Inet {
+        return None;
     }
-    Ok(out)
+    let local = m.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(IpAddr::V4(ip)) => Some(*ip),
+        _ => None,
+    });
+    let ip = local.or_else(|| {
+        m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    Some(Addr {
+        index: m.header.index,
+        net: Ipv4Net::new(ip, m.header.prefix_len).ok()?,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,10 +347,18 @@ pub async fn route_get(
     if let Some(i) = iif {
         b = b.input_interface(i);
     }
-    let msg = b.build();
+    route_get_answer(h, b.build(), parse_route).await
+}
+
+/// Sends a route `get` and reads its answer with `parse` (either family), or the refusal.
+pub(crate) async fn route_get_answer<T>(
+    h: &Handle,
+    msg: RouteMessage,
+    parse: impl Fn(&RouteMessage) -> Option<T>,
+) -> Result<T, RouteGetError> {
     let r: Result<Vec<RouteMessage>, _> = h.route().get(msg).execute().try_collect().await;
     match r {
-        Ok(v) => v.first().and_then(parse_route).ok_or(RouteGetError {
+        Ok(v) => v.first().and_then(parse).ok_or(RouteGetError {
             errno: 0,
             message: "no answer".into(),
         }),
@@ -388,17 +402,7 @@ pub async fn neighbours(h: &Handle) -> Result<Vec<Neighbour>, rtnetlink::Error> 
                 _ => {}
             }
         }
-        let state = match m.header.state {
-            NeighbourState::Permanent => "permanent",
-            NeighbourState::Reachable => "reachable",
-            NeighbourState::Stale => "stale",
-            NeighbourState::Delay => "delay",
-            NeighbourState::Probe => "probe",
-            NeighbourState::Failed => "failed",
-            NeighbourState::Incomplete => "incomplete",
-            NeighbourState::Noarp => "noarp",
-            _ => "other",
-        };
+        let state = state_name(m.header.state);
         if let Some(ip) = ip {
             out.push(Neighbour {
                 index: m.header.ifindex,
@@ -411,14 +415,30 @@ pub async fn neighbours(h: &Handle) -> Result<Vec<Neighbour>, rtnetlink::Error> 
     Ok(out)
 }
 
+/// A permanent neighbour entry: ARP for an IPv4 address, NDP for an IPv6 one.
+/// A neighbour entry's state as `ip neigh` names it.
+pub(crate) fn state_name(s: NeighbourState) -> &'static str {
+    match s {
+        NeighbourState::Permanent => "permanent",
+        NeighbourState::Reachable => "reachable",
+        NeighbourState::Stale => "stale",
+        NeighbourState::Delay => "delay",
+        NeighbourState::Probe => "probe",
+        NeighbourState::Failed => "failed",
+        NeighbourState::Incomplete => "incomplete",
+        NeighbourState::Noarp => "noarp",
+        _ => "other",
+    }
+}
+
 pub async fn add_permanent_neighbour(
     h: &Handle,
     index: u32,
-    ip: Ipv4Addr,
+    ip: impl Into<IpAddr>,
     mac: &[u8],
 ) -> Result<(), rtnetlink::Error> {
     h.neighbours()
-        .add(index, IpAddr::V4(ip))
+        .add(index, ip.into())
         .link_layer_address(mac)
         .state(NeighbourState::Permanent)
         .replace()
@@ -797,14 +817,61 @@ pub async fn fdb(h: &Handle) -> Result<Vec<Fdb>, rtnetlink::Error> {
 }
 
 /// `ip rule` lines: "PRIORITY: [from SRC] [to DST] [iif IF] [oif IF] [fwmark M] lookup TABLE".
-pub async fn rules(h: &Handle) -> Result<Vec<String>, rtnetlink::Error> {
-    use netlink_packet_route::rule::{RuleAction, RuleAttribute};
-    let msgs: Vec<_> = h
-        .rule()
+/// Every IPv4 policy routing rule, as the kernel sends it.
+async fn rule_messages(
+    h: &Handle,
+) -> Result<Vec<netlink_packet_route::rule::RuleMessage>, rtnetlink::Error> {
+    h.rule()
         .get(rtnetlink::IpVersion::V4)
         .execute()
         .try_collect()
-        .await?;
+        .await
+}
+
+/// Deletes every IPv4 policy routing rule but the kernel's three (0: local, 32766: main,
+/// 32767: default); returns how many it deleted.
+pub async fn del_extra_rules(h: &Handle) -> Result<usize, rtnetlink::Error> {
+    use netlink_packet_route::rule::RuleAttribute;
+    let msgs = rule_messages(h).await?;
+    let mut deleted = 0;
+    for m in msgs {
+        let prio = m.attributes.iter().find_map(|a| match a {
+            RuleAttribute::Priority(p) => Some(*p),
+            _ => None,
+        });
+        let table = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RuleAttribute::Table(t) => Some(*t),
+                _ => None,
+            })
+            .unwrap_or(u32::from(m.header.table));
+        let selectors = m.header.src_len + m.header.dst_len > 0
+            || m.attributes.iter().any(|a| {
+                matches!(
+                    a,
+                    RuleAttribute::Iifname(_)
+                        | RuleAttribute::Oifname(_)
+                        | RuleAttribute::FwMark(_)
+                )
+            });
+        let kernels = !selectors
+            && matches!(
+                (prio.unwrap_or(0), table),
+                (0, 255) | (32766, 254) | (32767, 253)
+            );
+        if !kernels {
+            h.rule().del(m).execute().await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+pub async fn rules(h: &Handle) -> Result<Vec<String>, rtnetlink::Error> {
+    use netlink_packet_route::rule::{RuleAction, RuleAttribute};
+    let msgs = rule_messages(h).await?;
     let mut out = Vec::new();
     for m in msgs {
         let mut prio = 0;
@@ -1201,8 +1268,8 @@ pub async fn root_qdisc(
 /// failed so). A refused message is answered without being asked, and messages are handled in
 /// order, so the last one's ack means the batch is done.
 pub fn add_permanent_neighbours_batched(
-    entries: &[(u32, Ipv4Addr, Mac)],
-) -> std::io::Result<Vec<(Ipv4Addr, std::io::Error)>> {
+    entries: &[(u32, IpAddr, Mac)],
+) -> std::io::Result<Vec<(IpAddr, std::io::Error)>> {
     use netlink_packet_core::{
         NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE,
         NLM_F_REQUEST,
@@ -1223,12 +1290,15 @@ pub fn add_permanent_neighbours_batched(
         let mut buf = Vec::with_capacity(chunk.len() * 64);
         for (i, (ix, ip, mac)) in chunk.iter().enumerate() {
             let mut m = NeighbourMessage::default();
-            m.header.family = AddressFamily::Inet;
+            let (family, dst) = match ip {
+                IpAddr::V4(a) => (AddressFamily::Inet, NeighbourAddress::Inet(*a)),
+                IpAddr::V6(a) => (AddressFamily::Inet6, NeighbourAddress::Inet6(*a)),
+            };
+            m.header.family = family;
             m.header.ifindex = *ix;
             m.header.state = NeighbourState::Permanent;
             m.header.kind = netlink_packet_route::route::RouteType::Unspec;
-            m.attributes
-                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(*ip)));
+            m.attributes.push(NeighbourAttribute::Destination(dst));
             m.attributes
                 .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
             let mut header = NetlinkHeader::default();

@@ -240,6 +240,49 @@ fn ifname_of(index: i32) -> String {
         .into_owned()
 }
 
+/// One probe's packets: its requests from `src` to `dst` (at `port`), and the answers to them.
+/// The reverse pair's probes between the same two addresses are not this pair's.
+struct Flow {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: crate::topology::Proto,
+    port: Option<u16>,
+}
+
+impl Flow {
+    fn holds(&self, frame: &[u8]) -> bool {
+        use crate::topology::Proto;
+        let Some((s, d)) = ipv4_addrs(frame) else {
+            return false;
+        };
+        let ip = &frame[14..];
+        let Some(l4) = ip.get(usize::from(ip[0] & 0x0f) * 4..) else {
+            return false;
+        };
+        let (want, request) = match (s, d) {
+            (s, d) if (s, d) == (self.src, self.dst) => (true, true),
+            (s, d) if (s, d) == (self.dst, self.src) => (true, false),
+            _ => (false, false),
+        };
+        if !want || l4.len() < 4 {
+            return false;
+        }
+        let ports = (
+            u16::from_be_bytes([l4[0], l4[1]]),
+            u16::from_be_bytes([l4[2], l4[3]]),
+        );
+        let at_port = |p: u16| self.port.is_none_or(|want| want == p);
+        match (self.proto, ip[9]) {
+            // Echo request out, echo reply back.
+            (Proto::Icmp, 1) => l4[0] == if request { 8 } else { 0 },
+            (Proto::Tcp, 6) | (Proto::Udp | Proto::Dns, 17) | (Proto::Dns, 6) => {
+                at_port(if request { ports.1 } else { ports.0 })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// IPv4 source and destination of an Ethernet frame.
 fn ipv4_addrs(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
@@ -266,23 +309,22 @@ impl Captured {
             let Some(&src) = self.addresses.get(&c.from) else {
                 continue;
             };
-            let Ok(dst) = c
-                .target
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .parse::<Ipv4Addr>()
-            else {
+            let mut target = c.target.split(':');
+            let Ok(dst) = target.next().unwrap_or_default().parse::<Ipv4Addr>() else {
                 continue;
+            };
+            let port = target.next().and_then(|p| p.parse::<u16>().ok());
+            let flow = Flow {
+                src,
+                dst,
+                proto: c.proto,
+                port,
             };
             let latest = self
                 .rings
                 .iter()
                 .flat_map(|(k, ring)| ring.iter().map(move |f| (k, f)))
-                .filter(|(_, f)| {
-                    ipv4_addrs(&f.data)
-                        .is_some_and(|(s, d)| (s, d) == (src, dst) || (s, d) == (dst, src))
-                })
+                .filter(|(_, f)| flow.holds(&f.data))
                 .max_by_key(|(_, f)| f.ts);
             if let Some((k, _)) = latest {
                 last.entry(k.clone())
@@ -353,5 +395,57 @@ mod tests {
         );
         f[13] = 0x06; // ARP
         assert_eq!(ipv4_addrs(&f), None);
+    }
+
+    /// An Ethernet frame with an IPv4 header (no options) and the first bytes of its payload.
+    fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        f[12] = 0x08;
+        let mut ip = vec![0u8; 20];
+        ip[0] = 0x45;
+        ip[9] = proto;
+        ip[12..16].copy_from_slice(&src);
+        ip[16..20].copy_from_slice(&dst);
+        f.extend(ip);
+        f.extend(l4);
+        f
+    }
+
+    #[test]
+    fn a_pairs_packets_are_its_requests_and_their_answers_not_the_reverse_pairs() {
+        use crate::topology::Proto;
+        let (a, b) = ([10, 244, 1, 2], [203, 0, 113, 10]);
+        let tcp = Flow {
+            src: Ipv4Addr::from(a),
+            dst: Ipv4Addr::from(b),
+            proto: Proto::Tcp,
+            port: Some(80),
+        };
+        let p = |sport: u16, dport: u16| {
+            let s = sport.to_be_bytes();
+            let d = dport.to_be_bytes();
+            [s[0], s[1], d[0], d[1]]
+        };
+        assert!(tcp.holds(&frame(a, b, 6, p(40000, 80))), "the SYN");
+        assert!(tcp.holds(&frame(b, a, 6, p(80, 40000))), "its answer");
+        assert!(
+            !tcp.holds(&frame(b, a, 6, p(40001, 80))),
+            "the reverse pair's probe"
+        );
+        assert!(
+            !tcp.holds(&frame(a, b, 17, p(40000, 80))),
+            "another protocol"
+        );
+        let icmp = Flow {
+            proto: Proto::Icmp,
+            port: None,
+            ..tcp
+        };
+        assert!(icmp.holds(&frame(a, b, 1, [8, 0, 0, 0])));
+        assert!(icmp.holds(&frame(b, a, 1, [0, 0, 0, 0])));
+        assert!(
+            !icmp.holds(&frame(b, a, 1, [8, 0, 0, 0])),
+            "the reverse pair's ping"
+        );
     }
 }

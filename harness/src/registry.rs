@@ -52,6 +52,9 @@ pub struct LabRecord {
     /// time: `down` and `gc` end it by this PID only.
     #[serde(default)]
     pub dns_pid: Option<(u32, u64)>,
+    /// The standing echo servers' process (`netfault serve`), and its start time.
+    #[serde(default)]
+    pub serve_pid: Option<(u32, u64)>,
 }
 
 impl LabRecord {
@@ -80,6 +83,7 @@ impl LabRecord {
             cni_lists: Default::default(),
             cni_attachments: Default::default(),
             dns_pid: None,
+            serve_pid: None,
         }
     }
 
@@ -129,24 +133,47 @@ pub fn reserve(rec: &LabRecord) -> Result<()> {
             e,
         )
     })?;
+    let path = record_path(&rec.name);
+    let taken = || {
+        Error::NotFound(format!(
+            "a lab named \"{}\" already exists (netfault status lists it): netfault down {} \
+             removes it, or pick another name",
+            rec.name, rec.name
+        ))
+    };
+    if path.exists() {
+        return Err(taken());
+    }
     for (_, pin) in &rec.pins {
-        if pin.exists() {
-            return Err(Error::NotFound(format!(
+        if !pin.exists() {
+            continue;
+        }
+        // Another lab's host may have this pin's name (lab "a" host "b-c", lab "a-b" host "c").
+        let owner = list().into_iter().find_map(|l| {
+            l.pins
+                .iter()
+                .find(|(_, p)| p == pin)
+                .map(|(h, _)| (l.name.clone(), h.clone()))
+        });
+        return Err(Error::NotFound(match owner {
+            Some((lab, host)) => format!(
+                "{} is already lab {lab}'s host {host}: pick another lab name",
+                pin.display()
+            ),
+            None => format!(
                 "{} already exists, and no netfault lab record claims it: pick another lab name \
                  (netfault never removes namespaces it did not create)",
                 pin.display()
-            )));
-        }
+            ),
+        }));
     }
-    let path = record_path(&rec.name);
-    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::NotFound(format!(
-                "a lab named \"{}\" already exists: netfault down {} removes it, or pick another name",
-                rec.name, rec.name
-            )))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(taken()),
         Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
     };
     let json = serde_json::to_vec_pretty(rec).expect("record serialises");
@@ -177,9 +204,14 @@ pub fn load(name: &str) -> Result<LabRecord> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotFound(format!(
-                "no lab named \"{name}\" (netfault status lists the labs on this machine)"
-            )))
+            let labs: Vec<String> = list().into_iter().map(|l| l.name).collect();
+            let near = crate::topology::did_you_mean(name, labs.iter().map(String::as_str));
+            return Err(Error::NotFound(match near {
+                Some(n) => format!("no lab named \"{name}\"; did you mean \"{n}\"?"),
+                None => format!(
+                    "no lab named \"{name}\" (netfault status lists the labs on this machine)"
+                ),
+            }));
         }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
@@ -276,17 +308,16 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
         let _ = std::fs::remove_dir_all(d);
     }
     let _ = std::fs::remove_dir_all(crate::paths::resolv_dir(&rec.name));
-    if let Some((pid, start)) = rec.dns_pid {
-        if process_start(pid) == Some(start) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
+    for (host, _) in &rec.pins {
+        forget_etc_netns(&rec.name, host);
+    }
+    for (pid, start) in rec.dns_pid.into_iter().chain(rec.serve_pid) {
+        end_process(pid, start);
     }
     // What other commands kept about the lab: its latest diagnosis, a drill on it.
     let _ = std::fs::remove_file(crate::paths::latest_diagnosis(&rec.name));
     let _ = std::fs::remove_file(crate::paths::drill_state(&rec.name));
+    let _ = std::fs::remove_file(crate::paths::lab_faults(&rec.name));
     let _ = std::fs::remove_dir_all(crate::paths::drill_pcaps(&rec.name));
     let path = record_path(&rec.name);
     match std::fs::remove_file(&path) {
@@ -295,6 +326,24 @@ pub fn remove(rec: &LabRecord) -> Result<Vec<PathBuf>> {
         Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
     }
     Ok(removed)
+}
+
+/// Ends a process netfault started, by its PID, if it is still the one started at `start`.
+pub fn end_process(pid: u32, start: u64) {
+    if process_start(pid) == Some(start) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+/// Removes the resolv.conf netfault wrote for `ip netns exec LAB-HOST`, and its directory when
+/// nothing else is in it (a file the user put there stays).
+fn forget_etc_netns(lab: &str, host: &str) {
+    let dir = crate::paths::etc_netns(lab, host);
+    let _ = std::fs::remove_file(dir.join("resolv.conf"));
+    let _ = std::fs::remove_dir(&dir);
 }
 
 /// Whether `path` is a bind mount of a namespace (nsfs).

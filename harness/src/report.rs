@@ -37,7 +37,10 @@ section.case{border:1px solid #ccd3de;border-radius:8px;padding:16px;margin:22px
 table{border-collapse:collapse}td,th{border:1px solid #ccd3de;padding:4px 8px;text-align:center}\
 table.matrix td.self{background:#f1f1f1}\
 span.o{display:inline-block;width:16px;font-weight:bold;font-family:monospace}\
-span.ok{color:#2e8540}span.expected{color:#8a6d00}span.wrong{color:#fff;background:#d0021b}\
+span.ok{color:#2e8540}span.broken{color:#fff;background:#c77c00}span.negative{color:#777}\
+span.wrong{color:#fff;background:#d0021b}div.wide{overflow-x:auto}\
+table.matrix th.v{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;padding:6px 2px}\
+p.run{font-size:13px;color:#555}\
 pre{background:#f7f9fc;border:1px solid #e0e5ee;padding:10px;overflow-x:auto;font-size:12px}\
 .diagram{overflow-x:auto;border:1px solid #e0e5ee;padding:6px}\
 ul.diff li{font-family:monospace;font-size:12px}.key{font-size:12px;color:#555}";
@@ -46,19 +49,60 @@ fn symbol(o: Outcome) -> char {
     o.symbol()
 }
 
-/// The matrix as an HTML table: one row per source, one cell per destination, one coloured
-/// symbol per protocol (green reachable as expected, amber failing as expected, red not as
-/// expected).
-pub fn matrix_table(m: &Matrix) -> String {
-    let mut s = String::from("<table class=\"matrix\"><tr><th>from \\ to</th>");
-    for h in m.columns() {
-        let _ = write!(s, "<th>{}</th>", esc(h));
+/// How a cell is coloured: green reachable as expected, grey a negative the healthy lab has
+/// too (the fixture expects it), amber a pair the faults broke as the case expects, red not as
+/// expected.
+fn cell_class(c: &crate::matrix::Cell, baseline: Option<&Matrix>) -> &'static str {
+    if !c.matches() {
+        return "wrong";
+    }
+    if c.observed == Outcome::Reachable {
+        return "ok";
+    }
+    match baseline.and_then(|b| b.observed(&c.from, &c.to, c.proto)) {
+        Some(before) if before == c.observed => "negative",
+        _ => "broken",
+    }
+}
+
+/// The matrix as HTML: one row per source, one cell per destination, one coloured symbol per
+/// protocol. Hosts and Kubernetes targets (Services, NodePorts, lookups) are two tables, and
+/// a table of many columns turns its headers upright, so a Kubernetes fixture's matrix fits
+/// the page.
+pub fn matrix_table(m: &Matrix, baseline: Option<&Matrix>) -> String {
+    let (hosts, targets): (Vec<&String>, Vec<&String>) =
+        m.columns().into_iter().partition(|c| m.hosts.contains(c));
+    let mut s = String::new();
+    for (title, cols) in [("hosts", hosts), ("Kubernetes targets", targets)] {
+        if cols.is_empty() {
+            continue;
+        }
+        if !m.targets.is_empty() {
+            let _ = write!(s, "<p class=\"key\">to {title}</p>");
+        }
+        s.push_str(&matrix_part(m, &cols, baseline));
+    }
+    let protos: Vec<&str> = m.protocols.iter().map(|p| p.as_str()).collect();
+    let _ = write!(
+        s,
+        "<p class=\"key\">per cell: {}; ✓ reachable, R refused, U unreachable, T timeout, N nxdomain, S servfail, - unsupported; green reachable as expected, grey not reachable in the healthy lab either (as the fixture expects), amber broken by the faults as expected, red not as expected</p>",
+        protos.join(", ")
+    );
+    s
+}
+
+fn matrix_part(m: &Matrix, cols: &[&String], baseline: Option<&Matrix>) -> String {
+    let upright = cols.len() > 8;
+    let mut s = String::from("<div class=\"wide\"><table class=\"matrix\"><tr><th>from \\ to</th>");
+    for h in cols {
+        let class = if upright { " class=\"v\"" } else { "" };
+        let _ = write!(s, "<th{class}>{}</th>", esc(h));
     }
     s.push_str("</tr>");
     for from in &m.hosts {
         let _ = write!(s, "<tr><th>{}</th>", esc(from));
-        for to in m.columns() {
-            if from == to {
+        for to in cols {
+            if from == *to {
                 s.push_str("<td class=\"self\">·</td>");
                 continue;
             }
@@ -66,13 +110,6 @@ pub fn matrix_table(m: &Matrix) -> String {
             for p in m.protocols_of(from, to) {
                 match m.cell(from, to, p) {
                     Some(c) => {
-                        let class = if !c.matches() {
-                            "wrong"
-                        } else if c.observed == Outcome::Reachable {
-                            "ok"
-                        } else {
-                            "expected"
-                        };
                         let title = format!(
                             "{from} → {to} {p}: observed {}{}",
                             c.observed,
@@ -82,7 +119,8 @@ pub fn matrix_table(m: &Matrix) -> String {
                         );
                         let _ = write!(
                             s,
-                            "<span class=\"o {class}\" title=\"{}\">{}</span>",
+                            "<span class=\"o {}\" title=\"{}\">{}</span>",
+                            cell_class(c, baseline),
                             esc(&title),
                             symbol(c.observed)
                         );
@@ -94,13 +132,32 @@ pub fn matrix_table(m: &Matrix) -> String {
         }
         s.push_str("</tr>");
     }
-    let protos: Vec<&str> = m.protocols.iter().map(|p| p.as_str()).collect();
-    let _ = write!(
-        s,
-        "</table><p class=\"key\">per cell: {}; ✓ reachable, R refused, U unreachable, T timeout, - unsupported; green as expected, amber failing as expected, red not as expected</p>",
-        protos.join(", ")
-    );
+    s.push_str("</table></div>");
     s
+}
+
+/// When, where and with what the run was made: "run 2026-12-07 05:55:02 UTC on HOST (Linux
+/// 6.1.0) with netfault 0.1.0".
+fn provenance() -> String {
+    let now = crate::clock::now_unix();
+    let uts = nix::sys::utsname::uname().ok();
+    let (host, kernel) = uts
+        .map(|u| {
+            (
+                u.nodename().to_string_lossy().into_owned(),
+                format!(
+                    "{} {}",
+                    u.sysname().to_string_lossy(),
+                    u.release().to_string_lossy()
+                ),
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "run {} on {host} ({kernel}) with netfault {}",
+        crate::clock::utc(now),
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn case_section(r: &CaseReport, pcaps: &[PcapFile], dir: &Path) -> String {
@@ -132,7 +189,7 @@ fn case_section(r: &CaseReport, pcaps: &[PcapFile], dir: &Path) -> String {
     }
     if let Some(m) = &r.matrix {
         s.push_str("<h3>Matrix with the faults in</h3>");
-        s.push_str(&matrix_table(m));
+        s.push_str(&matrix_table(m, r.baseline.as_ref()));
     }
     if let Some(svg) = &r.diagram {
         let _ = write!(s, "<h3>Diagram</h3><div class=\"diagram\">{svg}</div>");
@@ -211,6 +268,7 @@ pub fn write(
         s,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/><title>netfault report</title><style>{CSS}</style></head><body><h1>netfault report</h1>"
     );
+    let _ = write!(s, "<p class=\"run\">{}</p>", esc(&provenance()));
     let _ = write!(
         s,
         "<p class=\"summary\">{} cases: {} passed, {} failed, {} errors, {} unsupported.</p>",
@@ -253,4 +311,45 @@ pub fn write(
     let page = dir.join("index.html");
     std::fs::write(&page, s).map_err(|e| Error::io(format!("writing {}", page.display()), e))?;
     Ok((page, pcaps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Observation, ProbeSpec};
+    use crate::topology::Proto;
+    use std::net::Ipv4Addr;
+
+    /// A wide matrix (hosts beyond eight, Kubernetes targets) is split in two tables with
+    /// upright headers, so it fits the page.
+    #[test]
+    fn a_wide_matrix_splits_hosts_from_targets_and_turns_its_headers_upright() {
+        let hosts: Vec<String> = (0..10).map(|i| format!("pod-{i}")).collect();
+        let mut results = Vec::new();
+        for a in &hosts {
+            for b in hosts.iter().chain([&"svc/web".to_string()]) {
+                if a != b {
+                    let spec =
+                        ProbeSpec::new(a, b, Proto::Tcp, Ipv4Addr::new(10, 0, 0, 1), Some(80));
+                    results.push((spec, Observation::new(Outcome::Reachable, None)));
+                }
+            }
+        }
+        let mut m = Matrix::new(hosts, vec![Proto::Tcp], results, |_, _, _| {
+            Some(Outcome::Reachable)
+        });
+        m.targets = vec!["svc/web".into()];
+        let html = matrix_table(&m, None);
+        assert_eq!(
+            html.matches("<table class=\"matrix\">").count(),
+            2,
+            "{html}"
+        );
+        assert!(html.contains("<p class=\"key\">to Kubernetes targets</p>"));
+        assert!(html.contains("<th class=\"v\">pod-9</th>"), "{html}");
+        assert!(
+            !html.contains("<th class=\"v\">svc/web</th>"),
+            "a narrow table keeps its headers"
+        );
+    }
 }

@@ -239,6 +239,15 @@ fn addresses(s: &mut String, plan: &Plan) {
         for (dev, net) in &h.addresses {
             let _ = writeln!(s, "ip -n {} addr add {net} dev {}", ns(&h.name), q(dev));
         }
+        // IPv6 without duplicate address detection: the lab's addresses are unique.
+        for (dev, net) in &h.v6.addresses {
+            let _ = writeln!(
+                s,
+                "ip -n {} addr add {net} dev {} nodad",
+                ns(&h.name),
+                q(dev)
+            );
+        }
     }
 }
 
@@ -250,19 +259,27 @@ fn routes(s: &mut String, plan: &Plan) {
     );
     for h in &plan.hosts {
         let (direct, via): (Vec<_>, Vec<_>) = h.routes.iter().partition(|r| r.gateway.is_none());
-        for r in direct.into_iter().chain(via) {
-            let dst = if r.dst.prefix_len() == 0 {
+        let v4 = direct.into_iter().chain(via).map(|r| {
+            let gw = r.gateway.map(|g| g.to_string());
+            ("", ipnet::IpNet::from(r.dst), gw, &r.dev, r.onlink)
+        });
+        let v6 = h.v6.routes.iter().map(|r| {
+            let gw = r.gateway.map(|g| g.to_string());
+            (" -6", ipnet::IpNet::from(r.dst), gw, &r.dev, r.onlink)
+        });
+        for (family, dst, gw, dev, onlink) in v4.chain(v6) {
+            let dst = if dst.prefix_len() == 0 {
                 "default".to_string()
             } else {
-                r.dst.to_string()
+                dst.to_string()
             };
-            let gw = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+            let gw = gw.map(|g| format!(" via {g}")).unwrap_or_default();
             let _ = writeln!(
                 s,
-                "ip -n {} route add {dst}{gw} dev {}{}",
+                "ip -n {}{family} route add {dst}{gw} dev {}{}",
                 ns(&h.name),
-                q(&r.dev),
-                if r.onlink { " onlink" } else { "" }
+                q(dev),
+                if onlink { " onlink" } else { "" }
             );
         }
     }
@@ -323,14 +340,21 @@ fn neighbours(s: &mut String, plan: &Plan) {
         "\n# 10. Static neighbour entries: outcomes never wait for ARP (with neighbours = \"dynamic\",\n#     only an overlay's VTEP entries: the rest is learned by ARP)."
     );
     for h in &plan.hosts {
-        for n in &h.neighbours {
+        let v4 = h
+            .neighbours
+            .iter()
+            .map(|n| (n.ip.to_string(), &n.mac, &n.dev));
+        let v6 =
+            h.v6.neighbours
+                .iter()
+                .map(|n| (n.ip.to_string(), &n.mac, &n.dev));
+        for (ip, m, dev) in v4.chain(v6) {
             let _ = writeln!(
                 s,
-                "ip -n {} neigh replace {} lladdr {} dev {} nud permanent",
+                "ip -n {} neigh replace {ip} lladdr {} dev {} nud permanent",
                 ns(&h.name),
-                n.ip,
-                mac(&n.mac),
-                q(&n.dev)
+                mac(m),
+                q(dev)
             );
         }
     }
@@ -341,26 +365,41 @@ fn masquerade(s: &mut String, plan: &Plan) {
     let masq: Vec<_> = plan
         .hosts
         .iter()
-        .filter_map(|h| h.masquerade.as_ref().map(|m| (h, m)))
-        .collect();
+        .flat_map(|h| {
+            let v4 = h
+                .masquerade
+                .as_ref()
+                .map(|m| (h, "ip", m.pod_cidr.into(), m.cluster_cidr.into(), &m.uplink));
+            let v6 = h.v6.masquerade.as_ref().map(|m| {
+                (
+                    h,
+                    "ip6",
+                    m.pod_cidr.into(),
+                    m.cluster_cidr.into(),
+                    &m.uplink,
+                )
+            });
+            [v4, v6].into_iter().flatten()
+        })
+        .collect::<Vec<(_, _, ipnet::IpNet, ipnet::IpNet, _)>>();
     if !masq.is_empty() {
         let _ = writeln!(
             s,
             "\n# 11. Masquerade: pod traffic leaving the cluster takes the node's address, so replies\n\
              #     come back to a host that can route them (external hosts know no pod CIDR)."
         );
-        for (h, m) in masq {
+        for (h, fam, pod_cidr, cluster_cidr, uplink) in masq {
             let _ = writeln!(
                 s,
-                "ip netns exec {} nft -f - <<'EOF'\ntable ip {} {{\n  chain {} {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {} ip daddr != {} oifname \"{}\" masquerade comment \"netfault: masquerade pods of {} leaving {}\"\n  }}\n}}\nEOF",
+                "ip netns exec {} nft -f - <<'EOF'\ntable {fam} {} {{\n  chain {} {{\n    type nat hook postrouting priority srcnat; policy accept;\n    {fam} saddr {} {fam} daddr != {} oifname \"{}\" masquerade comment \"netfault: masquerade pods of {} leaving {}\"\n  }}\n}}\nEOF",
                 ns(&h.name),
                 crate::nft::NAT_TABLE,
                 crate::nft::NAT_CHAIN,
-                m.pod_cidr,
-                m.cluster_cidr,
-                m.uplink,
+                pod_cidr,
+                cluster_cidr,
+                uplink,
                 h.name,
-                m.uplink
+                uplink
             );
         }
     }

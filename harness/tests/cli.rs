@@ -1052,7 +1052,7 @@ fn an_unprivileged_user_runs_cases_in_a_user_namespace_but_cannot_pin() {
     assert!(text.contains("1 passed"), "{text}");
     let fixture = dir.path().join("fixtures/single-node.toml");
     let out = as_nobody(&["up", fixture.to_str().unwrap(), "--name", "nobody"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "could not do it: 3");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("netfault up pins namespaces under /run/netns, which needs root of the machine (you are uid 65534)"),
@@ -1061,7 +1061,7 @@ fn an_unprivileged_user_runs_cases_in_a_user_namespace_but_cannot_pin() {
 }
 
 /// Neither root nor user namespaces (the limit is 0, as a locked-down machine sets it): a clear
-/// message says what is missing, exit 1, no panic.
+/// message says what is missing, exit 3 (could not do it), no panic.
 #[test]
 fn without_root_or_user_namespaces_netfault_says_what_is_missing() {
     use std::os::unix::process::CommandExt;
@@ -1085,7 +1085,7 @@ fn without_root_or_user_namespaces_netfault_says_what_is_missing() {
     }
     let out = c.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(
         err.contains("netfault needs root, or a user namespace to run without it")

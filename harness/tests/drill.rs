@@ -147,7 +147,27 @@ fn a_drill_is_solved_by_an_equivalent_repair_and_hints_go_one_level_at_a_time() 
         "{h4}"
     );
 
-    // The trainee breaks something else on the way: check names it as theirs.
+    // The capture names where each broken pair's own packets were last seen: an interface on
+    // its way (pod-a, node1 or ext), never one that holds only other pairs' packets.
+    let o = env.netfault(&["--json", "drill", "check", &lab]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut named = 0;
+    for p in v["pcaps"].as_array().unwrap() {
+        let of: Vec<&str> = p["last_packets_of"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        if of.contains(&"pod-a → ext tcp") {
+            named += 1;
+            let host = p["host"].as_str().unwrap();
+            assert!(["pod-a", "node1", "ext"].contains(&host), "{p}");
+        }
+    }
+    assert_eq!(named, 1, "one interface saw the pair's last packet: {v}");
+
+    // The trainee breaks something else on the way: check names it as theirs, and only it.
     let pod_b = env.pin(&lab, "pod-b");
     in_host(&pod_b, "ip", &["link", "set", "eth0", "down"], "");
     let o = env.netfault(&["drill", "check", &lab]);
@@ -155,6 +175,14 @@ fn a_drill_is_solved_by_an_equivalent_repair_and_hints_go_one_level_at_a_time() 
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("not by the drill"), "{t}");
     assert!(t.contains("pod-b → pod-a tcp"), "{t}");
+    let o = env.netfault(&["--json", "drill", "check", &lab]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in v["collateral"].as_array().unwrap() {
+        assert!(
+            k.as_str().unwrap().contains("pod-b"),
+            "only pairs that broke: {v}"
+        );
+    }
     // Up again, the link has lost its default route (the kernel drops it with the link): put
     // it back, as a trainee would after `check` keeps naming pod-b.
     in_host(&pod_b, "ip", &["link", "set", "eth0", "up"], "");
@@ -178,6 +206,18 @@ fn a_drill_is_solved_by_an_equivalent_repair_and_hints_go_one_level_at_a_time() 
     let o = env.netfault(&["drill", "check", &lab]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("SOLVED"), "{}", text(&o));
+    // The clock stopped at the solve: status says so, and its time no longer moves.
+    let seconds = || {
+        let o = env.netfault(&["--json", "drill", "status", &lab]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["solved"], true, "{v}");
+        v["seconds"].as_u64().unwrap()
+    };
+    let first = seconds();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(seconds(), first, "the timer stops at SOLVED");
+    let o = env.netfault(&["drill", "status", &lab]);
+    assert!(text(&o).contains("SOLVED in"), "{}", text(&o));
 
     let o = env.netfault(&["drill", "reveal", &lab]);
     assert!(
@@ -245,4 +285,56 @@ fn bad_drill_input_is_refused_and_builds_nothing() {
         text(&o)
     );
     assert_eq!(std::fs::read_dir(env.netns.path()).unwrap().count(), 0);
+}
+
+/// An injected filter does not name itself: `nft list ruleset` shows a rule as an admin would
+/// write it, not the fault's name.
+#[test]
+fn injected_filters_do_not_give_the_answer_away() {
+    if netfault::privilege::skip_without_pins("injected_filters_do_not_give_the_answer_away") {
+        return;
+    }
+    let t = parse_fixture(&Source::new(
+        "single-node.toml",
+        include_str!("../../fixtures/single-node.toml"),
+    ))
+    .unwrap();
+    let seed = (0..1000)
+        .find(|&s| {
+            matches!(
+                drill::plan(&t, 2, s).first().map(|v| &v[0]),
+                Some(Fault::NftReject(_))
+            )
+        })
+        .expect("some seed rejects first");
+    let env = Env::new();
+    let lab = format!("nr{}", std::process::id());
+    let o = env.netfault(&[
+        "drill",
+        "start",
+        "--level",
+        "2",
+        "--seed",
+        &seed.to_string(),
+        "--name",
+        &lab,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let node1 = env.pin(&lab, "node1");
+    let ruleset = node1
+        .run(|| {
+            std::process::Command::new("nft")
+                .args(["list", "ruleset"])
+                .output()
+        })
+        .unwrap()
+        .unwrap();
+    let ruleset = String::from_utf8_lossy(&ruleset.stdout).into_owned();
+    drop(node1);
+    let _ = env.netfault(&["drill", "end", &lab]);
+    assert!(ruleset.contains(" reject"), "{ruleset}");
+    assert!(
+        !ruleset.contains("nft-reject") && !ruleset.contains("netfault_"),
+        "{ruleset}"
+    );
 }

@@ -264,3 +264,40 @@ async fn a_running_udp_flow_keeps_its_stale_dnat_and_a_new_one_does_not() {
         healed.render_mismatches()
     );
 }
+
+/// A pod reaching a Service whose endpoint shares its bridge (itself, or the DNS pod next to
+/// it) is routed by its node: DNATed at the bridge's address, sent back out of the bridge. With
+/// forwarding off by hand, that is the culprit, not `unexplained`.
+#[tokio::test]
+async fn a_same_bridge_service_needs_the_node_to_forward() {
+    let lab = common::up(&fixture("k8s.toml")).await;
+    let base = netfault::probe::matrix(&lab).await.unwrap();
+    common::sh(&lab, "node2", "sysctl -qw net.ipv4.ip_forward=0");
+    let ds = common::diagnoses(&lab, &base).await;
+    let forwarding = (
+        "node2".to_string(),
+        netfault::diagnose::Component::Forwarding,
+    );
+    for (from, to) in [
+        ("pod-c", "svc/api"),
+        ("pod-c", "dns/web"),
+        ("dns", "dns/web"),
+    ] {
+        assert_eq!(
+            common::blamed(&ds, from, to),
+            std::slice::from_ref(&forwarding),
+            "{from} → {to}"
+        );
+    }
+    let d = ds
+        .iter()
+        .find(|d| d.from == "pod-c" && d.to == "svc/api")
+        .unwrap();
+    assert!(
+        d.culprit
+            .summary
+            .contains("DNATed to pod-c on the same bridge"),
+        "{}",
+        d.culprit.summary
+    );
+}

@@ -21,10 +21,13 @@ const LAYERS: &[(&str, &[&str])] = &[
         "kernel access",
         &[
             "error",
+            "clock",
             "paths",
             "netns",
             "nl",
+            "nl6",
             "nft",
+            "conntrack",
             "tools",
             "privilege",
             "registry",

@@ -68,6 +68,47 @@ fn a_100_pod_lab_is_fully_reachable_on_default_sysctls() {
     });
 }
 
+/// The same 100 pods dual-stack: every pair reachable over both families (ICMPv6 and TCP over
+/// IPv6 beside ICMP and TCP), on default sysctls; IPv6's NDP entries are permanent too.
+#[test]
+fn a_dual_stack_100_pod_lab_is_fully_reachable_over_both_families() {
+    let _turn = ONE_BIG_LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let text = "description = \"100 dual-stack pods\"\n\n[node.node1]\npod_cidr = [\"10.244.0.0/22\", \"fd00:10:244::/64\"]\nuplink = [\"203.0.113.1/24\", \"2001:db8::1/64\"]\npods = 100\n\n[probe]\nprotocols = [\"icmp\", \"tcp\"]\ntimeout_ms = 3000\n";
+    let t = parse_fixture(&Source::new("scale-100-dual.toml", text)).unwrap();
+    assert_eq!(
+        t.host("pod-100").unwrap().address6().unwrap().to_string(),
+        "fd00:10:244::65"
+    );
+    netfault::runtime().block_on(async {
+        let lab = common::up(&t).await;
+        let m = netfault::probe::matrix(&lab).await.unwrap();
+        let pods: Vec<&str> = t.pods().map(|(p, _)| p).collect();
+        let mut pairs = 0;
+        for a in &pods {
+            for b in &pods {
+                if a == b {
+                    continue;
+                }
+                for p in [Proto::Icmp, Proto::Tcp, Proto::Icmp6, Proto::Tcp6] {
+                    assert_eq!(
+                        m.observed(a, b, p),
+                        Some(Outcome::Reachable),
+                        "{a} → {b} {p}: {:?}",
+                        m.cell(a, b, p).and_then(|c| c.detail.clone())
+                    );
+                    pairs += 1;
+                }
+            }
+        }
+        assert_eq!(pairs, 100 * 99 * 4);
+        assert!(
+            m.mismatches().is_empty(),
+            "{:?}",
+            &m.render_mismatches()[..5.min(m.mismatches().len())]
+        );
+    });
+}
+
 /// A lab whose neighbours are left to ARP (real CNI plugins) gets a warning past the machine's
 /// table; netfault's own wiring, with permanent entries, needs none.
 #[test]

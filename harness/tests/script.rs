@@ -118,6 +118,20 @@ async fn the_script_builds_the_same_routed_lab() {
     .await;
 }
 
+/// A dual-stack lab: IPv6 addresses (nodad), routes, NDP entries, ip6 masquerade, the IPv6
+/// sysctls; vxlan carrying both families.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_builds_the_same_dual_stack_lab() {
+    if netfault::privilege::skip_without_pins("the_script_builds_the_same_dual_stack_lab") {
+        return;
+    }
+    same_state(
+        "dual-stack-vxlan.toml",
+        &format!("sc{}e", std::process::id()),
+    )
+    .await;
+}
+
 /// The Kubernetes layer too: hairpin, kube-proxy's and the policies' tables, the service route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_script_builds_the_same_k8s_lab() {

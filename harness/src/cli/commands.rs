@@ -25,7 +25,7 @@ pub(super) fn truth_table(fixture: &Path, out: Out) -> Result<(), Error> {
             "{} expects (nothing was run; a blank cell: the fixture does not say)",
             t.name
         );
-        print!("{}", m.render());
+        print!("{}", out.matrix_text(&m));
         if !why.is_empty() {
             println!("not reachable, and why:");
             for l in why {
@@ -36,7 +36,7 @@ pub(super) fn truth_table(fixture: &Path, out: Out) -> Result<(), Error> {
     Ok(())
 }
 
-pub(super) async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
+pub(super) async fn up(fixture: &Path, name: &str, serve: bool, out: Out) -> Result<(), Error> {
     let topo = topology::load_fixture(fixture)?;
     let t0 = Instant::now();
     // The record says "building" until the DNS daemon runs too: if this process dies before,
@@ -50,10 +50,14 @@ pub(super) async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error
         } else {
             None
         };
+        let echo = match serve {
+            true => Some(super::serve::spawn_echo_server(name)?),
+            false => None,
+        };
         registry::mark_up(name)?;
-        Ok::<_, Error>(dns)
+        Ok::<_, Error>((dns, echo))
     })();
-    let dns = match finished {
+    let (dns, echo) = match finished {
         Ok(d) => d,
         Err(e) => {
             let _ = Lab::down_named(name);
@@ -61,6 +65,7 @@ pub(super) async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error
         }
     };
     let ms = t0.elapsed().as_millis();
+    let inventory = lab.inventory().await?;
     if out.json {
         let hosts: Vec<serde_json::Value> = lab
             .hosts()
@@ -73,6 +78,7 @@ pub(super) async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error
             .collect();
         emit_json(&serde_json::json!({
             "lab": name, "fixture": topo.name, "up_ms": ms, "hosts": hosts,
+            "inventory": inventory, "dns_pid": dns, "serve_pid": echo.as_ref().map(|(p, _)| p),
         }));
     } else if !out.quiet {
         println!(
@@ -80,16 +86,47 @@ pub(super) async fn up(fixture: &Path, name: &str, out: Out) -> Result<(), Error
             topo.name,
             topo.hosts.len(),
         );
-        for h in lab.hosts() {
-            println!(
-                "  {:<10} netfault shell {name} {}   (or ip netns exec {name}-{} ...)",
-                h.name, h.name, h.name
-            );
-        }
+        print_inventory(name, &inventory);
+        println!("  enter a host: netfault shell {name} HOST (or ip netns exec {name}-HOST ...)");
         if let Some(pid) = dns {
             println!("  cluster DNS served by pid {pid} (netfault dns-serve {name})");
         }
+        if let Some((pid, taken)) = &echo {
+            println!(
+                "  echo servers on the probe ports, pid {pid} (netfault serve {name} --stop frees them)"
+            );
+            for t in taken {
+                println!("  {t}: another server holds the port; left to it");
+            }
+        }
         println!("netfault status {name} probes it; netfault down {name} removes it");
+    }
+    Ok(())
+}
+
+/// Labs up to this many hosts show their inventory in `up` and `status`; bigger ones say how
+/// to get it.
+const INVENTORY_ROWS: usize = 40;
+
+fn print_inventory(name: &str, rows: &[crate::lab::inventory::HostRow]) {
+    if rows.len() <= INVENTORY_ROWS {
+        print!("{}", crate::lab::inventory::render(rows));
+    } else {
+        println!(
+            "  {} hosts (netfault inventory {name} lists them)",
+            rows.len()
+        );
+    }
+}
+
+/// `netfault inventory LAB`: every host's interfaces, state and addresses.
+pub(super) async fn inventory(name: &str, out: Out) -> Result<(), Error> {
+    let lab = Lab::attach(name).await?;
+    let rows = lab.inventory().await?;
+    if out.json {
+        emit_json(&serde_json::json!({ "lab": name, "inventory": rows }));
+    } else {
+        print!("{}", crate::lab::inventory::render(&rows));
     }
     Ok(())
 }
@@ -160,26 +197,38 @@ pub(super) async fn status(name: &str, out: Out) -> i32 {
     let r = async {
         let lab = Lab::attach(name).await?;
         let m = crate::probe::matrix(&lab).await?;
-        Ok::<_, Error>((lab, m))
+        let inventory = lab.inventory().await?;
+        Ok::<_, Error>((lab, m, inventory))
     }
     .await;
-    let (lab, m) = match r {
+    let (lab, m, inventory) = match r {
         Ok(x) => x,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, out),
     };
     let healthy = m.mismatches().is_empty();
     if out.json {
-        emit_json(&serde_json::json!({ "lab": name, "healthy": healthy, "matrix": m }));
+        emit_json(&serde_json::json!({
+            "lab": name, "healthy": healthy, "summary": m.summary(), "matrix": m,
+            "inventory": inventory,
+        }));
     } else {
         let mut s = String::new();
         if !out.quiet {
             s.push_str(&format!("lab {name} ({})\n", lab.topology().name));
-            s.push_str(&m.render());
+            if inventory.len() <= INVENTORY_ROWS {
+                s.push_str(&crate::lab::inventory::render(&inventory));
+                s.push('\n');
+            }
+            s.push_str(&out.matrix_text(&m));
             let t = lab.topology();
             for l in m.translations(|h, ip| t.is_own_address(h, ip)) {
                 s.push_str(&format!("  {l}\n"));
             }
         }
+        for l in m.foreign_servers() {
+            s.push_str(&format!("note: {l}\n"));
+        }
+        s.push_str(&format!("{}\n", m.summary()));
         if healthy {
             s.push_str("healthy: every pair is as the fixture expects\n");
         } else {
@@ -191,21 +240,27 @@ pub(super) async fn status(name: &str, out: Out) -> i32 {
         }
         term::print(&s);
     }
-    i32::from(!healthy)
+    if healthy {
+        exit::OK
+    } else {
+        exit::UNHEALTHY
+    }
 }
 
 pub(super) async fn diagnose(name: &str, out: Out) -> i32 {
     let r = async {
         let lab = Lab::attach(name).await?;
-        crate::diagnose::diagnose_lab(&lab, name).await
+        let (report, ds) = crate::diagnose::diagnose_lab(&lab, name).await?;
+        // The latest diagnosis is what `netfault diagram LAB` draws, while the lab stays so.
+        let state = crate::diagnose::capture(&lab).await?;
+        let _ = crate::diagram::save_latest(name, &ds, &state);
+        Ok::<_, Error>((report, ds))
     }
     .await;
     let (report, ds) = match r {
         Ok(x) => x,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, out),
     };
-    // The latest diagnosis is what `netfault diagram LAB` draws.
-    let _ = crate::diagram::save_latest(name, &ds);
     if out.json {
         emit_json(&report);
     } else if report.healthy {
@@ -248,10 +303,14 @@ pub(super) async fn diagnose(name: &str, out: Out) -> i32 {
         }
         term::print(&s);
     }
-    i32::from(!report.healthy)
+    if report.healthy {
+        exit::OK
+    } else {
+        exit::UNHEALTHY
+    }
 }
 
-pub(super) async fn cni_audit(conflist: &Path, out: Out, jobs: usize) -> i32 {
+pub(super) async fn cni_audit(conflist: &Path, out: Out, jobs: usize, strict: bool) -> i32 {
     let show = !out.quiet && (!out.json || std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let r = crate::audit::run(conflist, jobs, move |done, total, row| {
         if show {
@@ -270,17 +329,34 @@ pub(super) async fn cni_audit(conflist: &Path, out: Out, jobs: usize) -> i32 {
     .await;
     match r {
         Ok(a) => {
+            let failures = if strict {
+                a.strict_failures()
+            } else {
+                Vec::new()
+            };
             if out.json {
-                emit_json(&a);
+                let mut v = serde_json::to_value(&a).unwrap_or_default();
+                if strict {
+                    v["strict_failures"] = serde_json::json!(failures);
+                }
+                emit_json(&v);
             } else {
                 print!("{}", crate::audit::render(&a));
+                for f in &failures {
+                    println!("strict: {f}");
+                }
             }
-            0
+            match failures.is_empty() {
+                true => exit::OK,
+                false => exit::UNHEALTHY,
+            }
         }
-        Err(e) => fail(&e),
+        Err(e) => fail(&e, out),
     }
 }
 
+/// The catalog: each kind with what it does, and its example both as `--fault` takes it and as
+/// a case file's `[[fault]]` table (both paste as they are).
 pub(super) fn faults(out: Out) {
     let cat = crate::fault::CATALOG;
     if out.json {
@@ -288,17 +364,26 @@ pub(super) fn faults(out: Out) {
         return;
     }
     for k in cat {
-        let params: Vec<String> = k.params.iter().map(|(p, _)| format!("{p}=…")).collect();
         println!("{:<24} {:<12} {}", k.name, k.component, k.description);
-        if !out.quiet {
-            println!(
-                "{:<24} {:<12} [[fault]] type = \"{}\" {}",
-                "",
-                "",
-                k.name,
-                params.join(" ")
-            );
+        if out.quiet {
+            continue;
         }
+        let Ok(f) = crate::fault::Fault::parse_spec(k.example) else {
+            continue;
+        };
+        let params: Vec<String> = k
+            .params
+            .iter()
+            .map(|(p, what)| format!("{p}: {what}"))
+            .collect();
+        if !params.is_empty() {
+            println!("    parameters: {}", params.join("; "));
+        }
+        println!("    --fault {}", k.example);
+        for l in crate::fault::spec::case_toml(&f).lines() {
+            println!("    {l}");
+        }
+        println!();
     }
 }
 
@@ -351,33 +436,57 @@ pub(super) fn gc(all: bool, out: Out) -> Result<(), Error> {
 
 /// A fixture (a file that exists) or a pinned lab (a name), drawn with the lab's latest
 /// diagnosis.
-pub(super) fn diagram(
+/// Draws a fixture, or a pinned lab as it is now (its live interfaces, forwarding and NAT),
+/// with its latest diagnosis when the lab has not changed since it was taken.
+pub(super) async fn diagram(
     target: &str,
     format: DiagramFormat,
     output: Option<&Path>,
     out: Out,
 ) -> Result<(), Error> {
-    let (topo, findings) = if Path::new(target).is_file() {
-        (topology::load_fixture(Path::new(target))?, Vec::new())
+    let (topo, findings, live) = if Path::new(target).is_file() {
+        (topology::load_fixture(Path::new(target))?, Vec::new(), None)
     } else {
-        let rec = registry::load(target).map_err(|_| {
-            Error::NotFound(format!(
+        if registry::load(target).is_err() {
+            return Err(Error::NotFound(format!(
                 "\"{target}\" is neither a fixture file nor a lab (netfault status lists the labs)"
-            ))
-        })?;
-        (rec.topology, crate::diagram::load_latest(target))
+            )));
+        }
+        let lab = Lab::attach(target).await?;
+        let state = crate::diagnose::capture(&lab).await?;
+        let mut live = crate::diagram::live_of(&state, lab.topology(), lab.plan());
+        let saved = crate::diagram::load_latest(target);
+        let findings = match saved {
+            Some(s) if s.state_digest == crate::diagram::state_digest(&state) => {
+                live.note = Some(format!(
+                    "Diagnosis taken {} (netfault diagnose {target}); the lab is as it was then.",
+                    crate::clock::utc(s.taken_unix)
+                ));
+                s.findings
+            }
+            Some(s) => {
+                live.note = Some(format!(
+                    "The diagnosis taken {} is not drawn: the lab has changed since (netfault diagnose {target} takes a new one).",
+                    crate::clock::utc(s.taken_unix)
+                ));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        (lab.topology().clone(), findings, Some(live))
     };
     let plan = crate::lab::plan::Plan::from_topology(&topo);
     let text = match format {
-        DiagramFormat::Svg => crate::diagram::svg(&topo, &plan, &findings),
+        DiagramFormat::Svg => crate::diagram::svg(&topo, &plan, &findings, live.as_ref()),
         DiagramFormat::Dot => crate::diagram::dot(&topo, &plan, &findings),
     };
+    let note = live.as_ref().and_then(|l| l.note.clone());
     match output {
         Some(p) => {
             std::fs::write(p, &text)
                 .map_err(|e| Error::io(format!("writing {}", p.display()), e))?;
             if out.json {
-                emit_json(&serde_json::json!({ "output": p, "findings": findings }));
+                emit_json(&serde_json::json!({ "output": p, "findings": findings, "note": note }));
             } else if !out.quiet {
                 println!(
                     "wrote {} ({} hosts, {} findings drawn)",
@@ -385,19 +494,28 @@ pub(super) fn diagram(
                     topo.hosts.len(),
                     findings.len()
                 );
+                if let Some(n) = note {
+                    println!("{n}");
+                }
             }
         }
+        None if out.json => emit_json(&serde_json::json!({
+            "format": format!("{format:?}").to_lowercase(), "text": text, "findings": findings,
+            "note": note,
+        })),
         None => print!("{text}"),
     }
     Ok(())
 }
 
-pub(super) fn script(fixture: &Path) -> Result<(), Error> {
+pub(super) fn script(fixture: &Path, out: Out) -> Result<(), Error> {
     let topo = topology::load_fixture(fixture)?;
-    print!(
-        "{}",
-        crate::script::script(&topo, &fixture.display().to_string())?
-    );
+    let text = crate::script::script(&topo, &fixture.display().to_string())?;
+    if out.json {
+        emit_json(&serde_json::json!({ "fixture": topo.name, "script": text }));
+    } else {
+        print!("{text}");
+    }
     Ok(())
 }
 
@@ -406,7 +524,7 @@ pub(super) fn adopt(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
     let rec = registry::adopt(name, std::fs::canonicalize(fixture).ok(), &topo)?;
     // What the script cannot make: pods' resolv.conf files and the cluster DNS server.
     if topo.k8s.dns.is_some() {
-        crate::lab::k8s::write_resolv_confs(&topo, &crate::paths::resolv_dir(name))?;
+        crate::lab::k8s::write_resolv_confs(&topo, name)?;
         spawn_dns_server(name)?;
     }
     if out.json {

@@ -23,6 +23,10 @@ pub(super) struct Cli {
     /// Print only failures, errors and the final verdict.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// How matrices are drawn: auto (the table if it fits the terminal, else grouped by
+    /// source), table, or by-source; e.g. --matrix by-source.
+    #[arg(long, global = true, value_enum, default_value_t = MatrixView::Auto)]
+    matrix: MatrixView,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -56,27 +60,38 @@ pub(super) fn needs(cmd: &Cmd) -> Needs {
         Cmd::DnsServe { .. } => Needs::Pins("netfault dns-serve"),
         Cmd::Shell { .. } => Needs::Pins("netfault shell"),
         Cmd::Exec { .. } => Needs::Pins("netfault exec"),
+        Cmd::Fault { .. } => Needs::Pins("netfault fault"),
+        Cmd::Heal { .. } => Needs::Pins("netfault heal"),
+        Cmd::Reset { .. } => Needs::Pins("netfault reset"),
+        Cmd::Serve { .. } => Needs::Pins("netfault serve"),
+        Cmd::Inventory { .. } => Needs::Pins("netfault inventory"),
+        Cmd::EchoServe { .. } => Needs::Pins("netfault echo-serve"),
     }
 }
 
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let out = Out {
+        json: cli.json,
+        quiet: cli.quiet,
+        matrix: cli.matrix,
+    };
     // Still one thread: the only time user and mount namespaces can be entered.
     match needs(&cli.cmd) {
         Needs::Nothing => {}
         Needs::Pins(what) => {
             if !crate::privilege::can_pin() {
-                eprintln!("netfault: {}", crate::privilege::pins_need_root(what));
-                return 1;
+                let msg = crate::privilege::pins_need_root(what);
+                return fail_with(&msg, &[], exit::ERROR, out);
             }
         }
         Needs::Labs => {
             let entered = match crate::privilege::become_lab_capable() {
                 Ok(entered) => entered,
-                Err(msg) => {
-                    eprintln!("netfault: {msg}");
-                    return 1;
-                }
+                Err(msg) => return fail_with(&msg, &[], exit::ERROR, out),
             };
             // Without it, a killed run's CNI state waits for `netfault gc`.
             let _ = crate::privilege::private_state_dir(entered, &crate::paths::cni_state());
@@ -90,12 +105,8 @@ pub fn main() -> i32 {
         _ => None,
     };
     if let Some(r) = entered {
-        return r.unwrap_or_else(|e| fail(&e));
+        return r.unwrap_or_else(|e| fail(&e, out));
     }
-    let out = Out {
-        json: cli.json,
-        quiet: cli.quiet,
-    };
     let rt = crate::runtime();
     // `run` handles Ctrl-C itself (it says what ran).
     if matches!(cli.cmd, Cmd::Run { .. }) {
@@ -106,15 +117,41 @@ pub fn main() -> i32 {
             code = dispatch(cli.cmd, out) => code,
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("netfault: interrupted; anonymous labs vanish with this process");
-                130
+                exit::INTERRUPTED
             }
         }
     })
 }
 
+/// A command line clap refused: its message (as JSON under `--json`) and exit 2; `--help` and
+/// `--version` print as usual and exit 0.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let json = std::env::args().skip(1).any(|a| a == "--json");
+    if !json || matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let text = e.to_string();
+    let mut lines = text
+        .lines()
+        .map(|l| l.trim_start_matches("error: ").to_string());
+    let message = lines.next().unwrap_or_default();
+    let rest: Vec<String> = lines.filter(|l| !l.trim().is_empty()).collect();
+    let out = Out {
+        json: true,
+        quiet: false,
+        matrix: MatrixView::Auto,
+    };
+    fail_with(&message, &rest, exit::BAD_INPUT, out)
+}
+
 pub(super) async fn dispatch(cmd: Cmd, out: Out) -> i32 {
     let r = match cmd {
-        Cmd::Up { fixture, name } => up(&fixture, &name, out).await,
+        Cmd::Up {
+            fixture,
+            name,
+            no_serve,
+        } => up(&fixture, &name, !no_serve, out).await,
         Cmd::Down { name } => down(&name, out),
         Cmd::Status { name: None } => list(out),
         Cmd::Status { name: Some(n) } => return status(&n, out).await,
@@ -135,8 +172,13 @@ pub(super) async fn dispatch(cmd: Cmd, out: Out) -> i32 {
         Cmd::Gc { all } => gc(all, out),
         Cmd::Demo => return run::demo(out).await,
         Cmd::Cni {
-            cmd: CniCmd::Audit { conflist, jobs },
-        } => return cni_audit(&conflist, out, jobs).await,
+            cmd:
+                CniCmd::Audit {
+                    conflist,
+                    jobs,
+                    strict,
+                },
+        } => return cni_audit(&conflist, out, jobs, strict).await,
         Cmd::Faults => {
             faults(out);
             Ok(())
@@ -146,8 +188,8 @@ pub(super) async fn dispatch(cmd: Cmd, out: Out) -> i32 {
             target,
             format,
             output,
-        } => diagram(&target, format, output.as_deref(), out),
-        Cmd::Script { fixture } => script(&fixture),
+        } => diagram(&target, format, output.as_deref(), out).await,
+        Cmd::Script { fixture } => script(&fixture, out),
         Cmd::TruthTable { fixture } => truth_table(&fixture, out),
         Cmd::DnsServe { name } => dns_serve(&name).await,
         Cmd::Adopt { fixture, name } => adopt(&fixture, &name, out),
@@ -160,11 +202,19 @@ pub(super) async fn dispatch(cmd: Cmd, out: Out) -> i32 {
                     dir,
                 },
         } => case_new(&name, &fixture, &faults, &dir, out).await,
+        Cmd::Fault { lab, faults } => super::pinned::fault(&lab, &faults, out).await,
+        Cmd::Heal { lab, fault, all } => {
+            super::pinned::heal(&lab, fault.as_deref(), all, out).await
+        }
+        Cmd::Reset { lab } => super::pinned::reset(&lab, out).await,
+        Cmd::Inventory { lab } => inventory(&lab, out).await,
+        Cmd::Serve { lab, stop } => super::serve::serve(&lab, stop, out),
+        Cmd::EchoServe { name } => super::serve::echo_serve(&name).await,
         Cmd::Shell { .. } | Cmd::Exec { .. } => unreachable!("handled before the runtime"),
     };
     match r {
-        Ok(()) => 0,
-        Err(e) => fail(&e),
+        Ok(()) => exit::OK,
+        Err(e) => fail(&e, out),
     }
 }
 
@@ -196,4 +246,47 @@ pub fn reference_markdown() -> String {
     root.build();
     walk(&mut root, "netfault", &mut s);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command a user can type has an example, and every argument and option a help text.
+    #[test]
+    fn every_command_has_an_example_and_every_argument_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let subs: Vec<&clap::Command> = cmd
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+                .collect();
+            if subs.is_empty() {
+                let about = cmd
+                    .get_long_about()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                if !about.contains("Example: netfault") {
+                    missing.push(format!("{path}: no example"));
+                }
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}: no help"));
+                }
+            }
+            for s in subs {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut root = Cli::command();
+        root.build();
+        let mut missing = Vec::new();
+        walk(&root, "netfault", &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }

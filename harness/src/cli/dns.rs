@@ -1,7 +1,5 @@
 //! The DNS daemon of a pinned Kubernetes lab: spawned detached, serving until its lab goes.
 
-use std::time::Instant;
-
 use crate::error::Error;
 use crate::lab::Lab;
 use crate::registry;
@@ -9,22 +7,7 @@ use crate::registry;
 /// Starts `netfault dns-serve NAME` in a session of its own and records its PID in the lab's
 /// record (so `down` and `gc` end it); waits until it answers on its socket.
 pub(crate) fn spawn_dns_server(name: &str) -> Result<u32, Error> {
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().map_err(|e| Error::io("finding netfault's own binary", e))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(["dns-serve", name])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()?;
-            Ok(())
-        });
-    }
-    let child = cmd
-        .spawn()
+    let child = super::daemon::spawn_detached(&["dns-serve", name], false)
         .map_err(|e| Error::io("starting the DNS server", e))?;
     let pid = child.id();
     crate::testhook::pause("up:dns-spawned");
@@ -57,17 +40,6 @@ pub(crate) fn spawn_dns_server(name: &str) -> Result<u32, Error> {
 pub(super) async fn dns_serve(name: &str) -> Result<(), Error> {
     let lab = Lab::attach_building(name).await?;
     lab.start_dns()?;
-    let me = std::process::id();
-    let started = Instant::now();
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        let Ok(rec) = registry::load(name) else {
-            return Ok(());
-        };
-        let named = rec.dns_pid.is_some_and(|(pid, _)| pid == me);
-        let builder_gone = rec.state == registry::RecordState::Building && !rec.owner_alive();
-        if builder_gone || (!named && started.elapsed() > std::time::Duration::from_secs(5)) {
-            return Ok(());
-        }
-    }
+    super::daemon::stay_while_named(name, |rec| rec.dns_pid).await;
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::args::DrillCmd;
-use super::out::{emit_json, fail, Out};
+use super::out::{emit_json, exit, fail, Out};
 use super::term;
 use crate::drill::{self, DrillState};
 use crate::error::Error;
@@ -25,8 +25,8 @@ pub async fn dispatch(cmd: DrillCmd, out: Out) -> i32 {
         DrillCmd::End { lab } => end(&lab, out),
     };
     match r {
-        Ok(()) => 0,
-        Err(e) => fail(&e),
+        Ok(()) => exit::OK,
+        Err(e) => fail(&e, out),
     }
 }
 
@@ -62,6 +62,8 @@ async fn start(
         // The lab outlives this process, and so must its cluster DNS.
         super::dns::spawn_dns_server(name)?;
     }
+    // Servers that stay, so the trainee's curl and nc get answers once the repair is done.
+    super::serve::spawn_echo_server(name)?;
     let s = &started.state;
     if out.json {
         emit_json(&serde_json::json!({
@@ -98,21 +100,24 @@ async fn start(
 
 fn status(lab: &str, out: Out) -> Result<(), Error> {
     let s = drill::load(lab)?;
-    let secs = now().saturating_sub(s.started_unix);
+    let secs = s.seconds();
+    let solved = s.solved_unix.is_some();
     if out.json {
         emit_json(&serde_json::json!({
             "lab": s.lab, "level": s.level, "seed": s.seed, "symptom": s.symptom,
-            "hints": s.hints, "seconds": secs,
+            "hints": s.hints, "seconds": secs, "solved": solved,
         }));
         return Ok(());
     }
+    let state = match solved {
+        true => format!("SOLVED in {} min {} s", secs / 60, secs % 60),
+        false => format!("running for {} min {} s", secs / 60, secs % 60),
+    };
     let mut t = format!(
-        "drill on lab {} — level {}, seed {}, running for {} min {} s, {} of {} hints used\n",
+        "drill on lab {} — level {}, seed {}, {state}, {} of {} hints used\n",
         s.lab,
         s.level,
         s.seed,
-        secs / 60,
-        secs % 60,
         s.hints,
         drill::HINT_LEVELS
     );
@@ -127,19 +132,21 @@ fn status(lab: &str, out: Out) -> Result<(), Error> {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    crate::clock::now_unix()
 }
 
 /// Exit 0 when solved, 1 when not.
 async fn check(lab: &str, out: Out) -> i32 {
     let r = async {
-        let s = drill::load(lab)?;
+        let mut s = drill::load(lab)?;
         let l = Lab::attach(lab).await?;
         let capture = crate::packets::Capture::start(&l).ok();
         let c = drill::check(&l, &s).await?;
+        // The clock stops at the first solve (a later check does not move it).
+        if c.solved && s.solved_unix.is_none() {
+            s.solved_unix = Some(now());
+            drill::save(&s)?;
+        }
         let mut pcaps = Vec::new();
         if !c.solved {
             if let Some(cap) = capture {
@@ -152,18 +159,18 @@ async fn check(lab: &str, out: Out) -> i32 {
     .await;
     let (s, c, pcaps) = match r {
         Ok(x) => x,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e, out),
     };
     if out.json {
         emit_json(&serde_json::json!({
             "lab": lab, "solved": c.solved, "still_broken": c.still_broken,
             "collateral": c.collateral, "matrix": c.matrix, "pcaps": pcaps,
         }));
-        return i32::from(!c.solved);
+        return if c.solved { exit::OK } else { exit::UNHEALTHY };
     }
     let mut t = String::new();
     if c.solved {
-        let secs = now().saturating_sub(s.started_unix);
+        let secs = s.seconds();
         t.push_str(&format!(
             "SOLVED: every pair is healthy again ({} min {} s, {} hints). netfault drill reveal {lab} shows what was broken; netfault drill end {lab} removes the lab.\n",
             secs / 60,
@@ -173,7 +180,7 @@ async fn check(lab: &str, out: Out) -> i32 {
     } else {
         t.push_str("NOT SOLVED\n");
         if !out.quiet {
-            t.push_str(&c.matrix.render());
+            t.push_str(&out.matrix_text(&c.matrix));
         }
         if !c.still_broken.is_empty() {
             t.push_str(&format!(
@@ -203,7 +210,11 @@ async fn check(lab: &str, out: Out) -> i32 {
         }
     }
     term::print(&t);
-    i32::from(!c.solved)
+    if c.solved {
+        exit::OK
+    } else {
+        exit::UNHEALTHY
+    }
 }
 
 async fn hint(lab: &str, out: Out) -> Result<(), Error> {

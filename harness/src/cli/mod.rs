@@ -1,15 +1,19 @@
 //! The `netfault` command line.
 //!
-//! Exit codes: 0 success (all cases pass), 1 a case failed or errored, 2 bad input or usage,
-//! 130 interrupted.
+//! Exit codes (`out::exit`): 0 healthy or done, 1 unhealthy (a case failed, a lab or drill not
+//! as expected), 2 bad input or usage, 3 could not do it (a damaged lab, a missing privilege or
+//! kernel feature, an internal error), 130 interrupted; `exec` passes on its command's.
 
 mod args;
 mod commands;
+mod daemon;
 mod dispatch;
 mod dns;
 mod drill;
 mod out;
+mod pinned;
 mod run;
+mod serve;
 pub mod term;
 
 pub use dispatch::{main, reference_markdown};

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::out::{emit_json, fail, Out};
+use super::out::{emit_json, exit, fail, Out};
 use crate::case::{self, Case, CaseReport, Status};
 use crate::error::Error;
 use crate::lab::Lab;
@@ -113,13 +113,13 @@ pub async fn run(paths: &[PathBuf], out: Out, jobs: usize, to: Outputs<'_>) -> i
     if let Some(file) = to.junit {
         let xml = crate::junit::render(&reports, t0.elapsed().as_secs_f64());
         if let Err(e) = std::fs::write(file, xml) {
-            return fail(&Error::io(format!("writing {}", file.display()), e));
+            return fail(&Error::io(format!("writing {}", file.display()), e), out);
         }
     }
     let written = match report {
         Some(dir) => match crate::report::write(dir, &reports) {
             Ok(x) => Some(x),
-            Err(e) => return fail(&e),
+            Err(e) => return fail(&e, out),
         },
         None => None,
     };
@@ -211,14 +211,14 @@ fn print_totals(
     super::term::print(&t);
 }
 
+/// 3 when a case could not be decided (it errored), else 1 when one failed, else 0.
 fn exit_code(reports: &[CaseReport]) -> i32 {
-    if reports
-        .iter()
-        .all(|r| matches!(r.status, Status::Pass | Status::Unsupported))
-    {
-        0
+    if reports.iter().any(|r| r.status == Status::Error) {
+        exit::ERROR
+    } else if reports.iter().any(|r| r.status == Status::Fail) {
+        exit::UNHEALTHY
     } else {
-        1
+        exit::OK
     }
 }
 
@@ -259,7 +259,7 @@ pub async fn demo(out: Out) -> i32 {
     };
     match r {
         Ok(code) => code,
-        Err(e) => fail(&e),
+        Err(e) => fail(&e, out),
     }
 }
 

@@ -89,6 +89,22 @@ pub fn paint(text: &str) -> String {
         .collect()
 }
 
+/// The terminal's width when stdout is a terminal (None for pipes and files: they get the
+/// full table, as scripts expect).
+pub fn width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    match (r, ws.ws_col) {
+        (0, c) if c > 0 => Some(c as usize),
+        _ => std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()),
+    }
+}
+
 /// Prints text to stdout, coloured when stdout is a terminal that wants colour.
 pub fn print(text: &str) {
     let mut out = anstream::stdout();

@@ -6,6 +6,7 @@ pub mod nfteval;
 pub mod state;
 pub mod vocab;
 pub mod walk;
+pub mod walk6;
 mod whole_lab;
 
 pub use state::{capture, diff, LabState};

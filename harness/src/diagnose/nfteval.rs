@@ -8,7 +8,7 @@
 //! *uncertain*; a verdict that depends on an uncertain rule is reported as such, never guessed.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
@@ -42,6 +42,9 @@ pub struct Pkt {
     /// An ARP packet's operation ("request" or "reply"), for the arp family's chains: `src`
     /// and `dst` are then its sender and target protocol addresses.
     pub arp_op: Option<&'static str>,
+    /// An IPv6 packet's source and destination: the ip6 and inet chains see it, `src` and `dst`
+    /// are unused, ip matches do not apply and ip6 ones do.
+    pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +170,9 @@ impl Ruleset {
 
     /// The verdict for `pkt` at `hook` (prerouting, input, forward, output, postrouting).
     pub fn evaluate(&self, hook: &str, pkt: &Pkt) -> Verdict {
+        if pkt.v6.is_some() {
+            return self.evaluate_in(&["ip6", "inet"], hook, pkt);
+        }
         self.evaluate_in(&["ip", "inet"], hook, pkt)
     }
 
@@ -234,7 +240,10 @@ impl Ruleset {
                         None => uncertain = true,
                     },
                     // `reject with tcp reset` implies `meta l4proto tcp`, which `nft -j` leaves out.
-                    "reject" if s(body, "type") == Some("tcp reset") && pkt.proto != Proto::Tcp => {
+                    "reject"
+                        if s(body, "type") == Some("tcp reset")
+                            && pkt.proto.base() != Proto::Tcp =>
+                    {
                         continue 'rules
                     }
                     "accept" | "drop" | "reject" | "jump" | "goto" | "return" | "continue" => {
@@ -416,7 +425,24 @@ impl Ruleset {
             if pkt.arp_op.is_some() != (proto == "arp") {
                 return Some(LeftVal::Absent); // an ip header match on ARP, or the reverse
             }
+            let six = pkt.v6.is_some();
+            if (six && matches!(proto, "ip" | "icmp"))
+                || (!six && matches!(proto, "ip6" | "icmpv6"))
+            {
+                return Some(LeftVal::Absent); // the other family's header
+            }
             return match (proto, field) {
+                ("ip6", "saddr") => pkt.v6.map(|(s, _)| LeftVal::Ip6(s)),
+                ("ip6", "daddr") => pkt.v6.map(|(_, d)| LeftVal::Ip6(d)),
+                ("ip6", "nexthdr") => Some(LeftVal::L4(pkt.proto)),
+                ("ip6", "length") => Some(LeftVal::Num(pkt.len.saturating_sub(40) as u64)),
+                ("icmpv6", "type") if pkt.proto == Proto::Icmp6 => {
+                    pkt.icmp_type.map(LeftVal::Icmp6Type)
+                }
+                ("icmpv6", "code") if pkt.proto == Proto::Icmp6 => {
+                    pkt.icmp_code.map(|c| LeftVal::Num(u64::from(c)))
+                }
+                ("icmpv6", _) => Some(LeftVal::Absent),
                 ("arp", "operation") => pkt.arp_op.map(|op| LeftVal::Str(op.into())),
                 ("arp", "saddr ip") => Some(LeftVal::Ip(pkt.src)),
                 ("arp", "daddr ip") => Some(LeftVal::Ip(pkt.dst)),
@@ -430,8 +456,8 @@ impl Ruleset {
                         "udp" => Some(Proto::Udp),
                         _ => None,
                     };
-                    let is_l4 = matches!(pkt.proto, Proto::Tcp | Proto::Udp);
-                    if wanted.is_some_and(|w| w != pkt.proto) || !is_l4 {
+                    let is_l4 = matches!(pkt.proto.base(), Proto::Tcp | Proto::Udp);
+                    if wanted.is_some_and(|w| w != pkt.proto.base()) || !is_l4 {
                         return Some(LeftVal::Absent);
                     }
                     let port = if field == "sport" {
@@ -479,7 +505,9 @@ impl Ruleset {
         if let Some(m) = left.get("meta") {
             return match s(m, "key")? {
                 "l4proto" => Some(LeftVal::L4(pkt.proto)),
-                "nfproto" | "protocol" => Some(LeftVal::Str("ipv4".into())),
+                "nfproto" | "protocol" => Some(LeftVal::Str(
+                    if pkt.v6.is_some() { "ipv6" } else { "ipv4" }.into(),
+                )),
                 "iifname" | "iif" => {
                     Some(pkt.iif.clone().map(LeftVal::Str).unwrap_or(LeftVal::Absent))
                 }
@@ -526,10 +554,18 @@ impl Ruleset {
                     return self.right_contains(k, set, v);
                 }
                 if let Some(p) = o.get("prefix") {
-                    let LeftVal::Ip(ip) = v else { return None };
-                    let addr: Ipv4Addr = s(p, "addr")?.parse().ok()?;
                     let len = p.get("len")?.as_u64()? as u8;
-                    return Some(ipnet::Ipv4Net::new(addr, len).ok()?.contains(ip));
+                    return match v {
+                        LeftVal::Ip(ip) => {
+                            let addr: Ipv4Addr = s(p, "addr")?.parse().ok()?;
+                            Some(ipnet::Ipv4Net::new(addr, len).ok()?.contains(ip))
+                        }
+                        LeftVal::Ip6(ip) => {
+                            let addr: Ipv6Addr = s(p, "addr")?.parse().ok()?;
+                            Some(ipnet::Ipv6Net::new(addr, len).ok()?.contains(ip))
+                        }
+                        _ => None,
+                    };
                 }
                 if let Some(r) = o.get("range").and_then(|r| r.as_array()) {
                     return match v {
@@ -552,17 +588,19 @@ impl Ruleset {
             Value::Number(n) => match v {
                 LeftVal::Num(x) => Some(n.as_u64()? == *x),
                 LeftVal::L4(p) => Some(n.as_u64()? == proto_number(*p)),
-                LeftVal::IcmpType(t) => Some(n.as_u64()? == u64::from(*t)),
+                LeftVal::IcmpType(t) | LeftVal::Icmp6Type(t) => Some(n.as_u64()? == u64::from(*t)),
                 LeftVal::IcmpCode(c) => Some(n.as_u64()? == u64::from(*c)),
                 _ => None,
             },
             Value::String(x) => match v {
                 LeftVal::Ip(ip) => x.parse::<Ipv4Addr>().ok().map(|a| a == *ip),
+                LeftVal::Ip6(ip) => x.parse::<Ipv6Addr>().ok().map(|a| a == *ip),
+                LeftVal::Icmp6Type(t) => Some(icmp6_type_name(*t) == Some(x.as_str())),
                 LeftVal::Str(name) => Some(match x.strip_suffix('*') {
                     Some(prefix) => name.starts_with(prefix),
                     None => x == name,
                 }),
-                LeftVal::L4(p) => Some(x == p.as_str()),
+                LeftVal::L4(p) => Some(l4_names(*p).contains(&x.as_str())),
                 LeftVal::CtState(st) => Some(x == st),
                 LeftVal::IcmpType(t) => Some(icmp_type_name(*t) == Some(x.as_str())),
                 LeftVal::IcmpCode(c) => Some(icmp_code_name(*c) == Some(x.as_str())),
@@ -577,6 +615,9 @@ impl Ruleset {
 #[derive(Debug, Clone)]
 enum LeftVal {
     Ip(Ipv4Addr),
+    Ip6(Ipv6Addr),
+    /// An ICMPv6 type (128 echo request, 129 echo reply, 1 destination unreachable, ...).
+    Icmp6Type(u8),
     L4(Proto),
     Num(u64),
     Str(String),
@@ -611,8 +652,9 @@ fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 fn proto_number(p: Proto) -> u64 {
     match p {
         Proto::Icmp => 1,
-        Proto::Tcp => 6,
-        Proto::Udp | Proto::Dns => 17,
+        Proto::Icmp6 => 58,
+        Proto::Tcp | Proto::Tcp6 => 6,
+        Proto::Udp | Proto::Dns | Proto::Udp6 => 17,
     }
 }
 
@@ -624,6 +666,29 @@ fn icmp_type_name(t: u8) -> Option<&'static str> {
         11 => "time-exceeded",
         _ => return None,
     })
+}
+
+fn icmp6_type_name(t: u8) -> Option<&'static str> {
+    Some(match t {
+        1 => "destination-unreachable",
+        2 => "packet-too-big",
+        3 => "time-exceeded",
+        128 => "echo-request",
+        129 => "echo-reply",
+        135 => "nd-neighbor-solicit",
+        136 => "nd-neighbor-advert",
+        _ => return None,
+    })
+}
+
+/// How `nft -j` may name a transport in `meta l4proto` / `ip6 nexthdr`.
+fn l4_names(p: Proto) -> &'static [&'static str] {
+    match p.base() {
+        Proto::Icmp if p == Proto::Icmp6 => &["ipv6-icmp", "icmpv6"],
+        Proto::Icmp => &["icmp"],
+        Proto::Tcp => &["tcp"],
+        _ => &["udp"],
+    }
 }
 
 fn icmp_code_name(c: u8) -> Option<&'static str> {
@@ -696,6 +761,7 @@ mod tests {
             mark: Default::default(),
             dst_local: None,
             arp_op: None,
+            v6: None,
         }
     }
 

@@ -103,7 +103,7 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
     order.retain(|n| raw.iter().any(|r| &r.0 == n));
     let mut hosts = Vec::new();
     for name in order {
-        let (_, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb, qdiscs) =
+        let (_, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb, qdiscs, v6) =
             raw.iter().find(|r| r.0 == name).expect("captured");
         let by_index: BTreeMap<u32, &Link> = links.iter().map(|l| (l.index, l)).collect();
         let ifname = |i: u32| {
@@ -134,30 +134,82 @@ async fn capture_links_unresolved(lab: &Lab) -> Result<LabState> {
             }
             hs.routes.insert(render_route(r, &ifname));
         }
-        for n in neigh {
-            if n.state != "permanent" {
-                continue;
-            }
-            let owner = n
-                .mac
-                .as_ref()
-                .map(|m| {
-                    macs.get(m)
-                        .cloned()
-                        .unwrap_or_else(|| "a MAC outside the lab".into())
-                })
-                .unwrap_or_else(|| "no lladdr".into());
-            hs.neighbours.insert(format!(
-                "{} dev {} lladdr {owner} permanent",
+        for n in neigh.iter().filter(|n| n.state == "permanent") {
+            hs.neighbours.insert(neighbour_line(
                 n.ip,
-                ifname(n.index)
+                &ifname(n.index),
+                n.mac.as_deref(),
+                &macs,
             ));
         }
+        add_v6(&mut hs, v6, &ifname, &macs);
         hs.sysctls = sysctls.clone();
         hs.nft = nft::parse_text(nft_text);
         hosts.push((name, hs));
     }
     Ok(LabState { hosts })
+}
+
+/// The IPv6 lines of a host's state, as the IPv4 ones read (the kernel's own link-local
+/// addresses and routes left out: every interface has them).
+fn add_v6(
+    hs: &mut HostState,
+    v6: &Raw6,
+    ifname: &impl Fn(u32) -> String,
+    macs: &BTreeMap<Vec<u8>, String>,
+) {
+    for a in v6.addrs.iter().filter(|a| !a.is_link_local()) {
+        let dad = if a.dadfailed { " dadfailed" } else { "" };
+        hs.addresses
+            .insert(format!("{} {}{dad}", ifname(a.index), a.net));
+    }
+    for r in &v6.routes {
+        let link_local = r.dst.addr().segments()[0] & 0xffc0 == 0xfe80;
+        if link_local || r.kind != "unicast" && r.kind != "blackhole" && r.kind != "unreachable" {
+            continue;
+        }
+        let dst = if r.dst.prefix_len() == 0 {
+            "default (IPv6)".to_string()
+        } else {
+            r.dst.to_string()
+        };
+        let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+        let dev = r
+            .oif
+            .map(|i| format!(" dev {}", ifname(i)))
+            .unwrap_or_default();
+        let kind = if r.kind == "unicast" {
+            String::new()
+        } else {
+            format!("{} ", r.kind)
+        };
+        hs.routes.insert(format!("{kind}{dst}{via}{dev}"));
+    }
+    for n in v6.neigh.iter().filter(|n| n.state == "permanent") {
+        hs.neighbours.insert(neighbour_line(
+            n.ip,
+            &ifname(n.index),
+            n.mac.as_deref(),
+            macs,
+        ));
+    }
+}
+
+/// A permanent neighbour (ARP or NDP) entry, its MAC named by the lab interface that has it.
+fn neighbour_line(
+    ip: impl std::fmt::Display,
+    dev: &str,
+    mac: Option<&[u8]>,
+    macs: &BTreeMap<Vec<u8>, String>,
+) -> String {
+    let owner = mac
+        .map(|m| {
+            macs.get(m)
+                .cloned()
+                .unwrap_or_else(|| "a MAC outside the lab".into())
+        })
+        .unwrap_or_else(|| "no lladdr".into());
+    format!("{ip} dev {dev} lladdr {owner} permanent")
 }
 
 /// Which lab interface owns which MAC, to show neighbour and FDB entries without MACs; MACs of
@@ -279,7 +331,36 @@ type RawHost = (
     Vec<String>,
     Vec<netlink::Fdb>,
     Vec<netlink::Qdisc>,
+    Raw6,
 );
+
+/// A host's IPv6 state: addresses, main-table routes, NDP entries (empty where IPv6 is off).
+#[derive(Default)]
+struct Raw6 {
+    addrs: Vec<crate::nl6::Addr6>,
+    routes: Vec<crate::nl6::Route6>,
+    neigh: Vec<crate::nl6::Neighbour6>,
+}
+
+/// The IPv6 state of a host whose address dump holds `addrs` (routes and NDP entries are
+/// asked for only where IPv6 has an address).
+async fn read_host6(h: &LabHost, addrs: Vec<crate::nl6::Addr6>) -> Result<Raw6> {
+    let (name, hd) = (&h.name, h.handle());
+    if addrs.is_empty() {
+        return Ok(Raw6::default());
+    }
+    let routes = crate::nl6::routes6(hd)
+        .await
+        .map_err(|e| nl_error(name, "listing IPv6 routes", e))?;
+    let neigh = crate::nl6::neighbours6(hd)
+        .await
+        .map_err(|e| nl_error(name, "listing NDP entries", e))?;
+    Ok(Raw6 {
+        addrs,
+        routes,
+        neigh,
+    })
+}
 
 async fn read_host(h: &LabHost) -> Result<RawHost> {
     let name = h.name.clone();
@@ -287,9 +368,10 @@ async fn read_host(h: &LabHost) -> Result<RawHost> {
     let links = netlink::links(hd)
         .await
         .map_err(|e| nl_error(&name, "listing links", e))?;
-    let addrs = netlink::addresses(hd)
+    let dump = netlink::address_dump(hd)
         .await
         .map_err(|e| nl_error(&name, "listing addresses", e))?;
+    let addrs = dump.iter().filter_map(netlink::parse_addr).collect();
     let routes = netlink::routes(hd)
         .await
         .map_err(|e| nl_error(&name, "listing routes", e))?;
@@ -311,8 +393,9 @@ async fn read_host(h: &LabHost) -> Result<RawHost> {
     let qdiscs = netlink::qdiscs(hd)
         .await
         .map_err(|e| nl_error(&name, "listing qdiscs", e))?;
+    let v6 = read_host6(h, dump.iter().filter_map(crate::nl6::parse_addr6).collect()).await?;
     Ok((
-        name, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb, qdiscs,
+        name, links, addrs, routes, neigh, sysctls, nft_text, rules, fdb, qdiscs, v6,
     ))
 }
 
@@ -332,6 +415,18 @@ pub fn read_sysctls(ifnames: &[String]) -> BTreeMap<String, String> {
         "net.bridge.bridge-nf-call-iptables".into(),
         netns::sysctl_path("net.bridge.bridge-nf-call-iptables"),
     );
+    // IPv6's, where IPv6 is on (a dual-stack lab): an IPv4 lab's state reads as it always did.
+    let v6_on = std::fs::read_to_string(netns::sysctl_path("net.ipv6.conf.all.disable_ipv6"))
+        .is_ok_and(|v| v.trim() == "0");
+    if v6_on {
+        for k in [
+            "net.ipv6.conf.all.forwarding",
+            "net.ipv6.conf.all.disable_ipv6",
+            "net.bridge.bridge-nf-call-ip6tables",
+        ] {
+            put(k.into(), netns::sysctl_path(k));
+        }
+    }
     for dev in ["all", "default"]
         .into_iter()
         .map(String::from)

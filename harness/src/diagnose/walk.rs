@@ -61,11 +61,14 @@ pub async fn explain_pairs(
     size: Option<usize>,
 ) -> Result<Vec<Diagnosis>> {
     let mut w = Walker::new(lab);
+    let mut w6 = super::walk6::Walker6::new(lab);
     let mut out: Vec<Diagnosis> = Vec::new();
     for (from, to, proto, outcome) in broken {
         // The probe's own size unless the caller names one.
         let size = size.or(lab.topology().probe.size(*proto));
-        let d = if crate::topology::k8s::Target::parse(to).is_some() {
+        let d = if proto.family() == crate::topology::Family::V6 {
+            w6.explain(from, to, *proto, *outcome).await?
+        } else if crate::topology::k8s::Target::parse(to).is_some() {
             w.explain_target(from, to, *proto, *outcome).await?
         } else {
             w.explain(from, to, *proto, *outcome, size).await?
@@ -93,6 +96,7 @@ pub async fn explain_translations(
     baseline: Option<&crate::matrix::Matrix>,
 ) -> Result<Vec<Diagnosis>> {
     let mut w = Walker::new(lab);
+    let mut w6 = super::walk6::Walker6::new(lab);
     let mut out: Vec<Diagnosis> = Vec::new();
     for c in &observed.cells {
         let (Some(why), Some(seen)) = (&c.translation, c.seen_as) else {
@@ -102,9 +106,16 @@ pub async fn explain_translations(
         if before.is_some_and(|b| b.translation.is_some()) {
             continue;
         }
-        let d = w
-            .explain_translation(&c.from, &c.to, c.proto, seen, why)
-            .await?;
+        let d = match seen {
+            std::net::IpAddr::V4(seen) => {
+                w.explain_translation(&c.from, &c.to, c.proto, seen, why)
+                    .await?
+            }
+            std::net::IpAddr::V6(seen) => {
+                w6.explain_translation(&c.from, &c.to, c.proto, seen, why)
+                    .await?
+            }
+        };
         match out
             .iter_mut()
             .find(|x| x.from == d.from && x.to == d.to && x.culprit == d.culprit)
@@ -125,6 +136,11 @@ pub async fn explain(
     outcome: Outcome,
     size: Option<usize>,
 ) -> Result<Diagnosis> {
+    if proto.family() == crate::topology::Family::V6 {
+        return super::walk6::Walker6::new(lab)
+            .explain(from, to, proto, outcome)
+            .await;
+    }
     Walker::new(lab)
         .explain(from, to, proto, outcome, size)
         .await
@@ -403,6 +419,7 @@ impl<'a> Walker<'a> {
             mark: Default::default(),
             dst_local: None,
             arp_op: None,
+            v6: None,
         };
         let mut forward = Vec::new();
         let mut flow = Flow::default();
@@ -482,6 +499,7 @@ impl<'a> Walker<'a> {
             mark: Default::default(),
             dst_local: None,
             arp_op: None,
+            v6: None,
         };
         let mut rflow = Flow {
             snat: flow.snat.clone(),

@@ -6,7 +6,7 @@ use super::registry::{Fault, CATALOG};
 
 impl Fault {
     /// The fault's parameters as `key=value` pairs, in catalog order.
-    fn params(&self) -> Vec<(&'static str, String)> {
+    pub(super) fn params(&self) -> Vec<(&'static str, String)> {
         let v = serde_json::to_value(self).unwrap_or_default();
         let kind = CATALOG.iter().find(|k| k.name == self.name());
         kind.map(|k| k.params)
@@ -46,7 +46,7 @@ pub fn catalog_markdown() -> String {
          Generated from the code (`netfault::fault::catalog_markdown`); `netfault faults` prints the \
          same. Use a kind in a case as `[[fault]] type = \"NAME\"` with its parameters, or on the \
          command line as `NAME:key=value,...`.\n\n\
-         | kind | parameters | what it does | blamed as |\n|---|---|---|---|\n",
+         | kind | parameters | what it does | blamed as | example |\n|---|---|---|---|---|\n",
     );
     for k in CATALOG {
         let params: Vec<String> = k
@@ -56,7 +56,7 @@ pub fn catalog_markdown() -> String {
             .collect();
         let _ = writeln!(
             s,
-            "| `{}` | {} | {} | `{}` |",
+            "| `{}` | {} | {} | `{}` | `{}` |",
             k.name,
             if params.is_empty() {
                 "none".to_string()
@@ -64,7 +64,8 @@ pub fn catalog_markdown() -> String {
                 params.join(", ")
             },
             k.description.replace('|', "\\|"),
-            k.component
+            k.component,
+            k.example
         );
     }
     s

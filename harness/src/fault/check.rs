@@ -28,10 +28,15 @@ impl Checker<'_> {
             .filter(|h| want == "host" || h.role_name() == want)
             .map(|h| h.name.as_str())
             .collect();
-        let help = if of_role.is_empty() {
-            format!("the fixture {} has no {want}", t.name)
-        } else {
-            format!("{want}s in {}: {}", t.name, of_role.join(", "))
+        let near = crate::topology::did_you_mean(name, of_role.iter().copied());
+        let help = match (of_role.is_empty(), near) {
+            (true, _) => format!("the fixture {} has no {want}", t.name),
+            (false, Some(n)) => format!(
+                "did you mean \"{n}\"? ({want}s in {}: {})",
+                t.name,
+                of_role.join(", ")
+            ),
+            (false, None) => format!("{want}s in {}: {}", t.name, of_role.join(", ")),
         };
         match t.host(name) {
             None => Err(perr(field, format!("unknown host \"{name}\""), help)),

@@ -32,6 +32,7 @@ impl Fault {
 
 /// An injected fault; `heal` puts back exactly what inject changed.
 #[must_use = "a fault that is never healed leaves the lab broken"]
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Guard {
     pub fault: Fault,
     undo: Vec<Undo>,

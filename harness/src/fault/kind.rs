@@ -103,6 +103,9 @@ pub struct Kind {
     pub description: &'static str,
     /// The diagnosis component this fault breaks.
     pub component: &'static str,
+    /// A use of it on one of the repository's fixtures, as `--fault` and `netfault fault` take
+    /// it (`netfault faults` prints it, and as TOML for a case file).
+    pub example: &'static str,
 }
 
 pub(super) const POD: (&str, &str) = ("pod", "a pod");

@@ -14,7 +14,10 @@ mod k8s;
 mod kind;
 pub mod kinds;
 mod ops;
+pub mod pinned;
 mod registry;
+mod route_bytes;
+pub mod spec;
 mod undo;
 
 pub use catalog::catalog_markdown;

@@ -12,6 +12,7 @@ use crate::lab::{IfaceKind, Lab, LabHost};
 use crate::netns;
 use crate::nft;
 use crate::nl::{self as netlink, Link};
+use crate::topology::Family;
 use crate::topology::Network;
 
 /// A MAC no lab interface has (locally administered).
@@ -304,7 +305,14 @@ pub(super) async fn delete_veth(lab: &Lab, pod: &str) -> Result<Vec<Undo>> {
     }))])
 }
 
-pub(super) async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
+/// Turns a family's forwarding off on a node. Writing its switch (`net.ipv4.ip_forward`, IPv6's
+/// `net.ipv6.conf.all.forwarding`) rewrites every interface's `forwarding`: all of them are kept
+/// to restore, the switch first.
+pub(super) async fn disable_forwarding(lab: &Lab, node: &str, family: Family) -> Result<Vec<Undo>> {
+    let (switch, conf) = match family {
+        Family::V4 => ("net.ipv4.ip_forward", "net/ipv4/conf"),
+        Family::V6 => ("net.ipv6.conf.all.forwarding", "net/ipv6/conf"),
+    };
     let h = lab.host(node)?;
     let ifnames: Vec<String> = netlink::links(h.handle())
         .await
@@ -314,29 +322,31 @@ pub(super) async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Vec<Undo
         .collect();
     let values =
         h.ns.run_async(move || {
-            let now = netns::read_sysctl("net.ipv4.ip_forward")?;
+            let now = netns::read_sysctl(switch)?;
             if now == "0" {
                 return Ok(None);
             }
-            // Writing ip_forward rewrites every conf.*.forwarding: keep them all to restore.
-            let mut before = vec![("net.ipv4.ip_forward".to_string(), now)];
+            let mut before = vec![(switch.to_string(), now)];
             for dev in ["all", "default"]
                 .into_iter()
                 .map(String::from)
                 .chain(ifnames)
             {
-                let key = format!("net/ipv4/conf/{dev}/forwarding");
+                let key = format!("{conf}/{dev}/forwarding");
+                if key.replace('/', ".") == switch {
+                    continue;
+                }
                 if let Ok(v) = netns::read_sysctl(&key) {
                     before.push((key, v));
                 }
             }
-            netns::write_sysctl("net.ipv4.ip_forward", "0")?;
+            netns::write_sysctl(switch, "0")?;
             Ok::<_, std::io::Error>(Some(before))
         })
         .await
         .and_then(|r| r)
-        .map_err(|e| Error::io(format!("{node}: net.ipv4.ip_forward"), e))?
-        .ok_or_else(|| Error::NotApplicable(format!("{node}: net.ipv4.ip_forward is already 0")))?;
+        .map_err(|e| Error::io(format!("{node}: {switch}"), e))?
+        .ok_or_else(|| Error::NotApplicable(format!("{node}: {switch} is already 0")))?;
     Ok(vec![Undo::Sysctls {
         host: node.to_string(),
         values,
@@ -344,6 +354,15 @@ pub(super) async fn disable_ip_forward(lab: &Lab, node: &str) -> Result<Vec<Undo
 }
 
 pub(super) async fn delete_masquerade(lab: &Lab, node: &str) -> Result<Vec<Undo>> {
+    delete_masquerade_in(lab, node, |_| true).await
+}
+
+/// Deletes the masquerade rules of the tables whose family `family` accepts.
+pub(super) async fn delete_masquerade_in(
+    lab: &Lab,
+    node: &str,
+    family: impl Fn(nftables::types::NfFamily) -> bool,
+) -> Result<Vec<Undo>> {
     let h = lab.host(node)?;
     let set = nft::list(&h.ns, node).await?;
     let mut native = Vec::new();
@@ -357,7 +376,7 @@ pub(super) async fn delete_masquerade(lab: &Lab, node: &str) -> Result<Vec<Undo>
             r.chain.to_string(),
         );
         let index = index_in_chain.entry(key).or_insert(0);
-        if nft::is_masquerade(r) {
+        if nft::is_masquerade(r) && family(r.family) {
             doomed.push(r.clone());
             if nft::uses_xt(r) {
                 if r.family != nftables::types::NfFamily::IP {

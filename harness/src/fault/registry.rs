@@ -46,4 +46,11 @@ super::kind::registry! {
     FlushKubeProxy => FlushKubeProxy,
     StaleConntrack => StaleConntrack,
     Delay => Delay,
+    DisableIpv6Forward => DisableIpv6Forward,
+    DeleteMasquerade6 => DeleteMasquerade6,
+    DeletePodRoute6 => DeletePodRoute6,
+    WrongNeighbour6 => WrongNeighbour6,
+    MtuBelowIpv6Minimum => MtuBelowIpv6Minimum,
+    ForwardDropPolicy6 => ForwardDropPolicy6,
+    DuplicateAddress6 => DuplicateAddress6,
 }

@@ -105,3 +105,52 @@ fn parameters_are_checked_against_the_fixture() {
     assert_eq!(e.field, "port");
     assert!(parse_rate("1mbit").unwrap() == 1_000_000 && parse_rate("fast").is_err());
 }
+
+/// Every kind's example parses as its kind, prints back the same, renders as TOML a case file
+/// reads back, and applies to one of the repository's fixtures.
+#[test]
+fn every_example_is_a_valid_fault_on_a_fixture() {
+    let fixtures: Vec<crate::topology::Topology> = [
+        (
+            "single-node.toml",
+            include_str!("../../../fixtures/single-node.toml"),
+        ),
+        (
+            "two-node-vxlan.toml",
+            include_str!("../../../fixtures/two-node-vxlan.toml"),
+        ),
+        ("k8s.toml", include_str!("../../../fixtures/k8s.toml")),
+        (
+            "two-node-routed.toml",
+            include_str!("../../../fixtures/two-node-routed.toml"),
+        ),
+        (
+            "dual-stack.toml",
+            include_str!("../../../fixtures/dual-stack.toml"),
+        ),
+    ]
+    .iter()
+    .map(|(name, text)| parse_fixture(&Source::new(*name, *text)).unwrap())
+    .collect();
+    for k in CATALOG {
+        let f = Fault::parse_spec(k.example).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+        assert_eq!(f.name(), k.name, "{}", k.example);
+        assert_eq!(
+            f.spec(),
+            k.example,
+            "the example is written as spec() prints it"
+        );
+        let toml_text = super::spec::case_toml(&f);
+        let table: toml::Table = toml::from_str(&toml_text).unwrap();
+        let back: Fault = table["fault"].as_array().unwrap()[0]
+            .clone()
+            .try_into()
+            .unwrap();
+        assert_eq!(back, f, "{toml_text}");
+        assert!(
+            fixtures.iter().any(|t| f.check(t).is_ok()),
+            "{} fits none of the fixtures",
+            k.example
+        );
+    }
+}

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use netlink_packet_route::route::RouteMessage;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{nl_error, Error, Result};
 use crate::lab::Lab;
@@ -11,6 +12,7 @@ use crate::netns;
 use crate::nft;
 use crate::nl::{self as netlink, Mac, VethSpec};
 
+#[derive(Serialize, Deserialize)]
 pub enum Undo {
     /// Re-create a deleted veth pair and what lived on both ends.
     Veth(Box<VethSnapshot>),
@@ -47,6 +49,7 @@ pub enum Undo {
     /// Re-add routes that were deleted.
     ReaddRoutes {
         host: String,
+        #[serde(with = "super::route_bytes::list")]
         routes: Vec<RouteMessage>,
     },
     /// Delete a route that was added.
@@ -93,6 +96,25 @@ pub enum Undo {
         ifname: String,
         net: Ipv4Net,
     },
+    /// Re-add an IPv6 address (without DAD, as the lab adds them).
+    Address6 {
+        host: String,
+        ifname: String,
+        net: ipnet::Ipv6Net,
+    },
+    /// Remove an IPv6 address (one a fault added, or one left failed by DAD).
+    DelAddress6 {
+        host: String,
+        ifname: String,
+        net: ipnet::Ipv6Net,
+    },
+    /// Put an NDP entry back as it was (or remove it if there was none).
+    Neighbour6 {
+        host: String,
+        ifname: String,
+        ip: std::net::Ipv6Addr,
+        mac: Option<Vec<u8>>,
+    },
     /// Start the cluster DNS server again.
     StartDns,
     /// Put a pod's resolv.conf back.
@@ -103,13 +125,14 @@ pub enum Undo {
         host: String,
         /// Each route with the name of its output interface (indexes change when links are
         /// re-created).
+        #[serde(with = "super::route_bytes::named")]
         routes: Vec<(RouteMessage, String)>,
         neighbours: Vec<(String, Ipv4Addr, Vec<u8>)>,
         fdb: Vec<FdbEntry>,
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FdbEntry {
     pub ifname: String,
     pub mac: Vec<u8>,
@@ -246,6 +269,44 @@ impl Undo {
                 neighbours,
                 fdb,
             } => restore(lab, &host, routes, neighbours, fdb).await,
+            Undo::Address6 { host, ifname, net } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                match crate::nl6::add_address6(h.handle(), ix, net).await {
+                    Err(e) if crate::error::netlink_errno(&e) != Some(libc::EEXIST) => {
+                        Err(nl_error(&host, format!("adding {net} to {ifname}"), e))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Undo::DelAddress6 { host, ifname, net } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                match crate::nl6::del_address6(h.handle(), ix, net).await {
+                    Err(e) if crate::error::netlink_errno(&e) != Some(libc::EADDRNOTAVAIL) => {
+                        Err(nl_error(&host, format!("removing {net} from {ifname}"), e))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Undo::Neighbour6 {
+                host,
+                ifname,
+                ip,
+                mac,
+            } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                match mac {
+                    Some(m) => netlink::add_permanent_neighbour(h.handle(), ix, ip, &m)
+                        .await
+                        .map_err(|e| nl_error(&host, format!("restoring NDP entry {ip}"), e)),
+                    None => {
+                        let _ = crate::nl6::del_neighbour6(h.handle(), ix, ip).await;
+                        Ok(())
+                    }
+                }
+            }
             Undo::FlushNeighbour { host, ifname, ip } => {
                 let h = lab.host(&host)?;
                 let ix = h.index(&ifname).await?;
@@ -401,12 +462,14 @@ pub async fn write_sysctls(lab: &Lab, host: &str, values: Vec<(String, String)>)
 }
 
 /// Everything needed to rebuild a link and what lived on it.
+#[derive(Serialize, Deserialize)]
 pub struct LinkSnap {
     pub name: String,
     pub mac: Mac,
     pub mtu: u32,
     pub up: bool,
     pub addresses: Vec<Ipv4Net>,
+    #[serde(with = "super::route_bytes::list")]
     pub routes: Vec<RouteMessage>,
     pub neighbours: Vec<(Ipv4Addr, Vec<u8>)>,
     pub fdb: Vec<FdbEntry>,
@@ -541,6 +604,7 @@ async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
 }
 
 /// A deleted veth pair.
+#[derive(Serialize, Deserialize)]
 pub struct VethSnapshot {
     pub node: String,
     pub pod: String,
@@ -592,6 +656,7 @@ impl VethSnapshot {
 }
 
 /// A vxlan device as it was.
+#[derive(Serialize, Deserialize)]
 pub struct VxlanSnapshot {
     pub host: String,
     pub link: LinkSnap,
@@ -629,6 +694,7 @@ impl VxlanSnapshot {
 }
 
 /// Deleted nft rules to put back.
+#[derive(Serialize, Deserialize)]
 pub struct NftUndo {
     pub host: String,
     /// Deleted native rules in ruleset order, with their index in the chain before deletion.

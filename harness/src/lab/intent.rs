@@ -2,8 +2,6 @@
 //! or, for a pod's packet that leaves its node by the masqueraded uplink, the node's. The probe
 //! layer compares it with the source the echo server saw ("seen as").
 
-use std::net::Ipv4Addr;
-
 use super::plan::Plan;
 use crate::topology::Topology;
 
@@ -24,9 +22,11 @@ impl Intended {
     }
 
     /// Whether the plan gives `seen` to the intended host.
-    pub fn accepts(&self, plan: &Plan, seen: Ipv4Addr) -> bool {
-        plan.host(self.host())
-            .is_some_and(|h| h.addresses.iter().any(|(_, n)| n.addr() == seen))
+    pub fn accepts(&self, plan: &Plan, seen: std::net::IpAddr) -> bool {
+        plan.host(self.host()).is_some_and(|h| match seen {
+            std::net::IpAddr::V4(a) => h.addresses.iter().any(|(_, n)| n.addr() == a),
+            std::net::IpAddr::V6(a) => h.v6.addresses.iter().any(|(_, n)| n.addr() == a),
+        })
     }
 
     pub fn describe(&self, from: &str) -> String {
@@ -86,7 +86,7 @@ mod tests {
         assert_eq!(i("ext", "pod-a"), Some(Intended::Own("ext".into())));
         assert_eq!(i("node1", "ext"), Some(Intended::Own("node1".into())));
         let masq = i("pod-a", "ext").unwrap();
-        let node1_uplink: Ipv4Addr = "203.0.113.1".parse().unwrap();
+        let node1_uplink: std::net::IpAddr = "203.0.113.1".parse().unwrap();
         assert!(masq.accepts(&plan, node1_uplink));
         assert!(!masq.accepts(&plan, "10.244.1.2".parse().unwrap()));
         assert!(!Intended::Own("pod-a".into()).accepts(&plan, node1_uplink));

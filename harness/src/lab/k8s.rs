@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,6 +61,9 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
     let mut chains = String::new();
     for svc in &k.services {
         let p = l4(svc.protocol);
+        // kube-dns serves 53 over TCP as well (its Service has a dns-tcp port): resolvers retry
+        // a truncated answer over TCP, and `dig +tcp` asks so.
+        let also_tcp = svc.dns && svc.protocol == Proto::Udp;
         let c = service_chain(svc);
         let comment = format!("{}/{}", svc.namespace, svc.name);
         let eps: Vec<(String, Ipv4Addr, u16)> = svc
@@ -101,6 +103,13 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
             "    ip daddr {} {p} dport {} goto {c} comment \"{comment}\"",
             svc.cluster_ip, svc.port
         );
+        if also_tcp {
+            let _ = writeln!(
+                services,
+                "    ip daddr {} tcp dport {} goto {c} comment \"{comment} dns-tcp\"",
+                svc.cluster_ip, svc.port
+            );
+        }
         if let Some(np) = svc.node_port {
             let _ = writeln!(
                 services,
@@ -119,9 +128,13 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
                 ident(&svc.name)
             );
             vmap.push(format!("{i} : goto {ec}"));
+            let tcp_too = match also_tcp {
+                true => format!("\n    meta l4proto tcp dnat to {ip}:{port}"),
+                false => String::new(),
+            };
             let _ = writeln!(
                 chains,
-                "  chain {ec} {{\n    ip saddr {ip} jump mark-for-masquerade comment \"hairpin {pod}\"\n    meta l4proto {p} dnat to {ip}:{port}\n  }}"
+                "  chain {ec} {{\n    ip saddr {ip} jump mark-for-masquerade comment \"hairpin {pod}\"\n    meta l4proto {p} dnat to {ip}:{port}{tcp_too}\n  }}"
             );
         }
         let _ = writeln!(
@@ -268,7 +281,8 @@ fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<Stri
 /// opened in the DNS pod's namespace.
 pub struct DnsServer {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// The UDP and the TCP server (`dig +tcp`, and resolvers retrying a truncated answer).
+    threads: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
     pub addr: SocketAddr,
 }
 
@@ -279,34 +293,44 @@ impl DnsServer {
         records: BTreeMap<String, Ipv4Addr>,
         domain: String,
     ) -> Result<DnsServer> {
-        let sock = ns
+        let (sock, listener) = ns
             .run(move || {
                 let s = UdpSocket::bind(addr)?;
                 s.set_read_timeout(Some(Duration::from_millis(50)))?;
-                Ok::<_, std::io::Error>(s)
+                let l = std::net::TcpListener::bind(addr)?;
+                l.set_nonblocking(true)?;
+                Ok::<_, std::io::Error>((s, l))
             })
             .and_then(|r| r)
-            .map_err(|e| Error::io(format!("opening the DNS server's socket on {addr}"), e))?;
+            .map_err(|e| Error::io(format!("opening the DNS server's sockets on {addr}"), e))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        // Its socket is the lab's; the thread itself stays at home.
-        let thread = crate::netns::spawn_home("netfault-dns", move || {
+        let (flag, tcp_flag) = (stop.clone(), stop.clone());
+        let (tcp_records, tcp_domain) = (records.clone(), domain.clone());
+        // Its sockets are the lab's; the threads themselves stay at home.
+        let udp = crate::netns::spawn_home("netfault-dns", move || {
             serve(sock, &records, &domain, &flag);
             Ok(())
         })
         .map_err(|e| Error::io("starting the DNS server thread", e))?;
-        Ok(DnsServer {
+        let mut server = DnsServer {
             stop,
-            thread: Some(thread),
+            threads: vec![udp],
             addr,
+        };
+        let tcp = crate::netns::spawn_home("netfault-dns-tcp", move || {
+            serve_tcp(listener, &tcp_records, &tcp_domain, &tcp_flag);
+            Ok(())
         })
+        .map_err(|e| Error::io("starting the DNS server's TCP thread", e))?;
+        server.threads.push(tcp);
+        Ok(server)
     }
 }
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -320,6 +344,40 @@ fn serve(sock: UdpSocket, records: &BTreeMap<String, Ipv4Addr>, domain: &str, st
         };
         if let Some(reply) = answer(&buf[..n], records, domain) {
             let _ = sock.send_to(&reply, peer);
+        }
+    }
+}
+
+/// DNS over TCP (RFC 7766): each message after its two-byte length, answered the same way; one
+/// client at a time (lab resolvers ask little), each bounded by a read timeout.
+fn serve_tcp(
+    l: std::net::TcpListener,
+    records: &BTreeMap<String, Ipv4Addr>,
+    domain: &str,
+    stop: &AtomicBool,
+) {
+    use std::io::{Read, Write};
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((mut c, _)) = l.accept() else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let _ = c.set_nonblocking(false);
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut len = [0u8; 2];
+        while !stop.load(Ordering::Relaxed) && c.read_exact(&mut len).is_ok() {
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            if c.read_exact(&mut q).is_err() {
+                break;
+            }
+            let Some(reply) = answer(&q, records, domain) else {
+                break;
+            };
+            let mut msg = (reply.len() as u16).to_be_bytes().to_vec();
+            msg.extend_from_slice(&reply);
+            if c.write_all(&msg).is_err() {
+                break;
+            }
         }
     }
 }
@@ -371,24 +429,23 @@ pub fn answer(q: &[u8], records: &BTreeMap<String, Ipv4Addr>, domain: &str) -> O
 pub struct K8sRuntime {
     /// Each pod's resolv.conf, for a lab in memory only.
     pub resolv: Mutex<BTreeMap<String, String>>,
-    /// A named lab's resolv.conf files (`<dir>/<pod>`), which `netfault exec` mounts.
-    pub resolv_dir: Option<PathBuf>,
+    /// A named lab's name: its resolv.conf files live on disk, where `netfault exec` and
+    /// `ip netns exec` mount them.
+    pub pinned: Option<String>,
     pub dns: Mutex<Option<DnsServer>>,
 }
 
 impl K8sRuntime {
     pub fn resolv_conf(&self, pod: &str) -> Option<String> {
-        match &self.resolv_dir {
-            Some(d) => std::fs::read_to_string(d.join(pod)).ok(),
+        match &self.pinned {
+            Some(lab) => std::fs::read_to_string(crate::paths::resolv_dir(lab).join(pod)).ok(),
             None => self.resolv.lock().ok()?.get(pod).cloned(),
         }
     }
 
     pub fn set_resolv_conf(&self, pod: &str, text: &str) -> Result<()> {
-        match &self.resolv_dir {
-            Some(d) => std::fs::create_dir_all(d)
-                .and_then(|_| std::fs::write(d.join(pod), text))
-                .map_err(|e| Error::io(format!("writing {pod}'s resolv.conf"), e)),
+        match &self.pinned {
+            Some(lab) => write_pinned_resolv(lab, pod, text),
             None => {
                 self.resolv
                     .lock()
@@ -400,15 +457,29 @@ impl K8sRuntime {
     }
 }
 
-/// Writes every pod's resolv.conf as `<dir>/<pod>` (a pinned lab's, which `netfault exec`
-/// mounts).
-pub fn write_resolv_confs(t: &Topology, dir: &std::path::Path) -> Result<()> {
+/// Writes every pod's resolv.conf of the pinned lab `lab`.
+pub fn write_resolv_confs(t: &Topology, lab: &str) -> Result<()> {
     for (pod, _) in t.pods() {
         if let Some(text) = t.resolv_conf(pod) {
-            std::fs::create_dir_all(dir)
-                .and_then(|_| std::fs::write(dir.join(pod), text))
-                .map_err(|e| Error::io(format!("writing {pod}'s resolv.conf"), e))?;
+            write_pinned_resolv(lab, pod, &text)?;
         }
+    }
+    Ok(())
+}
+
+/// A pinned pod's resolv.conf, twice: in the lab's directory (which `netfault exec` mounts) and
+/// as `/etc/netns/LAB-POD/resolv.conf`, which `ip netns exec LAB-POD` bind-mounts over
+/// /etc/resolv.conf.
+fn write_pinned_resolv(lab: &str, pod: &str, text: &str) -> Result<()> {
+    let ours = crate::paths::resolv_dir(lab).join(pod);
+    let theirs = crate::paths::etc_netns(lab, pod).join("resolv.conf");
+    for file in [ours, theirs] {
+        if let Some(d) = file.parent() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+        }
+        std::fs::write(&file, text)
+            .map_err(|e| Error::io(format!("writing {pod}'s resolv.conf {}", file.display()), e))?;
     }
     Ok(())
 }

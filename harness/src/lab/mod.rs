@@ -7,15 +7,20 @@
 //! process until `Lab::down_named`.
 
 mod cni_pods;
+mod dual_plan;
 pub mod intended_path;
 pub mod intent;
+pub mod inventory;
 pub mod k8s;
 mod learn;
 mod live;
 mod named;
 pub mod plan;
+pub mod plan6;
+mod reset;
 mod services;
 mod up;
 
 pub use live::{CniState, Lab, LabHost};
 pub use plan::{HostPlan, IfaceKind, Plan};
+pub use reset::Reset;

@@ -51,9 +51,8 @@ impl Lab {
             }
             lab.name = Some(name.to_string());
             // Pods' resolv.conf files, for `netfault exec` to mount over /etc/resolv.conf.
-            let dir = crate::paths::resolv_dir(name);
-            k8s::write_resolv_confs(&lab.topo, &dir)?;
-            lab.k8s.resolv_dir = Some(dir);
+            k8s::write_resolv_confs(&lab.topo, name)?;
+            lab.k8s.pinned = Some(name.to_string());
             crate::testhook::pause("up:resolv");
             Ok::<Lab, Error>(lab)
         }
@@ -147,7 +146,7 @@ impl Lab {
             name: Some(name.to_string()),
             cni,
             k8s: k8s::K8sRuntime {
-                resolv_dir: Some(crate::paths::resolv_dir(name)),
+                pinned: Some(name.to_string()),
                 ..Default::default()
             },
         })

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use super::plan6::Plan6;
 use crate::nl::Mac;
 use crate::topology::{Neighbours, Network, Role, Topology, SWITCH_BRIDGE, SWITCH_HOST};
 
@@ -30,6 +31,9 @@ pub struct HostPlan {
     /// Per-interface sysctls, set once the interfaces exist (proxy_arp on routed host veths).
     pub iface_sysctls: Vec<(String, String)>,
     pub masquerade: Option<MasqPlan>,
+    /// The IPv6 half of a dual-stack lab (empty in an IPv4 one).
+    #[serde(skip_serializing_if = "Plan6::is_empty")]
+    pub v6: Plan6,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,11 +208,9 @@ impl HostPlan {
             .routes
             .iter()
             .map(|r| (r.dev.as_str(), r.dst, r.gateway));
-        connected
-            .chain(routed)
-            .filter(|(_, net, _)| net.contains(&dst))
-            .max_by_key(|(_, net, _)| net.prefix_len())
-            .map(|(dev, _, gw)| (dev, gw))
+        super::plan6::longest_match(connected.chain(routed), |n| {
+            n.contains(&dst).then(|| n.prefix_len())
+        })
     }
 }
 
@@ -217,7 +219,8 @@ impl Plan {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    pub fn from_topology(t: &Topology) -> Plan {
+    /// The IPv4 plan (`from_topology` adds the IPv6 half).
+    pub(super) fn ipv4(t: &Topology) -> Plan {
         let mut hosts: Vec<HostPlan> = t
             .namespace_names()
             .into_iter()
@@ -231,6 +234,7 @@ impl Plan {
                 fdb: Vec::new(),
                 iface_sysctls: Vec::new(),
                 masquerade: None,
+                v6: Plan6::default(),
             })
             .collect();
 

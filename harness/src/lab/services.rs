@@ -10,6 +10,16 @@ impl Lab {
     /// The Kubernetes layer: hairpin on pod bridge ports, kube-proxy's and the policies' nft
     /// tables on every node, each pod's resolv.conf, the cluster DNS server.
     pub(super) async fn wire_k8s(&mut self) -> Result<()> {
+        if self.topo.k8s.is_empty() {
+            return Ok(());
+        }
+        self.render_k8s().await?;
+        self.start_dns()
+    }
+
+    /// What kube-proxy, the policy controller and the kubelet keep rendering: hairpin on pod
+    /// bridge ports, the nodes' nft tables, each pod's resolv.conf (not the DNS server).
+    pub(super) async fn render_k8s(&self) -> Result<()> {
         let t = self.topo.clone();
         if t.k8s.is_empty() {
             return Ok(());
@@ -32,7 +42,6 @@ impl Lab {
                 self.k8s.set_resolv_conf(pod, &text)?;
             }
         }
-        self.start_dns()?;
         Ok(())
     }
 

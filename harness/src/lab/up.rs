@@ -63,16 +63,27 @@ impl Lab {
 
     pub(super) async fn wire(&self) -> Result<()> {
         // nft runs in parallel with netlink: a masquerade rule only names the uplink.
-        let nft = try_join_all(self.plan.hosts.iter().filter_map(|hp| {
-            let m = hp.masquerade.as_ref()?;
-            let host = self.hosts.get(&hp.name)?;
-            let comment = format!(
-                "netfault: masquerade pods of {} leaving {}",
-                hp.name, m.uplink
-            );
-            let batch =
-                crate::nft::masquerade_batch(m.pod_cidr, m.cluster_cidr, &m.uplink, &comment);
-            Some(async move { crate::nft::apply(&host.ns, &hp.name, batch).await })
+        let nft = try_join_all(self.plan.hosts.iter().flat_map(|hp| {
+            let v4 = hp
+                .masquerade
+                .as_ref()
+                .map(|m| (m.pod_cidr.into(), m.cluster_cidr.into(), &m.uplink));
+            let v6 = hp
+                .v6
+                .masquerade
+                .as_ref()
+                .map(|m| (m.pod_cidr.into(), m.cluster_cidr.into(), &m.uplink));
+            let host = self.hosts.get(&hp.name);
+            [v4, v6]
+                .into_iter()
+                .flatten()
+                .filter_map(move |(pod, cluster, uplink)| {
+                    let host = host?;
+                    let comment =
+                        format!("netfault: masquerade pods of {} leaving {uplink}", hp.name);
+                    let batch = crate::nft::masquerade_batch(pod, cluster, uplink, &comment);
+                    Some(async move { crate::nft::apply(&host.ns, &hp.name, batch).await })
+                })
         }));
         let links = async {
             let t0 = std::time::Instant::now();
@@ -206,25 +217,41 @@ impl Lab {
                 .map_err(|e| nl_error(&hp.name, "bringing a link up", e))
         }))
         .await?;
-        try_join_all(hp.addresses.iter().map(|(dev, net)| async move {
+        let v4 = try_join_all(hp.addresses.iter().map(|(dev, net)| async move {
             netlink::add_address(h, index(dev)?, *net)
                 .await
                 .map_err(|e| nl_error(&hp.name, format!("adding {net} to {dev}"), e))
-        }))
-        .await?;
-        // Host routes first: other routes may need them to reach their gateway.
+        }));
+        // A dual-stack host's IPv6 addresses at the same time (nodad: see `dual_plan`).
+        let v6 = try_join_all(hp.v6.addresses.iter().map(|(dev, net)| async move {
+            crate::nl6::add_address6(h, index(dev)?, *net)
+                .await
+                .map_err(|e| nl_error(&hp.name, format!("adding {net} to {dev}"), e))
+        }));
+        tokio::try_join!(v4, v6)?;
+        // Host routes first: other routes may need them to reach their gateway. IPv6 routes
+        // (gateways on their addresses' subnets, or onlink) beside them.
         let (host_routes, others): (Vec<_>, Vec<_>) =
             hp.routes.iter().partition(|r| r.gateway.is_none());
-        for batch in [host_routes, others] {
-            try_join_all(batch.into_iter().map(|r| async move {
-                netlink::add_route_onlink(h, r.dst, r.gateway, index(&r.dev)?, r.onlink)
-                    .await
-                    .map_err(|e| {
-                        nl_error(&hp.name, format!("adding route {} dev {}", r.dst, r.dev), e)
-                    })
-            }))
-            .await?;
-        }
+        let v4 = async {
+            for batch in [host_routes, others] {
+                try_join_all(batch.into_iter().map(|r| async move {
+                    netlink::add_route_onlink(h, r.dst, r.gateway, index(&r.dev)?, r.onlink)
+                        .await
+                        .map_err(|e| {
+                            nl_error(&hp.name, format!("adding route {} dev {}", r.dst, r.dev), e)
+                        })
+                }))
+                .await?;
+            }
+            Ok::<(), Error>(())
+        };
+        let v6 = try_join_all(hp.v6.routes.iter().map(|r| async move {
+            crate::nl6::add_route6(h, r.dst, r.gateway, index(&r.dev)?, r.onlink)
+                .await
+                .map_err(|e| nl_error(&hp.name, format!("adding route {} dev {}", r.dst, r.dev), e))
+        }));
+        tokio::try_join!(v4, v6)?;
         try_join_all(hp.fdb.iter().map(|f| async move {
             netlink::add_fdb(h, index(&f.dev)?, &f.mac, f.dst)
                 .await
@@ -251,11 +278,16 @@ impl Lab {
                 .map_err(|e| Error::io(format!("{}: interface sysctls", hp.name), e))?;
         }
         // Permanent neighbours (N² of them on a big bridge) go in batches on a socket of their own.
-        if !hp.neighbours.is_empty() {
-            let entries = hp
+        if !hp.neighbours.is_empty() || !hp.v6.neighbours.is_empty() {
+            let v4 = hp.neighbours.iter().map(|n| (&n.dev, n.ip.into(), n.mac));
+            let v6 = hp
+                .v6
                 .neighbours
                 .iter()
-                .map(|n| Ok((index(&n.dev)?, n.ip, n.mac)))
+                .map(|n| (&n.dev, n.ip.into(), n.mac));
+            let entries = v4
+                .chain(v6)
+                .map(|(dev, ip, mac)| Ok((index(dev)?, ip, mac)))
                 .collect::<Result<Vec<_>>>()?;
             let failed = host
                 .ns

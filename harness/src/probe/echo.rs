@@ -1,10 +1,13 @@
 //! Echo servers the prober opens in target namespaces for the length of one probe run.
 //!
-//! TCP: read the probe line, answer `netfault-echo seen=<peer address>`, then echo what follows.
+//! TCP: read the probe line, answer `netfault-echo seen=<peer address>`, then echo what follows
+//! (an HTTP request line instead gets that line as a `200 OK` answer, so `curl` works).
 //! UDP: answer every datagram with `netfault-echo seen=<peer address>` and the datagram, from the
-//! address it was sent to. Listeners use SO_REUSEPORT so two probers can share a pinned lab.
+//! address it was sent to. Listeners use SO_REUSEPORT so two probers (and the standing servers
+//! of `netfault serve`) can share a pinned lab. A port held by a server that is not netfault's
+//! (without SO_REUSEPORT) is left to it: its probes take what it does as the answer.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use crate::topology::Proto;
 
 /// Running echo servers; dropping this stops them and closes their sockets.
 #[derive(Default)]
-pub(crate) struct Servers {
+pub struct Servers {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -32,26 +35,27 @@ impl Drop for Servers {
 }
 
 impl Servers {
+    /// Starts an echo server; false when a server that is not netfault's holds the port (it
+    /// is probed as it is).
     pub(crate) async fn start(
         &mut self,
         ns: &Netns,
         host: &str,
         proto: Proto,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         port: u16,
         book: Option<Arc<Book>>,
-    ) -> Result<()> {
-        let sock = ns
-            .run_async(move || listen(proto, ip, port))
-            .await
-            .and_then(|r| r)
-            .map_err(|e| {
+    ) -> Result<bool> {
+        let sock = match ns.run_async(move || listen(proto, ip, port)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(false),
+            r => r.and_then(|r| r).map_err(|e| {
                 Error::io(
                     format!("{host}: opening a {proto} echo listener on {ip}:{port}"),
                     e,
                 )
-            })?;
-        let task = match proto {
+            })?,
+        };
+        let task = match proto.base() {
             Proto::Tcp => {
                 let l = tokio::net::TcpListener::from_std(sock.into())
                     .map_err(|e| Error::io(format!("{host}: tcp listener"), e))?;
@@ -62,32 +66,69 @@ impl Servers {
                     .map_err(|e| Error::io(format!("{host}: udp listener"), e))?;
                 tokio::spawn(udp_server(u, port, book))
             }
-            Proto::Icmp | Proto::Dns => return Ok(()),
+            _ => return Ok(true),
+        };
+        self.tasks.push(task);
+        Ok(true)
+    }
+}
+
+impl Servers {
+    /// Serves on a standing listener (see `standing`).
+    pub(crate) fn adopt(&mut self, proto: Proto, sock: Socket, _port: u16) -> Result<()> {
+        let task = match proto {
+            Proto::Tcp | Proto::Tcp6 => {
+                let l = tokio::net::TcpListener::from_std(sock.into())
+                    .map_err(|e| Error::io("a standing tcp listener", e))?;
+                tokio::spawn(tcp_server(l))
+            }
+            _ => {
+                let u = tokio::net::UdpSocket::from_std(sock.into())
+                    .map_err(|e| Error::io("a standing udp listener", e))?;
+                tokio::spawn(standing_udp_server(u))
+            }
         };
         self.tasks.push(task);
         Ok(())
     }
 }
 
-fn listen(proto: Proto, ip: Ipv4Addr, port: u16) -> std::io::Result<Socket> {
-    let s = match proto {
-        Proto::Tcp => Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
-        _ => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?,
+/// A non-blocking TCP or UDP socket that shares its port (SO_REUSEADDR, SO_REUSEPORT) with
+/// the other echo servers of the lab. An IPv6 one is IPv6-only: the IPv4 twin has its own.
+pub(super) fn shared_socket(proto: Proto) -> std::io::Result<Socket> {
+    let v6 = proto.family() == crate::topology::Family::V6;
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let s = match proto.base() {
+        Proto::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+        _ => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
     };
+    if v6 {
+        s.set_only_v6(true)?;
+    }
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
-    if proto == Proto::Tcp {
+    Ok(s)
+}
+
+fn listen(proto: Proto, ip: IpAddr, port: u16) -> std::io::Result<Socket> {
+    let s = shared_socket(proto)?;
+    if proto.base() == Proto::Tcp {
         // Any local address: also answers DNAT'd connections and probes to other addresses.
-        s.bind(&SockAddr::from(SocketAddrV4::new(
-            Ipv4Addr::UNSPECIFIED,
-            port,
-        )))?;
+        let any: IpAddr = match ip {
+            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        s.bind(&SockAddr::from(SocketAddr::new(any, port)))?;
         s.listen(1024)?;
     } else {
-        // Bound to the probed address so replies leave from it; freebind in case a fault removed it.
-        s.set_freebind_v4(true)?;
-        s.bind(&SockAddr::from(SocketAddrV4::new(ip, port)))?;
+        // Bound to the probed address so replies leave from it; freebind in case a fault removed
+        // it (an IPv6 address is also still "tentative" while DAD runs, where DAD is on).
+        match ip {
+            IpAddr::V4(_) => s.set_freebind_v4(true)?,
+            IpAddr::V6(_) => s.set_freebind_v6(true)?,
+        }
+        s.bind(&SockAddr::from(SocketAddr::new(ip, port)))?;
     }
     Ok(s)
 }
@@ -113,10 +154,12 @@ async fn tcp_server(l: tokio::net::TcpListener) {
                 }
                 first.extend_from_slice(&buf[..n]);
                 if let Some(pos) = first.iter().position(|&b| b == b'\n') {
-                    let ip = match peer {
-                        SocketAddr::V4(a) => *a.ip(),
-                        SocketAddr::V6(_) => return,
-                    };
+                    let ip = peer.ip();
+                    // `curl` inside a lab: an HTTP request gets an HTTP answer, then close.
+                    if is_http_request(&first[..pos]) {
+                        let _ = http_answer(&mut s, &mut first, ip).await;
+                        return;
+                    }
                     if s.write_all(format!("{ECHO_PREFIX}{ip}\n").as_bytes())
                         .await
                         .is_err()
@@ -144,6 +187,43 @@ async fn tcp_server(l: tokio::net::TcpListener) {
     }
 }
 
+/// Whether a line is an HTTP/1.x request line (`GET / HTTP/1.1`).
+fn is_http_request(line: &[u8]) -> bool {
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end().split(' ');
+    let method = parts.next().unwrap_or("");
+    let version = parts.nth(1).unwrap_or("");
+    method.len() >= 3
+        && method.bytes().all(|b| b.is_ascii_uppercase())
+        && version.starts_with("HTTP/1.")
+}
+
+/// Reads the request's headers (up to a blank line) and answers `200 OK` with the echo line.
+async fn http_answer(
+    s: &mut tokio::net::TcpStream,
+    got: &mut Vec<u8>,
+    seen: IpAddr,
+) -> std::io::Result<()> {
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && !got.windows(2).any(|w| w == b"\n\n") {
+        if got.len() > 16 * 1024 {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let body = format!("{ECHO_PREFIX}{seen}\n");
+    let head = format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body.as_bytes()).await?;
+    s.shutdown().await
+}
+
 /// A reply that cannot be sent (no route back, a filter on the way out) is booked to its probe.
 async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>) {
     let mut buf = vec![0u8; 65536];
@@ -152,8 +232,7 @@ async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>
             tokio::time::sleep(Duration::from_millis(1)).await;
             continue;
         };
-        let SocketAddr::V4(p) = peer else { continue };
-        let mut reply = format!("{ECHO_PREFIX}{} ", p.ip()).into_bytes();
+        let mut reply = format!("{ECHO_PREFIX}{} ", peer.ip()).into_bytes();
         // The request back, cut so a large probe's reply is as large as the probe itself.
         let keep = if n > reply.len() + 64 {
             n - reply.len()
@@ -161,7 +240,8 @@ async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>
             n
         };
         reply.extend_from_slice(&buf[..keep]);
-        let Some(b) = &book else {
+        // The drop watch books IPv4 replies only.
+        let (Some(b), SocketAddr::V4(p)) = (&book, peer) else {
             let _ = u.send_to(&reply, peer).await;
             continue;
         };
@@ -173,5 +253,78 @@ async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>
                 b.reply_failed(p, port, request, &e);
             }
         }
+    }
+}
+
+/// A standing UDP server (wildcard address, either family): answers each datagram as the
+/// prober's UDP echo does, from the address it was sent to (IP_PKTINFO, IPV6_PKTINFO).
+async fn standing_udp_server(u: tokio::net::UdpSocket) {
+    use nix::sys::socket::SockaddrStorage;
+    use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+    let fd = u.as_raw_fd();
+    let mut buf = vec![0u8; 65536];
+    let mut space = nix::cmsg_space!(libc::in6_pktinfo);
+    loop {
+        let got = u
+            .async_io(tokio::io::Interest::READABLE, || {
+                let mut iov = [IoSliceMut::new(&mut buf)];
+                let m =
+                    recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut space), MsgFlags::empty())
+                        .map_err(std::io::Error::from)?;
+                let info = m.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|c| match c {
+                        ControlMessageOwned::Ipv4PacketInfo(i) => Some(Ok(i)),
+                        ControlMessageOwned::Ipv6PacketInfo(i) => Some(Err(i)),
+                        _ => None,
+                    })
+                });
+                Ok((m.bytes, m.address, info))
+            })
+            .await;
+        let Ok((n, Some(peer), Some(info))) = got else {
+            continue;
+        };
+        let peer_ip: Option<std::net::IpAddr> =
+            match (peer.as_sockaddr_in(), peer.as_sockaddr_in6()) {
+                (Some(a), _) => Some(a.ip().into()),
+                (_, Some(a)) => Some(a.ip().into()),
+                _ => None,
+            };
+        let Some(peer_ip) = peer_ip else { continue };
+        let mut reply = format!("{ECHO_PREFIX}{peer_ip} ").into_bytes();
+        reply.extend_from_slice(&buf[..n]);
+        // The reply leaves from the address the request was sent to, on any interface.
+        let v4 = info.ok().map(|i| libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: i.ipi_addr,
+            ipi_addr: i.ipi_addr,
+        });
+        let v6 = info.err().map(|i| libc::in6_pktinfo {
+            ipi6_addr: i.ipi6_addr,
+            ipi6_ifindex: 0,
+        });
+        let cmsg = match (&v4, &v6) {
+            (Some(a), _) => ControlMessage::Ipv4PacketInfo(a),
+            (_, Some(a)) => ControlMessage::Ipv6PacketInfo(a),
+            _ => continue,
+        };
+        let iov = [std::io::IoSlice::new(&reply)];
+        let _ = sendmsg(fd, &iov, &[cmsg], MsgFlags::MSG_DONTWAIT, Some(&peer));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_request_lines_are_told_from_probe_lines() {
+        assert!(is_http_request(b"GET / HTTP/1.1\r"));
+        assert!(is_http_request(b"HEAD /x HTTP/1.0"));
+        assert!(!is_http_request(b"netfault-probe 12"));
+        assert!(!is_http_request(b"get / HTTP/1.1"));
+        assert!(!is_http_request(b"GET /"));
     }
 }

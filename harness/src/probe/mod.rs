@@ -13,8 +13,13 @@ mod resend;
 mod run;
 mod sock;
 mod spec;
+pub mod standing;
 mod watch;
 
 pub use classify::{classify_ee, classify_errno};
+pub use echo::Servers;
 pub use run::{all_pairs, matrix, matrix_in_two, run};
-pub use spec::{pairs_of, target_probes, Observation, ProbeSpec, SEEN_DROPPED, UDP_SERVICE_SPORT};
+pub use spec::{
+    pairs_of, target_probes, Observation, ProbeSpec, FOREIGN_SERVER, FOREIGN_SILENT, SEEN_DROPPED,
+    UDP_SERVICE_SPORT,
+};

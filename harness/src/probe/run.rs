@@ -1,7 +1,7 @@
 //! Running probes: every probe of a lab at once, in fd-bounded batches, each a Rust socket
 //! opened inside its source namespace; and the matrix of a whole lab.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use super::{dns, echo};
 use crate::dropwatch::{Book, Watched};
 use crate::error::{Error, Result};
 use crate::lab::Lab;
-use crate::topology::{Outcome, Proto};
+use crate::topology::{Family, Outcome, Proto};
 
 /// Runs every probe at once and returns observations in the same order.
 pub async fn run(lab: &Lab, specs: &[ProbeSpec], timeout: Duration) -> Result<Vec<Observation>> {
@@ -42,13 +42,13 @@ async fn run_held(
         return Ok(Vec::new());
     }
     // Echo listeners in every target namespace, for the whole run.
-    let mut targets: Vec<(String, Proto, Ipv4Addr, u16)> = Vec::new();
+    let mut targets: Vec<(String, Proto, IpAddr, u16)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for s in specs {
-        let mut keys: Vec<(String, Proto, Ipv4Addr, u16)> = s
+        let mut keys: Vec<(String, Proto, IpAddr, u16)> = s
             .listeners
             .iter()
-            .map(|(pod, ip, port)| (pod.clone(), s.proto, *ip, *port))
+            .map(|(pod, ip, port)| (pod.clone(), s.proto, IpAddr::V4(*ip), *port))
             .collect();
         if let (Some(port), true) = (s.port, s.listeners.is_empty() && s.query.is_none()) {
             keys.push((s.to.clone(), s.proto, s.dst, port));
@@ -60,11 +60,16 @@ async fn run_held(
         }
     }
     let t0 = std::time::Instant::now();
-    // Where the kernel can be watched, a probe whose packets it drops ends at once.
+    // Where the kernel can be watched, a probe whose packets it drops ends at once. (IPv4
+    // probes only: the drop watch reads IPv4 headers; an IPv6 probe is decided by its answer or
+    // its deadline, and never matches the unspecified address booked in its place.)
     let book = Book::open(
         specs
             .iter()
-            .map(|s| (lab.topology().host(&s.from).map(|h| h.address()), s.dst))
+            .map(|s| match s.dst {
+                IpAddr::V4(dst) => (lab.topology().host(&s.from).map(|h| h.address()), dst),
+                IpAddr::V6(_) => (None, Ipv4Addr::UNSPECIFIED),
+            })
             .collect(),
     )
     .map(Arc::new);
@@ -76,7 +81,7 @@ async fn run_held(
         }
     };
     let ((), servers) = tokio::join!(watch, start_servers(lab, &targets, &book));
-    let servers = servers?;
+    let (servers, occupied) = servers?;
     let t_servers = t0.elapsed();
     crate::testhook::pause("probe:listening");
     // Open sockets are bounded (the fd limit, and each socket's kernel memory): big matrices
@@ -98,7 +103,8 @@ async fn run_held(
             held: h.clone(),
             offset: start,
         });
-        results.extend(run_batch(lab, &specs[start..end], timeout, watch, turn).await?);
+        let batch = run_batch(lab, &specs[start..end], &occupied, timeout, watch, turn);
+        results.extend(batch.await?);
         start = end;
     }
     if std::env::var_os("NETFAULT_PROFILE").is_some() {
@@ -115,20 +121,42 @@ async fn run_held(
     Ok(results)
 }
 
-/// Echo listeners for every (host, protocol, address, port) target.
+/// A target whose port a server that is not netfault's holds: (host, protocol, port).
+type Occupied = std::collections::HashSet<(String, Proto, u16)>;
+
+/// Echo listeners for every (host, protocol, address, port) target, and the targets whose port
+/// is another server's.
 async fn start_servers(
     lab: &Lab,
-    targets: &[(String, Proto, Ipv4Addr, u16)],
+    targets: &[(String, Proto, IpAddr, u16)],
     book: &Option<Arc<Book>>,
-) -> Result<echo::Servers> {
+) -> Result<(echo::Servers, Occupied)> {
     let mut servers = echo::Servers::default();
+    let mut occupied = Occupied::new();
     for (host, proto, ip, port) in targets {
         let ns = &lab.host(host)?.ns;
-        servers
+        let ours = servers
             .start(ns, host, *proto, *ip, *port, book.clone())
             .await?;
+        if !ours {
+            occupied.insert((host.clone(), *proto, *port));
+        }
     }
-    Ok(servers)
+    Ok((servers, occupied))
+}
+
+/// Whether a probe's target port is another server's (a Service's probe: any endpoint's).
+fn is_foreign(s: &ProbeSpec, occupied: &Occupied) -> bool {
+    if occupied.is_empty() {
+        return false;
+    }
+    let direct = s
+        .port
+        .is_some_and(|p| occupied.contains(&(s.to.clone(), s.proto, p)));
+    direct
+        || s.listeners
+            .iter()
+            .any(|(pod, _, p)| occupied.contains(&(pod.clone(), s.proto, *p)))
 }
 
 /// How many probe sockets may be open at once: a quarter of the fd limit (raised to its hard
@@ -149,6 +177,7 @@ fn socket_budget() -> usize {
 async fn run_batch(
     lab: &Lab,
     specs: &[ProbeSpec],
+    occupied: &Occupied,
     timeout: Duration,
     watch: impl Fn(usize) -> Option<Watched>,
     turn: Option<Turn>,
@@ -163,7 +192,7 @@ async fn run_batch(
     }
     // A TCP probe with a count opens that many connections; others use one socket.
     let per_spec = |s: &ProbeSpec| {
-        if s.proto == Proto::Tcp {
+        if s.proto.base() == Proto::Tcp {
             s.count.max(1) as usize
         } else {
             1
@@ -204,7 +233,7 @@ async fn run_batch(
     // first so each (source, destination) gets its answer, and TCP and UDP follow.
     let icmp_pairs: std::collections::HashSet<(&str, &str)> = specs
         .iter()
-        .filter(|o| o.proto == Proto::Icmp)
+        .filter(|o| o.proto.base() == Proto::Icmp)
         .map(|o| (o.from.as_str(), o.to.as_str()))
         .collect();
     let icmp_pairs = &icmp_pairs;
@@ -217,7 +246,7 @@ async fn run_batch(
     for (i, s) in specs
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.proto == Proto::Icmp)
+        .filter(|(_, s)| s.proto.base() == Proto::Icmp)
     {
         *icmp_left.entry((s.from.as_str(), later(i))).or_default() += 1;
     }
@@ -241,17 +270,20 @@ async fn run_batch(
         .enumerate()
         .map(|(i, (spec, socks))| {
             let gate = gates.get(&(spec.from.as_str(), later(i))).cloned();
-            let wait = (spec.proto != Proto::Icmp && has_icmp(spec))
+            let wait = (spec.proto.base() != Proto::Icmp && has_icmp(spec))
                 .then(|| gate.as_ref().map(|g| g.done.subscribe()))
                 .flatten();
-            let signal = (spec.proto == Proto::Icmp).then_some(gate).flatten();
+            let signal = (spec.proto.base() == Proto::Icmp).then_some(gate).flatten();
             let resolv = spec
                 .query
                 .as_ref()
                 .and_then(|_| lab.resolv_conf(&spec.from));
             // Counted probes measure loss: a drop is one of their outcomes, not the end.
-            let watch = (spec.count <= 1).then(|| watch(i)).flatten();
-            let spec = spec.clone();
+            let watch = (spec.count <= 1 && spec.proto.family() == Family::V4)
+                .then(|| watch(i))
+                .flatten();
+            let mut spec = spec.clone();
+            spec.foreign = is_foreign(&spec, occupied);
             let turn = turn.as_ref().map(|t| (t.held.clone(), t.offset + i));
             tokio::spawn(async move {
                 let mut begin = start;
@@ -313,13 +345,13 @@ async fn probe_one(
             Err(e) => return open_failure(spec.proto, e),
         }
     }
-    let port = |d| SocketAddrV4::new(spec.dst, spec.port.unwrap_or(d));
+    let port = |d| SocketAddr::new(spec.dst, spec.port.unwrap_or(d));
     if let Some((name, want)) = &spec.query {
         let sock = ready.into_iter().next().expect("one socket");
         return dns::lookup(sock, resolv.as_deref(), name, *want, deadline, watch).await;
     }
     if spec.count > 1 {
-        return match spec.proto {
+        return match spec.proto.base() {
             Proto::Tcp => {
                 let all = futures::future::join_all(
                     ready
@@ -337,10 +369,10 @@ async fn probe_one(
                     &all,
                 )
             }
-            Proto::Icmp | Proto::Udp | Proto::Dns => {
+            _ => {
                 let sock = ready.into_iter().next().expect("one socket");
-                let dst = if spec.proto == Proto::Icmp {
-                    SocketAddrV4::new(spec.dst, 0)
+                let dst = if spec.proto.base() == Proto::Icmp {
+                    SocketAddr::new(spec.dst, 0)
                 } else {
                     port(7)
                 };
@@ -349,11 +381,13 @@ async fn probe_one(
         };
     }
     let sock = ready.into_iter().next().expect("one socket");
-    match spec.proto {
+    match spec.proto.base() {
         Proto::Icmp => icmp(sock, spec.dst, spec.size, spec.full, deadline, watch).await,
+        Proto::Tcp if spec.foreign => foreign_tcp(sock, port(80), deadline, watch).await,
         Proto::Tcp => tcp(sock, port(80), spec.size, deadline, watch).await,
+        Proto::Udp if spec.foreign => foreign_udp(sock, port(7), deadline, watch).await,
         Proto::Udp => udp(sock, port(7), spec.size, deadline, watch).await,
-        Proto::Dns => Observation::new(
+        _ => Observation::new(
             Outcome::Unsupported,
             "a dns probe without a name".to_string(),
         ),
@@ -379,25 +413,27 @@ const STAGGER: Duration = Duration::from_millis(100);
 /// (net or host unreachable) from a router met the router's rate limit on routing errors, not a
 /// different fate: routing does not look at the protocol. It takes the ICMP probe's outcome.
 fn infer_rate_limited(specs: &[ProbeSpec], mut results: Vec<Observation>) -> Vec<Observation> {
-    let icmp: Vec<(usize, Ipv4Addr)> = specs
+    let icmp: Vec<(usize, IpAddr)> = specs
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.proto == Proto::Icmp)
+        .filter(|(_, s)| s.proto.base() == Proto::Icmp)
         .filter_map(|(i, _)| results[i].routing_error_from.map(|r| (i, r)))
         .collect();
     for i in 0..specs.len() {
-        if specs[i].proto == Proto::Icmp || results[i].outcome != Outcome::Timeout {
+        if specs[i].proto.base() == Proto::Icmp || results[i].outcome != Outcome::Timeout {
             continue;
         }
-        let sibling = icmp
-            .iter()
-            .find(|(j, _)| specs[*j].from == specs[i].from && specs[*j].to == specs[i].to);
+        let sibling = icmp.iter().find(|(j, _)| {
+            specs[*j].from == specs[i].from
+                && specs[*j].to == specs[i].to
+                && specs[*j].proto.family() == specs[i].proto.family()
+        });
         if let Some((j, router)) = sibling {
             let what = results[*j].detail.clone().unwrap_or_default();
             results[i] = Observation {
                 outcome: results[*j].outcome,
                 seen_as: None,
-                detail: Some(format!("{what} (to the icmp probe; {router} rate-limits routing errors, so this probe got none)")),
+                detail: Some(format!("{what} (to the {} probe; {router} rate-limits routing errors, so this probe got none)", specs[*j].proto)),
                 routing_error_from: Some(*router),
             };
         }
@@ -454,7 +490,7 @@ fn loss_outcome(spec: &ProbeSpec, lost: usize, seen: &[Observation]) -> Observat
 async fn counted(
     sock: Socket,
     spec: &ProbeSpec,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     deadline: Instant,
 ) -> Observation {
     if let Err(e) = sock.connect(&SockAddr::from(dst)) {
@@ -472,8 +508,9 @@ async fn counted(
     let count = spec.count.max(1);
     let payload = |seq: u32| -> Vec<u8> {
         let line = format!("{PROBE_LINE} {seq}\n").into_bytes();
-        let mut p = if spec.proto == Proto::Icmp {
-            let mut h = vec![8u8, 0, 0, 0, 0, 0];
+        let icmp = spec.proto.base() == Proto::Icmp;
+        let mut p = if icmp {
+            let mut h = vec![echo_type(spec.proto.family()), 0, 0, 0, 0, 0];
             h.extend_from_slice(&((seq & 0xffff) as u16).to_be_bytes());
             h.extend_from_slice(&line);
             h
@@ -481,10 +518,11 @@ async fn counted(
             line
         };
         if let Some(sz) = spec.size {
-            let want = if spec.proto == Proto::Icmp {
-                sz.saturating_sub(20)
+            let ip = ip_header(spec.proto.family());
+            let want = if icmp {
+                sz.saturating_sub(ip)
             } else {
-                sz.saturating_sub(HEADERS)
+                sz.saturating_sub(ip + 8)
             };
             if p.len() < want {
                 p.resize(want, b'.');
@@ -492,9 +530,9 @@ async fn counted(
         }
         p
     };
-    let parse = |b: &[u8]| -> Option<(u32, Option<Ipv4Addr>)> {
-        if spec.proto == Proto::Icmp {
-            if b.len() >= 8 && b[0] == 0 {
+    let parse = |b: &[u8]| -> Option<(u32, Option<IpAddr>)> {
+        if spec.proto.base() == Proto::Icmp {
+            if b.len() >= 8 && b[0] == echo_reply_type(spec.proto.family()) {
                 return Some((u32::from(u16::from_be_bytes([b[6], b[7]])), None));
             }
             return None;
@@ -577,28 +615,68 @@ async fn counted(
 }
 
 fn open_client(proto: Proto, sport: Option<u16>) -> std::io::Result<Socket> {
-    let s = match proto {
-        Proto::Icmp => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))?,
-        Proto::Tcp => Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
-        Proto::Udp | Proto::Dns => Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?,
+    let v6 = proto.family() == Family::V6;
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let s = match (proto.base(), v6) {
+        (Proto::Icmp, false) => Socket::new(domain, Type::DGRAM, Some(Protocol::ICMPV4))?,
+        (Proto::Icmp, true) => Socket::new(domain, Type::DGRAM, Some(Protocol::ICMPV6))?,
+        (Proto::Tcp, _) => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+        _ => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
     };
     s.set_nonblocking(true)?;
-    if proto != Proto::Tcp {
-        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Ipv4RecvErr, &true)?;
+    if proto.base() != Proto::Tcp {
+        use nix::sys::socket::{setsockopt, sockopt};
+        if v6 {
+            setsockopt(&s, sockopt::Ipv6RecvErr, &true)?;
+        } else {
+            setsockopt(&s, sockopt::Ipv4RecvErr, &true)?;
+        }
     }
     if let Some(port) = sport {
         s.set_reuse_address(true)?;
-        s.bind(&SockAddr::from(SocketAddrV4::new(
-            Ipv4Addr::UNSPECIFIED,
-            port,
-        )))?;
+        let any: IpAddr = if v6 {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        s.bind(&SockAddr::from(SocketAddr::new(any, port)))?;
     }
     Ok(s)
 }
 
+/// The ICMP echo request and reply types of a family (ICMPv6: 128 and 129).
+fn echo_type(f: Family) -> u8 {
+    match f {
+        Family::V4 => 8,
+        Family::V6 => 128,
+    }
+}
+
+fn echo_reply_type(f: Family) -> u8 {
+    match f {
+        Family::V4 => 0,
+        Family::V6 => 129,
+    }
+}
+
+/// The IP header the kernel puts before a probe's payload.
+fn ip_header(f: Family) -> usize {
+    match f {
+        Family::V4 => 20,
+        Family::V6 => 40,
+    }
+}
+
+fn family_of(ip: IpAddr) -> Family {
+    match ip {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    }
+}
+
 fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
     match (proto, e.raw_os_error()) {
-        (Proto::Icmp, Some(libc::EACCES)) | (Proto::Icmp, Some(libc::EPERM)) => Observation::new(
+        (Proto::Icmp | Proto::Icmp6, Some(libc::EACCES) | Some(libc::EPERM)) => Observation::new(
             Outcome::Unsupported,
             "ICMP echo sockets are not permitted in the source namespace (net.ipv4.ping_group_range)".to_string(),
         ),
@@ -610,36 +688,35 @@ fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
     }
 }
 
-/// IP (20) and ICMP or UDP (8) headers: what a probe of `size` bytes leaves for its payload.
-const HEADERS: usize = 28;
-
 async fn icmp(
     sock: Socket,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     size: Option<usize>,
     full: bool,
     deadline: Instant,
     watch: Option<Watched>,
 ) -> Observation {
-    let full_size: fn(usize) -> Vec<u8> = |mtu| echo_request(Some(mtu));
+    let f = family_of(dst);
+    let full_size: fn(usize, Family) -> Vec<u8> = |mtu, f| echo_request(Some(mtu), f);
+    let reply = echo_reply_type(f);
     datagram(
         sock,
-        SocketAddrV4::new(dst, 0),
-        &echo_request(size),
+        SocketAddr::new(dst, 0),
+        &echo_request(size, f),
         full.then_some(full_size),
         deadline,
         watch,
-        |b| (b.first() == Some(&0)).then(|| Observation::new(Outcome::Reachable, None)),
+        |b| (b.first() == Some(&reply)).then(|| Observation::new(Outcome::Reachable, None)),
     )
     .await
 }
 
-/// An ICMP echo request for an IP packet of `size` bytes (small without): type 8, code 0,
-/// sequence 1; the kernel fills in the identifier and checksum.
-fn echo_request(size: Option<usize>) -> Vec<u8> {
-    let len = size.map_or(24, |s| s.saturating_sub(20).max(24));
+/// An ICMP echo request for an IP packet of `size` bytes (small without): type 8 (ICMPv6:
+/// 128), code 0, sequence 1; the kernel fills in the identifier and checksum.
+fn echo_request(size: Option<usize>, f: Family) -> Vec<u8> {
+    let len = size.map_or(24, |s| s.saturating_sub(ip_header(f)).max(24));
     let mut pkt = vec![0u8; len];
-    pkt[0] = 8;
+    pkt[0] = echo_type(f);
     pkt[7] = 1;
     pkt[8..22].copy_from_slice(b"netfault-probe");
     pkt
@@ -647,7 +724,7 @@ fn echo_request(size: Option<usize>) -> Vec<u8> {
 
 async fn udp(
     sock: Socket,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     size: Option<usize>,
     deadline: Instant,
     watch: Option<Watched>,
@@ -660,9 +737,10 @@ async fn udp(
         .unwrap_or_default();
     let mut line = format!("{PROBE_LINE}{tag}\n").into_bytes();
     if let Some(s) = size {
-        line.resize(s.saturating_sub(HEADERS).max(line.len()), b'.');
+        let headers = ip_header(family_of(dst.ip())) + 8;
+        line.resize(s.saturating_sub(headers).max(line.len()), b'.');
     }
-    datagram(sock, dst, &line, None, deadline, watch, |b| {
+    let mut o = datagram(sock, dst, &line, None, deadline, watch, |b| {
         parse_echo(b).map(|seen| Observation {
             outcome: Outcome::Reachable,
             seen_as: Some(seen),
@@ -670,7 +748,9 @@ async fn udp(
             routing_error_from: None,
         })
     })
-    .await
+    .await;
+    super::classify::note_hidden_from_udp_clients(&mut o);
+    o
 }
 
 /// Sends `payload` on a connected datagram socket every RESEND until `reply` accepts an answer,
@@ -681,9 +761,9 @@ async fn udp(
 /// `dst` (at first, and again whenever an error comes with a smaller one: path MTU discovery).
 async fn datagram(
     sock: Socket,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     payload: &[u8],
-    full_size: Option<fn(usize) -> Vec<u8>>,
+    full_size: Option<fn(usize, Family) -> Vec<u8>>,
     deadline: Instant,
     watch: Option<Watched>,
     reply: impl Fn(&[u8]) -> Option<Observation>,
@@ -691,16 +771,17 @@ async fn datagram(
     if let Err(e) = sock.connect(&SockAddr::from(dst)) {
         return classify_errno(&e, "connect");
     }
-    let mut payload = match full_size.and_then(|build| Some(build(path_mtu(&sock)?))) {
+    let f = family_of(dst.ip());
+    let mut payload = match full_size.and_then(|build| Some(build(path_mtu(&sock, f)?, f))) {
         Some(full) => full,
         None => payload.to_vec(),
     };
-    // The IP header the kernel adds: a packet of the path MTU carries MTU - 20 bytes.
+    // The IP header the kernel adds: a packet of the path MTU carries MTU - 20 (40) bytes.
     let shrink = |s: &Socket, p: &mut Vec<u8>| {
         let Some(build) = full_size else { return false };
-        match path_mtu(s) {
-            Some(mtu) if mtu < p.len() + 20 => {
-                *p = build(mtu);
+        match path_mtu(s, f) {
+            Some(mtu) if mtu < p.len() + ip_header(f) => {
+                *p = build(mtu, f);
                 true
             }
             _ => false,
@@ -768,7 +849,7 @@ async fn datagram(
 
 async fn tcp(
     sock: Socket,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     size: Option<usize>,
     deadline: Instant,
     watch: Option<Watched>,
@@ -836,11 +917,48 @@ async fn tcp(
     }
 }
 
+/// A TCP probe of a server that is not netfault's: the connection it accepts is the answer
+/// (nothing is sent to it).
+async fn foreign_tcp(
+    sock: Socket,
+    dst: SocketAddr,
+    deadline: Instant,
+    watch: Option<Watched>,
+) -> Observation {
+    match connect(sock, dst, deadline, watch).await {
+        Ok(_) => Observation::new(Outcome::Reachable, FOREIGN_SERVER.to_string()),
+        Err(o) => o,
+    }
+}
+
+/// A UDP probe of a server that is not netfault's: any datagram back is the answer; silence is
+/// a timeout that says the server may simply not answer netfault's probe.
+async fn foreign_udp(
+    sock: Socket,
+    dst: SocketAddr,
+    deadline: Instant,
+    watch: Option<Watched>,
+) -> Observation {
+    let line = format!("{PROBE_LINE}\n").into_bytes();
+    let mut o = datagram(sock, dst, &line, None, deadline, watch, |_| {
+        Some(Observation::new(
+            Outcome::Reachable,
+            FOREIGN_SERVER.to_string(),
+        ))
+    })
+    .await;
+    if o.outcome == Outcome::Timeout {
+        let was = o.detail.take().unwrap_or_default();
+        o.detail = Some(format!("{was} ({FOREIGN_SILENT})"));
+    }
+    o
+}
+
 /// Connects, the SYN sent inside a window: a SYN the kernel is seen dropping (and no answer
 /// within TCP_GRACE) ends the probe as the timeout it would have become.
 async fn connect(
     sock: Socket,
-    dst: SocketAddrV4,
+    dst: SocketAddr,
     deadline: Instant,
     watch: Option<Watched>,
 ) -> std::result::Result<tokio::net::TcpStream, Observation> {
@@ -893,16 +1011,30 @@ async fn connect(
     }
 }
 
-/// Sets DF on a probe socket (IP_PMTUDISC_DO): a packet too big for the path is refused, not
-/// fragmented, so size problems show.
+/// Sets DF on a probe socket (IP_PMTUDISC_DO; IPv6 routers never fragment, and
+/// IPV6_PMTUDISC_DO keeps the sender from doing it): a packet too big for the path is
+/// refused, not fragmented, so size problems show.
 fn set_dont_fragment(s: &Socket) -> std::io::Result<()> {
-    let v: libc::c_int = libc::IP_PMTUDISC_DO;
+    let v6 = s.domain().is_ok_and(|d| d == Domain::IPV6);
+    let (level, opt, v) = if v6 {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
+    } else {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
+    };
     // SAFETY: a valid fd, and a pointer to a c_int of the size passed.
     let r = unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
+            level,
+            opt,
             (&v as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -914,17 +1046,21 @@ fn set_dont_fragment(s: &Socket) -> std::io::Result<()> {
     }
 }
 
-/// The path MTU the kernel knows for a connected socket's destination (IP_MTU): its route's
-/// device MTU, or less once a router answered "fragmentation needed".
-fn path_mtu(s: &Socket) -> Option<usize> {
+/// The path MTU the kernel knows for a connected socket's destination (IP_MTU, IPV6_MTU): its
+/// route's device MTU, or less once a router answered "fragmentation needed" ("packet too big").
+fn path_mtu(s: &Socket, f: Family) -> Option<usize> {
+    let (level, opt) = match f {
+        Family::V4 => (libc::IPPROTO_IP, libc::IP_MTU),
+        Family::V6 => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
+    };
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: a valid fd, and a pointer to a c_int with its size.
     let r = unsafe {
         libc::getsockopt(
             s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU,
+            level,
+            opt,
             (&mut v as *mut libc::c_int).cast(),
             &mut len,
         )
@@ -1027,7 +1163,7 @@ async fn judge_translations(lab: &Lab, m: &mut crate::matrix::Matrix) {
             };
             live.insert(host.clone(), held.iter().map(|a| a.net.addr()).collect());
         }
-        if live[&host].contains(&seen) {
+        if matches!(seen, IpAddr::V4(a) if live[&host].contains(&a)) {
             continue;
         }
         let c = &mut m.cells[i];

@@ -1,7 +1,7 @@
 //! Socket plumbing the probes share: registering with tokio, non-blocking receives, the
 //! error queue of IP_RECVERR, echo replies.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::Socket;
@@ -49,7 +49,7 @@ pub(crate) fn can_send(sock: RawFd, dev: &str) -> bool {
     r != 0 || req.flags & want == want
 }
 
-pub(crate) fn parse_echo(b: &[u8]) -> Option<Ipv4Addr> {
+pub(crate) fn parse_echo(b: &[u8]) -> Option<IpAddr> {
     let s = std::str::from_utf8(b).ok()?;
     let rest = s.strip_prefix(ECHO_PREFIX)?;
     rest.split_whitespace().next()?.parse().ok()
@@ -97,13 +97,13 @@ pub(crate) fn send_failed(s: &Socket, e: &std::io::Error) -> SendFailed {
     }
 }
 
-/// The first queued ICMP error on a socket with IP_RECVERR, classified.
+/// The first queued ICMP (ICMPv6) error on a socket with IP_RECVERR (IPV6_RECVERR), classified.
 pub(crate) fn errqueue(s: &Socket) -> Option<Observation> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
     let mut data = [0u8; 512];
     let mut iov = [std::io::IoSliceMut::new(&mut data)];
-    let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in);
-    let msg = recvmsg::<SockaddrIn>(
+    let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
+    let msg = recvmsg::<SockaddrStorage>(
         s.as_raw_fd(),
         &mut iov,
         Some(&mut cmsg),
@@ -111,9 +111,16 @@ pub(crate) fn errqueue(s: &Socket) -> Option<Observation> {
     )
     .ok()?;
     for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::Ipv4RecvErr(ee, from) = c {
-            let offender = from.map(|a| Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)));
-            return Some(classify_ee(&ee, offender));
+        match c {
+            ControlMessageOwned::Ipv4RecvErr(ee, from) => {
+                let offender = from.map(|a| Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)));
+                return Some(classify_ee(&ee, offender.map(IpAddr::from)));
+            }
+            ControlMessageOwned::Ipv6RecvErr(ee, from) => {
+                let offender = from.map(|a| Ipv6Addr::from(a.sin6_addr.s6_addr));
+                return Some(classify_ee(&ee, offender.map(IpAddr::from)));
+            }
+            _ => {}
         }
     }
     None

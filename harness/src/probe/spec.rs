@@ -1,7 +1,7 @@
 //! What a probe is and what it saw: the specification of one probe, its observation, and the
 //! probes a topology's matrix makes. Plain data; `run` sends them.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,7 +14,7 @@ pub struct ProbeSpec {
     pub from: String,
     pub to: String,
     pub proto: Proto,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub port: Option<u16>,
     /// Size of the probe's IP packets (ICMP, UDP: one packet with DF set; TCP: this many bytes
     /// echoed back). None: a small probe.
@@ -40,6 +40,10 @@ pub struct ProbeSpec {
     /// after run, as a long-lived client would.
     #[serde(skip)]
     pub sport: Option<u16>,
+    /// The target port is held by a server that is not netfault's: a TCP connection it accepts,
+    /// or any UDP answer, is reachable (what it saw is unknown).
+    #[serde(skip)]
+    pub foreign: bool,
 }
 
 impl ProbeSpec {
@@ -49,7 +53,7 @@ impl ProbeSpec {
             from: from.to_string(),
             to: to.to_string(),
             proto,
-            dst,
+            dst: dst.into(),
             port,
             size: None,
             full: false,
@@ -58,6 +62,7 @@ impl ProbeSpec {
             listeners: Vec::new(),
             query: None,
             sport: None,
+            foreign: false,
         }
     }
 }
@@ -69,14 +74,14 @@ pub struct Observation {
     /// The source address the echo server saw (TCP, UDP): differs from the prober's own
     /// address when something translated it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub seen_as: Option<Ipv4Addr>,
+    pub seen_as: Option<IpAddr>,
     /// What decided the outcome: "ICMP host unreachable from 10.244.1.1", "no route at source".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// The router that answered with ICMP net or host unreachable (a routing error, which the
     /// kernel rate-limits per source).
     #[serde(skip)]
-    pub routing_error_from: Option<Ipv4Addr>,
+    pub routing_error_from: Option<IpAddr>,
 }
 
 impl Observation {
@@ -89,6 +94,14 @@ impl Observation {
         }
     }
 }
+
+/// The detail of a probe answered by a server that is not netfault's.
+pub const FOREIGN_SERVER: &str =
+    "answered by a server that is not netfault's (probed as it is: what it saw is unknown)";
+
+/// Said of a UDP probe a server that is not netfault's left unanswered.
+pub const FOREIGN_SILENT: &str =
+    "a server that is not netfault's holds the port: it may not answer netfault's probe";
 
 /// How the detail of a probe decided by a drop the kernel showed begins.
 pub const SEEN_DROPPED: &str = "seen dropped: ";
@@ -106,11 +119,16 @@ pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
     for (a, b) in t.coverage().pairs {
         let (a, b) = (&t.hosts[a], &t.hosts[b]);
         for &proto in &t.probe.protocols {
+            // An IPv6 probe needs an IPv6 address at both ends.
+            let (Some(dst), Some(_)) = (b.address_of(proto.family()), a.address_of(proto.family()))
+            else {
+                continue;
+            };
             v.push(ProbeSpec {
                 from: a.name.clone(),
                 to: b.name.clone(),
                 proto,
-                dst: b.address(),
+                dst,
                 port: t.probe.port(proto),
                 size: t.probe.size(proto),
                 full: t.full_size_ping(&a.name, &b.name, proto),
@@ -119,6 +137,7 @@ pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
                 listeners: Vec::new(),
                 query: None,
                 sport: None,
+                foreign: false,
             });
         }
     }
@@ -136,6 +155,7 @@ pub fn target_probes(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
                     listeners: tp.listeners,
                     query: tp.query,
                     sport: (tp.proto == Proto::Udp).then_some(UDP_SERVICE_SPORT + i as u16),
+                    foreign: false,
                     ..ProbeSpec::new(&a.name, &target, tp.proto, tp.dst, tp.port)
                 });
             }

@@ -19,6 +19,11 @@ pub enum Proto {
     Udp,
     /// A name lookup with a pod's resolver settings (targets `dns/NAME` only).
     Dns,
+    /// ICMPv6 echo, TCP and UDP over IPv6: the IPv6 twins of the first three, probed in
+    /// dual-stack labs between hosts that both have an IPv6 address.
+    Icmp6,
+    Tcp6,
+    Udp6,
 }
 
 impl Proto {
@@ -30,6 +35,50 @@ impl Proto {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
             Proto::Dns => "dns",
+            Proto::Icmp6 => "icmp6",
+            Proto::Tcp6 => "tcp6",
+            Proto::Udp6 => "udp6",
+        }
+    }
+
+    /// The address family a probe of this protocol travels in.
+    pub fn family(self) -> super::Family {
+        match self {
+            Proto::Icmp6 | Proto::Tcp6 | Proto::Udp6 => super::Family::V6,
+            _ => super::Family::V4,
+        }
+    }
+
+    /// The transport whatever the family: `tcp6` is TCP.
+    pub fn base(self) -> Proto {
+        match self {
+            Proto::Icmp6 => Proto::Icmp,
+            Proto::Tcp6 => Proto::Tcp,
+            Proto::Udp6 => Proto::Udp,
+            p => p,
+        }
+    }
+
+    /// The protocols a lab probes: a dual-stack lab adds the IPv6 twin of each listed protocol
+    /// unless the list already names an IPv6 one (then it probes exactly what it lists). Sorted,
+    /// so every IPv4 column comes before the IPv6 ones.
+    pub fn with_twins(listed: &[Proto], dual_stack: bool) -> Vec<Proto> {
+        let mut v = listed.to_vec();
+        if dual_stack && !listed.iter().any(|p| p.family() == super::Family::V6) {
+            v.extend(listed.iter().filter_map(|p| p.v6()));
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The IPv6 twin of an IPv4 probe protocol (none for DNS, whose family is the resolver's).
+    pub fn v6(self) -> Option<Proto> {
+        match self {
+            Proto::Icmp => Some(Proto::Icmp6),
+            Proto::Tcp => Some(Proto::Tcp6),
+            Proto::Udp => Some(Proto::Udp6),
+            _ => None,
         }
     }
 }
@@ -48,8 +97,11 @@ impl FromStr for Proto {
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
             "dns" => Ok(Proto::Dns),
+            "icmp6" => Ok(Proto::Icmp6),
+            "tcp6" => Ok(Proto::Tcp6),
+            "udp6" => Ok(Proto::Udp6),
             _ => Err(format!(
-                "unknown protocol \"{s}\" (expected icmp, tcp, udp or dns)"
+                "unknown protocol \"{s}\" (expected icmp, tcp, udp, dns, or icmp6, tcp6, udp6 in a dual-stack lab)"
             )),
         }
     }
@@ -323,6 +375,22 @@ fn witness<'h>(a: &PairPattern, b: &PairPattern, hosts: &[&'h str]) -> Option<(&
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dual_stack_adds_twins_unless_v6_is_listed() {
+        let l = [Proto::Icmp, Proto::Tcp];
+        assert_eq!(Proto::with_twins(&l, false), l.to_vec());
+        assert_eq!(
+            Proto::with_twins(&l, true),
+            vec![Proto::Icmp, Proto::Tcp, Proto::Icmp6, Proto::Tcp6]
+        );
+        assert_eq!(
+            Proto::with_twins(&[Proto::Tcp, Proto::Udp6], true),
+            vec![Proto::Tcp, Proto::Udp6]
+        );
+        assert_eq!(Proto::Tcp6.base(), Proto::Tcp);
+        assert_eq!(Proto::Udp6.family(), super::super::Family::V6);
+    }
 
     fn rule(p: &str, o: Outcome) -> ExpectRule {
         ExpectRule {

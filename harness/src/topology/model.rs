@@ -1,12 +1,13 @@
 //! The plain-data model of a lab: hosts, their roles and addresses. No syscalls here.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::expect::{ExpectRule, Outcome, Proto};
 use super::k8s::Target;
+use super::Family;
 
 /// A validated topology, ready to be realised by `Lab::up`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +60,17 @@ pub struct NodeSpec {
     pub uplink: Ipv4Net,
     /// Whether the node masquerades pod traffic leaving its uplink (a CNI's ipMasq).
     pub masquerade: bool,
+    /// The node's IPv6 side in a dual-stack lab (a second `pod_cidr` and `uplink` entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v6: Option<NodeV6>,
+}
+
+/// A dual-stack node's IPv6 pod CIDR, bridge gateway and uplink address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeV6 {
+    pub pod_cidr: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    pub uplink: Ipv6Net,
 }
 
 /// A pod, joined to its node's bridge by a veth pair.
@@ -66,6 +78,9 @@ pub struct NodeSpec {
 pub struct PodSpec {
     pub node: String,
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address in a dual-stack lab (a second `ip` entry, as `podIPs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
     /// The pod side of the veth pair.
     pub ifname: String,
     /// The node side of the veth pair, enslaved to the node's bridge.
@@ -81,12 +96,18 @@ pub struct PodSpec {
 pub struct ExternalSpec {
     pub ifname: String,
     pub addr: Ipv4Net,
+    /// A second, IPv6 `uplink` entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr6: Option<Ipv6Net>,
 }
 
 /// A layer-2 segment joining several hosts' interfaces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
     pub cidr: Ipv4Net,
+    /// The segment's IPv6 network when its members have IPv6 uplink addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr6: Option<Ipv6Net>,
     /// (host, interface) of each member, in declaration order.
     pub members: Vec<(String, String)>,
 }
@@ -111,6 +132,9 @@ pub struct Cluster {
     pub network: Network,
     /// The cluster CIDR: every pod CIDR is inside it; masquerade spares traffic to it.
     pub cidr: Ipv4Net,
+    /// The IPv6 cluster CIDR of a dual-stack lab (`cidr = ["10.244.0.0/16", "fd00:10:244::/56"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr6: Option<Ipv6Net>,
     /// How hosts learn each other's MACs.
     #[serde(default, skip_serializing_if = "Neighbours::is_static")]
     pub neighbours: Neighbours,
@@ -265,7 +289,7 @@ impl Default for ProbeSettings {
 impl ProbeSettings {
     /// The probe size for a protocol: TCP bytes to echo, or the ICMP/UDP packet size.
     pub fn size(&self, proto: Proto) -> Option<usize> {
-        match proto {
+        match proto.base() {
             Proto::Tcp => self.tcp_bytes,
             _ => self.packet_size,
         }
@@ -276,12 +300,12 @@ impl ProbeSettings {
     /// route, less once a router answers "fragmentation needed"), so a path that drops big
     /// packets shows without a case asking for big probes.
     pub fn full_size(&self, proto: Proto) -> bool {
-        proto == Proto::Icmp && self.size(proto).is_none() && self.count <= 1
+        proto.base() == Proto::Icmp && self.size(proto).is_none() && self.count <= 1
     }
 
     pub fn port(&self, proto: Proto) -> Option<u16> {
-        match proto {
-            Proto::Icmp => None,
+        match proto.base() {
+            Proto::Icmp | Proto::Icmp6 | Proto::Tcp6 | Proto::Udp6 => None,
             Proto::Tcp => Some(self.tcp_port),
             Proto::Udp => Some(self.udp_port),
             Proto::Dns => Some(53),
@@ -296,6 +320,23 @@ impl Host {
             Role::Node(n) => n.uplink.addr(),
             Role::Pod(p) => p.ip,
             Role::External(e) => e.addr.addr(),
+        }
+    }
+
+    /// The IPv6 address probes target, on a dual-stack host.
+    pub fn address6(&self) -> Option<Ipv6Addr> {
+        match &self.role {
+            Role::Node(n) => n.v6.map(|v| v.uplink.addr()),
+            Role::Pod(p) => p.ip6,
+            Role::External(e) => e.addr6.map(|a| a.addr()),
+        }
+    }
+
+    /// The address a probe of `family` targets.
+    pub fn address_of(&self, family: Family) -> Option<IpAddr> {
+        match family {
+            Family::V4 => Some(self.address().into()),
+            Family::V6 => self.address6().map(IpAddr::from),
         }
     }
 
@@ -339,6 +380,11 @@ impl Topology {
             self.host(pod).and_then(|h| h.as_pod()).is_some() && segment(pod) != segment(other)
         };
         self.probe.full_size(proto) && (beyond(from, to) || beyond(to, from))
+    }
+
+    /// Whether any host has an IPv6 address: the lab turns IPv6 on and probes both families.
+    pub fn dual_stack(&self) -> bool {
+        self.hosts.iter().any(|h| h.address6().is_some())
     }
 
     pub fn host(&self, name: &str) -> Option<&Host> {
@@ -409,8 +455,24 @@ impl Topology {
     }
 
     /// Whether `ip` is one of `host`'s own addresses (a node also owns its bridge gateway).
-    pub fn is_own_address(&self, host: &str, ip: Ipv4Addr) -> bool {
-        self.owner_of(ip).is_some_and(|h| h.name == host)
+    pub fn is_own_address(&self, host: &str, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.owner_of(a).is_some_and(|h| h.name == host),
+            IpAddr::V6(a) => self.owner_of6(a).is_some_and(|h| h.name == host),
+        }
+    }
+
+    /// Which host owns an IPv6 address (its probe address, a node's bridge gateway or vxlan
+    /// device address).
+    pub fn owner_of6(&self, ip: Ipv6Addr) -> Option<&Host> {
+        self.hosts.iter().find(|h| {
+            h.address6() == Some(ip)
+                || h.as_node().and_then(|n| n.v6).is_some_and(|v| {
+                    (self.has_bridge() && v.gateway == ip)
+                        || (matches!(self.cluster.network, Network::Vxlan(_))
+                            && v.pod_cidr.network() == ip)
+                })
+        })
     }
 
     /// Which host owns an address (a host's probe address, a node's bridge gateway or vxlan

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use indexmap::IndexMap;
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use super::expect::{self, ExpectRule, Outcome, PairPattern, Proto};
@@ -60,8 +60,11 @@ struct RawFixture {
     dns: Option<k8s::RawDns>,
 }
 
+mod dual;
 mod k8s;
 mod validator;
+
+use dual::{OneOrTwo, Split};
 
 use validator::Validator;
 
@@ -69,7 +72,7 @@ use validator::Validator;
 #[serde(deny_unknown_fields)]
 struct RawCluster {
     network: Option<String>,
-    cidr: Option<String>,
+    cidr: Option<OneOrTwo>,
     vxlan_device: Option<String>,
     vxlan_vni: Option<u32>,
     vxlan_port: Option<u16>,
@@ -101,9 +104,9 @@ pub const NETWORKS: [&str; 7] = [
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNode {
-    pod_cidr: String,
+    pod_cidr: OneOrTwo,
     gateway: Option<String>,
-    uplink: String,
+    uplink: OneOrTwo,
     #[serde(default = "default_bridge")]
     bridge: String,
     #[serde(default = "default_eth0")]
@@ -118,7 +121,7 @@ struct RawNode {
 #[serde(deny_unknown_fields)]
 struct RawPod {
     node: String,
-    ip: Option<String>,
+    ip: Option<OneOrTwo>,
     #[serde(default = "default_eth0")]
     ifname: String,
     host_veth: Option<String>,
@@ -131,7 +134,7 @@ struct RawPod {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawExternal {
-    uplink: String,
+    uplink: OneOrTwo,
     #[serde(default = "default_eth0")]
     ifname: String,
 }
@@ -344,6 +347,21 @@ pub fn load_fixture(path: &Path) -> Result<Topology, ConfigErrors> {
 
 /// Validates fixture text; `src.path` names it in errors and gives the fixture its name.
 pub fn parse_fixture(src: &Source) -> Result<Topology, ConfigErrors> {
+    // A case given where a fixture belongs (`netfault up CASE`): say which is which.
+    if let Ok(t) = toml::from_str::<toml::Table>(&src.text) {
+        if t.contains_key("fixture") && !t.contains_key("node") {
+            return Err(src
+                .error_at_path(
+                    &[Key::Field("fixture")],
+                    "this is a case file (it names a fixture and faults), not a fixture",
+                    Some(format!(
+                        "netfault run {} runs the case; netfault up takes the fixture it names",
+                        src.path.display()
+                    )),
+                )
+                .into());
+        }
+    }
     let raw: RawFixture = toml::from_str(&src.text).map_err(|e| src.toml_error(&e))?;
     let mut v = Validator {
         src,
@@ -364,6 +382,8 @@ struct Claims {
     addrs: BTreeMap<Ipv4Addr, String>,
     uplink: Option<(Ipv4Net, String)>,
     pod_cidrs: Vec<(Ipv4Net, String)>,
+    /// The same for IPv6, in a dual-stack fixture.
+    v6: dual::Claims6,
 }
 
 impl Validator<'_> {
@@ -414,10 +434,16 @@ impl Validator<'_> {
             hosts,
             uplink,
             pod_cidrs,
+            v6,
             ..
         } = acc;
+        let dual::Claims6 {
+            uplink: uplink6,
+            pod_cidrs: pod_cidrs6,
+            ..
+        } = v6;
 
-        let cluster = self.cluster(raw.cluster.as_ref(), &pod_cidrs);
+        let cluster = self.cluster(raw.cluster.as_ref(), &pod_cidrs, &pod_cidrs6);
         let probe = self.probe(raw.probe.as_ref());
         let default_pairs = raw
             .probe
@@ -426,6 +452,7 @@ impl Validator<'_> {
             .unwrap_or(true);
         let segment = uplink.map(|(cidr, _)| Segment {
             cidr,
+            cidr6: uplink6.map(|(c, _)| c),
             members: hosts
                 .iter()
                 .filter_map(|h| match &h.role {
@@ -437,7 +464,7 @@ impl Validator<'_> {
         });
         let mut topo = Topology {
             name,
-            description: raw.description,
+            description: raw.description.clone(),
             hosts,
             uplink: segment,
             cluster,
@@ -464,6 +491,7 @@ impl Validator<'_> {
                 "namespace",
             );
         }
+        self.dual_stack_scope(raw.cni.is_some(), &mut topo);
         topo.expect = self.expect_rules(&raw.expect, &topo, "expect");
         self.check_conflicts(&topo.expect, &topo, "expect");
         topo
@@ -498,8 +526,15 @@ impl Validator<'_> {
     /// One `[node.NAME]`: its pod CIDR, gateway, uplink and interface names.
     fn node(&mut self, name: &str, n: &RawNode, acc: &mut Claims) {
         let at = |k: &'static str| [Key::Field("node"), Key::Field(name), Key::Field(k)];
-        let pod_cidr = self.net(&at("pod_cidr"), &n.pod_cidr, "pod_cidr");
-        let uplink_net = self.iface_addr(&at("uplink"), &n.uplink, "uplink");
+        let (Some(pc), Some(upl)) = (
+            self.split_families(&at("pod_cidr"), &n.pod_cidr, "pod_cidr"),
+            self.split_families(&at("uplink"), &n.uplink, "uplink"),
+        ) else {
+            return;
+        };
+        let pod_cidr = self.net(&at("pod_cidr"), pc.v4, "pod_cidr");
+        let uplink_net = self.iface_addr(&at("uplink"), upl.v4, "uplink");
+        let v6 = self.node6(name, &pc, &upl, &mut acc.v6);
         for (k, v) in [("bridge", &n.bridge), ("uplink_ifname", &n.uplink_ifname)] {
             if let Err(msg) = check_ifname(v) {
                 self.err(&at(k), msg, ifname_help());
@@ -574,6 +609,7 @@ impl Validator<'_> {
                 uplink_ifname: n.uplink_ifname.clone(),
                 uplink: up,
                 masquerade: n.masquerade,
+                v6,
             }),
         });
     }
@@ -601,9 +637,10 @@ impl Validator<'_> {
                 Some("a Linux bridge takes at most 1023 ports; spread pods over more nodes".into()),
             );
         }
-        let Some(ip) = self.pod_ip(name, p, cni, &node) else {
+        let Some((ip, ip6)) = self.pod_ip(name, p, cni, &node) else {
             return;
         };
+        let ip6 = ip6.and_then(|(s, i)| self.pod_ip6(name, &p.node, s, i, &node, &mut acc.v6));
         if cni {
             if p.host_veth.is_some() {
                 self.err(
@@ -617,6 +654,7 @@ impl Validator<'_> {
                 role: Role::Pod(PodSpec {
                     node: p.node.clone(),
                     ip,
+                    ip6,
                     ifname: p.ifname.clone(),
                     host_veth: String::new(),
                     namespace: p.namespace.clone(),
@@ -645,6 +683,7 @@ impl Validator<'_> {
             role: Role::Pod(PodSpec {
                 node: p.node.clone(),
                 ip,
+                ip6,
                 ifname: p.ifname.clone(),
                 host_veth,
                 namespace: p.namespace.clone(),
@@ -690,7 +729,13 @@ impl Validator<'_> {
     }
 
     /// A pod's address: from the fixture, or (with [cni]) left to the plugin's IPAM.
-    fn pod_ip(&mut self, name: &str, p: &RawPod, cni: bool, node: &NodeSpec) -> Option<Ipv4Addr> {
+    fn pod_ip<'p>(
+        &mut self,
+        name: &str,
+        p: &'p RawPod,
+        cni: bool,
+        node: &NodeSpec,
+    ) -> Option<(Ipv4Addr, Option<(&'p str, usize)>)> {
         let at = |k: &'static str| [Key::Field("pod"), Key::Field(name), Key::Field(k)];
         match (cni, &p.ip) {
             (true, Some(_)) => {
@@ -701,7 +746,7 @@ impl Validator<'_> {
                 );
                 None
             }
-            (true, None) => Some(Ipv4Addr::UNSPECIFIED),
+            (true, None) => Some((Ipv4Addr::UNSPECIFIED, None)),
             (false, None) => {
                 self.err(
                     &[Key::Field("pod"), Key::Name(name)],
@@ -713,7 +758,10 @@ impl Validator<'_> {
                 );
                 None
             }
-            (false, Some(s)) => self.addr(&at("ip"), s, "ip"),
+            (false, Some(v)) => {
+                let Split { v4, v6 } = self.split_families(&at("ip"), v, "ip")?;
+                Some((self.addr(&at("ip"), v4, "ip")?, v6))
+            }
         }
     }
 
@@ -785,9 +833,20 @@ impl Validator<'_> {
         if let Err(msg) = check_ifname(&e.ifname) {
             self.err(&at("ifname"), msg, ifname_help());
         }
-        let Some(addr) = self.iface_addr(&at("uplink"), &e.uplink, "uplink") else {
+        let Some(upl) = self.split_families(&at("uplink"), &e.uplink, "uplink") else {
             return;
         };
+        let Some(addr) = self.iface_addr(&at("uplink"), upl.v4, "uplink") else {
+            return;
+        };
+        let addr6 = upl.v6.and_then(|(s, i)| {
+            self.uplink6(
+                name,
+                s,
+                &dual::at_index(&at("uplink"), Some(i)),
+                &mut acc.v6,
+            )
+        });
         self.claim(&mut acc.addrs, addr.addr(), name, &at("uplink"));
         self.same_segment(&mut acc.uplink, addr, name, &at("uplink"));
         acc.hosts.push(Host {
@@ -795,6 +854,7 @@ impl Validator<'_> {
             role: Role::External(ExternalSpec {
                 ifname: e.ifname.clone(),
                 addr,
+                addr6,
             }),
         });
     }
@@ -867,7 +927,11 @@ impl Validator<'_> {
             let taken: Vec<Ipv4Addr> = raw
                 .pod
                 .values()
-                .filter_map(|p| p.ip.as_deref().and_then(|s| s.parse().ok()))
+                .filter_map(|p| match &p.ip {
+                    Some(OneOrTwo::One(s)) => s.parse().ok(),
+                    Some(OneOrTwo::Two(l)) => l.iter().find_map(|s| s.parse().ok()),
+                    None => None,
+                })
                 .collect();
             let mut free = spec
                 .pod_cidr
@@ -881,7 +945,13 @@ impl Validator<'_> {
                     None
                 } else {
                     match free.next() {
-                        Some(ip) => Some(ip.to_string()),
+                        Some(ip) => Some(match spec.v6 {
+                            None => OneOrTwo::one(ip.to_string()),
+                            Some(v6) => OneOrTwo::Two(vec![
+                                ip.to_string(),
+                                dual::twin_address(spec.pod_cidr, ip, v6.pod_cidr).to_string(),
+                            ]),
+                        }),
                         None => {
                             self.err(
                                 &at,
@@ -912,12 +982,20 @@ impl Validator<'_> {
         all
     }
 
-    fn cluster(&mut self, raw: Option<&RawCluster>, pod_cidrs: &[(Ipv4Net, String)]) -> Cluster {
+    fn cluster(
+        &mut self,
+        raw: Option<&RawCluster>,
+        pod_cidrs: &[(Ipv4Net, String)],
+        pod_cidrs6: &[(Ipv6Net, String)],
+    ) -> Cluster {
         let at = |k: &'static str| [Key::Field("cluster"), Key::Field(k)];
         let smallest = smallest_supernet(pod_cidrs.iter().map(|(c, _)| *c));
         let mut c = Cluster {
             network: Network::Bridge,
             cidr: smallest.unwrap_or_else(|| "10.244.0.0/16".parse().expect("cidr")),
+            cidr6: dual::smallest_supernet6(
+                &pod_cidrs6.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            ),
             neighbours: Neighbours::Static,
         };
         let Some(raw) = raw else { return c };
@@ -936,7 +1014,14 @@ impl Validator<'_> {
                 Neighbours::Static
             }
         };
-        if let Some(s) = &raw.cidr {
+        let split = raw
+            .cidr
+            .as_ref()
+            .and_then(|v| self.split_families(&at("cidr"), v, "cidr"));
+        if let Some((s6, i)) = split.as_ref().and_then(|s| s.v6) {
+            c.cidr6 = self.cluster_cidr6(&dual::at_index(&at("cidr"), Some(i)), s6, pod_cidrs6);
+        }
+        if let Some(s) = split.map(|s| s.v4) {
             if let Some(net) = self.net(&at("cidr"), s, "cidr") {
                 for (pc, node) in pod_cidrs {
                     if !net.contains(pc) {
@@ -1067,7 +1152,7 @@ impl Validator<'_> {
             }
         };
         let (first, node) = nodes.iter().next().map(|(n, x)| (n.clone(), x))?;
-        let cidr = node.pod_cidr.parse::<Ipv4Net>().ok()?;
+        let cidr = node.pod_cidr.first_v4()?.parse::<Ipv4Net>().ok()?;
         let filled = fill_conflist(&text, &first, cidr, cidr.hosts().next()?);
         let list = match super::conflist::ConfList::parse(&Source::new(&path, filled)) {
             Ok(l) => l,
@@ -1145,29 +1230,6 @@ impl Validator<'_> {
         check_expect_conflicts(self.src, rules, topo, table, &mut self.errors);
     }
 
-    fn claim(
-        &mut self,
-        addrs: &mut BTreeMap<Ipv4Addr, String>,
-        ip: Ipv4Addr,
-        host: &str,
-        at: &[Key],
-    ) {
-        if let Some(prev) = addrs.get(&ip) {
-            let msg = if prev == host {
-                format!("{host} uses {ip} twice")
-            } else {
-                format!("duplicate address {ip}: {prev} already uses it")
-            };
-            self.err(
-                at,
-                msg,
-                Some("every address in a lab must be unique".into()),
-            );
-        } else {
-            addrs.insert(ip, host.to_string());
-        }
-    }
-
     fn same_segment(
         &mut self,
         seg: &mut Option<(Ipv4Net, String)>,
@@ -1202,6 +1264,7 @@ fn empty_topology(name: String, description: String) -> Topology {
         cluster: Cluster {
             network: Network::Bridge,
             cidr: "10.244.0.0/16".parse().expect("cidr"),
+            cidr6: None,
             neighbours: Neighbours::Static,
         },
         probe: ProbeSettings::default(),

@@ -325,5 +325,6 @@ fn arp_packet(op: &'static str, src: Ipv4Addr, dst: Ipv4Addr, hook: &str, dev: &
         mark: Default::default(),
         dst_local: None,
         arp_op: Some(op),
+        v6: None,
     }
 }

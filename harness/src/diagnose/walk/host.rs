@@ -273,6 +273,7 @@ impl<'a> Walker<'a> {
                         mark: Default::default(),
                         dst_local: None,
                         arp_op: None,
+                        v6: None,
                     };
                     let rs = self.ruleset(host).await?;
                     for hk in ["output", "postrouting"] {

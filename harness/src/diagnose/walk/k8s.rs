@@ -110,7 +110,11 @@ fn translation(text: Option<&str>, s: &Service, nodeport: bool) -> Translation {
     for l in chain(text, &target) {
         for part in l.split("goto ").skip(1) {
             let ec = part.split([',', ' ', '}']).next().unwrap_or_default();
-            for el in chain(text, ec) {
+            // An endpoint chain may translate other protocols too (kube-dns: udp and tcp).
+            let ours = |l: &&&str| {
+                !l.contains("meta l4proto ") || l.contains(&format!("meta l4proto {p} "))
+            };
+            for el in chain(text, ec).iter().filter(ours) {
                 if let Some(to) = el.split("dnat to ").nth(1) {
                     let to = to.split_whitespace().next().unwrap_or_default();
                     if let Some((ip, port)) = to.split_once(':') {
@@ -493,6 +497,9 @@ impl Walker<'_> {
         if let Some(p) = t.host(first).and_then(|h| h.as_pod()).cloned() {
             let same_node = p.node == *node && !c.nodeport;
             if same_node && t.has_bridge() && !p.host_veth.is_empty() {
+                if let Some(cul) = self.routed_back(c, first, &p, hops).await? {
+                    return Ok(Err(cul));
+                }
                 if from == first {
                     let hairpin = self
                         .link(&p.node, &p.host_veth)
@@ -540,6 +547,61 @@ impl Walker<'_> {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// A pod's packets to a ClusterIP go to its gateway, the node's bridge: DNATed to a pod on
+    /// the same bridge, the node routes them back out of it, which takes forwarding on the
+    /// bridge (a plain bridged walk to the endpoint never asks for it).
+    async fn routed_back(
+        &mut self,
+        c: &SvcCtx<'_>,
+        first: &str,
+        endpoint: &crate::topology::PodSpec,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Option<Culprit>> {
+        let t = self.lab.topology().clone();
+        let client_here = t
+            .host(c.from)
+            .and_then(|h| h.as_pod())
+            .is_some_and(|q| q.node == endpoint.node);
+        let bridge = self
+            .lab
+            .plan()
+            .host(&endpoint.node)
+            .and_then(|hp| hp.iface(&endpoint.host_veth))
+            .and_then(|i| i.master.clone());
+        let (true, Some(bridge)) = (client_here, bridge) else {
+            return Ok(None);
+        };
+        let node = &endpoint.node;
+        let per_if = self
+            .sysctl(node, &format!("net/ipv4/conf/{bridge}/forwarding"))
+            .await;
+        if per_if.as_deref() != Some("0") {
+            return Ok(None);
+        }
+        let all = self.sysctl(node, "net.ipv4.ip_forward").await;
+        let why = if all.as_deref() == Some("0") {
+            "net.ipv4.ip_forward = 0".to_string()
+        } else {
+            format!("net.ipv4.conf.{bridge}.forwarding = 0")
+        };
+        hops.push(hop(
+            HopStatus::Fail,
+            node,
+            format!(
+                "forward {bridge} → {} ({first}): not forwarded ({why})",
+                endpoint.ip
+            ),
+        ));
+        Ok(Some(culprit(
+            node,
+            Component::Forwarding,
+            format!(
+                "{node} does not forward packets arriving on {bridge} ({why}): {}'s packets to Service {}, DNATed to {first} on the same bridge, must be routed back out of it",
+                c.from, c.svc_name
+            ),
+        )))
     }
 
     /// The Service is translated as it should be: the ordinary walk to the endpoint itself,

@@ -82,6 +82,7 @@ impl<'a> Walker<'a> {
             mark: Default::default(),
             dst_local: None,
             arp_op: None,
+            v6: None,
         };
         let mut under = Vec::new();
         let mut uflow = Flow::default();

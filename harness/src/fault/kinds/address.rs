@@ -21,6 +21,7 @@ impl Breakage for RemovePodAddress {
         params: &[POD],
         description: "remove the pod's address from its eth0",
         component: "address",
+        example: "remove-pod-address:pod=pod-a",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -43,7 +44,7 @@ pub struct RemoveGatewayAddress {
 }
 
 impl Breakage for RemoveGatewayAddress {
-    const KIND: Kind = Kind { name: "remove-gateway-address", params: &[NODE], description: "remove the bridge's address, the pods' gateway (the route to the pod CIDR goes with it)", component: "address" };
+    const KIND: Kind = Kind { name: "remove-gateway-address", params: &[NODE], description: "remove the bridge's address, the pods' gateway (the route to the pod CIDR goes with it)", component: "address", example: "remove-gateway-address:node=node1" };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { node } = self;

@@ -23,6 +23,7 @@ impl Breakage for DnsServerDown {
         description:
             "stop the cluster DNS server (its socket closes: queries get ICMP port unreachable)",
         component: "dns",
+        example: "dns-server-down",
     };
     const KUBERNETES: bool = true;
 
@@ -53,6 +54,7 @@ impl Breakage for WrongNameserver {
         params: &[POD, ("nameserver", "the wrong nameserver address")],
         description: "the pod's resolv.conf names another nameserver",
         component: "dns",
+        example: "wrong-nameserver:pod=pod-a,nameserver=10.96.0.11",
     };
     const KUBERNETES: bool = true;
 

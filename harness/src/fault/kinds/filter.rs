@@ -22,6 +22,7 @@ impl Breakage for ForwardDropPolicy {
         params: &[NODE],
         description: "table ip filter, chain FORWARD: policy drop, as Docker sets it",
         component: "filter",
+        example: "forward-drop-policy:node=node1",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -55,6 +56,7 @@ impl Breakage for NftReject {
         ],
         description: "reject the host's traffic in the node's input and forward hooks",
         component: "filter",
+        example: "nft-reject:node=node1,from=pod-a,proto=tcp,port=80",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -94,10 +96,10 @@ impl Breakage for NftReject {
             (Some(p), None) => m.push_str(&format!(" meta l4proto {p}")),
             _ => {}
         }
-        let table = "netfault_reject";
+        let table = "filter";
         let script = format!(
-            "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {m} reject comment \"netfault: nft-reject\"\n }}\n \
-             chain forward {{\n  type filter hook forward priority 0; policy accept;\n  {m} reject comment \"netfault: nft-reject\"\n }}\n}}\n"
+            "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  {m} reject\n }}\n \
+             chain forward {{\n  type filter hook forward priority 0; policy accept;\n  {m} reject\n }}\n}}\n"
         );
         add_table(lab, node, "inet", table, &script).await
     }
@@ -111,7 +113,7 @@ pub struct DropInSecondTable {
 }
 
 impl Breakage for DropInSecondTable {
-    const KIND: Kind = Kind { name: "drop-in-second-table", params: &[NODE, ("from", "a host whose traffic is dropped")], description: "one table's forward chain accepts everything, a second table's drops the host's traffic", component: "filter" };
+    const KIND: Kind = Kind { name: "drop-in-second-table", params: &[NODE, ("from", "a host whose traffic is dropped")], description: "one table's forward chain accepts everything, a second table's drops the host's traffic", component: "filter", example: "drop-in-second-table:node=node1,from=pod-a" };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { node, from } = self;
@@ -127,8 +129,8 @@ impl Breakage for DropInSecondTable {
             lab,
             node,
             "inet",
-            "netfault_accept",
-            "table inet netfault_accept {\n chain forward {\n  type filter hook forward priority -10; policy accept;\n  accept comment \"netfault: the first table accepts\"\n }\n}\n",
+            "firewall",
+            "table inet firewall {\n chain forward {\n  type filter hook forward priority -10; policy accept;\n  accept\n }\n}\n",
         )
         .await?;
         log.extend(
@@ -136,9 +138,9 @@ impl Breakage for DropInSecondTable {
                 lab,
                 node,
                 "inet",
-                "netfault_drop",
+                "security",
                 &format!(
-                    "table inet netfault_drop {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  ip saddr {src} drop comment \"netfault: the second table drops\"\n }}\n}}\n"
+                    "table inet security {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  ip saddr {src} drop\n }}\n}}\n"
                 ),
             )
             .await?,
@@ -165,6 +167,7 @@ impl Breakage for PacketLoss {
         ],
         description: "drop that percentage of packets leaving the interface at random (nft numgen)",
         component: "filter",
+        example: "packet-loss:host=node1,interface=eth0,percent=30",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -195,9 +198,9 @@ impl Breakage for PacketLoss {
             lab,
             host,
             "inet",
-            "netfault_loss",
+            "shaping",
             &format!(
-                "table inet netfault_loss {{\n chain postrouting {{\n  type filter hook postrouting priority -150; policy accept;\n  oifname \"{interface}\" numgen random mod 100 < {percent} drop comment \"netfault: packet-loss\"\n }}\n}}\n"
+                "table inet shaping {{\n chain postrouting {{\n  type filter hook postrouting priority -150; policy accept;\n  oifname \"{interface}\" numgen random mod 100 < {percent} drop\n }}\n}}\n"
             ),
         )
         .await

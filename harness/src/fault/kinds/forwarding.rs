@@ -23,6 +23,7 @@ impl Breakage for DisableIpForward {
         params: &[NODE],
         description: "net.ipv4.ip_forward = 0 on the node",
         component: "forwarding",
+        example: "disable-ip-forward:node=node1",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -32,7 +33,7 @@ impl Breakage for DisableIpForward {
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
         let Self { node } = self;
-        disable_ip_forward(lab, node).await
+        disable_forwarding(lab, node, crate::topology::Family::V4).await
     }
 }
 
@@ -49,6 +50,7 @@ impl Breakage for DisableForwarding {
         params: &[NODE, ("interface", "an interface of the node")],
         description: "net.ipv4.conf.IF.forwarding = 0 on one interface only",
         component: "forwarding",
+        example: "disable-forwarding:node=node1,interface=cni0",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -75,7 +77,7 @@ pub struct StrictRpFilter {
 }
 
 impl Breakage for StrictRpFilter {
-    const KIND: Kind = Kind { name: "strict-rp-filter", params: &[NODE], description: "net.ipv4.conf.all.rp_filter = 1: packets whose return route leaves by another interface are dropped", component: "rp-filter" };
+    const KIND: Kind = Kind { name: "strict-rp-filter", params: &[NODE], description: "net.ipv4.conf.all.rp_filter = 1: packets whose return route leaves by another interface are dropped", component: "rp-filter", example: "strict-rp-filter:node=node1" };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { node } = self;
@@ -100,7 +102,7 @@ pub struct DisableProxyArp {
 }
 
 impl Breakage for DisableProxyArp {
-    const KIND: Kind = Kind { name: "disable-proxy-arp", params: &[POD], description: "routed: proxy_arp off on the pod's host veth (and the pod's ARP entry for its gateway flushed)", component: "neighbour" };
+    const KIND: Kind = Kind { name: "disable-proxy-arp", params: &[POD], description: "routed: proxy_arp off on the pod's host veth (and the pod's ARP entry for its gateway flushed)", component: "neighbour", example: "disable-proxy-arp:pod=pod-a" };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { pod } = self;

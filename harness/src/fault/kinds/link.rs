@@ -23,6 +23,7 @@ impl Breakage for DeleteVeth {
         params: &[POD],
         description: "delete the pod's veth pair (the pod's eth0 and its routes go with it)",
         component: "link",
+        example: "delete-veth:pod=pod-a",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -48,6 +49,7 @@ impl Breakage for VethDown {
         params: &[POD],
         description: "set the node side of the pod's veth down",
         component: "link",
+        example: "veth-down:pod=pod-a",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -74,6 +76,7 @@ impl Breakage for DetachVeth {
         params: &[POD],
         description: "take the node side of the pod's veth off its bridge",
         component: "bridge",
+        example: "detach-veth:pod=pod-a",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -116,6 +119,7 @@ impl Breakage for BridgeDown {
         params: &[NODE],
         description: "set the node's pod bridge down",
         component: "link",
+        example: "bridge-down:node=node1",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -147,6 +151,7 @@ impl Breakage for LinkDown {
         ],
         description: "set an interface down (a node's uplink: the node is partitioned)",
         component: "link",
+        example: "link-down:host=node1,interface=eth0",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {

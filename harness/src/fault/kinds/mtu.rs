@@ -17,7 +17,7 @@ pub struct PodMtu {
 }
 
 impl Breakage for PodMtu {
-    const KIND: Kind = Kind { name: "pod-mtu", params: &[NODE, ("mtu", "the new MTU")], description: "set the MTU of the node's bridge, pod veths and pods' eth0 (pods at 1500 over a 1450 overlay)", component: "mtu" };
+    const KIND: Kind = Kind { name: "pod-mtu", params: &[NODE, ("mtu", "the new MTU")], description: "set the MTU of the node's bridge, pod veths and pods' eth0 (pods at 1500 over a 1450 overlay)", component: "mtu", example: "pod-mtu:node=node1,mtu=1500" };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { node, mtu } = self;
@@ -50,6 +50,7 @@ impl Breakage for BlockFragNeeded {
         params: &[NODE],
         description: "drop ICMP fragmentation-needed at the node (path MTU discovery breaks)",
         component: "mtu",
+        example: "block-frag-needed:node=node1",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -63,9 +64,9 @@ impl Breakage for BlockFragNeeded {
             lab,
             node,
             "inet",
-            "netfault_block_frag",
-            "table inet netfault_block_frag {\n chain output {\n  type filter hook output priority 0; policy accept;\n  icmp type destination-unreachable icmp code frag-needed drop comment \"netfault: block-frag-needed\"\n }\n \
-             chain forward {\n  type filter hook forward priority 0; policy accept;\n  icmp type destination-unreachable icmp code frag-needed drop comment \"netfault: block-frag-needed\"\n }\n}\n",
+            "icmp-filter",
+            "table inet icmp-filter {\n chain output {\n  type filter hook output priority 0; policy accept;\n  icmp type destination-unreachable icmp code frag-needed drop\n }\n \
+             chain forward {\n  type filter hook forward priority 0; policy accept;\n  icmp type destination-unreachable icmp code frag-needed drop\n }\n}\n",
         )
         .await
     }

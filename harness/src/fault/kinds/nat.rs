@@ -22,6 +22,7 @@ impl Breakage for DeleteMasquerade {
         description:
             "delete every masquerade rule in the node's live ruleset (native or iptables-nft)",
         component: "masquerade",
+        example: "delete-masquerade:node=node1",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {

@@ -25,6 +25,7 @@ impl Breakage for WrongNeighbour {
         description:
             "a permanent neighbour entry on the node for the pod's address with a wrong MAC",
         component: "neighbour",
+        example: "wrong-neighbour:node=node1,pod=pod-a",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -74,6 +75,7 @@ impl Breakage for MisdirectFdb {
         params: &[NODE, POD, ("port", "another port of the node's bridge")],
         description: "a static bridge FDB entry sending the pod's MAC out of the wrong port",
         component: "bridge",
+        example: "misdirect-fdb:node=node1,pod=pod-a,port=veth-pod-b",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {

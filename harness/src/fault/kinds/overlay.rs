@@ -27,6 +27,7 @@ impl Breakage for DeleteVxlanFdb {
         params: &[NODE, ("peer", "the remote node")],
         description: "delete the node's vxlan FDB entry for the peer's VTEP",
         component: "overlay",
+        example: "delete-vxlan-fdb:node=node1,peer=node2",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -65,6 +66,7 @@ impl Breakage for WrongVxlanFdb {
         ],
         description: "point the node's vxlan FDB entry for the peer at another VTEP address",
         component: "overlay",
+        example: "wrong-vxlan-fdb:node=node1,peer=node2,vtep=203.0.113.99",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -120,6 +122,7 @@ impl Breakage for DeleteVxlanNeighbour {
         params: &[NODE, ("peer", "the remote node")],
         description: "delete the node's vxlan neighbour entry for the peer's VTEP address",
         component: "overlay",
+        example: "delete-vxlan-neighbour:node=node1,peer=node2",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -167,6 +170,7 @@ impl Breakage for BlockVxlanPort {
         params: &[NODE],
         description: "drop VXLAN's UDP port arriving at the node",
         component: "filter",
+        example: "block-vxlan-port:node=node1",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -186,9 +190,9 @@ impl Breakage for BlockVxlanPort {
             lab,
             node,
             "inet",
-            "netfault_block_vxlan",
+            "hardening",
             &format!(
-                "table inet netfault_block_vxlan {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  udp dport {port} drop comment \"netfault: block-vxlan-port\"\n }}\n}}\n"
+                "table inet hardening {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  udp dport {port} drop\n }}\n}}\n"
             ),
         )
         .await
@@ -212,6 +216,7 @@ impl Breakage for VxlanPort {
         description:
             "re-create the node's vxlan device on another UDP port than the rest of the overlay",
         component: "overlay",
+        example: "vxlan-port:node=node1,port=4789",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {

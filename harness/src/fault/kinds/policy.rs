@@ -19,7 +19,7 @@ pub struct DefaultDenyEgress {
 }
 
 impl Breakage for DefaultDenyEgress {
-    const KIND: Kind = Kind { name: "default-deny-egress", params: &[("namespace", "a namespace with pods"), ("allow_port", "a UDP port egress stays open to (optional; 53 is the classic mistake when DNS is DNATed to 5353)")], description: "a NetworkPolicy selecting every pod of the namespace for egress, allowing nothing (or one UDP port)", component: "policy" };
+    const KIND: Kind = Kind { name: "default-deny-egress", params: &[("namespace", "a namespace with pods"), ("allow_port", "a UDP port egress stays open to (optional; 53 is the classic mistake when DNS is DNATed to 5353)")], description: "a NetworkPolicy selecting every pod of the namespace for egress, allowing nothing (or one UDP port)", component: "policy", example: "default-deny-egress:namespace=default,allow_port=53" };
     const KUBERNETES: bool = true;
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {

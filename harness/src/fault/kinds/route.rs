@@ -26,6 +26,7 @@ impl Breakage for DeletePodRoute {
         params: &[POD],
         description: "delete the pod's default route",
         component: "route",
+        example: "delete-pod-route:pod=pod-a",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -61,7 +62,7 @@ pub struct RouteVia {
 }
 
 impl Breakage for RouteVia {
-    const KIND: Kind = Kind { name: "route-via", params: &[("host", "any host"), ("to", "a destination CIDR"), ("via", "a gateway address")], description: "replace the host's route to a network by one via another gateway (say, to make a path asymmetric)", component: "route" };
+    const KIND: Kind = Kind { name: "route-via", params: &[("host", "any host"), ("to", "a destination CIDR"), ("via", "a gateway address")], description: "replace the host's route to a network by one via another gateway (say, to make a path asymmetric)", component: "route", example: "route-via:host=node1,to=10.244.2.0/24,via=203.0.113.10" };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { host, to, via } = self;
@@ -118,6 +119,7 @@ impl Breakage for DeleteRoute {
         params: &[("host", "any host"), ("to", "a destination CIDR")],
         description: "delete the host's route to a network (host-gw: a remote pod CIDR)",
         component: "route",
+        example: "delete-route:host=node1,to=10.244.2.0/24",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {

@@ -28,6 +28,7 @@ impl Breakage for DeleteServiceRule {
         description:
             "delete kube-proxy's rule sending the Service's ClusterIP to its chain on the node",
         component: "service",
+        example: "delete-service-rule:node=node1,service=web",
     };
     const KUBERNETES: bool = true;
 
@@ -86,6 +87,7 @@ impl Breakage for RemoveEndpoint {
         description:
             "the pod is no longer an endpoint of the Service (kube-proxy re-syncs every node)",
         component: "service",
+        example: "remove-endpoint:service=web,pod=pod-b",
     };
     const KUBERNETES: bool = true;
 
@@ -117,6 +119,7 @@ impl Breakage for WrongEndpointPort {
         params: &[SERVICE, ("port", "the wrong target port")],
         description: "the Service's endpoints point at a port nothing listens on (targetPort typo)",
         component: "service",
+        example: "wrong-endpoint-port:service=web,port=9090",
     };
     const KUBERNETES: bool = true;
 
@@ -161,7 +164,7 @@ pub struct StaleEndpointIp {
 }
 
 impl Breakage for StaleEndpointIp {
-    const KIND: Kind = Kind { name: "stale-endpoint-ip", params: &[SERVICE, ("pod", "an endpoint pod of the Service")], description: "the pod's endpoint is replaced by a deleted pod's address (a vacant one in its pod CIDR)", component: "service" };
+    const KIND: Kind = Kind { name: "stale-endpoint-ip", params: &[SERVICE, ("pod", "an endpoint pod of the Service")], description: "the pod's endpoint is replaced by a deleted pod's address (a vacant one in its pod CIDR)", component: "service", example: "stale-endpoint-ip:service=web,pod=pod-b" };
     const KUBERNETES: bool = true;
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -202,6 +205,7 @@ impl Breakage for NoEndpoints {
         params: &[SERVICE],
         description: "every endpoint of the Service goes: kube-proxy rejects its ClusterIP",
         component: "service",
+        example: "no-endpoints:service=web",
     };
     const KUBERNETES: bool = true;
 
@@ -232,7 +236,7 @@ pub struct HairpinOff {
 }
 
 impl Breakage for HairpinOff {
-    const KIND: Kind = Kind { name: "hairpin-off", params: &[POD], description: "hairpin mode off on the pod's bridge port: the pod cannot reach itself through its own Service", component: "bridge" };
+    const KIND: Kind = Kind { name: "hairpin-off", params: &[POD], description: "hairpin mode off on the pod's bridge port: the pod cannot reach itself through its own Service", component: "bridge", example: "hairpin-off:pod=pod-b" };
     const KUBERNETES: bool = true;
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -272,7 +276,7 @@ pub struct BridgeNfOff {
 }
 
 impl Breakage for BridgeNfOff {
-    const KIND: Kind = Kind { name: "bridge-nf-off", params: &[NODE], description: "net.bridge.bridge-nf-call-iptables = 0: bridged replies from same-node endpoints skip conntrack's un-DNAT", component: "service" };
+    const KIND: Kind = Kind { name: "bridge-nf-off", params: &[NODE], description: "net.bridge.bridge-nf-call-iptables = 0: bridged replies from same-node endpoints skip conntrack's un-DNAT", component: "service", example: "bridge-nf-off:node=node1" };
     const KUBERNETES: bool = true;
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -311,6 +315,7 @@ impl Breakage for FlushKubeProxy {
         params: &[NODE],
         description: "flush kube-proxy's nft table on the node (chains stay, rules go)",
         component: "service",
+        example: "flush-kube-proxy:node=node1",
     };
     const KUBERNETES: bool = true;
 
@@ -340,7 +345,7 @@ pub struct StaleConntrack {
 }
 
 impl Breakage for StaleConntrack {
-    const KIND: Kind = Kind { name: "stale-conntrack", params: &[SERVICE, ("pod", "the UDP Service's endpoint pod")], description: "the endpoint pod comes back with a new address and kube-proxy follows, but does not flush UDP conntrack: clients' running flows stay DNATed to the old address", component: "service" };
+    const KIND: Kind = Kind { name: "stale-conntrack", params: &[SERVICE, ("pod", "the UDP Service's endpoint pod")], description: "the endpoint pod comes back with a new address and kube-proxy follows, but does not flush UDP conntrack: clients' running flows stay DNATed to the old address", component: "service", example: "stale-conntrack:service=echo,pod=pod-b" };
     const KUBERNETES: bool = true;
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {

@@ -29,6 +29,7 @@ impl Breakage for Bandwidth {
         ],
         description: "shape the interface's egress with a tbf qdisc",
         component: "link",
+        example: "bandwidth:host=node1,interface=eth0,rate=1mbit",
     };
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
@@ -75,7 +76,7 @@ pub struct Delay {
 }
 
 impl Breakage for Delay {
-    const KIND: Kind = Kind { name: "delay", params: &[("host", "any host"), ("interface", "an interface of the host"), ("ms", "milliseconds")], description: "delay the interface's egress (needs netem: reported unsupported where the kernel lacks it)", component: "link" };
+    const KIND: Kind = Kind { name: "delay", params: &[("host", "any host"), ("interface", "an interface of the host"), ("ms", "milliseconds")], description: "delay the interface's egress (needs netem: reported unsupported where the kernel lacks it)", component: "link", example: "delay:host=node1,interface=eth0,ms=50" };
     const KERNEL_FEATURE: Option<&'static str> = Some("netem qdisc");
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {

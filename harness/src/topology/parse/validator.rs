@@ -33,6 +33,30 @@ impl Validator<'_> {
         self.errors.push(e);
     }
 
+    /// Records that `host` holds `ip`; a second holder (or the same host twice) is an error.
+    pub(super) fn claim<A: Ord + Copy + std::fmt::Display>(
+        &mut self,
+        addrs: &mut std::collections::BTreeMap<A, String>,
+        ip: A,
+        host: &str,
+        at: &[Key],
+    ) {
+        if let Some(prev) = addrs.get(&ip) {
+            let msg = if prev == host {
+                format!("{host} uses {ip} twice")
+            } else {
+                format!("duplicate address {ip}: {prev} already uses it")
+            };
+            self.err(
+                at,
+                msg,
+                Some("every address in a lab must be unique".into()),
+            );
+        } else {
+            addrs.insert(ip, host.to_string());
+        }
+    }
+
     pub(super) fn finish<T>(mut self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {
             return Ok(value);
