@@ -42,6 +42,7 @@ fn held_by(proc: Proc, own: u64, point: &str) -> Vec<(std::path::PathBuf, u64)> 
     let mut held = namespaces_held(proc.0, own);
     while matches!(&held, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied)
         && alive(proc)
+        && !zombie(proc.0)
         && tries < 20
     {
         std::thread::sleep(Duration::from_millis(50));
@@ -50,13 +51,13 @@ fn held_by(proc: Proc, own: u64, point: &str) -> Vec<(std::path::PathBuf, u64)> 
     }
     match held {
         Ok(held) => held,
-        Err(_) if !alive(proc) => Vec::new(),
+        Err(_) if !alive(proc) || zombie(proc.0) => Vec::new(),
         Err(e) => {
             let status = std::fs::read_to_string(format!("/proc/{}/status", proc.0))
                 .unwrap_or_default()
                 .lines()
                 .filter(|l| {
-                    ["Name:", "Uid:", "Gid:", "CapEff:", "NSpid:"]
+                    ["Name:", "State:", "Uid:", "Gid:", "CapEff:", "NSpid:"]
                         .iter()
                         .any(|k| l.starts_with(k))
                 })
@@ -68,6 +69,17 @@ fn held_by(proc: Proc, own: u64, point: &str) -> Vec<(std::path::PathBuf, u64)> 
             )
         }
     }
+}
+
+/// Whether a process has exited and waits to be reaped. A zombie holds nothing (the kernel
+/// closes its files and drops its namespaces before it becomes one), yet /proc denies its ns and
+/// fd entries: a CNI plugin that ended while netfault sat paused at `cni:exec` is one until
+/// netfault reaps it, which it never does once killed (CI met it in the rootless run).
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// Whether `/proc/PID/fd/N` (or a task's `ns/net`) still names namespace `ino`: an fd closed
