@@ -112,6 +112,62 @@ async fn every_kind_of_policy_rule_does_what_the_truth_table_says() {
     truth_table_matches_lab(&t).await;
 }
 
+/// A dual-stack pod is isolated in both families: selectors pick it whatever the family, and an
+/// ipBlock matches its own family only (a v4 block lets none of a pod's IPv6 traffic through).
+#[tokio::test]
+async fn policies_hold_in_both_families() {
+    let t = fixture("k8s-dual-stack.toml");
+    let (table, _) = netfault::matrix::truth_table(&t);
+    let o = |f: &str, to: &str, p| table.observed(f, to, p);
+    let both = |f: &str, to: &str, p: Proto, want: Outcome, why: &str| {
+        assert_eq!(o(f, to, p), Some(want), "{why} ({p})");
+        let p6 = p.v6().expect("an IPv6 twin");
+        assert_eq!(o(f, to, p6), Some(want), "{why} ({p6})");
+    };
+    both(
+        "web-dev",
+        "db",
+        Proto::Tcp,
+        Outcome::Reachable,
+        "namespace selector + port",
+    );
+    both(
+        "web-dev",
+        "db",
+        Proto::Udp,
+        Outcome::Timeout,
+        "other ports stay shut",
+    );
+    both(
+        "tool",
+        "web-dev",
+        Proto::Tcp,
+        Outcome::Reachable,
+        "a block per family",
+    );
+    assert_eq!(
+        o("tool", "db", Proto::Tcp),
+        Some(Outcome::Timeout),
+        "v4 except"
+    );
+    assert_eq!(
+        o("tool", "ext", Proto::Udp),
+        Some(Outcome::Timeout),
+        "v6 block only"
+    );
+    assert_eq!(
+        o("tool", "ext", Proto::Udp6),
+        Some(Outcome::Reachable),
+        "v6 block + port"
+    );
+    assert_eq!(
+        o("tool", "web", Proto::Icmp6),
+        Some(Outcome::Timeout),
+        "a v4 block does not cover IPv6"
+    );
+    truth_table_matches_lab(&t).await;
+}
+
 async fn truth_table_matches_lab(t: &netfault::Topology) {
     let (table, _) = netfault::matrix::truth_table(t);
     let lab = common::up(t).await;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -187,13 +187,18 @@ pub fn policy_script(t: &Topology, k: &K8s, node: &str) -> String {
                 ("daddr", "saddr")
             };
             let c = format!("{dir}-{}", ident(pod));
-            let _ = writeln!(jumps, "    ip {me} {} jump {c}", p.ip);
             let mut body = String::new();
-            let _ = writeln!(
-                body,
-                "    ip {peer} {} return comment \"{pod} itself\"",
-                p.ip
-            );
+            // A dual-stack pod is isolated in both families: its IPv6 address jumps to the
+            // same chain, whose rules match each family's addresses.
+            let own = std::iter::once(IpAddr::V4(p.ip)).chain(p.ip6.map(IpAddr::V6));
+            for ip in own {
+                let fam = nft_family(ip);
+                let _ = writeln!(jumps, "    {fam} {me} {ip} jump {c}");
+                let _ = writeln!(
+                    body,
+                    "    {fam} {peer} {ip} return comment \"{pod} itself\""
+                );
+            }
             let names: Vec<String> = pols
                 .iter()
                 .map(|x| format!("{}/{}", x.namespace, x.name))
@@ -228,6 +233,14 @@ pub fn policy_script(t: &Topology, k: &K8s, node: &str) -> String {
     s
 }
 
+/// The nft keyword of an address's family (`ip saddr`, `ip6 saddr`).
+fn nft_family(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "ip",
+        IpAddr::V6(_) => "ip6",
+    }
+}
+
 /// The nft matches of one policy rule: one line per (peer, port) combination.
 fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<String> {
     let mut peers: Vec<String> = Vec::new();
@@ -237,21 +250,29 @@ fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<Stri
     for peer in &r.peers {
         match peer {
             Peer::Cidr { cidr, except } => {
-                let mut m = format!("ip {dir} {cidr}");
+                let fam = nft_family(cidr.addr());
+                let mut m = format!("{fam} {dir} {cidr}");
                 if !except.is_empty() {
                     let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
-                    let _ = write!(m, " ip {dir} != {{ {} }}", ex.join(", "));
+                    let _ = write!(m, " {fam} {dir} != {{ {} }}", ex.join(", "));
                 }
                 peers.push(m);
             }
             Peer::Pods { .. } => {
-                let ips: Vec<String> = t
-                    .pods()
-                    .filter(|(_, p)| t.peer_selects(pol, peer, p.ip))
-                    .map(|(_, p)| p.ip.to_string())
-                    .collect();
-                if !ips.is_empty() {
-                    peers.push(format!("ip {dir} {{ {} }}", ips.join(", ")));
+                // The selected pods' addresses, a set per family.
+                let v4 = t.pods().map(|(_, p)| Some(IpAddr::V4(p.ip)));
+                let v6 = t.pods().map(|(_, p)| p.ip6.map(IpAddr::V6));
+                for family in [v4.collect::<Vec<_>>(), v6.collect()] {
+                    let ips: Vec<String> = family
+                        .into_iter()
+                        .flatten()
+                        .filter(|ip| t.peer_selects(pol, peer, *ip))
+                        .map(|ip| ip.to_string())
+                        .collect();
+                    if let Some(first) = ips.first() {
+                        let fam = nft_family(first.parse().expect("an address"));
+                        peers.push(format!("{fam} {dir} {{ {} }}", ips.join(", ")));
+                    }
                 }
             }
         }

@@ -3,9 +3,9 @@
 //! names DNS answers). No syscalls here: the lab compiles this into nft rules and a DNS server.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 use super::expect::Proto;
@@ -98,8 +98,9 @@ pub enum Peer {
         namespace_selector: Option<Labels>,
         pod_selector: Option<Labels>,
     },
-    /// An address block, minus exceptions.
-    Cidr { cidr: Ipv4Net, except: Vec<Ipv4Net> },
+    /// An address block, minus exceptions: IPv4 or IPv6 (an ipBlock matches its own family
+    /// only, so a v4 block allows nothing of a pod's IPv6 traffic).
+    Cidr { cidr: IpNet, except: Vec<IpNet> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,8 +127,9 @@ pub fn selects(selector: &Labels, labels: &Labels) -> bool {
 #[derive(Debug, Clone)]
 pub struct Flow<'a> {
     pub from: &'a str,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// The transport (tcp or udp, whatever the family): what a policy's ports name.
     pub proto: Proto,
     pub port: Option<u16>,
 }

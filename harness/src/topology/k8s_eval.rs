@@ -5,12 +5,15 @@ use super::expect::{Outcome, Proto};
 use super::k8s::*;
 use super::model::{Role, Topology};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 impl Topology {
-    /// The pod owning `ip`, with its namespace and labels.
-    fn pod_at(&self, ip: Ipv4Addr) -> Option<(&str, &super::model::PodSpec)> {
-        self.pods().find(|(_, p)| p.ip == ip)
+    /// The pod owning `ip` (either family), with its namespace and labels.
+    fn pod_at(&self, ip: IpAddr) -> Option<(&str, &super::model::PodSpec)> {
+        self.pods().find(|(_, p)| match ip {
+            IpAddr::V4(a) => p.ip == a,
+            IpAddr::V6(a) => p.ip6 == Some(a),
+        })
     }
 
     /// The policies selecting a pod, for ingress or egress.
@@ -33,8 +36,9 @@ impl Topology {
             .collect()
     }
 
-    pub fn peer_selects(&self, policy: &Policy, peer: &Peer, ip: Ipv4Addr) -> bool {
+    pub fn peer_selects(&self, policy: &Policy, peer: &Peer, ip: IpAddr) -> bool {
         match peer {
+            // IpNet::contains is false across families: a v4 block never holds a v6 address.
             Peer::Cidr { cidr, except } => {
                 cidr.contains(&ip) && !except.iter().any(|e| e.contains(&ip))
             }
@@ -54,7 +58,7 @@ impl Topology {
         }
     }
 
-    fn rule_allows(&self, policy: &Policy, rule: &PolicyRule, peer_ip: Ipv4Addr, f: &Flow) -> bool {
+    fn rule_allows(&self, policy: &Policy, rule: &PolicyRule, peer_ip: IpAddr, f: &Flow) -> bool {
         let peer_ok = rule.peers.is_empty()
             || rule
                 .peers
@@ -91,7 +95,7 @@ impl Topology {
         // Egress of the source pod.
         if let Some((name, _)) = src_pod {
             let to_own_node = self
-                .owner_of(f.dst)
+                .owner_of_ip(f.dst)
                 .is_some_and(|h| Some(h.name.clone()) == node_of(name) && h.as_node().is_some());
             let pols = self.policies_for(name, true);
             if !pols.is_empty() && !to_own_node {
@@ -289,22 +293,26 @@ impl Topology {
         }
     }
 
-    /// The address a host's packets carry as source when policies judge them.
-    fn source_address(&self, host: &str) -> Option<Ipv4Addr> {
-        self.host(host).map(|h| h.address())
+    /// The address a host's packets to `dst` carry as source when policies judge them: its
+    /// address of `dst`'s family.
+    fn source_address(&self, host: &str, dst: IpAddr) -> Option<IpAddr> {
+        let family = match dst {
+            IpAddr::V4(_) => super::Family::V4,
+            IpAddr::V6(_) => super::Family::V6,
+        };
+        self.host(host)?.address_of(family)
     }
 
     /// Whether policies let `from` reach `dst:port`; None when allowed, else why not.
-    fn denied(&self, from: &str, dst: Ipv4Addr, proto: Proto, port: Option<u16>) -> Option<String> {
-        let src = self.source_address(from)?;
+    fn denied(&self, from: &str, dst: IpAddr, proto: Proto, port: Option<u16>) -> Option<String> {
+        let src = self.source_address(from, dst)?;
         // A pod reaching itself (through its own Service) is never isolated from itself.
         if self.pod_at(dst).is_some_and(|(n, _)| n == from) {
             return None;
         }
-        let proto = if proto == Proto::Dns {
-            Proto::Udp
-        } else {
-            proto
+        let proto = match proto.base() {
+            Proto::Dns => Proto::Udp,
+            p => p,
         };
         let f = Flow {
             from,
@@ -326,8 +334,11 @@ impl Topology {
     /// pair a NetworkPolicy denies. None: the layer has nothing to say.
     pub fn k8s_default(&self, from: &str, to: &str, proto: Proto) -> Option<(Outcome, String)> {
         if Target::parse(to).is_none() {
-            let dst = self.host(to)?.address();
-            let port = self.probe.port(proto).filter(|_| proto != Proto::Icmp);
+            let dst = self.host(to)?.address_of(proto.family())?;
+            let port = self
+                .probe
+                .port(proto)
+                .filter(|_| proto.base() != Proto::Icmp);
             return self
                 .denied(from, dst, proto, port)
                 .map(|why| (Outcome::Timeout, format!("default: {why}")));
@@ -374,7 +385,7 @@ impl Topology {
                         }
                         verdicts.push(None);
                     } else {
-                        verdicts.push(self.denied(from, *ip, proto, Some(*port)));
+                        verdicts.push(self.denied(from, (*ip).into(), proto, Some(*port)));
                     }
                 }
                 if verdicts.iter().all(|v| v.is_none()) {
@@ -397,7 +408,7 @@ impl Topology {
                 if !connected && node_of(from) != node_of(&d.pod) {
                     return None;
                 }
-                match self.denied(from, dns_ip, Proto::Udp, Some(d.port)) {
+                match self.denied(from, dns_ip.into(), Proto::Udp, Some(d.port)) {
                     None => Some((
                         Outcome::Reachable,
                         "default: cluster DNS resolves every Service's name".into(),

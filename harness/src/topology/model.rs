@@ -488,6 +488,14 @@ impl Topology {
         })
     }
 
+    /// Which host owns an address of either family.
+    pub fn owner_of_ip(&self, ip: IpAddr) -> Option<&Host> {
+        match ip {
+            IpAddr::V4(a) => self.owner_of(a),
+            IpAddr::V6(a) => self.owner_of6(a),
+        }
+    }
+
     /// Whether nodes put their pods on a bridge (every design but routed, and CNI's ptp).
     pub fn has_bridge(&self) -> bool {
         match &self.cni {

@@ -1584,6 +1584,23 @@ uplink = "203.0.113.10/24"
             Some("an ingress rule names its peers with \"from\"")
         );
 
+        // An ipBlock takes either family; its exceptions are of its own.
+        let e = first_error(&format!(
+            "{BASE}\n[policy.p]\negress = [{{ to = [{{ cidr = \"fd00::/8\", except = [\"10.0.0.0/8\"] }}] }}]\n"
+        ));
+        assert_eq!(
+            e.message,
+            "except \"10.0.0.0/8\" is not of cidr \"fd00::/8\"'s family"
+        );
+        let e = first_error(&format!(
+            "{BASE}\n[policy.p]\negress = [{{ to = [{{ cidr = \"fd00::1/8\" }}] }}]\n"
+        ));
+        assert!(
+            e.message.ends_with("cidr \"fd00::1/8\" has host bits set"),
+            "{}",
+            e.message
+        );
+
         // A rule may name a target as TO, and an unknown one is located with the targets listed.
         let t = format!(
             "{}\n[expect]\n\"pod-a -> svc/nope\" = \"timeout\"\n",

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use indexmap::IndexMap;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::super::expect::Proto;
@@ -479,14 +480,21 @@ impl Validator<'_> {
                 for peer in raw_peers.iter().flatten() {
                     match (&peer.cidr, &peer.pod_selector, &peer.namespace_selector) {
                         (Some(c), None, None) => {
-                            let Some(cidr) = v.net(&at_r(key), c, "cidr") else {
+                            let Some(cidr) = v.any_net(&at_r(key), c, "cidr") else {
                                 continue;
                             };
-                            let except = peer
+                            let except: Vec<IpNet> = peer
                                 .except
                                 .iter()
-                                .filter_map(|e| v.net(&at_r(key), e, "except"))
+                                .filter_map(|e| v.any_net(&at_r(key), e, "except"))
                                 .collect();
+                            for e in except.iter().filter(|e| !same_family(e, &cidr)) {
+                                v.err(
+                                    &at_r(key),
+                                    format!("except \"{e}\" is not of cidr \"{cidr}\"'s family"),
+                                    Some("an ipBlock's exceptions are inside its cidr: give the other family its own peer".into()),
+                                );
+                            }
                             peers.push(Peer::Cidr { cidr, except });
                         }
                         (None, ps, ns) => peers.push(Peer::Pods {
@@ -523,4 +531,12 @@ impl Validator<'_> {
             egress,
         });
     }
+}
+
+/// Whether two networks are of one address family.
+fn same_family(a: &IpNet, b: &IpNet) -> bool {
+    matches!(
+        (a, b),
+        (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
+    )
 }

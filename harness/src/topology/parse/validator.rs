@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::super::source::{ConfigError, ConfigErrors, Key, Source};
 
@@ -87,6 +87,32 @@ impl Validator<'_> {
                     at,
                     format!("{field}: {msg}"),
                     Some("write a CIDR such as \"10.244.1.0/24\"".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An IPv4 or IPv6 network without host bits (a NetworkPolicy's ipBlock takes either).
+    pub(super) fn any_net(&mut self, at: &[Key], s: &str, field: &str) -> Option<IpNet> {
+        if !s.contains(':') {
+            return self.net(at, s, field).map(IpNet::V4);
+        }
+        match Ipv6Net::from_str(s) {
+            Ok(net) if net.trunc() != net => {
+                self.err(
+                    at,
+                    format!("{field} \"{s}\" has host bits set"),
+                    Some(format!("did you mean \"{}\"?", net.trunc())),
+                );
+                None
+            }
+            Ok(net) => Some(IpNet::V6(net)),
+            Err(_) => {
+                self.err(
+                    at,
+                    format!("{field} \"{s}\" is not a network"),
+                    Some("write a CIDR such as \"10.244.0.0/16\" or \"fd00:10:244::/56\"".into()),
                 );
                 None
             }
