@@ -1020,8 +1020,12 @@ fn k8s_lines(t: &Topology) -> Vec<String> {
             .map(|p| format!(" · NodePort {p} on every node"))
             .unwrap_or_default();
         let what = if svc.dns { "cluster DNS" } else { "Service" };
+        let v6 = svc
+            .cluster_ip6
+            .map(|a| format!(" and [{a}]:{}", svc.port))
+            .unwrap_or_default();
         out.push(format!(
-            "{what} {}/{} {}:{}/{} → {eps}{np}",
+            "{what} {}/{} {}:{}{v6}/{} → {eps}{np}",
             svc.namespace, svc.name, svc.cluster_ip, svc.port, svc.protocol
         ));
     }

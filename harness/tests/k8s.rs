@@ -168,6 +168,76 @@ async fn policies_hold_in_both_families() {
     truth_table_matches_lab(&t).await;
 }
 
+/// Services with a ClusterIP per family are probed in both (kube-proxy's ip6 table DNATs the
+/// IPv6 one, NodePorts answer at the nodes' IPv6 addresses); cluster DNS answers AAAA for them
+/// and an empty answer for an IPv4-only Service, as CoreDNS does.
+#[tokio::test]
+async fn dual_stack_services_answer_in_both_families() {
+    let t = fixture("k8s-dual-stack.toml");
+    let (table, _) = netfault::matrix::truth_table(&t);
+    let o = |f: &str, to: &str, p| table.observed(f, to, p);
+    assert_eq!(
+        o("web-dev", "svc/db", Proto::Tcp6),
+        Some(Outcome::Reachable)
+    );
+    assert_eq!(o("tool", "svc/db", Proto::Tcp6), Some(Outcome::Timeout));
+    assert_eq!(
+        o("ext", "nodeport/web@node1", Proto::Tcp6),
+        Some(Outcome::Reachable)
+    );
+    assert_eq!(
+        o("tool", "svc/legacy", Proto::Tcp6),
+        None,
+        "an IPv4-only Service"
+    );
+    let lab = common::up(&t).await;
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    for (from, to) in [("web-dev", "svc/db"), ("ext", "nodeport/web@node1")] {
+        let c = m.cell(from, to, Proto::Tcp6).expect("probed over IPv6");
+        assert_eq!(c.observed, Outcome::Reachable, "{from} → {to} tcp6");
+    }
+    let ns = lab.host("web-dev").unwrap().ns.clone();
+    let ask = |name: &'static str| {
+        let ns = ns.clone();
+        async move { ns.run_async(move || aaaa(name)).await.unwrap().unwrap() }
+    };
+    assert_eq!(
+        ask("db.prod.svc.cluster.local.").await,
+        ["fd00:10:96::14".parse::<std::net::Ipv6Addr>().unwrap()]
+    );
+    assert_eq!(
+        ask("legacy.dev.svc.cluster.local.").await,
+        Vec::<std::net::Ipv6Addr>::new()
+    );
+}
+
+/// The AAAA records cluster DNS gives `name`, asked as a pod's resolver asks (its resolv.conf
+/// names the IPv4 DNS Service).
+fn aaaa(name: &str) -> std::io::Result<Vec<std::net::Ipv6Addr>> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let mut q = Message::new();
+    q.set_id(7).set_recursion_desired(true);
+    q.add_query(Query::query(
+        Name::from_ascii(name).unwrap(),
+        RecordType::AAAA,
+    ));
+    let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    s.send_to(&q.to_vec().unwrap(), "10.96.0.10:53")?;
+    let mut buf = [0u8; 512];
+    let n = s.recv(&mut buf)?;
+    let r = Message::from_vec(&buf[..n]).unwrap();
+    assert_eq!(r.response_code(), hickory_proto::op::ResponseCode::NoError);
+    Ok(r.answers()
+        .iter()
+        .filter_map(|a| match a.data() {
+            Some(RData::AAAA(x)) => Some(x.0),
+            _ => None,
+        })
+        .collect())
+}
+
 async fn truth_table_matches_lab(t: &netfault::Topology) {
     let (table, _) = netfault::matrix::truth_table(t);
     let lab = common::up(t).await;

@@ -218,7 +218,10 @@ fn pair_addresses(lab: &Lab, from: &str, to: &str) -> Option<(Ipv4Addr, Ipv4Addr
     let src = t.host(from)?.address();
     let dst = match t.host(to) {
         Some(h) => h.address(),
-        None => t.target_probe(from, to)?.dst,
+        None => match t.target_probe(from, to, crate::topology::Family::V4)?.dst {
+            std::net::IpAddr::V4(a) => a,
+            std::net::IpAddr::V6(_) => return None,
+        },
     };
     Some((src, dst))
 }

@@ -100,6 +100,16 @@ fn node_side(t: &Topology, hosts: &mut [HostPlan], name: &str, node: &crate::top
         h.v6.addresses.push((node.bridge.clone(), gw));
     }
     h.v6.addresses.push((node.uplink_ifname.clone(), v6.uplink));
+    if let Some(cidr) = t.k8s.service_cidr6 {
+        // As the IPv4 service CIDR: the node's own connections to a ClusterIP need a route
+        // before kube-proxy's DNAT.
+        h.v6.routes.push(Route6Plan {
+            dst: cidr,
+            gateway: None,
+            dev: node.uplink_ifname.clone(),
+            onlink: false,
+        });
+    }
     if let (true, Some(cluster)) = (node.masquerade, t.cluster.cidr6) {
         h.v6.masquerade = Some(Masq6Plan {
             pod_cidr: v6.pod_cidr,

@@ -7,15 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::netns::Netns;
-use crate::topology::k8s::{K8s, Peer, Policy, PolicyRule, Service};
-use crate::topology::{Proto, Role, Topology};
+use crate::topology::k8s::{DnsRecords, K8s, Peer, Policy, PolicyRule, Service};
+use crate::topology::{Family, Proto, Role, Topology};
 
 pub const KUBE_PROXY_TABLE: &str = "kube-proxy";
 pub const POLICY_TABLE: &str = "netfault-policy";
@@ -40,12 +40,73 @@ fn l4(p: Proto) -> &'static str {
     }
 }
 
-/// kube-proxy's table for one node: `table ip kube-proxy`, replacing any table of that name.
+/// kube-proxy's tables for one node: `table ip kube-proxy`, and `table ip6 kube-proxy` where
+/// a Service of the lab is dual-stack (kube-proxy keeps one table per family), each replacing
+/// any table of that name.
 pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
+    let mut s = kube_proxy_table(t, k, Family::V4);
+    let dual = |k: &K8s| k.services.iter().any(|s| s.cluster_ip6.is_some());
+    if dual(k) || dual(&t.k8s) {
+        s.push_str(&kube_proxy_table(t, k, Family::V6));
+    }
+    s
+}
+
+/// An endpoint as kube-proxy DNATs to it: (pod, address, port).
+type ServiceEndpoint = (String, IpAddr, u16);
+
+/// What a Service is in one family: its ClusterIP there, and its endpoints' addresses (pods
+/// without an address of the family, and stale IPv4 endpoints in IPv6, drop out).
+fn service_in(
+    t: &Topology,
+    svc: &Service,
+    family: Family,
+) -> Option<(IpAddr, Vec<ServiceEndpoint>)> {
+    let vip = match family {
+        Family::V4 => IpAddr::V4(svc.cluster_ip),
+        Family::V6 => IpAddr::V6(svc.cluster_ip6?),
+    };
+    let mut eps: Vec<ServiceEndpoint> = svc
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            let h = t.host(&e.pod)?;
+            h.as_pod()?;
+            Some((e.pod.clone(), h.address_of(family)?, e.port))
+        })
+        .collect();
+    if family == Family::V4 {
+        eps.extend(
+            svc.stale
+                .iter()
+                .map(|(ip, port)| ("stale".to_string(), IpAddr::V4(*ip), *port)),
+        );
+    }
+    Some((vip, eps))
+}
+
+/// An address as nft's `dnat to` takes it with a port (`[addr]:port` in IPv6).
+fn dnat_target(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// kube-proxy's table of one family.
+fn kube_proxy_table(t: &Topology, k: &K8s, family: Family) -> String {
+    let fam = match family {
+        Family::V4 => "ip",
+        Family::V6 => "ip6",
+    };
+    let cluster_cidr = match family {
+        Family::V4 => Some(t.cluster.cidr.to_string()),
+        Family::V6 => t.cluster.cidr6.map(|c| c.to_string()),
+    };
     let mut s = String::new();
-    let _ = writeln!(s, "table ip {KUBE_PROXY_TABLE}");
-    let _ = writeln!(s, "delete table ip {KUBE_PROXY_TABLE}");
-    let _ = writeln!(s, "table ip {KUBE_PROXY_TABLE} {{");
+    let _ = writeln!(s, "table {fam} {KUBE_PROXY_TABLE}");
+    let _ = writeln!(s, "delete table {fam} {KUBE_PROXY_TABLE}");
+    let _ = writeln!(s, "table {fam} {KUBE_PROXY_TABLE} {{");
     let _ = writeln!(
         s,
         "  chain mark-for-masquerade {{\n    meta mark set meta mark | {MASQ_MARK:#x}\n  }}"
@@ -60,25 +121,15 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
     let mut services = String::new();
     let mut chains = String::new();
     for svc in &k.services {
+        let Some((vip, eps)) = service_in(t, svc, family) else {
+            continue;
+        };
         let p = l4(svc.protocol);
         // kube-dns serves 53 over TCP as well (its Service has a dns-tcp port): resolvers retry
         // a truncated answer over TCP, and `dig +tcp` asks so.
         let also_tcp = svc.dns && svc.protocol == Proto::Udp;
         let c = service_chain(svc);
         let comment = format!("{}/{}", svc.namespace, svc.name);
-        let eps: Vec<(String, Ipv4Addr, u16)> = svc
-            .endpoints
-            .iter()
-            .filter_map(|e| {
-                let ip = t.host(&e.pod).and_then(|h| h.as_pod()).map(|p| p.ip)?;
-                Some((e.pod.clone(), ip, e.port))
-            })
-            .chain(
-                svc.stale
-                    .iter()
-                    .map(|(ip, port)| ("stale".to_string(), *ip, *port)),
-            )
-            .collect();
         if eps.is_empty() {
             let how = if svc.protocol == Proto::Tcp {
                 "reject with tcp reset"
@@ -87,8 +138,8 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
             };
             let _ = writeln!(
                 rejects,
-                "    ip daddr {} {p} dport {} {how} comment \"{comment} has no endpoints\"",
-                svc.cluster_ip, svc.port
+                "    {fam} daddr {vip} {p} dport {} {how} comment \"{comment} has no endpoints\"",
+                svc.port
             );
             if let Some(np) = svc.node_port {
                 let _ = writeln!(
@@ -100,14 +151,14 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
         }
         let _ = writeln!(
             services,
-            "    ip daddr {} {p} dport {} goto {c} comment \"{comment}\"",
-            svc.cluster_ip, svc.port
+            "    {fam} daddr {vip} {p} dport {} goto {c} comment \"{comment}\"",
+            svc.port
         );
         if also_tcp {
             let _ = writeln!(
                 services,
-                "    ip daddr {} tcp dport {} goto {c} comment \"{comment} dns-tcp\"",
-                svc.cluster_ip, svc.port
+                "    {fam} daddr {vip} tcp dport {} goto {c} comment \"{comment} dns-tcp\"",
+                svc.port
             );
         }
         if let Some(np) = svc.node_port {
@@ -128,19 +179,24 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
                 ident(&svc.name)
             );
             vmap.push(format!("{i} : goto {ec}"));
+            let to = dnat_target(*ip, *port);
             let tcp_too = match also_tcp {
-                true => format!("\n    meta l4proto tcp dnat to {ip}:{port}"),
+                true => format!("\n    meta l4proto tcp dnat to {to}"),
                 false => String::new(),
             };
             let _ = writeln!(
                 chains,
-                "  chain {ec} {{\n    ip saddr {ip} jump mark-for-masquerade comment \"hairpin {pod}\"\n    meta l4proto {p} dnat to {ip}:{port}{tcp_too}\n  }}"
+                "  chain {ec} {{\n    {fam} saddr {ip} jump mark-for-masquerade comment \"hairpin {pod}\"\n    meta l4proto {p} dnat to {to}{tcp_too}\n  }}"
             );
         }
+        // Traffic from outside the cluster's pods is masqueraded (kube-proxy's --cluster-cidr).
+        let mark = match &cluster_cidr {
+            Some(c) => format!("{fam} saddr != {c} jump mark-for-masquerade"),
+            None => "jump mark-for-masquerade".to_string(),
+        };
         let _ = writeln!(
             chains,
-            "  chain {c} {{\n    ip saddr != {} jump mark-for-masquerade\n    numgen random mod {} vmap {{ {} }}\n  }}",
-            t.cluster.cidr,
+            "  chain {c} {{\n    {mark}\n    numgen random mod {} vmap {{ {} }}\n  }}",
             eps.len(),
             vmap.join(", ")
         );
@@ -311,7 +367,7 @@ impl DnsServer {
     pub fn start(
         ns: &Netns,
         addr: SocketAddr,
-        records: BTreeMap<String, Ipv4Addr>,
+        records: DnsRecords,
         domain: String,
     ) -> Result<DnsServer> {
         let (sock, listener) = ns
@@ -357,7 +413,7 @@ impl Drop for DnsServer {
     }
 }
 
-fn serve(sock: UdpSocket, records: &BTreeMap<String, Ipv4Addr>, domain: &str, stop: &AtomicBool) {
+fn serve(sock: UdpSocket, records: &DnsRecords, domain: &str, stop: &AtomicBool) {
     let mut buf = [0u8; 1500];
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, peer)) = sock.recv_from(&mut buf) else {
@@ -371,12 +427,7 @@ fn serve(sock: UdpSocket, records: &BTreeMap<String, Ipv4Addr>, domain: &str, st
 
 /// DNS over TCP (RFC 7766): each message after its two-byte length, answered the same way; one
 /// client at a time (lab resolvers ask little), each bounded by a read timeout.
-fn serve_tcp(
-    l: std::net::TcpListener,
-    records: &BTreeMap<String, Ipv4Addr>,
-    domain: &str,
-    stop: &AtomicBool,
-) {
+fn serve_tcp(l: std::net::TcpListener, records: &DnsRecords, domain: &str, stop: &AtomicBool) {
     use std::io::{Read, Write};
     while !stop.load(Ordering::Relaxed) {
         let Ok((mut c, _)) = l.accept() else {
@@ -405,9 +456,9 @@ fn serve_tcp(
 
 /// The answer to one query: A records from `records`; NXDOMAIN inside the cluster domain;
 /// SERVFAIL outside it (nothing is forwarded out of the lab).
-pub fn answer(q: &[u8], records: &BTreeMap<String, Ipv4Addr>, domain: &str) -> Option<Vec<u8>> {
+pub fn answer(q: &[u8], records: &DnsRecords, domain: &str) -> Option<Vec<u8>> {
     use hickory_proto::op::{Message, MessageType, ResponseCode};
-    use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+    use hickory_proto::rr::{rdata::A, rdata::AAAA, RData, Record, RecordType};
     let m = Message::from_vec(q).ok()?;
     if m.message_type() != MessageType::Query {
         return None;
@@ -426,15 +477,19 @@ pub fn answer(q: &[u8], records: &BTreeMap<String, Ipv4Addr>, domain: &str) -> O
     r.add_query(query.clone());
     let name = query.name().to_ascii().to_ascii_lowercase();
     let suffix = format!("{}.", domain.trim_end_matches('.'));
+    // A name with no record of the asked type is NOERROR with no answer (NODATA), as CoreDNS
+    // answers AAAA for an IPv4-only Service.
+    let rdata = |(v4, v6): &(Ipv4Addr, Option<Ipv6Addr>)| match query.query_type() {
+        RecordType::A => Some(RData::A(A(*v4))),
+        RecordType::AAAA => v6.map(|a| RData::AAAA(AAAA(a))),
+        _ => None,
+    };
     match records.get(&name) {
-        Some(ip) if query.query_type() == RecordType::A => {
-            r.add_answer(Record::from_rdata(
-                query.name().clone(),
-                5,
-                RData::A(A(*ip)),
-            ));
+        Some(rec) => {
+            if let Some(data) = rdata(rec) {
+                r.add_answer(Record::from_rdata(query.name().clone(), 5, data));
+            }
         }
-        Some(_) => {}
         None if name.ends_with(&format!(".{suffix}")) || name == suffix => {
             r.set_response_code(ResponseCode::NXDomain);
         }

@@ -48,7 +48,7 @@ async fn run_held(
         let mut keys: Vec<(String, Proto, IpAddr, u16)> = s
             .listeners
             .iter()
-            .map(|(pod, ip, port)| (pod.clone(), s.proto, IpAddr::V4(*ip), *port))
+            .map(|(pod, ip, port)| (pod.clone(), s.proto, *ip, *port))
             .collect();
         if let (Some(port), true) = (s.port, s.listeners.is_empty() && s.query.is_none()) {
             keys.push((s.to.clone(), s.proto, s.dst, port));

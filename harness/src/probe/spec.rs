@@ -32,7 +32,7 @@ pub struct ProbeSpec {
     /// Echo listeners the probe needs elsewhere than at `dst` (a Service's endpoints:
     /// pod, address, port).
     #[serde(skip)]
-    pub listeners: Vec<(String, Ipv4Addr, u16)>,
+    pub listeners: Vec<(String, IpAddr, u16)>,
     /// A DNS probe's name and the address it should resolve to.
     #[serde(skip)]
     pub query: Option<(String, Ipv4Addr)>,
@@ -48,7 +48,13 @@ pub struct ProbeSpec {
 
 impl ProbeSpec {
     /// A single small probe.
-    pub fn new(from: &str, to: &str, proto: Proto, dst: Ipv4Addr, port: Option<u16>) -> Self {
+    pub fn new(
+        from: &str,
+        to: &str,
+        proto: Proto,
+        dst: impl Into<IpAddr>,
+        port: Option<u16>,
+    ) -> Self {
         ProbeSpec {
             from: from.to_string(),
             to: to.to_string(),
@@ -148,13 +154,18 @@ pub fn pairs_of(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
 /// Every probe of the fixture's Kubernetes targets (Services, NodePorts, names).
 pub fn target_probes(t: &crate::topology::Topology) -> Vec<ProbeSpec> {
     let mut v = Vec::new();
+    let families = [crate::topology::Family::V4, crate::topology::Family::V6];
     for (i, target) in t.target_names().into_iter().enumerate() {
         for a in &t.hosts {
-            if let Some(tp) = t.target_probe(&a.name, &target) {
+            for tp in families
+                .iter()
+                .filter_map(|f| t.target_probe(&a.name, &target, *f))
+            {
+                let udp = tp.proto.base() == Proto::Udp;
                 v.push(ProbeSpec {
                     listeners: tp.listeners,
                     query: tp.query,
-                    sport: (tp.proto == Proto::Udp).then_some(UDP_SERVICE_SPORT + i as u16),
+                    sport: udp.then_some(UDP_SERVICE_SPORT + i as u16),
                     foreign: false,
                     ..ProbeSpec::new(&a.name, &target, tp.proto, tp.dst, tp.port)
                 });

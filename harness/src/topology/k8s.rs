@@ -3,9 +3,9 @@
 //! names DNS answers). No syscalls here: the lab compiles this into nft rules and a DNS server.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::expect::Proto;
@@ -32,6 +32,9 @@ pub struct K8s {
     pub dns: Option<DnsSpec>,
     /// Where ClusterIPs come from; nodes route it like a default route would.
     pub service_cidr: Ipv4Net,
+    /// Where IPv6 ClusterIPs come from, in a dual-stack lab (`service_cidr`'s second entry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_cidr6: Option<Ipv6Net>,
 }
 
 impl Default for K8s {
@@ -42,6 +45,7 @@ impl Default for K8s {
             policies: Vec::new(),
             dns: None,
             service_cidr: "10.96.0.0/12".parse().expect("cidr"),
+            service_cidr6: None,
         }
     }
 }
@@ -52,6 +56,10 @@ pub struct Service {
     pub name: String,
     pub namespace: String,
     pub cluster_ip: Ipv4Addr,
+    /// A dual-stack Service's IPv6 ClusterIP (`cluster_ip`'s second entry, as `clusterIPs`):
+    /// kube-proxy's ip6 table DNATs it to the endpoints' IPv6 addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ip6: Option<Ipv6Addr>,
     pub port: u16,
     pub protocol: Proto,
     /// Reachable on every node's uplink address at this port.
@@ -118,6 +126,10 @@ pub struct DnsSpec {
     pub port: u16,
     pub domain: String,
 }
+
+/// What cluster DNS answers: a fully qualified name's A record and, for a dual-stack Service,
+/// its AAAA record.
+pub type DnsRecords = BTreeMap<String, (Ipv4Addr, Option<Ipv6Addr>)>;
 
 pub fn selects(selector: &Labels, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))

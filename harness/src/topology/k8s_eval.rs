@@ -4,8 +4,9 @@
 use super::expect::{Outcome, Proto};
 use super::k8s::*;
 use super::model::{Role, Topology};
+use super::Family;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 impl Topology {
     /// The pod owning `ip` (either family), with its namespace and labels.
@@ -142,7 +143,7 @@ impl Topology {
     }
 
     /// The cluster domain's records: fully qualified name → address.
-    pub fn dns_records(&self) -> BTreeMap<String, Ipv4Addr> {
+    pub fn dns_records(&self) -> DnsRecords {
         let mut out = BTreeMap::new();
         let Some(d) = &self.k8s.dns else {
             return out;
@@ -150,12 +151,15 @@ impl Topology {
         for s in &self.k8s.services {
             out.insert(
                 format!("{}.{}.svc.{}.", s.name, s.namespace, d.domain),
-                s.cluster_ip,
+                (s.cluster_ip, s.cluster_ip6),
             );
         }
         for (_, p) in self.pods() {
             let dashed = p.ip.to_string().replace('.', "-");
-            out.insert(format!("{dashed}.{}.pod.{}.", p.namespace, d.domain), p.ip);
+            out.insert(
+                format!("{dashed}.{}.pod.{}.", p.namespace, d.domain),
+                (p.ip, None),
+            );
         }
         out
     }
@@ -192,11 +196,11 @@ impl Topology {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetProbe {
     pub proto: Proto,
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub port: Option<u16>,
     /// Echo listeners the probe needs: (pod, address, port) of every endpoint; the address is
-    /// 0.0.0.0 (an endpoint answers on whatever address its pod has now).
-    pub listeners: Vec<(String, Ipv4Addr, u16)>,
+    /// the family's unspecified one (an endpoint answers on whatever address its pod has now).
+    pub listeners: Vec<(String, IpAddr, u16)>,
     /// For `dns/NAME`: the name the pod looks up, and the address it should get.
     pub query: Option<(String, Ipv4Addr)>,
 }
@@ -237,18 +241,36 @@ impl Topology {
             .collect()
     }
 
-    /// The probe `from` makes of a target, if it probes that target at all: pods and nodes
-    /// reach ClusterIPs, external hosts reach NodePorts, pods look names up.
-    pub fn target_probe(&self, from: &str, target: &str) -> Option<TargetProbe> {
+    /// The probe `from` makes of a target in one family, if it probes that target at all:
+    /// pods and nodes reach ClusterIPs, external hosts reach NodePorts, pods look names up
+    /// (over IPv4: a pod's resolv.conf names the IPv4 DNS Service). IPv6 probes reach a
+    /// dual-stack Service's IPv6 ClusterIP and NodePorts at the nodes' IPv6 addresses.
+    pub fn target_probe(&self, from: &str, target: &str, family: Family) -> Option<TargetProbe> {
         let h = self.host(from)?;
+        h.address_of(family)?;
+        let any: IpAddr = match family {
+            Family::V4 => Ipv4Addr::UNSPECIFIED.into(),
+            Family::V6 => Ipv6Addr::UNSPECIFIED.into(),
+        };
         let listeners = |s: &Service| {
             s.endpoints
                 .iter()
                 .filter_map(|e| {
                     self.host(&e.pod)?.as_pod()?;
-                    Some((e.pod.clone(), Ipv4Addr::UNSPECIFIED, e.port))
+                    Some((e.pod.clone(), any, e.port))
                 })
                 .collect::<Vec<_>>()
+        };
+        let proto = |s: &Service| match family {
+            Family::V4 => Some(s.protocol),
+            Family::V6 => s.protocol.v6(),
+        };
+        // A Service of the family: its ClusterIP there.
+        let vip = |s: &Service| -> Option<IpAddr> {
+            match family {
+                Family::V4 => Some(s.cluster_ip.into()),
+                Family::V6 => s.cluster_ip6.map(IpAddr::from),
+            }
         };
         match Target::parse(target)? {
             Target::Service(name) => {
@@ -257,8 +279,8 @@ impl Topology {
                     return None;
                 }
                 Some(TargetProbe {
-                    proto: s.protocol,
-                    dst: s.cluster_ip,
+                    proto: proto(s)?,
+                    dst: vip(s)?,
                     port: Some(s.port),
                     listeners: listeners(s),
                     query: None,
@@ -266,25 +288,30 @@ impl Topology {
             }
             Target::NodePort { service, node } => {
                 let s = self.k8s.service(&service)?;
-                let n = self.host(&node)?.as_node()?;
+                vip(s)?;
+                let n = self.host(&node)?;
+                n.as_node()?;
                 if !matches!(h.role, Role::External(_)) {
                     return None;
                 }
                 Some(TargetProbe {
-                    proto: s.protocol,
-                    dst: n.uplink.addr(),
+                    proto: proto(s)?,
+                    dst: n.address_of(family)?,
                     port: s.node_port,
                     listeners: listeners(s),
                     query: None,
                 })
             }
             Target::Dns(name) => {
+                if family != Family::V4 {
+                    return None;
+                }
                 let s = self.k8s.service(&name)?;
                 let d = self.k8s.dns.as_ref()?;
                 h.as_pod()?;
                 Some(TargetProbe {
                     proto: Proto::Dns,
-                    dst: d.service_ip,
+                    dst: d.service_ip.into(),
                     port: Some(53),
                     listeners: Vec::new(),
                     query: Some((self.dns_query_for(from, s), s.cluster_ip)),
@@ -343,7 +370,7 @@ impl Topology {
                 .denied(from, dst, proto, port)
                 .map(|why| (Outcome::Timeout, format!("default: {why}")));
         }
-        let tp = self.target_probe(from, to)?;
+        let tp = self.target_probe(from, to, proto.family())?;
         if tp.proto != proto {
             return None;
         }
@@ -364,7 +391,7 @@ impl Topology {
                 let external = matches!(self.host(from)?.role, Role::External(_));
                 let mut verdicts = Vec::new();
                 for (pod, _, port) in &tp.listeners {
-                    let ip = &self.host(pod)?.as_pod()?.ip;
+                    let ip = self.host(pod)?.address_of(proto.family())?;
                     let ep_node = node_of(pod);
                     let reach_node = if external {
                         match Target::parse(to)? {
@@ -385,7 +412,7 @@ impl Topology {
                         }
                         verdicts.push(None);
                     } else {
-                        verdicts.push(self.denied(from, (*ip).into(), proto, Some(*port)));
+                        verdicts.push(self.denied(from, ip, proto, Some(*port)));
                     }
                 }
                 if verdicts.iter().all(|v| v.is_none()) {

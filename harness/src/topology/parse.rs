@@ -62,6 +62,7 @@ struct RawFixture {
 
 mod dual;
 mod k8s;
+mod service6;
 mod validator;
 
 use dual::{OneOrTwo, Split};
@@ -78,7 +79,7 @@ struct RawCluster {
     vxlan_port: Option<u16>,
     vxlan_mtu: Option<u32>,
     routed_gateway: Option<String>,
-    service_cidr: Option<String>,
+    service_cidr: Option<dual::OneOrTwo>,
     neighbours: Option<String>,
 }
 
@@ -480,7 +481,7 @@ impl Validator<'_> {
                 service: &raw.service,
                 policy: &raw.policy,
                 dns: raw.dns.as_ref(),
-                service_cidr: raw.cluster.as_ref().and_then(|c| c.service_cidr.as_deref()),
+                service_cidr: raw.cluster.as_ref().and_then(|c| c.service_cidr.as_ref()),
             },
             &topo,
         );

@@ -25,8 +25,11 @@ pub(super) struct RawNamespace {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawService {
     #[serde(default = "default_namespace")]
-    namespace: String,
-    cluster_ip: String,
+    pub(super) namespace: String,
+    /// One ClusterIP, or one per family (Kubernetes' `clusterIPs`).
+    pub(super) cluster_ip: super::dual::OneOrTwo,
+    /// Kubernetes' `ipFamilies`: when given, the families `cluster_ip` lists, in its order.
+    pub(super) ip_families: Option<Vec<String>>,
     port: u16,
     #[serde(default = "tcp")]
     protocol: String,
@@ -106,16 +109,17 @@ pub(super) struct RawK8s<'a> {
     pub service: &'a IndexMap<String, RawService>,
     pub policy: &'a IndexMap<String, RawPolicy>,
     pub dns: Option<&'a RawDns>,
-    pub service_cidr: Option<&'a str>,
+    pub service_cidr: Option<&'a super::dual::OneOrTwo>,
 }
 
 const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// What the Kubernetes part of a fixture is checked against: its hosts, and the addresses and
 /// NodePorts its Services and DNS claimed so far.
-struct K8sCtx<'t> {
-    topo: &'t Topology,
+pub(super) struct K8sCtx<'t> {
+    pub(super) topo: &'t Topology,
     ips: BTreeMap<Ipv4Addr, String>,
+    pub(super) ips6: BTreeMap<std::net::Ipv6Addr, String>,
     node_ports: BTreeMap<(u16, Proto), String>,
     dns_declared: bool,
 }
@@ -180,15 +184,7 @@ impl Validator<'_> {
     /// namespace and labels there).
     pub(super) fn k8s(&mut self, raw: RawK8s, topo: &Topology) -> K8s {
         let mut k = K8s::default();
-        if let Some(s) = raw.service_cidr {
-            if let Some(net) = self.net(
-                &[Key::Field("cluster"), Key::Field("service_cidr")],
-                s,
-                "service_cidr",
-            ) {
-                k.service_cidr = net;
-            }
-        }
+        self.service_cidrs(raw.service_cidr, topo, &mut k);
         for (name, ns) in raw.namespace {
             self.dns_name(
                 &[Key::Field("namespace"), Key::Name(name)],
@@ -205,6 +201,7 @@ impl Validator<'_> {
         let mut ctx = K8sCtx {
             topo,
             ips: BTreeMap::new(),
+            ips6: BTreeMap::new(),
             node_ports: BTreeMap::new(),
             dns_declared: raw.dns.is_some(),
         };
@@ -236,7 +233,10 @@ impl Validator<'_> {
             );
         }
         implicit(k, &s.namespace);
-        let Some(ip) = self.addr(&at("cluster_ip"), &s.cluster_ip, "cluster_ip") else {
+        let Some(ips) = self.split_families(&at("cluster_ip"), &s.cluster_ip, "cluster_ip") else {
+            return;
+        };
+        let Some(ip) = self.addr(&at("cluster_ip"), ips.v4, "cluster_ip") else {
             return;
         };
         if !k.service_cidr.contains(&ip) || ctx.in_lab(ip) {
@@ -327,10 +327,12 @@ impl Validator<'_> {
                 port,
             });
         }
+        let cluster_ip6 = self.service_ip6(name, s, ips.v6, &endpoints, ctx, k);
         k.services.push(Service {
             name: name.to_string(),
             namespace: s.namespace.clone(),
             cluster_ip: ip,
+            cluster_ip6,
             port: s.port,
             protocol,
             node_port: s.node_port,
@@ -398,6 +400,7 @@ impl Validator<'_> {
                 name: DNS_SERVICE.into(),
                 namespace: DNS_NAMESPACE.into(),
                 cluster_ip: ip,
+                cluster_ip6: None,
                 port: 53,
                 protocol: Proto::Udp,
                 node_port: None,
