@@ -84,14 +84,33 @@ impl Audit {
     }
 }
 
-/// The audit's lab: single-node.toml's hosts with pods attached by the conflist.
+/// The audit's lab: single-node.toml's hosts with pods attached by the conflist; dual-stack
+/// (dual-stack.toml's addresses) when the conflist has an IPv6 range (`{pod_cidr6}`).
 pub fn audit_topology(
     conflist: &Path,
 ) -> std::result::Result<Topology, crate::topology::ConfigErrors> {
     let abs = std::fs::canonicalize(conflist).unwrap_or_else(|_| conflist.to_path_buf());
+    let dual = std::fs::read_to_string(&abs).is_ok_and(|t| {
+        crate::topology::parse::CONFLIST_V6_PLACEHOLDERS
+            .iter()
+            .any(|p| t.contains(p))
+    });
+    let (pod_cidr, uplink, ext) = if dual {
+        (
+            r#"["10.244.1.0/24", "fd00:10:244:1::/64"]"#,
+            r#"["203.0.113.1/24", "2001:db8::1/64"]"#,
+            r#"["203.0.113.10/24", "2001:db8::10/64"]"#,
+        )
+    } else {
+        (
+            r#""10.244.1.0/24""#,
+            r#""203.0.113.1/24""#,
+            r#""203.0.113.10/24""#,
+        )
+    };
     let text = format!(
-        "description = \"netfault cni audit of {}\"\n\n[cni]\nconflist = {:?}\n\n[node.node1]\npod_cidr = \"10.244.1.0/24\"\nuplink = \"203.0.113.1/24\"\n\n\
-         [pod.pod-a]\nnode = \"node1\"\n\n[pod.pod-b]\nnode = \"node1\"\n\n[external.ext]\nuplink = \"203.0.113.10/24\"\n\n[expect]\n\"ext -> pod-*\" = \"unreachable\"\n",
+        "description = \"netfault cni audit of {}\"\n\n[cni]\nconflist = {:?}\n\n[node.node1]\npod_cidr = {pod_cidr}\nuplink = {uplink}\n\n\
+         [pod.pod-a]\nnode = \"node1\"\n\n[pod.pod-b]\nnode = \"node1\"\n\n[external.ext]\nuplink = {ext}\n\n[expect]\n\"ext -> pod-*\" = \"unreachable\"\n",
         abs.display(),
         abs.display().to_string()
     );
@@ -125,6 +144,12 @@ fn faults(t: &Topology, host_veth: &str) -> Vec<Fault> {
             node: node(),
             pod: pod(),
         }),
+        // IPv6's twins, where the conflist has an IPv6 range (their checks drop them otherwise).
+        Fault::DisableIpv6Forward(kinds::DisableIpv6Forward { node: node() }),
+        Fault::DeleteMasquerade6(kinds::DeleteMasquerade6 { node: node() }),
+        Fault::DeletePodRoute6(kinds::DeletePodRoute6 { pod: pod() }),
+        Fault::WrongNeighbour6(kinds::WrongNeighbour6 { pod: pod() }),
+        Fault::ForwardDropPolicy6(kinds::ForwardDropPolicy6 { node: node() }),
     ];
     let _ = host_veth;
     all.into_iter()

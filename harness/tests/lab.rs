@@ -240,6 +240,28 @@ async fn cni_fixtures_are_healthy_and_match_the_built_in_wiring() {
     }
 }
 
+/// The bridge plugin with host-local's two ranges builds the same dual-stack lab as the built-in
+/// wiring: every pair reachable over both families, each pod's IPv6 address from its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_cni_fixture_matches_the_built_in_dual_stack_wiring() {
+    let builtin = healthy("dual-stack.toml").await;
+    let m = healthy("cni-bridge-dual.toml").await;
+    assert_eq!(
+        m.outcomes(),
+        builtin.outcomes(),
+        "the plugin's dual-stack lab and the built-in one differ\n{}",
+        m.render()
+    );
+    assert!(
+        m.cells
+            .iter()
+            .any(|c| c.proto == netfault::topology::Proto::Tcp6
+                && c.from == "pod-a"
+                && c.to == "ext"),
+        "probed over IPv6"
+    );
+}
+
 /// Linkwatch settles a carrier change at once only for a device whose ifindex differs from its
 /// iflink: a veth end sharing its peer's index waited up to a second before it passed traffic.
 /// The lab gives no veth end its peer's index (in fresh namespaces the kernel's own choice

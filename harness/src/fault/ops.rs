@@ -367,7 +367,8 @@ pub(super) async fn delete_masquerade_in(
     let set = nft::list(&h.ns, node).await?;
     let mut native = Vec::new();
     let mut doomed = Vec::new();
-    let mut xt_tables: Vec<String> = Vec::new();
+    // (IPv6?, table) of every iptables-nft table an xt masquerade rule is deleted from.
+    let mut xt_tables: Vec<(bool, String)> = Vec::new();
     let mut index_in_chain: HashMap<(String, String, String), usize> = Default::default();
     for r in nft::rules(&set) {
         let key = (
@@ -379,14 +380,21 @@ pub(super) async fn delete_masquerade_in(
         if nft::is_masquerade(r) && family(r.family) {
             doomed.push(r.clone());
             if nft::uses_xt(r) {
-                if r.family != nftables::types::NfFamily::IP {
-                    return Err(Error::Unsupported(format!(
-                        "{node}: an xt masquerade rule in a {} table cannot be restored",
-                        nft::family_name(r.family)
-                    )));
-                }
-                if !xt_tables.contains(&r.table.to_string()) {
-                    xt_tables.push(r.table.to_string());
+                // iptables-nft and ip6tables-nft write these; their save and restore tools
+                // put them back exactly. Any other family's xt rule has no such tool.
+                let v6 = match r.family {
+                    nftables::types::NfFamily::IP => false,
+                    nftables::types::NfFamily::IP6 => true,
+                    other => {
+                        return Err(Error::Unsupported(format!(
+                            "{node}: an xt masquerade rule in a {} table cannot be restored",
+                            nft::family_name(other)
+                        )))
+                    }
+                };
+                let key = (v6, r.table.to_string());
+                if !xt_tables.contains(&key) {
+                    xt_tables.push(key);
                 }
             } else {
                 native.push((r.clone(), *index));
@@ -399,26 +407,36 @@ pub(super) async fn delete_masquerade_in(
             "{node} has no masquerade rule to delete"
         )));
     }
-    let save = |table: String| async move {
-        h.ns.run_async(move || crate::tools::run_tool("iptables-nft-save", &["-t", &table], None))
+    let save = |(v6, table): (bool, String)| async move {
+        let tool = if v6 {
+            "ip6tables-nft-save"
+        } else {
+            "iptables-nft-save"
+        };
+        h.ns.run_async(move || crate::tools::run_tool(tool, &["-t", &table], None))
             .await
             .and_then(|r| r)
-            .map_err(|e| Error::io(format!("{node}: iptables-nft-save"), e))
+            .map_err(|e| Error::io(format!("{node}: {tool}"), e))
     };
     let mut saved = Vec::new();
     for t in &xt_tables {
         saved.push((t.clone(), save(t.clone()).await?));
     }
     nft::apply(&h.ns, node, nft::delete_batch(&doomed)).await?;
-    let mut iptables = Vec::new();
-    for (t, before) in saved {
-        let after = save(t.clone()).await?;
-        iptables.push((t, reinsert_lines(&before, &after)));
+    let (mut iptables, mut ip6tables) = (Vec::new(), Vec::new());
+    for ((v6, t), before) in saved {
+        let after = save((v6, t.clone())).await?;
+        let lines = (t, reinsert_lines(&before, &after));
+        match v6 {
+            false => iptables.push(lines),
+            true => ip6tables.push(lines),
+        }
     }
     Ok(vec![Undo::NftRules(NftUndo {
         host: node.to_string(),
         native,
         iptables,
+        ip6tables,
     })])
 }
 

@@ -703,20 +703,29 @@ pub struct NftUndo {
     /// iptables-nft tables whose xt rules were deleted: (table, `iptables-restore --noflush`
     /// lines re-inserting each rule at its old position).
     pub iptables: Vec<(String, Vec<String>)>,
+    /// The same for ip6tables-nft tables (ip6tables-restore lines).
+    #[serde(default)]
+    pub ip6tables: Vec<(String, Vec<String>)>,
 }
 
 impl NftUndo {
     async fn restore(self, lab: &Lab) -> Result<()> {
         let h = lab.host(&self.host)?;
-        for (table, lines) in self.iptables {
+        let v4 = self
+            .iptables
+            .into_iter()
+            .map(|t| ("iptables-nft-restore", t));
+        let v6 = self
+            .ip6tables
+            .into_iter()
+            .map(|t| ("ip6tables-nft-restore", t));
+        for (tool, (table, lines)) in v4.chain(v6) {
             let host = self.host.clone();
             let input = format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"));
-            h.ns.run_async(move || {
-                crate::tools::run_tool("iptables-nft-restore", &["--noflush"], Some(&input))
-            })
-            .await
-            .and_then(|r| r)
-            .map_err(|e| Error::io(format!("{host}: iptables-nft-restore"), e))?;
+            h.ns.run_async(move || crate::tools::run_tool(tool, &["--noflush"], Some(&input)))
+                .await
+                .and_then(|r| r)
+                .map_err(|e| Error::io(format!("{host}: {tool}"), e))?;
         }
         // In chain order, each rule goes right after the rule now at its old index minus one.
         for (rule, index) in self.native {

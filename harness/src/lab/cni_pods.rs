@@ -32,7 +32,9 @@ impl Lab {
             .collect();
         for (node, ns) in &nodes {
             let gw = ns.pod_cidr.hosts().next().expect("pod cidr has hosts");
-            let text = crate::topology::parse::fill_conflist(&spec.template, node, ns.pod_cidr, gw);
+            let v6 = ns.v6.map(|v| (v.pod_cidr, v.gateway));
+            let text =
+                crate::topology::parse::fill_conflist(&spec.template, node, ns.pod_cidr, gw, v6);
             let list =
                 cni::ConfList::parse(&crate::topology::Source::new(&spec.conflist_path, text))
                     .map_err(crate::topology::ConfigErrors::from)?;
@@ -229,11 +231,17 @@ impl Lab {
             match &mut h.role {
                 crate::topology::Role::Pod(p) if h.name == pod => {
                     p.ip = addr.addr();
+                    // A dual-stack range gives the pod an IPv6 address too (host-local's
+                    // second range); without one the pod is probed over IPv4 only.
+                    p.ip6 = sum.address6.map(|a| a.addr());
                     p.host_veth = host_veth.clone();
                 }
                 crate::topology::Role::Node(n) if h.name == node_name => {
                     if let Some(g) = sum.gateway {
                         n.gateway = g;
+                    }
+                    if let (Some(v6), Some(g)) = (n.v6.as_mut(), sum.gateway6) {
+                        v6.gateway = g;
                     }
                 }
                 _ => {}

@@ -59,7 +59,9 @@ fn add_v6(t: &Topology, hosts: &mut [HostPlan]) {
     for (name, node) in t.nodes() {
         node_side(t, hosts, name, node);
     }
-    for (name, pod) in t.pods() {
+    // With [cni] the plugin builds the pod side in both families (its bridge's gateways, the
+    // pods' addresses and routes from host-local's ranges, ipMasq in ip6tables too).
+    for (name, pod) in t.pods().filter(|_| t.cni.is_none()) {
         pod_side(t, hosts, name, pod);
     }
     between_nodes(t, hosts);
@@ -95,7 +97,7 @@ fn at<'a>(hosts: &'a mut [HostPlan], name: &str) -> &'a mut HostPlan {
 fn node_side(t: &Topology, hosts: &mut [HostPlan], name: &str, node: &crate::topology::NodeSpec) {
     let Some(v6) = node.v6 else { return };
     let h = at(hosts, name);
-    if t.has_bridge() {
+    if t.has_bridge() && t.cni.is_none() {
         let gw = Ipv6Net::new(v6.gateway, v6.pod_cidr.prefix_len()).expect("valid prefix");
         h.v6.addresses.push((node.bridge.clone(), gw));
     }
@@ -110,7 +112,7 @@ fn node_side(t: &Topology, hosts: &mut [HostPlan], name: &str, node: &crate::top
             onlink: false,
         });
     }
-    if let (true, Some(cluster)) = (node.masquerade, t.cluster.cidr6) {
+    if let (true, true, Some(cluster)) = (node.masquerade, t.cni.is_none(), t.cluster.cidr6) {
         h.v6.masquerade = Some(Masq6Plan {
             pod_cidr: v6.pod_cidr,
             cluster_cidr: cluster,

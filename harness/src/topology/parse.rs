@@ -492,7 +492,7 @@ impl Validator<'_> {
                 "namespace",
             );
         }
-        self.dual_stack_scope(raw.cni.is_some(), &mut topo);
+        self.dual_stack_scope(&mut topo);
         topo.expect = self.expect_rules(&raw.expect, &topo, "expect");
         self.check_conflicts(&topo.expect, &topo, "expect");
         topo
@@ -1154,7 +1154,23 @@ impl Validator<'_> {
         };
         let (first, node) = nodes.iter().next().map(|(n, x)| (n.clone(), x))?;
         let cidr = node.pod_cidr.first_v4()?.parse::<Ipv4Net>().ok()?;
-        let filled = fill_conflist(&text, &first, cidr, cidr.hosts().next()?);
+        let cidr6 = node
+            .pod_cidr
+            .v6_entry()
+            .and_then(|s| s.parse::<ipnet::Ipv6Net>().ok());
+        if let (None, Some(p)) = (
+            cidr6,
+            CONFLIST_V6_PLACEHOLDERS.iter().find(|p| text.contains(**p)),
+        ) {
+            self.err(
+                &at("conflist"),
+                format!("conflist \"{}\" uses {p}, but node {first} has no IPv6 pod_cidr", raw.conflist),
+                Some("give the nodes a second, IPv6 entry in pod_cidr and uplink, or drop the IPv6 range".into()),
+            );
+            return None;
+        }
+        let v6 = cidr6.map(|c| (c, std::net::Ipv6Addr::from(u128::from(c.network()) + 1)));
+        let filled = fill_conflist(&text, &first, cidr, cidr.hosts().next()?, v6);
         let list = match super::conflist::ConfList::parse(&Source::new(&path, filled)) {
             Ok(l) => l,
             Err(e) => {
@@ -1376,12 +1392,29 @@ pub(crate) fn check_expect_conflicts(
 }
 
 /// A conflist template for one node: `{node}`, `{pod_cidr}` and `{gateway}` filled in.
-pub fn fill_conflist(template: &str, node: &str, pod_cidr: Ipv4Net, gateway: Ipv4Addr) -> String {
-    template
+/// A conflist template for one node: `{node}`, `{pod_cidr}`, `{gateway}` and, on a dual-stack
+/// node, `{pod_cidr6}` and `{gateway6}` (for host-local's second range).
+pub fn fill_conflist(
+    template: &str,
+    node: &str,
+    pod_cidr: Ipv4Net,
+    gateway: Ipv4Addr,
+    v6: Option<(ipnet::Ipv6Net, std::net::Ipv6Addr)>,
+) -> String {
+    let mut text = template
         .replace("{node}", node)
         .replace("{pod_cidr}", &pod_cidr.to_string())
-        .replace("{gateway}", &gateway.to_string())
+        .replace("{gateway}", &gateway.to_string());
+    if let Some((cidr, gw)) = v6 {
+        text = text
+            .replace("{pod_cidr6}", &cidr.to_string())
+            .replace("{gateway6}", &gw.to_string());
+    }
+    text
 }
+
+/// The IPv6 placeholders a conflist template may use.
+pub const CONFLIST_V6_PLACEHOLDERS: [&str; 2] = ["{pod_cidr6}", "{gateway6}"];
 
 /// The smallest network holding every given one.
 fn smallest_supernet(nets: impl Iterator<Item = Ipv4Net>) -> Option<Ipv4Net> {

@@ -69,6 +69,7 @@ impl Breakage for DeleteServiceRule {
             host: node.clone(),
             native,
             iptables: Vec::new(),
+            ip6tables: Vec::new(),
         })])
     }
 }

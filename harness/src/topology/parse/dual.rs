@@ -62,6 +62,14 @@ impl OneOrTwo {
         OneOrTwo::One(s)
     }
 
+    /// The IPv6 entry, if there is one.
+    pub(super) fn v6_entry(&self) -> Option<&str> {
+        match self {
+            OneOrTwo::One(_) => None,
+            OneOrTwo::Two(l) => l.iter().map(String::as_str).find(|s| is_v6(s)),
+        }
+    }
+
     /// The IPv4 entry, if there is one.
     pub(super) fn first_v4(&self) -> Option<&str> {
         match self {
@@ -399,7 +407,7 @@ impl Validator<'_> {
 
     /// What a dual-stack fixture may not (yet) combine, and its probe protocols: the IPv6
     /// twins added, an IPv6 protocol refused where no host has an IPv6 address.
-    pub(super) fn dual_stack_scope(&mut self, has_cni: bool, topo: &mut Topology) {
+    pub(super) fn dual_stack_scope(&mut self, topo: &mut Topology) {
         let dual = topo.dual_stack();
         let listed_v6 = topo
             .probe
@@ -420,9 +428,7 @@ impl Validator<'_> {
             return;
         }
         topo.probe.protocols = Proto::with_twins(&topo.probe.protocols, true);
-        let unsupported = if has_cni {
-            Some(("cni", "[cni] labs are IPv4-only in this version: the plugins' dual-stack ranges are not wired yet"))
-        } else if matches!(topo.cluster.network, Network::Routed { .. }) {
+        let unsupported = if matches!(topo.cluster.network, Network::Routed { .. }) {
             Some(("cluster", "network = \"routed\" is IPv4-only in this version (its link-local gateway and proxy ARP have no IPv6 counterpart here yet)"))
         } else {
             None
@@ -618,5 +624,25 @@ mod tests {
         );
         assert_eq!(not_global("fe80::1".parse().unwrap()), Some("link-local"));
         assert_eq!(not_global("fd00::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn an_ipv6_range_in_a_conflist_needs_an_ipv6_pod_cidr() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/f.toml");
+        let text = include_str!("../../../../fixtures/cni-bridge-dual.toml").replacen(
+            "pod_cidr = [\"10.244.1.0/24\", \"fd00:10:244:1::/64\"]",
+            "pod_cidr = \"10.244.1.0/24\"",
+            1,
+        );
+        let e = parse_fixture(&Source::new(&src, text))
+            .expect_err("should fail")
+            .0
+            .remove(0);
+        assert!(
+            e.message
+                .contains("uses {pod_cidr6}, but node node1 has no IPv6 pod_cidr"),
+            "{}",
+            e.message
+        );
     }
 }
