@@ -95,6 +95,7 @@ pub fn candidates(t: &Topology) -> (Vec<Fault>, Vec<Fault>) {
     let mut subtle = Vec::new();
     pod_candidates(t, &mut obvious, &mut subtle);
     node_candidates(t, &mut obvious, &mut subtle);
+    ipv6_candidates(t, &mut obvious, &mut subtle);
     k8s_candidates(t, &mut subtle);
     let ok = |f: &Fault| f.check(t).is_ok();
     obvious.retain(ok);
@@ -138,6 +139,36 @@ fn pod_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Fault
         subtle.push(Fault::DropInSecondTable(kinds::DropInSecondTable {
             node: node.clone(),
             from: pod.clone(),
+        }));
+    }
+}
+
+/// IPv6's own faults, on a dual-stack fixture ("IPv4 works, IPv6 doesn't"): a pod's IPv6
+/// route is taken away (level 1); IPv6 forwarding, the ip6 masquerade, an ip6 filter, a wrong
+/// NDP entry, an MTU under IPv6's minimum are subtle. Their checks drop them elsewhere.
+fn ipv6_candidates(t: &Topology, obvious: &mut Vec<Fault>, subtle: &mut Vec<Fault>) {
+    for (pod, _) in t.pods() {
+        let pod = pod.to_string();
+        obvious.push(Fault::DeletePodRoute6(kinds::DeletePodRoute6 {
+            pod: pod.clone(),
+        }));
+        subtle.push(Fault::WrongNeighbour6(kinds::WrongNeighbour6 {
+            pod: pod.clone(),
+        }));
+        subtle.push(Fault::MtuBelowIpv6Minimum(kinds::MtuBelowIpv6Minimum {
+            pod,
+        }));
+    }
+    for (node, _) in t.nodes() {
+        let node = node.to_string();
+        subtle.push(Fault::DisableIpv6Forward(kinds::DisableIpv6Forward {
+            node: node.clone(),
+        }));
+        subtle.push(Fault::DeleteMasquerade6(kinds::DeleteMasquerade6 {
+            node: node.clone(),
+        }));
+        subtle.push(Fault::ForwardDropPolicy6(kinds::ForwardDropPolicy6 {
+            node,
         }));
     }
 }
@@ -697,6 +728,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_dual_stack_fixture_drills_ipv6_faults_too() {
+        let dual = parse_fixture(&Source::new(
+            "dual-stack.toml",
+            include_str!("../../fixtures/dual-stack.toml"),
+        ))
+        .unwrap();
+        let v6 = |fs: &[Fault]| fs.iter().filter(|f| f.name().contains('6')).count();
+        let (obvious, subtle) = candidates(&dual);
+        assert_eq!(v6(&obvious), 2, "{obvious:?}");
+        assert_eq!(v6(&subtle), 7, "{subtle:?}");
+        let (obvious, subtle) = candidates(&single());
+        assert_eq!(
+            v6(&obvious) + v6(&subtle),
+            0,
+            "an IPv4 fixture has no IPv6 fault"
+        );
+        let picked: Vec<Fault> = (0..40).flat_map(|s| plan(&dual, 2, s)).flatten().collect();
+        assert!(
+            v6(&picked) > 0,
+            "level 2 picks IPv6 faults on a dual-stack fixture"
+        );
     }
 
     #[test]

@@ -338,3 +338,66 @@ fn injected_filters_do_not_give_the_answer_away() {
         "{ruleset}"
     );
 }
+
+/// "IPv4 works, IPv6 doesn't" as a drill: on a dual-stack fixture a level-2 drill may turn
+/// IPv6 forwarding off; check names the IPv6 pairs only, and the trainee's sysctl solves it.
+#[test]
+fn a_dual_stack_drill_breaks_ipv6_only_and_a_sysctl_solves_it() {
+    if netfault::privilege::skip_without_pins(
+        "a_dual_stack_drill_breaks_ipv6_only_and_a_sysctl_solves_it",
+    ) {
+        return;
+    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dual-stack.toml");
+    let t = parse_fixture(&Source::new(
+        "dual-stack.toml",
+        include_str!("../../fixtures/dual-stack.toml"),
+    ))
+    .unwrap();
+    let want = vec![Fault::DisableIpv6Forward(kinds::DisableIpv6Forward {
+        node: "node1".into(),
+    })];
+    let seed = (0..1000)
+        .find(|&s| drill::plan(&t, 2, s).first() == Some(&want))
+        .expect("some seed turns IPv6 forwarding off")
+        .to_string();
+    let env = Env::new();
+    let lab = format!("dv{}", std::process::id());
+    let fx = fixture.to_str().unwrap();
+    let o = env.netfault(&[
+        "drill",
+        "start",
+        "--fixture",
+        fx,
+        "--level",
+        "2",
+        "--seed",
+        &seed,
+        "--name",
+        &lab,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        !text(&o).contains("forward"),
+        "the symptom gives nothing away: {}",
+        text(&o)
+    );
+    let o = env.netfault(&["drill", "check", &lab]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("pod-a → ext tcp6"), "{t}");
+    assert!(!t.contains("pod-a → ext tcp\n"), "IPv4 still works: {t}");
+    let node1 = env.pin(&lab, "node1");
+    in_host(
+        &node1,
+        "sysctl",
+        &["-w", "net.ipv6.conf.all.forwarding=1"],
+        "",
+    );
+    let o = env.netfault(&["drill", "check", &lab]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("SOLVED"), "{}", text(&o));
+    drop(node1);
+    let o = env.netfault(&["drill", "end", &lab]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
