@@ -77,7 +77,7 @@ fn v6(a: &RouteAddress) -> Option<Ipv6Addr> {
     }
 }
 
-fn parse_route6(m: &RouteMessage) -> Option<Route6> {
+pub fn parse_route6(m: &RouteMessage) -> Option<Route6> {
     if m.header.address_family != AddressFamily::Inet6 {
         return None;
     }

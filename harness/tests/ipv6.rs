@@ -108,3 +108,39 @@ async fn a_duplicate_address_made_by_hand() {
     )
     .await;
 }
+
+/// IPv6 reverse-path filtering as firewalld does it (an nft fib rule: IPv6 has no rp_filter
+/// sysctl), made by hand: harmless while paths are symmetric, and once node1 sends node2's pod
+/// traffic over the underlay (an asymmetric path, by hand too) node2's rule is the culprit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewalld_style_reverse_path_filtering_made_by_hand() {
+    let lab = common::up(&fixture("dual-stack-vxlan.toml")).await;
+    let base = common::healthy(&lab).await;
+    sh(
+        &lab,
+        "node2",
+        "nft -f - <<'EOF'\ntable inet firewalld {\n chain filter_PREROUTING {\n  type filter hook prerouting priority filter + 10; policy accept;\n  meta nfproto ipv6 fib saddr . iif oif missing drop\n }\n}\nEOF",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    assert!(ds.is_empty(), "symmetric paths pass the check: {ds:?}");
+    sh(
+        &lab,
+        "node1",
+        "ip -6 route replace fd00:10:244:2::/64 via 2001:db8::2 dev eth0",
+    );
+    let ds = diagnoses(&lab, &base).await;
+    for (from, to) in [("pod-a", "pod-c"), ("pod-c", "pod-a"), ("node2", "pod-a")] {
+        assert_eq!(
+            blamed(&ds, from, to),
+            vec![("node2".to_string(), Component::Filter)],
+            "{from} → {to}"
+        );
+    }
+    assert!(
+        ds.iter().all(|d| d
+            .protocols
+            .iter()
+            .all(|p| p.family() == netfault::topology::Family::V6)),
+        "IPv4 is not filtered: {ds:?}"
+    );
+}

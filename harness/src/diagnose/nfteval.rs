@@ -45,6 +45,10 @@ pub struct Pkt {
     /// An IPv6 packet's source and destination: the ip6 and inet chains see it, `src` and `dst`
     /// are unused, ip matches do not apply and ip6 ones do.
     pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
+    /// `fib saddr . iif oif` (nft's reverse-path check, firewalld's IPv6_rpfilter): the
+    /// interface the host's route back to the source leaves by when that is the interface the
+    /// packet came in on, Some(None) when there is no such route (`missing`); None: unknown.
+    pub rpf_oif: Option<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -500,6 +504,12 @@ impl Ruleset {
                     .dst_local
                     .map(|l| LeftVal::Str(if l { "local" } else { "unicast" }.into()));
             }
+            // The mark only steers policy-routing rules, which the walk's route reads ignore
+            // too; the lookup is the reverse path's either way.
+            let rpf = flags == ["saddr", "iif"] || flags == ["saddr", "mark", "iif"];
+            if rpf && matches!(s(f, "result"), Some("oif" | "oifname")) {
+                return pkt.rpf_oif.clone().map(LeftVal::FibOif);
+            }
             return None;
         }
         if let Some(m) = left.get("meta") {
@@ -592,7 +602,13 @@ impl Ruleset {
                 LeftVal::IcmpCode(c) => Some(n.as_u64()? == u64::from(*c)),
                 _ => None,
             },
+            // `missing` / `exists` print as false / true.
+            Value::Bool(b) => match v {
+                LeftVal::FibOif(r) => Some(r.is_some() == *b),
+                _ => None,
+            },
             Value::String(x) => match v {
+                LeftVal::FibOif(r) => Some(r.as_deref() == Some(x.as_str())),
                 LeftVal::Ip(ip) => x.parse::<Ipv4Addr>().ok().map(|a| a == *ip),
                 LeftVal::Ip6(ip) => x.parse::<Ipv6Addr>().ok().map(|a| a == *ip),
                 LeftVal::Icmp6Type(t) => Some(icmp6_type_name(*t) == Some(x.as_str())),
@@ -626,6 +642,8 @@ enum LeftVal {
     IcmpCode(u8),
     /// The header the match reads is not in this packet (a tcp match on a udp packet).
     Absent,
+    /// A `fib ... oif` result: the interface, or None (`missing`).
+    FibOif(Option<String>),
 }
 
 enum Flow {
@@ -760,6 +778,7 @@ mod tests {
             len: 84,
             mark: Default::default(),
             dst_local: None,
+            rpf_oif: None,
             arp_op: None,
             v6: None,
         }

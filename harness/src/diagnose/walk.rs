@@ -418,6 +418,7 @@ impl<'a> Walker<'a> {
             },
             mark: Default::default(),
             dst_local: None,
+            rpf_oif: None,
             arp_op: None,
             v6: None,
         };
@@ -498,6 +499,7 @@ impl<'a> Walker<'a> {
             len: self.learned_len.unwrap_or(pkt.len),
             mark: Default::default(),
             dst_local: None,
+            rpf_oif: None,
             arp_op: None,
             v6: None,
         };

@@ -230,6 +230,17 @@ fn pkt6(
         dst_local: None,
         arp_op: None,
         v6: Some((src, dst)),
+        rpf_oif: None,
+    }
+}
+
+/// What a reverse-path rule (`fib saddr . iif oif missing`) found, said after the rule.
+fn reverse_path(rule: &str, pkt: &Pkt) -> String {
+    match (rule.contains("fib saddr"), &pkt.rpf_oif, &pkt.iif, pkt.v6) {
+        (true, Some(None), Some(iif), Some((src, _))) => {
+            format!(" (its route back to {src} does not leave by {iif}, where the packet came in)")
+        }
+        _ => String::new(),
     }
 }
 
@@ -385,9 +396,17 @@ impl<'a> Walker6<'a> {
                     continue;
                 }
                 let iif_name = self.name_of(&host, iif).await?;
-                let pkt = pkt6(self.port, src, dst, proto, reply, iif_name, None);
-                if let Some(end) = self.filter(&host, "input", &pkt, hops).await? {
-                    return Ok(end);
+                let mut pkt = pkt6(self.port, src, dst, proto, reply, iif_name, None);
+                pkt.rpf_oif = self.rpf(&host, src, iif).await?;
+                // Prerouting runs before the input hook for what arrives from outside.
+                let hooks: &[&str] = match iif {
+                    Some(_) => &["prerouting", "input"],
+                    None => &["input"],
+                };
+                for hk in hooks {
+                    if let Some(end) = self.filter(&host, hk, &pkt, hops).await? {
+                        return Ok(end);
+                    }
                 }
                 hops.push(hop(
                     HopStatus::Ok,
@@ -722,7 +741,7 @@ impl<'a> Walker6<'a> {
             return Ok(Err(culprit(host, Component::Mtu, format!("{} MTU {} is below IPv6's minimum of 1280: the kernel does not send IPv6 on it", link.name, link.mtu))));
         }
         let iif_name = self.name_of(host, iif).await?;
-        let pkt = pkt6(
+        let mut pkt = pkt6(
             self.port,
             src,
             dst,
@@ -731,6 +750,7 @@ impl<'a> Walker6<'a> {
             iif_name,
             Some(link.name.clone()),
         );
+        pkt.rpf_oif = self.rpf(host, src, iif).await?;
         let hooks: &[&str] = if iif.is_some() {
             &["prerouting", "forward", "postrouting"]
         } else {
@@ -749,7 +769,10 @@ impl<'a> Walker6<'a> {
                     return Ok(Err(culprit(
                         host,
                         Component::Filter,
-                        format!("{at} {what} IPv6 packets to {dst} at {hk}: {rule}"),
+                        format!(
+                            "{at} {what} IPv6 packets to {dst} at {hk}: {rule}{}",
+                            reverse_path(&rule, &pkt)
+                        ),
                     )));
                 }
                 Verdict::Uncertain { at, rule } => {
@@ -782,6 +805,34 @@ impl<'a> Walker6<'a> {
         Ok(Ok((oif, nh, nat)))
     }
 
+    /// `fib saddr . iif oif` as nft_fib6 answers it: a lookup of the source bound to the input
+    /// interface, which falls back to shorter prefixes until a route leaves by that interface.
+    /// So: the input interface when a unicast route of the main table covers `src` through it,
+    /// else None (`missing`, also for a source the host holds itself: a local route). None
+    /// overall when there is no input interface or the routes cannot be read.
+    async fn rpf(
+        &mut self,
+        host: &str,
+        src: Ipv6Addr,
+        iif: Option<u32>,
+    ) -> Result<Option<Option<String>>> {
+        let Some(ix) = iif else { return Ok(None) };
+        if self.owns(host, src).await? {
+            return Ok(Some(None));
+        }
+        let h = self.lab.host(host)?.handle().clone();
+        let Ok(routes) = nl6::routes6(&h).await else {
+            return Ok(None);
+        };
+        let back = routes
+            .iter()
+            .any(|r| r.kind == "unicast" && r.oif == Some(ix) && r.dst.contains(&src));
+        if !back {
+            return Ok(Some(None));
+        }
+        Ok(self.name_of(host, iif).await?.map(Some))
+    }
+
     async fn name_of(&mut self, host: &str, index: Option<u32>) -> Result<Option<String>> {
         let Some(ix) = index else { return Ok(None) };
         Ok(self.link_by_index(host, ix).await?.map(|l| l.name))
@@ -806,7 +857,10 @@ impl<'a> Walker6<'a> {
                 Ok(Some(culprit(
                     host,
                     Component::Filter,
-                    format!("{at} {what} IPv6 packets at {hk}: {rule}"),
+                    format!(
+                        "{at} {what} IPv6 packets at {hk}: {rule}{}",
+                        reverse_path(&rule, pkt)
+                    ),
                 )))
             }
             Verdict::Uncertain { at, rule } => {

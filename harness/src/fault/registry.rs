@@ -53,4 +53,6 @@ super::kind::registry! {
     MtuBelowIpv6Minimum => MtuBelowIpv6Minimum,
     ForwardDropPolicy6 => ForwardDropPolicy6,
     DuplicateAddress6 => DuplicateAddress6,
+    StrictRpFilter6 => StrictRpFilter6,
+    RouteVia6 => RouteVia6,
 }

@@ -108,6 +108,13 @@ pub enum Undo {
         ifname: String,
         net: ipnet::Ipv6Net,
     },
+    /// Delete an IPv6 route that was added.
+    DeleteRoute6 {
+        host: String,
+        dst: ipnet::Ipv6Net,
+        gateway: Option<std::net::Ipv6Addr>,
+        ifname: String,
+    },
     /// Put an NDP entry back as it was (or remove it if there was none).
     Neighbour6 {
         host: String,
@@ -278,6 +285,18 @@ impl Undo {
                     }
                     _ => Ok(()),
                 }
+            }
+            Undo::DeleteRoute6 {
+                host,
+                dst,
+                gateway,
+                ifname,
+            } => {
+                let h = lab.host(&host)?;
+                let ix = h.index(&ifname).await?;
+                crate::nl6::del_route6(h.handle(), dst, gateway, ix)
+                    .await
+                    .map_err(|e| nl_error(&host, format!("deleting route {dst}"), e))
             }
             Undo::DelAddress6 { host, ifname, net } => {
                 let h = lab.host(&host)?;

@@ -111,6 +111,9 @@ pub fn classify_ee(ee: &libc::sock_extended_err, offender: Option<IpAddr>) -> Ob
         if ee.ee_type == 3 && matches!(ee.ee_code, 0 | 1) {
             o.routing_error_from = offender;
         }
+        if (ee.ee_type, ee.ee_code) == (3, 4) && ee.ee_info > 0 {
+            o.next_hop_mtu = Some(ee.ee_info as usize);
+        }
         return o;
     }
     let e = std::io::Error::from_raw_os_error(ee.ee_errno as i32);
@@ -167,6 +170,9 @@ fn classify_icmp6(
     // (rate-limited per source, as IPv4's net and host unreachable).
     if ee.ee_type == 1 && matches!(ee.ee_code, 0 | 3) {
         o.routing_error_from = offender;
+    }
+    if ee.ee_type == 2 && ee.ee_info > 0 {
+        o.next_hop_mtu = Some(ee.ee_info as usize);
     }
     o
 }

@@ -435,6 +435,7 @@ fn infer_rate_limited(specs: &[ProbeSpec], mut results: Vec<Observation>) -> Vec
                 seen_as: None,
                 detail: Some(format!("{what} (to the {} probe; {router} rate-limits routing errors, so this probe got none)", specs[*j].proto)),
                 routing_error_from: Some(*router),
+                next_hop_mtu: None,
             };
         }
     }
@@ -454,6 +455,7 @@ fn loss_outcome(spec: &ProbeSpec, lost: usize, seen: &[Observation]) -> Observat
             seen_as,
             detail,
             routing_error_from: None,
+            next_hop_mtu: None,
         };
     }
     // Some got through: a lossy path, not a refusal.
@@ -610,6 +612,7 @@ async fn counted(
         seen_as,
         detail: None,
         routing_error_from: None,
+        next_hop_mtu: None,
     }));
     loss_outcome(spec, lost, &all)
 }
@@ -746,6 +749,7 @@ async fn udp(
             seen_as: Some(seen),
             detail: None,
             routing_error_from: None,
+            next_hop_mtu: None,
         })
     })
     .await;
@@ -777,9 +781,13 @@ async fn datagram(
         None => payload.to_vec(),
     };
     // The IP header the kernel adds: a packet of the path MTU carries MTU - 20 (40) bytes.
-    let shrink = |s: &Socket, p: &mut Vec<u8>| {
+    let shrink = |s: &Socket, p: &mut Vec<u8>, learned: Option<usize>| {
         let Some(build) = full_size else { return false };
-        match path_mtu(s, f) {
+        let mtu = match (path_mtu(s, f), learned) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match mtu {
             Some(mtu) if mtu < p.len() + ip_header(f) => {
                 *p = build(mtu, f);
                 true
@@ -803,7 +811,7 @@ async fn datagram(
     let mut buf = vec![0u8; (payload.len() + 512).max(2048)];
     loop {
         if let Some(o) = sends.send_if_due(afd.get_ref(), &payload) {
-            if shrink(afd.get_ref(), &mut payload) {
+            if shrink(afd.get_ref(), &mut payload, o.next_hop_mtu) {
                 sends.now();
                 continue;
             }
@@ -817,7 +825,7 @@ async fn datagram(
                     Err(e) => return classify_errno(&e, "poll"),
                 };
                 if let Some(o) = errqueue(afd.get_ref()) {
-                    if shrink(afd.get_ref(), &mut payload) {
+                    if shrink(afd.get_ref(), &mut payload, o.next_hop_mtu) {
                         sends.now();
                         continue;
                     }
@@ -908,6 +916,7 @@ async fn tcp(
                 seen_as: Some(seen),
                 detail: None,
                 routing_error_from: None,
+                next_hop_mtu: None,
             },
             None => Observation::new(
                 Outcome::Refused,

@@ -88,6 +88,10 @@ pub struct Observation {
     /// kernel rate-limits per source).
     #[serde(skip)]
     pub routing_error_from: Option<IpAddr>,
+    /// The next-hop MTU a "fragmentation needed" / "packet too big" error carried: path MTU
+    /// discovery resends at it (IPv6's IPV6_MTU still reads the old route until the next send).
+    #[serde(skip)]
+    pub next_hop_mtu: Option<usize>,
 }
 
 impl Observation {
@@ -97,6 +101,7 @@ impl Observation {
             seen_as: None,
             detail: detail.into(),
             routing_error_from: None,
+            next_hop_mtu: None,
         }
     }
 }

@@ -324,6 +324,7 @@ fn arp_packet(op: &'static str, src: Ipv4Addr, dst: Ipv4Addr, hook: &str, dev: &
         len: 28,
         mark: Default::default(),
         dst_local: None,
+        rpf_oif: None,
         arp_op: Some(op),
         v6: None,
     }

@@ -272,6 +272,7 @@ impl<'a> Walker<'a> {
                         len: 576,
                         mark: Default::default(),
                         dst_local: None,
+                        rpf_oif: None,
                         arp_op: None,
                         v6: None,
                     };

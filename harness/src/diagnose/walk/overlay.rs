@@ -81,6 +81,7 @@ impl<'a> Walker<'a> {
             len: pkt.len + 50,
             mark: Default::default(),
             dst_local: None,
+            rpf_oif: None,
             arp_op: None,
             v6: None,
         };

@@ -284,6 +284,127 @@ impl Breakage for ForwardDropPolicy6 {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RouteVia6 {
+    pub host: String,
+    pub to: String,
+    pub via: String,
+}
+
+impl Breakage for RouteVia6 {
+    const KIND: Kind = Kind {
+        name: "route-via6",
+        params: &[
+            ("host", "any dual-stack host"),
+            ("to", "an IPv6 destination CIDR"),
+            ("via", "an IPv6 gateway address"),
+        ],
+        description: "replace the host's IPv6 route to a network by one via another gateway (say, to make an IPv6 path asymmetric)",
+        component: "route",
+        example: "route-via6:host=node1,to=fd00:10:244:2::/64,via=2001:db8::2",
+    };
+
+    fn check(&self, c: &Checker) -> std::result::Result<(), ParamError> {
+        c.role("host", &self.host, "host")?;
+        dual(c, "host", &self.host)?;
+        self.to.parse::<ipnet::Ipv6Net>().map_err(|_| {
+            perr(
+                "to",
+                format!("\"{}\" is not an IPv6 CIDR", self.to),
+                "write a network such as \"fd00:10:244:2::/64\"",
+            )
+        })?;
+        self.via.parse::<Ipv6Addr>().map(|_| ()).map_err(|_| {
+            perr(
+                "via",
+                format!("\"{}\" is not an IPv6 address", self.via),
+                "write an address such as \"2001:db8::2\"",
+            )
+        })
+    }
+
+    async fn inject(&self, lab: &Lab) -> Result<Vec<Undo>> {
+        let host = &self.host;
+        let to = self.to.parse::<ipnet::Ipv6Net>().expect("checked").trunc();
+        let via: Ipv6Addr = self.via.parse().expect("checked");
+        let h = lab.host(host)?;
+        let addrs = nl6::addresses6(h.handle())
+            .await
+            .map_err(|e| nl_error(host, "listing IPv6 addresses", e))?;
+        let on = addrs
+            .iter()
+            .find(|a| {
+                !a.is_link_local() && a.net.prefix_len() < 128 && a.net.trunc().contains(&via)
+            })
+            .ok_or_else(|| {
+                Error::NotApplicable(format!(
+                    "no interface of {host} is on the same IPv6 network as {via}"
+                ))
+            })?;
+        let dev = ifname_of(h, on.index).await?;
+        let old: Vec<_> = nl6::routes_raw6(h.handle())
+            .await
+            .map_err(|e| nl_error(host, "listing IPv6 routes", e))?
+            .into_iter()
+            .filter(|m| nl6::parse_route6(m).is_some_and(|r| r.dst == to))
+            .collect();
+        for m in &old {
+            crate::nl::del_route_msg(h.handle(), m.clone())
+                .await
+                .map_err(|e| nl_error(host, format!("deleting the route to {to}"), e))?;
+        }
+        nl6::add_route6(h.handle(), to, Some(via), on.index, false)
+            .await
+            .map_err(|e| nl_error(host, format!("adding {to} via {via}"), e))?;
+        Ok(vec![
+            Undo::ReaddRoutes {
+                host: host.clone(),
+                routes: old,
+            },
+            Undo::DeleteRoute6 {
+                host: host.clone(),
+                dst: to,
+                gateway: Some(via),
+                ifname: dev,
+            },
+        ])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrictRpFilter6 {
+    pub node: String,
+}
+
+impl Breakage for StrictRpFilter6 {
+    const KIND: Kind = Kind {
+        name: "strict-rp-filter6",
+        params: &[NODE],
+        description: "IPv6 reverse-path filtering as firewalld's IPv6_rpfilter does it (IPv6 has no rp_filter sysctl): an inet prerouting chain drops IPv6 packets whose route back to their source leaves by another interface",
+        component: "filter",
+        example: "strict-rp-filter6:node=node2",
+    };
+
+    fn check(&self, c: &Checker) -> std::result::Result<(), ParamError> {
+        c.role("node", &self.node, "node")?;
+        dual(c, "node", &self.node)
+    }
+
+    async fn inject(&self, lab: &Lab) -> Result<Vec<Undo>> {
+        // firewalld's own table and rule (neighbour discovery is let through first, as it does).
+        add_table(
+            lab,
+            &self.node,
+            "inet",
+            "firewalld",
+            "table inet firewalld {\n chain filter_PREROUTING {\n  type filter hook prerouting priority filter + 10; policy accept;\n  icmpv6 type { nd-router-advert, nd-neighbor-solicit } accept\n  meta nfproto ipv6 fib saddr . mark . iif oif missing drop\n }\n}\n",
+        )
+        .await
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DuplicateAddress6 {
     pub pod: String,
     pub of: String,
