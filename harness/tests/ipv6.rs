@@ -144,3 +144,19 @@ async fn firewalld_style_reverse_path_filtering_made_by_hand() {
         "IPv4 is not filtered: {ds:?}"
     );
 }
+
+/// A pod's IPv6 default route pointed by hand at another pod, which does not forward (what a
+/// rogue router advertisement does): the route off the lab's plan is the culprit, not the other
+/// pod's forwarding. (node1 → pod-a still works: node1 sends from its bridge address, on-link.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_default_route_pointed_at_another_pod_by_hand() {
+    broken_by_hand(
+        &[(
+            "pod-a",
+            "ip -6 route replace default via fd00:10:244:1::3 dev eth0",
+        )],
+        &[("pod-a", "ext"), ("pod-a", "node1")],
+        ("pod-a", Component::Route),
+    )
+    .await;
+}

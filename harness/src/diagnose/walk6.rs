@@ -364,8 +364,31 @@ impl<'a> Walker6<'a> {
 
     /// Walks one way from `host`, sending from `src` to `dst`; pushes hops. `masq` collects
     /// (node, original source) where a node masqueraded the flow, so the reply is de-NATed.
+    /// A live route off the lab's plan is the culprit when the packet dies before it is back on
+    /// the plan's path (see `divergence`).
     #[allow(clippy::too_many_arguments)]
     async fn walk(
+        &mut self,
+        start: &str,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        proto: Proto,
+        reply: bool,
+        hops: &mut Vec<Hop>,
+        masq: &mut Vec<(String, Ipv6Addr)>,
+    ) -> Result<End6> {
+        let mut diverged = None;
+        let end = self
+            .walk_on(start, src, dst, proto, reply, hops, masq, &mut diverged)
+            .await?;
+        Ok(match (end, diverged) {
+            (End6::Broken(_), Some((_, c))) => End6::Broken(c),
+            (end, _) => end,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn walk_on(
         &mut self,
         start: &str,
         mut src: Ipv6Addr,
@@ -374,10 +397,15 @@ impl<'a> Walker6<'a> {
         reply: bool,
         hops: &mut Vec<Hop>,
         masq: &mut Vec<(String, Ipv6Addr)>,
+        diverged: &mut Option<(String, Culprit)>,
     ) -> Result<End6> {
         let mut host = start.to_string();
         let mut iif: Option<u32> = None;
         for _ in 0..16 {
+            // Back on the plan's path: an earlier route off the plan did no harm.
+            if diverged.as_ref().is_some_and(|(back, _)| *back == host) {
+                *diverged = None;
+            }
             if let Some(end) = self.sender_checks(&host, src, iif, hops).await? {
                 return Ok(end);
             }
@@ -422,6 +450,9 @@ impl<'a> Walker6<'a> {
                 Err(end) => return Ok(end),
                 Ok(x) => x,
             };
+            if diverged.is_none() {
+                *diverged = self.divergence(&host, dst, oif, nh).await?;
+            }
             if nat {
                 let new = self.global_on(&host, oif).await?;
                 if let Some(new) = new {
@@ -474,6 +505,63 @@ impl<'a> Walker6<'a> {
             component: Component::Route,
             summary: format!("IPv6 packets to {dst} loop: more than 16 hops"),
         }))
+    }
+
+    /// Where `host`'s live route to `dst` (out of `oif`, to next hop `nh`) is not the plan's
+    /// (another interface or gateway: a route learned from a router advertisement, one changed
+    /// by hand): the host the plan's route leads to, and the culprit naming both routes. None
+    /// where they agree or the plan has no IPv6 route for it (CNI-built pods: the plugin's).
+    async fn divergence(
+        &mut self,
+        host: &str,
+        dst: Ipv6Addr,
+        oif: u32,
+        nh: Ipv6Addr,
+    ) -> Result<Option<(String, Culprit)>> {
+        let lab = self.lab;
+        let t = lab.topology();
+        let plan = lab.plan().host(host).map(|h| &h.v6);
+        let Some((pdev, pgw)) = plan
+            .filter(|_| t.cni.is_none())
+            .and_then(|p| p.route_for(dst))
+        else {
+            return Ok(None);
+        };
+        let dev = self.name_of(host, Some(oif)).await?.unwrap_or_default();
+        let gw = (nh != dst).then_some(nh);
+        if dev == pdev && gw == pgw {
+            return Ok(None);
+        }
+        let Some(back) = t.owner_of6(pgw.unwrap_or(dst)).map(|o| o.name.clone()) else {
+            return Ok(None);
+        };
+        let show = |dev: &str, gw: Option<Ipv6Addr>| match gw {
+            Some(g) => format!("via {g} dev {dev}"),
+            None => format!("dev {dev}"),
+        };
+        let learned = match gw {
+            Some(g) if g.segments()[0] & 0xffc0 == 0xfe80 => self
+                .holder(g)
+                .await?
+                .map(|(h, _)| {
+                    format!(" (a link-local router: {h}, as a router advertisement makes it)")
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        let summary = format!(
+            "{host}'s IPv6 route to {dst} goes {}{learned}, not as the lab's plan routes it ({}, towards {back})",
+            show(&dev, gw),
+            show(pdev, pgw)
+        );
+        Ok(Some((
+            back,
+            Culprit {
+                host: host.into(),
+                component: Component::Route,
+                summary,
+            },
+        )))
     }
 
     async fn owns(&mut self, host: &str, ip: Ipv6Addr) -> Result<bool> {

@@ -128,6 +128,10 @@ fn every_example_is_a_valid_fault_on_a_fixture() {
             "dual-stack.toml",
             include_str!("../../../fixtures/dual-stack.toml"),
         ),
+        (
+            "dual-stack-vxlan.toml",
+            include_str!("../../../fixtures/dual-stack-vxlan.toml"),
+        ),
     ]
     .iter()
     .map(|(name, text)| parse_fixture(&Source::new(*name, *text)).unwrap())
