@@ -1602,14 +1602,46 @@ uplink = "203.0.113.10/24"
         let e = first_error(&format!("{BASE}\n[dns]\npod = \"pod-q\"\n"));
         assert_eq!(e.message, "[dns] pod: no pod \"pod-q\"");
 
+        // As the API server: rules of a direction policy_types leaves out are accepted and
+        // ignored; `egress = []` without policy_types does not isolate for egress
+        // (SetDefaults_NetworkPolicy); an empty peer and an except outside its cidr are refused.
+        let policy = |text: &str| {
+            let t = parse(&format!("{BASE}\n{text}")).unwrap();
+            t.k8s.policies[0].clone()
+        };
+        let p = policy("[policy.p]\npolicy_types = [\"Ingress\"]\negress = [{ to = [{ cidr = \"10.0.0.0/8\" }] }]\n");
+        assert_eq!((p.ingress, p.egress), (Some(vec![]), None));
+        let p = policy("[policy.p]\negress = []\n");
+        assert_eq!((p.ingress, p.egress), (Some(vec![]), None));
+        let p = policy("[policy.p]\negress = [{}]\n");
+        assert!(p.egress.is_some(), "a non-empty egress list covers egress");
         let e = first_error(&format!(
-            "{BASE}\n[policy.p]\npolicy_types = [\"ingress\"]\negress = [{{}}]\n"
+            "{BASE}\n[policy.p]\ningress = [{{ from = [{{}}] }}]\n"
         ));
-        assert!(
-            e.message.contains("policy_types leaves out egress"),
-            "{}",
-            e.message
+        assert!(e.message.contains("must specify a peer"), "{}", e.message);
+        let e = first_error(&format!(
+            "{BASE}\n[policy.p]\negress = [{{ to = [{{ cidr = \"10.0.0.0/8\", except = [\"10.0.0.0/8\"] }}] }}]\n"
+        ));
+        assert_eq!(
+            e.message,
+            "except \"10.0.0.0/8\" is not a strict subset of cidr \"10.0.0.0/8\""
         );
+        // A policy name per namespace: the key may name the namespace.
+        let t = parse(&format!(
+            "{BASE}\n[policy.\"dev/allow-dns\"]\ningress = []\n[policy.\"prod/allow-dns\"]\ningress = []\n"
+        ))
+        .unwrap();
+        let names: Vec<String> = t
+            .k8s
+            .policies
+            .iter()
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        assert_eq!(names, ["dev/allow-dns", "prod/allow-dns"]);
+        let e = first_error(&format!(
+            "{BASE}\n[policy.a]\nnamespace = \"dev\"\ningress = []\n[policy.\"dev/a\"]\ningress = []\n"
+        ));
+        assert_eq!(e.message, "policy dev/a is declared twice");
 
         let e = first_error(&format!("{BASE}\n[policy.p]\ningress = [{{ to = [] }}]\n"));
         assert_eq!(e.message, "\"to\" in an ingress rule");

@@ -67,8 +67,8 @@ fn dns_domain() -> String {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPolicy {
-    #[serde(default = "default_namespace")]
-    namespace: String,
+    /// None: the namespace the table's key names (`[policy."dev/allow-dns"]`), else default.
+    namespace: Option<String>,
     #[serde(default)]
     pod_selector: Labels,
     policy_types: Option<Vec<String>>,
@@ -421,14 +421,19 @@ impl Validator<'_> {
     }
 
     /// One `[policy.NAME]`: its selector, types and rules.
-    fn policy(&mut self, name: &str, p: &RawPolicy, k: &mut K8s) {
-        let at_p = |f: &'static str| [Key::Field("policy"), Key::Field(name), Key::Field(f)];
-        implicit(k, &p.namespace);
+    fn policy(&mut self, key: &str, p: &RawPolicy, k: &mut K8s) {
+        let at_p = |f: &'static str| [Key::Field("policy"), Key::Field(key), Key::Field(f)];
+        let Some((namespace, name)) = self.policy_name(key, p, k) else {
+            return;
+        };
+        implicit(k, &namespace);
+        // SetDefaults_NetworkPolicy: no policyTypes means Ingress, and Egress too when the
+        // egress list is non-empty (`egress = []` alone does not isolate for egress).
         let types: Vec<String> = match &p.policy_types {
-            Some(t) => t.clone(),
-            None => {
+            Some(t) if !t.is_empty() => t.iter().map(|x| x.to_ascii_lowercase()).collect(),
+            _ => {
                 let mut t = vec!["ingress".to_string()];
-                if p.egress.is_some() {
+                if p.egress.as_ref().is_some_and(|e| !e.is_empty()) {
                     t.push("egress".into());
                 }
                 t
@@ -444,14 +449,9 @@ impl Validator<'_> {
             }
         }
         let direction = |v: &mut Self, rules: &Option<Vec<RawRule>>, dir: &'static str| {
+            // Rules of a direction policy_types leaves out are accepted and ignored, as the
+            // API server does (the policy does not cover that direction).
             if !types.iter().any(|t| t == dir) {
-                if rules.as_ref().is_some_and(|r| !r.is_empty()) {
-                    v.err(
-                        &at_p(dir),
-                        format!("{dir} rules, but policy_types leaves out {dir}"),
-                        Some(format!("add \"{dir}\" to policy_types or remove the rules")),
-                    );
-                }
                 return None;
             }
             let mut out = Vec::new();
@@ -459,7 +459,7 @@ impl Validator<'_> {
                 let at_r = |f: &'static str| {
                     [
                         Key::Field("policy"),
-                        Key::Field(name),
+                        Key::Field(key),
                         Key::Field(dir),
                         Key::Index(i),
                         Key::Field(f),
@@ -498,8 +498,26 @@ impl Validator<'_> {
                                     Some("an ipBlock's exceptions are inside its cidr: give the other family its own peer".into()),
                                 );
                             }
+                            // ValidateIPBlock: each except "must be a strict subset of `cidr`".
+                            let outside = |e: &&IpNet| {
+                                same_family(e, &cidr)
+                                    && !(cidr.contains(*e) && e.prefix_len() > cidr.prefix_len())
+                            };
+                            for e in except.iter().filter(outside) {
+                                v.err(
+                                    &at_r(key),
+                                    format!("except \"{e}\" is not a strict subset of cidr \"{cidr}\""),
+                                    Some("an exception is a smaller block inside the cidr; drop it, or widen the cidr".into()),
+                                );
+                            }
                             peers.push(Peer::Cidr { cidr, except });
                         }
+                        // ValidateNetworkPolicyPeer: an empty peer is refused.
+                        (None, None, None) => v.err(
+                            &at_r(key),
+                            "a peer must specify a peer: pod_selector, namespace_selector or cidr",
+                            Some("`{}` names nothing; every pod of the policy's namespace is { pod_selector = {} }".into()),
+                        ),
                         (None, ps, ns) => peers.push(Peer::Pods {
                             namespace_selector: ns.clone(),
                             pod_selector: ps.clone(),
@@ -527,12 +545,52 @@ impl Validator<'_> {
         let ingress = direction(self, &p.ingress, "ingress");
         let egress = direction(self, &p.egress, "egress");
         k.policies.push(Policy {
-            name: name.to_string(),
-            namespace: p.namespace.clone(),
+            name,
+            namespace,
             pod_selector: p.pod_selector.clone(),
             ingress,
             egress,
         });
+    }
+}
+
+impl Validator<'_> {
+    /// A policy's namespace and name: `[policy.NAME]` (namespace from `namespace`, else
+    /// default) or `[policy."NAMESPACE/NAME"]`, so two namespaces may each have a policy of one
+    /// name, as in Kubernetes; a name declared twice in one namespace is an error.
+    fn policy_name(&mut self, key: &str, p: &RawPolicy, k: &K8s) -> Option<(String, String)> {
+        let at = [Key::Field("policy"), Key::Name(key)];
+        let (from_key, name) = match key.split_once('/') {
+            Some((ns, n)) => (Some(ns), n),
+            None => (None, key),
+        };
+        let namespace = match (from_key, p.namespace.as_deref()) {
+            (Some(a), Some(b)) if a != b => {
+                self.err(
+                    &at,
+                    format!(
+                        "policy \"{key}\" names namespace {a}, but its namespace field says {b}"
+                    ),
+                    Some("keep one: the key's NAMESPACE/ or the namespace field".into()),
+                );
+                return None;
+            }
+            (Some(a), _) => a.to_string(),
+            (None, b) => b.unwrap_or(DEFAULT_NAMESPACE).to_string(),
+        };
+        self.dns_name(&at, name, "policy name");
+        if k.policies
+            .iter()
+            .any(|x| x.namespace == namespace && x.name == name)
+        {
+            self.err(
+                &at,
+                format!("policy {namespace}/{name} is declared twice"),
+                Some("a name is unique within its namespace".into()),
+            );
+            return None;
+        }
+        Some((namespace, name.to_string()))
     }
 }
 
