@@ -238,6 +238,25 @@ fn aaaa(name: &str) -> std::io::Result<Vec<std::net::Ipv6Addr>> {
         .collect())
 }
 
+/// A Service declared with `endpoints = []` is probed like any other target (it used to break
+/// every probe: its target was taken for a host to start an echo server in): kube-proxy rejects
+/// it, and the lab shows what the truth table says, cell by cell.
+#[tokio::test]
+async fn a_service_declared_without_endpoints_is_refused_and_the_rest_probed() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/k8s.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("endpoints = [\"pod-c:8080\"]", "endpoints = []");
+    let t =
+        netfault::topology::parse_fixture(&netfault::topology::Source::new(&path, text)).unwrap();
+    let (table, _) = netfault::matrix::truth_table(&t);
+    assert_eq!(
+        table.observed("pod-a", "svc/api", Proto::Tcp),
+        Some(Outcome::Refused)
+    );
+    truth_table_matches_lab(&t).await;
+}
+
 async fn truth_table_matches_lab(t: &netfault::Topology) {
     let (table, _) = netfault::matrix::truth_table(t);
     let lab = common::up(t).await;

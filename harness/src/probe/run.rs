@@ -50,7 +50,7 @@ async fn run_held(
             .iter()
             .map(|(pod, ip, port)| (pod.clone(), s.proto, *ip, *port))
             .collect();
-        if let (Some(port), true) = (s.port, s.listeners.is_empty() && s.query.is_none()) {
+        if let (Some(port), true) = (s.port, s.listens_at_dst()) {
             keys.push((s.to.clone(), s.proto, s.dst, port));
         }
         for key in keys {

@@ -47,6 +47,15 @@ pub struct ProbeSpec {
 }
 
 impl ProbeSpec {
+    /// Whether the probe's own destination host runs its echo listener: a host probe, not a
+    /// Kubernetes target (a Service's listeners are its endpoints, and one without endpoints
+    /// has none: kube-proxy rejects it) nor a lookup.
+    pub fn listens_at_dst(&self) -> bool {
+        self.listeners.is_empty()
+            && self.query.is_none()
+            && crate::topology::k8s::Target::parse(&self.to).is_none()
+    }
+
     /// A single small probe.
     pub fn new(
         from: &str,

@@ -29,7 +29,7 @@ pub fn listening_ports(specs: &[ProbeSpec]) -> BTreeSet<(String, Proto, u16)> {
         for (pod, _, port) in &s.listeners {
             out.insert((pod.clone(), s.proto, *port));
         }
-        if let (Some(port), true) = (s.port, s.listeners.is_empty()) {
+        if let (Some(port), true) = (s.port, s.listens_at_dst()) {
             out.insert((s.to.clone(), s.proto, port));
         }
     }
