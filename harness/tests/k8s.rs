@@ -257,6 +257,50 @@ async fn a_service_declared_without_endpoints_is_refused_and_the_rest_probed() {
     truth_table_matches_lab(&t).await;
 }
 
+/// kube-proxy's cluster-ips-check, as a real client sees it from a pod: a ClusterIP on a port
+/// its Service does not serve is rejected (connection refused at once, not a hang), and an
+/// address of the service CIDR that no Service has is dropped.
+#[tokio::test]
+async fn unserved_clusterip_ports_are_refused_and_unallocated_clusterips_dropped() {
+    let t = fixture("k8s.toml");
+    let lab = common::up(&t).await;
+    // Service web's endpoint listens (pod-b:8080); the socket stays in pod-b's namespace.
+    let _listener = lab
+        .host("pod-b")
+        .unwrap()
+        .ns
+        .run_async(|| std::net::TcpListener::bind("0.0.0.0:8080"))
+        .await
+        .unwrap()
+        .unwrap();
+    let ns = lab.host("pod-a").unwrap().ns.clone();
+    let connect = |addr: &'static str| {
+        let ns = ns.clone();
+        async move {
+            ns.run_async(move || {
+                let a: std::net::SocketAddr = addr.parse().unwrap();
+                std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(500))
+                    .map(|_| ())
+                    .map_err(|e| e.kind())
+            })
+            .await
+            .unwrap()
+        }
+    };
+    use std::io::ErrorKind;
+    assert_eq!(connect("10.96.0.20:80").await, Ok(()), "the served port");
+    assert_eq!(
+        connect("10.96.0.20:81").await,
+        Err(ErrorKind::ConnectionRefused),
+        "an unserved port of a ClusterIP"
+    );
+    assert_eq!(
+        connect("10.96.0.99:80").await,
+        Err(ErrorKind::TimedOut),
+        "an unallocated ClusterIP"
+    );
+}
+
 async fn truth_table_matches_lab(t: &netfault::Topology) {
     let (table, _) = netfault::matrix::truth_table(t);
     let lab = common::up(t).await;

@@ -19,6 +19,8 @@ use crate::topology::{Family, Proto, Role, Topology};
 
 pub const KUBE_PROXY_TABLE: &str = "kube-proxy";
 pub const POLICY_TABLE: &str = "netfault-policy";
+/// kube-proxy's set of the ClusterIPs it serves (nftables mode).
+pub const CLUSTER_IPS_SET: &str = "cluster-ips";
 /// kube-proxy's masquerade mark.
 pub const MASQ_MARK: u32 = 0x4000;
 
@@ -206,8 +208,48 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family) -> String {
     let _ = writeln!(s, "  chain filter-forward {{\n    type filter hook forward priority -110; policy accept;\n{rejects}  }}");
     let _ = writeln!(s, "  chain filter-output {{\n    type filter hook output priority -110; policy accept;\n{rejects}  }}");
     let _ = writeln!(s, "  chain filter-input {{\n    type filter hook input priority -110; policy accept;\n{nodeport_rejects}  }}");
+    s.push_str(&cluster_ips_check(t, k, family));
     s.push_str("}\n");
     s
+}
+
+/// kube-proxy's `cluster-ips-check` (nftables mode), run on new flows after DNAT: a packet still
+/// addressed to a ClusterIP found no Service port of that IP and protocol, and is rejected;
+/// one to an unallocated address of the service CIDR is dropped.
+fn cluster_ips_check(t: &Topology, k: &K8s, family: Family) -> String {
+    let (fam, cidr) = match family {
+        Family::V4 => ("ip", Some(k.service_cidr.to_string())),
+        Family::V6 => ("ip6", k.service_cidr6.map(|c| c.to_string())),
+    };
+    let ips: Vec<String> = k
+        .services
+        .iter()
+        .filter_map(|svc| service_in(t, svc, family).map(|(vip, _)| vip.to_string()))
+        .collect();
+    // A named set, as kube-proxy keeps it: it adds a Service's ClusterIP when it programs the
+    // Service, and a fault that makes it lose one removes the element.
+    let kind = match family {
+        Family::V4 => "ipv4_addr",
+        Family::V6 => "ipv6_addr",
+    };
+    let elements = match ips.is_empty() {
+        true => String::new(),
+        false => format!(" elements = {{ {} }};", ips.join(", ")),
+    };
+    let mut out = format!("  set {CLUSTER_IPS_SET} {{ type {kind};{elements} }}\n");
+    let mut body = format!("    {fam} daddr @{CLUSTER_IPS_SET} reject comment \"Reject traffic to invalid ports of ClusterIPs\"\n");
+    if let Some(c) = cidr {
+        let _ = writeln!(
+            body,
+            "    {fam} daddr {c} drop comment \"Drop traffic to unallocated ClusterIPs\""
+        );
+    }
+    // After the nat hooks (dstnat -100, output -100), as kube-proxy's filter chains run.
+    let _ = writeln!(out, "  chain cluster-ips-check {{\n{body}  }}");
+    for hook in ["forward", "output"] {
+        let _ = writeln!(out, "  chain filter-{hook}-post-dnat {{\n    type filter hook {hook} priority 0; policy accept;\n    ct state new jump cluster-ips-check\n  }}");
+    }
+    out
 }
 
 /// Everything of the Kubernetes layer one node's nft holds, rendered from `spec`: kube-proxy's

@@ -58,17 +58,19 @@ fn translation(text: Option<&str>, s: &Service, nodeport: bool) -> Translation {
     let Some(text) = text else {
         return Translation::NoTable;
     };
-    let rules = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty()
-                && !l.starts_with("chain ")
-                && !l.starts_with("table ")
-                && !l.starts_with("type ")
-                && *l != "}"
-        })
-        .count();
+    // Rules only, the lines inside chains: a flushed table keeps its chains and its sets (the
+    // cluster-ips set's elements may run over several lines).
+    let mut in_chain = false;
+    let mut rules = 0;
+    for l in text.lines().map(str::trim) {
+        if l.starts_with("chain ") {
+            in_chain = true;
+        } else if l == "}" {
+            in_chain = false;
+        } else if in_chain && !l.is_empty() && !l.starts_with("type ") {
+            rules += 1;
+        }
+    }
     if rules == 0 {
         return Translation::Flushed;
     }

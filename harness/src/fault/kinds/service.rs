@@ -8,7 +8,7 @@ use super::super::k8s::*;
 use super::super::kind::{Breakage, Kind, NODE, POD, SERVICE};
 use super::super::undo::{NftUndo, Undo};
 use crate::error::{nl_error, Error};
-use crate::lab::k8s::{kube_proxy_script, KUBE_PROXY_TABLE};
+use crate::lab::k8s::{kube_proxy_script, CLUSTER_IPS_SET, KUBE_PROXY_TABLE};
 use crate::lab::Lab;
 use crate::nft;
 use crate::nl::{self as netlink};
@@ -65,12 +65,25 @@ impl Breakage for DeleteServiceRule {
         }
         let doomed: Vec<_> = native.iter().map(|(r, _)| r.clone()).collect();
         nft::apply(&h.ns, node, nft::delete_batch(&doomed)).await?;
-        Ok(vec![Undo::NftRules(NftUndo {
+        let mut undo = vec![Undo::NftRules(NftUndo {
             host: node.clone(),
             native,
             iptables: Vec::new(),
             ip6tables: Vec::new(),
-        })])
+        })];
+        // kube-proxy forgets the ClusterIP with its rule: out of its cluster-ips set, packets
+        // to it are dropped as unallocated, not rejected as an unserved port.
+        let element = format!(
+            "ip {KUBE_PROXY_TABLE} {CLUSTER_IPS_SET} {{ {} }}",
+            s.cluster_ip
+        );
+        lab.nft_script(node, format!("delete element {element}\n"))
+            .await?;
+        undo.push(Undo::NftScript {
+            host: node.clone(),
+            script: format!("add element {element}\n"),
+        });
+        Ok(undo)
     }
 }
 
