@@ -259,9 +259,9 @@ async fn a_service_declared_without_endpoints_is_refused_and_the_rest_probed() {
 
 /// kube-proxy's cluster-ips-check, as a real client sees it from a pod: a ClusterIP on a port
 /// its Service does not serve is rejected (connection refused at once, not a hang), and an
-/// address of the service CIDR that no Service has is dropped.
+/// address of the service CIDR that no Service has is dropped. And NodePorts on node addresses.
 #[tokio::test]
-async fn unserved_clusterip_ports_are_refused_and_unallocated_clusterips_dropped() {
+async fn clusterip_and_nodeport_addresses_as_kube_proxy_serves_them() {
     let t = fixture("k8s.toml");
     let lab = common::up(&t).await;
     // Service web's endpoint listens (pod-b:8080); the socket stays in pod-b's namespace.
@@ -298,6 +298,18 @@ async fn unserved_clusterip_ports_are_refused_and_unallocated_clusterips_dropped
         connect("10.96.0.99:80").await,
         Err(ErrorKind::TimedOut),
         "an unallocated ClusterIP"
+    );
+    // NodePorts answer at the node's own (primary) address only, as kube-proxy's
+    // --nodeport-addresses default: not at the node's bridge address.
+    assert_eq!(
+        connect("203.0.113.1:30080").await,
+        Ok(()),
+        "node1's NodePort"
+    );
+    assert_eq!(
+        connect("10.244.1.1:30080").await,
+        Err(ErrorKind::ConnectionRefused),
+        "node1's bridge address is no NodePort address"
     );
 }
 

@@ -45,13 +45,21 @@ fn l4(p: Proto) -> &'static str {
 /// kube-proxy's tables for one node: `table ip kube-proxy`, and `table ip6 kube-proxy` where
 /// a Service of the lab is dual-stack (kube-proxy keeps one table per family), each replacing
 /// any table of that name.
-pub fn kube_proxy_script(t: &Topology, k: &K8s) -> String {
-    let mut s = kube_proxy_table(t, k, Family::V4);
+pub fn kube_proxy_script(t: &Topology, k: &K8s, node: &str) -> String {
+    let mut s = kube_proxy_table(t, k, Family::V4, node);
     let dual = |k: &K8s| k.services.iter().any(|s| s.cluster_ip6.is_some());
     if dual(k) || dual(&t.k8s) {
-        s.push_str(&kube_proxy_table(t, k, Family::V6));
+        s.push_str(&kube_proxy_table(t, k, Family::V6, node));
     }
     s
+}
+
+/// The address a node accepts NodePort traffic at, in one family: kube-proxy's
+/// `--nodeport-addresses` default, the node's primary address (its uplink here), not every
+/// local address (a pod reaching its node's bridge address at a NodePort gets no Service).
+fn nodeport_address(t: &Topology, node: &str, family: Family) -> Option<IpAddr> {
+    t.host(node)?.as_node()?;
+    t.host(node)?.address_of(family)
 }
 
 /// An endpoint as kube-proxy DNATs to it: (pod, address, port).
@@ -95,8 +103,11 @@ fn dnat_target(ip: IpAddr, port: u16) -> String {
     }
 }
 
-/// kube-proxy's table of one family.
-fn kube_proxy_table(t: &Topology, k: &K8s, family: Family) -> String {
+/// kube-proxy's table of one family, on `node`.
+fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String {
+    let node_ip = nodeport_address(t, node, family)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let fam = match family {
         Family::V4 => "ip",
         Family::V6 => "ip6",
@@ -146,7 +157,7 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family) -> String {
             if let Some(np) = svc.node_port {
                 let _ = writeln!(
                     nodeport_rejects,
-                    "    fib daddr type local {p} dport {np} {how} comment \"{comment} has no endpoints\""
+                    "    {fam} daddr {node_ip} {p} dport {np} {how} comment \"{comment} has no endpoints\""
                 );
             }
             continue;
@@ -166,7 +177,7 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family) -> String {
         if let Some(np) = svc.node_port {
             let _ = writeln!(
                 services,
-                "    fib daddr type local {p} dport {np} goto external-{c} comment \"{comment} nodeport\""
+                "    {fam} daddr {node_ip} {p} dport {np} goto external-{c} comment \"{comment} nodeport\""
             );
             let _ = writeln!(
                 chains,
@@ -257,7 +268,7 @@ fn cluster_ips_check(t: &Topology, k: &K8s, family: Family) -> String {
 pub fn node_script(t: &Topology, spec: &K8s, node: &str) -> String {
     format!(
         "{}{}",
-        kube_proxy_script(t, spec),
+        kube_proxy_script(t, spec, node),
         policy_script(t, spec, node)
     )
 }

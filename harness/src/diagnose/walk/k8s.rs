@@ -54,7 +54,9 @@ fn chain<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
     out
 }
 
-fn translation(text: Option<&str>, s: &Service, nodeport: bool) -> Translation {
+/// How kube-proxy's live table on a node translates the Service; `nodeport`: the node's
+/// NodePort address (the rules match it), else the ClusterIP.
+fn translation(text: Option<&str>, s: &Service, nodeport: Option<Ipv4Addr>) -> Translation {
     let Some(text) = text else {
         return Translation::NoTable;
     };
@@ -79,11 +81,8 @@ fn translation(text: Option<&str>, s: &Service, nodeport: bool) -> Translation {
     } else {
         "udp"
     };
-    let key = if nodeport {
-        format!(
-            "fib daddr type local {p} dport {}",
-            s.node_port.unwrap_or(0)
-        )
+    let key = if let Some(node_ip) = nodeport {
+        format!("ip daddr {node_ip} {p} dport {}", s.node_port.unwrap_or(0))
     } else {
         format!("ip daddr {} {p} dport {}", s.cluster_ip, s.port)
     };
@@ -104,7 +103,7 @@ fn translation(text: Option<&str>, s: &Service, nodeport: bool) -> Translation {
         .and_then(|x| x.split_whitespace().next())
         .unwrap_or_default()
         .to_string();
-    if nodeport {
+    if nodeport.is_some() {
         // external-<chain> marks for masquerade, then goes to the Service's chain.
         target = service_chain(s);
     }
@@ -318,7 +317,13 @@ impl Walker<'_> {
     ) -> Result<std::result::Result<Vec<(Ipv4Addr, u16)>, Culprit>> {
         let (node, svc_name, addr, declared) = (&c.node, &c.svc_name, &c.addr, &c.declared);
         let text = kube_proxy_text(self.lab, node)?;
-        Ok(Ok(match translation(text.as_deref(), &c.svc, c.nodeport) {
+        let node_ip = self
+            .lab
+            .topology()
+            .host(node)
+            .filter(|_| c.nodeport)
+            .map(|h| h.address());
+        Ok(Ok(match translation(text.as_deref(), &c.svc, node_ip) {
             Translation::NoTable | Translation::Flushed => {
                 let what = if text.is_none() {
                     "is missing"

@@ -346,7 +346,7 @@ impl Breakage for FlushKubeProxy {
             .await?;
         Ok(vec![Undo::NftScript {
             host: node.clone(),
-            script: kube_proxy_script(t, &t.k8s),
+            script: kube_proxy_script(t, &t.k8s, node),
         }])
     }
 }
