@@ -58,8 +58,9 @@ pub fn kube_proxy_script(t: &Topology, k: &K8s, node: &str) -> String {
 /// `--nodeport-addresses` default, the node's primary address (its uplink here), not every
 /// local address (a pod reaching its node's bridge address at a NodePort gets no Service).
 fn nodeport_address(t: &Topology, node: &str, family: Family) -> Option<IpAddr> {
-    t.host(node)?.as_node()?;
-    t.host(node)?.address_of(family)
+    let h = t.host(node)?;
+    h.as_node()?;
+    h.address_of(family)
 }
 
 /// An endpoint as kube-proxy DNATs to it: (pod, address, port).
@@ -105,9 +106,8 @@ fn dnat_target(ip: IpAddr, port: u16) -> String {
 
 /// kube-proxy's table of one family, on `node`.
 fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String {
-    let node_ip = nodeport_address(t, node, family)
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    // No address of the family on the node: no NodePort rules in this table.
+    let node_ip = nodeport_address(t, node, family);
     let fam = match family {
         Family::V4 => "ip",
         Family::V6 => "ip6",
@@ -154,7 +154,7 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
                 "    {fam} daddr {vip} {p} dport {} {how} comment \"{comment} has no endpoints\"",
                 svc.port
             );
-            if let Some(np) = svc.node_port {
+            if let (Some(np), Some(node_ip)) = (svc.node_port, node_ip) {
                 let _ = writeln!(
                     nodeport_rejects,
                     "    {fam} daddr {node_ip} {p} dport {np} {how} comment \"{comment} has no endpoints\""
@@ -174,7 +174,7 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
                 svc.port
             );
         }
-        if let Some(np) = svc.node_port {
+        if let (Some(np), Some(node_ip)) = (svc.node_port, node_ip) {
             let _ = writeln!(
                 services,
                 "    {fam} daddr {node_ip} {p} dport {np} goto external-{c} comment \"{comment} nodeport\""
