@@ -25,7 +25,7 @@ pub struct Addr6 {
 
 impl Addr6 {
     pub fn is_link_local(&self) -> bool {
-        self.net.addr().segments()[0] & 0xffc0 == 0xfe80
+        self.net.addr().is_unicast_link_local()
     }
 }
 

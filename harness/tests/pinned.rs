@@ -14,6 +14,13 @@ fn nf(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// curl run in pod-a of `lab` (silent, with `args`), as a user of the pinned lab runs it.
+fn curl(lab: &str, args: &[&str]) -> Output {
+    let mut all = vec!["exec", lab, "pod-a", "--", "curl", "-s"];
+    all.extend_from_slice(args);
+    nf(&all)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -333,19 +340,9 @@ fn servers_stay_for_real_clients_and_a_users_own_server_is_probed_as_it_is() {
         "{got}"
     );
     // curl gets an HTTP answer that says what the server saw.
-    let curl = nf(&[
-        "exec",
-        lab,
-        "pod-a",
-        "--",
-        "curl",
-        "-s",
-        "-m",
-        "3",
-        "http://203.0.113.10/",
-    ]);
+    let answer = curl(lab, &["-m", "3", "http://203.0.113.10/"]);
     assert_eq!(
-        String::from_utf8_lossy(&curl.stdout),
+        String::from_utf8_lossy(&answer.stdout),
         "netfault-echo seen=203.0.113.1\n"
     );
     assert_eq!(nf(&["status", lab]).status.code(), Some(0));
@@ -538,33 +535,12 @@ fn a_dual_stack_lab_answers_ipv6_clients_and_breaks_one_family() {
     );
     let f = nf(&["fault", lab, "forward-drop-policy6:node=node1"]);
     assert_eq!(f.status.code(), Some(0), "{}", text(&f));
-    let v4 = nf(&[
-        "exec",
-        lab,
-        "pod-a",
-        "--",
-        "curl",
-        "-s",
-        "-m",
-        "3",
-        "http://203.0.113.10/",
-    ]);
+    let v4 = curl(lab, &["-m", "3", "http://203.0.113.10/"]);
     assert_eq!(
         String::from_utf8_lossy(&v4.stdout),
         "netfault-echo seen=203.0.113.1\n"
     );
-    let v6 = nf(&[
-        "exec",
-        lab,
-        "pod-a",
-        "--",
-        "curl",
-        "-s",
-        "-m",
-        "1",
-        "-6",
-        "http://[2001:db8::10]/",
-    ]);
+    let v6 = curl(lab, &["-m", "1", "-6", "http://[2001:db8::10]/"]);
     assert_eq!(
         v6.status.code(),
         Some(28),

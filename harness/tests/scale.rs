@@ -37,28 +37,9 @@ fn a_100_pod_lab_is_fully_reachable_on_default_sysctls() {
         let lab = common::up(&t).await;
         let m = netfault::probe::matrix(&lab).await.unwrap();
         let pods: Vec<&str> = t.pods().map(|(p, _)| p).collect();
-        let mut pairs = 0;
-        for a in &pods {
-            for b in &pods {
-                if a == b {
-                    continue;
-                }
-                for p in [Proto::Icmp, Proto::Tcp] {
-                    assert_eq!(
-                        m.observed(a, b, p),
-                        Some(Outcome::Reachable),
-                        "{a} → {b} {p}: {:?}",
-                        m.cell(a, b, p).and_then(|c| c.detail.clone())
-                    );
-                    pairs += 1;
-                }
-            }
-        }
-        assert_eq!(pairs, 100 * 99 * 2);
-        assert!(
-            m.mismatches().is_empty(),
-            "{:?}",
-            &m.render_mismatches()[..5.min(m.mismatches().len())]
+        assert_eq!(
+            all_reachable(&m, &pods, &[Proto::Icmp, Proto::Tcp]),
+            100 * 99 * 2
         );
         // No thread per pod outlives setup.
         let threads = std::fs::read_dir("/proc/thread-self/..")
@@ -83,29 +64,8 @@ fn a_dual_stack_100_pod_lab_is_fully_reachable_over_both_families() {
         let lab = common::up(&t).await;
         let m = netfault::probe::matrix(&lab).await.unwrap();
         let pods: Vec<&str> = t.pods().map(|(p, _)| p).collect();
-        let mut pairs = 0;
-        for a in &pods {
-            for b in &pods {
-                if a == b {
-                    continue;
-                }
-                for p in [Proto::Icmp, Proto::Tcp, Proto::Icmp6, Proto::Tcp6] {
-                    assert_eq!(
-                        m.observed(a, b, p),
-                        Some(Outcome::Reachable),
-                        "{a} → {b} {p}: {:?}",
-                        m.cell(a, b, p).and_then(|c| c.detail.clone())
-                    );
-                    pairs += 1;
-                }
-            }
-        }
-        assert_eq!(pairs, 100 * 99 * 4);
-        assert!(
-            m.mismatches().is_empty(),
-            "{:?}",
-            &m.render_mismatches()[..5.min(m.mismatches().len())]
-        );
+        let protos = [Proto::Icmp, Proto::Tcp, Proto::Icmp6, Proto::Tcp6];
+        assert_eq!(all_reachable(&m, &pods, &protos), 100 * 99 * 4);
     });
 }
 
@@ -178,4 +138,29 @@ fn a_1000_pod_lab_comes_up_with_a_bounded_matrix_that_passes() {
             .unwrap();
         assert_eq!(left, 0, "namespaces left of {}", witness.watched());
     });
+}
+
+/// Asserts every ordered pair of `pods` reachable over each of `protos`, and the matrix
+/// without mismatches; returns how many cells it checked.
+fn all_reachable(m: &netfault::matrix::Matrix, pods: &[&str], protos: &[Proto]) -> usize {
+    let mut pairs = 0;
+    for a in pods {
+        for b in pods.iter().filter(|b| *b != a) {
+            for &p in protos {
+                assert_eq!(
+                    m.observed(a, b, p),
+                    Some(Outcome::Reachable),
+                    "{a} → {b} {p}: {:?}",
+                    m.cell(a, b, p).and_then(|c| c.detail.clone())
+                );
+                pairs += 1;
+            }
+        }
+    }
+    assert!(
+        m.mismatches().is_empty(),
+        "{:?}",
+        &m.render_mismatches()[..5.min(m.mismatches().len())]
+    );
+    pairs
 }

@@ -164,7 +164,7 @@ fn add_v6(
             .insert(format!("{} {}{dad}", ifname(a.index), a.net));
     }
     for r in &v6.routes {
-        let link_local = r.dst.addr().segments()[0] & 0xffc0 == 0xfe80;
+        let link_local = r.dst.addr().is_unicast_link_local();
         if link_local || r.kind != "unicast" && r.kind != "blackhole" && r.kind != "unreachable" {
             continue;
         }

@@ -137,7 +137,7 @@ impl Walker6<'_> {
                 .any(|x| x.net.addr() == a && x.dadfailed),
             None => false,
         };
-        let link_local = seen.segments()[0] & 0xffc0 == 0xfe80;
+        let link_local = seen.is_unicast_link_local();
         if let (true, true, Some(a)) = (link_local, failed, own) {
             d.forward.push(hop(
                 HopStatus::Fail,
@@ -540,7 +540,7 @@ impl<'a> Walker6<'a> {
             None => format!("dev {dev}"),
         };
         let learned = match gw {
-            Some(g) if g.segments()[0] & 0xffc0 == 0xfe80 => self
+            Some(g) if g.is_unicast_link_local() => self
                 .holder(g)
                 .await?
                 .map(|(h, _)| {

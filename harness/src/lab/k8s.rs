@@ -108,10 +108,7 @@ fn dnat_target(ip: IpAddr, port: u16) -> String {
 fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String {
     // No address of the family on the node: no NodePort rules in this table.
     let node_ip = nodeport_address(t, node, family);
-    let fam = match family {
-        Family::V4 => "ip",
-        Family::V6 => "ip6",
-    };
+    let fam = family.nft();
     let cluster_cidr = match family {
         Family::V4 => Some(t.cluster.cidr.to_string()),
         Family::V6 => t.cluster.cidr6.map(|c| c.to_string()),
@@ -228,9 +225,10 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
 /// addressed to a ClusterIP found no Service port of that IP and protocol, and is rejected;
 /// one to an unallocated address of the service CIDR is dropped.
 fn cluster_ips_check(t: &Topology, k: &K8s, family: Family) -> String {
-    let (fam, cidr) = match family {
-        Family::V4 => ("ip", Some(k.service_cidr.to_string())),
-        Family::V6 => ("ip6", k.service_cidr6.map(|c| c.to_string())),
+    let fam = family.nft();
+    let cidr = match family {
+        Family::V4 => Some(k.service_cidr.to_string()),
+        Family::V6 => k.service_cidr6.map(|c| c.to_string()),
     };
     let ips: Vec<String> = k
         .services
@@ -301,7 +299,7 @@ pub fn policy_script(t: &Topology, k: &K8s, node: &str) -> String {
             // same chain, whose rules match each family's addresses.
             let own = std::iter::once(IpAddr::V4(p.ip)).chain(p.ip6.map(IpAddr::V6));
             for ip in own {
-                let fam = nft_family(ip);
+                let fam = Family::of(ip).nft();
                 let _ = writeln!(jumps, "    {fam} {me} {ip} jump {c}");
                 let _ = writeln!(
                     body,
@@ -342,14 +340,6 @@ pub fn policy_script(t: &Topology, k: &K8s, node: &str) -> String {
     s
 }
 
-/// The nft keyword of an address's family (`ip saddr`, `ip6 saddr`).
-fn nft_family(ip: IpAddr) -> &'static str {
-    match ip {
-        IpAddr::V4(_) => "ip",
-        IpAddr::V6(_) => "ip6",
-    }
-}
-
 /// The nft matches of one policy rule: one line per (peer, port) combination.
 fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<String> {
     let mut peers: Vec<String> = Vec::new();
@@ -359,7 +349,7 @@ fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<Stri
     for peer in &r.peers {
         match peer {
             Peer::Cidr { cidr, except } => {
-                let fam = nft_family(cidr.addr());
+                let fam = Family::of(cidr.addr()).nft();
                 let mut m = format!("{fam} {dir} {cidr}");
                 if !except.is_empty() {
                     let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
@@ -379,7 +369,7 @@ fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<Stri
                         .map(|ip| ip.to_string())
                         .collect();
                     if let Some(first) = ips.first() {
-                        let fam = nft_family(first.parse().expect("an address"));
+                        let fam = Family::of(first.parse().expect("an address")).nft();
                         peers.push(format!("{fam} {dir} {{ {} }}", ips.join(", ")));
                     }
                 }

@@ -670,13 +670,6 @@ fn ip_header(f: Family) -> usize {
     }
 }
 
-fn family_of(ip: IpAddr) -> Family {
-    match ip {
-        IpAddr::V4(_) => Family::V4,
-        IpAddr::V6(_) => Family::V6,
-    }
-}
-
 fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
     match (proto, e.raw_os_error()) {
         (Proto::Icmp | Proto::Icmp6, Some(libc::EACCES) | Some(libc::EPERM)) => Observation::new(
@@ -699,7 +692,7 @@ async fn icmp(
     deadline: Instant,
     watch: Option<Watched>,
 ) -> Observation {
-    let f = family_of(dst);
+    let f = Family::of(dst);
     let full_size: fn(usize, Family) -> Vec<u8> = |mtu, f| echo_request(Some(mtu), f);
     let reply = echo_reply_type(f);
     datagram(
@@ -740,7 +733,7 @@ async fn udp(
         .unwrap_or_default();
     let mut line = format!("{PROBE_LINE}{tag}\n").into_bytes();
     if let Some(s) = size {
-        let headers = ip_header(family_of(dst.ip())) + 8;
+        let headers = ip_header(Family::of(dst.ip())) + 8;
         line.resize(s.saturating_sub(headers).max(line.len()), b'.');
     }
     let mut o = datagram(sock, dst, &line, None, deadline, watch, |b| {
@@ -775,7 +768,7 @@ async fn datagram(
     if let Err(e) = sock.connect(&SockAddr::from(dst)) {
         return classify_errno(&e, "connect");
     }
-    let f = family_of(dst.ip());
+    let f = Family::of(dst.ip());
     let mut payload = match full_size.and_then(|build| Some(build(path_mtu(&sock, f)?, f))) {
         Some(full) => full,
         None => payload.to_vec(),

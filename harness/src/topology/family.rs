@@ -12,6 +12,22 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family of an address.
+    pub fn of(ip: std::net::IpAddr) -> Family {
+        match ip {
+            std::net::IpAddr::V4(_) => Family::V4,
+            std::net::IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// nft's keyword for it: `ip` and `ip6` tables and matches (`ip6 saddr`).
+    pub fn nft(self) -> &'static str {
+        match self {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
     /// How summaries name it.
     pub fn name(self) -> &'static str {
         match self {

@@ -323,11 +323,7 @@ impl Topology {
     /// The address a host's packets to `dst` carry as source when policies judge them: its
     /// address of `dst`'s family.
     fn source_address(&self, host: &str, dst: IpAddr) -> Option<IpAddr> {
-        let family = match dst {
-            IpAddr::V4(_) => super::Family::V4,
-            IpAddr::V6(_) => super::Family::V6,
-        };
-        self.host(host)?.address_of(family)
+        self.host(host)?.address_of(Family::of(dst))
     }
 
     /// Whether policies let `from` reach `dst:port`; None when allowed, else why not.
