@@ -1042,15 +1042,10 @@ fn k8s_lines(t: &Topology) -> Vec<String> {
 
 /// A policy in a line: the pods it selects and, per direction, what it allows.
 fn policy_text(p: &crate::topology::k8s::Policy) -> String {
-    let sel: Vec<String> = p
-        .pod_selector
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let sel = if sel.is_empty() {
+    let sel = if p.pod_selector.is_empty() {
         "every pod".to_string()
     } else {
-        sel.join(",")
+        p.pod_selector.describe()
     };
     let dir = |name: &str, rules: &Option<Vec<crate::topology::k8s::PolicyRule>>| match rules {
         None => None,

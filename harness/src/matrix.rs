@@ -29,6 +29,16 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// A probe this kernel cannot make (no SCTP here): it expects nothing, as the fixture's
+    /// expectation holds on a kernel that has the protocol; shown, not judged.
+    pub fn undecidable(&self) -> bool {
+        self.observed == Outcome::Unsupported
+            && self
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with(crate::probe::KERNEL_LACKS))
+    }
+
     pub fn matches(&self) -> bool {
         self.expected.is_none_or(|e| e == self.observed) && self.translation.is_none()
     }
@@ -89,7 +99,9 @@ impl Matrix {
         let cells = results
             .into_iter()
             .map(|(s, o)| Cell {
-                expected: expect(&s.from, &s.to, s.proto),
+                expected: (!o.is_kernel_lacking())
+                    .then(|| expect(&s.from, &s.to, s.proto))
+                    .flatten(),
                 target: match s.port {
                     Some(p) => format!("{}:{p}", s.dst),
                     None => s.dst.to_string(),
@@ -201,7 +213,9 @@ impl Matrix {
     /// Sets every cell's expectation anew.
     pub fn expect_with(&mut self, expect: impl Fn(&str, &str, Proto) -> Option<Outcome>) {
         for c in &mut self.cells {
-            c.expected = expect(&c.from, &c.to, c.proto);
+            c.expected = (!c.undecidable())
+                .then(|| expect(&c.from, &c.to, c.proto))
+                .flatten();
         }
     }
 
@@ -272,10 +286,16 @@ impl Matrix {
         } else {
             ""
         };
-        let targets = if self.targets.is_empty() {
-            String::new()
-        } else {
-            "; targets: their Service's protocol, dns/ a lookup".to_string()
+        let ports = self.targets.iter().any(|t| {
+            matches!(
+                crate::topology::Target::parse(t),
+                Some(crate::topology::Target::Port { .. })
+            )
+        });
+        let targets = match (self.targets.is_empty(), ports) {
+            (true, _) => String::new(),
+            (false, false) => "; targets: their Service's protocol, dns/ a lookup".to_string(),
+            (false, true) => "; targets: their Service's protocol, dns/ a lookup, POD:PORT each protocol the pod declares there".to_string(),
         };
         let _ = writeln!(
             out,

@@ -15,8 +15,17 @@ use super::out::*;
 use super::dns::spawn_dns_server;
 use super::term;
 
+/// A fixture, its warnings said on stderr (host bits in an ipBlock, ...).
+pub(super) fn load_fixture(path: &Path) -> Result<topology::Topology, Error> {
+    let t = topology::load_fixture(path)?;
+    for w in &t.warnings {
+        eprintln!("{w}");
+    }
+    Ok(t)
+}
+
 pub(super) fn truth_table(fixture: &Path, out: Out) -> Result<(), Error> {
-    let t = topology::load_fixture(fixture)?;
+    let t = load_fixture(fixture)?;
     let (m, why) = crate::matrix::truth_table(&t);
     if out.json {
         emit_json(&serde_json::json!({ "fixture": t.name, "matrix": m, "why": why }));
@@ -37,7 +46,7 @@ pub(super) fn truth_table(fixture: &Path, out: Out) -> Result<(), Error> {
 }
 
 pub(super) async fn up(fixture: &Path, name: &str, serve: bool, out: Out) -> Result<(), Error> {
-    let topo = topology::load_fixture(fixture)?;
+    let topo = load_fixture(fixture)?;
     let t0 = Instant::now();
     // The record says "building" until the DNS daemon runs too: if this process dies before,
     // `netfault gc` removes the lab (and the daemon ends itself).
@@ -445,7 +454,7 @@ pub(super) async fn diagram(
     out: Out,
 ) -> Result<(), Error> {
     let (topo, findings, live) = if Path::new(target).is_file() {
-        (topology::load_fixture(Path::new(target))?, Vec::new(), None)
+        (load_fixture(Path::new(target))?, Vec::new(), None)
     } else {
         if registry::load(target).is_err() {
             return Err(Error::NotFound(format!(
@@ -509,7 +518,7 @@ pub(super) async fn diagram(
 }
 
 pub(super) fn script(fixture: &Path, out: Out) -> Result<(), Error> {
-    let topo = topology::load_fixture(fixture)?;
+    let topo = load_fixture(fixture)?;
     let text = crate::script::script(&topo, &fixture.display().to_string())?;
     if out.json {
         emit_json(&serde_json::json!({ "fixture": topo.name, "script": text }));
@@ -520,7 +529,7 @@ pub(super) fn script(fixture: &Path, out: Out) -> Result<(), Error> {
 }
 
 pub(super) fn adopt(fixture: &Path, name: &str, out: Out) -> Result<(), Error> {
-    let topo = topology::load_fixture(fixture)?;
+    let topo = load_fixture(fixture)?;
     let rec = registry::adopt(name, std::fs::canonicalize(fixture).ok(), &topo)?;
     // What the script cannot make: pods' resolv.conf files and the cluster DNS server.
     if topo.k8s.dns.is_some() {

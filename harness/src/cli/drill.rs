@@ -47,7 +47,10 @@ async fn start(
 ) -> Result<(), Error> {
     crate::registry::check_lab_name(name)?;
     let (topo, fixture_path) = match fixture {
-        Some(f) => (topology::load_fixture(f)?, std::fs::canonicalize(f).ok()),
+        Some(f) => (
+            super::commands::load_fixture(f)?,
+            std::fs::canonicalize(f).ok(),
+        ),
         None => (
             topology::parse_fixture(&Source::new(
                 "fixtures/single-node.toml",

@@ -673,6 +673,7 @@ fn proto_number(p: Proto) -> u64 {
         Proto::Icmp6 => 58,
         Proto::Tcp | Proto::Tcp6 => 6,
         Proto::Udp | Proto::Dns | Proto::Udp6 => 17,
+        Proto::Sctp => 132,
     }
 }
 

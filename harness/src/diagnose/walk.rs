@@ -66,13 +66,7 @@ pub async fn explain_pairs(
     for (from, to, proto, outcome) in broken {
         // The probe's own size unless the caller names one.
         let size = size.or(lab.topology().probe.size(*proto));
-        let d = if proto.family() == crate::topology::Family::V6 {
-            w6.explain(from, to, *proto, *outcome).await?
-        } else if crate::topology::k8s::Target::parse(to).is_some() {
-            w.explain_target(from, to, *proto, *outcome).await?
-        } else {
-            w.explain(from, to, *proto, *outcome, size).await?
-        };
+        let d = explain_one(&mut w, &mut w6, from, to, *proto, *outcome, size).await?;
         match out.iter_mut().find(|x| {
             x.from == d.from
                 && x.to == d.to
@@ -136,14 +130,40 @@ pub async fn explain(
     outcome: Outcome,
     size: Option<usize>,
 ) -> Result<Diagnosis> {
-    if proto.family() == crate::topology::Family::V6 {
-        return super::walk6::Walker6::new(lab)
-            .explain(from, to, proto, outcome)
-            .await;
-    }
-    Walker::new(lab)
-        .explain(from, to, proto, outcome, size)
-        .await
+    let (mut w, mut w6) = (Walker::new(lab), super::walk6::Walker6::new(lab));
+    explain_one(&mut w, &mut w6, from, to, proto, outcome, size).await
+}
+
+/// One probe with the walkers given: a pod's declared port (`POD:PORT`) is walked as the host
+/// pair at that port; other targets by the Service walk.
+async fn explain_one(
+    w: &mut Walker<'_>,
+    w6: &mut super::walk6::Walker6<'_>,
+    from: &str,
+    to: &str,
+    proto: Proto,
+    outcome: Outcome,
+    size: Option<usize>,
+) -> Result<Diagnosis> {
+    use crate::topology::k8s::Target;
+    let (host, dport) = match Target::parse(to) {
+        Some(Target::Port { pod, port }) => (pod, Some(port)),
+        _ => (to.to_string(), None),
+    };
+    w.dport = dport;
+    w6.dport = dport;
+    let d = if proto.family() == crate::topology::Family::V6 {
+        w6.explain(from, &host, proto, outcome).await
+    } else if dport.is_none() && Target::parse(to).is_some() {
+        w.explain_target(from, to, proto, outcome).await
+    } else {
+        w.explain(from, &host, proto, outcome, size).await
+    };
+    w.dport = None;
+    w6.dport = None;
+    let mut d = d?;
+    d.to = to.to_string();
+    Ok(d)
 }
 
 /// Per-lab caches of what the walk reads from the kernel.
@@ -627,7 +647,7 @@ impl<'a> Walker<'a> {
                     format!("{name}: {at} {what} it: {rule}"),
                 ));
                 // The policies' table: a NetworkPolicy isolates a pod and nothing allows this.
-                if at.contains(crate::lab::k8s::POLICY_TABLE) {
+                if at.contains(crate::lab::policy::POLICY_TABLE) {
                     let why = rule
                         .split_once("comment \"")
                         .map(|(_, c)| c.trim_end_matches('"').to_string())

@@ -34,6 +34,8 @@ pub struct Walker6<'a> {
     sysctls: HashMap<(String, String), Option<String>>,
     /// The probe's destination port (tcp6, udp6), set per explained probe.
     port: Option<u16>,
+    /// The destination port to walk with instead of the probe's (a pod's declared port).
+    pub(super) dport: Option<u16>,
 }
 
 /// Where a one-way walk ended: arrived at `host` (and the source it arrived with), or broken.
@@ -53,7 +55,7 @@ impl Walker6<'_> {
     ) -> Result<Diagnosis> {
         let lab = self.lab;
         let t = lab.topology();
-        self.port = t.probe.port(proto);
+        self.port = self.dport.or(t.probe.port(proto));
         let mut d = diagnosis(
             from,
             to,
@@ -274,6 +276,7 @@ impl<'a> Walker6<'a> {
             rules: HashMap::new(),
             sysctls: HashMap::new(),
             port: None,
+            dport: None,
         }
     }
 

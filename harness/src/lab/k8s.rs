@@ -1,6 +1,6 @@
 //! The Kubernetes layer of a lab: kube-proxy's nftables rules for Services (ClusterIP,
-//! NodePort, hairpin masquerade, rejects for Services without endpoints), NetworkPolicies
-//! compiled to nft, hairpin on pod bridge ports, per-pod resolv.conf and the cluster DNS server.
+//! NodePort, hairpin masquerade, rejects for Services without endpoints), the node's policy
+//! table (rendered in `policy`), hairpin on pod bridge ports, per-pod resolv.conf and the cluster DNS server.
 //!
 //! Rendering is pure (text for `nft -f`), so faults can render a changed spec and heal can render
 //! the fixture's again — as kube-proxy re-syncs its whole table on every change.
@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::netns::Netns;
-use crate::topology::k8s::{DnsRecords, K8s, Peer, Policy, PolicyRule, Service};
+use crate::topology::k8s::{DnsRecords, K8s, Service};
 use crate::topology::{Family, Proto, Role, Topology};
 
 pub const KUBE_PROXY_TABLE: &str = "kube-proxy";
-pub const POLICY_TABLE: &str = "netfault-policy";
 /// kube-proxy's set of the ClusterIPs it serves (nftables mode).
 pub const CLUSTER_IPS_SET: &str = "cluster-ips";
 /// kube-proxy's masquerade mark.
@@ -33,13 +32,6 @@ fn ident(s: &str) -> String {
 
 pub fn service_chain(s: &Service) -> String {
     format!("service-{}-{}", ident(&s.namespace), ident(&s.name))
-}
-
-fn l4(p: Proto) -> &'static str {
-    match p {
-        Proto::Tcp => "tcp",
-        _ => "udp",
-    }
 }
 
 /// kube-proxy's tables for one node: `table ip kube-proxy`, and `table ip6 kube-proxy` where
@@ -134,7 +126,7 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
         let Some((vip, eps)) = service_in(t, svc, family) else {
             continue;
         };
-        let p = l4(svc.protocol);
+        let p = svc.protocol.l4_name();
         // kube-dns serves 53 over TCP as well (its Service has a dns-tcp port): resolvers retry
         // a truncated answer over TCP, and `dig +tcp` asks so.
         let also_tcp = svc.dns && svc.protocol == Proto::Udp;
@@ -267,134 +259,8 @@ pub fn node_script(t: &Topology, spec: &K8s, node: &str) -> String {
     format!(
         "{}{}",
         kube_proxy_script(t, spec, node),
-        policy_script(t, spec, node)
+        super::policy::policy_script(t, spec, node)
     )
-}
-
-/// NetworkPolicies for the pods of one node: `table inet netfault-policy` (empty when no policy
-/// selects a pod of the node), replacing any table of that name.
-pub fn policy_script(t: &Topology, k: &K8s, node: &str) -> String {
-    let mut view = t.clone();
-    view.k8s = k.clone();
-    let mut s = String::new();
-    let _ = writeln!(s, "table inet {POLICY_TABLE}");
-    let _ = writeln!(s, "delete table inet {POLICY_TABLE}");
-    let mut jumps = String::new();
-    let mut chains = String::new();
-    for (pod, p) in t.pods_of(node) {
-        for egress in [true, false] {
-            let pols = view.policies_for(pod, egress);
-            if pols.is_empty() {
-                continue;
-            }
-            let dir = if egress { "egress" } else { "ingress" };
-            let (me, peer) = if egress {
-                ("saddr", "daddr")
-            } else {
-                ("daddr", "saddr")
-            };
-            let c = format!("{dir}-{}", ident(pod));
-            let mut body = String::new();
-            // A dual-stack pod is isolated in both families: its IPv6 address jumps to the
-            // same chain, whose rules match each family's addresses.
-            let own = std::iter::once(IpAddr::V4(p.ip)).chain(p.ip6.map(IpAddr::V6));
-            for ip in own {
-                let fam = Family::of(ip).nft();
-                let _ = writeln!(jumps, "    {fam} {me} {ip} jump {c}");
-                let _ = writeln!(
-                    body,
-                    "    {fam} {peer} {ip} return comment \"{pod} itself\""
-                );
-            }
-            let names: Vec<String> = pols
-                .iter()
-                .map(|x| format!("{}/{}", x.namespace, x.name))
-                .collect();
-            for pol in &pols {
-                let rules = if egress { &pol.egress } else { &pol.ingress };
-                for r in rules.iter().flatten() {
-                    for line in rule_lines(&view, pol, r, peer) {
-                        let _ = writeln!(
-                            body,
-                            "    {line} return comment \"{}/{}\"",
-                            pol.namespace, pol.name
-                        );
-                    }
-                }
-            }
-            let _ = writeln!(
-                body,
-                "    drop comment \"{pod} {dir} isolated by {}\"",
-                names.join(", ")
-            );
-            let _ = writeln!(chains, "  chain {c} {{\n{body}  }}");
-        }
-    }
-    if jumps.is_empty() {
-        return s;
-    }
-    let _ = writeln!(s, "table inet {POLICY_TABLE} {{");
-    let _ = writeln!(s, "  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    ct state established,related accept\n{jumps}  }}");
-    s.push_str(&chains);
-    s.push_str("}\n");
-    s
-}
-
-/// The nft matches of one policy rule: one line per (peer, port) combination.
-fn rule_lines(t: &Topology, pol: &Policy, r: &PolicyRule, dir: &str) -> Vec<String> {
-    let mut peers: Vec<String> = Vec::new();
-    if r.peers.is_empty() {
-        peers.push(String::new());
-    }
-    for peer in &r.peers {
-        match peer {
-            Peer::Cidr { cidr, except } => {
-                let fam = Family::of(cidr.addr()).nft();
-                let mut m = format!("{fam} {dir} {cidr}");
-                if !except.is_empty() {
-                    let ex: Vec<String> = except.iter().map(|e| e.to_string()).collect();
-                    let _ = write!(m, " {fam} {dir} != {{ {} }}", ex.join(", "));
-                }
-                peers.push(m);
-            }
-            Peer::Pods { .. } => {
-                // The selected pods' addresses, a set per family.
-                let v4 = t.pods().map(|(_, p)| Some(IpAddr::V4(p.ip)));
-                let v6 = t.pods().map(|(_, p)| p.ip6.map(IpAddr::V6));
-                for family in [v4.collect::<Vec<_>>(), v6.collect()] {
-                    let ips: Vec<String> = family
-                        .into_iter()
-                        .flatten()
-                        .filter(|ip| t.peer_selects(pol, peer, *ip))
-                        .map(|ip| ip.to_string())
-                        .collect();
-                    if let Some(first) = ips.first() {
-                        let fam = Family::of(first.parse().expect("an address")).nft();
-                        peers.push(format!("{fam} {dir} {{ {} }}", ips.join(", ")));
-                    }
-                }
-            }
-        }
-    }
-    let mut ports: Vec<String> = Vec::new();
-    if r.ports.is_empty() {
-        ports.push(String::new());
-    }
-    for pp in &r.ports {
-        let p = l4(pp.protocol);
-        ports.push(match pp.port {
-            Some(n) => format!("{p} dport {n}"),
-            None => format!("meta l4proto {p}"),
-        });
-    }
-    let mut out = Vec::new();
-    for a in &peers {
-        for b in &ports {
-            let line = format!("{a} {b}").trim().to_string();
-            out.push(line);
-        }
-    }
-    out
 }
 
 /// The cluster DNS server: one thread answering from the topology's records on a UDP socket

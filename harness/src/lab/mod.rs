@@ -17,6 +17,7 @@ mod live;
 mod named;
 pub mod plan;
 pub mod plan6;
+pub mod policy;
 mod reset;
 mod services;
 mod up;

@@ -48,6 +48,16 @@ impl Servers {
     ) -> Result<bool> {
         let sock = match ns.run_async(move || listen(proto, ip, port)).await {
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(false),
+            // A kernel without the protocol (SCTP here): the probe's own socket fails the
+            // same way and says `unsupported`.
+            Ok(Err(e))
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPROTONOSUPPORT | libc::ESOCKTNOSUPPORT | libc::EAFNOSUPPORT)
+                ) =>
+            {
+                return Ok(true)
+            }
             r => r.and_then(|r| r).map_err(|e| {
                 Error::io(
                     format!("{host}: opening a {proto} echo listener on {ip}:{port}"),
@@ -56,7 +66,7 @@ impl Servers {
             })?,
         };
         let task = match proto.base() {
-            Proto::Tcp => {
+            Proto::Tcp | Proto::Sctp => {
                 let l = tokio::net::TcpListener::from_std(sock.into())
                     .map_err(|e| Error::io(format!("{host}: tcp listener"), e))?;
                 tokio::spawn(tcp_server(l))
@@ -100,6 +110,7 @@ pub(super) fn shared_socket(proto: Proto) -> std::io::Result<Socket> {
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
     let s = match proto.base() {
         Proto::Tcp => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+        Proto::Sctp => Socket::new(domain, Type::STREAM, Some(super::sock::sctp()))?,
         _ => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
     };
     if v6 {
@@ -113,7 +124,7 @@ pub(super) fn shared_socket(proto: Proto) -> std::io::Result<Socket> {
 
 fn listen(proto: Proto, ip: IpAddr, port: u16) -> std::io::Result<Socket> {
     let s = shared_socket(proto)?;
-    if proto.base() == Proto::Tcp {
+    if proto.is_stream() {
         // Any local address: also answers DNAT'd connections and probes to other addresses.
         let any: IpAddr = match ip {
             IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),

@@ -192,7 +192,7 @@ async fn run_batch(
     }
     // A TCP probe with a count opens that many connections; others use one socket.
     let per_spec = |s: &ProbeSpec| {
-        if s.proto.base() == Proto::Tcp {
+        if s.proto.is_stream() {
             s.count.max(1) as usize
         } else {
             1
@@ -352,7 +352,7 @@ async fn probe_one(
     }
     if spec.count > 1 {
         return match spec.proto.base() {
-            Proto::Tcp => {
+            Proto::Tcp | Proto::Sctp => {
                 let all = futures::future::join_all(
                     ready
                         .into_iter()
@@ -384,7 +384,7 @@ async fn probe_one(
     match spec.proto.base() {
         Proto::Icmp => icmp(sock, spec.dst, spec.size, spec.full, deadline, watch).await,
         Proto::Tcp if spec.foreign => foreign_tcp(sock, port(80), deadline, watch).await,
-        Proto::Tcp => tcp(sock, port(80), spec.size, deadline, watch).await,
+        Proto::Tcp | Proto::Sctp => tcp(sock, port(80), spec.size, deadline, watch).await,
         Proto::Udp if spec.foreign => foreign_udp(sock, port(7), deadline, watch).await,
         Proto::Udp => udp(sock, port(7), spec.size, deadline, watch).await,
         _ => Observation::new(
@@ -624,10 +624,12 @@ fn open_client(proto: Proto, sport: Option<u16>) -> std::io::Result<Socket> {
         (Proto::Icmp, false) => Socket::new(domain, Type::DGRAM, Some(Protocol::ICMPV4))?,
         (Proto::Icmp, true) => Socket::new(domain, Type::DGRAM, Some(Protocol::ICMPV6))?,
         (Proto::Tcp, _) => Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?,
+        // A one-to-one SCTP socket: connect, write and read as TCP (RFC 6458's TCP style).
+        (Proto::Sctp, _) => Socket::new(domain, Type::STREAM, Some(super::sock::sctp()))?,
         _ => Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?,
     };
     s.set_nonblocking(true)?;
-    if proto.base() != Proto::Tcp {
+    if !proto.is_stream() {
         use nix::sys::socket::{setsockopt, sockopt};
         if v6 {
             setsockopt(&s, sockopt::Ipv6RecvErr, &true)?;
@@ -676,10 +678,10 @@ fn open_failure(proto: Proto, e: std::io::Error) -> Observation {
             Outcome::Unsupported,
             "ICMP echo sockets are not permitted in the source namespace (net.ipv4.ping_group_range)".to_string(),
         ),
-        (_, Some(libc::EAFNOSUPPORT)) | (_, Some(libc::EPROTONOSUPPORT)) => Observation::new(
-            Outcome::Unsupported,
-            format!("this kernel cannot open {proto} sockets"),
-        ),
+        (
+            _,
+            Some(libc::EAFNOSUPPORT) | Some(libc::EPROTONOSUPPORT) | Some(libc::ESOCKTNOSUPPORT),
+        ) => Observation::kernel_lacks(format!("this kernel cannot open {proto} sockets")),
         _ => Observation::new(Outcome::Unsupported, format!("cannot open a {proto} socket: {e}")),
     }
 }

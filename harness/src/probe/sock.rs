@@ -125,3 +125,8 @@ pub(crate) fn errqueue(s: &Socket) -> Option<Observation> {
     }
     None
 }
+
+/// IPPROTO_SCTP, which socket2 does not name.
+pub(crate) fn sctp() -> socket2::Protocol {
+    socket2::Protocol::from(libc::IPPROTO_SCTP)
+}

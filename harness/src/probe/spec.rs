@@ -113,7 +113,24 @@ impl Observation {
             next_hop_mtu: None,
         }
     }
+
+    /// `unsupported` because this kernel has no such socket at all (no SCTP here): nothing
+    /// can be decided on this machine, so the cell expects nothing (see `Matrix::new`).
+    pub fn kernel_lacks(detail: String) -> Self {
+        Observation::new(Outcome::Unsupported, format!("{KERNEL_LACKS}{detail}"))
+    }
+
+    pub fn is_kernel_lacking(&self) -> bool {
+        self.outcome == Outcome::Unsupported
+            && self
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with(KERNEL_LACKS))
+    }
 }
+
+/// How the detail of a probe this kernel cannot make begins.
+pub const KERNEL_LACKS: &str = "not decidable here: ";
 
 /// The detail of a probe answered by a server that is not netfault's.
 pub const FOREIGN_SERVER: &str =

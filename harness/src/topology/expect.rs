@@ -24,6 +24,9 @@ pub enum Proto {
     Icmp6,
     Tcp6,
     Udp6,
+    /// SCTP over IPv4, to a port a pod declares: probed like TCP (a one-to-one socket), and
+    /// `unsupported` on a kernel without SCTP (this one).
+    Sctp,
 }
 
 impl Proto {
@@ -38,6 +41,7 @@ impl Proto {
             Proto::Icmp6 => "icmp6",
             Proto::Tcp6 => "tcp6",
             Proto::Udp6 => "udp6",
+            Proto::Sctp => "sctp",
         }
     }
 
@@ -47,6 +51,21 @@ impl Proto {
             Proto::Icmp6 | Proto::Tcp6 | Proto::Udp6 => super::Family::V6,
             _ => super::Family::V4,
         }
+    }
+
+    /// The transport's name in nft (`tcp dport`, `meta l4proto udp`): TCP, UDP (and DNS, which
+    /// travels on it) or SCTP, whatever the family.
+    pub fn l4_name(self) -> &'static str {
+        match self.base() {
+            Proto::Tcp => "tcp",
+            Proto::Sctp => "sctp",
+            _ => "udp",
+        }
+    }
+
+    /// A connection-oriented transport (TCP, SCTP): probed by connecting.
+    pub fn is_stream(self) -> bool {
+        matches!(self.base(), Proto::Tcp | Proto::Sctp)
     }
 
     /// The transport whatever the family: `tcp6` is TCP.
@@ -100,8 +119,9 @@ impl FromStr for Proto {
             "icmp6" => Ok(Proto::Icmp6),
             "tcp6" => Ok(Proto::Tcp6),
             "udp6" => Ok(Proto::Udp6),
+            "sctp" => Ok(Proto::Sctp),
             _ => Err(format!(
-                "unknown protocol \"{s}\" (expected icmp, tcp, udp, dns, or icmp6, tcp6, udp6 in a dual-stack lab)"
+                "unknown protocol \"{s}\" (expected icmp, tcp, udp, dns, sctp, or icmp6, tcp6, udp6 in a dual-stack lab)"
             )),
         }
     }
@@ -264,8 +284,9 @@ impl FromStr for PairPattern {
                     "{what} is missing in \"{s}\": write \"FROM -> TO [PROTO]\""
                 ));
             }
-            // TO may also be a Kubernetes target: svc/NAME, nodeport/NAME@NODE, dns/NAME.
-            let extra = if what == "TO" { "/@" } else { "" };
+            // TO may also be a Kubernetes target: svc/NAME, nodeport/NAME@NODE, dns/NAME,
+            // POD:PORT.
+            let extra = if what == "TO" { "/@:" } else { "" };
             if !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.*?".contains(c) || extra.contains(c))
@@ -418,7 +439,9 @@ mod tests {
         let p: PairPattern = "pod-* <-> pod-*".parse().unwrap();
         assert!(p.both_ways);
         assert!("pod-a ext".parse::<PairPattern>().is_err());
-        assert!("pod-a -> ext sctp".parse::<PairPattern>().is_err());
+        assert!("pod-a -> ext quic".parse::<PairPattern>().is_err());
+        let p: PairPattern = "client -> web:3868 sctp".parse().unwrap();
+        assert_eq!((p.to.0.as_str(), p.proto), ("web:3868", Some(Proto::Sctp)));
         assert!("-> ext".parse::<PairPattern>().is_err());
         assert!("a -> b tcp x".parse::<PairPattern>().is_err());
     }

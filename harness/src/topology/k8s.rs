@@ -9,8 +9,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use super::expect::Proto;
-
-pub type Labels = BTreeMap<String, String>;
+pub use super::selector::{Labels, Operator, Requirement, Selector};
 
 /// The label every namespace carries (as Kubernetes sets it).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -84,7 +83,7 @@ pub struct Endpoint {
 pub struct Policy {
     pub name: String,
     pub namespace: String,
-    pub pod_selector: Labels,
+    pub pod_selector: Selector,
     pub ingress: Option<Vec<PolicyRule>>,
     pub egress: Option<Vec<PolicyRule>>,
 }
@@ -103,8 +102,8 @@ pub enum Peer {
     /// Pods matching `pod_selector` (all when None) in namespaces matching `namespace_selector`
     /// (the policy's own namespace when None).
     Pods {
-        namespace_selector: Option<Labels>,
-        pod_selector: Option<Labels>,
+        namespace_selector: Option<Selector>,
+        pod_selector: Option<Selector>,
     },
     /// An address block, minus exceptions: IPv4 or IPv6 (an ipBlock matches its own family
     /// only, so a v4 block allows nothing of a pod's IPv6 traffic).
@@ -115,7 +114,40 @@ pub enum Peer {
 pub struct PolicyPort {
     pub protocol: Proto,
     /// None: every port of the protocol.
-    pub port: Option<u16>,
+    pub port: Option<PortRef>,
+    /// With a numeric `port`: the last port of the range `port..=end_port` (`endPort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_port: Option<u16>,
+}
+
+impl PolicyPort {
+    /// A rule's single numbered port.
+    pub fn number(protocol: Proto, port: u16) -> PolicyPort {
+        PolicyPort {
+            protocol,
+            port: Some(PortRef::Number(port)),
+            end_port: None,
+        }
+    }
+}
+
+/// A policy port by number, or by the name a pod gives one of its container ports (resolved
+/// against the pod that receives the traffic, so one name may mean a different number per pod).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+/// A port a pod declares (`containerPorts`): probed as its own matrix column `POD:PORT`, and
+/// what a policy's named port resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerPort {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: Proto,
 }
 
 /// Cluster DNS: a server in `pod` on `port`, behind the kube-dns Service `service_ip`:53.
@@ -130,10 +162,6 @@ pub struct DnsSpec {
 /// What cluster DNS answers: a fully qualified name's A record and, for a dual-stack Service,
 /// its AAAA record.
 pub type DnsRecords = BTreeMap<String, (Ipv4Addr, Option<Ipv6Addr>)>;
-
-pub fn selects(selector: &Labels, labels: &Labels) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
 
 /// A connection a policy decides on: who, to which address, protocol and (post-DNAT) port.
 #[derive(Debug, Clone)]
@@ -168,12 +196,14 @@ impl K8s {
     }
 }
 
-/// A target of probes beyond hosts: `svc/NAME`, `nodeport/NAME@NODE`, `dns/NAME`.
+/// A target of probes beyond hosts: `svc/NAME`, `nodeport/NAME@NODE`, `dns/NAME`, and a
+/// port a pod declares, `POD:PORT` (its tcp, udp or sctp cells are the ports of that number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Service(String),
     NodePort { service: String, node: String },
     Dns(String),
+    Port { pod: String, port: u16 },
 }
 
 impl Target {
@@ -188,8 +218,14 @@ impl Target {
                 node: node.to_string(),
             });
         }
-        name.strip_prefix("dns/")
-            .map(|s| Target::Dns(s.to_string()))
+        if let Some(s) = name.strip_prefix("dns/") {
+            return Some(Target::Dns(s.to_string()));
+        }
+        let (pod, port) = name.rsplit_once(':')?;
+        Some(Target::Port {
+            pod: pod.to_string(),
+            port: port.parse().ok()?,
+        })
     }
 
     pub fn name(&self) -> String {
@@ -197,6 +233,7 @@ impl Target {
             Target::Service(s) => format!("svc/{s}"),
             Target::NodePort { service, node } => format!("nodeport/{service}@{node}"),
             Target::Dns(s) => format!("dns/{s}"),
+            Target::Port { pod, port } => format!("{pod}:{port}"),
         }
     }
 }
@@ -288,7 +325,7 @@ mod tests {
 
     #[test]
     fn targets_round_trip() {
-        for t in ["svc/web", "nodeport/web@node2", "dns/web"] {
+        for t in ["svc/web", "nodeport/web@node2", "dns/web", "db:5432"] {
             assert_eq!(Target::parse(t).unwrap().name(), t);
         }
         assert_eq!(Target::parse("pod-a"), None);

@@ -27,7 +27,7 @@ impl Topology {
             .iter()
             .filter(|pol| {
                 pol.namespace == p.namespace
-                    && selects(&pol.pod_selector, &p.labels)
+                    && pol.pod_selector.selects(&p.labels)
                     && if egress {
                         pol.egress.is_some()
                     } else {
@@ -52,9 +52,9 @@ impl Topology {
                 };
                 let ns_ok = match namespace_selector {
                     None => p.namespace == policy.namespace,
-                    Some(sel) => selects(sel, &self.k8s.namespace_labels(&p.namespace)),
+                    Some(sel) => sel.selects(&self.k8s.namespace_labels(&p.namespace)),
                 };
-                ns_ok && pod_selector.as_ref().is_none_or(|s| selects(s, &p.labels))
+                ns_ok && pod_selector.as_ref().is_none_or(|s| s.selects(&p.labels))
             }
         }
     }
@@ -66,11 +66,32 @@ impl Topology {
                 .iter()
                 .any(|p| self.peer_selects(policy, p, peer_ip));
         let port_ok = rule.ports.is_empty()
-            || rule
-                .ports
-                .iter()
-                .any(|pp| pp.protocol == f.proto && pp.port.is_none_or(|x| Some(x) == f.port));
+            || rule.ports.iter().any(|pp| {
+                pp.protocol == f.proto
+                    && (pp.port.is_none()
+                        || f.port.is_some_and(|n| {
+                            self.port_range(pp, f.dst).is_some_and(|r| r.contains(&n))
+                        }))
+            });
         peer_ok && port_ok
+    }
+
+    /// The ports a policy port stands for at `dst`: a number (to `end_port`), or the number
+    /// the pod at `dst` gives the name for the protocol (None when `dst` is no pod or declares
+    /// no such port: a named port matches only where it resolves).
+    pub fn port_range(
+        &self,
+        pp: &PolicyPort,
+        dst: IpAddr,
+    ) -> Option<std::ops::RangeInclusive<u16>> {
+        match &pp.port {
+            None => Some(0..=u16::MAX),
+            Some(PortRef::Number(n)) => Some(*n..=pp.end_port.unwrap_or(*n)),
+            Some(PortRef::Name(name)) => {
+                let n = named_port(self.pod_at(dst)?.1, name, pp.protocol)?;
+                Some(n..=n)
+            }
+        }
     }
 
     /// Whether NetworkPolicies let this flow through: egress from the source pod (if any policy
@@ -192,6 +213,14 @@ impl Topology {
     }
 }
 
+/// The number a pod gives a named port of a protocol.
+pub fn named_port(p: &super::model::PodSpec, name: &str, proto: Proto) -> Option<u16> {
+    p.ports
+        .iter()
+        .find(|c| c.name.as_deref() == Some(name) && c.protocol == proto)
+        .map(|c| c.port)
+}
+
 /// One probe of a Kubernetes target, as the topology defines it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetProbe {
@@ -229,7 +258,71 @@ impl Topology {
                 v.push(Target::Dns(s.name.clone()).name());
             }
         }
+        for (pod, p) in self.pods() {
+            let mut numbers: Vec<u16> = p.ports.iter().map(|c| c.port).collect();
+            numbers.dedup();
+            for port in numbers {
+                v.push(
+                    Target::Port {
+                        pod: pod.to_string(),
+                        port,
+                    }
+                    .name(),
+                );
+            }
+        }
         v
+    }
+
+    /// Every probe `from` makes of a target in one family: one, or for a pod's port one per
+    /// protocol the pod serves at that number.
+    pub fn target_probes_for(&self, from: &str, target: &str, family: Family) -> Vec<TargetProbe> {
+        match Target::parse(target) {
+            Some(Target::Port { pod, port }) => self.port_probes(from, &pod, port, family),
+            _ => self
+                .target_probe(from, target, family)
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The probes of a port a pod declares: from pods and nodes (as ClusterIPs), each protocol
+    /// the pod serves there, to the pod's address of the family, answered by an echo server at
+    /// the port. SCTP has no IPv6 twin here: an IPv6 probe of it is not made.
+    fn port_probes(&self, from: &str, pod: &str, port: u16, family: Family) -> Vec<TargetProbe> {
+        let (Some(h), Some(p)) = (self.host(from), self.host(pod).and_then(|h| h.as_pod())) else {
+            return Vec::new();
+        };
+        let (Some(_), Some(dst)) = (
+            h.address_of(family),
+            self.host(pod).and_then(|x| x.address_of(family)),
+        ) else {
+            return Vec::new();
+        };
+        if from == pod || matches!(h.role, Role::External(_)) {
+            return Vec::new();
+        }
+        let any: IpAddr = match family {
+            Family::V4 => Ipv4Addr::UNSPECIFIED.into(),
+            Family::V6 => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        p.ports
+            .iter()
+            .filter(|c| c.port == port)
+            .filter_map(|c| {
+                let proto = match family {
+                    Family::V4 => c.protocol,
+                    Family::V6 => c.protocol.v6()?,
+                };
+                Some(TargetProbe {
+                    proto,
+                    dst,
+                    port: Some(port),
+                    listeners: vec![(pod.to_string(), any, port)],
+                    query: None,
+                })
+            })
+            .collect()
     }
 
     /// Host names, then target names: what a rule's TO may name.
@@ -317,6 +410,10 @@ impl Topology {
                     query: Some((self.dns_query_for(from, s), s.cluster_ip)),
                 })
             }
+            Target::Port { pod, port } => self
+                .port_probes(from, &pod, port, family)
+                .into_iter()
+                .next(),
         }
     }
 
@@ -366,10 +463,10 @@ impl Topology {
                 .denied(from, dst, proto, port)
                 .map(|why| (Outcome::Timeout, format!("default: {why}")));
         }
-        let tp = self.target_probe(from, to, proto.family())?;
-        if tp.proto != proto {
-            return None;
-        }
+        let tp = self
+            .target_probes_for(from, to, proto.family())
+            .into_iter()
+            .find(|tp| tp.proto == proto)?;
         let connected = self.cluster.network.connects_nodes();
         let node_of = |h: &str| match &self.host(h)?.role {
             Role::Pod(p) => Some(p.node.clone()),
@@ -424,6 +521,17 @@ impl Topology {
                 } else {
                     None
                 }
+            }
+            Target::Port { pod, port } => {
+                let dst = self.host(&pod)?.address_of(proto.family())?;
+                if !self.default_pairs {
+                    return None;
+                }
+                let why = super::model::default_reason(self, from, &pod)?;
+                Some(match self.denied(from, dst, proto, Some(port)) {
+                    None => (Outcome::Reachable, format!("default: {why}")),
+                    Some(why) => (Outcome::Timeout, format!("default: {why}")),
+                })
             }
             Target::Dns(_) => {
                 let d = self.k8s.dns.as_ref()?;

@@ -9,6 +9,7 @@ pub mod k8s_eval;
 pub mod model;
 pub mod param;
 pub mod parse;
+pub mod selector;
 pub mod source;
 pub mod suggest;
 

@@ -32,6 +32,9 @@ pub struct Topology {
     /// Services, NetworkPolicies and cluster DNS.
     #[serde(default)]
     pub k8s: super::k8s::K8s,
+    /// What parsing accepted but warns about (`file:line:col: warning: ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +92,9 @@ pub struct PodSpec {
     pub namespace: String,
     #[serde(default)]
     pub labels: super::k8s::Labels,
+    /// The ports the pod declares (`containerPorts`), each probed as a column `POD:PORT`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<super::k8s::ContainerPort>,
 }
 
 /// A host outside the cluster, on the uplink segment, with no route to any pod CIDR.
@@ -305,7 +311,8 @@ impl ProbeSettings {
 
     pub fn port(&self, proto: Proto) -> Option<u16> {
         match proto.base() {
-            Proto::Icmp | Proto::Icmp6 | Proto::Tcp6 | Proto::Udp6 => None,
+            // SCTP is probed only at the ports pods declare.
+            Proto::Icmp | Proto::Icmp6 | Proto::Tcp6 | Proto::Udp6 | Proto::Sctp => None,
             Proto::Tcp => Some(self.tcp_port),
             Proto::Udp => Some(self.udp_port),
             Proto::Dns => Some(53),

@@ -62,6 +62,8 @@ struct RawFixture {
 
 mod dual;
 mod k8s;
+mod ports;
+mod selector;
 mod service6;
 mod validator;
 
@@ -130,6 +132,9 @@ struct RawPod {
     namespace: String,
     #[serde(default)]
     labels: super::k8s::Labels,
+    /// `containerPorts`: `[{ name = "http", port = 8080, protocol = "tcp" }]`.
+    #[serde(default)]
+    ports: Vec<ports::RawContainerPort>,
 }
 
 #[derive(Deserialize)]
@@ -368,8 +373,10 @@ pub fn parse_fixture(src: &Source) -> Result<Topology, ConfigErrors> {
         src,
         errors: Vec::new(),
         suppressed: 0,
+        warnings: Vec::new(),
     };
-    let topo = v.fixture(raw);
+    let mut topo = v.fixture(raw);
+    topo.warnings = v.warnings.iter().map(ConfigError::as_warning).collect();
     v.finish(topo)
 }
 
@@ -474,6 +481,7 @@ impl Validator<'_> {
             default_pairs,
             expect: Vec::new(),
             k8s: Default::default(),
+            warnings: Vec::new(),
         };
         topo.k8s = self.k8s(
             k8s::RawK8s {
@@ -660,6 +668,7 @@ impl Validator<'_> {
                     host_veth: String::new(),
                     namespace: p.namespace.clone(),
                     labels: p.labels.clone(),
+                    ports: self.container_ports(name, &p.ports),
                 }),
             });
             return;
@@ -689,6 +698,7 @@ impl Validator<'_> {
                 host_veth,
                 namespace: p.namespace.clone(),
                 labels: p.labels.clone(),
+                ports: self.container_ports(name, &p.ports),
             }),
         });
     }
@@ -975,6 +985,7 @@ impl Validator<'_> {
                         host_veth: None,
                         namespace: super::k8s::default_namespace(),
                         labels: Default::default(),
+                        ports: Vec::new(),
                     },
                 );
                 next += 1;
@@ -1288,6 +1299,7 @@ fn empty_topology(name: String, description: String) -> Topology {
         default_pairs: false,
         expect: Vec::new(),
         k8s: Default::default(),
+        warnings: Vec::new(),
     }
 }
 
@@ -1595,9 +1607,13 @@ uplink = "203.0.113.10/24"
         assert!(e.message.contains("outside 30000..32767"), "{}", e.message);
 
         let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\nprotocol = \"sctp\"",
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nprotocol = \"icmp\"",
         ));
-        assert!(e.message.contains("is not tcp or udp"), "{}", e.message);
+        assert!(
+            e.message.contains("is not tcp, udp or sctp"),
+            "{}",
+            e.message
+        );
 
         let e = first_error(&format!("{BASE}\n[dns]\npod = \"pod-q\"\n"));
         assert_eq!(e.message, "[dns] pod: no pod \"pod-q\"");
@@ -1658,13 +1674,15 @@ uplink = "203.0.113.10/24"
             e.message,
             "except \"10.0.0.0/8\" is not of cidr \"fd00::/8\"'s family"
         );
-        let e = first_error(&format!(
+        // Host bits in an ipBlock: accepted, cleared, warned about (as the API server).
+        let t = parse(&format!(
             "{BASE}\n[policy.p]\negress = [{{ to = [{{ cidr = \"fd00::1/8\" }}] }}]\n"
-        ));
+        ))
+        .unwrap();
         assert!(
-            e.message.ends_with("cidr \"fd00::1/8\" has host bits set"),
-            "{}",
-            e.message
+            t.warnings[0].contains("cidr \"fd00::1/8\" has host bits set: it means \"fd00::/8\""),
+            "{:?}",
+            t.warnings
         );
 
         // A rule may name a target as TO, and an unknown one is located with the targets listed.

@@ -33,6 +33,17 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// The same, said as a warning: `file:line:col: warning: message`.
+    pub fn as_warning(&self) -> String {
+        ConfigError {
+            message: format!("warning: {}", self.message),
+            ..self.clone()
+        }
+        .to_string()
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {

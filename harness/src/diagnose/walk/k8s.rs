@@ -723,6 +723,8 @@ impl<'a> SvcCtx<'a> {
                 (svc, node)
             }
             Target::NodePort { service, node } => (t.k8s.service(service).cloned(), node.clone()),
+            // A pod's port is walked as its host pair (`walk::explain_pairs`), not here.
+            Target::Port { .. } => (None, String::new()),
         };
         let Some(svc) = svc else {
             return Err(culprit(

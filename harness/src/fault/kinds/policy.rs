@@ -27,7 +27,10 @@ impl Breakage for DefaultDenyEgress {
             namespace,
             allow_port,
         } = self;
-        needs_k8s(c.t, "default-deny-egress")?;
+        // Policies need no Service: any fixture with a Kubernetes layer renders them.
+        if c.t.k8s.is_empty() {
+            needs_k8s(c.t, "default-deny-egress")?;
+        }
         if !c.t.pods().any(|(_, p)| &p.namespace == namespace) {
             let mut nss: Vec<&str> = c.t.pods().map(|(_, p)| p.namespace.as_str()).collect();
             nss.sort();
@@ -60,10 +63,7 @@ impl Breakage for DefaultDenyEgress {
                 allow_port
                     .map(|p| PolicyRule {
                         peers: Vec::new(),
-                        ports: vec![PolicyPort {
-                            protocol: Proto::Udp,
-                            port: Some(p),
-                        }],
+                        ports: vec![PolicyPort::number(Proto::Udp, p)],
                     })
                     .into_iter()
                     .collect(),

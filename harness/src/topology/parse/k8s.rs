@@ -70,7 +70,7 @@ pub(super) struct RawPolicy {
     /// None: the namespace the table's key names (`[policy."dev/allow-dns"]`), else default.
     namespace: Option<String>,
     #[serde(default)]
-    pod_selector: Labels,
+    pod_selector: toml::Table,
     policy_types: Option<Vec<String>>,
     ingress: Option<Vec<RawRule>>,
     egress: Option<Vec<RawRule>>,
@@ -82,25 +82,17 @@ struct RawRule {
     from: Option<Vec<RawPeer>>,
     to: Option<Vec<RawPeer>>,
     #[serde(default)]
-    ports: Vec<RawPort>,
+    ports: Vec<super::ports::RawPolicyPort>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPeer {
-    pod_selector: Option<Labels>,
-    namespace_selector: Option<Labels>,
+    pod_selector: Option<toml::Table>,
+    namespace_selector: Option<toml::Table>,
     cidr: Option<String>,
     #[serde(default)]
     except: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPort {
-    #[serde(default = "tcp")]
-    protocol: String,
-    port: Option<u16>,
 }
 
 /// Everything of the Kubernetes layer a fixture can say.
@@ -149,21 +141,6 @@ fn implicit(k: &mut K8s, ns: &str) {
 }
 
 impl Validator<'_> {
-    fn proto_l4(&mut self, at: &[Key], s: &str) -> Option<Proto> {
-        match s {
-            "tcp" => Some(Proto::Tcp),
-            "udp" => Some(Proto::Udp),
-            _ => {
-                self.err(
-                    at,
-                    format!("protocol \"{s}\" is not tcp or udp"),
-                    Some("Services and policy ports speak tcp or udp".into()),
-                );
-                None
-            }
-        }
-    }
-
     pub(super) fn dns_name(&mut self, at: &[Key], s: &str, what: &str) {
         let ok = !s.is_empty()
             && s.len() <= 63
@@ -483,13 +460,13 @@ impl Validator<'_> {
                 for peer in raw_peers.iter().flatten() {
                     match (&peer.cidr, &peer.pod_selector, &peer.namespace_selector) {
                         (Some(c), None, None) => {
-                            let Some(cidr) = v.any_net(&at_r(key), c, "cidr") else {
+                            let Some(cidr) = v.block_net(&at_r(key), c, "cidr") else {
                                 continue;
                             };
                             let except: Vec<IpNet> = peer
                                 .except
                                 .iter()
-                                .filter_map(|e| v.any_net(&at_r(key), e, "except"))
+                                .filter_map(|e| v.block_net(&at_r(key), e, "except"))
                                 .collect();
                             for e in except.iter().filter(|e| !same_family(e, &cidr)) {
                                 v.err(
@@ -518,10 +495,13 @@ impl Validator<'_> {
                             "a peer must specify a peer: pod_selector, namespace_selector or cidr",
                             Some("`{}` names nothing; every pod of the policy's namespace is { pod_selector = {} }".into()),
                         ),
-                        (None, ps, ns) => peers.push(Peer::Pods {
-                            namespace_selector: ns.clone(),
-                            pod_selector: ps.clone(),
-                        }),
+                        (None, ps, ns) => {
+                            let at = at_r(key);
+                            peers.push(Peer::Pods {
+                                namespace_selector: ns.as_ref().map(|s| v.selector(&at, s)),
+                                pod_selector: ps.as_ref().map(|s| v.selector(&at, s)),
+                            })
+                        }
                         (Some(_), _, _) => v.err(
                             &at_r(key),
                             "a peer is a cidr or selectors, not both",
@@ -531,23 +511,19 @@ impl Validator<'_> {
                 }
                 let mut ports = Vec::new();
                 for pp in &r.ports {
-                    if let Some(protocol) = v.proto_l4(&at_r("ports"), &pp.protocol) {
-                        ports.push(PolicyPort {
-                            protocol,
-                            port: pp.port,
-                        });
-                    }
+                    ports.extend(v.policy_port(&at_r("ports"), pp));
                 }
                 out.push(PolicyRule { peers, ports });
             }
             Some(out)
         };
+        let pod_selector = self.selector(&at_p("pod_selector"), &p.pod_selector);
         let ingress = direction(self, &p.ingress, "ingress");
         let egress = direction(self, &p.egress, "egress");
         k.policies.push(Policy {
             name,
             namespace,
-            pod_selector: p.pod_selector.clone(),
+            pod_selector,
             ingress,
             egress,
         });

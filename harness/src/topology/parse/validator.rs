@@ -16,9 +16,36 @@ pub(super) struct Validator<'a> {
     pub(super) src: &'a Source,
     pub(super) errors: Vec<ConfigError>,
     pub(super) suppressed: usize,
+    /// What the fixture says that is accepted but probably not meant (as the API server's
+    /// warnings): located like errors, kept on the topology, printed by the commands.
+    pub(super) warnings: Vec<ConfigError>,
 }
 
 impl Validator<'_> {
+    pub(super) fn warn(&mut self, path: &[Key], message: impl Into<String>, help: Option<String>) {
+        let e = self.src.error_at_path(path, message, help);
+        self.warnings.push(e);
+    }
+
+    /// An ipBlock's network, either family. Host bits are accepted and cleared with a warning,
+    /// as the API server does without StrictIPCIDRValidation (`GetWarningsForCIDR`).
+    pub(super) fn block_net(&mut self, at: &[Key], s: &str, field: &str) -> Option<IpNet> {
+        let Ok(net) = IpNet::from_str(s) else {
+            return self.any_net(at, s, field);
+        };
+        if net.trunc() != net {
+            self.warn(
+                at,
+                format!(
+                    "{field} \"{s}\" has host bits set: it means \"{}\"",
+                    net.trunc()
+                ),
+                Some(format!("write \"{}\" to say so", net.trunc())),
+            );
+        }
+        Some(net.trunc())
+    }
+
     pub(super) fn err(
         &mut self,
         path: &[Key],
