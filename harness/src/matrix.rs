@@ -26,6 +26,10 @@ pub struct Cell {
     /// `lab::intent`): what it saw and what was intended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub translation: Option<String>,
+    /// The host that answered (for a Service: the endpoint that served this probe). Which one
+    /// does is numgen's draw: in JSON, never in a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 impl Cell {
@@ -113,6 +117,7 @@ impl Matrix {
                 seen_as: o.seen_as,
                 detail: o.detail,
                 translation: None,
+                served_by: o.served_by,
             })
             .collect();
         Matrix {

@@ -40,6 +40,11 @@ async fn k8s_fixture_is_healthy() {
         Some(Outcome::Reachable),
         "hairpin"
     );
+    // The echo names the endpoint that served each Service cell (TCP and UDP).
+    let served = |to: &str, p| m.cell("pod-a", to, p).and_then(|c| c.served_by.clone());
+    assert_eq!(served("svc/api", Proto::Tcp).as_deref(), Some("pod-c"));
+    assert_eq!(served("svc/echo", Proto::Udp).as_deref(), Some("pod-b"));
+    assert_eq!(served("pod-c", Proto::Tcp).as_deref(), Some("pod-c"));
 }
 
 /// The truth table (decided from the fixture alone) is what the live lab shows, cell by cell.

@@ -334,8 +334,8 @@ fn servers_stay_for_real_clients_and_a_users_own_server_is_probed_as_it_is() {
     assert_eq!(
         got.lines().collect::<Vec<_>>(),
         [
-            "netfault-echo seen=10.244.1.2",
-            "netfault-echo seen=203.0.113.1 hi"
+            "netfault-echo seen=10.244.1.2 by=pod-b",
+            "netfault-echo seen=203.0.113.1 by=ext hi"
         ],
         "{got}"
     );
@@ -343,7 +343,7 @@ fn servers_stay_for_real_clients_and_a_users_own_server_is_probed_as_it_is() {
     let answer = curl(lab, &["-m", "3", "http://203.0.113.10/"]);
     assert_eq!(
         String::from_utf8_lossy(&answer.stdout),
-        "netfault-echo seen=203.0.113.1\n"
+        "netfault-echo seen=203.0.113.1 by=ext\n"
     );
     assert_eq!(nf(&["status", lab]).status.code(), Some(0));
 
@@ -528,8 +528,8 @@ fn a_dual_stack_lab_answers_ipv6_clients_and_breaks_one_family() {
     assert_eq!(
         got.lines().collect::<Vec<_>>(),
         [
-            "netfault-echo seen=2001:db8::1",
-            "netfault-echo seen=fd00:10:244:1::2 hi"
+            "netfault-echo seen=2001:db8::1 by=ext",
+            "netfault-echo seen=fd00:10:244:1::2 by=pod-b hi"
         ],
         "{got}"
     );
@@ -538,7 +538,7 @@ fn a_dual_stack_lab_answers_ipv6_clients_and_breaks_one_family() {
     let v4 = curl(lab, &["-m", "3", "http://203.0.113.10/"]);
     assert_eq!(
         String::from_utf8_lossy(&v4.stdout),
-        "netfault-echo seen=203.0.113.1\n"
+        "netfault-echo seen=203.0.113.1 by=ext\n"
     );
     let v6 = curl(lab, &["-m", "1", "-6", "http://[2001:db8::10]/"]);
     assert_eq!(

@@ -1,8 +1,9 @@
 //! Echo servers the prober opens in target namespaces for the length of one probe run.
 //!
-//! TCP: read the probe line, answer `netfault-echo seen=<peer address>`, then echo what follows
+//! TCP: read the probe line, answer `netfault-echo seen=<peer address> by=<host>` (the host that
+//! answered: which endpoint served a Service's probe), then echo what follows
 //! (an HTTP request line instead gets that line as a `200 OK` answer, so `curl` works).
-//! UDP: answer every datagram with `netfault-echo seen=<peer address>` and the datagram, from the
+//! UDP: answer every datagram with `netfault-echo seen=<peer address> by=<host>` and the datagram, from the
 //! address it was sent to. Listeners use SO_REUSEPORT so two probers (and the standing servers
 //! of `netfault serve`) can share a pinned lab. A port held by a server that is not netfault's
 //! (without SO_REUSEPORT) is left to it: its probes take what it does as the answer.
@@ -69,12 +70,12 @@ impl Servers {
             Proto::Tcp | Proto::Sctp => {
                 let l = tokio::net::TcpListener::from_std(sock.into())
                     .map_err(|e| Error::io(format!("{host}: tcp listener"), e))?;
-                tokio::spawn(tcp_server(l))
+                tokio::spawn(tcp_server(l, host.into()))
             }
             Proto::Udp => {
                 let u = tokio::net::UdpSocket::from_std(sock.into())
                     .map_err(|e| Error::io(format!("{host}: udp listener"), e))?;
-                tokio::spawn(udp_server(u, port, book))
+                tokio::spawn(udp_server(u, port, book, host.into()))
             }
             _ => return Ok(true),
         };
@@ -85,17 +86,17 @@ impl Servers {
 
 impl Servers {
     /// Serves on a standing listener (see `standing`).
-    pub(crate) fn adopt(&mut self, proto: Proto, sock: Socket, _port: u16) -> Result<()> {
+    pub(crate) fn adopt(&mut self, host: &str, proto: Proto, sock: Socket) -> Result<()> {
         let task = match proto {
             Proto::Tcp | Proto::Tcp6 => {
                 let l = tokio::net::TcpListener::from_std(sock.into())
                     .map_err(|e| Error::io("a standing tcp listener", e))?;
-                tokio::spawn(tcp_server(l))
+                tokio::spawn(tcp_server(l, host.into()))
             }
             _ => {
                 let u = tokio::net::UdpSocket::from_std(sock.into())
                     .map_err(|e| Error::io("a standing udp listener", e))?;
-                tokio::spawn(standing_udp_server(u))
+                tokio::spawn(standing_udp_server(u, host.into()))
             }
         };
         self.tasks.push(task);
@@ -144,12 +145,13 @@ fn listen(proto: Proto, ip: IpAddr, port: u16) -> std::io::Result<Socket> {
     Ok(s)
 }
 
-async fn tcp_server(l: tokio::net::TcpListener) {
+async fn tcp_server(l: tokio::net::TcpListener, host: Arc<str>) {
     loop {
         let Ok((mut s, peer)) = l.accept().await else {
             tokio::time::sleep(Duration::from_millis(5)).await;
             continue;
         };
+        let host = host.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             let mut first = Vec::new();
@@ -168,10 +170,10 @@ async fn tcp_server(l: tokio::net::TcpListener) {
                     let ip = peer.ip();
                     // `curl` inside a lab: an HTTP request gets an HTTP answer, then close.
                     if is_http_request(&first[..pos]) {
-                        let _ = http_answer(&mut s, &mut first, ip).await;
+                        let _ = http_answer(&mut s, &mut first, ip, &host).await;
                         return;
                     }
-                    if s.write_all(format!("{ECHO_PREFIX}{ip}\n").as_bytes())
+                    if s.write_all(format!("{ECHO_PREFIX}{ip} by={host}\n").as_bytes())
                         .await
                         .is_err()
                     {
@@ -214,6 +216,7 @@ async fn http_answer(
     s: &mut tokio::net::TcpStream,
     got: &mut Vec<u8>,
     seen: IpAddr,
+    host: &str,
 ) -> std::io::Result<()> {
     let mut buf = [0u8; 4096];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") && !got.windows(2).any(|w| w == b"\n\n") {
@@ -225,7 +228,7 @@ async fn http_answer(
             _ => break,
         }
     }
-    let body = format!("{ECHO_PREFIX}{seen}\n");
+    let body = format!("{ECHO_PREFIX}{seen} by={host}\n");
     let head = format!(
         "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -236,14 +239,14 @@ async fn http_answer(
 }
 
 /// A reply that cannot be sent (no route back, a filter on the way out) is booked to its probe.
-async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>) {
+async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>, host: Arc<str>) {
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, peer)) = u.recv_from(&mut buf).await else {
             tokio::time::sleep(Duration::from_millis(1)).await;
             continue;
         };
-        let mut reply = format!("{ECHO_PREFIX}{} ", peer.ip()).into_bytes();
+        let mut reply = format!("{ECHO_PREFIX}{} by={host} ", peer.ip()).into_bytes();
         // The request back, cut so a large probe's reply is as large as the probe itself.
         let keep = if n > reply.len() + 64 {
             n - reply.len()
@@ -269,7 +272,7 @@ async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>
 
 /// A standing UDP server (wildcard address, either family): answers each datagram as the
 /// prober's UDP echo does, from the address it was sent to (IP_PKTINFO, IPV6_PKTINFO).
-async fn standing_udp_server(u: tokio::net::UdpSocket) {
+async fn standing_udp_server(u: tokio::net::UdpSocket, host: Arc<str>) {
     use nix::sys::socket::SockaddrStorage;
     use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
     use std::io::IoSliceMut;
@@ -304,7 +307,7 @@ async fn standing_udp_server(u: tokio::net::UdpSocket) {
                 _ => None,
             };
         let Some(peer_ip) = peer_ip else { continue };
-        let mut reply = format!("{ECHO_PREFIX}{peer_ip} ").into_bytes();
+        let mut reply = format!("{ECHO_PREFIX}{peer_ip} by={host} ").into_bytes();
         reply.extend_from_slice(&buf[..n]);
         // The reply leaves from the address the request was sent to, on any interface.
         let v4 = info.ok().map(|i| libc::in_pktinfo {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::classify::classify_errno;
 use super::held::{EndGuard, Held};
 use super::resend::Resender;
-use super::sock::{errqueue, parse_echo, recv, register};
+use super::sock::{echo_server, errqueue, parse_echo, recv, register};
 use super::spec::*;
 use super::watch::{changed, decisive, dropped, in_window, TCP_GRACE};
 use super::{dns, echo};
@@ -436,6 +436,7 @@ fn infer_rate_limited(specs: &[ProbeSpec], mut results: Vec<Observation>) -> Vec
                 detail: Some(format!("{what} (to the {} probe; {router} rate-limits routing errors, so this probe got none)", specs[*j].proto)),
                 routing_error_from: Some(*router),
                 next_hop_mtu: None,
+                served_by: None,
             };
         }
     }
@@ -456,6 +457,7 @@ fn loss_outcome(spec: &ProbeSpec, lost: usize, seen: &[Observation]) -> Observat
             detail,
             routing_error_from: None,
             next_hop_mtu: None,
+            served_by: None,
         };
     }
     // Some got through: a lossy path, not a refusal.
@@ -613,6 +615,7 @@ async fn counted(
         detail: None,
         routing_error_from: None,
         next_hop_mtu: None,
+        served_by: None,
     }));
     loss_outcome(spec, lost, &all)
 }
@@ -745,6 +748,7 @@ async fn udp(
             detail: None,
             routing_error_from: None,
             next_hop_mtu: None,
+            served_by: echo_server(b),
         })
     })
     .await;
@@ -912,6 +916,7 @@ async fn tcp(
                 detail: None,
                 routing_error_from: None,
                 next_hop_mtu: None,
+                served_by: echo_server(line.as_bytes()),
             },
             None => Observation::new(
                 Outcome::Refused,

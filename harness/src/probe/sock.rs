@@ -55,6 +55,14 @@ pub(crate) fn parse_echo(b: &[u8]) -> Option<IpAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// The host an echo names as the one that answered (`by=HOST`, the word after the address).
+pub(crate) fn echo_server(b: &[u8]) -> Option<String> {
+    let s = String::from_utf8_lossy(b.get(..b.len().min(512))?);
+    let rest = s.strip_prefix(ECHO_PREFIX)?;
+    let by = rest.split_whitespace().nth(1)?.strip_prefix("by=")?;
+    Some(by.to_string())
+}
+
 pub(crate) fn recv(s: &Socket, buf: &mut [u8]) -> std::io::Result<usize> {
     let n = unsafe {
         libc::recv(

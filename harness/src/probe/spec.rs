@@ -101,6 +101,10 @@ pub struct Observation {
     /// discovery resends at it (IPv6's IPV6_MTU still reads the old route until the next send).
     #[serde(skip)]
     pub next_hop_mtu: Option<usize>,
+    /// The host whose echo server answered (`by=` in the echo): for a Service, the endpoint
+    /// that served the probe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 impl Observation {
@@ -111,6 +115,7 @@ impl Observation {
             detail: detail.into(),
             routing_error_from: None,
             next_hop_mtu: None,
+            served_by: None,
         }
     }
 

@@ -60,7 +60,7 @@ pub async fn serve(lab: &Lab) -> Result<(Servers, Vec<String>)> {
                 )
             })?,
         };
-        servers.adopt(proto, sock, port)?;
+        servers.adopt(&host, proto, sock)?;
     }
     Ok((servers, taken))
 }

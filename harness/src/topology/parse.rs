@@ -223,6 +223,11 @@ fn probe_protocols(list: &[String], err: &mut ProbeErr<'_>) -> Vec<Proto> {
                 format!("protocol {p} is listed twice"),
                 None,
             ),
+            Ok(Proto::Sctp) => err(
+                &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
+                "sctp is not a protocol every pair is probed in".into(),
+                Some("declare the port on the pod that serves it (ports = [{ port = 3868, protocol = \"sctp\" }]): it is probed as a column POD:PORT".into()),
+            ),
             Ok(p) => protos.push(p),
             Err(msg) => err(
                 &[Key::Field("probe"), Key::Field("protocols"), Key::Index(i)],
