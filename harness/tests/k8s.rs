@@ -229,6 +229,29 @@ async fn named_ports_ranges_and_match_expressions_do_what_the_truth_table_says()
     assert!(sctp_cells >= 3, "{sctp_cells}");
 }
 
+/// `internalTrafficPolicy: Local`: a ClusterIP reached from node1 or its pods goes to node1's
+/// endpoint; from node2, which has none, kube-proxy drops it (a timeout, not a reject).
+#[tokio::test]
+async fn internal_traffic_policy_local_keeps_a_nodes_traffic_on_its_own_endpoints() {
+    let text = std::fs::read_to_string(common::fixture_path("k8s.toml")).unwrap()
+        + "\n[service.local]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\ninternal_traffic_policy = \"Local\"\n";
+    let t = netfault::topology::parse_fixture(&netfault::topology::Source::new("itp.toml", text))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (table, _) = netfault::matrix::truth_table(&t);
+    let o = |f: &str| table.observed(f, "svc/local", Proto::Tcp);
+    assert_eq!(
+        (o("pod-a"), o("node1")),
+        (Some(Outcome::Reachable), Some(Outcome::Reachable))
+    );
+    assert_eq!(
+        (o("pod-c"), o("node2")),
+        (Some(Outcome::Timeout), Some(Outcome::Timeout))
+    );
+    let script = netfault::lab::k8s::kube_proxy_script(&t, &t.k8s, "node2");
+    assert!(script.contains("has no local endpoints"), "{script}");
+    truth_table_matches_lab(&t).await;
+}
+
 /// A dual-stack pod is isolated in both families: selectors pick it whatever the family, and an
 /// ipBlock matches its own family only (a v4 block lets none of a pod's IPv6 traffic through).
 #[tokio::test]

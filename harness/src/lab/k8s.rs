@@ -88,6 +88,11 @@ fn service_in(
     Some((vip, eps))
 }
 
+/// The node a pod runs on.
+fn node_of<'a>(t: &'a Topology, pod: &str) -> Option<&'a str> {
+    t.host(pod)?.as_pod().map(|p| p.node.as_str())
+}
+
 /// An address as nft's `dnat to` takes it with a port (`[addr]:port` in IPv6).
 fn dnat_target(ip: IpAddr, port: u16) -> String {
     match ip {
@@ -151,11 +156,30 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
             }
             continue;
         }
-        let _ = writeln!(
-            services,
-            "    {fam} daddr {vip} {p} dport {} goto {c} comment \"{comment}\"",
-            svc.port
-        );
+        // internalTrafficPolicy Local: the ClusterIP goes to this node's endpoints only, and is
+        // dropped where there are none (kube-proxy: "has no local endpoints").
+        let local: Vec<usize> = (0..eps.len())
+            .filter(|&i| node_of(t, &eps[i].0) == Some(node))
+            .collect();
+        let internal = match (svc.internal_local, local.is_empty()) {
+            (false, _) => c.clone(),
+            (true, true) => {
+                let _ = writeln!(
+                    rejects,
+                    "    {fam} daddr {vip} {p} dport {} drop comment \"{comment} has no local endpoints\"",
+                    svc.port
+                );
+                String::new()
+            }
+            (true, false) => format!("{c}-local"),
+        };
+        if !internal.is_empty() {
+            let _ = writeln!(
+                services,
+                "    {fam} daddr {vip} {p} dport {} goto {internal} comment \"{comment}\"",
+                svc.port
+            );
+        }
         if also_tcp {
             let _ = writeln!(
                 services,
@@ -202,6 +226,19 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
             eps.len(),
             vmap.join(", ")
         );
+        if svc.internal_local && !local.is_empty() {
+            let lvmap: Vec<String> = local
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| vmap[i].replacen(&format!("{i} :"), &format!("{j} :"), 1))
+                .collect();
+            let _ = writeln!(
+                chains,
+                "  chain {c}-local {{\n    {mark}\n    numgen random mod {} vmap {{ {} }}\n  }}",
+                local.len(),
+                lvmap.join(", ")
+            );
+        }
     }
     let _ = writeln!(s, "  chain services {{\n{services}  }}");
     s.push_str(&chains);

@@ -69,6 +69,10 @@ pub struct Service {
     /// Endpoints kube-proxy still has though no pod holds their address (a fault's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale: Vec<(Ipv4Addr, u16)>,
+    /// `internalTrafficPolicy: Local`: a ClusterIP reached from a node (or its pods) goes to
+    /// that node's endpoints only, and is dropped where it has none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal_local: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -481,6 +481,21 @@ impl Topology {
                         "default: a Service without endpoints is rejected".into(),
                     ));
                 }
+                let mut tp = tp;
+                if let (Target::Service(name), Some(n)) = (Target::parse(to)?, node_of(from)) {
+                    if self.k8s.service(&name)?.internal_local {
+                        tp.listeners
+                            .retain(|(pod, _, _)| node_of(pod).as_ref() == Some(&n));
+                        if tp.listeners.is_empty() {
+                            return Some((
+                                Outcome::Timeout,
+                                format!(
+                                    "default: internalTrafficPolicy Local, and no endpoint on {n}"
+                                ),
+                            ));
+                        }
+                    }
+                }
                 let external = matches!(self.host(from)?.role, Role::External(_));
                 let mut verdicts = Vec::new();
                 for (pod, _, port) in &tp.listeners {

@@ -36,6 +36,8 @@ pub(super) struct RawService {
     node_port: Option<u16>,
     #[serde(default)]
     endpoints: Vec<String>,
+    /// `internalTrafficPolicy`: "Cluster" (the default) or "Local".
+    internal_traffic_policy: Option<String>,
 }
 
 fn tcp() -> String {
@@ -305,6 +307,18 @@ impl Validator<'_> {
             });
         }
         let cluster_ip6 = self.service_ip6(name, s, ips.v6, &endpoints, ctx, k);
+        let internal_local = match s.internal_traffic_policy.as_deref() {
+            None | Some("Cluster") => false,
+            Some("Local") => true,
+            Some(other) => {
+                self.err(
+                    &at("internal_traffic_policy"),
+                    format!("internal_traffic_policy \"{other}\" is not Cluster or Local"),
+                    Some("Cluster (the default) spreads over every endpoint; Local keeps a node's traffic on its own".into()),
+                );
+                false
+            }
+        };
         k.services.push(Service {
             name: name.to_string(),
             namespace: s.namespace.clone(),
@@ -316,6 +330,7 @@ impl Validator<'_> {
             endpoints,
             dns: false,
             stale: Vec::new(),
+            internal_local,
         });
     }
 
@@ -387,6 +402,7 @@ impl Validator<'_> {
                 }],
                 dns: true,
                 stale: Vec::new(),
+                internal_local: false,
             });
             k.dns = Some(DnsSpec {
                 pod: d.pod.clone(),
