@@ -364,14 +364,22 @@ fn reconcile(d: &mut Diagnosis, ev: &[Evidence]) {
     let drops: Vec<&Evidence> = ev.iter().filter(|e| e.kind == "nft-trace").collect();
     match d.culprit.component {
         Component::Unexplained => {
-            if let Some(e) = drops.first() {
+            // Only when the drops single out one host and component (never a guess among
+            // several).
+            let mut named: Vec<(&str, Component)> = drops
+                .iter()
+                .map(|e| (e.host.as_str(), traced_component(&e.text)))
+                .collect();
+            named.sort();
+            named.dedup();
+            if let ([(host, component)], Some(e)) = (named.as_slice(), drops.first()) {
                 d.notes.push(format!(
                     "the walk could not decide; the kernel's nft trace did: {} {}",
                     e.host, e.text
                 ));
                 d.culprit = Culprit {
-                    host: e.host.clone(),
-                    component: Component::Filter,
+                    host: host.to_string(),
+                    component: *component,
                     summary: format!("the nft trace on {} shows it: {}", e.host, e.text),
                 };
             }
@@ -398,6 +406,18 @@ fn reconcile(d: &mut Diagnosis, ev: &[Evidence]) {
                 ));
             }
         }
+    }
+}
+
+/// The component a traced drop's table belongs to: the lab's NetworkPolicies, kube-proxy's
+/// Service rules, or any other filter.
+fn traced_component(text: &str) -> Component {
+    if text.contains(&format!("table inet {}", crate::lab::policy::POLICY_TABLE)) {
+        Component::Policy
+    } else if text.contains(&format!(" {} ", crate::lab::k8s::KUBE_PROXY_TABLE)) {
+        Component::Service
+    } else {
+        Component::Filter
     }
 }
 

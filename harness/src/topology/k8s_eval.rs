@@ -335,9 +335,10 @@ impl Topology {
     }
 
     /// The probe `from` makes of a target in one family, if it probes that target at all:
-    /// pods and nodes reach ClusterIPs, external hosts reach NodePorts, pods look names up
-    /// (over IPv4: a pod's resolv.conf names the IPv4 DNS Service). IPv6 probes reach a
-    /// dual-stack Service's IPv6 ClusterIP and NodePorts at the nodes' IPv6 addresses.
+    /// every host probes ClusterIPs (an external host must not reach them) and NodePorts,
+    /// pods look names up (over IPv4: a pod's resolv.conf names the IPv4 DNS Service). IPv6
+    /// probes reach a dual-stack Service's IPv6 ClusterIP and NodePorts at the nodes' IPv6
+    /// addresses.
     pub fn target_probe(&self, from: &str, target: &str, family: Family) -> Option<TargetProbe> {
         let h = self.host(from)?;
         h.address_of(family)?;
@@ -368,7 +369,7 @@ impl Topology {
         match Target::parse(target)? {
             Target::Service(name) => {
                 let s = self.k8s.service(&name)?;
-                if matches!(h.role, Role::External(_)) || s.dns {
+                if s.dns {
                     return None;
                 }
                 Some(TargetProbe {
@@ -384,9 +385,6 @@ impl Topology {
                 vip(s)?;
                 let n = self.host(&node)?;
                 n.as_node()?;
-                if !matches!(h.role, Role::External(_)) {
-                    return None;
-                }
                 Some(TargetProbe {
                     proto: proto(s)?,
                     dst: n.address_of(family)?,
@@ -415,6 +413,122 @@ impl Topology {
                 .into_iter()
                 .next(),
         }
+    }
+
+    /// The healthy outcome of a ClusterIP or NodePort probe.
+    fn service_default(
+        &self,
+        from: &str,
+        to: &str,
+        proto: Proto,
+        mut tp: TargetProbe,
+    ) -> Option<(Outcome, String)> {
+        let connected = self.cluster.network.connects_nodes();
+        let node_of = |h: &str| match &self.host(h)?.role {
+            Role::Pod(p) => Some(p.node.clone()),
+            Role::Node(_) => Some(h.to_string()),
+            Role::External(_) => None,
+        };
+        let client = self.host(from)?;
+        let (service, np_node) = match Target::parse(to)? {
+            Target::Service(s) => (s, None),
+            Target::NodePort { service, node } => (service, Some(node)),
+            _ => return None,
+        };
+        if np_node.is_none() && matches!(client.role, Role::External(_)) {
+            return Some((
+                Outcome::Unreachable,
+                "default: a ClusterIP is no address outside the cluster (external hosts have no route to the service CIDR)".into(),
+            ));
+        }
+        if tp.listeners.is_empty() {
+            return Some((
+                Outcome::Refused,
+                "default: a Service without endpoints is rejected".into(),
+            ));
+        }
+        let client_node = node_of(from);
+        if let (None, Some(n)) = (&np_node, &client_node) {
+            if self.k8s.service(&service)?.internal_local {
+                tp.listeners
+                    .retain(|(pod, _, _)| node_of(pod).as_ref() == Some(n));
+                if tp.listeners.is_empty() {
+                    return Some((
+                        Outcome::Timeout,
+                        format!("default: internalTrafficPolicy Local, and no endpoint on {n}"),
+                    ));
+                }
+            }
+        }
+        let mut verdicts = Vec::new();
+        for (pod, _, port) in &tp.listeners {
+            let ip = self.host(pod)?.address_of(proto.family())?;
+            let ep_node = node_of(pod);
+            let Some(np) = &np_node else {
+                if !connected && client_node != ep_node {
+                    return None;
+                }
+                verdicts.push(self.denied(from, ip, proto, Some(*port)));
+                continue;
+            };
+            // A pod reaches another node only where the network connects nodes; the node
+            // reaches the endpoint likewise.
+            let pod_client = client.as_pod().is_some();
+            if !connected
+                && (Some(np) != ep_node.as_ref() || pod_client && client_node.as_ref() != Some(np))
+            {
+                return None;
+            }
+            let node_port = self.k8s.service(&service)?.node_port?;
+            verdicts.push(self.nodeport_verdict(from, np, pod, ip, proto, (*port, node_port))?);
+        }
+        if verdicts.iter().all(|v| v.is_none()) {
+            Some((
+                Outcome::Reachable,
+                "default: a Service answers from its endpoints".into(),
+            ))
+        } else if let (true, Some(why)) = (
+            verdicts.iter().all(|v| v.is_some()),
+            verdicts.first().cloned().flatten(),
+        ) {
+            Some((Outcome::Timeout, format!("default: {why}")))
+        } else {
+            None
+        }
+    }
+
+    /// What policies say of `from` reaching endpoint `pod` (at `ip:port`) through node `np`'s
+    /// NodePort, where the lab can tell (None: the fixture must say). Policies judge packets
+    /// after DNAT and before masquerade: a pod on `np` is judged as reaching the endpoint
+    /// itself; a pod elsewhere for egress to `np`'s address (its node then masquerades it).
+    /// Past `np` the endpoint sees a node's address, so an endpoint isolated for ingress that
+    /// the client's own packets do not reach decides what the lab cannot.
+    fn nodeport_verdict(
+        &self,
+        from: &str,
+        np: &str,
+        pod: &str,
+        ip: IpAddr,
+        proto: Proto,
+        (port, node_port): (u16, u16),
+    ) -> Option<Option<String>> {
+        let client = self.host(from)?;
+        let ep_node = self.host(pod)?.as_pod()?.node.clone();
+        let on_np = client.as_pod().is_some_and(|p| p.node == np);
+        if on_np && ep_node == np {
+            return Some(self.denied(from, ip, proto, Some(port)));
+        }
+        if !self.policies_for(pod, false).is_empty() {
+            return None;
+        }
+        if on_np {
+            return Some(self.denied(from, ip, proto, Some(port)));
+        }
+        if client.as_pod().is_none() {
+            return Some(None);
+        }
+        let np_ip = self.host(np)?.address_of(Family::of(ip))?;
+        Some(self.denied(from, np_ip, proto, Some(node_port)))
     }
 
     /// The address a host's packets to `dst` carry as source when policies judge them: its
@@ -475,67 +589,7 @@ impl Topology {
         };
         match Target::parse(to)? {
             Target::Service(_) | Target::NodePort { .. } => {
-                if tp.listeners.is_empty() {
-                    return Some((
-                        Outcome::Refused,
-                        "default: a Service without endpoints is rejected".into(),
-                    ));
-                }
-                let mut tp = tp;
-                if let (Target::Service(name), Some(n)) = (Target::parse(to)?, node_of(from)) {
-                    if self.k8s.service(&name)?.internal_local {
-                        tp.listeners
-                            .retain(|(pod, _, _)| node_of(pod).as_ref() == Some(&n));
-                        if tp.listeners.is_empty() {
-                            return Some((
-                                Outcome::Timeout,
-                                format!(
-                                    "default: internalTrafficPolicy Local, and no endpoint on {n}"
-                                ),
-                            ));
-                        }
-                    }
-                }
-                let external = matches!(self.host(from)?.role, Role::External(_));
-                let mut verdicts = Vec::new();
-                for (pod, _, port) in &tp.listeners {
-                    let ip = self.host(pod)?.address_of(proto.family())?;
-                    let ep_node = node_of(pod);
-                    let reach_node = if external {
-                        match Target::parse(to)? {
-                            Target::NodePort { node, .. } => Some(node),
-                            _ => None,
-                        }
-                    } else {
-                        node_of(from)
-                    };
-                    if !connected && reach_node != ep_node {
-                        return None;
-                    }
-                    if external {
-                        // NodePort traffic arrives masqueraded by the node: only policies that
-                        // isolate the endpoint for ingress decide, and the fixture must say.
-                        if !self.policies_for(pod, false).is_empty() {
-                            return None;
-                        }
-                        verdicts.push(None);
-                    } else {
-                        verdicts.push(self.denied(from, ip, proto, Some(*port)));
-                    }
-                }
-                if verdicts.iter().all(|v| v.is_none()) {
-                    Some((
-                        Outcome::Reachable,
-                        "default: a Service answers from its endpoints".into(),
-                    ))
-                } else if let (true, Some(why)) = (
-                    verdicts.iter().all(|v| v.is_some()),
-                    verdicts.first().cloned().flatten(),
-                ) {
-                    Some((Outcome::Timeout, format!("default: {why}")))
-                } else {
-                    None
-                }
+                self.service_default(from, to, proto, tp)
             }
             Target::Port { pod, port } => {
                 let dst = self.host(&pod)?.address_of(proto.family())?;

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use super::*;
 use crate::lab::k8s::{service_chain, KUBE_PROXY_TABLE};
 use crate::topology::k8s::{Resolver, Service, Target};
+use crate::topology::Role;
 
 /// What kube-proxy's live table says about a Service on one node.
 enum Translation {
@@ -204,6 +205,12 @@ impl Walker<'_> {
             evidence: Vec::new(),
             notes: Vec::new(),
         };
+        if matches!(target, Target::Service(_))
+            && matches!(t.host(from).map(|h| &h.role), Some(Role::External(_)))
+        {
+            let why = format!("{from} is outside the cluster: no ClusterIP is for it to reach");
+            return Ok(done(hops, culprit(from, Component::Unexplained, why)));
+        }
         let c = match SvcCtx::new(&t, from, to, &target) {
             Ok(c) => c,
             Err(cul) => return Ok(done(hops, cul)),
@@ -243,6 +250,16 @@ impl Walker<'_> {
             let why = format!("Service {} translates to no pod", c.svc_name);
             return Ok(done(hops, culprit(&c.node, Component::Service, why)));
         };
+        // Not guessed: the walk past a NodePort starts at the node's uplink, as an external
+        // host's packet arrives, or (the node's own, or its pods') where a ClusterIP's would;
+        // another node's or its pods' packets take another way in.
+        if c.nodeport && !c.arrives_on_uplink(&t) && !c.local_client(&t) {
+            let why = format!(
+                "{} translates {} to {first} as it should; the walk follows a NodePort from external hosts only (see the evidence)",
+                c.node, c.addr
+            );
+            return Ok(done(hops, culprit(from, Component::Unexplained, why)));
+        }
         if let Err(cul) = self.same_node_stage(&c, &first, &mut hops).await? {
             return Ok(done(hops, cul));
         }
@@ -502,7 +519,10 @@ impl Walker<'_> {
         let t = self.lab.topology().clone();
         let (from, node, svc_name, addr) = (c.from, &c.node, &c.svc_name, &c.addr);
         if let Some(p) = t.host(first).and_then(|h| h.as_pod()).cloned() {
-            let same_node = p.node == *node && !c.nodeport;
+            // A NodePort from the node's own pod is translated there as a ClusterIP is, but
+            // masqueraded: its replies are routed back through the node, never bridged.
+            let masqueraded = c.nodeport;
+            let same_node = p.node == *node && (!c.nodeport || c.local_client(&t));
             if same_node && t.has_bridge() && !p.host_veth.is_empty() {
                 if let Some(cul) = self.routed_back(c, first, &p, hops).await? {
                     return Ok(Err(cul));
@@ -527,10 +547,10 @@ impl Walker<'_> {
                             ),
                         )));
                     }
-                } else if t
-                    .host(from)
-                    .and_then(|h| h.as_pod())
-                    .is_some_and(|q| q.node == p.node)
+                } else if !masqueraded
+                    && t.host(from)
+                        .and_then(|h| h.as_pod())
+                        .is_some_and(|q| q.node == p.node)
                     && self
                         .sysctl(&p.node, "net.bridge.bridge-nf-call-iptables")
                         .await
@@ -637,8 +657,10 @@ impl Walker<'_> {
                 .find(|(p, _, _)| *p == first)
                 .map(|(_, _, port)| *port)
         });
-        // A NodePort's packets start at the node that translates them; a pod reaching itself
-        // through its Service goes to its node and back.
+        // An external host's NodePort packets start at the node that translates them (the
+        // node's own and its pods' are translated on their way, as a ClusterIP's); a pod
+        // reaching itself through its Service goes to its node and back.
+        let nodeport = nodeport && c.arrives_on_uplink(&t);
         let walk_from = if nodeport {
             node.clone()
         } else {
@@ -703,6 +725,18 @@ struct SvcCtx<'a> {
 }
 
 impl<'a> SvcCtx<'a> {
+    /// A NodePort probe from an external host: it arrives on the node's uplink.
+    fn arrives_on_uplink(&self, t: &crate::topology::Topology) -> bool {
+        matches!(t.host(self.from).map(|h| &h.role), Some(Role::External(_)))
+    }
+
+    /// A NodePort probe from its node or one of the node's pods: translated on the way out of
+    /// the client (output hook) or into the node (prerouting), as a ClusterIP is.
+    fn local_client(&self, t: &crate::topology::Topology) -> bool {
+        self.from == self.node
+            || matches!(t.host(self.from).map(|h| &h.role), Some(Role::Pod(p)) if p.node == self.node)
+    }
+
     fn new(
         t: &crate::topology::Topology,
         from: &'a str,
