@@ -58,6 +58,7 @@ async fn the_truth_table_is_what_the_lab_shows() {
         "{why:?}"
     );
     truth_table_matches_lab(&t).await;
+    truth_table_matches_lab(&fixture("k8s-traffic-policy.toml")).await;
 }
 
 /// Default deny, namespace and pod selectors, ports, CIDRs with exceptions, and the implicit
@@ -249,6 +250,46 @@ async fn internal_traffic_policy_local_keeps_a_nodes_traffic_on_its_own_endpoint
     );
     let script = netfault::lab::k8s::kube_proxy_script(&t, &t.k8s, "node2");
     assert!(script.contains("has no local endpoints"), "{script}");
+    truth_table_matches_lab(&t).await;
+}
+
+/// `externalTrafficPolicy: Local`: node1 holds the endpoint, so an external client reaches
+/// node1's NodePort with its own address kept (no masquerade) and times out at node2's; node2
+/// itself and its pods still get every endpoint, and node1 (its packets arrive from outside
+/// node2) does not.
+#[tokio::test]
+async fn external_traffic_policy_local_keeps_the_client_address_and_the_nodes_endpoints() {
+    let text = std::fs::read_to_string(common::fixture_path("k8s.toml")).unwrap()
+        + "\n[service.local]\ncluster_ip = \"10.96.0.50\"\nport = 80\nnode_port = 30090\nendpoints = [\"pod-b:8080\"]\nexternal_traffic_policy = \"Local\"\n";
+    let t = netfault::topology::parse_fixture(&netfault::topology::Source::new("etp.toml", text))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (table, _) = netfault::matrix::truth_table(&t);
+    let o = |f: &str, n: &str| table.observed(f, &format!("nodeport/local@{n}"), Proto::Tcp);
+    assert_eq!(o("ext", "node1"), Some(Outcome::Reachable));
+    assert_eq!(o("ext", "node2"), Some(Outcome::Timeout));
+    assert_eq!(
+        (o("node2", "node2"), o("pod-c", "node2")),
+        (Some(Outcome::Reachable), Some(Outcome::Reachable))
+    );
+    assert_eq!(
+        (o("node1", "node2"), o("pod-a", "node2")),
+        (Some(Outcome::Timeout), Some(Outcome::Timeout))
+    );
+    let lab = common::up(&t).await;
+    let m = netfault::probe::matrix(&lab).await.unwrap();
+    let seen = m
+        .cell("ext", "nodeport/local@node1", Proto::Tcp)
+        .and_then(|c| c.seen_as);
+    assert_eq!(
+        seen,
+        Some("203.0.113.10".parse().unwrap()),
+        "the client's address is kept"
+    );
+    let masq = m
+        .cell("ext", "nodeport/web@node1", Proto::Tcp)
+        .and_then(|c| c.seen_as);
+    assert_ne!(masq, seen, "a Cluster policy masquerades it");
+    drop(lab);
     truth_table_matches_lab(&t).await;
 }
 

@@ -88,6 +88,22 @@ fn service_in(
     Some((vip, eps))
 }
 
+/// kube-proxy's external chain of an `externalTrafficPolicy: Local` Service: the cluster's
+/// pods and the node itself get every endpoint (the node's own traffic masqueraded), anyone
+/// else the node's own endpoints, unmasqueraded (nothing, where it has none).
+fn external_local_chain(c: &str, fam: &str, cluster_cidr: Option<&str>, has_local: bool) -> String {
+    let mut s = String::new();
+    if let Some(cidr) = cluster_cidr {
+        let _ = writeln!(s, "    {fam} saddr {cidr} goto {c}");
+    }
+    let _ = writeln!(s, "    fib saddr type local jump mark-for-masquerade");
+    let _ = writeln!(s, "    fib saddr type local goto {c}");
+    if has_local {
+        let _ = writeln!(s, "    goto {c}-external-local");
+    }
+    s
+}
+
 /// The node a pod runs on.
 fn node_of<'a>(t: &'a Topology, pod: &str) -> Option<&'a str> {
     t.host(pod)?.as_pod().map(|p| p.node.as_str())
@@ -192,10 +208,19 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
                 services,
                 "    {fam} daddr {node_ip} {p} dport {np} goto external-{c} comment \"{comment} nodeport\""
             );
-            let _ = writeln!(
-                chains,
-                "  chain external-{c} {{\n    jump mark-for-masquerade\n    goto {c}\n  }}"
-            );
+            let external = if svc.external_local {
+                external_local_chain(&c, fam, cluster_cidr.as_deref(), !local.is_empty())
+            } else {
+                "    jump mark-for-masquerade\n    goto {c}\n".replace("{c}", &c)
+            };
+            let _ = writeln!(chains, "  chain external-{c} {{\n{external}  }}");
+            if svc.external_local && local.is_empty() {
+                // Nothing DNATs it: it reaches the node's input, where kube-proxy drops it.
+                let _ = writeln!(
+                    nodeport_rejects,
+                    "    {fam} daddr {node_ip} {p} dport {np} drop comment \"{comment} has no local endpoints\""
+                );
+            }
         }
         let mut vmap = Vec::new();
         for (i, (pod, ip, port)) in eps.iter().enumerate() {
@@ -226,18 +251,28 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
             eps.len(),
             vmap.join(", ")
         );
-        if svc.internal_local && !local.is_empty() {
-            let lvmap: Vec<String> = local
-                .iter()
-                .enumerate()
-                .map(|(j, &i)| vmap[i].replacen(&format!("{i} :"), &format!("{j} :"), 1))
-                .collect();
-            let _ = writeln!(
-                chains,
-                "  chain {c}-local {{\n    {mark}\n    numgen random mod {} vmap {{ {} }}\n  }}",
+        let lvmap: Vec<String> = local
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| vmap[i].replacen(&format!("{i} :"), &format!("{j} :"), 1))
+            .collect();
+        let lb = |marks: &str| {
+            format!(
+                "{marks}    numgen random mod {} vmap {{ {} }}\n",
                 local.len(),
                 lvmap.join(", ")
+            )
+        };
+        if svc.internal_local && !local.is_empty() {
+            let _ = writeln!(
+                chains,
+                "  chain {c}-local {{\n{}  }}",
+                lb(&format!("    {mark}\n"))
             );
+        }
+        // The client's address is kept: no masquerade mark.
+        if svc.external_local && !local.is_empty() && svc.node_port.is_some() {
+            let _ = writeln!(chains, "  chain {c}-external-local {{\n{}  }}", lb(""));
         }
     }
     let _ = writeln!(s, "  chain services {{\n{services}  }}");

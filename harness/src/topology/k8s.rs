@@ -73,6 +73,11 @@ pub struct Service {
     /// that node's endpoints only, and is dropped where it has none.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub internal_local: bool,
+    /// `externalTrafficPolicy: Local`: a NodePort reached from outside the node (and its
+    /// pods) goes to the node's own endpoints only, its client's address kept (no
+    /// masquerade), and is dropped on a node without one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external_local: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

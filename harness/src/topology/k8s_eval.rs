@@ -460,11 +460,29 @@ impl Topology {
                 }
             }
         }
+        // externalTrafficPolicy Local: the node and its pods get every endpoint, as a
+        // ClusterIP; anyone else (another node's packets arrive masqueraded by it) the node's
+        // own, or nothing.
+        let svc = self.k8s.service(&service)?;
+        let np_local_client = np_node
+            .as_ref()
+            .is_some_and(|np| client_node.as_ref() == Some(np));
+        if let (Some(np), true, false) = (&np_node, svc.external_local, np_local_client) {
+            tp.listeners
+                .retain(|(pod, _, _)| node_of(pod).as_ref() == Some(np));
+            if tp.listeners.is_empty() {
+                return Some((
+                    Outcome::Timeout,
+                    format!("default: externalTrafficPolicy Local, and no endpoint on {np}"),
+                ));
+            }
+        }
+        let as_cluster_ip = np_node.is_none() || svc.external_local && np_local_client;
         let mut verdicts = Vec::new();
         for (pod, _, port) in &tp.listeners {
             let ip = self.host(pod)?.address_of(proto.family())?;
             let ep_node = node_of(pod);
-            let Some(np) = &np_node else {
+            let (Some(np), false) = (&np_node, as_cluster_ip) else {
                 if !connected && client_node != ep_node {
                     return None;
                 }

@@ -1626,6 +1626,13 @@ uplink = "203.0.113.10/24"
             e.message,
             "internal_traffic_policy \"local\" is not Cluster or Local"
         );
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nexternal_traffic_policy = \"Local\"",
+        ));
+        assert_eq!(
+            e.message,
+            "external_traffic_policy applies to a Service with a node_port"
+        );
 
         let e = first_error(&format!("{BASE}\n[dns]\npod = \"pod-q\"\n"));
         assert_eq!(e.message, "[dns] pod: no pod \"pod-q\"");

@@ -19,6 +19,8 @@ enum Translation {
     NoRule,
     /// The Service is rejected: no endpoints.
     Rejected,
+    /// Dropped: a traffic policy of Local, and no endpoint on the node.
+    NoLocal,
     /// DNAT to these (address, port) endpoints.
     Endpoints(Vec<(Ipv4Addr, u16)>),
 }
@@ -56,8 +58,15 @@ fn chain<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 /// How kube-proxy's live table on a node translates the Service; `nodeport`: the node's
-/// NodePort address (the rules match it), else the ClusterIP.
-fn translation(text: Option<&str>, s: &Service, nodeport: Option<Ipv4Addr>) -> Translation {
+/// NodePort address (the rules match it), else the ClusterIP. `outside`: the NodePort's client
+/// is neither the node nor one of its pods, so an `externalTrafficPolicy: Local` Service
+/// sends it to the node's own endpoints.
+fn translation(
+    text: Option<&str>,
+    s: &Service,
+    nodeport: Option<Ipv4Addr>,
+    outside: bool,
+) -> Translation {
     let Some(text) = text else {
         return Translation::NoTable;
     };
@@ -89,13 +98,15 @@ fn translation(text: Option<&str>, s: &Service, nodeport: Option<Ipv4Addr>) -> T
     };
     let services = chain(text, "services");
     let Some(rule) = services.iter().find(|l| l.starts_with(&key)) else {
-        let rejected = ["filter-forward", "filter-output", "filter-input"]
+        let filtered: Vec<&str> = ["filter-forward", "filter-output", "filter-input"]
             .iter()
-            .any(|c| chain(text, c).iter().any(|l| l.starts_with(&key)));
-        return if rejected {
-            Translation::Rejected
-        } else {
-            Translation::NoRule
+            .flat_map(|c| chain(text, c))
+            .filter(|l| l.starts_with(&key))
+            .collect();
+        return match filtered.first() {
+            Some(l) if l.contains("has no local endpoints") => Translation::NoLocal,
+            Some(_) => Translation::Rejected,
+            None => Translation::NoRule,
         };
     };
     let mut target = rule
@@ -105,8 +116,16 @@ fn translation(text: Option<&str>, s: &Service, nodeport: Option<Ipv4Addr>) -> T
         .unwrap_or_default()
         .to_string();
     if nodeport.is_some() {
-        // external-<chain> marks for masquerade, then goes to the Service's chain.
+        // external-<chain> marks for masquerade, then goes to the Service's chain; with
+        // externalTrafficPolicy Local, to the node's own endpoints (none: nothing DNATs it,
+        // and the node's input drops it).
         target = service_chain(s);
+        if s.external_local && outside {
+            target = format!("{target}-external-local");
+            if chain(text, &target).is_empty() {
+                return Translation::NoLocal;
+            }
+        }
     }
     let mut eps = Vec::new();
     for l in chain(text, &target) {
@@ -340,63 +359,83 @@ impl Walker<'_> {
             .host(node)
             .filter(|_| c.nodeport)
             .map(|h| h.address());
-        Ok(Ok(match translation(text.as_deref(), &c.svc, node_ip) {
-            Translation::NoTable | Translation::Flushed => {
-                let what = if text.is_none() {
-                    "is missing"
-                } else {
-                    "is empty (flushed)"
-                };
-                hops.push(hop(
-                    HopStatus::Fail,
-                    node,
-                    format!("kube-proxy's table {what}"),
-                ));
-                return Ok(Err(culprit(
+        let outside = !c.local_client(self.lab.topology());
+        Ok(Ok(
+            match translation(text.as_deref(), &c.svc, node_ip, outside) {
+                Translation::NoTable | Translation::Flushed => {
+                    let what = if text.is_none() {
+                        "is missing"
+                    } else {
+                        "is empty (flushed)"
+                    };
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        node,
+                        format!("kube-proxy's table {what}"),
+                    ));
+                    return Ok(Err(culprit(
                     node,
                     Component::Service,
                     format!(
                         "kube-proxy's nft table on {node} {what}: {addr} of Service {svc_name} is not translated there"
                     ),
                 )));
-            }
-            Translation::NoRule => {
-                hops.push(hop(
-                    HopStatus::Fail,
-                    node,
-                    format!("no kube-proxy rule for {addr}"),
-                ));
-                return Ok(Err(culprit(
+                }
+                Translation::NoRule => {
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        node,
+                        format!("no kube-proxy rule for {addr}"),
+                    ));
+                    return Ok(Err(culprit(
                     node,
                     Component::Service,
                     format!(
                         "kube-proxy on {node} has no rule for Service {svc_name} ({addr}): packets to it are not DNATed to any endpoint"
                     ),
                 )));
-            }
-            Translation::Rejected => {
-                let want: Vec<String> = declared
-                    .iter()
-                    .map(|(p, _, port)| format!("{p}:{port}"))
-                    .collect();
-                hops.push(hop(
-                    HopStatus::Fail,
-                    node,
-                    format!("kube-proxy rejects {addr}: no endpoints"),
-                ));
-                let fixture = if want.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (the fixture declares {})", want.join(", "))
-                };
-                return Ok(Err(culprit(
+                }
+                Translation::Rejected => {
+                    let want: Vec<String> = declared
+                        .iter()
+                        .map(|(p, _, port)| format!("{p}:{port}"))
+                        .collect();
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        node,
+                        format!("kube-proxy rejects {addr}: no endpoints"),
+                    ));
+                    let fixture = if want.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (the fixture declares {})", want.join(", "))
+                    };
+                    return Ok(Err(culprit(
                     node,
                     Component::Service,
                     format!("Service {svc_name} has no endpoints{fixture}: kube-proxy on {node} rejects {addr}"),
                 )));
-            }
-            Translation::Endpoints(eps) => eps,
-        }))
+                }
+                Translation::NoLocal => {
+                    hops.push(hop(
+                        HopStatus::Fail,
+                        node,
+                        format!("kube-proxy drops {addr}: no local endpoint"),
+                    ));
+                    let policy = if c.nodeport {
+                        "externalTrafficPolicy"
+                    } else {
+                        "internalTrafficPolicy"
+                    };
+                    return Ok(Err(culprit(
+                    node,
+                    Component::Service,
+                    format!("Service {svc_name} has {policy} Local and no endpoint on {node}: kube-proxy there drops {addr}"),
+                )));
+                }
+                Translation::Endpoints(eps) => eps,
+            },
+        ))
     }
 
     /// Who holds each endpoint's address now (a pod may have moved): every endpoint must be a
@@ -683,8 +722,13 @@ impl Walker<'_> {
                     .map(|h| h.address())
                     .unwrap_or(Ipv4Addr::UNSPECIFIED);
                 self.entry = Some((node.clone(), n.uplink_ifname.clone(), ext));
-                // kube-proxy's external chain marked it for masquerade.
-                self.entry_mark = crate::lab::k8s::MASQ_MARK;
+                // kube-proxy's external chain marked it for masquerade (not with
+                // externalTrafficPolicy Local: the client's address is kept).
+                self.entry_mark = if c.svc.external_local {
+                    0
+                } else {
+                    crate::lab::k8s::MASQ_MARK
+                };
             }
         }
         let mut d = self

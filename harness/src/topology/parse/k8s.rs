@@ -38,6 +38,8 @@ pub(super) struct RawService {
     endpoints: Vec<String>,
     /// `internalTrafficPolicy`: "Cluster" (the default) or "Local".
     internal_traffic_policy: Option<String>,
+    /// `externalTrafficPolicy`: "Cluster" (the default) or "Local"; a NodePort's only.
+    external_traffic_policy: Option<String>,
 }
 
 fn tcp() -> String {
@@ -307,18 +309,24 @@ impl Validator<'_> {
             });
         }
         let cluster_ip6 = self.service_ip6(name, s, ips.v6, &endpoints, ctx, k);
-        let internal_local = match s.internal_traffic_policy.as_deref() {
-            None | Some("Cluster") => false,
-            Some("Local") => true,
-            Some(other) => {
-                self.err(
-                    &at("internal_traffic_policy"),
-                    format!("internal_traffic_policy \"{other}\" is not Cluster or Local"),
-                    Some("Cluster (the default) spreads over every endpoint; Local keeps a node's traffic on its own".into()),
-                );
-                false
-            }
-        };
+        let internal_local = self.traffic_policy(
+            &at("internal_traffic_policy"),
+            s.internal_traffic_policy.as_deref(),
+            "internal_traffic_policy",
+        );
+        let external_local = self.traffic_policy(
+            &at("external_traffic_policy"),
+            s.external_traffic_policy.as_deref(),
+            "external_traffic_policy",
+        );
+        // ValidateService: externalTrafficPolicy is for Services reachable from outside.
+        if external_local && s.node_port.is_none() {
+            self.err(
+                &at("external_traffic_policy"),
+                "external_traffic_policy applies to a Service with a node_port",
+                Some("give the Service a node_port, or drop external_traffic_policy".into()),
+            );
+        }
         k.services.push(Service {
             name: name.to_string(),
             namespace: s.namespace.clone(),
@@ -331,7 +339,24 @@ impl Validator<'_> {
             dns: false,
             stale: Vec::new(),
             internal_local,
+            external_local,
         });
+    }
+
+    /// A traffic policy: "Cluster" (the default, false) or "Local" (true).
+    fn traffic_policy(&mut self, at: &[Key], v: Option<&str>, field: &str) -> bool {
+        match v {
+            None | Some("Cluster") => false,
+            Some("Local") => true,
+            Some(other) => {
+                self.err(
+                    at,
+                    format!("{field} \"{other}\" is not Cluster or Local"),
+                    Some("Cluster (the default) spreads over every endpoint; Local keeps a node's traffic on its own".into()),
+                );
+                false
+            }
+        }
     }
 
     /// `[dns]`: the DNS pod, the Service address and the domain.
@@ -403,6 +428,7 @@ impl Validator<'_> {
                 dns: true,
                 stale: Vec::new(),
                 internal_local: false,
+                external_local: false,
             });
             k.dns = Some(DnsSpec {
                 pod: d.pod.clone(),
