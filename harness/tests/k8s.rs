@@ -248,7 +248,7 @@ async fn internal_traffic_policy_local_keeps_a_nodes_traffic_on_its_own_endpoint
         (o("pod-c"), o("node2")),
         (Some(Outcome::Timeout), Some(Outcome::Timeout))
     );
-    let script = netfault::lab::k8s::kube_proxy_script(&t, &t.k8s, "node2");
+    let script = netfault::lab::kube_proxy::kube_proxy_script(&t, &t.k8s, "node2");
     assert!(script.contains("has no local endpoints"), "{script}");
     truth_table_matches_lab(&t).await;
 }
@@ -291,6 +291,43 @@ async fn external_traffic_policy_local_keeps_the_client_address_and_the_nodes_en
     assert_ne!(masq, seen, "a Cluster policy masquerades it");
     drop(lab);
     truth_table_matches_lab(&t).await;
+}
+
+/// `sessionAffinity: ClientIP`: every connection of one client goes to the endpoint it got
+/// first (the echo names it); without affinity the same client is spread over both.
+#[tokio::test]
+async fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
+    let extra = "\n[service.sticky]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\", \"pod-c:8080\"]\nsession_affinity = \"ClientIP\"\n\n[service.spread]\ncluster_ip = \"10.96.0.51\"\nport = 80\nendpoints = [\"pod-b:8080\", \"pod-c:8080\"]\n";
+    let text = std::fs::read_to_string(common::fixture_path("k8s.toml")).unwrap() + extra;
+    let t =
+        netfault::topology::parse_fixture(&netfault::topology::Source::new("sticky.toml", text))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        t.k8s.service("sticky").unwrap().affinity_timeout,
+        Some(10800)
+    );
+    let lab = common::up(&t).await;
+    let spec = |to: &str| {
+        netfault::probe::target_probes(&t)
+            .into_iter()
+            .find(|s| s.from == "pod-a" && s.to == to)
+            .expect("a probe")
+    };
+    let mut served = std::collections::BTreeMap::<&str, std::collections::BTreeSet<String>>::new();
+    for to in ["svc/sticky", "svc/spread"] {
+        for _ in 0..16 {
+            let o = netfault::probe::run(&lab, &[spec(to)], std::time::Duration::from_secs(2))
+                .await
+                .unwrap();
+            assert_eq!(o[0].outcome, Outcome::Reachable, "{o:?}");
+            served
+                .entry(to)
+                .or_default()
+                .insert(o[0].served_by.clone().expect("by="));
+        }
+    }
+    assert_eq!(served["svc/sticky"].len(), 1, "{served:?}");
+    assert_eq!(served["svc/spread"].len(), 2, "{served:?}");
 }
 
 /// A dual-stack pod is isolated in both families: selectors pick it whatever the family, and an

@@ -414,7 +414,7 @@ fn reconcile(d: &mut Diagnosis, ev: &[Evidence]) {
 fn traced_component(text: &str) -> Component {
     if text.contains(&format!("table inet {}", crate::lab::policy::POLICY_TABLE)) {
         Component::Policy
-    } else if text.contains(&format!(" {} ", crate::lab::k8s::KUBE_PROXY_TABLE)) {
+    } else if text.contains(&format!(" {} ", crate::lab::kube_proxy::KUBE_PROXY_TABLE)) {
         Component::Service
     } else {
         Component::Filter

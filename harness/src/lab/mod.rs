@@ -12,6 +12,7 @@ pub mod intended_path;
 pub mod intent;
 pub mod inventory;
 pub mod k8s;
+pub mod kube_proxy;
 mod learn;
 mod live;
 mod named;

@@ -78,6 +78,10 @@ pub struct Service {
     /// masquerade), and is dropped on a node without one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub external_local: bool,
+    /// `sessionAffinity: ClientIP`: how long (seconds) a client keeps going to the endpoint
+    /// it got first (`sessionAffinityConfig.clientIP.timeoutSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity_timeout: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1633,6 +1633,20 @@ uplink = "203.0.113.10/24"
             e.message,
             "external_traffic_policy applies to a Service with a node_port"
         );
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nsession_affinity = \"ClientIp\"",
+        ));
+        assert_eq!(
+            e.message,
+            "session_affinity \"ClientIp\" is not None or ClientIP"
+        );
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nsession_affinity = \"ClientIP\"\nsession_affinity_timeout = 0",
+        ));
+        assert_eq!(
+            e.message,
+            "session_affinity_timeout 0 is not 1..86400 seconds"
+        );
 
         let e = first_error(&format!("{BASE}\n[dns]\npod = \"pod-q\"\n"));
         assert_eq!(e.message, "[dns] pod: no pod \"pod-q\"");

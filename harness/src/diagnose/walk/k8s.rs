@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::lab::k8s::{service_chain, KUBE_PROXY_TABLE};
+use crate::lab::kube_proxy::{service_chain, KUBE_PROXY_TABLE};
 use crate::topology::k8s::{Resolver, Service, Target};
 use crate::topology::Role;
 
@@ -140,7 +140,10 @@ fn translation(
                     let to = to.split_whitespace().next().unwrap_or_default();
                     if let Some((ip, port)) = to.split_once(':') {
                         if let (Ok(ip), Ok(port)) = (ip.parse(), port.parse()) {
-                            eps.push((ip, port));
+                            // ClientIP affinity names each endpoint chain twice.
+                            if !eps.contains(&(ip, port)) {
+                                eps.push((ip, port));
+                            }
                         }
                     }
                 }
@@ -727,7 +730,7 @@ impl Walker<'_> {
                 self.entry_mark = if c.svc.external_local {
                     0
                 } else {
-                    crate::lab::k8s::MASQ_MARK
+                    crate::lab::kube_proxy::MASQ_MARK
                 };
             }
         }

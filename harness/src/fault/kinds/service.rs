@@ -8,7 +8,7 @@ use super::super::k8s::*;
 use super::super::kind::{Breakage, Kind, NODE, POD, SERVICE};
 use super::super::undo::{NftUndo, Undo};
 use crate::error::{nl_error, Error};
-use crate::lab::k8s::{kube_proxy_script, CLUSTER_IPS_SET, KUBE_PROXY_TABLE};
+use crate::lab::kube_proxy::{kube_proxy_script, CLUSTER_IPS_SET, KUBE_PROXY_TABLE};
 use crate::lab::Lab;
 use crate::nft;
 use crate::nl::{self as netlink};

@@ -40,6 +40,10 @@ pub(super) struct RawService {
     internal_traffic_policy: Option<String>,
     /// `externalTrafficPolicy`: "Cluster" (the default) or "Local"; a NodePort's only.
     external_traffic_policy: Option<String>,
+    /// `sessionAffinity`: "None" (the default) or "ClientIP".
+    session_affinity: Option<String>,
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds` (default 10800).
+    session_affinity_timeout: Option<u32>,
 }
 
 fn tcp() -> String {
@@ -340,7 +344,46 @@ impl Validator<'_> {
             stale: Vec::new(),
             internal_local,
             external_local,
+            affinity_timeout: self.affinity(name, s),
         });
+    }
+
+    /// `sessionAffinity` and its timeout, as ValidateService: ClientIP or None, and a timeout
+    /// (only with ClientIP) of 1 to 86400 seconds.
+    fn affinity(&mut self, name: &str, s: &RawService) -> Option<u32> {
+        let at = |f: &'static str| [Key::Field("service"), Key::Field(name), Key::Field(f)];
+        let on = match s.session_affinity.as_deref() {
+            None | Some("None") => false,
+            Some("ClientIP") => true,
+            Some(other) => {
+                self.err(
+                    &at("session_affinity"),
+                    format!("session_affinity \"{other}\" is not None or ClientIP"),
+                    Some("ClientIP sends each client back to the endpoint it got first".into()),
+                );
+                return None;
+            }
+        };
+        match (on, s.session_affinity_timeout) {
+            (false, Some(_)) => {
+                self.err(
+                    &at("session_affinity_timeout"),
+                    "session_affinity_timeout without session_affinity = \"ClientIP\"",
+                    Some("set session_affinity = \"ClientIP\", or drop the timeout".into()),
+                );
+                None
+            }
+            (true, Some(t)) if !(1..=86400).contains(&t) => {
+                self.err(
+                    &at("session_affinity_timeout"),
+                    format!("session_affinity_timeout {t} is not 1..86400 seconds"),
+                    None,
+                );
+                None
+            }
+            (true, t) => Some(t.unwrap_or(10800)),
+            (false, None) => None,
+        }
     }
 
     /// A traffic policy: "Cluster" (the default, false) or "Local" (true).
@@ -429,6 +472,7 @@ impl Validator<'_> {
                 stale: Vec::new(),
                 internal_local: false,
                 external_local: false,
+                affinity_timeout: None,
             });
             k.dns = Some(DnsSpec {
                 pod: d.pod.clone(),
