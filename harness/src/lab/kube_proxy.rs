@@ -117,6 +117,8 @@ struct Table {
     /// The same at the node's NodePort address (in the input hook).
     nodeport_rejects: String,
     sets: String,
+    /// Load balancers' source ranges, checked before DNAT.
+    firewall: String,
 }
 
 /// One Service as rendered: its protocol, chain name and comment.
@@ -166,6 +168,16 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
         "  chain filter-input {{\n    type filter hook input priority -110; policy accept;\n{}  }}",
         tb.nodeport_rejects
     );
+    if !tb.firewall.is_empty() {
+        // Before DNAT (dstnat is -100), as kube-proxy's firewall-check.
+        for hook in ["prerouting", "output"] {
+            let _ = writeln!(
+                s,
+                "  chain firewall-check-{hook} {{\n    type filter hook {hook} priority -110; policy accept;\n{}  }}",
+                tb.firewall
+            );
+        }
+    }
     s.push_str(&cluster_ips_check(t, k, family));
     s.push_str("}\n");
     s
@@ -224,6 +236,23 @@ fn no_endpoints(ctx: &Ctx, tb: &mut Table, s: &Svc) {
             "    {fam} daddr {node_ip} {p} dport {np} {how} comment \"{comment} has no endpoints\""
         );
     }
+    if let Some(lb) = load_balancer(ctx, s.svc) {
+        let _ = writeln!(
+            tb.rejects,
+            "    {fam} daddr {} {p} dport {} {how} comment \"{comment} has no endpoints\"",
+            lb.ip, s.svc.port
+        );
+    }
+}
+
+/// A Service's load balancer, in the IPv4 table (its address is IPv4).
+fn load_balancer<'a>(
+    ctx: &Ctx,
+    svc: &'a Service,
+) -> Option<&'a crate::topology::k8s::LoadBalancer> {
+    svc.load_balancer
+        .as_ref()
+        .filter(|_| ctx.family == Family::V4)
 }
 
 /// The ClusterIP's rule: to the Service's chain; with internalTrafficPolicy Local to this
@@ -257,24 +286,46 @@ fn clusterip_rules(ctx: &Ctx, tb: &mut Table, s: &Svc, local: &[usize]) {
     }
 }
 
-/// The NodePort's rule, at the node's own address, and its external chain: marked for
-/// masquerade, or with externalTrafficPolicy Local as `external_local_chain` says.
+/// The NodePort's rule, at the node's own address, a load balancer's at its address, and
+/// their external chain: marked for masquerade, or with externalTrafficPolicy Local as
+/// `external_local_chain` says. A load balancer's source ranges drop anyone else first.
 fn nodeport_rules(ctx: &Ctx, tb: &mut Table, s: &Svc, local: &[usize]) {
-    let (Some(np), Some(node_ip)) = (s.svc.node_port, ctx.node_ip) else {
-        return;
-    };
     let (fam, p, c, comment) = (ctx.fam, s.p, &s.c, &s.comment);
-    let _ = writeln!(
-        tb.services,
-        "    {fam} daddr {node_ip} {p} dport {np} goto external-{c} comment \"{comment} nodeport\""
-    );
+    let nodeport = s.svc.node_port.zip(ctx.node_ip);
+    if let Some((np, node_ip)) = nodeport {
+        let _ = writeln!(
+            tb.services,
+            "    {fam} daddr {node_ip} {p} dport {np} goto external-{c} comment \"{comment} nodeport\""
+        );
+    }
+    let lb = load_balancer(ctx, s.svc);
+    if let Some(lb) = lb {
+        let port = s.svc.port;
+        let _ = writeln!(
+            tb.services,
+            "    {fam} daddr {} {p} dport {port} goto external-{c} comment \"{comment} loadbalancer\"",
+            lb.ip
+        );
+        if !lb.source_ranges.is_empty() {
+            let ranges: Vec<String> = lb.source_ranges.iter().map(|r| r.to_string()).collect();
+            let _ = writeln!(
+                tb.firewall,
+                "    {fam} daddr {} {p} dport {port} {fam} saddr != {{ {} }} drop comment \"{comment} loadBalancerSourceRanges\"",
+                lb.ip,
+                ranges.join(", ")
+            );
+        }
+    }
+    if nodeport.is_none() && lb.is_none() {
+        return;
+    }
     let external = if s.svc.external_local {
         external_local_chain(c, fam, ctx.cluster_cidr.as_deref(), !local.is_empty())
     } else {
         format!("    jump mark-for-masquerade\n    goto {c}\n")
     };
     let _ = writeln!(tb.chains, "  chain external-{c} {{\n{external}  }}");
-    if s.svc.external_local && local.is_empty() {
+    if let (true, true, Some((np, node_ip))) = (s.svc.external_local, local.is_empty(), nodeport) {
         // Nothing DNATs it: it reaches the node's input, where kube-proxy drops it.
         let _ = writeln!(
             tb.nodeport_rejects,
@@ -374,7 +425,8 @@ fn lb_chains(ctx: &Ctx, tb: &mut Table, s: &Svc, ecs: &[String], local: &[usize]
         let _ = writeln!(tb.chains, "  chain {c}-local {{\n{mark}{}  }}", lb(local));
     }
     // The client's address is kept: no masquerade mark.
-    if s.svc.external_local && !local.is_empty() && s.svc.node_port.is_some() {
+    let external = s.svc.node_port.is_some() || s.svc.load_balancer.is_some();
+    if s.svc.external_local && !local.is_empty() && external {
         let _ = writeln!(
             tb.chains,
             "  chain {c}-external-local {{\n{}  }}",

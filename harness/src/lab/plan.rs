@@ -591,6 +591,7 @@ impl Plan {
             if let Role::External(e) = &h.role {
                 let i = idx(hosts, &h.name);
                 hosts[i].addresses.push((e.ifname.clone(), e.addr));
+                hosts[i].routes.extend(load_balancer_routes(t, &e.ifname));
             }
         }
     }
@@ -697,6 +698,25 @@ impl HostPlan {
 }
 
 /// Where the host named `n` stands in the plan.
+/// An external host's routes to the lab's load balancers: each address via the node that
+/// announces it, as MetalLB's layer-2 mode answers ARP for it from one node.
+fn load_balancer_routes(t: &Topology, ifname: &str) -> Vec<RoutePlan> {
+    t.k8s
+        .services
+        .iter()
+        .filter_map(|s| {
+            let lb = s.load_balancer.as_ref()?;
+            let node = t.host(s.announcer(t)?)?;
+            Some(RoutePlan {
+                dst: Ipv4Net::new(lb.ip, 32).expect("host route"),
+                gateway: Some(node.address()),
+                dev: ifname.to_string(),
+                onlink: false,
+            })
+        })
+        .collect()
+}
+
 fn idx(hosts: &[HostPlan], n: &str) -> usize {
     hosts
         .iter()

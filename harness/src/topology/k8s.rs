@@ -82,6 +82,37 @@ pub struct Service {
     /// it got first (`sessionAffinityConfig.clientIP.timeoutSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity_timeout: Option<u32>,
+    /// `type: LoadBalancer`: its address, as MetalLB's layer-2 mode announces it (external
+    /// hosts route it to one node), and `loadBalancerSourceRanges`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBalancer {
+    pub ip: Ipv4Addr,
+    /// Only these sources may reach it (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ranges: Vec<Ipv4Net>,
+}
+
+impl Service {
+    /// The node external hosts send the load balancer's address to, as MetalLB's layer-2
+    /// mode elects one: the first node (with externalTrafficPolicy Local, the first node
+    /// holding an endpoint).
+    pub fn announcer<'a>(&self, t: &'a super::Topology) -> Option<&'a str> {
+        let mut nodes = t.nodes().map(|(n, _)| n);
+        if !self.external_local {
+            return nodes.next();
+        }
+        nodes.find(|n| {
+            self.endpoints.iter().any(|e| {
+                t.host(&e.pod)
+                    .and_then(|h| h.as_pod())
+                    .is_some_and(|p| p.node == *n)
+            })
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,13 +240,15 @@ impl K8s {
     }
 }
 
-/// A target of probes beyond hosts: `svc/NAME`, `nodeport/NAME@NODE`, `dns/NAME`, and a
-/// port a pod declares, `POD:PORT` (its tcp, udp or sctp cells are the ports of that number).
+/// A target of probes beyond hosts: `svc/NAME`, `nodeport/NAME@NODE`, `dns/NAME`,
+/// `lb/NAME` (a LoadBalancer's address), and a port a pod declares, `POD:PORT` (its tcp, udp
+/// or sctp cells are the ports of that number).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Service(String),
     NodePort { service: String, node: String },
     Dns(String),
+    LoadBalancer(String),
     Port { pod: String, port: u16 },
 }
 
@@ -234,6 +267,9 @@ impl Target {
         if let Some(s) = name.strip_prefix("dns/") {
             return Some(Target::Dns(s.to_string()));
         }
+        if let Some(s) = name.strip_prefix("lb/") {
+            return Some(Target::LoadBalancer(s.to_string()));
+        }
         let (pod, port) = name.rsplit_once(':')?;
         Some(Target::Port {
             pod: pod.to_string(),
@@ -246,6 +282,7 @@ impl Target {
             Target::Service(s) => format!("svc/{s}"),
             Target::NodePort { service, node } => format!("nodeport/{service}@{node}"),
             Target::Dns(s) => format!("dns/{s}"),
+            Target::LoadBalancer(s) => format!("lb/{s}"),
             Target::Port { pod, port } => format!("{pod}:{port}"),
         }
     }
@@ -338,7 +375,13 @@ mod tests {
 
     #[test]
     fn targets_round_trip() {
-        for t in ["svc/web", "nodeport/web@node2", "dns/web", "db:5432"] {
+        for t in [
+            "svc/web",
+            "nodeport/web@node2",
+            "dns/web",
+            "lb/web",
+            "db:5432",
+        ] {
             assert_eq!(Target::parse(t).unwrap().name(), t);
         }
         assert_eq!(Target::parse("pod-a"), None);

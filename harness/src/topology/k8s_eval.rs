@@ -258,6 +258,14 @@ impl Topology {
                 v.push(Target::Dns(s.name.clone()).name());
             }
         }
+        for s in self
+            .k8s
+            .services
+            .iter()
+            .filter(|s| s.load_balancer.is_some())
+        {
+            v.push(Target::LoadBalancer(s.name.clone()).name());
+        }
         for (pod, p) in self.pods() {
             let mut numbers: Vec<u16> = p.ports.iter().map(|c| c.port).collect();
             numbers.dedup();
@@ -408,6 +416,20 @@ impl Topology {
                     query: Some((self.dns_query_for(from, s), s.cluster_ip)),
                 })
             }
+            Target::LoadBalancer(name) => {
+                let s = self.k8s.service(&name)?;
+                let lb = s.load_balancer.as_ref()?;
+                if family != Family::V4 {
+                    return None;
+                }
+                Some(TargetProbe {
+                    proto: s.protocol,
+                    dst: lb.ip.into(),
+                    port: Some(s.port),
+                    listeners: listeners(s),
+                    query: None,
+                })
+            }
             Target::Port { pod, port } => self
                 .port_probes(from, &pod, port, family)
                 .into_iter()
@@ -433,6 +455,20 @@ impl Topology {
         let (service, np_node) = match Target::parse(to)? {
             Target::Service(s) => (s, None),
             Target::NodePort { service, node } => (service, Some(node)),
+            // A load balancer's address is translated as a NodePort is: at the node external
+            // hosts send it to, or at the client's own node.
+            Target::LoadBalancer(s) => {
+                let svc = self.k8s.service(&s)?;
+                let lb = svc.load_balancer.as_ref()?;
+                if let Some(why) = self.outside_source_ranges(from, lb) {
+                    return Some((Outcome::Timeout, format!("default: {why}")));
+                }
+                let node = match client.role {
+                    Role::External(_) => svc.announcer(self)?.to_string(),
+                    _ => node_of(from)?,
+                };
+                (s, Some(node))
+            }
             _ => return None,
         };
         if np_node.is_none() && matches!(client.role, Role::External(_)) {
@@ -497,7 +533,8 @@ impl Topology {
             {
                 return None;
             }
-            let node_port = self.k8s.service(&service)?.node_port?;
+            // (A load balancer's clients other than external hosts are on `np`.)
+            let node_port = svc.node_port.unwrap_or(svc.port);
             verdicts.push(self.nodeport_verdict(from, np, pod, ip, proto, (*port, node_port))?);
         }
         if verdicts.iter().all(|v| v.is_none()) {
@@ -513,6 +550,18 @@ impl Topology {
         } else {
             None
         }
+    }
+
+    /// Why `from` may not reach a load balancer with source ranges: its address (as it leaves
+    /// the client: a pod's own, a node's or an external host's uplink address) is in none.
+    fn outside_source_ranges(&self, from: &str, lb: &LoadBalancer) -> Option<String> {
+        let src = self.host(from)?.address();
+        if lb.source_ranges.is_empty() || lb.source_ranges.iter().any(|r| r.contains(&src)) {
+            return None;
+        }
+        Some(format!(
+            "{from}'s address {src} is outside loadBalancerSourceRanges, which kube-proxy enforces"
+        ))
     }
 
     /// What policies say of `from` reaching endpoint `pod` (at `ip:port`) through node `np`'s
@@ -606,7 +655,7 @@ impl Topology {
             Role::External(_) => None,
         };
         match Target::parse(to)? {
-            Target::Service(_) | Target::NodePort { .. } => {
+            Target::Service(_) | Target::NodePort { .. } | Target::LoadBalancer(_) => {
                 self.service_default(from, to, proto, tp)
             }
             Target::Port { pod, port } => {

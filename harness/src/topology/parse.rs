@@ -1647,6 +1647,24 @@ uplink = "203.0.113.10/24"
             e.message,
             "session_affinity_timeout 0 is not 1..86400 seconds"
         );
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nload_balancer_ip = \"198.51.100.7\"",
+        ));
+        assert_eq!(
+            e.message,
+            "load_balancer_ip 198.51.100.7 is not a free address of the uplink segment"
+        );
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nload_balancer_ip = \"203.0.113.10\"",
+        ));
+        assert!(e.message.contains("not a free address"), "{}", e.message);
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nload_balancer_source_ranges = [\"10.0.0.0/8\"]",
+        ));
+        assert_eq!(
+            e.message,
+            "load_balancer_source_ranges without a load_balancer_ip"
+        );
 
         let e = first_error(&format!("{BASE}\n[dns]\npod = \"pod-q\"\n"));
         assert_eq!(e.message, "[dns] pod: no pod \"pod-q\"");

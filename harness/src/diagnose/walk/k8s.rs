@@ -57,14 +57,15 @@ fn chain<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
     out
 }
 
-/// How kube-proxy's live table on a node translates the Service; `nodeport`: the node's
-/// NodePort address (the rules match it), else the ClusterIP. `outside`: the NodePort's client
+/// How kube-proxy's live table on a node translates the Service; `nodeport`: the address and
+/// port of its external chain's rule (a NodePort at the node's address, a load balancer's
+/// address), else the ClusterIP. `outside`: the NodePort's client
 /// is neither the node nor one of its pods, so an `externalTrafficPolicy: Local` Service
 /// sends it to the node's own endpoints.
 fn translation(
     text: Option<&str>,
     s: &Service,
-    nodeport: Option<Ipv4Addr>,
+    nodeport: Option<(Ipv4Addr, u16)>,
     outside: bool,
 ) -> Translation {
     let Some(text) = text else {
@@ -91,8 +92,8 @@ fn translation(
     } else {
         "udp"
     };
-    let key = if let Some(node_ip) = nodeport {
-        format!("ip daddr {node_ip} {p} dport {}", s.node_port.unwrap_or(0))
+    let key = if let Some((front, port)) = nodeport {
+        format!("ip daddr {front} {p} dport {port}")
     } else {
         format!("ip daddr {} {p} dport {}", s.cluster_ip, s.port)
     };
@@ -356,15 +357,9 @@ impl Walker<'_> {
     ) -> Result<std::result::Result<Vec<(Ipv4Addr, u16)>, Culprit>> {
         let (node, svc_name, addr, declared) = (&c.node, &c.svc_name, &c.addr, &c.declared);
         let text = kube_proxy_text(self.lab, node)?;
-        let node_ip = self
-            .lab
-            .topology()
-            .host(node)
-            .filter(|_| c.nodeport)
-            .map(|h| h.address());
         let outside = !c.local_client(self.lab.topology());
         Ok(Ok(
-            match translation(text.as_deref(), &c.svc, node_ip, outside) {
+            match translation(text.as_deref(), &c.svc, c.front, outside) {
                 Translation::NoTable | Translation::Flushed => {
                     let what = if text.is_none() {
                         "is missing"
@@ -767,7 +762,10 @@ struct SvcCtx<'a> {
     svc: Service,
     svc_name: String,
     addr: String,
+    /// Translated by an external chain (a NodePort or a load balancer's address).
     nodeport: bool,
+    /// The address and port its rule matches.
+    front: Option<(Ipv4Addr, u16)>,
     declared: Vec<(String, Ipv4Addr, u16)>,
 }
 
@@ -804,6 +802,17 @@ impl<'a> SvcCtx<'a> {
                 (svc, node)
             }
             Target::NodePort { service, node } => (t.k8s.service(service).cloned(), node.clone()),
+            // A load balancer's address is translated where external hosts send it (the
+            // announcing node), or on the client's own node.
+            Target::LoadBalancer(name) => {
+                let svc = t.k8s.service(name).cloned();
+                let node = match &t.host(from).map(|h| &h.role) {
+                    Some(crate::topology::Role::Pod(p)) => Some(p.node.clone()),
+                    Some(crate::topology::Role::Node(_)) => Some(from.to_string()),
+                    _ => svc.as_ref().and_then(|s| s.announcer(t)).map(String::from),
+                };
+                (svc, node.unwrap_or_default())
+            }
             // A pod's port is walked as its host pair (`walk::explain_pairs`), not here.
             Target::Port { .. } => (None, String::new()),
         };
@@ -814,11 +823,18 @@ impl<'a> SvcCtx<'a> {
                 format!("{to} names no Service of the fixture"),
             ));
         };
-        let nodeport = matches!(target, Target::NodePort { .. });
-        let addr = if nodeport {
-            format!("{node}:{}", svc.node_port.unwrap_or(0))
-        } else {
-            format!("{}:{}", svc.cluster_ip, svc.port)
+        let front = match target {
+            Target::NodePort { .. } => t
+                .host(&node)
+                .map(|h| (h.address(), svc.node_port.unwrap_or(0))),
+            Target::LoadBalancer(_) => svc.load_balancer.as_ref().map(|lb| (lb.ip, svc.port)),
+            _ => None,
+        };
+        let nodeport = front.is_some();
+        let addr = match (target, front) {
+            (Target::NodePort { .. }, Some((_, port))) => format!("{node}:{port}"),
+            (_, Some((ip, port))) => format!("{ip}:{port}"),
+            _ => format!("{}:{}", svc.cluster_ip, svc.port),
         };
         Ok(SvcCtx {
             from,
@@ -833,6 +849,7 @@ impl<'a> SvcCtx<'a> {
             svc,
             addr,
             nodeport,
+            front,
         })
     }
 }

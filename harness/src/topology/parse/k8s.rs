@@ -44,6 +44,12 @@ pub(super) struct RawService {
     session_affinity: Option<String>,
     /// `sessionAffinityConfig.clientIP.timeoutSeconds` (default 10800).
     session_affinity_timeout: Option<u32>,
+    /// `type: LoadBalancer`: the address (`status.loadBalancer.ingress[0].ip`, as MetalLB
+    /// assigns it): on the uplink segment, announced by one node.
+    load_balancer_ip: Option<String>,
+    /// `loadBalancerSourceRanges`.
+    #[serde(default)]
+    load_balancer_source_ranges: Vec<String>,
 }
 
 fn tcp() -> String {
@@ -345,7 +351,56 @@ impl Validator<'_> {
             internal_local,
             external_local,
             affinity_timeout: self.affinity(name, s),
+            load_balancer: self.load_balancer(name, s, ctx),
         });
+    }
+
+    /// A LoadBalancer's address: a free address of the uplink segment (external hosts route
+    /// it to the announcing node there), and its source ranges.
+    fn load_balancer(
+        &mut self,
+        name: &str,
+        s: &RawService,
+        ctx: &mut K8sCtx,
+    ) -> Option<LoadBalancer> {
+        let at = |f: &'static str| [Key::Field("service"), Key::Field(name), Key::Field(f)];
+        let Some(raw) = &s.load_balancer_ip else {
+            if !s.load_balancer_source_ranges.is_empty() {
+                self.err(
+                    &at("load_balancer_source_ranges"),
+                    "load_balancer_source_ranges without a load_balancer_ip",
+                    Some("give the Service a load_balancer_ip on the uplink segment".into()),
+                );
+            }
+            return None;
+        };
+        let ip = self.addr(&at("load_balancer_ip"), raw, "load_balancer_ip")?;
+        let topo = ctx.topo;
+        let on_uplink = topo.uplink.as_ref().is_some_and(|u| u.cidr.contains(&ip));
+        let held = topo.hosts.iter().any(|h| h.address() == ip)
+            || ctx.ips.contains_key(&ip)
+            || topo
+                .uplink
+                .as_ref()
+                .is_some_and(|u| ip == u.cidr.network() || ip == u.cidr.broadcast());
+        if !on_uplink || held {
+            self.err(
+                &at("load_balancer_ip"),
+                format!("load_balancer_ip {ip} is not a free address of the uplink segment"),
+                Some(format!(
+                    "pick an unused address of {} (external hosts reach it through the node that announces it)",
+                    topo.uplink.as_ref().map(|u| u.cidr.to_string()).unwrap_or_else(|| "the uplink".into())
+                )),
+            );
+            return None;
+        }
+        ctx.ips.insert(ip, name.to_string());
+        let source_ranges = s
+            .load_balancer_source_ranges
+            .iter()
+            .filter_map(|r| self.net(&at("load_balancer_source_ranges"), r, "source range"))
+            .collect();
+        Some(LoadBalancer { ip, source_ranges })
     }
 
     /// `sessionAffinity` and its timeout, as ValidateService: ClientIP or None, and a timeout
@@ -473,6 +528,7 @@ impl Validator<'_> {
                 internal_local: false,
                 external_local: false,
                 affinity_timeout: None,
+                load_balancer: None,
             });
             k.dns = Some(DnsSpec {
                 pod: d.pod.clone(),
