@@ -706,7 +706,7 @@ fn load_balancer_routes(t: &Topology, ifname: &str) -> Vec<RoutePlan> {
         .iter()
         .filter_map(|s| {
             let lb = s.load_balancer.as_ref()?;
-            let node = t.host(s.announcer(t)?)?;
+            let node = t.host(t.announcer(s)?)?;
             Some(RoutePlan {
                 dst: Ipv4Net::new(lb.ip, 32).expect("host route"),
                 gateway: Some(node.address()),

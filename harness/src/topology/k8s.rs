@@ -96,25 +96,6 @@ pub struct LoadBalancer {
     pub source_ranges: Vec<Ipv4Net>,
 }
 
-impl Service {
-    /// The node external hosts send the load balancer's address to, as MetalLB's layer-2
-    /// mode elects one: the first node (with externalTrafficPolicy Local, the first node
-    /// holding an endpoint).
-    pub fn announcer<'a>(&self, t: &'a super::Topology) -> Option<&'a str> {
-        let mut nodes = t.nodes().map(|(n, _)| n);
-        if !self.external_local {
-            return nodes.next();
-        }
-        nodes.find(|n| {
-            self.endpoints.iter().any(|e| {
-                t.host(&e.pod)
-                    .and_then(|h| h.as_pod())
-                    .is_some_and(|p| p.node == *n)
-            })
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub pod: String,

@@ -464,7 +464,7 @@ impl Topology {
                     return Some((Outcome::Timeout, format!("default: {why}")));
                 }
                 let node = match client.role {
-                    Role::External(_) => svc.announcer(self)?.to_string(),
+                    Role::External(_) => self.announcer(svc)?.to_string(),
                     _ => node_of(from)?,
                 };
                 (s, Some(node))
@@ -550,6 +550,23 @@ impl Topology {
         } else {
             None
         }
+    }
+
+    /// The node external hosts send a load balancer's address to, as MetalLB's layer-2 mode
+    /// elects one: the first node (with externalTrafficPolicy Local, the first node holding
+    /// an endpoint).
+    pub fn announcer(&self, svc: &Service) -> Option<&str> {
+        let mut nodes = self.nodes().map(|(n, _)| n);
+        if !svc.external_local {
+            return nodes.next();
+        }
+        nodes.find(|n| {
+            svc.endpoints.iter().any(|e| {
+                self.host(&e.pod)
+                    .and_then(|h| h.as_pod())
+                    .is_some_and(|p| p.node == *n)
+            })
+        })
     }
 
     /// Why `from` may not reach a load balancer with source ranges: its address (as it leaves

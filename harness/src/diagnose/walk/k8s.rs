@@ -809,7 +809,7 @@ impl<'a> SvcCtx<'a> {
                 let node = match &t.host(from).map(|h| &h.role) {
                     Some(crate::topology::Role::Pod(p)) => Some(p.node.clone()),
                     Some(crate::topology::Role::Node(_)) => Some(from.to_string()),
-                    _ => svc.as_ref().and_then(|s| s.announcer(t)).map(String::from),
+                    _ => svc.as_ref().and_then(|s| t.announcer(s)).map(String::from),
                 };
                 (svc, node.unwrap_or_default())
             }
