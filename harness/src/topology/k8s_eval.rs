@@ -484,32 +484,27 @@ impl Topology {
             ));
         }
         let client_node = node_of(from);
-        if let (None, Some(n)) = (&np_node, &client_node) {
-            if self.k8s.service(&service)?.internal_local {
-                tp.listeners
-                    .retain(|(pod, _, _)| node_of(pod).as_ref() == Some(n));
-                if tp.listeners.is_empty() {
-                    return Some((
-                        Outcome::Timeout,
-                        format!("default: internalTrafficPolicy Local, and no endpoint on {n}"),
-                    ));
-                }
-            }
-        }
-        // externalTrafficPolicy Local: the node and its pods get every endpoint, as a
-        // ClusterIP; anyone else (another node's packets arrive masqueraded by it) the node's
-        // own, or nothing.
         let svc = self.k8s.service(&service)?;
         let np_local_client = np_node
             .as_ref()
             .is_some_and(|np| client_node.as_ref() == Some(np));
-        if let (Some(np), true, false) = (&np_node, svc.external_local, np_local_client) {
+        // A Local traffic policy: internal, a ClusterIP goes to the client's node's endpoints;
+        // external, a NodePort or load balancer reached from outside its node (another node's
+        // packets arrive masqueraded by it) to that node's. None there: kube-proxy drops it.
+        let local_to = match (&np_node, &client_node) {
+            (None, Some(n)) if svc.internal_local => Some((n, "internalTrafficPolicy")),
+            (Some(np), _) if svc.external_local && !np_local_client => {
+                Some((np, "externalTrafficPolicy"))
+            }
+            _ => None,
+        };
+        if let Some((n, policy)) = local_to {
             tp.listeners
-                .retain(|(pod, _, _)| node_of(pod).as_ref() == Some(np));
+                .retain(|(pod, _, _)| node_of(pod).as_ref() == Some(n));
             if tp.listeners.is_empty() {
                 return Some((
                     Outcome::Timeout,
-                    format!("default: externalTrafficPolicy Local, and no endpoint on {np}"),
+                    format!("default: {policy} Local, and no endpoint on {n}"),
                 ));
             }
         }
