@@ -1631,7 +1631,7 @@ uplink = "203.0.113.10/24"
         ));
         assert_eq!(
             e.message,
-            "external_traffic_policy applies to a Service with a node_port"
+            "external_traffic_policy applies to a Service with a node_port or a load_balancer_ip"
         );
         let e = first_error(&svc(
             "cluster_ip = \"10.96.0.20\"\nport = 80\nsession_affinity = \"ClientIp\"",

@@ -329,11 +329,12 @@ impl Validator<'_> {
             s.external_traffic_policy.as_deref(),
             "external_traffic_policy",
         );
-        // ValidateService: externalTrafficPolicy is for Services reachable from outside.
-        if external_local && s.node_port.is_none() {
+        // ValidateService: externalTrafficPolicy is for Services reachable from outside
+        // (NodePort and LoadBalancer).
+        if external_local && s.node_port.is_none() && s.load_balancer_ip.is_none() {
             self.err(
                 &at("external_traffic_policy"),
-                "external_traffic_policy applies to a Service with a node_port",
+                "external_traffic_policy applies to a Service with a node_port or a load_balancer_ip",
                 Some("give the Service a node_port, or drop external_traffic_policy".into()),
             );
         }
