@@ -81,8 +81,9 @@ impl Witness {
 
 /// Processes (pid, command) whose network namespace is one of `inodes`: children a lab step
 /// started (nft, a shell) that outlived it. Fails closed: a /proc entry it cannot read is an
-/// error, not "nothing there". Passed over: a process or thread that ends while it looks, and a
-/// process it may not inspect that started before this one (which none of ours can be).
+/// error, not "nothing there". Passed over: a process or thread that ends while it looks, a
+/// zombie, and a process it may not inspect that started before this one or runs as another
+/// user (which none of ours can be: the rootless CLI tests met another user's process).
 pub fn processes_in(inodes: &[u64]) -> std::io::Result<Vec<(u32, String)>> {
     let me = crate::registry::process_start(std::process::id());
     let mut out = Vec::new();
@@ -95,15 +96,20 @@ pub fn processes_in(inodes: &[u64]) -> std::io::Result<Vec<(u32, String)>> {
             let ino = match gone_is_none(ns_inode(&t.path())) {
                 Ok(Some(ino)) => ino,
                 Ok(None) => continue,
+                // Denied: a zombie (it holds nothing), or a process outside our user namespaces
+                // (rootless: our processes, and whatever they leave behind, live in ours, where
+                // we may inspect them; the kernel denies only others, such as the root shell
+                // that started this test in the same clock tick).
                 Err(e)
-                    if e.kind() == std::io::ErrorKind::PermissionDenied && older_than(pid, me) =>
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        && (older_than(pid, me) || is_zombie(pid) || outside_our_userns(pid)) =>
                 {
                     break
                 }
                 Err(e) => {
                     return Err(std::io::Error::new(
                         e.kind(),
-                        format!("{}: {e}", t.path().join("ns/net").display()),
+                        format!("{}: {e} ({})", t.path().join("ns/net").display(), who(pid)),
                     ))
                 }
             };
@@ -185,6 +191,47 @@ fn thread_ns(task: &Path) -> std::io::Result<Option<u64>> {
 }
 
 /// Whether `pid` started before the process whose start time is `me`.
+/// Whether a process has exited and waits to be reaped. A zombie holds nothing (the kernel
+/// closes its files and drops its namespaces before it becomes one), yet /proc denies its ns and
+/// fd entries to anyone but root: a helper of a killed run, reparented and not yet reaped, is
+/// one (the rootless CLI tests met it).
+pub fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// A process in a few words, for an error: its name, state, real uid and parent.
+fn who(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "{} state {} uid {} parent {}",
+        field("Name:"),
+        field("State:"),
+        field("Uid:"),
+        field("PPid:")
+    )
+}
+
+/// Whether a process we may not inspect is outside the user namespaces we created: we run in a
+/// user namespace of our own (rootless), where every process of ours is inspectable by us.
+/// As root in the first user namespace nothing is denied us but zombies, so this says no there
+/// (and any other denial stays an error).
+fn outside_our_userns(_pid: u32) -> bool {
+    // The first user namespace maps every uid to itself: "0 0 4294967295".
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let first = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    !map.is_empty() && !first
+}
+
 fn older_than(pid: u32, me: Option<u64>) -> bool {
     matches!((crate::registry::process_start(pid), me), (Some(p), Some(m)) if p < m)
 }

@@ -71,15 +71,10 @@ fn held_by(proc: Proc, own: u64, point: &str) -> Vec<(std::path::PathBuf, u64)> 
     }
 }
 
-/// Whether a process has exited and waits to be reaped. A zombie holds nothing (the kernel
-/// closes its files and drops its namespaces before it becomes one), yet /proc denies its ns and
-/// fd entries: a CNI plugin that ended while netfault sat paused at `cni:exec` is one until
-/// netfault reaps it, which it never does once killed (CI met it in the rootless run).
+/// A CNI plugin that ended while netfault sat paused at `cni:exec` is a zombie until netfault
+/// reaps it, which it never does once killed (CI met it in the rootless run).
 fn zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| Some(s.get(s.rfind(')')? + 2..)?.starts_with('Z')))
-        .unwrap_or(false)
+    netfault::leakcheck::is_zombie(pid)
 }
 
 /// Whether `/proc/PID/fd/N` (or a task's `ns/net`) still names namespace `ino`: an fd closed
