@@ -234,10 +234,7 @@ async fn named_ports_ranges_and_match_expressions_do_what_the_truth_table_says()
 /// endpoint; from node2, which has none, kube-proxy drops it (a timeout, not a reject).
 #[tokio::test]
 async fn internal_traffic_policy_local_keeps_a_nodes_traffic_on_its_own_endpoints() {
-    let text = std::fs::read_to_string(common::fixture_path("k8s.toml")).unwrap()
-        + "\n[service.local]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\ninternal_traffic_policy = \"Local\"\n";
-    let t = netfault::topology::parse_fixture(&netfault::topology::Source::new("itp.toml", text))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let t = k8s_plus("\n[service.local]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\ninternal_traffic_policy = \"Local\"\n");
     let (table, _) = netfault::matrix::truth_table(&t);
     let o = |f: &str| table.observed(f, "svc/local", Proto::Tcp);
     assert_eq!(
@@ -259,10 +256,7 @@ async fn internal_traffic_policy_local_keeps_a_nodes_traffic_on_its_own_endpoint
 /// node2) does not.
 #[tokio::test]
 async fn external_traffic_policy_local_keeps_the_client_address_and_the_nodes_endpoints() {
-    let text = std::fs::read_to_string(common::fixture_path("k8s.toml")).unwrap()
-        + "\n[service.local]\ncluster_ip = \"10.96.0.50\"\nport = 80\nnode_port = 30090\nendpoints = [\"pod-b:8080\"]\nexternal_traffic_policy = \"Local\"\n";
-    let t = netfault::topology::parse_fixture(&netfault::topology::Source::new("etp.toml", text))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let t = k8s_plus("\n[service.local]\ncluster_ip = \"10.96.0.50\"\nport = 80\nnode_port = 30090\nendpoints = [\"pod-b:8080\"]\nexternal_traffic_policy = \"Local\"\n");
     let (table, _) = netfault::matrix::truth_table(&t);
     let o = |f: &str, n: &str| table.observed(f, &format!("nodeport/local@{n}"), Proto::Tcp);
     assert_eq!(o("ext", "node1"), Some(Outcome::Reachable));
@@ -298,10 +292,7 @@ async fn external_traffic_policy_local_keeps_the_client_address_and_the_nodes_en
 #[tokio::test]
 async fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
     let extra = "\n[service.sticky]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\", \"pod-c:8080\"]\nsession_affinity = \"ClientIP\"\n\n[service.spread]\ncluster_ip = \"10.96.0.51\"\nport = 80\nendpoints = [\"pod-b:8080\", \"pod-c:8080\"]\n";
-    let text = std::fs::read_to_string(common::fixture_path("k8s.toml")).unwrap() + extra;
-    let t =
-        netfault::topology::parse_fixture(&netfault::topology::Source::new("sticky.toml", text))
-            .unwrap_or_else(|e| panic!("{e}"));
+    let t = k8s_plus(extra);
     assert_eq!(
         t.k8s.service("sticky").unwrap().affinity_timeout,
         Some(10800)
@@ -529,6 +520,13 @@ async fn clusterip_and_nodeport_addresses_as_kube_proxy_serves_them() {
         Err(ErrorKind::ConnectionRefused),
         "node1's bridge address is no NodePort address"
     );
+}
+
+/// `fixtures/k8s.toml` with more TOML after it (a Service the test needs).
+fn k8s_plus(extra: &str) -> netfault::Topology {
+    let text = std::fs::read_to_string(common::fixture_path("k8s.toml")).unwrap() + extra;
+    netfault::topology::parse_fixture(&netfault::topology::Source::new("k8s-plus.toml", text))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Cell by cell; a probe this kernel cannot make (SCTP) is counted, and must be one.
