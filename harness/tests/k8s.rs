@@ -321,6 +321,23 @@ async fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
     assert_eq!(served["svc/spread"].len(), 2, "{served:?}");
 }
 
+/// `externalIPs`: kube-proxy translates each on every node; external hosts reach it through
+/// the node their route names, nodes and pods on their own node (masqueraded, as a NodePort).
+#[tokio::test]
+async fn external_ips_are_translated_on_every_node() {
+    let t = k8s_plus("\n[service.ext-web]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\nexternal_ips = [\"203.0.113.101\"]\n");
+    let (table, _) = netfault::matrix::truth_table(&t);
+    let to = "externalip/ext-web@203.0.113.101";
+    for from in ["ext", "node1", "node2", "pod-a", "pod-c"] {
+        assert_eq!(
+            table.observed(from, to, Proto::Tcp),
+            Some(Outcome::Reachable),
+            "{from}"
+        );
+    }
+    truth_table_matches_lab(&t).await;
+}
+
 /// A dual-stack pod is isolated in both families: selectors pick it whatever the family, and an
 /// ipBlock matches its own family only (a v4 block lets none of a pod's IPv6 traffic through).
 #[tokio::test]

@@ -236,25 +236,23 @@ fn no_endpoints(ctx: &Ctx, tb: &mut Table, s: &Svc) {
             "    {fam} daddr {node_ip} {p} dport {np} {how} comment \"{comment} has no endpoints\""
         );
     }
-    if let Some(lb) = load_balancer(ctx, s.svc) {
+    for (ip, _) in fronts(ctx, s.svc) {
         let _ = writeln!(
             tb.rejects,
-            "    {fam} daddr {} {p} dport {} {how} comment \"{comment} has no endpoints\"",
-            lb.ip, s.svc.port
+            "    {fam} daddr {ip} {p} dport {} {how} comment \"{comment} has no endpoints\"",
+            s.svc.port
         );
     }
 }
 
-/// A Service's load balancer, in the IPv4 table (its address is IPv4).
-fn load_balancer<'a>(
-    ctx: &Ctx,
-    svc: &'a Service,
-) -> Option<&'a crate::topology::k8s::LoadBalancer> {
-    svc.load_balancer
-        .as_ref()
-        .filter(|_| ctx.family == Family::V4)
+/// A Service's addresses outside the cluster (its load balancer's, its external IPs), with
+/// their source ranges, in the IPv4 table (they are IPv4).
+fn fronts<'a>(ctx: &Ctx, svc: &'a Service) -> Vec<(std::net::Ipv4Addr, &'a [ipnet::Ipv4Net])> {
+    match ctx.family {
+        Family::V4 => svc.fronts(),
+        Family::V6 => Vec::new(),
+    }
 }
-
 /// The ClusterIP's rule: to the Service's chain; with internalTrafficPolicy Local to this
 /// node's endpoints only, and dropped where there are none (kube-proxy: "has no local
 /// endpoints"). kube-dns serves 53 over TCP as well (its Service has a dns-tcp port):
@@ -298,25 +296,27 @@ fn nodeport_rules(ctx: &Ctx, tb: &mut Table, s: &Svc, local: &[usize]) {
             "    {fam} daddr {node_ip} {p} dport {np} goto external-{c} comment \"{comment} nodeport\""
         );
     }
-    let lb = load_balancer(ctx, s.svc);
-    if let Some(lb) = lb {
+    let fronts = fronts(ctx, s.svc);
+    for (ip, ranges) in &fronts {
         let port = s.svc.port;
+        let kind = match s.svc.load_balancer.as_ref().is_some_and(|lb| lb.ip == *ip) {
+            true => "loadbalancer",
+            false => "external-ip",
+        };
         let _ = writeln!(
             tb.services,
-            "    {fam} daddr {} {p} dport {port} goto external-{c} comment \"{comment} loadbalancer\"",
-            lb.ip
+            "    {fam} daddr {ip} {p} dport {port} goto external-{c} comment \"{comment} {kind}\""
         );
-        if !lb.source_ranges.is_empty() {
-            let ranges: Vec<String> = lb.source_ranges.iter().map(|r| r.to_string()).collect();
+        if !ranges.is_empty() {
+            let ranges: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
             let _ = writeln!(
                 tb.firewall,
-                "    {fam} daddr {} {p} dport {port} {fam} saddr != {{ {} }} drop comment \"{comment} loadBalancerSourceRanges\"",
-                lb.ip,
+                "    {fam} daddr {ip} {p} dport {port} {fam} saddr != {{ {} }} drop comment \"{comment} loadBalancerSourceRanges\"",
                 ranges.join(", ")
             );
         }
     }
-    if nodeport.is_none() && lb.is_none() {
+    if nodeport.is_none() && fronts.is_empty() {
         return;
     }
     let external = if s.svc.external_local {
@@ -425,7 +425,7 @@ fn lb_chains(ctx: &Ctx, tb: &mut Table, s: &Svc, ecs: &[String], local: &[usize]
         let _ = writeln!(tb.chains, "  chain {c}-local {{\n{mark}{}  }}", lb(local));
     }
     // The client's address is kept: no masquerade mark.
-    let external = s.svc.node_port.is_some() || s.svc.load_balancer.is_some();
+    let external = s.svc.node_port.is_some() || !s.svc.fronts().is_empty();
     if s.svc.external_local && !local.is_empty() && external {
         let _ = writeln!(
             tb.chains,

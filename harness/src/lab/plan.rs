@@ -698,23 +698,25 @@ impl HostPlan {
 }
 
 /// Where the host named `n` stands in the plan.
-/// An external host's routes to the lab's load balancers: each address via the node that
-/// announces it, as MetalLB's layer-2 mode answers ARP for it from one node.
+/// An external host's routes to the lab's load balancers and external IPs: each address via
+/// the node that announces it, as MetalLB's layer-2 mode answers ARP for it from one node (an
+/// admin routes external IPs the same way).
 fn load_balancer_routes(t: &Topology, ifname: &str) -> Vec<RoutePlan> {
-    t.k8s
-        .services
-        .iter()
-        .filter_map(|s| {
-            let lb = s.load_balancer.as_ref()?;
-            let node = t.host(t.announcer(s)?)?;
-            Some(RoutePlan {
-                dst: Ipv4Net::new(lb.ip, 32).expect("host route"),
+    let mut out = Vec::new();
+    for s in &t.k8s.services {
+        let Some(node) = t.announcer(s).and_then(|n| t.host(n)) else {
+            continue;
+        };
+        for (ip, _) in s.fronts() {
+            out.push(RoutePlan {
+                dst: Ipv4Net::new(ip, 32).expect("host route"),
                 gateway: Some(node.address()),
                 dev: ifname.to_string(),
                 onlink: false,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 fn idx(hosts: &[HostPlan], n: &str) -> usize {

@@ -86,6 +86,23 @@ pub struct Service {
     /// hosts route it to one node), and `loadBalancerSourceRanges`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancer>,
+    /// `externalIPs`: addresses kube-proxy translates on every node; the cluster's admin routes
+    /// them to a node (here, external hosts route each to the node a load balancer would use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_ips: Vec<Ipv4Addr>,
+}
+
+impl Service {
+    /// The addresses outside the cluster kube-proxy translates for this Service, with the
+    /// source ranges that may reach each: its load balancer's, then its external IPs.
+    pub fn fronts(&self) -> Vec<(Ipv4Addr, &[Ipv4Net])> {
+        let lb = self
+            .load_balancer
+            .iter()
+            .map(|lb| (lb.ip, lb.source_ranges.as_slice()));
+        lb.chain(self.external_ips.iter().map(|ip| (*ip, &[][..])))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,10 +244,21 @@ impl K8s {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Service(String),
-    NodePort { service: String, node: String },
+    NodePort {
+        service: String,
+        node: String,
+    },
     Dns(String),
     LoadBalancer(String),
-    Port { pod: String, port: u16 },
+    /// `externalip/NAME@IP`: one of a Service's external IPs.
+    ExternalIp {
+        service: String,
+        ip: Ipv4Addr,
+    },
+    Port {
+        pod: String,
+        port: u16,
+    },
 }
 
 impl Target {
@@ -251,6 +279,13 @@ impl Target {
         if let Some(s) = name.strip_prefix("lb/") {
             return Some(Target::LoadBalancer(s.to_string()));
         }
+        if let Some(rest) = name.strip_prefix("externalip/") {
+            let (svc, ip) = rest.split_once('@')?;
+            return Some(Target::ExternalIp {
+                service: svc.to_string(),
+                ip: ip.parse().ok()?,
+            });
+        }
         let (pod, port) = name.rsplit_once(':')?;
         Some(Target::Port {
             pod: pod.to_string(),
@@ -264,6 +299,7 @@ impl Target {
             Target::NodePort { service, node } => format!("nodeport/{service}@{node}"),
             Target::Dns(s) => format!("dns/{s}"),
             Target::LoadBalancer(s) => format!("lb/{s}"),
+            Target::ExternalIp { service, ip } => format!("externalip/{service}@{ip}"),
             Target::Port { pod, port } => format!("{pod}:{port}"),
         }
     }
@@ -361,6 +397,7 @@ mod tests {
             "nodeport/web@node2",
             "dns/web",
             "lb/web",
+            "externalip/web@203.0.113.101",
             "db:5432",
         ] {
             assert_eq!(Target::parse(t).unwrap().name(), t);

@@ -266,6 +266,12 @@ impl Topology {
         {
             v.push(Target::LoadBalancer(s.name.clone()).name());
         }
+        for s in &self.k8s.services {
+            for ip in &s.external_ips {
+                let service = s.name.clone();
+                v.push(Target::ExternalIp { service, ip: *ip }.name());
+            }
+        }
         for (pod, p) in self.pods() {
             let mut numbers: Vec<u16> = p.ports.iter().map(|c| c.port).collect();
             numbers.dedup();
@@ -416,15 +422,14 @@ impl Topology {
                     query: Some((self.dns_query_for(from, s), s.cluster_ip)),
                 })
             }
-            Target::LoadBalancer(name) => {
-                let s = self.k8s.service(&name)?;
-                let lb = s.load_balancer.as_ref()?;
+            Target::LoadBalancer(_) | Target::ExternalIp { .. } => {
+                let (s, ip, _) = self.front(target)?;
                 if family != Family::V4 {
                     return None;
                 }
                 Some(TargetProbe {
                     proto: s.protocol,
-                    dst: lb.ip.into(),
+                    dst: ip.into(),
                     port: Some(s.port),
                     listeners: listeners(s),
                     query: None,
@@ -457,17 +462,16 @@ impl Topology {
             Target::NodePort { service, node } => (service, Some(node)),
             // A load balancer's address is translated as a NodePort is: at the node external
             // hosts send it to, or at the client's own node.
-            Target::LoadBalancer(s) => {
-                let svc = self.k8s.service(&s)?;
-                let lb = svc.load_balancer.as_ref()?;
-                if let Some(why) = self.outside_source_ranges(from, lb) {
+            Target::LoadBalancer(_) | Target::ExternalIp { .. } => {
+                let (svc, _, ranges) = self.front(to)?;
+                if let Some(why) = self.outside_source_ranges(from, ranges) {
                     return Some((Outcome::Timeout, format!("default: {why}")));
                 }
                 let node = match client.role {
                     Role::External(_) => self.announcer(svc)?.to_string(),
                     _ => node_of(from)?,
                 };
-                (s, Some(node))
+                (svc.name.clone(), Some(node))
             }
             _ => return None,
         };
@@ -564,11 +568,26 @@ impl Topology {
         })
     }
 
+    /// A load balancer's or external IP's target: its Service, address and source ranges.
+    fn front(&self, target: &str) -> Option<(&Service, std::net::Ipv4Addr, &[ipnet::Ipv4Net])> {
+        let (name, ip) = match Target::parse(target)? {
+            Target::LoadBalancer(name) => (name, None),
+            Target::ExternalIp { service, ip } => (service, Some(ip)),
+            _ => return None,
+        };
+        let s = self.k8s.service(&name)?;
+        let (ip, ranges) = s
+            .fronts()
+            .into_iter()
+            .find(|(a, _)| ip.is_none_or(|want| *a == want))?;
+        Some((s, ip, ranges))
+    }
+
     /// Why `from` may not reach a load balancer with source ranges: its address (as it leaves
     /// the client: a pod's own, a node's or an external host's uplink address) is in none.
-    fn outside_source_ranges(&self, from: &str, lb: &LoadBalancer) -> Option<String> {
+    fn outside_source_ranges(&self, from: &str, ranges: &[ipnet::Ipv4Net]) -> Option<String> {
         let src = self.host(from)?.address();
-        if lb.source_ranges.is_empty() || lb.source_ranges.iter().any(|r| r.contains(&src)) {
+        if ranges.is_empty() || ranges.iter().any(|r| r.contains(&src)) {
             return None;
         }
         Some(format!(
@@ -667,9 +686,10 @@ impl Topology {
             Role::External(_) => None,
         };
         match Target::parse(to)? {
-            Target::Service(_) | Target::NodePort { .. } | Target::LoadBalancer(_) => {
-                self.service_default(from, to, proto, tp)
-            }
+            Target::Service(_)
+            | Target::NodePort { .. }
+            | Target::LoadBalancer(_)
+            | Target::ExternalIp { .. } => self.service_default(from, to, proto, tp),
             Target::Port { pod, port } => {
                 let dst = self.host(&pod)?.address_of(proto.family())?;
                 if !self.default_pairs {

@@ -1665,6 +1665,13 @@ uplink = "203.0.113.10/24"
             e.message,
             "load_balancer_source_ranges without a load_balancer_ip"
         );
+        let e = first_error(&svc(
+            "cluster_ip = \"10.96.0.20\"\nport = 80\nexternal_ips = [\"203.0.113.1\"]",
+        ));
+        assert_eq!(
+            e.message,
+            "external_ips 203.0.113.1 is not a free address of the uplink segment"
+        );
 
         let e = first_error(&format!("{BASE}\n[dns]\npod = \"pod-q\"\n"));
         assert_eq!(e.message, "[dns] pod: no pod \"pod-q\"");

@@ -804,7 +804,7 @@ impl<'a> SvcCtx<'a> {
             Target::NodePort { service, node } => (t.k8s.service(service).cloned(), node.clone()),
             // A load balancer's address is translated where external hosts send it (the
             // announcing node), or on the client's own node.
-            Target::LoadBalancer(name) => {
+            Target::LoadBalancer(name) | Target::ExternalIp { service: name, .. } => {
                 let svc = t.k8s.service(name).cloned();
                 let node = match &t.host(from).map(|h| &h.role) {
                     Some(crate::topology::Role::Pod(p)) => Some(p.node.clone()),
@@ -828,6 +828,7 @@ impl<'a> SvcCtx<'a> {
                 .host(&node)
                 .map(|h| (h.address(), svc.node_port.unwrap_or(0))),
             Target::LoadBalancer(_) => svc.load_balancer.as_ref().map(|lb| (lb.ip, svc.port)),
+            Target::ExternalIp { ip, .. } => Some((*ip, svc.port)),
             _ => None,
         };
         let nodeport = front.is_some();

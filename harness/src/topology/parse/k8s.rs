@@ -50,6 +50,9 @@ pub(super) struct RawService {
     /// `loadBalancerSourceRanges`.
     #[serde(default)]
     load_balancer_source_ranges: Vec<String>,
+    /// `externalIPs`: free addresses of the uplink segment.
+    #[serde(default)]
+    external_ips: Vec<String>,
 }
 
 fn tcp() -> String {
@@ -353,7 +356,46 @@ impl Validator<'_> {
             external_local,
             affinity_timeout: self.affinity(name, s),
             load_balancer: self.load_balancer(name, s, ctx),
+            external_ips: s
+                .external_ips
+                .iter()
+                .filter_map(|ip| self.uplink_address(name, "external_ips", ip, ctx))
+                .collect(),
         });
+    }
+
+    /// An address a Service takes on the uplink segment (a load balancer's, an external IP):
+    /// free there, as external hosts route it to a node on that segment.
+    fn uplink_address(
+        &mut self,
+        name: &str,
+        field: &'static str,
+        raw: &str,
+        ctx: &mut K8sCtx,
+    ) -> Option<Ipv4Addr> {
+        let at = [Key::Field("service"), Key::Field(name), Key::Field(field)];
+        let ip = self.addr(&at, raw, field)?;
+        let topo = ctx.topo;
+        let uplink = topo.uplink.as_ref().map(|u| u.cidr);
+        let on_uplink = uplink.is_some_and(|u| u.contains(&ip));
+        let held = topo.hosts.iter().any(|h| h.address() == ip)
+            || ctx.ips.contains_key(&ip)
+            || uplink.is_some_and(|u| ip == u.network() || ip == u.broadcast());
+        if !on_uplink || held {
+            self.err(
+                &at,
+                format!("{field} {ip} is not a free address of the uplink segment"),
+                Some(format!(
+                    "pick an unused address of {} (external hosts reach it through a node there)",
+                    uplink
+                        .map(|u| u.to_string())
+                        .unwrap_or_else(|| "the uplink".into())
+                )),
+            );
+            return None;
+        }
+        ctx.ips.insert(ip, name.to_string());
+        Some(ip)
     }
 
     /// A LoadBalancer's address: a free address of the uplink segment (external hosts route
@@ -375,27 +417,7 @@ impl Validator<'_> {
             }
             return None;
         };
-        let ip = self.addr(&at("load_balancer_ip"), raw, "load_balancer_ip")?;
-        let topo = ctx.topo;
-        let on_uplink = topo.uplink.as_ref().is_some_and(|u| u.cidr.contains(&ip));
-        let held = topo.hosts.iter().any(|h| h.address() == ip)
-            || ctx.ips.contains_key(&ip)
-            || topo
-                .uplink
-                .as_ref()
-                .is_some_and(|u| ip == u.cidr.network() || ip == u.cidr.broadcast());
-        if !on_uplink || held {
-            self.err(
-                &at("load_balancer_ip"),
-                format!("load_balancer_ip {ip} is not a free address of the uplink segment"),
-                Some(format!(
-                    "pick an unused address of {} (external hosts reach it through the node that announces it)",
-                    topo.uplink.as_ref().map(|u| u.cidr.to_string()).unwrap_or_else(|| "the uplink".into())
-                )),
-            );
-            return None;
-        }
-        ctx.ips.insert(ip, name.to_string());
+        let ip = self.uplink_address(name, "load_balancer_ip", raw, ctx)?;
         let source_ranges = s
             .load_balancer_source_ranges
             .iter()
@@ -530,6 +552,7 @@ impl Validator<'_> {
                 external_local: false,
                 affinity_timeout: None,
                 load_balancer: None,
+                external_ips: Vec::new(),
             });
             k.dns = Some(DnsSpec {
                 pod: d.pod.clone(),
