@@ -1619,59 +1619,23 @@ uplink = "203.0.113.10/24"
             "{}",
             e.message
         );
-        let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\ninternal_traffic_policy = \"local\"",
-        ));
-        assert_eq!(
-            e.message,
-            "internal_traffic_policy \"local\" is not Cluster or Local"
-        );
-        let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\nexternal_traffic_policy = \"Local\"",
-        ));
-        assert_eq!(
-            e.message,
-            "external_traffic_policy applies to a Service with a node_port or a load_balancer_ip"
-        );
-        let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\nsession_affinity = \"ClientIp\"",
-        ));
-        assert_eq!(
-            e.message,
-            "session_affinity \"ClientIp\" is not None or ClientIP"
-        );
-        let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\nsession_affinity = \"ClientIP\"\nsession_affinity_timeout = 0",
-        ));
-        assert_eq!(
-            e.message,
-            "session_affinity_timeout 0 is not 1..86400 seconds"
-        );
-        let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\nload_balancer_ip = \"198.51.100.7\"",
-        ));
-        assert_eq!(
-            e.message,
-            "load_balancer_ip 198.51.100.7 is not a free address of the uplink segment"
-        );
-        let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\nload_balancer_ip = \"203.0.113.10\"",
-        ));
-        assert!(e.message.contains("not a free address"), "{}", e.message);
-        let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\nload_balancer_source_ranges = [\"10.0.0.0/8\"]",
-        ));
-        assert_eq!(
-            e.message,
-            "load_balancer_source_ranges without a load_balancer_ip"
-        );
-        let e = first_error(&svc(
-            "cluster_ip = \"10.96.0.20\"\nport = 80\nexternal_ips = [\"203.0.113.1\"]",
-        ));
-        assert_eq!(
-            e.message,
-            "external_ips 203.0.113.1 is not a free address of the uplink segment"
-        );
+        // Service types and traffic policies, as ValidateService: each field, what it says.
+        let refused = [
+            ("internal_traffic_policy = \"local\"", "internal_traffic_policy \"local\" is not Cluster or Local"),
+            ("external_traffic_policy = \"Local\"", "external_traffic_policy applies to a Service with a node_port or a load_balancer_ip"),
+            ("session_affinity = \"ClientIp\"", "session_affinity \"ClientIp\" is not None or ClientIP"),
+            ("session_affinity = \"ClientIP\"\nsession_affinity_timeout = 0", "session_affinity_timeout 0 is not 1..86400 seconds"),
+            ("load_balancer_ip = \"198.51.100.7\"", "load_balancer_ip 198.51.100.7 is not a free address of the uplink segment"),
+            ("load_balancer_ip = \"203.0.113.10\"", "load_balancer_ip 203.0.113.10 is not a free address of the uplink segment"),
+            ("load_balancer_source_ranges = [\"10.0.0.0/8\"]", "load_balancer_source_ranges without a load_balancer_ip"),
+            ("external_ips = [\"203.0.113.1\"]", "external_ips 203.0.113.1 is not a free address of the uplink segment"),
+        ];
+        for (field, message) in refused {
+            let e = first_error(&svc(&format!(
+                "cluster_ip = \"10.96.0.20\"\nport = 80\n{field}"
+            )));
+            assert_eq!(e.message, message, "{field}");
+        }
 
         let e = first_error(&format!("{BASE}\n[dns]\npod = \"pod-q\"\n"));
         assert_eq!(e.message, "[dns] pod: no pod \"pod-q\"");
