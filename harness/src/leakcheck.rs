@@ -102,7 +102,7 @@ pub fn processes_in(inodes: &[u64]) -> std::io::Result<Vec<(u32, String)>> {
                 // that started this test in the same clock tick).
                 Err(e)
                     if e.kind() == std::io::ErrorKind::PermissionDenied
-                        && (older_than(pid, me) || is_zombie(pid) || outside_our_userns(pid)) =>
+                        && (older_than(pid, me) || is_zombie(pid) || outside_our_userns()) =>
                 {
                     break
                 }
@@ -225,7 +225,7 @@ fn who(pid: u32) -> String {
 /// user namespace of our own (rootless), where every process of ours is inspectable by us.
 /// As root in the first user namespace nothing is denied us but zombies, so this says no there
 /// (and any other denial stays an error).
-fn outside_our_userns(_pid: u32) -> bool {
+fn outside_our_userns() -> bool {
     // The first user namespace maps every uid to itself: "0 0 4294967295".
     let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     let first = map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];

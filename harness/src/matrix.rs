@@ -36,11 +36,7 @@ impl Cell {
     /// A probe this kernel cannot make (no SCTP here): it expects nothing, as the fixture's
     /// expectation holds on a kernel that has the protocol; shown, not judged.
     pub fn undecidable(&self) -> bool {
-        self.observed == Outcome::Unsupported
-            && self
-                .detail
-                .as_deref()
-                .is_some_and(|d| d.starts_with(crate::probe::KERNEL_LACKS))
+        crate::probe::kernel_lacked(self.observed, self.detail.as_deref())
     }
 
     pub fn matches(&self) -> bool {

@@ -18,8 +18,8 @@ pub const CLUSTER_IPS_SET: &str = "cluster-ips";
 /// kube-proxy's masquerade mark.
 pub const MASQ_MARK: u32 = 0x4000;
 
-/// A chain-name-safe form of `ns/name`.
-fn ident(s: &str) -> String {
+/// A chain-name-safe form of `ns/name` (a pod's name too, in the policy chains).
+pub(super) fn ident(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect()
@@ -128,6 +128,9 @@ struct Svc<'a> {
     p: &'static str,
     c: String,
     comment: String,
+    /// kube-dns serves 53 over TCP as well (its Service has a dns-tcp port): resolvers retry
+    /// a truncated answer over TCP, and `dig +tcp` asks so.
+    also_tcp: bool,
 }
 
 /// kube-proxy's table of one family, on `node`.
@@ -152,6 +155,7 @@ fn kube_proxy_table(t: &Topology, k: &K8s, family: Family, node: &str) -> String
                 p: svc.protocol.l4_name(),
                 c: service_chain(svc),
                 comment: format!("{}/{}", svc.namespace, svc.name),
+                also_tcp: svc.dns && svc.protocol == Proto::Udp,
             };
             render_service(&ctx, &mut tb, &s, &eps);
         }
@@ -255,8 +259,7 @@ fn fronts<'a>(ctx: &Ctx, svc: &'a Service) -> Vec<(std::net::Ipv4Addr, &'a [ipne
 }
 /// The ClusterIP's rule: to the Service's chain; with internalTrafficPolicy Local to this
 /// node's endpoints only, and dropped where there are none (kube-proxy: "has no local
-/// endpoints"). kube-dns serves 53 over TCP as well (its Service has a dns-tcp port):
-/// resolvers retry a truncated answer over TCP, and `dig +tcp` asks so.
+/// endpoints"), and kube-dns's dns-tcp port.
 fn clusterip_rules(ctx: &Ctx, tb: &mut Table, s: &Svc, local: &[usize]) {
     let (fam, p, vip, c, comment, port) = (ctx.fam, s.p, s.vip, &s.c, &s.comment, s.svc.port);
     let internal = match (s.svc.internal_local, local.is_empty()) {
@@ -276,7 +279,7 @@ fn clusterip_rules(ctx: &Ctx, tb: &mut Table, s: &Svc, local: &[usize]) {
             "    {fam} daddr {vip} {p} dport {port} goto {to} comment \"{comment}\""
         );
     }
-    if s.svc.dns && s.svc.protocol == Proto::Udp {
+    if s.also_tcp {
         let _ = writeln!(
             tb.services,
             "    {fam} daddr {vip} tcp dport {port} goto {c} comment \"{comment} dns-tcp\""
@@ -362,7 +365,7 @@ fn endpoint_chains(ctx: &Ctx, tb: &mut Table, s: &Svc, eps: &[ServiceEndpoint]) 
             ident(&s.svc.name)
         );
         let to = dnat_target(*ip, *port);
-        let tcp_too = match s.svc.dns && s.svc.protocol == Proto::Udp {
+        let tcp_too = match s.also_tcp {
             true => format!("\n    meta l4proto tcp dnat to {to}"),
             false => String::new(),
         };

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use super::kube_proxy::ident;
 use crate::topology::k8s::{K8s, Peer, Policy, PolicyPort, PolicyRule, PortRef};
 use crate::topology::k8s_eval::named_port;
 use crate::topology::model::PodSpec;
@@ -94,13 +95,6 @@ fn pod_chain(
         names.join(", ")
     );
     Some(format!("  chain {c} {{\n{body}  }}\n"))
-}
-
-/// A chain-name-safe form of a name.
-fn ident(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
 }
 
 /// The nft matches of one policy rule: one line per (peer, port) combination. `receiver` is

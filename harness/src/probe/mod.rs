@@ -20,6 +20,6 @@ pub use classify::{classify_ee, classify_errno};
 pub use echo::Servers;
 pub use run::{all_pairs, matrix, matrix_in_two, run};
 pub use spec::{
-    pairs_of, target_probes, Observation, ProbeSpec, FOREIGN_SERVER, FOREIGN_SILENT, KERNEL_LACKS,
-    SEEN_DROPPED, UDP_SERVICE_SPORT,
+    kernel_lacked, pairs_of, target_probes, Observation, ProbeSpec, FOREIGN_SERVER, FOREIGN_SILENT,
+    KERNEL_LACKS, SEEN_DROPPED, UDP_SERVICE_SPORT,
 };

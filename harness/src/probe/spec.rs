@@ -126,12 +126,13 @@ impl Observation {
     }
 
     pub fn is_kernel_lacking(&self) -> bool {
-        self.outcome == Outcome::Unsupported
-            && self
-                .detail
-                .as_deref()
-                .is_some_and(|d| d.starts_with(KERNEL_LACKS))
+        kernel_lacked(self.outcome, self.detail.as_deref())
     }
+}
+
+/// Whether an outcome and its detail say this kernel could not make the probe.
+pub fn kernel_lacked(outcome: Outcome, detail: Option<&str>) -> bool {
+    outcome == Outcome::Unsupported && detail.is_some_and(|d| d.starts_with(KERNEL_LACKS))
 }
 
 /// How the detail of a probe this kernel cannot make begins.

@@ -87,11 +87,7 @@ fn translation(
     if rules == 0 {
         return Translation::Flushed;
     }
-    let p = if s.protocol == Proto::Tcp {
-        "tcp"
-    } else {
-        "udp"
-    };
+    let p = s.protocol.l4_name();
     let key = if let Some((front, port)) = nodeport {
         format!("ip daddr {front} {p} dport {port}")
     } else {
