@@ -36,6 +36,17 @@ impl Drop for Servers {
 }
 
 impl Servers {
+    /// Stops every server and waits until their sockets are closed. Dropping only asks the
+    /// runtime to cancel them later: a listener still open then shares its port
+    /// (SO_REUSEPORT) with the next run's, takes some of its connections, and resets them
+    /// when it closes.
+    pub(crate) async fn stop(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
     /// Starts an echo server; false when a server that is not netfault's holds the port (it
     /// is probed as it is).
     pub(crate) async fn start(

@@ -114,7 +114,7 @@ async fn run_held(
             t0.elapsed()
         );
     }
-    drop(servers);
+    servers.stop().await;
     if let Some(b) = &book {
         b.finish().await;
     }
