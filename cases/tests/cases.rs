@@ -83,8 +83,8 @@ fn case(
     });
 }
 
-/// Every fault of the catalog has a case, and every case but an unsupported one names the
-/// culprits its diagnosis must find.
+/// Every fault of the catalog has a case, and every case but an unsupported one (every step of
+/// a case in steps) names the culprits its diagnosis must find.
 #[test]
 fn the_catalog_is_covered_by_cases() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -98,11 +98,21 @@ fn the_catalog_is_covered_by_cases() {
             for f in &case.faults {
                 used.push(f.name());
             }
-            assert!(
-                case.culprits.is_some(),
-                "{} names no culprits (a case that breaks nothing says culprits = [])",
-                p.display()
-            );
+            if case.steps.is_empty() {
+                assert!(
+                    case.culprits.is_some(),
+                    "{} names no culprits (a case that breaks nothing says culprits = [])",
+                    p.display()
+                );
+            }
+            for (i, s) in case.steps.iter().enumerate() {
+                assert!(
+                    s.culprits.is_some(),
+                    "{} step {} names no culprits (a step that breaks nothing says culprits = [])",
+                    p.display(),
+                    i + 1
+                );
+            }
         }
     }
     for k in netfault::fault::CATALOG {

@@ -41,6 +41,9 @@ struct RawCase {
     /// (queue drops under shaping): the diagnosis itself is still asserted.
     #[serde(default = "yes")]
     snapshot_evidence: bool,
+    /// Changes to the cluster in the running lab, each asserted (instead of faults).
+    #[serde(default)]
+    step: Vec<crate::steps::RawStep>,
 }
 
 fn yes() -> bool {
@@ -63,6 +66,8 @@ pub struct Case {
     pub culprits: Option<Vec<String>>,
     pub snapshot_dataplane: bool,
     pub snapshot_evidence: bool,
+    /// The cluster changed step by step (a case has faults or steps).
+    pub steps: Vec<crate::steps::Step>,
 }
 
 /// Reads and validates a case file and its fixture.
@@ -142,49 +147,25 @@ pub fn parse_case(
             ));
         }
     }
-    let mut culprits = Vec::new();
-    for (i, c) in raw.culprits.iter().flatten().enumerate() {
-        let at = [Key::Field("culprits"), Key::Index(i)];
-        let mut parts = c.split_whitespace();
-        let (Some(host), Some(component), None) = (parts.next(), parts.next(), parts.next()) else {
-            errors.push(src.error_at_path(
-                &at,
-                format!("\"{c}\" is not \"HOST COMPONENT\""),
-                Some("for example \"node1 masquerade\"".into()),
-            ));
-            continue;
-        };
-        if topology.host(host).is_none() && host != crate::topology::SWITCH_HOST {
-            errors.push(src.error_at_path(
-                &at,
-                format!("unknown host \"{host}\""),
-                Some(format!(
-                    "hosts in {}: {}",
-                    topology.name,
-                    topology.host_names().join(", ")
-                )),
-            ));
-            continue;
-        }
-        if !crate::diagnose::Component::ALL
-            .iter()
-            .any(|x| x.as_str() == component)
-        {
-            let names: Vec<&str> = crate::diagnose::Component::ALL
-                .iter()
-                .map(|x| x.as_str())
-                .collect();
-            errors.push(src.error_at_path(
-                &at,
-                format!("unknown component \"{component}\""),
-                Some(format!("components: {}", names.join(", "))),
-            ));
-            continue;
-        }
-        culprits.push(format!("{host} {component}"));
+    let culprits = crate::verdict::parse_culprits(
+        src,
+        raw.culprits.as_deref().unwrap_or_default(),
+        &[Key::Field("culprits")],
+        &topology,
+        &mut errors,
+    );
+    if !raw.step.is_empty() {
+        check_steps_alone(src, &raw, &mut errors);
     }
-    let rules = parse_expect_rules(src, &raw.expect, &topology, "expect", &mut errors);
-    check_expect_conflicts(src, &rules, &topology, "expect", &mut errors);
+    let steps = crate::steps::parse_steps(src, &raw.step, &fsrc, &topology, &mut errors);
+    let rules = parse_expect_rules(
+        src,
+        &raw.expect,
+        &topology,
+        &[Key::Field("expect")],
+        &mut errors,
+    );
+    check_expect_conflicts(src, &rules, &topology, &[Key::Field("expect")], &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -203,7 +184,39 @@ pub fn parse_case(
         culprits: raw.culprits.map(|_| culprits),
         snapshot_dataplane: raw.snapshot_dataplane,
         snapshot_evidence: raw.snapshot_evidence,
+        steps,
     })
+}
+
+/// A case in steps asserts each step: faults, and expectations outside the steps, have no
+/// place in it.
+fn check_steps_alone(src: &Source, raw: &RawCase, errors: &mut Vec<ConfigError>) {
+    let misplaced = [
+        (
+            "fault",
+            !raw.fault.is_empty(),
+            "a case either injects faults or changes the cluster in steps: make two cases",
+        ),
+        (
+            "expect",
+            !raw.expect.is_empty(),
+            "with steps, outcomes are expected of each step: [step.expect]",
+        ),
+        (
+            "culprits",
+            raw.culprits.is_some(),
+            "with steps, culprits are expected of each step: culprits = [...] in the [[step]]",
+        ),
+    ];
+    for (field, present, help) in misplaced {
+        if present {
+            errors.push(src.error_at_path(
+                &[Key::Field(field)],
+                format!("a case with [[step]] tables cannot have {field} of its own"),
+                Some(help.into()),
+            ));
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -272,6 +285,9 @@ pub struct CaseReport {
     pub diagnoses: Vec<Diagnosis>,
     /// The distinct culprits of the diagnoses.
     pub culprits: Vec<Culprit>,
+    /// What each step of a case in steps changed and saw.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<crate::steps::StepReport>,
     pub timings: Timings,
     /// Names a plugin chose, as `(name, stable name)`: each pod's host-side veth.
     #[serde(skip)]
@@ -329,7 +345,7 @@ impl Case {
     pub async fn run_with(&self, opts: RunOpts) -> CaseReport {
         let t0 = Instant::now();
         let mut report = self.empty_report();
-        let lab = match Lab::up(&self.topology).await {
+        let mut lab = match Lab::up(&self.topology).await {
             Ok(l) => l,
             Err(e) => {
                 report.status = status_of(&e);
@@ -338,7 +354,7 @@ impl Case {
             }
         };
         report.timings.up_ms = ms(t0.elapsed());
-        if let Err(e) = self.steps(&lab, &mut report, opts).await {
+        if let Err(e) = self.phases(&mut lab, &mut report, opts).await {
             report.status = status_of(&e);
             if report.message.is_none() {
                 report.message = Some(e.to_string());
@@ -355,8 +371,8 @@ impl Case {
     }
 
     /// Runs the case on a lab that is up and healthy (the demo reuses one lab).
-    pub async fn run_on(&self, lab: &Lab, report: &mut CaseReport) {
-        if let Err(e) = self.steps(lab, report, RunOpts::default()).await {
+    pub async fn run_on(&self, lab: &mut Lab, report: &mut CaseReport) {
+        if let Err(e) = self.phases(lab, report, RunOpts::default()).await {
             report.status = status_of(&e);
             if report.message.is_none() {
                 report.message = Some(e.to_string());
@@ -380,6 +396,7 @@ impl Case {
             mismatches: Vec::new(),
             diagnoses: Vec::new(),
             culprits: Vec::new(),
+            steps: Vec::new(),
             timings: Timings::default(),
             renames: Vec::new(),
             snapshot_evidence: self.snapshot_evidence,
@@ -389,7 +406,7 @@ impl Case {
         }
     }
 
-    async fn steps(&self, lab: &Lab, report: &mut CaseReport, opts: RunOpts) -> Result<()> {
+    async fn phases(&self, lab: &mut Lab, report: &mut CaseReport, opts: RunOpts) -> Result<()> {
         let t = Instant::now();
         let baseline = crate::probe::matrix(lab).await?;
         report.timings.baseline_ms = ms(t.elapsed());
@@ -418,6 +435,9 @@ impl Case {
             // Renamed before `render` sorts: random names must not decide the order.
             let renames = report.renames.clone();
             report.dataplane = Some(before.render(|l| stable_names(&renames, l)));
+        }
+        if !self.steps.is_empty() {
+            return self.in_steps(lab, report, &baseline, before).await;
         }
 
         let t = Instant::now();
@@ -477,7 +497,8 @@ impl Case {
             ));
         }
         report.diagnoses = diagnoses;
-        if let Some(m) = self.culprits_mismatch(&report.culprits) {
+        if let Some(m) = crate::verdict::culprits_mismatch(self.culprits.as_ref(), &report.culprits)
+        {
             report.mismatches.push(m);
         }
         report.status = if report.mismatches.is_empty() {
@@ -496,6 +517,43 @@ impl Case {
         report.timings.verify_ms = ms(t.elapsed());
         Ok(())
     }
+    /// Runs the case's steps, then converges the lab back to the fixture's cluster and checks
+    /// it is the healthy lab it was.
+    async fn in_steps(
+        &self,
+        lab: &mut Lab,
+        report: &mut CaseReport,
+        baseline: &Matrix,
+        before: diagnose::LabState,
+    ) -> Result<()> {
+        let t = Instant::now();
+        let ran = crate::steps::run(lab, &self.steps, before.clone()).await;
+        report.timings.probe_ms = ms(t.elapsed());
+        let t = Instant::now();
+        let healed = crate::steps::undo(lab, self.topology.clone()).await;
+        report.timings.heal_ms = ms(t.elapsed());
+        let steps = ran?;
+        for (i, s) in steps.iter().enumerate() {
+            let n = i + 1;
+            report
+                .mismatches
+                .extend(s.mismatches.iter().map(|m| format!("step {n}: {m}")));
+        }
+        let all: Vec<Diagnosis> = steps.iter().flat_map(|s| s.diagnoses.clone()).collect();
+        report.culprits = diagnose::vocab::distinct_culprits(&all);
+        report.steps = steps;
+        report.status = if report.mismatches.is_empty() {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
+        healed?;
+        let t = Instant::now();
+        verify_healed(lab, baseline, &before).await?;
+        report.timings.verify_ms = ms(t.elapsed());
+        Ok(())
+    }
+
     /// Injects every fault in order; if one fails, heals those before it.
     async fn inject_all(&self, lab: &Lab) -> Result<Vec<crate::fault::Guard>> {
         let mut guards = Vec::new();
@@ -512,27 +570,6 @@ impl Case {
             }
         }
         Ok(guards)
-    }
-
-    /// The case's expected culprits against those diagnosed: the mismatch, if any.
-    fn culprits_mismatch(&self, culprits: &[crate::diagnose::vocab::Culprit]) -> Option<String> {
-        let want = self.culprits.as_ref()?;
-        let mut got: Vec<String> = culprits
-            .iter()
-            .map(|c| format!("{} {}", c.host, c.component))
-            .collect();
-        got.sort();
-        got.dedup();
-        let mut want = want.clone();
-        want.sort();
-        want.dedup();
-        (got != want).then(|| {
-            format!(
-                "culprits: expected [{}], diagnosed [{}]",
-                want.join(", "),
-                got.join(", ")
-            )
-        })
     }
 }
 
@@ -648,6 +685,12 @@ impl CaseReport {
             for l in d.lines() {
                 let _ = writeln!(s, "  {l}");
             }
+        }
+        if !self.steps.is_empty() {
+            for (i, st) in self.steps.iter().enumerate() {
+                let _ = write!(s, "\n{}", st.render(i + 1, self.snapshot_evidence));
+            }
+            return s;
         }
         let _ = writeln!(s, "\nfaults:");
         for f in &self.faults {

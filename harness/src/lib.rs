@@ -30,9 +30,11 @@ pub mod probe;
 pub mod registry;
 pub mod report;
 pub mod script;
+pub mod steps;
 pub mod testhook;
 pub mod tools;
 pub mod topology;
+pub mod verdict;
 
 pub use error::{Error, Result};
 pub use lab::Lab;

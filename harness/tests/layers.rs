@@ -44,7 +44,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         "audit, drill, pictures",
         &["audit", "drill", "diagram", "packets"],
     ),
-    ("case loop", &["case", "newcase", "report", "junit"]),
+    (
+        "case loop",
+        &["case", "steps", "verdict", "newcase", "report", "junit"],
+    ),
     ("cli", &["cli"]),
 ];
 

@@ -270,7 +270,7 @@ async fn demo_inner() -> Result<i32, Error> {
     println!("netfault demo — {}", topo.description);
     println!("  fixture: fixtures/single-node.toml (built in); every host is its own network namespace\n");
     let t = Instant::now();
-    let lab = Lab::up(&topo).await?;
+    let mut lab = Lab::up(&topo).await?;
     println!(
         "lab up in {} ms: {}",
         t.elapsed().as_millis(),
@@ -309,7 +309,7 @@ async fn demo_inner() -> Result<i32, Error> {
         println!("{}", c.description);
         let mut r = c.empty_report();
         let t = Instant::now();
-        c.run_on(&lab, &mut r).await;
+        c.run_on(&mut lab, &mut r).await;
         println!("\nwhat the fault changed:");
         for l in &r.state_diff {
             println!("  {l}");
@@ -370,13 +370,13 @@ async fn demo_inner() -> Result<i32, Error> {
 /// The demo for machines (--json) or in short (--quiet): the same lab and faults, reports only.
 async fn demo_reports(out: Out) -> Result<i32, Error> {
     let cases = demo_cases()?;
-    let lab = Lab::up(&cases[0].topology).await?;
+    let mut lab = Lab::up(&cases[0].topology).await?;
     let healthy = crate::probe::matrix(&lab).await?;
     let mut reports = Vec::new();
     for c in &cases {
         let mut r = c.empty_report();
         let t = Instant::now();
-        c.run_on(&lab, &mut r).await;
+        c.run_on(&mut lab, &mut r).await;
         r.timings.total_ms = t.elapsed().as_millis() as u64;
         reports.push(r);
     }

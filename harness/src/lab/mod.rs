@@ -7,6 +7,7 @@
 //! process until `Lab::down_named`.
 
 mod cni_pods;
+mod converge;
 mod dual_plan;
 pub mod intended_path;
 pub mod intent;

@@ -8,6 +8,7 @@
 mod classify;
 mod dns;
 mod echo;
+mod flow;
 mod held;
 mod resend;
 mod run;
@@ -18,6 +19,7 @@ mod watch;
 
 pub use classify::{classify_ee, classify_errno};
 pub use echo::Servers;
+pub use flow::{hold, FlowResult, HeldFlows};
 pub use run::{all_pairs, matrix, matrix_in_two, run};
 pub use spec::{
     kernel_lacked, pairs_of, target_probes, Observation, ProbeSpec, FOREIGN_SERVER, FOREIGN_SILENT,

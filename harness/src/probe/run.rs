@@ -42,23 +42,7 @@ async fn run_held(
         return Ok(Vec::new());
     }
     // Echo listeners in every target namespace, for the whole run.
-    let mut targets: Vec<(String, Proto, IpAddr, u16)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for s in specs {
-        let mut keys: Vec<(String, Proto, IpAddr, u16)> = s
-            .listeners
-            .iter()
-            .map(|(pod, ip, port)| (pod.clone(), s.proto, *ip, *port))
-            .collect();
-        if let (Some(port), true) = (s.port, s.listens_at_dst()) {
-            keys.push((s.to.clone(), s.proto, s.dst, port));
-        }
-        for key in keys {
-            if seen.insert(key.clone()) {
-                targets.push(key);
-            }
-        }
-    }
+    let targets = listener_targets(specs);
     let t0 = std::time::Instant::now();
     // Where the kernel can be watched, a probe whose packets it drops ends at once. (IPv4
     // probes only: the drop watch reads IPv4 headers; an IPv6 probe is decided by its answer or
@@ -121,12 +105,34 @@ async fn run_held(
     Ok(results)
 }
 
+/// The echo listeners probes `specs` need: (host, protocol, address, port), each once.
+pub(super) fn listener_targets(specs: &[ProbeSpec]) -> Vec<(String, Proto, IpAddr, u16)> {
+    let mut targets: Vec<(String, Proto, IpAddr, u16)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for s in specs {
+        let mut keys: Vec<(String, Proto, IpAddr, u16)> = s
+            .listeners
+            .iter()
+            .map(|(pod, ip, port)| (pod.clone(), s.proto, *ip, *port))
+            .collect();
+        if let (Some(port), true) = (s.port, s.listens_at_dst()) {
+            keys.push((s.to.clone(), s.proto, s.dst, port));
+        }
+        for key in keys {
+            if seen.insert(key.clone()) {
+                targets.push(key);
+            }
+        }
+    }
+    targets
+}
+
 /// A target whose port a server that is not netfault's holds: (host, protocol, port).
 type Occupied = std::collections::HashSet<(String, Proto, u16)>;
 
 /// Echo listeners for every (host, protocol, address, port) target, and the targets whose port
 /// is another server's.
-async fn start_servers(
+pub(super) async fn start_servers(
     lab: &Lab,
     targets: &[(String, Proto, IpAddr, u16)],
     book: &Option<Arc<Book>>,
@@ -620,7 +626,7 @@ async fn counted(
     loss_outcome(spec, lost, &all)
 }
 
-fn open_client(proto: Proto, sport: Option<u16>) -> std::io::Result<Socket> {
+pub(super) fn open_client(proto: Proto, sport: Option<u16>) -> std::io::Result<Socket> {
     let v6 = proto.family() == Family::V6;
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
     let s = match (proto.base(), v6) {
@@ -965,7 +971,7 @@ async fn foreign_udp(
 
 /// Connects, the SYN sent inside a window: a SYN the kernel is seen dropping (and no answer
 /// within TCP_GRACE) ends the probe as the timeout it would have become.
-async fn connect(
+pub(super) async fn connect(
     sock: Socket,
     dst: SocketAddr,
     deadline: Instant,

@@ -62,6 +62,7 @@ struct RawFixture {
 
 mod dual;
 mod k8s;
+pub mod patch;
 mod ports;
 mod selector;
 mod service6;
@@ -1256,11 +1257,17 @@ impl Validator<'_> {
         topo: &Topology,
         table: &str,
     ) -> Vec<ExpectRule> {
-        parse_expect_rules(self.src, raw, topo, table, &mut self.errors)
+        parse_expect_rules(self.src, raw, topo, &[Key::Field(table)], &mut self.errors)
     }
 
     fn check_conflicts(&mut self, rules: &[ExpectRule], topo: &Topology, table: &str) {
-        check_expect_conflicts(self.src, rules, topo, table, &mut self.errors);
+        check_expect_conflicts(
+            self.src,
+            rules,
+            topo,
+            &[Key::Field(table)],
+            &mut self.errors,
+        );
     }
 
     fn same_segment(
@@ -1308,19 +1315,26 @@ fn empty_topology(name: String, description: String) -> Topology {
     }
 }
 
+/// The key path `table` and then `key`.
+fn under<'a>(table: &[Key<'a>], key: Key<'a>) -> Vec<Key<'a>> {
+    let mut v = table.to_vec();
+    v.push(key);
+    v
+}
+
 /// Parses `[expect]`-style rules against a topology's hosts (shared by fixtures and cases).
 pub(crate) fn parse_expect_rules(
     src: &Source,
     raw: &IndexMap<String, String>,
     topo: &Topology,
-    table: &str,
+    table: &[Key],
     errors: &mut Vec<ConfigError>,
 ) -> Vec<ExpectRule> {
     let owned = topo.probe_names();
     let names: Vec<&str> = owned.iter().map(String::as_str).collect();
     let mut rules = Vec::new();
     for (key, value) in raw {
-        let key_at = [Key::Field(table), Key::Name(key)];
+        let key_at = under(table, Key::Name(key));
         let pattern = match PairPattern::from_str(key) {
             Ok(p) => p,
             Err(msg) => {
@@ -1362,7 +1376,7 @@ pub(crate) fn parse_expect_rules(
         let outcome = match Outcome::from_str(value) {
             Ok(Outcome::Unsupported) => {
                 errors.push(src.error_at_path(
-                    &[Key::Field(table), Key::Field(key)],
+                    &under(table, Key::Field(key)),
                     "\"unsupported\" cannot be expected: it means nothing was decided",
                     Some("expect reachable, refused, unreachable or timeout".into()),
                 ));
@@ -1370,7 +1384,7 @@ pub(crate) fn parse_expect_rules(
             }
             Ok(o) => o,
             Err(msg) => {
-                errors.push(src.error_at_path(&[Key::Field(table), Key::Field(key)], msg, None));
+                errors.push(src.error_at_path(&under(table, Key::Field(key)), msg, None));
                 continue;
             }
         };
@@ -1391,14 +1405,14 @@ pub(crate) fn check_expect_conflicts(
     src: &Source,
     rules: &[ExpectRule],
     topo: &Topology,
-    table: &str,
+    table: &[Key],
     errors: &mut Vec<ConfigError>,
 ) {
     let owned = topo.probe_names();
     let names: Vec<&str> = owned.iter().map(String::as_str).collect();
     for (a, b, probe) in expect::conflicts(rules, &names) {
         errors.push(src.error_at_path(
-            &[Key::Field(table), Key::Name(&b.pattern.to_string())],
+            &under(table, Key::Name(&b.pattern.to_string())),
             format!(
                 "\"{}\" = \"{}\" conflicts with \"{}\" = \"{}\" ({}) for {probe}",
                 b.pattern, b.outcome, a.pattern, a.outcome, a.origin

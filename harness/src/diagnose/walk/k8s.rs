@@ -241,7 +241,7 @@ impl Walker<'_> {
                 Err(cul) => return Ok(done(hops, cul)),
             }
         }
-        let eps = match self.translation_stage(&c, &mut hops)? {
+        let eps = match self.translation_stage(&c, &mut hops).await? {
             Ok(eps) => eps,
             Err(cul) => return Ok(done(hops, cul)),
         };
@@ -346,7 +346,7 @@ impl Walker<'_> {
     }
 
     /// kube-proxy's live table on the node that translates: the endpoints it DNATs to.
-    fn translation_stage(
+    async fn translation_stage(
         &mut self,
         c: &SvcCtx<'_>,
         hops: &mut Vec<Hop>,
@@ -390,6 +390,11 @@ impl Walker<'_> {
                 )));
                 }
                 Translation::Rejected => {
+                    // A running UDP flow keeps the translation it began with: the reject
+                    // meets new flows only, and every endpoint that flow goes to is gone.
+                    if let Err(cul) = self.udp_flow_stage(c, &[], hops).await? {
+                        return Ok(Err(cul));
+                    }
                     let want: Vec<String> = declared
                         .iter()
                         .map(|(p, _, port)| format!("{p}:{port}"))
