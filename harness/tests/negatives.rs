@@ -221,3 +221,57 @@ async fn a_dropped_dns_query_is_decided_by_the_drop() {
     );
     assert_decided(&seen, "NETFILTER_DROP", GUARD_DROP);
 }
+
+/// pod-a → ext over IPv6 (ICMPv6, TCP, UDP), with the round's time.
+async fn probe6(lab: &Lab) -> (Vec<(Outcome, Option<String>)>, Duration) {
+    let t = lab.topology();
+    let dst = t
+        .host("ext")
+        .unwrap()
+        .address_of(netfault::topology::Family::V6)
+        .unwrap();
+    let specs: Vec<ProbeSpec> = [Proto::Icmp6, Proto::Tcp6, Proto::Udp6]
+        .into_iter()
+        .map(|p| ProbeSpec::new("pod-a", "ext", p, dst, t.probe.port(p)))
+        .collect();
+    let t0 = Instant::now();
+    let obs = run(lab, &specs, TIMEOUT).await.unwrap();
+    (
+        obs.into_iter().map(|o| (o.outcome, o.detail)).collect(),
+        t0.elapsed(),
+    )
+}
+
+/// IPv6 is watched as IPv4 is: an ip6 filter's drop, forwarding turned off and a reply with
+/// no route back (ip6 masquerade gone) are each decided by what the kernel showed, the last by
+/// the failed IPv6 route lookup at ext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_negatives_are_decided_by_evidence_too() {
+    let lab = common::up(&fixture("dual-stack.toml")).await;
+    let (healthy, _) = probe6(&lab).await;
+    assert!(
+        healthy.iter().all(|(o, _)| *o == Outcome::Reachable),
+        "{healthy:?}"
+    );
+    nft(
+        &lab,
+        "node1",
+        "table ip6 byhand {\n chain forward_guard {\n  type filter hook forward priority 0; policy accept;\n  ip6 daddr 2001:db8::10 drop\n }\n}\n",
+    );
+    assert_decided(&probe6(&lab).await, "NETFILTER_DROP", None);
+    nft(&lab, "node1", "delete table ip6 byhand\n");
+    lab.host("node1")
+        .unwrap()
+        .ns
+        .run(|| write_sysctl("net.ipv6.conf.all.forwarding", "0").unwrap())
+        .unwrap();
+    let off = probe6(&lab).await;
+    lab.host("node1")
+        .unwrap()
+        .ns
+        .run(|| write_sysctl("net.ipv6.conf.all.forwarding", "1").unwrap())
+        .unwrap();
+    assert_decided(&off, "", None);
+    nft(&lab, "node1", "flush table ip6 nat\n");
+    assert_decided(&probe6(&lab).await, "fd00:10:244:1::2", None);
+}

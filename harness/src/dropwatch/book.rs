@@ -4,7 +4,7 @@
 //! replies they could not send.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::nfttrace::{self, Packet, RuleNames, Trace, TraceMonitor};
@@ -23,7 +23,7 @@ struct Inner {
     run: u64,
     slots: Vec<Slot>,
     /// (the probe's source as the echo server saw it, the server's port) → probe.
-    flows: Mutex<HashMap<(SocketAddrV4, u16), usize>>,
+    flows: Mutex<HashMap<(SocketAddr, u16), usize>>,
     /// Each watched probe's protocol and socket (an ICMP echo's identifier as its port), for
     /// the drops nft traces show; and traced drops no flow had claimed yet (a SYN's drop can
     /// be printed before its probe has noted its flow).
@@ -38,7 +38,7 @@ const UNCLAIMED_KEPT: usize = 256;
 
 struct Slot {
     /// The probe's source (where known) and destination addresses.
-    ends: (Option<Ipv4Addr>, Ipv4Addr),
+    ends: (Option<IpAddr>, IpAddr),
     state: Mutex<State>,
     changed: tokio::sync::Notify,
 }
@@ -60,7 +60,7 @@ impl Book {
     /// A book for probes with these (source, destination) addresses; None with
     /// `NETFAULT_DROPWATCH=0` (nothing decides early). Without tracefs (not root of the
     /// machine) only what [`Book::watch_nft`] and the echo servers add fills it.
-    pub fn open(ends: Vec<(Option<Ipv4Addr>, Ipv4Addr)>) -> Option<Book> {
+    pub fn open(ends: Vec<(Option<IpAddr>, IpAddr)>) -> Option<Book> {
         if std::env::var("NETFAULT_DROPWATCH").as_deref() == Ok("0") {
             return None;
         }
@@ -126,7 +126,7 @@ impl Book {
     /// is the probe's too.
     pub fn reply_window<T>(
         &self,
-        peer: SocketAddrV4,
+        peer: SocketAddr,
         port: u16,
         request: &[u8],
         send: impl FnOnce() -> T,
@@ -139,7 +139,7 @@ impl Book {
 
     /// The probe a request came from: by the tag it carries ([`Watched::tag`]: exact, whatever
     /// a translation did to its source on the way), else by the flow it was sent on.
-    fn probe_of(&self, peer: SocketAddrV4, port: u16, request: &[u8]) -> Option<usize> {
+    fn probe_of(&self, peer: SocketAddr, port: u16, request: &[u8]) -> Option<usize> {
         self.tagged(request)
             .or_else(|| self.inner.flows.lock().unwrap().get(&(peer, port)).copied())
     }
@@ -156,7 +156,7 @@ impl Book {
     /// that probe's answer was dropped on the way back.
     pub fn reply_failed(
         &self,
-        peer: SocketAddrV4,
+        peer: SocketAddr,
         port: u16,
         request: &[u8],
         why: &std::io::Error,
@@ -243,7 +243,7 @@ impl Sink for Inner {
         slot.changed.notify_one();
     }
 
-    fn concerns(&self, p: usize, dst: Ipv4Addr) -> bool {
+    fn concerns(&self, p: usize, dst: IpAddr) -> bool {
         self.slots
             .get(p)
             .is_some_and(|s| s.ends.1 == dst || s.ends.0 == Some(dst))
@@ -251,7 +251,7 @@ impl Sink for Inner {
 }
 
 impl Inner {
-    fn new(run: u64, ends: Vec<(Option<Ipv4Addr>, Ipv4Addr)>) -> Inner {
+    fn new(run: u64, ends: Vec<(Option<IpAddr>, IpAddr)>) -> Inner {
         Inner {
             run,
             slots: ends
@@ -371,7 +371,7 @@ impl Watched {
     /// (its bound source, the server's port), so a reply that cannot be sent is booked to it;
     /// and as nft traces show it.
     pub fn flow(&self, sock: &socket2::Socket, server_port: u16) {
-        let Some(local) = sock.local_addr().ok().and_then(|a| a.as_socket_ipv4()) else {
+        let Some(local) = sock.local_addr().ok().and_then(|a| a.as_socket()) else {
             return;
         };
         self.inner
@@ -379,6 +379,10 @@ impl Watched {
             .lock()
             .unwrap()
             .insert((local, server_port), self.probe);
+        // nft traces are read as IPv4 packets only.
+        let SocketAddr::V4(local) = local else {
+            return;
+        };
         let proto = match (sock.r#type(), sock.protocol()) {
             (Ok(socket2::Type::STREAM), _) => Proto::Tcp,
             (_, Ok(Some(socket2::Protocol::ICMPV4))) => Proto::Icmp,
@@ -428,7 +432,7 @@ mod tests {
     use crate::dropwatch::nfttrace::Flow;
 
     fn inner(probes: usize) -> Inner {
-        Inner::new(0, vec![(None, Ipv4Addr::UNSPECIFIED); probes])
+        Inner::new(0, vec![(None, std::net::Ipv4Addr::UNSPECIFIED.into()); probes])
     }
 
     fn udp(s: &str, sport: u16, d: &str, dport: u16) -> Packet {

@@ -1,7 +1,7 @@
 //! One line of the instance's `trace_pipe`, parsed: a probe's window marker, a packet seen,
 //! consumed or dropped (with its reason), or a route lookup that failed.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What a trace line says, with the thread it happened on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +30,8 @@ pub(crate) enum Line {
     /// A route lookup that found nothing in a table a lookup ends in (main or default).
     NoRoute {
         tid: i32,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: IpAddr,
+        dst: IpAddr,
         err: i32,
     },
 }
@@ -97,6 +97,7 @@ pub(crate) fn parse(l: &str) -> Option<Line> {
             skb: skb_of(rest)?,
         }),
         "fib_table_lookup" => no_route(tid, rest),
+        "fib6_table_lookup" => no_route6(tid, rest),
         _ => None,
     }
 }
@@ -160,7 +161,28 @@ fn no_route(tid: i32, rest: &str) -> Option<Line> {
         return None;
     }
     let arrow = w.iter().position(|x| *x == "->")?;
-    let addr = |s: &str| s.split('/').next()?.parse::<Ipv4Addr>().ok();
+    let addr = |s: &str| s.split('/').next()?.parse::<Ipv4Addr>().ok().map(IpAddr::from);
+    Some(Line::NoRoute {
+        tid,
+        src: addr(w.get(arrow.checked_sub(1)?)?)?,
+        dst: addr(w.get(arrow + 1)?)?,
+        err,
+    })
+}
+
+/// `table 254 oif 0 iif 1 proto 58 fd00::1/0 -> fd00::2/0 flowlabel 0 ... err -113`. IPv6
+/// rules go on to the next table after any miss (a miss is the null entry, -EHOSTUNREACH):
+/// only a miss in main (254) or default (253) ends a lookup.
+fn no_route6(tid: i32, rest: &str) -> Option<Line> {
+    let w: Vec<&str> = rest.split_whitespace().collect();
+    let after = |k: &str| w.iter().position(|x| *x == k).and_then(|i| w.get(i + 1));
+    let table: u32 = after("table")?.parse().ok()?;
+    let err: i32 = after("err")?.parse().ok()?;
+    if err == 0 || !(table == 254 || table == 253) {
+        return None;
+    }
+    let arrow = w.iter().position(|x| *x == "->")?;
+    let addr = |s: &str| s.rsplit_once('/')?.0.parse::<Ipv6Addr>().ok().map(IpAddr::from);
     Some(Line::NoRoute {
         tid,
         src: addr(w.get(arrow.checked_sub(1)?)?)?,
@@ -198,6 +220,12 @@ mod tests {
             })
         );
         assert_eq!(parse("CPU:1 [LOST 52 EVENTS]"), Some(Line::Lost));
+        assert_eq!(
+            parse(" w-5 [001] b.s2. 2.0: fib6_table_lookup: table 254 oif 0 iif 1 proto 58 2001:db8::10/0 -> fd00:10:244:1::2/0 flowlabel 0 tos 0 scope 0 flags 0 ==> dev lo gw :: err -113"),
+            Some(Line::NoRoute { tid: 5, src: "2001:db8::10".parse().unwrap(), dst: "fd00:10:244:1::2".parse().unwrap(), err: -113 })
+        );
+        // A miss in the local table: main is asked next.
+        assert_eq!(parse(" w-5 [001] b.s2. 2.0: fib6_table_lookup: table 255 oif 0 iif 1 proto 58 ::/0 -> fd00::2/0 flowlabel 0 tos 0 scope 0 flags 0 ==> dev lo gw :: err -113"), None);
         assert_eq!(
             parse(" w-5 [001] ..s1. 2.0: consume_skb: skbaddr=00000000e6840913 location=arp_process+0x341/0x9f0"),
             Some(Line::Consumed { tid: 5, skb: "00000000e6840913".into() })

@@ -22,7 +22,7 @@ pub(crate) trait Sink: Send + Sync {
     /// whose queue dropped its packet before it left the sender.
     fn closed(&self, p: usize, drops: Vec<String>, queue_drop: Option<String>);
     /// Whether a failed lookup towards `dst` can be probe `p`'s packet or its reply.
-    fn concerns(&self, p: usize, dst: std::net::Ipv4Addr) -> bool;
+    fn concerns(&self, p: usize, dst: std::net::IpAddr) -> bool;
 }
 
 const TRACING: &str = "/sys/kernel/tracing";
@@ -166,6 +166,10 @@ fn setup() -> std::io::Result<(String, std::fs::File, std::fs::File, std::fs::Fi
         }
         ev("fib/fib_table_lookup", "filter", "err != 0")?;
         ev("fib/fib_table_lookup", "enable", "1")?;
+        // IPv6's lookups, where the kernel has IPv6 (a miss there is no error of the watch).
+        if ev("fib6/fib6_table_lookup", "filter", "err != 0").is_ok() {
+            ev("fib6/fib6_table_lookup", "enable", "1")?;
+        }
         let marker = std::fs::OpenOptions::new()
             .write(true)
             .open(format!("{inst}/trace_marker"))?;

@@ -265,17 +265,16 @@ async fn udp_server(u: tokio::net::UdpSocket, port: u16, book: Option<Arc<Book>>
             n
         };
         reply.extend_from_slice(&buf[..keep]);
-        // The drop watch books IPv4 replies only.
-        let (Some(b), SocketAddr::V4(p)) = (&book, peer) else {
+        let Some(b) = &book else {
             let _ = u.send_to(&reply, peer).await;
             continue;
         };
         // Sent without waiting (the socket takes a datagram at once, or it is dropped), so
         // that the send is one window.
         let request = &buf[..n];
-        if let Err(e) = b.reply_window(p, port, request, || u.try_send_to(&reply, peer)) {
+        if let Err(e) = b.reply_window(peer, port, request, || u.try_send_to(&reply, peer)) {
             if e.kind() != std::io::ErrorKind::WouldBlock {
-                b.reply_failed(p, port, request, &e);
+                b.reply_failed(peer, port, request, &e);
             }
         }
     }

@@ -44,15 +44,16 @@ async fn run_held(
     // Echo listeners in every target namespace, for the whole run.
     let targets = listener_targets(specs);
     let t0 = std::time::Instant::now();
-    // Where the kernel can be watched, a probe whose packets it drops ends at once. (IPv4
-    // probes only: the drop watch reads IPv4 headers; an IPv6 probe is decided by its answer or
-    // its deadline, and never matches the unspecified address booked in its place.)
+    // Where the kernel can be watched, a probe whose packets it drops ends at once, in either
+    // family: a window is the sending thread's, whatever the packet; its ends name the failed
+    // route lookups that are its own (nft traces, the rootless watch, are read as IPv4).
     let book = Book::open(
         specs
             .iter()
-            .map(|s| match s.dst {
-                IpAddr::V4(dst) => (lab.topology().host(&s.from).map(|h| h.address()), dst),
-                IpAddr::V6(_) => (None, Ipv4Addr::UNSPECIFIED),
+            .map(|s| {
+                let family = s.proto.family();
+                let from = lab.topology().host(&s.from);
+                (from.and_then(|h| h.address_of(family)), s.dst)
             })
             .collect(),
     )
@@ -285,9 +286,7 @@ async fn run_batch(
                 .as_ref()
                 .and_then(|_| lab.resolv_conf(&spec.from));
             // Counted probes measure loss: a drop is one of their outcomes, not the end.
-            let watch = (spec.count <= 1 && spec.proto.family() == Family::V4)
-                .then(|| watch(i))
-                .flatten();
+            let watch = (spec.count <= 1).then(|| watch(i)).flatten();
             let mut spec = spec.clone();
             spec.foreign = is_foreign(&spec, occupied);
             let turn = turn.as_ref().map(|t| (t.held.clone(), t.offset + i));
