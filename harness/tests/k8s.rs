@@ -749,3 +749,78 @@ async fn a_same_bridge_service_needs_the_node_to_forward() {
         d.culprit.summary
     );
 }
+
+/// An IPv6 ClusterIP broken by hand is explained from kube-proxy's live ip6 table and the
+/// IPv6 walk to the endpoint: its rule gone (node1 service), the translated packet dropped at
+/// the endpoint's port (node1 filter), the policy that isolates the endpoint (node1 policy).
+#[tokio::test]
+async fn ipv6_clusterips_are_walked_through_kube_proxys_ip6_table() {
+    use netfault::diagnose::{explain_pairs, Component};
+    let t = fixture("k8s-dual-stack.toml");
+    let lab = common::up(&t).await;
+    let nft = |script: &'static str| {
+        let st = lab
+            .host("node1")
+            .unwrap()
+            .ns
+            .run(move || netfault::tools::run_tool("nft", &["-f", "-"], Some(script)))
+            .unwrap();
+        assert!(st.is_ok(), "{st:?}");
+    };
+    let probe = |from: &'static str| {
+        let spec = netfault::probe::target_probes(&t)
+            .into_iter()
+            .find(|s| s.from == from && s.to == "svc/db" && s.proto == Proto::Tcp6)
+            .expect("a tcp6 probe of svc/db");
+        let lab = &lab;
+        async move {
+            let o = netfault::probe::run(lab, &[spec], std::time::Duration::from_secs(2))
+                .await
+                .unwrap();
+            o[0].outcome
+        }
+    };
+    let culprit = |from: &'static str, outcome: Outcome| {
+        let lab = &lab;
+        async move {
+            let ds = explain_pairs(
+                lab,
+                &[(from.into(), "svc/db".into(), Proto::Tcp6, outcome)],
+                None,
+            )
+            .await
+            .unwrap();
+            ds[0].culprit.clone()
+        }
+    };
+    assert_eq!(probe("web-dev").await, Outcome::Reachable);
+    // The isolated endpoint: what the fixture intends, explained all the same.
+    let c = culprit("tool", Outcome::Timeout).await;
+    assert_eq!(
+        (c.host.as_str(), c.component),
+        ("node1", Component::Policy),
+        "{c:?}"
+    );
+
+    nft("table ip6 byhand {\n chain guard {\n  type filter hook forward priority 0; policy accept;\n  ip6 daddr fd00:10:244:1::4 tcp dport 80 drop\n }\n}\n");
+    let o = probe("web-dev").await;
+    assert_eq!(o, Outcome::Timeout);
+    let c = culprit("web-dev", o).await;
+    assert_eq!(
+        (c.host.as_str(), c.component),
+        ("node1", Component::Filter),
+        "{c:?}"
+    );
+    nft("delete table ip6 byhand\n");
+
+    nft("flush chain ip6 kube-proxy services\n");
+    let o = probe("web-dev").await;
+    assert_ne!(o, Outcome::Reachable);
+    let c = culprit("web-dev", o).await;
+    assert_eq!(
+        (c.host.as_str(), c.component),
+        ("node1", Component::Service),
+        "{c:?}"
+    );
+    assert!(c.summary.contains("no IPv6 rule"), "{c:?}");
+}

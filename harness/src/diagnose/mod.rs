@@ -2,6 +2,7 @@
 //! evaluator, and kernel evidence.
 
 pub mod evidence;
+mod kube_proxy_rules;
 pub mod nfteval;
 pub mod state;
 pub mod vocab;

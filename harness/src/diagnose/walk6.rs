@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
+mod service;
+
 use super::nfteval::{Nat, Pkt, Ruleset, Verdict};
 use super::vocab::*;
 use crate::error::{nl_error, Result};
@@ -64,11 +66,7 @@ impl Walker6<'_> {
             "the IPv6 path passes every check the walk makes",
         );
         if crate::topology::k8s::Target::parse(to).is_some() {
-            // Not guessed: the IPv4 walk's Service logic reads kube-proxy's ip table only.
-            d.culprit = unexplained(
-                "the IPv6 walk does not follow kube-proxy's ip6 translation of a Service yet (compare the IPv4 twin, and `nft list table ip6 kube-proxy`)",
-            );
-            return Ok(d);
+            return self.explain_service(from, to, proto, outcome).await;
         }
         let (Some(src), Some(dst)) = (
             t.host(from).and_then(|h| h.address6()),
@@ -186,6 +184,16 @@ fn diagnosis(from: &str, to: &str, proto: Proto, outcome: Outcome, why: &str) ->
         culprit: unexplained(why),
         evidence: Vec::new(),
         notes: Vec::new(),
+    }
+}
+
+/// The component a drop by the chain `at` blames: the lab's NetworkPolicies (their table), or
+/// a filter.
+fn filter_component(at: &str) -> Component {
+    if at.contains(crate::lab::policy::POLICY_TABLE) {
+        Component::Policy
+    } else {
+        Component::Filter
     }
 }
 
@@ -711,7 +719,7 @@ impl<'a> Walker6<'a> {
                     &a,
                     format!("bridges it on {bridge}, and {at} {what} it: {rule}"),
                 ));
-                Ok(Some(culprit(&a, Component::Filter, format!("{at} {what} IPv6 packets bridged between its pods on {bridge} (br_netfilter: bridge-nf-call-ip6tables = 1): {rule}"))))
+                Ok(Some(culprit(&a, filter_component(&at), format!("{at} {what} IPv6 packets bridged between its pods on {bridge} (br_netfilter: bridge-nf-call-ip6tables = 1): {rule}"))))
             }
             Verdict::Uncertain { at, rule } => {
                 hops.push(hop(
@@ -859,7 +867,7 @@ impl<'a> Walker6<'a> {
                     ));
                     return Ok(Err(culprit(
                         host,
-                        Component::Filter,
+                        filter_component(&at),
                         format!(
                             "{at} {what} IPv6 packets to {dst} at {hk}: {rule}{}",
                             reverse_path(&rule, &pkt)
@@ -947,7 +955,7 @@ impl<'a> Walker6<'a> {
                 ));
                 Ok(Some(culprit(
                     host,
-                    Component::Filter,
+                    filter_component(&at),
                     format!(
                         "{at} {what} IPv6 packets at {hk}: {rule}{}",
                         reverse_path(&rule, pkt)

@@ -154,13 +154,7 @@ impl Book {
 
     /// An echo server could not send its reply to `peer` (from its port `port`) to `request`:
     /// that probe's answer was dropped on the way back.
-    pub fn reply_failed(
-        &self,
-        peer: SocketAddr,
-        port: u16,
-        request: &[u8],
-        why: &std::io::Error,
-    ) {
+    pub fn reply_failed(&self, peer: SocketAddr, port: u16, request: &[u8], why: &std::io::Error) {
         if let Some(p) = self.probe_of(peer, port, request) {
             let host = peer.ip();
             self.inner.record(
@@ -432,7 +426,10 @@ mod tests {
     use crate::dropwatch::nfttrace::Flow;
 
     fn inner(probes: usize) -> Inner {
-        Inner::new(0, vec![(None, std::net::Ipv4Addr::UNSPECIFIED.into()); probes])
+        Inner::new(
+            0,
+            vec![(None, std::net::Ipv4Addr::UNSPECIFIED.into()); probes],
+        )
     }
 
     fn udp(s: &str, sport: u16, d: &str, dport: u16) -> Packet {

@@ -161,7 +161,13 @@ fn no_route(tid: i32, rest: &str) -> Option<Line> {
         return None;
     }
     let arrow = w.iter().position(|x| *x == "->")?;
-    let addr = |s: &str| s.split('/').next()?.parse::<Ipv4Addr>().ok().map(IpAddr::from);
+    let addr = |s: &str| {
+        s.split('/')
+            .next()?
+            .parse::<Ipv4Addr>()
+            .ok()
+            .map(IpAddr::from)
+    };
     Some(Line::NoRoute {
         tid,
         src: addr(w.get(arrow.checked_sub(1)?)?)?,
@@ -182,7 +188,13 @@ fn no_route6(tid: i32, rest: &str) -> Option<Line> {
         return None;
     }
     let arrow = w.iter().position(|x| *x == "->")?;
-    let addr = |s: &str| s.rsplit_once('/')?.0.parse::<Ipv6Addr>().ok().map(IpAddr::from);
+    let addr = |s: &str| {
+        s.rsplit_once('/')?
+            .0
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(IpAddr::from)
+    };
     Some(Line::NoRoute {
         tid,
         src: addr(w.get(arrow.checked_sub(1)?)?)?,

@@ -5,150 +5,9 @@
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::lab::kube_proxy::{service_chain, KUBE_PROXY_TABLE};
+use crate::diagnose::kube_proxy_rules::{kube_proxy_text, translation, Translation};
 use crate::topology::k8s::{Resolver, Service, Target};
 use crate::topology::Role;
-
-/// What kube-proxy's live table says about a Service on one node.
-enum Translation {
-    /// The node has no kube-proxy table at all.
-    NoTable,
-    /// The table is there, but holds no rule at all (flushed).
-    Flushed,
-    /// No rule sends the Service's address anywhere.
-    NoRule,
-    /// The Service is rejected: no endpoints.
-    Rejected,
-    /// Dropped: a traffic policy of Local, and no endpoint on the node.
-    NoLocal,
-    /// DNAT to these (address, port) endpoints.
-    Endpoints(Vec<(Ipv4Addr, u16)>),
-}
-
-fn kube_proxy_text(lab: &Lab, node: &str) -> Result<Option<String>> {
-    let h = lab.host(node)?;
-    let r = h
-        .ns
-        .run(|| crate::tools::run_tool("nft", &["list", "table", "ip", KUBE_PROXY_TABLE], None))
-        .map_err(|e| crate::Error::io(format!("{node}: nft"), e))?;
-    Ok(r.ok())
-}
-
-/// Lines of one chain of an `nft list table` text.
-fn chain<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
-    let head = format!("chain {name} {{");
-    let mut out = Vec::new();
-    let mut inside = false;
-    for l in text.lines() {
-        let l = l.trim();
-        if l == head {
-            inside = true;
-            continue;
-        }
-        if inside {
-            if l == "}" {
-                break;
-            }
-            if !l.is_empty() && !l.starts_with("type ") {
-                out.push(l);
-            }
-        }
-    }
-    out
-}
-
-/// How kube-proxy's live table on a node translates the Service; `nodeport`: the address and
-/// port of its external chain's rule (a NodePort at the node's address, a load balancer's
-/// address), else the ClusterIP. `outside`: the NodePort's client
-/// is neither the node nor one of its pods, so an `externalTrafficPolicy: Local` Service
-/// sends it to the node's own endpoints.
-fn translation(
-    text: Option<&str>,
-    s: &Service,
-    nodeport: Option<(Ipv4Addr, u16)>,
-    outside: bool,
-) -> Translation {
-    let Some(text) = text else {
-        return Translation::NoTable;
-    };
-    // Rules only, the lines inside chains: a flushed table keeps its chains and its sets (the
-    // cluster-ips set's elements may run over several lines).
-    let mut in_chain = false;
-    let mut rules = 0;
-    for l in text.lines().map(str::trim) {
-        if l.starts_with("chain ") {
-            in_chain = true;
-        } else if l == "}" {
-            in_chain = false;
-        } else if in_chain && !l.is_empty() && !l.starts_with("type ") {
-            rules += 1;
-        }
-    }
-    if rules == 0 {
-        return Translation::Flushed;
-    }
-    let p = s.protocol.l4_name();
-    let key = if let Some((front, port)) = nodeport {
-        format!("ip daddr {front} {p} dport {port}")
-    } else {
-        format!("ip daddr {} {p} dport {}", s.cluster_ip, s.port)
-    };
-    let services = chain(text, "services");
-    let Some(rule) = services.iter().find(|l| l.starts_with(&key)) else {
-        let filtered: Vec<&str> = ["filter-forward", "filter-output", "filter-input"]
-            .iter()
-            .flat_map(|c| chain(text, c))
-            .filter(|l| l.starts_with(&key))
-            .collect();
-        return match filtered.first() {
-            Some(l) if l.contains("has no local endpoints") => Translation::NoLocal,
-            Some(_) => Translation::Rejected,
-            None => Translation::NoRule,
-        };
-    };
-    let mut target = rule
-        .split("goto ")
-        .nth(1)
-        .and_then(|x| x.split_whitespace().next())
-        .unwrap_or_default()
-        .to_string();
-    if nodeport.is_some() {
-        // external-<chain> marks for masquerade, then goes to the Service's chain; with
-        // externalTrafficPolicy Local, to the node's own endpoints (none: nothing DNATs it,
-        // and the node's input drops it).
-        target = service_chain(s);
-        if s.external_local && outside {
-            target = format!("{target}-external-local");
-            if chain(text, &target).is_empty() {
-                return Translation::NoLocal;
-            }
-        }
-    }
-    let mut eps = Vec::new();
-    for l in chain(text, &target) {
-        for part in l.split("goto ").skip(1) {
-            let ec = part.split([',', ' ', '}']).next().unwrap_or_default();
-            // An endpoint chain may translate other protocols too (kube-dns: udp and tcp).
-            let ours = |l: &&&str| {
-                !l.contains("meta l4proto ") || l.contains(&format!("meta l4proto {p} "))
-            };
-            for el in chain(text, ec).iter().filter(ours) {
-                if let Some(to) = el.split("dnat to ").nth(1) {
-                    let to = to.split_whitespace().next().unwrap_or_default();
-                    if let Some((ip, port)) = to.split_once(':') {
-                        if let (Ok(ip), Ok(port)) = (ip.parse(), port.parse()) {
-                            // ClientIP affinity names each endpoint chain twice.
-                            if !eps.contains(&(ip, port)) {
-                                eps.push((ip, port));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Translation::Endpoints(eps)
-}
 
 /// UDP conntrack entries in `host` to `dst:dport` from source port `sport`: (original
 /// source, the reply's source — where DNAT sent the flow).
@@ -352,10 +211,16 @@ impl Walker<'_> {
         hops: &mut Vec<Hop>,
     ) -> Result<std::result::Result<Vec<(Ipv4Addr, u16)>, Culprit>> {
         let (node, svc_name, addr, declared) = (&c.node, &c.svc_name, &c.addr, &c.declared);
-        let text = kube_proxy_text(self.lab, node)?;
+        let text = kube_proxy_text(self.lab, node, "ip")?;
         let outside = !c.local_client(self.lab.topology());
         Ok(Ok(
-            match translation(text.as_deref(), &c.svc, c.front, outside) {
+            match translation(
+                text.as_deref(),
+                &c.svc,
+                c.front.unwrap_or((c.svc.cluster_ip, c.svc.port)),
+                c.front.is_some(),
+                outside,
+            ) {
                 Translation::NoTable | Translation::Flushed => {
                     let what = if text.is_none() {
                         "is missing"
