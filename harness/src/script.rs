@@ -429,6 +429,15 @@ fn kubernetes(s: &mut String, t: &Topology) {
                 ns(node),
                 crate::lab::k8s::node_script(t, &t.k8s, node)
             );
+            if t.k8s.proxy_mode == crate::topology::k8s::ProxyMode::Iptables {
+                let live = crate::lab::kube_proxy_iptables::LiveChains::default();
+                let _ = writeln!(
+                    s,
+                    "ip netns exec {} iptables-nft-restore --noflush <<'EOF'\n{}EOF",
+                    ns(node),
+                    crate::lab::kube_proxy_iptables::iptables_script(t, &t.k8s, node, &live)
+                );
+            }
         }
     }
 }

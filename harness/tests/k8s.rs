@@ -59,6 +59,7 @@ async fn the_truth_table_is_what_the_lab_shows() {
     );
     truth_table_matches_lab(&t).await;
     truth_table_matches_lab(&fixture("k8s-traffic-policy.toml")).await;
+    truth_table_matches_lab(&fixture("k8s-iptables.toml")).await;
 }
 
 /// Default deny, namespace and pod selectors, ports, CIDRs with exceptions, and the implicit
@@ -575,11 +576,17 @@ async fn truth_table_matches_lab(t: &netfault::Topology) -> usize {
             c.from, c.to, c.proto
         );
     }
-    assert_eq!(
-        cells,
-        m.cells.len(),
-        "the table decides every probe of this fixture"
+    let undecided: Vec<String> = m
+        .cells
+        .iter()
+        .filter(|c| table.cell(&c.from, &c.to, c.proto).is_none())
+        .map(|c| format!("{} → {} {}", c.from, c.to, c.proto))
+        .collect();
+    assert!(
+        undecided.is_empty(),
+        "the table decides every probe of this fixture: {undecided:?}"
     );
+    assert_eq!(cells, m.cells.len());
     undecidable
 }
 
@@ -823,4 +830,145 @@ async fn ipv6_clusterips_are_walked_through_kube_proxys_ip6_table() {
         "{c:?}"
     );
     assert!(c.summary.contains("no IPv6 rule"), "{c:?}");
+}
+
+/// `proxy_mode = "iptables"`: kube-proxy's chains laid out as the iptables proxier does and
+/// loaded with iptables-nft-restore (KUBE-SERVICES, KUBE-SVC-*, KUBE-SEP-* with statistic
+/// matches, KUBE-MARK-MASQ, KUBE-POSTROUTING, KUBE-NODEPORTS): the lab is what the truth table
+/// says, cell by cell, Services without endpoints included; netfault's own masquerade in the
+/// shared `table ip nat` stays.
+#[tokio::test]
+async fn iptables_mode_serves_what_the_truth_table_says() {
+    let text = std::fs::read_to_string(common::fixture_path("k8s.toml"))
+        .unwrap()
+        .replace("service_cidr = \"10.96.0.0/12\"", "service_cidr = \"10.96.0.0/12\"\nproxy_mode = \"iptables\"")
+        + "\n[service.pair]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-a:8080\", \"pod-b:8080\"]\n\n[service.none]\ncluster_ip = \"10.96.0.51\"\nport = 80\n";
+    let t =
+        netfault::topology::parse_fixture(&netfault::topology::Source::new("k8s-ipt.toml", text))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        t.k8s.proxy_mode,
+        netfault::topology::k8s::ProxyMode::Iptables
+    );
+    truth_table_matches_lab(&t).await;
+    let lab = common::up(&t).await;
+    let nat = lab
+        .host("node1")
+        .unwrap()
+        .ns
+        .run(|| netfault::tools::run_tool("iptables-nft-save", &["-t", "nat"], None))
+        .unwrap()
+        .unwrap();
+    for want in [
+        "-A KUBE-SERVICES -d 10.96.0.50/32",
+        "-m statistic --mode random --probability 0.5",
+        "-j KUBE-MARK-MASQ",
+        "-A KUBE-NODEPORTS",
+        "-j MASQUERADE",
+    ] {
+        assert!(nat.contains(want), "{want} in\n{nat}");
+    }
+    let ruleset = lab
+        .host("node1")
+        .unwrap()
+        .ns
+        .run(|| netfault::tools::run_tool("nft", &["list", "table", "ip", "nat"], None))
+        .unwrap()
+        .unwrap();
+    assert!(
+        ruleset.contains("chain postrouting"),
+        "netfault's masquerade stays:\n{ruleset}"
+    );
+    // Rendered again (as a fault or a step does), nothing is doubled and nothing stale stays.
+    let mut spec = t.k8s.clone();
+    spec.services.retain(|s| s.name != "pair");
+    lab.apply_k8s_tables("node1", &spec).await.unwrap();
+    lab.apply_k8s_tables("node1", &spec).await.unwrap();
+    let again = lab
+        .host("node1")
+        .unwrap()
+        .ns
+        .run(|| netfault::tools::run_tool("iptables-nft-save", &["-t", "nat"], None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.matches("-A PREROUTING").count(), 1, "{again}");
+    assert!(!again.contains("10.96.0.50"), "{again}");
+}
+
+/// The diagnosis reads the iptables proxier's chains as iptables-nft leaves them in `table ip
+/// nat`: a stale endpoint (a Kubernetes fault, re-rendered through iptables-nft-restore), and
+/// KUBE-SERVICES flushed by hand.
+#[tokio::test]
+async fn iptables_mode_is_diagnosed_from_its_chains() {
+    use netfault::diagnose::{explain_pairs, Component};
+    use netfault::fault::Fault;
+    let t = fixture("k8s-iptables.toml");
+    let lab = common::up(&t).await;
+    let probe = |to: &'static str| {
+        let spec = netfault::probe::target_probes(&t)
+            .into_iter()
+            .find(|s| s.from == "pod-a" && s.to == to)
+            .expect("a probe");
+        let lab = &lab;
+        async move {
+            netfault::probe::run(lab, &[spec], std::time::Duration::from_secs(2))
+                .await
+                .unwrap()[0]
+                .outcome
+        }
+    };
+    let culprit = |to: &'static str, outcome: Outcome| {
+        let lab = &lab;
+        async move {
+            explain_pairs(
+                lab,
+                &[("pod-a".into(), to.into(), Proto::Tcp, outcome)],
+                None,
+            )
+            .await
+            .unwrap()[0]
+                .culprit
+                .clone()
+        }
+    };
+    assert_eq!(probe("svc/web").await, Outcome::Reachable);
+    let g = Fault::StaleEndpointIp(kinds::StaleEndpointIp {
+        service: "web".into(),
+        pod: "pod-b".into(),
+    })
+    .inject(&lab)
+    .await
+    .unwrap();
+    let o = probe("svc/web").await;
+    assert_eq!(o, Outcome::Timeout);
+    let c = culprit("svc/web", o).await;
+    assert_eq!(
+        (c.host.as_str(), c.component),
+        ("node1", Component::Service),
+        "{c:?}"
+    );
+    assert!(c.summary.contains("stale endpoint"), "{c:?}");
+    g.heal(&lab).await.unwrap();
+    assert_eq!(probe("svc/web").await, Outcome::Reachable);
+    let st = lab
+        .host("node1")
+        .unwrap()
+        .ns
+        .run(|| {
+            netfault::tools::run_tool("iptables-nft", &["-t", "nat", "-F", "KUBE-SERVICES"], None)
+        })
+        .unwrap();
+    assert!(st.is_ok(), "{st:?}");
+    let o = probe("svc/web").await;
+    assert_ne!(o, Outcome::Reachable);
+    let c = culprit("svc/web", o).await;
+    assert_eq!(
+        (c.host.as_str(), c.component),
+        ("node1", Component::Service),
+        "{c:?}"
+    );
+    assert!(
+        c.summary.contains("no rule for Service default/web"),
+        "{c:?}"
+    );
 }

@@ -151,6 +151,16 @@ async fn the_script_builds_the_same_dual_stack_k8s_lab() {
     same_state("k8s-dual-stack.toml", &format!("sc{}f", std::process::id())).await;
 }
 
+/// kube-proxy's iptables mode: the script loads the same KUBE-* chains with
+/// iptables-nft-restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_script_builds_the_same_iptables_mode_k8s_lab() {
+    if netfault::privilege::skip_without_pins("the_script_builds_the_same_iptables_mode_k8s_lab") {
+        return;
+    }
+    same_state("k8s-iptables.toml", &format!("sc{}i", std::process::id())).await;
+}
+
 #[test]
 fn a_cni_fixture_has_no_script() {
     let out = Command::new(BIN)

@@ -169,3 +169,130 @@ fn endpoints<A: std::str::FromStr + PartialEq + Copy>(
     }
     eps
 }
+
+/// How kube-proxy's live rules on `node` translate the Service at `key` (see [`translation`]),
+/// in the mode the lab's kube-proxy runs in: its nftables table of `family`, or in iptables
+/// mode the `KUBE-*` chains of `table ip nat` and `table ip filter` as iptables-nft left them.
+pub(crate) fn live_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
+    lab: &Lab,
+    node: &str,
+    family: &'static str,
+    s: &Service,
+    key: (A, u16),
+    nodeport: bool,
+    outside: bool,
+) -> Result<Translation<A>> {
+    if lab.topology().k8s.proxy_mode == crate::topology::k8s::ProxyMode::Iptables {
+        let nat = table_text(lab, node, "nat")?;
+        let filter = table_text(lab, node, "filter")?;
+        return Ok(iptables_translation(
+            nat.as_deref(),
+            filter.as_deref(),
+            s,
+            key,
+            nodeport,
+        ));
+    }
+    let text = kube_proxy_text(lab, node, family)?;
+    Ok(translation(text.as_deref(), s, key, nodeport, outside))
+}
+
+fn table_text(lab: &Lab, node: &str, table: &'static str) -> Result<Option<String>> {
+    let h = lab.host(node)?;
+    let r =
+        h.ns.run(move || crate::tools::run_tool("nft", &["list", "table", "ip", table], None))
+            .map_err(|e| crate::Error::io(format!("{node}: nft"), e))?;
+    Ok(r.ok())
+}
+
+/// The iptables proxier's layout read back (as iptables-nft lists it: `ip daddr 10.96.0.20
+/// tcp dport 80 counter packets 0 bytes 0 jump KUBE-SVC-...`): the ClusterIP's rule in
+/// `KUBE-SERVICES`, or a NodePort's in `KUBE-NODEPORTS` behind the jump at the node's address
+/// and its `KUBE-EXT-*` chain; the Service chain's `KUBE-SEP-*` chains and their DNAT; a
+/// reject in the filter table's `KUBE-SERVICES` or `KUBE-EXTERNAL-SERVICES`.
+fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
+    nat: Option<&str>,
+    filter: Option<&str>,
+    s: &Service,
+    (addr, port): (A, u16),
+    nodeport: bool,
+) -> Translation<A> {
+    let Some(nat) = nat.filter(|t| t.contains("chain KUBE-SERVICES {")) else {
+        return Translation::NoTable;
+    };
+    let ours = |l: &&str| l.starts_with("chain KUBE-");
+    let kube_rules: usize = nat
+        .lines()
+        .map(str::trim)
+        .filter(ours)
+        .filter_map(|l| l.strip_prefix("chain ")?.split_whitespace().next())
+        .map(|c| chain(nat, c).len())
+        .sum();
+    if kube_rules == 0 {
+        return Translation::Flushed;
+    }
+    let ip: IpAddr = addr.into();
+    let p = s.protocol.l4_name();
+    let (daddr, dport) = (format!("ip daddr {ip} "), format!("{p} dport {port} "));
+    let jump = |c: &str, l: &str| -> Option<String> {
+        let to = l.split("jump ").nth(1)?.split_whitespace().next()?;
+        to.starts_with(c).then(|| to.to_string())
+    };
+    let svc = if nodeport {
+        let entry = chain(nat, "KUBE-SERVICES")
+            .into_iter()
+            .any(|l| l.contains(&daddr) && l.contains("jump KUBE-NODEPORTS"));
+        chain(nat, "KUBE-NODEPORTS")
+            .into_iter()
+            .filter(|_| entry)
+            .filter(|l| l.contains(&dport))
+            .find_map(|l| jump("KUBE-EXT-", l))
+            .and_then(|ext| {
+                chain(nat, &ext)
+                    .into_iter()
+                    .find_map(|l| jump("KUBE-SVC-", l))
+            })
+    } else {
+        chain(nat, "KUBE-SERVICES")
+            .into_iter()
+            .filter(|l| l.contains(&daddr) && l.contains(&dport))
+            .find_map(|l| jump("KUBE-SVC-", l))
+    };
+    let Some(svc) = svc else {
+        let rejects = if nodeport {
+            "KUBE-EXTERNAL-SERVICES"
+        } else {
+            "KUBE-SERVICES"
+        };
+        let rejected = filter.is_some_and(|f| {
+            chain(f, rejects)
+                .iter()
+                .any(|l| l.contains(&daddr) && l.contains(&dport) && l.contains("reject"))
+        });
+        return if rejected {
+            Translation::Rejected
+        } else {
+            Translation::NoRule
+        };
+    };
+    let mut eps = Vec::new();
+    for sep in chain(nat, &svc)
+        .into_iter()
+        .filter_map(|l| jump("KUBE-SEP-", l))
+    {
+        for l in chain(nat, &sep) {
+            let Some(to) = l.split("dnat to ").nth(1) else {
+                continue;
+            };
+            let to = to.split_whitespace().next().unwrap_or_default();
+            if let Some((ip, port)) = to.rsplit_once(':') {
+                if let (Ok(ip), Ok(port)) = (ip.parse::<A>(), port.parse::<u16>()) {
+                    if !eps.contains(&(ip, port)) {
+                        eps.push((ip, port));
+                    }
+                }
+            }
+        }
+    }
+    Translation::Endpoints(eps)
+}

@@ -10,7 +10,6 @@ use std::net::Ipv4Addr;
 use super::check::{perr, ParamError};
 use super::undo::Undo;
 use crate::error::Result;
-use crate::lab::k8s::node_script;
 use crate::lab::Lab;
 use crate::topology::k8s::K8s;
 use crate::topology::Topology;
@@ -98,6 +97,18 @@ pub(super) fn needs_k8s(t: &Topology, what: &str) -> std::result::Result<(), Par
     Ok(())
 }
 
+/// A fault that edits kube-proxy's nftables table needs kube-proxy in nftables mode.
+pub(super) fn needs_nftables_mode(t: &Topology, what: &str) -> std::result::Result<(), ParamError> {
+    if t.k8s.proxy_mode == crate::topology::k8s::ProxyMode::Iptables {
+        return Err(perr(
+            "type",
+            format!("{what} edits kube-proxy's nftables table, and this fixture runs kube-proxy in iptables mode"),
+            "Kubernetes faults that change the spec (remove-endpoint, stale-endpoint-ip, no-endpoints, ...) work in both modes; or break the KUBE-* chains by hand",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn needs_dns(t: &Topology) -> std::result::Result<(), ParamError> {
     if t.k8s.dns.is_none() {
         return Err(perr(
@@ -116,10 +127,9 @@ pub(super) async fn rerender(lab: &Lab, view: &Topology, spec: &K8s) -> Result<V
     let t = lab.topology();
     let mut undo = Vec::new();
     for (node, _) in t.nodes() {
-        lab.nft_script(node, node_script(view, spec, node)).await?;
-        undo.push(Undo::NftScript {
+        lab.apply_k8s_view(view, spec, node).await?;
+        undo.push(Undo::K8sTables {
             host: node.to_string(),
-            script: node_script(t, &t.k8s, node),
         });
     }
     Ok(undo)

@@ -41,6 +41,9 @@ pub enum Undo {
     NftRules(NftUndo),
     /// Run an nft script that removes what the fault added (a table, a chain, a policy).
     NftScript { host: String, script: String },
+    /// Render the lab's own Kubernetes layer again on a node (kube-proxy's rules in either
+    /// mode, the policies'), as kube-proxy re-syncs.
+    K8sTables { host: String },
     Address {
         host: String,
         ifname: String,
@@ -217,6 +220,7 @@ impl Undo {
                     .map(|_| ())
                     .map_err(|e| Error::io(format!("{host}: nft"), e))
             }
+            Undo::K8sTables { host } => lab.apply_k8s_tables(&host, &lab.topology().k8s).await,
             Undo::Address { host, ifname, net } => {
                 let h = lab.host(&host)?;
                 let ix = h.index(&ifname).await?;

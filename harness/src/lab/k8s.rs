@@ -16,9 +16,16 @@ use crate::topology::{Role, Topology};
 /// Everything of the Kubernetes layer one node's nft holds, rendered from `spec`: kube-proxy's
 /// table and the policies' (one `nft -f` transaction replaces both).
 pub fn node_script(t: &Topology, spec: &K8s, node: &str) -> String {
+    // In iptables mode kube-proxy's rules are iptables chains (`kube_proxy_iptables`).
+    let kube_proxy = match spec.proxy_mode {
+        crate::topology::k8s::ProxyMode::Nftables => {
+            super::kube_proxy::kube_proxy_script(t, spec, node)
+        }
+        crate::topology::k8s::ProxyMode::Iptables => String::new(),
+    };
     format!(
         "{}{}",
-        super::kube_proxy::kube_proxy_script(t, spec, node),
+        kube_proxy,
         super::policy::policy_script(t, spec, node)
     )
 }

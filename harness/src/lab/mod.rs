@@ -14,6 +14,7 @@ pub mod intent;
 pub mod inventory;
 pub mod k8s;
 pub mod kube_proxy;
+pub mod kube_proxy_iptables;
 mod learn;
 mod live;
 mod named;

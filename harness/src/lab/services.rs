@@ -46,10 +46,50 @@ impl Lab {
     }
 
     /// Renders kube-proxy's and the policies' tables for `node` from `spec` and replaces the
-    /// live ones (one nft transaction).
+    /// live ones (one nft transaction; in iptables mode, kube-proxy's chains then go in with
+    /// iptables-nft-restore).
     pub async fn apply_k8s_tables(&self, node: &str, spec: &crate::topology::K8s) -> Result<()> {
-        self.nft_script(node, k8s::node_script(&self.topo, spec, node))
-            .await
+        self.apply_k8s_view(&self.topo, spec, node).await
+    }
+
+    /// As `apply_k8s_tables`, rendered over `view` (the lab's topology, or one where a pod
+    /// moved).
+    pub async fn apply_k8s_view(
+        &self,
+        view: &crate::topology::Topology,
+        spec: &crate::topology::K8s,
+        node: &str,
+    ) -> Result<()> {
+        self.nft_script(node, k8s::node_script(view, spec, node))
+            .await?;
+        if spec.proxy_mode != crate::topology::k8s::ProxyMode::Iptables {
+            return Ok(());
+        }
+        let list = |table: &'static str| {
+            let h = self.host(node)?;
+            let text = h
+                .ns
+                .run(move || crate::tools::run_tool("nft", &["list", "table", "ip", table], None))
+                .map_err(|e| Error::io(format!("{node}: nft"), e))?;
+            // No table yet: nothing of kube-proxy's either.
+            Ok::<_, Error>(
+                text.map(|t| super::kube_proxy_iptables::LiveChains::read(&t))
+                    .unwrap_or_default(),
+            )
+        };
+        let live = super::kube_proxy_iptables::LiveChains {
+            nat: list("nat")?,
+            filter: list("filter")?,
+        };
+        let script = super::kube_proxy_iptables::iptables_script(view, spec, node, &live);
+        let h = self.host(node)?;
+        h.ns.run_async(move || {
+            crate::tools::run_tool("iptables-nft-restore", &["--noflush"], Some(&script))
+        })
+        .await
+        .and_then(|r| r)
+        .map(|_| ())
+        .map_err(|e| Error::io(format!("{node}: iptables-nft-restore"), e))
     }
 
     /// Runs an nft script inside a host.

@@ -34,6 +34,19 @@ pub struct K8s {
     /// Where IPv6 ClusterIPs come from, in a dual-stack lab (`service_cidr`'s second entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_cidr6: Option<Ipv6Net>,
+    /// How kube-proxy renders the Services (`[cluster] proxy_mode`).
+    #[serde(default)]
+    pub proxy_mode: ProxyMode,
+}
+
+/// kube-proxy's mode: its nftables tables (the default) or its iptables chains, loaded with
+/// iptables-nft-restore as the real kube-proxy loads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    #[default]
+    Nftables,
+    Iptables,
 }
 
 impl Default for K8s {
@@ -45,6 +58,7 @@ impl Default for K8s {
             dns: None,
             service_cidr: "10.96.0.0/12".parse().expect("cidr"),
             service_cidr6: None,
+            proxy_mode: ProxyMode::Nftables,
         }
     }
 }

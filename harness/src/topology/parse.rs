@@ -64,6 +64,7 @@ mod dual;
 mod k8s;
 pub mod patch;
 mod ports;
+mod proxy_mode;
 mod selector;
 mod service6;
 mod validator;
@@ -84,6 +85,8 @@ struct RawCluster {
     routed_gateway: Option<String>,
     service_cidr: Option<dual::OneOrTwo>,
     neighbours: Option<String>,
+    /// kube-proxy's mode: "nftables" (the default) or "iptables".
+    proxy_mode: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -496,6 +499,7 @@ impl Validator<'_> {
                 policy: &raw.policy,
                 dns: raw.dns.as_ref(),
                 service_cidr: raw.cluster.as_ref().and_then(|c| c.service_cidr.as_ref()),
+                proxy_mode: raw.cluster.as_ref().and_then(|c| c.proxy_mode.as_ref()),
             },
             &topo,
         );

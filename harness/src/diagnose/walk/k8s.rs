@@ -5,7 +5,7 @@
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::diagnose::kube_proxy_rules::{kube_proxy_text, translation, Translation};
+use crate::diagnose::kube_proxy_rules::{live_translation, Translation};
 use crate::topology::k8s::{Resolver, Service, Target};
 use crate::topology::Role;
 
@@ -211,95 +211,103 @@ impl Walker<'_> {
         hops: &mut Vec<Hop>,
     ) -> Result<std::result::Result<Vec<(Ipv4Addr, u16)>, Culprit>> {
         let (node, svc_name, addr, declared) = (&c.node, &c.svc_name, &c.addr, &c.declared);
-        let text = kube_proxy_text(self.lab, node, "ip")?;
         let outside = !c.local_client(self.lab.topology());
-        Ok(Ok(
-            match translation(
-                text.as_deref(),
-                &c.svc,
-                c.front.unwrap_or((c.svc.cluster_ip, c.svc.port)),
-                c.front.is_some(),
-                outside,
-            ) {
-                Translation::NoTable | Translation::Flushed => {
-                    let what = if text.is_none() {
-                        "is missing"
-                    } else {
-                        "is empty (flushed)"
-                    };
-                    hops.push(hop(
-                        HopStatus::Fail,
-                        node,
-                        format!("kube-proxy's table {what}"),
-                    ));
-                    return Ok(Err(culprit(
+        let key = c.front.unwrap_or((c.svc.cluster_ip, c.svc.port));
+        let tr = live_translation(
+            self.lab,
+            node,
+            "ip",
+            &c.svc,
+            key,
+            c.front.is_some(),
+            outside,
+        )?;
+        // (The hop's word and the summary's, as the nftables mode always said them.)
+        let (seen, rules) = match self.lab.topology().k8s.proxy_mode {
+            crate::topology::k8s::ProxyMode::Nftables => ("table", "nft table"),
+            crate::topology::k8s::ProxyMode::Iptables => {
+                ("chains", "iptables chains (KUBE-SERVICES)")
+            }
+        };
+        Ok(Ok(match tr {
+            Translation::NoTable | Translation::Flushed => {
+                let what = if matches!(tr, Translation::NoTable) {
+                    "is missing"
+                } else {
+                    "is empty (flushed)"
+                };
+                hops.push(hop(
+                    HopStatus::Fail,
+                    node,
+                    format!("kube-proxy's {seen} {what}"),
+                ));
+                return Ok(Err(culprit(
                     node,
                     Component::Service,
                     format!(
-                        "kube-proxy's nft table on {node} {what}: {addr} of Service {svc_name} is not translated there"
+                        "kube-proxy's {rules} on {node} {what}: {addr} of Service {svc_name} is not translated there"
                     ),
                 )));
-                }
-                Translation::NoRule => {
-                    hops.push(hop(
-                        HopStatus::Fail,
-                        node,
-                        format!("no kube-proxy rule for {addr}"),
-                    ));
-                    return Ok(Err(culprit(
+            }
+            Translation::NoRule => {
+                hops.push(hop(
+                    HopStatus::Fail,
+                    node,
+                    format!("no kube-proxy rule for {addr}"),
+                ));
+                return Ok(Err(culprit(
                     node,
                     Component::Service,
                     format!(
                         "kube-proxy on {node} has no rule for Service {svc_name} ({addr}): packets to it are not DNATed to any endpoint"
                     ),
                 )));
+            }
+            Translation::Rejected => {
+                // A running UDP flow keeps the translation it began with: the reject
+                // meets new flows only, and every endpoint that flow goes to is gone.
+                if let Err(cul) = self.udp_flow_stage(c, &[], hops).await? {
+                    return Ok(Err(cul));
                 }
-                Translation::Rejected => {
-                    // A running UDP flow keeps the translation it began with: the reject
-                    // meets new flows only, and every endpoint that flow goes to is gone.
-                    if let Err(cul) = self.udp_flow_stage(c, &[], hops).await? {
-                        return Ok(Err(cul));
-                    }
-                    let want: Vec<String> = declared
-                        .iter()
-                        .map(|(p, _, port)| format!("{p}:{port}"))
-                        .collect();
-                    hops.push(hop(
-                        HopStatus::Fail,
-                        node,
-                        format!("kube-proxy rejects {addr}: no endpoints"),
-                    ));
-                    let fixture = if want.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (the fixture declares {})", want.join(", "))
-                    };
-                    return Ok(Err(culprit(
+                let want: Vec<String> = declared
+                    .iter()
+                    .map(|(p, _, port)| format!("{p}:{port}"))
+                    .collect();
+                hops.push(hop(
+                    HopStatus::Fail,
+                    node,
+                    format!("kube-proxy rejects {addr}: no endpoints"),
+                ));
+                let fixture = if want.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the fixture declares {})", want.join(", "))
+                };
+                return Ok(Err(culprit(
                     node,
                     Component::Service,
                     format!("Service {svc_name} has no endpoints{fixture}: kube-proxy on {node} rejects {addr}"),
                 )));
-                }
-                Translation::NoLocal => {
-                    hops.push(hop(
-                        HopStatus::Fail,
-                        node,
-                        format!("kube-proxy drops {addr}: no local endpoint"),
-                    ));
-                    let policy = if c.nodeport {
-                        "externalTrafficPolicy"
-                    } else {
-                        "internalTrafficPolicy"
-                    };
-                    return Ok(Err(culprit(
+            }
+            Translation::NoLocal => {
+                hops.push(hop(
+                    HopStatus::Fail,
+                    node,
+                    format!("kube-proxy drops {addr}: no local endpoint"),
+                ));
+                let policy = if c.nodeport {
+                    "externalTrafficPolicy"
+                } else {
+                    "internalTrafficPolicy"
+                };
+                return Ok(Err(culprit(
                     node,
                     Component::Service,
                     format!("Service {svc_name} has {policy} Local and no endpoint on {node}: kube-proxy there drops {addr}"),
                 )));
-                }
-                Translation::Endpoints(eps) => eps,
-            },
-        ))
+            }
+            Translation::Endpoints(eps) => eps,
+        }))
     }
 
     /// Who holds each endpoint's address now (a pod may have moved): every endpoint must be a

@@ -6,7 +6,7 @@
 use std::net::Ipv6Addr;
 
 use super::{diagnosis, hop, unexplained, Walker6};
-use crate::diagnose::kube_proxy_rules::{kube_proxy_text, translation, Translation};
+use crate::diagnose::kube_proxy_rules::{live_translation, Translation};
 use crate::diagnose::vocab::*;
 use crate::error::Result;
 use crate::topology::k8s::{Service, Target};
@@ -42,18 +42,18 @@ impl Walker6<'_> {
                 return Ok(d);
             }
         };
-        let text = kube_proxy_text(self.lab, &node, "ip6")?;
         let name = format!("{}/{}", svc.namespace, svc.name);
         let addr = format!("[{cip}]:{}", svc.port);
-        let eps = match translation(text.as_deref(), &svc, (cip, svc.port), false, false) {
-            Translation::Endpoints(eps) => eps,
-            other => {
-                let (seen, why) = untranslated(&other, &node, &name, &addr, outcome);
-                d.forward.push(hop(HopStatus::Fail, &node, seen));
-                d.culprit = why;
-                return Ok(d);
-            }
-        };
+        let eps =
+            match live_translation(self.lab, &node, "ip6", &svc, (cip, svc.port), false, false)? {
+                Translation::Endpoints(eps) => eps,
+                other => {
+                    let (seen, why) = untranslated(&other, &node, &name, &addr, outcome);
+                    d.forward.push(hop(HopStatus::Fail, &node, seen));
+                    d.culprit = why;
+                    return Ok(d);
+                }
+            };
         let Some(&(ep, port)) = eps.first() else {
             d.culprit = culprit(
                 &node,

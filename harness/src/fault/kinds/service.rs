@@ -35,7 +35,8 @@ impl Breakage for DeleteServiceRule {
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { node, service } = self;
         check_role(c.t, "node", node, "node")?;
-        check_service(c.t, service)
+        check_service(c.t, service)?;
+        needs_nftables_mode(c.t, "delete-service-rule")
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {
@@ -336,7 +337,8 @@ impl Breakage for FlushKubeProxy {
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { node } = self;
         needs_k8s(c.t, "flush-kube-proxy")?;
-        check_role(c.t, "node", node, "node")
+        check_role(c.t, "node", node, "node")?;
+        needs_nftables_mode(c.t, "flush-kube-proxy")
     }
 
     async fn inject(&self, lab: &Lab) -> crate::error::Result<Vec<Undo>> {

@@ -119,6 +119,7 @@ pub(super) struct RawK8s<'a> {
     pub policy: &'a IndexMap<String, RawPolicy>,
     pub dns: Option<&'a RawDns>,
     pub service_cidr: Option<&'a super::dual::OneOrTwo>,
+    pub proxy_mode: Option<&'a String>,
 }
 
 const NODE_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
@@ -208,6 +209,8 @@ impl Validator<'_> {
         for (name, p) in raw.policy {
             self.policy(name, p, &mut k);
         }
+        let keys: Vec<&String> = raw.service.keys().collect();
+        self.proxy_mode(raw.proxy_mode, &keys, &mut k);
         k
     }
 
