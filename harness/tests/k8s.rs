@@ -972,3 +972,40 @@ async fn iptables_mode_is_diagnosed_from_its_chains() {
         "{c:?}"
     );
 }
+
+/// kube-proxy's iptables mode: an unknown mode and a Service feature it does not render are
+/// errors at their lines.
+#[test]
+fn proxy_mode_errors_are_located() {
+    let fixture = |extra_cluster: &str, extra: &str| {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/k8s.toml"),
+        )
+        .unwrap()
+        .replace(
+            "service_cidr = \"10.96.0.0/12\"\n",
+            &format!("service_cidr = \"10.96.0.0/12\"\n{extra_cluster}\n"),
+        ) + extra;
+        netfault::topology::parse_fixture(&netfault::topology::Source::new("f.toml", text))
+            .map_err(|e| e.to_string())
+    };
+    let e = fixture("proxy_mode = \"ipvs\"", "").unwrap_err();
+    assert!(
+        e.contains("f.toml:16:14:") && e.contains("unknown proxy_mode \"ipvs\""),
+        "{e}"
+    );
+    let e = fixture(
+        "proxy_mode = \"iptables\"",
+        "\n[service.sticky]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\nsession_affinity = \"ClientIP\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("does not render session_affinity yet") && e.contains("nftables"),
+        "{e}"
+    );
+    let t = fixture("proxy_mode = \"IPTables\"", "").unwrap();
+    assert_eq!(
+        t.k8s.proxy_mode,
+        netfault::topology::k8s::ProxyMode::Iptables
+    );
+}
