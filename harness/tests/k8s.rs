@@ -904,6 +904,73 @@ async fn iptables_mode_serves_what_the_truth_table_says() {
     assert!(!again.contains("10.96.0.50"), "{again}");
 }
 
+/// Local traffic policies and ClientIP affinity in iptables mode (KUBE-SVL-*, KUBE-EXT-* with
+/// `addrtype --src-type LOCAL`, `recent` matches): fixtures/k8s-traffic-policy.toml without its
+/// load balancer (not rendered in this mode) serves what the truth table says; a sticky
+/// Service keeps a client on one endpoint.
+#[tokio::test]
+async fn iptables_mode_keeps_traffic_policies_and_affinity() {
+    let text = std::fs::read_to_string(common::fixture_path("k8s-traffic-policy.toml")).unwrap();
+    let cut = text.find("[service.front]").unwrap();
+    let rest = &text[cut..];
+    let text = text[..cut].replace("cidr = \"10.244.0.0/16\"\n", "cidr = \"10.244.0.0/16\"\nproxy_mode = \"iptables\"\n")
+        + "[service.sticky]\ncluster_ip = \"10.96.0.40\"\nport = 80\nendpoints = [\"web-1:8080\", \"web-2:8080\"]\nsession_affinity = \"ClientIP\"\n\n"
+        + &rest[rest.find("[expect]").unwrap()..];
+    let t =
+        netfault::topology::parse_fixture(&netfault::topology::Source::new("tp-ipt.toml", text))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        t.k8s.proxy_mode,
+        netfault::topology::k8s::ProxyMode::Iptables
+    );
+    truth_table_matches_lab(&t).await;
+    let lab = common::up(&t).await;
+    let spec = netfault::probe::target_probes(&t)
+        .into_iter()
+        .find(|s| s.from == "client" && s.to == "svc/sticky")
+        .expect("a probe");
+    let mut served = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let o = netfault::probe::run(
+            &lab,
+            std::slice::from_ref(&spec),
+            std::time::Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        assert_eq!(o[0].outcome, Outcome::Reachable, "{o:?}");
+        served.insert(o[0].served_by.clone().expect("by="));
+    }
+    assert_eq!(served.len(), 1, "{served:?}");
+    // svc/cache from node1 and its pods (no local endpoint there): dropped, and the diagnosis
+    // reads why from the filter table's drop (iptables-nft lists no comments).
+    let (table, _) = netfault::matrix::truth_table(&t);
+    let dropped: Vec<_> = table
+        .cells
+        .iter()
+        .filter(|c| {
+            c.to == "svc/cache"
+                && c.observed != Outcome::Reachable
+                && c.from != "ext"
+                && c.from != "ext2"
+        })
+        .map(|c| (c.from.clone(), c.to.clone(), c.proto, c.observed))
+        .collect();
+    assert!(dropped.len() >= 2, "{dropped:?}");
+    for d in netfault::diagnose::explain_pairs(&lab, &dropped, None)
+        .await
+        .unwrap()
+    {
+        let c = &d.culprit;
+        assert_eq!(
+            (c.host.as_str(), c.component),
+            ("node1", netfault::diagnose::Component::Service),
+            "{c:?}"
+        );
+        assert!(c.summary.contains("internalTrafficPolicy Local"), "{c:?}");
+    }
+}
+
 /// The diagnosis reads the iptables proxier's chains as iptables-nft leaves them in `table ip
 /// nat`: a stale endpoint (a Kubernetes fault, re-rendered through iptables-nft-restore), and
 /// KUBE-SERVICES flushed by hand.
@@ -1005,11 +1072,11 @@ fn proxy_mode_errors_are_located() {
     );
     let e = fixture(
         "proxy_mode = \"iptables\"",
-        "\n[service.sticky]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\nsession_affinity = \"ClientIP\"\n",
+        "\n[service.sticky]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\nexternal_ips = [\"203.0.113.101\"]\n",
     )
     .unwrap_err();
     assert!(
-        e.contains("does not render session_affinity yet") && e.contains("nftables"),
+        e.contains("does not render external_ips yet") && e.contains("nftables"),
         "{e}"
     );
     let t = fixture("proxy_mode = \"IPTables\"", "").unwrap();

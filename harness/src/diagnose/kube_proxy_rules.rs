@@ -185,12 +185,13 @@ pub(crate) fn live_translation<A: Into<IpAddr> + Copy + std::str::FromStr + Part
     if lab.topology().k8s.proxy_mode == crate::topology::k8s::ProxyMode::Iptables {
         let nat = table_text(lab, node, "nat")?;
         let filter = table_text(lab, node, "filter")?;
+        let front = Front { nodeport, outside };
         return Ok(iptables_translation(
             nat.as_deref(),
             filter.as_deref(),
             s,
             key,
-            nodeport,
+            front,
         ));
     }
     let text = kube_proxy_text(lab, node, family)?;
@@ -215,7 +216,7 @@ fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
     filter: Option<&str>,
     s: &Service,
     (addr, port): (A, u16),
-    nodeport: bool,
+    Front { nodeport, outside }: Front,
 ) -> Translation<A> {
     let Some(nat) = nat.filter(|t| t.contains("chain KUBE-SERVICES {")) else {
         return Translation::NoTable;
@@ -238,6 +239,8 @@ fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
         let to = l.split("jump ").nth(1)?.split_whitespace().next()?;
         to.starts_with(c).then(|| to.to_string())
     };
+    // A Service chain: all endpoints (KUBE-SVC-*) or the node's own (KUBE-SVL-*).
+    let service_jump = |l: &str| jump("KUBE-SVC-", l).or_else(|| jump("KUBE-SVL-", l));
     let svc = if nodeport {
         let entry = chain(nat, "KUBE-SERVICES")
             .into_iter()
@@ -247,16 +250,19 @@ fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
             .filter(|_| entry)
             .filter(|l| l.contains(&dport))
             .find_map(|l| jump("KUBE-EXT-", l))
-            .and_then(|ext| {
-                chain(nat, &ext)
-                    .into_iter()
-                    .find_map(|l| jump("KUBE-SVC-", l))
-            })
+            .map(|ext| external(nat, &ext, outside, &service_jump))
     } else {
         chain(nat, "KUBE-SERVICES")
             .into_iter()
             .filter(|l| l.contains(&daddr) && l.contains(&dport))
-            .find_map(|l| jump("KUBE-SVC-", l))
+            .find_map(service_jump)
+            .map(Some)
+    };
+    let svc = match svc {
+        // externalTrafficPolicy Local, and no endpoint on this node for outside clients.
+        Some(None) => return Translation::NoLocal,
+        Some(Some(svc)) => Some(svc),
+        None => None,
     };
     let Some(svc) = svc else {
         let rejects = if nodeport {
@@ -264,15 +270,18 @@ fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
         } else {
             "KUBE-SERVICES"
         };
-        let rejected = filter.is_some_and(|f| {
-            chain(f, rejects)
-                .iter()
-                .any(|l| l.contains(&daddr) && l.contains(&dport) && l.contains("reject"))
-        });
-        return if rejected {
-            Translation::Rejected
-        } else {
-            Translation::NoRule
+        // iptables-nft does not list the rules' comments: a reject is "no endpoints", a drop
+        // "no local endpoints", as kube-proxy writes them.
+        let turned: Vec<&str> = filter
+            .map(|f| chain(f, rejects))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| l.contains(&daddr) && l.contains(&dport))
+            .collect();
+        return match turned.first() {
+            Some(l) if l.contains("reject") => Translation::Rejected,
+            Some(l) if l.split_whitespace().any(|w| w == "drop") => Translation::NoLocal,
+            _ => Translation::NoRule,
         };
     };
     let mut eps = Vec::new();
@@ -295,4 +304,31 @@ fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
         }
     }
     Translation::Endpoints(eps)
+}
+
+/// Who reaches a NodePort, as the walk sees it.
+pub(crate) struct Front {
+    pub nodeport: bool,
+    /// Neither the node nor one of its pods.
+    pub outside: bool,
+}
+
+/// The Service chain a NodePort's `KUBE-EXT-*` chain sends a client to: every endpoint, or
+/// with externalTrafficPolicy Local (its `addrtype --src-type LOCAL` rules, `fib saddr type
+/// local` as listed) an outside client to the node's own (`KUBE-SVL-*`; None: there are none).
+fn external(
+    nat: &str,
+    ext: &str,
+    outside: bool,
+    service_jump: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let rules = chain(nat, ext);
+    let local_policy = rules.iter().any(|l| l.contains("fib saddr type local"));
+    if local_policy && outside {
+        return rules.iter().find_map(|l| {
+            let to = l.split("jump ").nth(1)?.split_whitespace().next()?;
+            to.starts_with("KUBE-SVL-").then(|| to.to_string())
+        });
+    }
+    rules.iter().find_map(|l| service_jump(l))
 }

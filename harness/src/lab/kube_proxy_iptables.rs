@@ -99,7 +99,7 @@ pub fn iptables_script(t: &Topology, k: &K8s, node: &str, live: &LiveChains) -> 
         .filter(|h| h.as_node().is_some())
         .map(|h| h.address());
     for s in &k.services {
-        service(t, s, node_ip, &mut nat, &mut filter);
+        service(t, s, node, node_ip, &mut nat, &mut filter);
     }
     if let Some(ip) = node_ip {
         // kube-proxy: "this must be the last rule in this chain".
@@ -161,6 +161,7 @@ fn chain_name(prefix: &str, of: &str) -> String {
 fn service(
     t: &Topology,
     s: &Service,
+    node: &str,
     node_ip: Option<Ipv4Addr>,
     nat: &mut Part,
     filter: &mut Part,
@@ -171,45 +172,170 @@ fn service(
         // kube-dns's dns-tcp port: resolvers retry a truncated answer over TCP.
         ports.push(("tcp", ":dns-tcp".into()));
     }
-    let eps: Vec<(Ipv4Addr, u16)> = s
+    // (address, port, on this node): the declared endpoints, then stale ones (on no node).
+    let eps: Vec<(Ipv4Addr, u16, bool)> = s
         .endpoints
         .iter()
-        .filter_map(|e| Some((t.host(&e.pod)?.as_pod()?.ip, e.port)))
-        .chain(s.stale.iter().copied())
+        .filter_map(|e| {
+            let p = t.host(&e.pod)?.as_pod()?;
+            Some((p.ip, e.port, p.node == node))
+        })
+        .chain(s.stale.iter().map(|(ip, port)| (*ip, *port, false)))
         .collect();
     for (p, port_name) in ports {
-        let vip = s.cluster_ip;
-        let key = format!("{name}{port_name} {p}");
+        let port = Port {
+            s,
+            name: &name,
+            p,
+            key: format!("{name}{port_name} {p}"),
+        };
         if eps.is_empty() {
-            filter.rule(format!("-A KUBE-SERVICES -d {vip}/32 -p {p} -m comment --comment \"{name}{port_name} has no endpoints\" -m {p} --dport {} -j REJECT --reject-with icmp-port-unreachable", s.port));
-            if let (Some(np), Some(ip)) = (s.node_port, node_ip) {
-                filter.rule(format!("-A KUBE-EXTERNAL-SERVICES -d {ip}/32 -p {p} -m comment --comment \"{name}{port_name} has no endpoints\" -m {p} --dport {np} -j REJECT --reject-with icmp-port-unreachable"));
-            }
+            reject(
+                filter,
+                &port,
+                &port_name,
+                node_ip,
+                "REJECT --reject-with icmp-port-unreachable",
+                "has no endpoints",
+            );
             continue;
         }
-        let svc = chain_name("KUBE-SVC-", &key);
-        nat.chain(&svc);
-        nat.rule(format!("-A KUBE-SERVICES -d {vip}/32 -p {p} -m comment --comment \"{name}{port_name} cluster IP\" -m {p} --dport {} -j {svc}", s.port));
-        let cidr = t.cluster.cidr;
-        nat.rule(format!("-A {svc} ! -s {cidr} -d {vip}/32 -p {p} -m comment --comment \"{name}{port_name} cluster IP\" -m {p} --dport {} -j KUBE-MARK-MASQ", s.port));
-        endpoints(nat, &svc, &key, &name, p, &eps);
-        if let (Some(np), Some(_)) = (s.node_port.filter(|_| port_name.is_empty()), node_ip) {
-            let ext = chain_name("KUBE-EXT-", &key);
-            nat.chain(&ext);
-            nat.rule(format!("-A KUBE-NODEPORTS -p {p} -m comment --comment \"{name}\" -m {p} --dport {np} -j {ext}"));
-            nat.rule(format!("-A {ext} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ"));
-            nat.rule(format!("-A {ext} -j {svc}"));
+        let chains = port.chains(nat, &eps, t.cluster.cidr);
+        clusterip(nat, filter, &port, &port_name, &chains);
+        if port_name.is_empty() {
+            if let (Some(np), Some(ip)) = (s.node_port, node_ip) {
+                nodeport(nat, filter, &port, np, ip, t.cluster.cidr, &chains);
+            }
         }
     }
 }
 
-/// The endpoint chains of one Service port and the Service chain's choice among them: the
-/// i-th of n taken with probability 1/(n-i), the last always, as kube-proxy writes it.
-fn endpoints(nat: &mut Part, svc: &str, key: &str, name: &str, p: &str, eps: &[(Ipv4Addr, u16)]) {
+/// One port of a Service as the rules name it.
+struct Port<'a> {
+    s: &'a Service,
+    name: &'a str,
+    p: &'static str,
+    key: String,
+}
+
+/// A port's Service chains: all endpoints (`KUBE-SVC-*`), and this node's own
+/// (`KUBE-SVL-*`, for Local traffic policies; None when it has none).
+struct Chains {
+    svc: String,
+    svl: Option<String>,
+}
+
+impl Port<'_> {
+    fn chains(
+        &self,
+        nat: &mut Part,
+        eps: &[(Ipv4Addr, u16, bool)],
+        cidr: ipnet::Ipv4Net,
+    ) -> Chains {
+        let svc = chain_name("KUBE-SVC-", &self.key);
+        nat.chain(&svc);
+        let cidr_rule = format!("-A {svc} ! -s {cidr} -d {}/32 -p {p} -m comment --comment \"{} cluster IP\" -m {p} --dport {} -j KUBE-MARK-MASQ", self.s.cluster_ip, self.name, self.s.port, p = self.p);
+        nat.rule(cidr_rule);
+        let all: Vec<(Ipv4Addr, u16)> = eps.iter().map(|(ip, port, _)| (*ip, *port)).collect();
+        endpoints(nat, &svc, self, &all);
+        let local: Vec<(Ipv4Addr, u16)> = eps
+            .iter()
+            .filter(|e| e.2)
+            .map(|(ip, port, _)| (*ip, *port))
+            .collect();
+        let wants_local = self.s.internal_local || self.s.external_local;
+        let svl = (wants_local && !local.is_empty()).then(|| {
+            let svl = chain_name("KUBE-SVL-", &self.key);
+            nat.chain(&svl);
+            endpoints(nat, &svl, self, &local);
+            svl
+        });
+        Chains { svc, svl }
+    }
+}
+
+/// A rule in the filter table turning the port away: at the ClusterIP and, with a NodePort,
+/// at the node's address.
+fn reject(
+    filter: &mut Part,
+    port: &Port,
+    port_name: &str,
+    node_ip: Option<Ipv4Addr>,
+    target: &str,
+    why: &str,
+) {
+    let (s, name, p) = (port.s, port.name, port.p);
+    filter.rule(format!("-A KUBE-SERVICES -d {}/32 -p {p} -m comment --comment \"{name}{port_name} {why}\" -m {p} --dport {} -j {target}", s.cluster_ip, s.port));
+    if let (Some(np), Some(ip), true) = (s.node_port, node_ip, port_name.is_empty()) {
+        filter.rule(format!("-A KUBE-EXTERNAL-SERVICES -d {ip}/32 -p {p} -m comment --comment \"{name} {why}\" -m {p} --dport {np} -j {target}"));
+    }
+}
+
+/// The ClusterIP's jump: to all endpoints, or with internalTrafficPolicy Local to this
+/// node's (dropped in the filter table where it has none).
+fn clusterip(nat: &mut Part, filter: &mut Part, port: &Port, port_name: &str, chains: &Chains) {
+    let (s, name, p) = (port.s, port.name, port.p);
+    let to = match (s.internal_local, &chains.svl) {
+        (false, _) => &chains.svc,
+        (true, Some(svl)) => svl,
+        (true, None) => {
+            filter.rule(format!("-A KUBE-SERVICES -d {}/32 -p {p} -m comment --comment \"{name}{port_name} has no local endpoints\" -m {p} --dport {} -j DROP", s.cluster_ip, s.port));
+            return;
+        }
+    };
+    nat.rule(format!("-A KUBE-SERVICES -d {}/32 -p {p} -m comment --comment \"{name}{port_name} cluster IP\" -m {p} --dport {} -j {to}", s.cluster_ip, s.port));
+}
+
+/// The NodePort: `KUBE-NODEPORTS` to `KUBE-EXT-*`, which masquerades and goes to every
+/// endpoint; with externalTrafficPolicy Local the cluster's own traffic (pods, the node)
+/// still goes to every endpoint, and the rest to this node's (dropped where it has none).
+fn nodeport(
+    nat: &mut Part,
+    filter: &mut Part,
+    port: &Port,
+    np: u16,
+    node_ip: Ipv4Addr,
+    cidr: ipnet::Ipv4Net,
+    chains: &Chains,
+) {
+    let (name, p) = (port.name, port.p);
+    let ext = chain_name("KUBE-EXT-", &port.key);
+    nat.chain(&ext);
+    nat.rule(format!(
+        "-A KUBE-NODEPORTS -p {p} -m comment --comment \"{name}\" -m {p} --dport {np} -j {ext}"
+    ));
+    let svc = &chains.svc;
+    if !port.s.external_local {
+        nat.rule(format!("-A {ext} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ"));
+        nat.rule(format!("-A {ext} -j {svc}"));
+        return;
+    }
+    nat.rule(format!("-A {ext} -s {cidr} -m comment --comment \"pod traffic for {name} external destinations\" -j {svc}"));
+    nat.rule(format!("-A {ext} -m comment --comment \"masquerade LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"));
+    nat.rule(format!("-A {ext} -m comment --comment \"route LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j {svc}"));
+    match &chains.svl {
+        Some(svl) => nat.rule(format!("-A {ext} -j {svl}")),
+        None => filter.rule(format!("-A KUBE-EXTERNAL-SERVICES -d {node_ip}/32 -p {p} -m comment --comment \"{name} has no local endpoints\" -m {p} --dport {np} -j DROP")),
+    }
+}
+
+/// The endpoint chains of one Service chain and its choice among them: with ClientIP
+/// affinity, a client seen by an endpoint's `recent` list goes back to it; else the i-th of
+/// n is taken with probability 1/(n-i), the last always, as kube-proxy writes it.
+fn endpoints(nat: &mut Part, svc: &str, port: &Port, eps: &[(Ipv4Addr, u16)]) {
+    let (key, name, p) = (&port.key, port.name, port.p);
+    let seps: Vec<String> = eps
+        .iter()
+        .map(|(ip, pt)| chain_name("KUBE-SEP-", &format!("{key} {ip}:{pt}")))
+        .collect();
+    let affinity = port.s.affinity_timeout;
+    if let Some(secs) = affinity {
+        for ((ip, pt), sep) in eps.iter().zip(&seps) {
+            nat.rule(format!("-A {svc} -m comment --comment \"{name} -> {ip}:{pt}\" -m recent --name {sep} --rcheck --seconds {secs} --reap -j {sep}"));
+        }
+    }
     let n = eps.len();
-    for (i, (ip, port)) in eps.iter().enumerate() {
-        let sep = chain_name("KUBE-SEP-", &format!("{key} {ip}:{port}"));
-        nat.chain(&sep);
+    for (i, ((ip, pt), sep)) in eps.iter().zip(&seps).enumerate() {
         let pick = if i + 1 < n {
             format!(
                 " -m statistic --mode random --probability {:.11}",
@@ -219,11 +345,20 @@ fn endpoints(nat: &mut Part, svc: &str, key: &str, name: &str, p: &str, eps: &[(
             String::new()
         };
         nat.rule(format!(
-            "-A {svc} -m comment --comment \"{name} -> {ip}:{port}\"{pick} -j {sep}"
+            "-A {svc} -m comment --comment \"{name} -> {ip}:{pt}\"{pick} -j {sep}"
         ));
+        if nat.chains.contains(sep) {
+            continue;
+        }
+        nat.chain(sep);
+        let remember = if affinity.is_some() {
+            format!(" -m recent --set --name {sep} --mask 255.255.255.255 --rsource")
+        } else {
+            String::new()
+        };
         nat.rule(format!(
             "-A {sep} -s {ip}/32 -m comment --comment \"{name}\" -j KUBE-MARK-MASQ"
         ));
-        nat.rule(format!("-A {sep} -p {p} -m comment --comment \"{name}\" -m {p} -j DNAT --to-destination {ip}:{port}"));
+        nat.rule(format!("-A {sep} -p {p} -m comment --comment \"{name}\"{remember} -m {p} -j DNAT --to-destination {ip}:{pt}"));
     }
 }

@@ -9,10 +9,7 @@ use super::validator::Validator;
 /// a Service asks for it).
 type Feature = (&'static str, fn(&crate::topology::k8s::Service) -> bool);
 
-const NOT_IN_IPTABLES: [Feature; 6] = [
-    ("internal_traffic_policy", |s| s.internal_local),
-    ("external_traffic_policy", |s| s.external_local),
-    ("session_affinity", |s| s.affinity_timeout.is_some()),
+const NOT_IN_IPTABLES: [Feature; 3] = [
     ("load_balancer_ip", |s| s.load_balancer.is_some()),
     ("external_ips", |s| !s.external_ips.is_empty()),
     ("cluster_ip", |s| s.cluster_ip6.is_some()),
