@@ -771,74 +771,99 @@ async fn a_same_bridge_service_needs_the_node_to_forward() {
 /// the endpoint's port (node1 filter), the policy that isolates the endpoint (node1 policy).
 #[tokio::test]
 async fn ipv6_clusterips_are_walked_through_kube_proxys_ip6_table() {
-    use netfault::diagnose::{explain_pairs, Component};
+    use netfault::diagnose::Component;
     let t = fixture("k8s-dual-stack.toml");
     let lab = common::up(&t).await;
-    let nft = |script: &'static str| {
-        let st = lab
-            .host("node1")
-            .unwrap()
-            .ns
-            .run(move || netfault::tools::run_tool("nft", &["-f", "-"], Some(script)))
-            .unwrap();
-        assert!(st.is_ok(), "{st:?}");
-    };
-    let probe = |from: &'static str| {
-        let spec = netfault::probe::target_probes(&t)
-            .into_iter()
-            .find(|s| s.from == from && s.to == "svc/db" && s.proto == Proto::Tcp6)
-            .expect("a tcp6 probe of svc/db");
-        let lab = &lab;
-        async move {
-            let o = netfault::probe::run(lab, &[spec], std::time::Duration::from_secs(2))
-                .await
-                .unwrap();
-            o[0].outcome
-        }
-    };
-    let culprit = |from: &'static str, outcome: Outcome| {
-        let lab = &lab;
-        async move {
-            let ds = explain_pairs(
-                lab,
-                &[(from.into(), "svc/db".into(), Proto::Tcp6, outcome)],
-                None,
-            )
-            .await
-            .unwrap();
-            ds[0].culprit.clone()
-        }
-    };
-    assert_eq!(probe("web-dev").await, Outcome::Reachable);
+    let by_hand =
+        |tool: &'static str, args: &'static [&'static str], input: Option<&'static str>| {
+            by_hand(&lab, "node1", tool, args, input)
+        };
+    let tcp6 = |from| probe_target(&lab, from, "svc/db", Proto::Tcp6);
+    let why = |from, o| culprit_of(&lab, from, "svc/db", Proto::Tcp6, o);
+    assert_eq!(tcp6("web-dev").await, Outcome::Reachable);
     // The isolated endpoint: what the fixture intends, explained all the same.
-    let c = culprit("tool", Outcome::Timeout).await;
-    assert_eq!(
-        (c.host.as_str(), c.component),
-        ("node1", Component::Policy),
-        "{c:?}"
+    blamed(
+        &why("tool", Outcome::Timeout).await,
+        "node1",
+        Component::Policy,
+        "",
     );
 
-    nft("table ip6 byhand {\n chain guard {\n  type filter hook forward priority 0; policy accept;\n  ip6 daddr fd00:10:244:1::4 tcp dport 80 drop\n }\n}\n");
-    let o = probe("web-dev").await;
+    by_hand("nft", &["-f", "-"], Some("table ip6 byhand {\n chain guard {\n  type filter hook forward priority 0; policy accept;\n  ip6 daddr fd00:10:244:1::4 tcp dport 80 drop\n }\n}\n"));
+    let o = tcp6("web-dev").await;
     assert_eq!(o, Outcome::Timeout);
-    let c = culprit("web-dev", o).await;
-    assert_eq!(
-        (c.host.as_str(), c.component),
-        ("node1", Component::Filter),
-        "{c:?}"
-    );
-    nft("delete table ip6 byhand\n");
+    blamed(&why("web-dev", o).await, "node1", Component::Filter, "");
+    by_hand("nft", &["delete", "table", "ip6", "byhand"], None);
 
-    nft("flush chain ip6 kube-proxy services\n");
-    let o = probe("web-dev").await;
-    assert_ne!(o, Outcome::Reachable);
-    let c = culprit("web-dev", o).await;
-    assert_eq!(
-        (c.host.as_str(), c.component),
-        ("node1", Component::Service),
-        "{c:?}"
+    by_hand(
+        "nft",
+        &["flush", "chain", "ip6", "kube-proxy", "services"],
+        None,
     );
-    assert!(c.summary.contains("no IPv6 rule"), "{c:?}");
+    let o = tcp6("web-dev").await;
+    assert_ne!(o, Outcome::Reachable);
+    blamed(
+        &why("web-dev", o).await,
+        "node1",
+        Component::Service,
+        "no IPv6 rule",
+    );
+}
+
+/// Runs a tool inside a host of the lab, as someone breaking it by hand would.
+fn by_hand(
+    lab: &netfault::Lab,
+    host: &str,
+    tool: &'static str,
+    args: &'static [&'static str],
+    input: Option<&'static str>,
+) {
+    let st = lab
+        .host(host)
+        .unwrap()
+        .ns
+        .run(move || netfault::tools::run_tool(tool, args, input))
+        .unwrap();
+    assert!(st.is_ok(), "{tool} {args:?}: {st:?}");
+}
+
+/// One probe of a Kubernetes target, as the matrix makes it.
+async fn probe_target(lab: &netfault::Lab, from: &str, to: &str, proto: Proto) -> Outcome {
+    let spec = netfault::probe::target_probes(lab.topology())
+        .into_iter()
+        .find(|s| s.from == from && s.to == to && s.proto == proto)
+        .expect("a probe of the target");
+    netfault::probe::run(lab, &[spec], std::time::Duration::from_secs(2))
+        .await
+        .unwrap()[0]
+        .outcome
+}
+
+/// The culprit the diagnosis names for one broken probe.
+async fn culprit_of(
+    lab: &netfault::Lab,
+    from: &str,
+    to: &str,
+    proto: Proto,
+    outcome: Outcome,
+) -> netfault::diagnose::Culprit {
+    let broken = [(from.to_string(), to.to_string(), proto, outcome)];
+    netfault::diagnose::explain_pairs(lab, &broken, None)
+        .await
+        .unwrap()[0]
+        .culprit
+        .clone()
+}
+
+/// The culprit is `host`'s `component`, and its summary says `says`.
+fn blamed(
+    c: &netfault::diagnose::Culprit,
+    host: &str,
+    component: netfault::diagnose::Component,
+    says: &str,
+) {
+    assert_eq!((c.host.as_str(), c.component), (host, component), "{c:?}");
+    assert!(c.summary.contains(says), "{c:?}");
 }
 
 /// `proxy_mode = "iptables"`: kube-proxy's chains laid out as the iptables proxier does and
@@ -976,38 +1001,13 @@ async fn iptables_mode_keeps_traffic_policies_and_affinity() {
 /// KUBE-SERVICES flushed by hand.
 #[tokio::test]
 async fn iptables_mode_is_diagnosed_from_its_chains() {
-    use netfault::diagnose::{explain_pairs, Component};
+    use netfault::diagnose::Component;
     use netfault::fault::Fault;
     let t = fixture("k8s-iptables.toml");
     let lab = common::up(&t).await;
-    let probe = |to: &'static str| {
-        let spec = netfault::probe::target_probes(&t)
-            .into_iter()
-            .find(|s| s.from == "pod-a" && s.to == to)
-            .expect("a probe");
-        let lab = &lab;
-        async move {
-            netfault::probe::run(lab, &[spec], std::time::Duration::from_secs(2))
-                .await
-                .unwrap()[0]
-                .outcome
-        }
-    };
-    let culprit = |to: &'static str, outcome: Outcome| {
-        let lab = &lab;
-        async move {
-            explain_pairs(
-                lab,
-                &[("pod-a".into(), to.into(), Proto::Tcp, outcome)],
-                None,
-            )
-            .await
-            .unwrap()[0]
-                .culprit
-                .clone()
-        }
-    };
-    assert_eq!(probe("svc/web").await, Outcome::Reachable);
+    let tcp = || probe_target(&lab, "pod-a", "svc/web", Proto::Tcp);
+    let why = |o| culprit_of(&lab, "pod-a", "svc/web", Proto::Tcp, o);
+    assert_eq!(tcp().await, Outcome::Reachable);
     let g = Fault::StaleEndpointIp(kinds::StaleEndpointIp {
         service: "web".into(),
         pod: "pod-b".into(),
@@ -1015,37 +1015,25 @@ async fn iptables_mode_is_diagnosed_from_its_chains() {
     .inject(&lab)
     .await
     .unwrap();
-    let o = probe("svc/web").await;
+    let o = tcp().await;
     assert_eq!(o, Outcome::Timeout);
-    let c = culprit("svc/web", o).await;
-    assert_eq!(
-        (c.host.as_str(), c.component),
-        ("node1", Component::Service),
-        "{c:?}"
-    );
-    assert!(c.summary.contains("stale endpoint"), "{c:?}");
+    blamed(&why(o).await, "node1", Component::Service, "stale endpoint");
     g.heal(&lab).await.unwrap();
-    assert_eq!(probe("svc/web").await, Outcome::Reachable);
-    let st = lab
-        .host("node1")
-        .unwrap()
-        .ns
-        .run(|| {
-            netfault::tools::run_tool("iptables-nft", &["-t", "nat", "-F", "KUBE-SERVICES"], None)
-        })
-        .unwrap();
-    assert!(st.is_ok(), "{st:?}");
-    let o = probe("svc/web").await;
-    assert_ne!(o, Outcome::Reachable);
-    let c = culprit("svc/web", o).await;
-    assert_eq!(
-        (c.host.as_str(), c.component),
-        ("node1", Component::Service),
-        "{c:?}"
+    assert_eq!(tcp().await, Outcome::Reachable);
+    by_hand(
+        &lab,
+        "node1",
+        "iptables-nft",
+        &["-t", "nat", "-F", "KUBE-SERVICES"],
+        None,
     );
-    assert!(
-        c.summary.contains("no rule for Service default/web"),
-        "{c:?}"
+    let o = tcp().await;
+    assert_ne!(o, Outcome::Reachable);
+    blamed(
+        &why(o).await,
+        "node1",
+        Component::Service,
+        "no rule for Service default/web",
     );
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use netfault::netns::write_sysctl;
 use netfault::probe::{run, ProbeSpec, SEEN_DROPPED};
+use netfault::topology::Family;
 use netfault::{Lab, Outcome, Proto};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -40,9 +41,23 @@ async fn probe(lab: &Lab, to: &str) -> (Vec<(Outcome, Option<String>)>, Duration
 }
 
 async fn probe_from(lab: &Lab, from: &str, to: &str) -> (Vec<(Outcome, Option<String>)>, Duration) {
+    probe_family(lab, from, to, Family::V4).await
+}
+
+/// ICMP, TCP and UDP probes of one family, from `from` to `to`, with the round's time.
+async fn probe_family(
+    lab: &Lab,
+    from: &str,
+    to: &str,
+    family: Family,
+) -> (Vec<(Outcome, Option<String>)>, Duration) {
     let t = lab.topology();
-    let dst = t.host(to).unwrap().address();
-    let specs: Vec<ProbeSpec> = [Proto::Icmp, Proto::Tcp, Proto::Udp]
+    let dst = t.host(to).unwrap().address_of(family).unwrap();
+    let protos = match family {
+        Family::V4 => [Proto::Icmp, Proto::Tcp, Proto::Udp],
+        Family::V6 => [Proto::Icmp6, Proto::Tcp6, Proto::Udp6],
+    };
+    let specs: Vec<ProbeSpec> = protos
         .into_iter()
         .map(|p| ProbeSpec::new(from, to, p, dst, t.probe.port(p)))
         .collect();
@@ -224,22 +239,7 @@ async fn a_dropped_dns_query_is_decided_by_the_drop() {
 
 /// pod-a → ext over IPv6 (ICMPv6, TCP, UDP), with the round's time.
 async fn probe6(lab: &Lab) -> (Vec<(Outcome, Option<String>)>, Duration) {
-    let t = lab.topology();
-    let dst = t
-        .host("ext")
-        .unwrap()
-        .address_of(netfault::topology::Family::V6)
-        .unwrap();
-    let specs: Vec<ProbeSpec> = [Proto::Icmp6, Proto::Tcp6, Proto::Udp6]
-        .into_iter()
-        .map(|p| ProbeSpec::new("pod-a", "ext", p, dst, t.probe.port(p)))
-        .collect();
-    let t0 = Instant::now();
-    let obs = run(lab, &specs, TIMEOUT).await.unwrap();
-    (
-        obs.into_iter().map(|o| (o.outcome, o.detail)).collect(),
-        t0.elapsed(),
-    )
+    probe_family(lab, "pod-a", "ext", Family::V6).await
 }
 
 /// IPv6 is watched as IPv4 is: an ip6 filter's drop, forwarding turned off and a reply with

@@ -153,14 +153,7 @@ fn drop_of(tid: i32, rest: &str) -> Option<Line> {
 /// in the local table (255) or a policy table is followed by the next rule's lookup: only a
 /// miss in main (254) or default (253) ends one (-EAGAIN there becomes ENETUNREACH).
 fn no_route(tid: i32, rest: &str) -> Option<Line> {
-    let w: Vec<&str> = rest.split_whitespace().collect();
-    let after = |k: &str| w.iter().position(|x| *x == k).and_then(|i| w.get(i + 1));
-    let table: u32 = after("table")?.parse().ok()?;
-    let err: i32 = after("err")?.parse().ok()?;
-    if err == 0 || !(err != -libc::EAGAIN || table == 254 || table == 253) {
-        return None;
-    }
-    let arrow = w.iter().position(|x| *x == "->")?;
+    let ends = |table: u32, err: i32| err != -libc::EAGAIN || table == 254 || table == 253;
     let addr = |s: &str| {
         s.split('/')
             .next()?
@@ -168,26 +161,14 @@ fn no_route(tid: i32, rest: &str) -> Option<Line> {
             .ok()
             .map(IpAddr::from)
     };
-    Some(Line::NoRoute {
-        tid,
-        src: addr(w.get(arrow.checked_sub(1)?)?)?,
-        dst: addr(w.get(arrow + 1)?)?,
-        err,
-    })
+    failed_lookup(tid, rest, ends, addr)
 }
 
 /// `table 254 oif 0 iif 1 proto 58 fd00::1/0 -> fd00::2/0 flowlabel 0 ... err -113`. IPv6
 /// rules go on to the next table after any miss (a miss is the null entry, -EHOSTUNREACH):
 /// only a miss in main (254) or default (253) ends a lookup.
 fn no_route6(tid: i32, rest: &str) -> Option<Line> {
-    let w: Vec<&str> = rest.split_whitespace().collect();
-    let after = |k: &str| w.iter().position(|x| *x == k).and_then(|i| w.get(i + 1));
-    let table: u32 = after("table")?.parse().ok()?;
-    let err: i32 = after("err")?.parse().ok()?;
-    if err == 0 || !(table == 254 || table == 253) {
-        return None;
-    }
-    let arrow = w.iter().position(|x| *x == "->")?;
+    let ends = |table: u32, _| table == 254 || table == 253;
     let addr = |s: &str| {
         s.rsplit_once('/')?
             .0
@@ -195,6 +176,24 @@ fn no_route6(tid: i32, rest: &str) -> Option<Line> {
             .ok()
             .map(IpAddr::from)
     };
+    failed_lookup(tid, rest, ends, addr)
+}
+
+/// A route lookup's trace line, when it failed in a way that `ends` says ends the lookup.
+fn failed_lookup(
+    tid: i32,
+    rest: &str,
+    ends: impl Fn(u32, i32) -> bool,
+    addr: impl Fn(&str) -> Option<IpAddr>,
+) -> Option<Line> {
+    let w: Vec<&str> = rest.split_whitespace().collect();
+    let after = |k: &str| w.iter().position(|x| *x == k).and_then(|i| w.get(i + 1));
+    let table: u32 = after("table")?.parse().ok()?;
+    let err: i32 = after("err")?.parse().ok()?;
+    if err == 0 || !ends(table, err) {
+        return None;
+    }
+    let arrow = w.iter().position(|x| *x == "->")?;
     Some(Line::NoRoute {
         tid,
         src: addr(w.get(arrow.checked_sub(1)?)?)?,
