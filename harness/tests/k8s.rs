@@ -877,22 +877,18 @@ async fn iptables_mode_serves_what_the_truth_table_says() {
         .unwrap()
         .replace("service_cidr = \"10.96.0.0/12\"", "service_cidr = \"10.96.0.0/12\"\nproxy_mode = \"iptables\"")
         + "\n[service.pair]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-a:8080\", \"pod-b:8080\"]\n\n[service.none]\ncluster_ip = \"10.96.0.51\"\nport = 80\n";
-    let t =
-        netfault::topology::parse_fixture(&netfault::topology::Source::new("k8s-ipt.toml", text))
-            .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        t.k8s.proxy_mode,
-        netfault::topology::k8s::ProxyMode::Iptables
-    );
+    let t = iptables_fixture("k8s-ipt.toml", text);
     truth_table_matches_lab(&t).await;
     let lab = common::up(&t).await;
-    let nat = lab
-        .host("node1")
-        .unwrap()
-        .ns
-        .run(|| netfault::tools::run_tool("iptables-nft-save", &["-t", "nat"], None))
-        .unwrap()
-        .unwrap();
+    let read = |tool: &'static str, args: &'static [&'static str]| {
+        lab.host("node1")
+            .unwrap()
+            .ns
+            .run(move || netfault::tools::run_tool(tool, args, None))
+            .unwrap()
+            .unwrap()
+    };
+    let nat = read("iptables-nft-save", &["-t", "nat"]);
     for want in [
         "-A KUBE-SERVICES -d 10.96.0.50/32",
         "-m statistic --mode random --probability 0.5",
@@ -902,13 +898,7 @@ async fn iptables_mode_serves_what_the_truth_table_says() {
     ] {
         assert!(nat.contains(want), "{want} in\n{nat}");
     }
-    let ruleset = lab
-        .host("node1")
-        .unwrap()
-        .ns
-        .run(|| netfault::tools::run_tool("nft", &["list", "table", "ip", "nat"], None))
-        .unwrap()
-        .unwrap();
+    let ruleset = read("nft", &["list", "table", "ip", "nat"]);
     assert!(
         ruleset.contains("chain postrouting"),
         "netfault's masquerade stays:\n{ruleset}"
@@ -918,13 +908,7 @@ async fn iptables_mode_serves_what_the_truth_table_says() {
     spec.services.retain(|s| s.name != "pair");
     lab.apply_k8s_tables("node1", &spec).await.unwrap();
     lab.apply_k8s_tables("node1", &spec).await.unwrap();
-    let again = lab
-        .host("node1")
-        .unwrap()
-        .ns
-        .run(|| netfault::tools::run_tool("iptables-nft-save", &["-t", "nat"], None))
-        .unwrap()
-        .unwrap();
+    let again = read("iptables-nft-save", &["-t", "nat"]);
     assert_eq!(again.matches("-A PREROUTING").count(), 1, "{again}");
     assert!(!again.contains("10.96.0.50"), "{again}");
 }
@@ -941,13 +925,7 @@ async fn iptables_mode_keeps_traffic_policies_and_affinity() {
     let text = text[..cut].replace("cidr = \"10.244.0.0/16\"\n", "cidr = \"10.244.0.0/16\"\nproxy_mode = \"iptables\"\n")
         + "[service.sticky]\ncluster_ip = \"10.96.0.40\"\nport = 80\nendpoints = [\"web-1:8080\", \"web-2:8080\"]\nsession_affinity = \"ClientIP\"\n\n"
         + &rest[rest.find("[expect]").unwrap()..];
-    let t =
-        netfault::topology::parse_fixture(&netfault::topology::Source::new("tp-ipt.toml", text))
-            .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        t.k8s.proxy_mode,
-        netfault::topology::k8s::ProxyMode::Iptables
-    );
+    let t = iptables_fixture("tp-ipt.toml", text);
     truth_table_matches_lab(&t).await;
     let lab = common::up(&t).await;
     let spec = netfault::probe::target_probes(&t)
@@ -994,6 +972,17 @@ async fn iptables_mode_keeps_traffic_policies_and_affinity() {
         );
         assert!(c.summary.contains("internalTrafficPolicy Local"), "{c:?}");
     }
+}
+
+/// A fixture text that asks for kube-proxy's iptables mode, parsed.
+fn iptables_fixture(name: &str, text: String) -> netfault::Topology {
+    let t = netfault::topology::parse_fixture(&netfault::topology::Source::new(name, text))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        t.k8s.proxy_mode,
+        netfault::topology::k8s::ProxyMode::Iptables
+    );
+    t
 }
 
 /// The diagnosis reads the iptables proxier's chains as iptables-nft leaves them in `table ip
