@@ -416,8 +416,11 @@ fn lines(text: &str) -> Vec<String> {
 fn flow_line(f: &FlowResult, want: Outcome) -> String {
     let got = f.observation.outcome;
     let opened = if f.opened { "" } else { " (never opened)" };
+    // Which endpoint a Service's flow got is the draw's (not a stable fact): named for a
+    // host's flow only.
+    let host = crate::topology::k8s::Target::parse(&f.to).is_none();
     let by = match (&f.observation.served_by, got) {
-        (Some(b), Outcome::Reachable) => format!(", still served by {b}"),
+        (Some(b), Outcome::Reachable) if host => format!(", still served by {b}"),
         _ => String::new(),
     };
     let verdict = if got == want {

@@ -974,6 +974,38 @@ async fn iptables_mode_keeps_traffic_policies_and_affinity() {
     }
 }
 
+/// External IPs in iptables mode: KUBE-SERVICES sends each to the Service's KUBE-EXT-* chain,
+/// on every node; the lab is what the truth table says (with endpoints and without), and a
+/// stale endpoint behind it is read from the chains.
+#[tokio::test]
+async fn iptables_mode_translates_external_ips() {
+    use netfault::diagnose::Component;
+    let text = std::fs::read_to_string(common::fixture_path("k8s.toml"))
+        .unwrap()
+        .replace("service_cidr = \"10.96.0.0/12\"", "service_cidr = \"10.96.0.0/12\"\nproxy_mode = \"iptables\"")
+        + "\n[service.ext-web]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\nexternal_ips = [\"203.0.113.101\"]\n\n[service.ext-none]\ncluster_ip = \"10.96.0.51\"\nport = 80\nexternal_ips = [\"203.0.113.102\"]\n";
+    let t = iptables_fixture("ext-ipt.toml", text);
+    truth_table_matches_lab(&t).await;
+    let lab = common::up(&t).await;
+    let to = "externalip/ext-web@203.0.113.101";
+    assert_eq!(
+        probe_target(&lab, "ext", to, Proto::Tcp).await,
+        Outcome::Reachable
+    );
+    let g = netfault::fault::Fault::StaleEndpointIp(kinds::StaleEndpointIp {
+        service: "ext-web".into(),
+        pod: "pod-b".into(),
+    })
+    .inject(&lab)
+    .await
+    .unwrap();
+    let o = probe_target(&lab, "ext", to, Proto::Tcp).await;
+    assert_eq!(o, Outcome::Timeout);
+    let c = culprit_of(&lab, "ext", to, Proto::Tcp, o).await;
+    blamed(&c, &c.host.clone(), Component::Service, "stale endpoint");
+    g.heal(&lab).await.unwrap();
+}
+
 /// A fixture text that asks for kube-proxy's iptables mode, parsed.
 fn iptables_fixture(name: &str, text: String) -> netfault::Topology {
     let t = netfault::topology::parse_fixture(&netfault::topology::Source::new(name, text))
@@ -1049,11 +1081,11 @@ fn proxy_mode_errors_are_located() {
     );
     let e = fixture(
         "proxy_mode = \"iptables\"",
-        "\n[service.sticky]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\nexternal_ips = [\"203.0.113.101\"]\n",
+        "\n[service.lb]\ncluster_ip = \"10.96.0.50\"\nport = 80\nendpoints = [\"pod-b:8080\"]\nload_balancer_ip = \"203.0.113.100\"\n",
     )
     .unwrap_err();
     assert!(
-        e.contains("does not render external_ips yet") && e.contains("nftables"),
+        e.contains("does not render load_balancer_ip yet") && e.contains("nftables"),
         "{e}"
     );
     let t = fixture("proxy_mode = \"IPTables\"", "").unwrap();

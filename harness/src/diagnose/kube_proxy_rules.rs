@@ -241,7 +241,14 @@ fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
     };
     // A Service chain: all endpoints (KUBE-SVC-*) or the node's own (KUBE-SVL-*).
     let service_jump = |l: &str| jump("KUBE-SVC-", l).or_else(|| jump("KUBE-SVL-", l));
-    let svc = if nodeport {
+    // An external IP's rule goes straight to the external chain.
+    let direct = chain(nat, "KUBE-SERVICES")
+        .into_iter()
+        .filter(|l| l.contains(&daddr) && l.contains(&dport))
+        .find_map(|l| jump("KUBE-EXT-", l));
+    let svc = if let (true, Some(ext)) = (nodeport, &direct) {
+        Some(external(nat, ext, outside, &service_jump))
+    } else if nodeport {
         let entry = chain(nat, "KUBE-SERVICES")
             .into_iter()
             .any(|l| l.contains(&daddr) && l.contains("jump KUBE-NODEPORTS"));

@@ -202,9 +202,11 @@ fn service(
         }
         let chains = port.chains(nat, &eps, t.cluster.cidr);
         clusterip(nat, filter, &port, &port_name, &chains);
-        if port_name.is_empty() {
-            if let (Some(np), Some(ip)) = (s.node_port, node_ip) {
-                nodeport(nat, filter, &port, np, ip, t.cluster.cidr, &chains);
+        let np = s.node_port.zip(node_ip);
+        if port_name.is_empty() && (np.is_some() || !s.external_ips.is_empty()) {
+            let ext = external(nat, filter, &port, np, t.cluster.cidr, &chains);
+            for ip in &s.external_ips {
+                nat.rule(format!("-A KUBE-SERVICES -d {ip}/32 -p {p} -m comment --comment \"{name} external IP\" -m {p} --dport {} -j {ext}", s.port));
             }
         }
     }
@@ -269,6 +271,11 @@ fn reject(
     if let (Some(np), Some(ip), true) = (s.node_port, node_ip, port_name.is_empty()) {
         filter.rule(format!("-A KUBE-EXTERNAL-SERVICES -d {ip}/32 -p {p} -m comment --comment \"{name} {why}\" -m {p} --dport {np} -j {target}"));
     }
+    // An external IP without endpoints is turned away as the ClusterIP is (new connections
+    // forwarded or sent by the node).
+    for ip in s.external_ips.iter().filter(|_| port_name.is_empty()) {
+        filter.rule(format!("-A KUBE-SERVICES -d {ip}/32 -p {p} -m comment --comment \"{name} external IP {why}\" -m {p} --dport {} -j {target}", s.port));
+    }
 }
 
 /// The ClusterIP's jump: to all endpoints, or with internalTrafficPolicy Local to this
@@ -286,37 +293,42 @@ fn clusterip(nat: &mut Part, filter: &mut Part, port: &Port, port_name: &str, ch
     nat.rule(format!("-A KUBE-SERVICES -d {}/32 -p {p} -m comment --comment \"{name}{port_name} cluster IP\" -m {p} --dport {} -j {to}", s.cluster_ip, s.port));
 }
 
-/// The NodePort: `KUBE-NODEPORTS` to `KUBE-EXT-*`, which masquerades and goes to every
-/// endpoint; with externalTrafficPolicy Local the cluster's own traffic (pods, the node)
-/// still goes to every endpoint, and the rest to this node's (dropped where it has none).
-fn nodeport(
+/// The external chain `KUBE-EXT-*` of the NodePort (from `KUBE-NODEPORTS`; `np`: the port
+/// and the node's address) and of external IPs: masquerades and goes to every endpoint; with
+/// externalTrafficPolicy Local the cluster's own traffic (pods, the node) still goes to every
+/// endpoint, and the rest to this node's (dropped at the NodePort where it has none). Returns
+/// the chain.
+fn external(
     nat: &mut Part,
     filter: &mut Part,
     port: &Port,
-    np: u16,
-    node_ip: Ipv4Addr,
+    np: Option<(u16, Ipv4Addr)>,
     cidr: ipnet::Ipv4Net,
     chains: &Chains,
-) {
+) -> String {
     let (name, p) = (port.name, port.p);
     let ext = chain_name("KUBE-EXT-", &port.key);
     nat.chain(&ext);
-    nat.rule(format!(
-        "-A KUBE-NODEPORTS -p {p} -m comment --comment \"{name}\" -m {p} --dport {np} -j {ext}"
-    ));
+    if let Some((np, _)) = np {
+        nat.rule(format!(
+            "-A KUBE-NODEPORTS -p {p} -m comment --comment \"{name}\" -m {p} --dport {np} -j {ext}"
+        ));
+    }
     let svc = &chains.svc;
     if !port.s.external_local {
         nat.rule(format!("-A {ext} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ"));
         nat.rule(format!("-A {ext} -j {svc}"));
-        return;
+        return ext;
     }
     nat.rule(format!("-A {ext} -s {cidr} -m comment --comment \"pod traffic for {name} external destinations\" -j {svc}"));
     nat.rule(format!("-A {ext} -m comment --comment \"masquerade LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ"));
     nat.rule(format!("-A {ext} -m comment --comment \"route LOCAL traffic for {name} external destinations\" -m addrtype --src-type LOCAL -j {svc}"));
-    match &chains.svl {
-        Some(svl) => nat.rule(format!("-A {ext} -j {svl}")),
-        None => filter.rule(format!("-A KUBE-EXTERNAL-SERVICES -d {node_ip}/32 -p {p} -m comment --comment \"{name} has no local endpoints\" -m {p} --dport {np} -j DROP")),
+    match (&chains.svl, np) {
+        (Some(svl), _) => nat.rule(format!("-A {ext} -j {svl}")),
+        (None, Some((np, node_ip))) => filter.rule(format!("-A KUBE-EXTERNAL-SERVICES -d {node_ip}/32 -p {p} -m comment --comment \"{name} has no local endpoints\" -m {p} --dport {np} -j DROP")),
+        (None, None) => {}
     }
+    ext
 }
 
 /// The endpoint chains of one Service chain and its choice among them: with ClientIP

@@ -9,9 +9,8 @@ use super::validator::Validator;
 /// a Service asks for it).
 type Feature = (&'static str, fn(&crate::topology::k8s::Service) -> bool);
 
-const NOT_IN_IPTABLES: [Feature; 3] = [
+const NOT_IN_IPTABLES: [Feature; 2] = [
     ("load_balancer_ip", |s| s.load_balancer.is_some()),
-    ("external_ips", |s| !s.external_ips.is_empty()),
     ("cluster_ip", |s| s.cluster_ip6.is_some()),
 ];
 
