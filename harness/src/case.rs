@@ -234,6 +234,14 @@ pub enum Status {
 }
 
 impl Status {
+    /// Pass when nothing was other than expected, else fail.
+    fn of(mismatches: &[String]) -> Status {
+        match mismatches.is_empty() {
+            true => Status::Pass,
+            false => Status::Fail,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pass => "pass",
@@ -501,11 +509,7 @@ impl Case {
         {
             report.mismatches.push(m);
         }
-        report.status = if report.mismatches.is_empty() {
-            Status::Pass
-        } else {
-            Status::Fail
-        };
+        report.status = Status::of(&report.mismatches);
         report.matrix = Some(observed);
         if report.status != Status::Pass {
             report.capture = packets;
@@ -542,11 +546,7 @@ impl Case {
         let all: Vec<Diagnosis> = steps.iter().flat_map(|s| s.diagnoses.clone()).collect();
         report.culprits = diagnose::vocab::distinct_culprits(&all);
         report.steps = steps;
-        report.status = if report.mismatches.is_empty() {
-            Status::Pass
-        } else {
-            Status::Fail
-        };
+        report.status = Status::of(&report.mismatches);
         healed?;
         let t = Instant::now();
         verify_healed(lab, baseline, &before).await?;

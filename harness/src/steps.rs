@@ -423,18 +423,9 @@ fn flow_line(f: &FlowResult, want: Outcome) -> String {
         (Some(b), Outcome::Reachable) if host => format!(", still served by {b}"),
         _ => String::new(),
     };
-    let verdict = if got == want {
-        "as expected"
-    } else {
-        "expected "
+    let verdict = match got == want {
+        true => "as expected".to_string(),
+        false => format!("expected {want}"),
     };
-    let want = if got == want {
-        String::new()
-    } else {
-        want.to_string()
-    };
-    format!(
-        "{} → {} tcp: {got}{by}{opened} ({verdict}{want})",
-        f.from, f.to
-    )
+    format!("{} → {} tcp: {got}{by}{opened} ({verdict})", f.from, f.to)
 }

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use crate::error::Result;
 use crate::lab::kube_proxy::{service_chain, KUBE_PROXY_TABLE};
+use crate::lab::kube_proxy_iptables::LiveChains;
 use crate::lab::Lab;
 use crate::topology::k8s::Service;
 
@@ -23,21 +24,6 @@ pub(crate) enum Translation<A> {
     NoLocal,
     /// DNAT to these (address, port) endpoints.
     Endpoints(Vec<(A, u16)>),
-}
-
-/// The text of kube-proxy's table of one family on `node` (`ip` or `ip6`); None when missing.
-pub(crate) fn kube_proxy_text(
-    lab: &Lab,
-    node: &str,
-    family: &'static str,
-) -> Result<Option<String>> {
-    let h = lab.host(node)?;
-    let r =
-        h.ns.run(move || {
-            crate::tools::run_tool("nft", &["list", "table", family, KUBE_PROXY_TABLE], None)
-        })
-        .map_err(|e| crate::Error::io(format!("{node}: nft"), e))?;
-    Ok(r.ok())
 }
 
 /// Lines of one chain of an `nft list table` text.
@@ -173,7 +159,7 @@ fn endpoints<A: std::str::FromStr + PartialEq + Copy>(
 /// How kube-proxy's live rules on `node` translate the Service at `key` (see [`translation`]),
 /// in the mode the lab's kube-proxy runs in: its nftables table of `family`, or in iptables
 /// mode the `KUBE-*` chains of `table ip nat` and `table ip filter` as iptables-nft left them.
-pub(crate) fn live_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
+pub(crate) async fn live_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
     lab: &Lab,
     node: &str,
     family: &'static str,
@@ -183,27 +169,18 @@ pub(crate) fn live_translation<A: Into<IpAddr> + Copy + std::str::FromStr + Part
     outside: bool,
 ) -> Result<Translation<A>> {
     if lab.topology().k8s.proxy_mode == crate::topology::k8s::ProxyMode::Iptables {
-        let nat = table_text(lab, node, "nat")?;
-        let filter = table_text(lab, node, "filter")?;
-        let front = Front { nodeport, outside };
+        let nat = lab.nft_table_text(node, "ip", "nat").await?;
+        let filter = lab.nft_table_text(node, "ip", "filter").await?;
         return Ok(iptables_translation(
-            nat.as_deref(),
-            filter.as_deref(),
+            (nat.as_deref(), filter.as_deref()),
             s,
             key,
-            front,
+            nodeport,
+            outside,
         ));
     }
-    let text = kube_proxy_text(lab, node, family)?;
+    let text = lab.nft_table_text(node, family, KUBE_PROXY_TABLE).await?;
     Ok(translation(text.as_deref(), s, key, nodeport, outside))
-}
-
-fn table_text(lab: &Lab, node: &str, table: &'static str) -> Result<Option<String>> {
-    let h = lab.host(node)?;
-    let r =
-        h.ns.run(move || crate::tools::run_tool("nft", &["list", "table", "ip", table], None))
-            .map_err(|e| crate::Error::io(format!("{node}: nft"), e))?;
-    Ok(r.ok())
 }
 
 /// The iptables proxier's layout read back (as iptables-nft lists it: `ip daddr 10.96.0.20
@@ -212,21 +189,17 @@ fn table_text(lab: &Lab, node: &str, table: &'static str) -> Result<Option<Strin
 /// and its `KUBE-EXT-*` chain; the Service chain's `KUBE-SEP-*` chains and their DNAT; a
 /// reject in the filter table's `KUBE-SERVICES` or `KUBE-EXTERNAL-SERVICES`.
 fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
-    nat: Option<&str>,
-    filter: Option<&str>,
+    (nat, filter): (Option<&str>, Option<&str>),
     s: &Service,
     (addr, port): (A, u16),
-    Front { nodeport, outside }: Front,
+    nodeport: bool,
+    outside: bool,
 ) -> Translation<A> {
     let Some(nat) = nat.filter(|t| t.contains("chain KUBE-SERVICES {")) else {
         return Translation::NoTable;
     };
-    let ours = |l: &&str| l.starts_with("chain KUBE-");
-    let kube_rules: usize = nat
-        .lines()
-        .map(str::trim)
-        .filter(ours)
-        .filter_map(|l| l.strip_prefix("chain ")?.split_whitespace().next())
+    let kube_rules: usize = LiveChains::read(nat)
+        .iter()
         .map(|c| chain(nat, c).len())
         .sum();
     if kube_rules == 0 {
@@ -311,13 +284,6 @@ fn iptables_translation<A: Into<IpAddr> + Copy + std::str::FromStr + PartialEq>(
         }
     }
     Translation::Endpoints(eps)
-}
-
-/// Who reaches a NodePort, as the walk sees it.
-pub(crate) struct Front {
-    pub nodeport: bool,
-    /// Neither the node nor one of its pods.
-    pub outside: bool,
 }
 
 /// The Service chain a NodePort's `KUBE-EXT-*` chain sends a client to: every endpoint, or

@@ -56,16 +56,19 @@ impl Lab {
                 continue;
             };
             let (was, now) = (items(old), items(new));
+            if was == now {
+                continue;
+            }
             for gone in was.difference(&now) {
-                self.apply_item(&new.name, gone, false).await?;
+                self.remove_item(&new.name, gone).await?;
             }
             for came in now.difference(&was) {
-                self.apply_item(&new.name, came, true).await?;
+                if let Item::Address(dev, net) = came {
+                    self.add_address(&new.name, dev, *net).await?;
+                }
             }
-            if was != now {
-                // Replacing is idempotent: entries still there stay as they are.
-                self.restore_routes(new).await?;
-            }
+            // New neighbours go in with the planned ones a removed address flushed.
+            self.restore_planned(new).await?;
         }
         let records_changed = self.topo.dns_records() != next.dns_records()
             || super::k8s::dns_endpoint(&self.topo) != super::k8s::dns_endpoint(&next);
@@ -78,40 +81,47 @@ impl Lab {
         Ok(())
     }
 
-    async fn apply_item(&self, host: &str, item: &Item, add: bool) -> Result<()> {
+    async fn remove_item(&self, host: &str, item: &Item) -> Result<()> {
         let l = self.host(host)?;
         let h = l.handle();
+        let (Item::Address(dev, _) | Item::Neighbour(dev, _, _)) = item;
+        let ix = l.index(dev).await?;
         let r = match item {
-            Item::Address(dev, net) => {
-                let ix = l.index(dev).await?;
-                match (net, add) {
-                    (ipnet::IpNet::V4(n), true) => netlink::add_address(h, ix, *n).await,
-                    (ipnet::IpNet::V4(n), false) => netlink::del_address(h, ix, *n).await,
-                    (ipnet::IpNet::V6(n), true) => crate::nl6::add_address6(h, ix, *n).await,
-                    (ipnet::IpNet::V6(n), false) => crate::nl6::del_address6(h, ix, *n).await,
-                }
-            }
-            Item::Neighbour(dev, ip, mac) => {
-                let ix = l.index(dev).await?;
-                match (ip, add) {
-                    (_, true) => netlink::add_permanent_neighbour(h, ix, *ip, mac).await,
-                    (IpAddr::V4(a), false) => netlink::del_neighbour(h, ix, *a).await,
-                    (IpAddr::V6(a), false) => crate::nl6::del_neighbour6(h, ix, *a).await,
-                }
-            }
+            Item::Address(_, ipnet::IpNet::V4(n)) => netlink::del_address(h, ix, *n).await,
+            Item::Address(_, ipnet::IpNet::V6(n)) => crate::nl6::del_address6(h, ix, *n).await,
+            Item::Neighbour(_, IpAddr::V4(a), _) => netlink::del_neighbour(h, ix, *a).await,
+            Item::Neighbour(_, IpAddr::V6(a), _) => crate::nl6::del_neighbour6(h, ix, *a).await,
         };
-        r.map_err(|e| {
-            let verb = if add { "adding" } else { "removing" };
-            nl_error(host, format!("{verb} {item:?}"), e)
-        })
+        r.map_err(|e| nl_error(host, format!("removing {item:?}"), e))
+    }
+
+    async fn add_address(&self, host: &str, dev: &str, net: ipnet::IpNet) -> Result<()> {
+        let l = self.host(host)?;
+        let (h, ix) = (l.handle(), l.index(dev).await?);
+        let r = match net {
+            ipnet::IpNet::V4(n) => netlink::add_address(h, ix, n).await,
+            ipnet::IpNet::V6(n) => crate::nl6::add_address6(h, ix, n).await,
+        };
+        r.map_err(|e| nl_error(host, format!("adding {net} to {dev}"), e))
     }
 
     /// Every planned route and pinned neighbour of `hp` added again where missing: removing a
     /// device's last address takes the routes that used it and flushes its neighbour table,
     /// permanent entries included.
-    async fn restore_routes(&self, hp: &HostPlan) -> Result<()> {
-        let l = self.host(&hp.name)?;
-        let h = l.handle();
+    async fn restore_planned(&self, hp: &HostPlan) -> Result<()> {
+        let h = self.host(&hp.name)?.handle();
+        let links = netlink::links(h)
+            .await
+            .map_err(|e| nl_error(&hp.name, "listing links", e))?;
+        let index = |dev: &str| {
+            links
+                .iter()
+                .find(|l| l.name == dev)
+                .map(|l| l.index)
+                .ok_or_else(|| {
+                    crate::error::Error::NotFound(format!("{}: no interface {dev}", hp.name))
+                })
+        };
         let neighbours = hp
             .neighbours
             .iter()
@@ -122,7 +132,7 @@ impl Lab {
             .iter()
             .map(|n| (&n.dev, IpAddr::from(n.ip), n.mac));
         for (dev, ip, mac) in neighbours.chain(neighbours6) {
-            let ix = l.index(dev).await?;
+            let ix = index(dev)?;
             netlink::add_permanent_neighbour(h, ix, ip, &mac)
                 .await
                 .map_err(|e| nl_error(&hp.name, format!("adding neighbour {ip}"), e))?;
@@ -130,7 +140,7 @@ impl Lab {
         let exists = |e: &rtnetlink::Error| netlink_errno(e) == Some(libc::EEXIST);
         let (direct, via): (Vec<_>, Vec<_>) = hp.routes.iter().partition(|r| r.gateway.is_none());
         for r in direct.into_iter().chain(via) {
-            let ix = l.index(&r.dev).await?;
+            let ix = index(&r.dev)?;
             match netlink::add_route_onlink(h, r.dst, r.gateway, ix, r.onlink).await {
                 Err(e) if !exists(&e) => {
                     return Err(nl_error(&hp.name, format!("adding route {}", r.dst), e))
@@ -139,7 +149,7 @@ impl Lab {
             }
         }
         for r in &hp.v6.routes {
-            let ix = l.index(&r.dev).await?;
+            let ix = index(&r.dev)?;
             match crate::nl6::add_route6(h, r.dst, r.gateway, ix, r.onlink).await {
                 Err(e) if !exists(&e) => {
                     return Err(nl_error(&hp.name, format!("adding route {}", r.dst), e))

@@ -65,21 +65,15 @@ impl Lab {
         if spec.proxy_mode != crate::topology::k8s::ProxyMode::Iptables {
             return Ok(());
         }
-        let list = |table: &'static str| {
-            let h = self.host(node)?;
-            let text = h
-                .ns
-                .run(move || crate::tools::run_tool("nft", &["list", "table", "ip", table], None))
-                .map_err(|e| Error::io(format!("{node}: nft"), e))?;
-            // No table yet: nothing of kube-proxy's either.
-            Ok::<_, Error>(
-                text.map(|t| super::kube_proxy_iptables::LiveChains::read(&t))
-                    .unwrap_or_default(),
-            )
+        // No table yet: nothing of kube-proxy's either.
+        let list = |table| async move {
+            let text = self.nft_table_text(node, "ip", table).await?;
+            let chains = text.map(|t| super::kube_proxy_iptables::LiveChains::read(&t));
+            Ok::<_, Error>(chains.unwrap_or_default())
         };
         let live = super::kube_proxy_iptables::LiveChains {
-            nat: list("nat")?,
-            filter: list("filter")?,
+            nat: list("nat").await?,
+            filter: list("filter").await?,
         };
         let script = super::kube_proxy_iptables::iptables_script(view, spec, node, &live);
         let h = self.host(node)?;
@@ -90,6 +84,23 @@ impl Lab {
         .and_then(|r| r)
         .map(|_| ())
         .map_err(|e| Error::io(format!("{node}: iptables-nft-restore"), e))
+    }
+
+    /// `nft list table FAMILY TABLE` inside a host; None when the host has no such table.
+    pub async fn nft_table_text(
+        &self,
+        host: &str,
+        family: &'static str,
+        table: &'static str,
+    ) -> Result<Option<String>> {
+        let h = self.host(host)?;
+        let r =
+            h.ns.run_async(move || {
+                crate::tools::run_tool("nft", &["list", "table", family, table], None)
+            })
+            .await
+            .map_err(|e| Error::io(format!("{host}: nft"), e))?;
+        Ok(r.ok())
     }
 
     /// Runs an nft script inside a host.

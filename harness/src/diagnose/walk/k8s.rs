@@ -221,7 +221,8 @@ impl Walker<'_> {
             key,
             c.front.is_some(),
             outside,
-        )?;
+        )
+        .await?;
         // (The hop's word and the summary's, as the nftables mode always said them.)
         let (seen, rules) = match self.lab.topology().k8s.proxy_mode {
             crate::topology::k8s::ProxyMode::Nftables => ("table", "nft table"),

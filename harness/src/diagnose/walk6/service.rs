@@ -45,7 +45,9 @@ impl Walker6<'_> {
         let name = format!("{}/{}", svc.namespace, svc.name);
         let addr = format!("[{cip}]:{}", svc.port);
         let eps =
-            match live_translation(self.lab, &node, "ip6", &svc, (cip, svc.port), false, false)? {
+            match live_translation(self.lab, &node, "ip6", &svc, (cip, svc.port), false, false)
+                .await?
+            {
                 Translation::Endpoints(eps) => eps,
                 other => {
                     let (seen, why) = untranslated(&other, &node, &name, &addr, outcome);
