@@ -415,7 +415,34 @@ pub async fn neighbours(h: &Handle) -> Result<Vec<Neighbour>, rtnetlink::Error> 
     Ok(out)
 }
 
-/// A permanent neighbour entry: ARP for an IPv4 address, NDP for an IPv6 one.
+/// Deletes every neighbour entry, of either family, still being resolved (`incomplete`): the
+/// packets queued on it go with it, without the ICMP errors its failure would send. Returns how
+/// many it deleted (one gone meanwhile is not counted).
+pub async fn forget_resolving_neighbours(h: &Handle) -> Result<usize, rtnetlink::Error> {
+    use netlink_packet_route::neighbour::NeighbourMessage;
+    let msgs: Vec<NeighbourMessage> = h.neighbours().get().execute().try_collect().await?;
+    let mut deleted = 0;
+    for m in msgs
+        .into_iter()
+        .filter(|m| m.header.state == NeighbourState::Incomplete)
+    {
+        let mut del = NeighbourMessage::default();
+        del.header.family = m.header.family;
+        del.header.ifindex = m.header.ifindex;
+        del.attributes = m
+            .attributes
+            .into_iter()
+            .filter(|a| matches!(a, NeighbourAttribute::Destination(_)))
+            .collect();
+        match h.neighbours().del(del).execute().await {
+            Ok(()) => deleted += 1,
+            Err(e) if crate::error::netlink_errno(&e) == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
 /// A neighbour entry's state as `ip neigh` names it.
 pub(crate) fn state_name(s: NeighbourState) -> &'static str {
     match s {
@@ -431,6 +458,7 @@ pub(crate) fn state_name(s: NeighbourState) -> &'static str {
     }
 }
 
+/// A permanent neighbour entry: ARP for an IPv4 address, NDP for an IPv6 one.
 pub async fn add_permanent_neighbour(
     h: &Handle,
     index: u32,

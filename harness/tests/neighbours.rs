@@ -6,7 +6,11 @@ mod common;
 use common::{blamed, diagnoses, fixture, sh};
 
 use netfault::diagnose::Component;
-use netfault::topology::{Neighbours, Topology};
+use std::time::{Duration, Instant};
+
+use netfault::probe::ProbeSpec;
+use netfault::topology::{Family, Neighbours, Topology};
+use netfault::{Outcome, Proto};
 
 fn dynamic(name: &str) -> Topology {
     let mut t = fixture(name);
@@ -107,4 +111,29 @@ async fn a_device_with_arp_off_is_blamed() {
     let ext = vec![("ext".to_string(), Component::Neighbour)];
     assert_eq!(blamed(&ds, "node1", "ext"), ext);
     assert_eq!(blamed(&ds, "ext", "node1"), ext);
+}
+
+/// A resolution that fails answers its queued packets with ICMP host unreachable three seconds
+/// after it began. A run started within those seconds, from the same source port, must not take
+/// the previous run's error for its own: both runs of a UDP flow to a pod that answers no ARP
+/// time out, as a fresh client does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_does_not_inherit_the_previous_runs_failed_resolution() {
+    let lab = common::up(&fixture("single-node.toml")).await;
+    sh(&lab, "pod-b", "sysctl -qw net.ipv4.conf.all.arp_ignore=8");
+    sh(&lab, "pod-a", "ip neigh del 10.244.1.3 dev eth0");
+    let t = lab.topology();
+    let dst = t.host("pod-b").unwrap().address_of(Family::V4).unwrap();
+    let mut spec = ProbeSpec::new("pod-a", "pod-b", Proto::Udp, dst, t.probe.port(Proto::Udp));
+    spec.sport = Some(40123);
+    let specs = [spec];
+    let timeout = Duration::from_secs(1);
+    let t0 = Instant::now();
+    let first = netfault::probe::run(&lab, &specs, timeout).await.unwrap();
+    // The second run's window (2.5 s to 3.5 s) holds the first resolution's failure (3 s).
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(t0.elapsed())).await;
+    let second = netfault::probe::run(&lab, &specs, timeout).await.unwrap();
+    for (run, obs) in [("first", &first[0]), ("second", &second[0])] {
+        assert_eq!(obs.outcome, Outcome::Timeout, "{run} run: {:?}", obs.detail);
+    }
 }

@@ -23,6 +23,7 @@ pub mod plan6;
 pub mod policy;
 mod reset;
 mod services;
+mod settle;
 mod up;
 
 pub use live::{CniState, Lab, LabHost};

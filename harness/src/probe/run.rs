@@ -65,7 +65,12 @@ async fn run_held(
                 .await;
         }
     };
-    let ((), servers) = tokio::join!(watch, start_servers(lab, &targets, &book));
+    // An earlier run's unresolved neighbours would answer this run's probes (lab/settle.rs).
+    let ((), servers, _) = tokio::join!(
+        watch,
+        start_servers(lab, &targets, &book),
+        lab.settle_neighbours()
+    );
     let (servers, occupied) = servers?;
     let t_servers = t0.elapsed();
     crate::testhook::pause("probe:listening");
