@@ -89,6 +89,11 @@ impl Audit {
 pub fn audit_topology(
     conflist: &Path,
 ) -> std::result::Result<Topology, crate::topology::ConfigErrors> {
+    parse_fixture(&Source::new("cni-audit.toml", audit_fixture_text(conflist)))
+}
+
+/// The audit lab's fixture text for a conflist (named by its absolute path).
+pub fn audit_fixture_text(conflist: &Path) -> String {
     let abs = std::fs::canonicalize(conflist).unwrap_or_else(|_| conflist.to_path_buf());
     let dual = std::fs::read_to_string(&abs).is_ok_and(|t| {
         crate::topology::parse::CONFLIST_V6_PLACEHOLDERS
@@ -108,13 +113,12 @@ pub fn audit_topology(
             r#""203.0.113.10/24""#,
         )
     };
-    let text = format!(
+    format!(
         "description = \"netfault cni audit of {}\"\n\n[cni]\nconflist = {:?}\n\n[node.node1]\npod_cidr = {pod_cidr}\nuplink = {uplink}\n\n\
          [pod.pod-a]\nnode = \"node1\"\n\n[pod.pod-b]\nnode = \"node1\"\n\n[external.ext]\nuplink = {ext}\n\n[expect]\n\"ext -> pod-*\" = \"unreachable\"\n",
         abs.display(),
         abs.display().to_string()
-    );
-    parse_fixture(&Source::new("cni-audit.toml", text))
+    )
 }
 
 /// The catalog faults the audit injects, for a lab whose pods are on a bridge or not.

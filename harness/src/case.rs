@@ -313,6 +313,19 @@ pub struct CaseReport {
     /// The healthy lab's matrix before the faults: which negatives the fixture expects anyway.
     #[serde(skip)]
     pub baseline: Option<Matrix>,
+    /// Where a run that ended in an error stopped, when it was injecting or healing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<Phase>,
+}
+
+/// A phase of a case's run whose failure says something of the faults themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A fault would not go in (it did not apply to the lab, or the kernel lacks a feature).
+    Inject,
+    /// Heal failed, or did not restore the healthy matrix and state.
+    Heal,
 }
 
 /// What a run keeps beyond the report's facts.
@@ -411,6 +424,7 @@ impl Case {
             capture: None,
             diagram: None,
             baseline: None,
+            failed_at: None,
         }
     }
 
@@ -449,7 +463,10 @@ impl Case {
         }
 
         let t = Instant::now();
-        let guards = self.inject_all(lab).await?;
+        let guards = self
+            .inject_all(lab)
+            .await
+            .inspect_err(|_| report.failed_at = Some(Phase::Inject))?;
         report.timings.inject_ms = ms(t.elapsed());
         crate::testhook::pause("case:injected");
         let t = Instant::now();
@@ -514,10 +531,10 @@ impl Case {
         if report.status != Status::Pass {
             report.capture = packets;
         }
-        healed?;
-
         let t = Instant::now();
-        verify_healed(lab, &baseline, &before).await?;
+        healed
+            .and(verify_healed(lab, &baseline, &before).await)
+            .inspect_err(|_| report.failed_at = Some(Phase::Heal))?;
         report.timings.verify_ms = ms(t.elapsed());
         Ok(())
     }

@@ -13,6 +13,7 @@ pub mod drill;
 pub mod dropwatch;
 pub mod enter;
 pub mod error;
+pub mod explore;
 pub mod fault;
 pub mod junit;
 pub mod lab;

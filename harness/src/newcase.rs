@@ -17,7 +17,7 @@ pub fn parse_fault(arg: &str) -> std::result::Result<Fault, String> {
 }
 
 /// `to` relative to the directory `from` (both absolute).
-fn relative(from: &Path, to: &Path) -> PathBuf {
+pub fn relative(from: &Path, to: &Path) -> PathBuf {
     let a: Vec<Component> = from.components().collect();
     let b: Vec<Component> = to.components().collect();
     let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
@@ -92,6 +92,50 @@ fn describe(faults: &[Fault], rules: &[(String, Outcome)]) -> String {
     }
 }
 
+/// The faults as a case file's `[[fault]]` tables.
+fn fault_tables(faults: &[Fault]) -> String {
+    let tables = faults.iter().map(|f| {
+        let mut t = toml::Table::new();
+        let v = toml::Value::try_from(f).expect("a fault is a TOML table");
+        t.insert("fault".into(), toml::Value::Array(vec![v]));
+        toml::to_string(&t).expect("toml")
+    });
+    tables.collect::<Vec<_>>().join("\n")
+}
+
+/// A case file of `faults` on the fixture at `fixture_rel` (relative to the case's directory)
+/// with what `observed` showed as its culprits and expectations, each line marked for review;
+/// `origin` says what wrote it.
+pub fn observed_case(
+    origin: &str,
+    fixture_rel: &Path,
+    faults: &[Fault],
+    observed: &CaseReport,
+) -> String {
+    let rules = expect_rules(observed);
+    let mut culprits: Vec<String> = observed
+        .culprits
+        .iter()
+        .map(|c| format!("{} {}", c.host, c.component))
+        .collect();
+    culprits.sort();
+    culprits.dedup();
+    let mut text = format!(
+        "# {origin}. Review it:\n\
+         # are these the outcomes and culprits this breakage should have? Then say why in the\n\
+         # description, and accept the snapshot with `cargo insta review`.\n\
+         description = {}\nfixture = {}\nculprits = [{}]   # observed: review\n\n{}\n[expect]   # observed: review; pairs not named keep their healthy outcome\n",
+        toml_str(&describe(faults, &rules)),
+        toml_str(&fixture_rel.display().to_string()),
+        culprits.iter().map(|c| toml_str(c)).collect::<Vec<_>>().join(", "),
+        fault_tables(faults),
+    );
+    for (k, o) in &rules {
+        text.push_str(&format!("{} = {}\n", toml_str(k), toml_str(o.as_str())));
+    }
+    text
+}
+
 pub async fn create(name: &str, fixture: &Path, faults: &[Fault], dir: &Path) -> Result<NewCase> {
     let ok = !name.is_empty()
         && name
@@ -130,18 +174,7 @@ pub async fn create(name: &str, fixture: &Path, faults: &[Fault], dir: &Path) ->
     if !bad.is_empty() {
         return Err(Error::BadInput(bad.join("\n")));
     }
-    let fault_tables: String = faults
-        .iter()
-        .map(|f| {
-            let mut t = toml::Table::new();
-            t.insert(
-                "fault".into(),
-                toml::Value::Array(vec![toml::Value::try_from(f).expect("fault")]),
-            );
-            toml::to_string(&t).expect("toml")
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let fault_tables = fault_tables(faults);
     let read_fixture = |_: &str| Source::read(&fixture_abs);
 
     // 1. The faults with no expectations: what changes is what the lab shows.
@@ -158,29 +191,13 @@ pub async fn create(name: &str, fixture: &Path, faults: &[Fault], dir: &Path) ->
             observed.message.clone().unwrap_or_default()
         )));
     }
-    let rules = expect_rules(&observed);
-    let mut culprits: Vec<String> = observed
-        .culprits
-        .iter()
-        .map(|c| format!("{} {}", c.host, c.component))
-        .collect();
-    culprits.dedup();
-    culprits.sort();
-    culprits.dedup();
-
     // 2. The case file, every observed line marked for review.
-    let mut text = format!(
-        "# Written by `netfault case new` from what the lab showed with these faults. Review it:\n\
-         # are these the outcomes and culprits this breakage should have? Then say why in the\n\
-         # description, and accept the snapshot with `cargo insta review`.\n\
-         description = {}\nfixture = {}\nculprits = [{}]   # observed: review\n\n{fault_tables}\n[expect]   # observed: review; pairs not named keep their healthy outcome\n",
-        toml_str(&describe(faults, &rules)),
-        toml_str(&fixture_rel.display().to_string()),
-        culprits.iter().map(|c| toml_str(c)).collect::<Vec<_>>().join(", "),
+    let text = observed_case(
+        "Written by `netfault case new` from what the lab showed with these faults",
+        &fixture_rel,
+        faults,
+        &observed,
     );
-    for (k, o) in &rules {
-        text.push_str(&format!("{} = {}\n", toml_str(k), toml_str(o.as_str())));
-    }
     std::fs::write(&path, &text)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
 

@@ -46,7 +46,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "case loop",
-        &["case", "steps", "verdict", "newcase", "report", "junit"],
+        &[
+            "case", "steps", "verdict", "newcase", "report", "junit", "explore",
+        ],
     ),
     ("cli", &["cli"]),
 ];

@@ -176,6 +176,34 @@ pub(super) enum Cmd {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Break a fixture in seeded rounds of 1..M faults at once, check every diagnosis against
+    /// what the faults may be blamed as (wrong), what each breaks alone (missed) and heal;
+    /// shrink failing rounds to minimal cases (exit 1 on a wrong culprit or a heal failure).
+    ///
+    /// Example: netfault explore fixtures/two-node-vxlan.toml --seed 7 --rounds 20 --write-cases found/
+    Explore {
+        /// A fixture (.toml), or a CNI conflist to explore in the audit's lab, e.g.
+        /// fixtures/k8s.toml or fixtures/cni/bridge.conflist.
+        target: PathBuf,
+        /// The seed: the same seed draws the same rounds, e.g. --seed 7.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How many rounds (default 10 without --budget), e.g. --rounds 50.
+        #[arg(long, conflicts_with = "budget")]
+        rounds: Option<u64>,
+        /// Start rounds until this much time has passed, e.g. --budget 10m (s, m, h).
+        #[arg(long, value_parser = parse_budget)]
+        budget: Option<std::time::Duration>,
+        /// The most faults a round injects together, e.g. --max-faults 3.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=8))]
+        max_faults: u64,
+        /// How many labs at once, e.g. --jobs 2 (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Shrink every failing round and write it as a case file here, e.g. --write-cases found/.
+        #[arg(long)]
+        write_cases: Option<PathBuf>,
+    },
     /// Remove what crashed netfault processes left (half-built pinned labs); --all removes every
     /// lab netfault pinned. Never touches anything that is not netfault's.
     ///
@@ -326,4 +354,22 @@ pub(super) enum Cmd {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
+}
+
+/// A duration as `90s`, `10m`, `2h` (or bare seconds).
+fn parse_budget(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .trim()
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s.trim(), "s"), |i| s.trim().split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration: write 90s, 10m or 2h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("\"{s}\": the unit is s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }

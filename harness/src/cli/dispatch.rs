@@ -49,7 +49,9 @@ pub(super) fn needs(cmd: &Cmd) -> Needs {
         | Cmd::TruthTable { .. }
         | Cmd::Diagram { .. }
         | Cmd::Status { name: None } => Needs::Nothing,
-        Cmd::Run { .. } | Cmd::Demo | Cmd::Cni { .. } | Cmd::Case { .. } => Needs::Labs,
+        Cmd::Run { .. } | Cmd::Demo | Cmd::Cni { .. } | Cmd::Case { .. } | Cmd::Explore { .. } => {
+            Needs::Labs
+        }
         Cmd::Up { .. } => Needs::Pins("netfault up"),
         Cmd::Down { .. } => Needs::Pins("netfault down"),
         Cmd::Status { .. } => Needs::Pins("netfault status LAB"),
@@ -167,6 +169,25 @@ pub(super) async fn dispatch(cmd: Cmd, out: Out) -> i32 {
                 junit: junit.as_deref(),
             };
             return run::run(&cases, out, jobs, to).await;
+        }
+        Cmd::Explore {
+            target,
+            seed,
+            rounds,
+            budget,
+            max_faults,
+            jobs,
+            write_cases,
+        } => {
+            let opts = crate::explore::Options {
+                seed,
+                rounds: rounds.or(budget.is_none().then_some(10)),
+                budget,
+                max_faults: max_faults as usize,
+                jobs: jobs.unwrap_or_else(default_jobs),
+                write_cases,
+            };
+            return super::explore::explore(&target, &opts, out).await;
         }
         Cmd::Diagnose { name } => return diagnose(&name, out).await,
         Cmd::Gc { all } => gc(all, out),

@@ -10,6 +10,7 @@ mod daemon;
 mod dispatch;
 mod dns;
 mod drill;
+mod explore;
 mod out;
 mod pinned;
 mod run;

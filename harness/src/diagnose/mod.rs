@@ -4,6 +4,7 @@
 pub mod evidence;
 mod kube_proxy_rules;
 pub mod nfteval;
+mod planted;
 pub mod state;
 pub mod vocab;
 pub mod walk;

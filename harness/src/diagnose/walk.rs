@@ -51,6 +51,7 @@ pub async fn explain_changes(
     let mut ds = ds?;
     super::evidence::attach_round(lab, &mut ds, observed, &recorded);
     ds.extend(explain_translations(lab, observed, Some(baseline)).await?);
+    super::planted::apply(&mut ds, lab.topology());
     Ok(ds)
 }
 

@@ -8,7 +8,7 @@ use super::check::{Checker, ParamError};
 /// One kind of fault: its catalog line, its check against a topology, and its injection into a
 /// live lab, which returns the steps that heal it exactly. Each kind is a struct of its typed
 /// parameters (serde, as case files spell them) in its family's file under `kinds/`.
-pub trait Breakage {
+pub trait Breakage: Serialize {
     /// Its line in the catalog: name, parameters, what it does, the component it breaks.
     const KIND: Kind;
     /// Whether it changes the Kubernetes layer (kube-proxy's and the policies' tables, the DNS
@@ -17,6 +17,15 @@ pub trait Breakage {
     /// The kernel feature beyond netfault's baseline (veth, bridge, nftables, tbf) it needs, if
     /// any: its cases are `unsupported` exactly where the kernel lacks it.
     const KERNEL_FEATURE: Option<&'static str> = None;
+
+    /// Components besides `KIND.component` the diagnosis may rightly blame this fault as.
+    const ALSO_BLAMED_AS: &'static [crate::diagnose::Component] = &[];
+
+    /// The hosts the diagnosis may rightly blame it at: those its parameters name and the node
+    /// of each pod they name; for a Kubernetes-layer fault, every node too.
+    fn blamed_at(&self, t: &crate::topology::Topology) -> Vec<String> {
+        super::blame::hosts_named(self, t, Self::KUBERNETES)
+    }
 
     /// Checks the parameters against the topology (names exist with the right role, numbers
     /// in range, the fixture has what the kind needs).
@@ -65,6 +74,19 @@ macro_rules! registry {
             /// The kernel feature beyond netfault's baseline it needs, if any.
             pub fn kernel_feature(&self) -> Option<&'static str> {
                 match self { $( Fault::$variant(_) => <$ty as super::kind::Breakage>::KERNEL_FEATURE, )* }
+            }
+
+            /// Where the diagnosis may rightly blame it (see `blame.rs`).
+            pub fn blamable(&self, t: &crate::topology::Topology) -> super::blame::Blamable {
+                match self { $( Fault::$variant(f) => {
+                    let own = super::blame::component(<$ty as super::kind::Breakage>::KIND.component);
+                    let mut components = vec![own];
+                    components.extend_from_slice(<$ty as super::kind::Breakage>::ALSO_BLAMED_AS);
+                    super::blame::Blamable {
+                        hosts: super::kind::Breakage::blamed_at(f, t),
+                        components,
+                    }
+                } )* }
             }
 
             /// Whether it changes the Kubernetes layer.

@@ -7,6 +7,7 @@
 //! masquerade rules by content, whoever wrote them (nft's native `masquerade` or iptables-nft's xt
 //! `MASQUERADE` target); `delete-route` deletes whatever route the host has to that network.
 
+mod blame;
 mod catalog;
 mod check;
 mod guard;
@@ -19,7 +20,9 @@ mod registry;
 mod route_bytes;
 pub mod spec;
 mod undo;
+mod variants;
 
+pub use blame::Blamable;
 pub use catalog::catalog_markdown;
 pub use check::{Checker, ParamError};
 pub use guard::Guard;
@@ -27,6 +30,7 @@ pub use kind::{parse_rate, Breakage, Kind};
 pub use ops::reinsert_lines;
 pub use registry::{Fault, CATALOG};
 pub use undo::Undo;
+pub use variants::variants;
 
 #[cfg(test)]
 mod tests;

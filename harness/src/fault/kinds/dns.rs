@@ -27,6 +27,13 @@ impl Breakage for DnsServerDown {
     };
     const KUBERNETES: bool = true;
 
+    /// The server runs in the DNS Service's endpoint pods; the nodes carry its Service.
+    fn blamed_at(&self, t: &crate::topology::Topology) -> Vec<String> {
+        let pods = t.k8s.services.iter().filter(|s| s.dns);
+        let pods = pods.flat_map(|s| s.endpoints.iter().map(|e| e.pod.clone()));
+        pods.chain(t.nodes().map(|(n, _)| n.to_string())).collect()
+    }
+
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         needs_dns(c.t)
     }

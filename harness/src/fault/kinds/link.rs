@@ -99,11 +99,23 @@ impl Breakage for DetachVeth {
         netlink::set_master(h.handle(), l.index, None)
             .await
             .map_err(|e| nl_error(&node, format!("detaching {veth}"), e))?;
-        Ok(vec![Undo::LinkMaster {
+        // A port joins a bridge with hairpin off: a pod reaching itself through a Service
+        // needs it back on (undone backwards: attached first, then hairpin).
+        let hairpin = l.details.iter().any(|d| d == "hairpin on");
+        let mut undo = Vec::new();
+        if hairpin {
+            undo.push(Undo::Hairpin {
+                host: node.clone(),
+                ifname: veth.clone(),
+                on: true,
+            });
+        }
+        undo.push(Undo::LinkMaster {
             host: node,
             ifname: veth,
             master: Some(master),
-        }])
+        });
+        Ok(undo)
     }
 }
 

@@ -7,6 +7,7 @@ use super::super::check::{perr, ParamError};
 use super::super::k8s::*;
 use super::super::kind::{Breakage, Kind, NODE, POD, SERVICE};
 use super::super::undo::{NftUndo, Undo};
+use crate::diagnose::Component;
 use crate::error::{nl_error, Error};
 use crate::lab::kube_proxy::{kube_proxy_script, CLUSTER_IPS_SET, KUBE_PROXY_TABLE};
 use crate::lab::Lab;
@@ -363,6 +364,9 @@ pub struct StaleConntrack {
 impl Breakage for StaleConntrack {
     const KIND: Kind = Kind { name: "stale-conntrack", params: &[SERVICE, ("pod", "the UDP Service's endpoint pod")], description: "the endpoint pod comes back with a new address and kube-proxy follows, but does not flush UDP conntrack: clients' running flows stay DNATed to the old address", component: "service", example: "stale-conntrack:service=echo,pod=pod-b" };
     const KUBERNETES: bool = true;
+    /// The pod really comes back at a new address: pairs aimed at the one the cluster gave it
+    /// are rightly blamed on the pod's address.
+    const ALSO_BLAMED_AS: &'static [Component] = &[Component::Address];
 
     fn check(&self, c: &Checker) -> Result<(), ParamError> {
         let Self { service, pod } = self;
