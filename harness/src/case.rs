@@ -463,10 +463,13 @@ impl Case {
         }
 
         let t = Instant::now();
-        let guards = self
-            .inject_all(lab)
-            .await
-            .inspect_err(|_| report.failed_at = Some(Phase::Inject))?;
+        let guards = match self.inject_all(lab).await {
+            Ok(g) => g,
+            Err((e, phase)) => {
+                report.failed_at = Some(phase);
+                return Err(e);
+            }
+        };
         report.timings.inject_ms = ms(t.elapsed());
         crate::testhook::pause("case:injected");
         let t = Instant::now();
@@ -571,18 +574,23 @@ impl Case {
         Ok(())
     }
 
-    /// Injects every fault in order; if one fails, heals those before it.
-    async fn inject_all(&self, lab: &Lab) -> Result<Vec<crate::fault::Guard>> {
+    /// Injects every fault in order; if one fails, heals those before it. The error says
+    /// which phase failed last: the injection, or the heal after it.
+    async fn inject_all(
+        &self,
+        lab: &Lab,
+    ) -> std::result::Result<Vec<crate::fault::Guard>, (Error, Phase)> {
         let mut guards = Vec::new();
         for f in &self.faults {
             match f.inject(lab).await {
                 Ok(g) => guards.push(g),
                 Err(e) => {
-                    heal_all(lab, guards).await?;
-                    return Err(match e {
+                    heal_all(lab, guards).await.map_err(|h| (h, Phase::Heal))?;
+                    let e = match e {
                         Error::Unsupported(m) => Error::Unsupported(format!("{f}: {m}")),
                         other => Error::other(format!("injecting {f}: {other}")),
-                    });
+                    };
+                    return Err((e, Phase::Inject));
                 }
             }
         }

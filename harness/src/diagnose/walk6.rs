@@ -776,6 +776,9 @@ impl<'a> Walker6<'a> {
                 )));
             }
             Err(e) => {
+                if let Some(end) = self.planned_device_gone(&h, host, dst, hops).await? {
+                    return Ok(Err(end));
+                }
                 hops.push(hop(
                     HopStatus::Fail,
                     host,
@@ -822,6 +825,9 @@ impl<'a> Walker6<'a> {
                 host,
                 format!("route to {dst} dev {}, which is {}", link.name, link.oper),
             ));
+            if let Some(end) = self.peer_down(host, &link, dst).await? {
+                return Ok(Err(end));
+            }
             return Ok(Err(culprit(
                 host,
                 Component::Link,
@@ -1120,5 +1126,64 @@ impl<'a> Walker6<'a> {
                 pod.node, node.uplink_ifname, m.pod_cidr, m.uplink
             ),
         })
+    }
+}
+
+impl Walker6<'_> {
+    /// A link up on this side with no carrier because its veth peer was set down: the peer's
+    /// host is to blame (as the IPv4 walk finds it).
+    async fn peer_down(&self, host: &str, link: &Link, dst: Ipv6Addr) -> Result<Option<End6>> {
+        if !link.admin_up {
+            return Ok(None);
+        }
+        let kind = self.lab.plan().host(host).and_then(|p| p.iface(&link.name));
+        let Some(crate::lab::IfaceKind::Veth {
+            peer_host,
+            peer_name,
+            ..
+        }) = kind.map(|i| &i.kind)
+        else {
+            return Ok(None);
+        };
+        let h = self.lab.host(peer_host)?.handle().clone();
+        let peer = netlink::link_by_name(&h, peer_name)
+            .await
+            .map_err(|e| nl_error(peer_host, format!("reading {peer_name}"), e))?;
+        if peer.is_some_and(|p| !p.admin_up) {
+            let why = format!("{peer_host} {peer_name} is down: {host} {} has no carrier, and IPv6 packets to {dst} leave by it", link.name);
+            return Ok(Some(culprit(peer_host, Component::Link, why)));
+        }
+        Ok(None)
+    }
+
+    /// A lookup that failed because the device the plan routes `dst` by is missing or down
+    /// (its routes went with it, as for IPv4): the link is to blame, not the route.
+    async fn planned_device_gone(
+        &self,
+        h: &rtnetlink::Handle,
+        host: &str,
+        dst: Ipv6Addr,
+        hops: &mut Vec<Hop>,
+    ) -> Result<Option<End6>> {
+        let plan = self.lab.plan().host(host).map(|p| &p.v6);
+        let Some((dev, _)) = plan.and_then(|p| p.route_for(dst)) else {
+            return Ok(None);
+        };
+        let live = netlink::link_by_name(h, dev)
+            .await
+            .map_err(|e| nl_error(host, format!("reading {dev}"), e))?;
+        let why = match live {
+            None => format!("{host} has no {dev}: its IPv6 route to {dst} went with it"),
+            Some(l) if !l.admin_up => {
+                format!("{host} {dev} is down: its IPv6 route to {dst} is gone")
+            }
+            Some(_) => return Ok(None),
+        };
+        hops.push(hop(
+            HopStatus::Fail,
+            host,
+            format!("no IPv6 route to {dst} ({dev} is down or missing)"),
+        ));
+        Ok(Some(culprit(host, Component::Link, why)))
     }
 }

@@ -134,12 +134,13 @@ impl Labs {
         Ok(())
     }
 
-    /// Runs a round; forgets the lab if heal failed.
+    /// Runs a round; forgets the lab unless the round ended with it healthy (healed, or
+    /// nothing injected), so the next round starts on a fresh one.
     async fn round(&mut self, shared: &Shared<'_>, faults: &[Fault]) -> Option<RoundRun> {
         self.get(shared).await.ok()?;
         let lab = self.0.as_mut()?;
         let run = round::run(lab, &shared.target.topology, faults).await;
-        if matches!(run.ran, Ran::HealFailed(_)) {
+        if matches!(run.ran, Ran::HealFailed(_) | Ran::Error(_)) {
             self.0 = None;
         }
         Some(run)

@@ -1,7 +1,7 @@
 //! How each fault changes a live lab, and what it logs to undo.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
@@ -654,7 +654,7 @@ pub(super) async fn pod_mtu(lab: &Lab, node: &str, mtu: u32) -> Result<Vec<Undo>
 /// What can vanish from a host as a side effect (routes, permanent neighbours, vxlan FDB).
 pub(super) struct Restorable {
     routes: Vec<(RouteMessage, String, String)>,
-    neighbours: Vec<(String, Ipv4Addr, Vec<u8>)>,
+    neighbours: Vec<(String, IpAddr, Vec<u8>)>,
     fdb: Vec<FdbEntry>,
 }
 
@@ -690,12 +690,21 @@ pub(super) async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Rest
             );
             routes.push((m, dev, key));
         }
-        let neighbours = netlink::neighbours(h.handle())
+        // Both families: a link going down flushes its permanent NDP entries too.
+        let v4 = netlink::neighbours(h.handle())
             .await
             .map_err(|e| nl_error(&h.name, "listing neighbours", e))?
             .into_iter()
-            .filter(|n| n.state == "permanent")
-            .filter_map(|n| Some((name(n.index)?, n.ip, n.mac?)))
+            .map(|n| (n.index, IpAddr::V4(n.ip), n.mac, n.state));
+        let v6 = crate::nl6::neighbours6(h.handle())
+            .await
+            .map_err(|e| nl_error(&h.name, "listing IPv6 neighbours", e))?
+            .into_iter()
+            .map(|n| (n.index, IpAddr::V6(n.ip), n.mac, n.state));
+        let neighbours = v4
+            .chain(v6)
+            .filter(|(_, _, _, state)| state == "permanent")
+            .filter_map(|(ix, ip, mac, _)| Some((name(ix)?, ip, mac?)))
             .collect();
         let fdb = netlink::fdb(h.handle())
             .await
@@ -736,7 +745,7 @@ pub(super) fn vanished(
             .filter(|(_, _, k)| !a.routes.iter().any(|(_, _, k2)| k2 == k))
             .map(|(m, dev, _)| (m.clone(), dev.clone()))
             .collect();
-        let neighbours: Vec<&(String, Ipv4Addr, Vec<u8>)> = b
+        let neighbours: Vec<&(String, IpAddr, Vec<u8>)> = b
             .neighbours
             .iter()
             .filter(|n| !a.neighbours.contains(n))

@@ -42,8 +42,11 @@ pub enum Undo {
     /// Run an nft script that removes what the fault added (a table, a chain, a policy).
     NftScript { host: String, script: String },
     /// Render the lab's own Kubernetes layer again on a node (kube-proxy's rules in either
-    /// mode, the policies'), as kube-proxy re-syncs.
+    /// mode, the policies'), as kube-proxy re-syncs; then forget untranslated flows as below.
     K8sTables { host: String },
+    /// Delete the node's UDP conntrack entries to Service addresses that met no translation
+    /// while kube-proxy's rules were missing (see `Lab::forget_untranslated_udp`).
+    ForgetUntranslatedUdp { host: String },
     Address {
         host: String,
         ifname: String,
@@ -54,6 +57,10 @@ pub enum Undo {
         host: String,
         #[serde(with = "super::route_bytes::list")]
         routes: Vec<RouteMessage>,
+        /// Each route's device by name: a device deleted and re-created by another fault's
+        /// heal comes back with another index. Empty in logs written before.
+        #[serde(default)]
+        devs: Vec<String>,
     },
     /// Delete a route that was added.
     DeleteRoute {
@@ -137,7 +144,7 @@ pub enum Undo {
         /// re-created).
         #[serde(with = "super::route_bytes::named")]
         routes: Vec<(RouteMessage, String)>,
-        neighbours: Vec<(String, Ipv4Addr, Vec<u8>)>,
+        neighbours: Vec<(String, std::net::IpAddr, Vec<u8>)>,
         fdb: Vec<FdbEntry>,
     },
 }
@@ -220,7 +227,13 @@ impl Undo {
                     .map(|_| ())
                     .map_err(|e| Error::io(format!("{host}: nft"), e))
             }
-            Undo::K8sTables { host } => lab.apply_k8s_tables(&host, &lab.topology().k8s).await,
+            Undo::K8sTables { host } => {
+                lab.apply_k8s_tables(&host, &lab.topology().k8s).await?;
+                lab.forget_untranslated_udp(&host).await.map(|_| ())
+            }
+            Undo::ForgetUntranslatedUdp { host } => {
+                lab.forget_untranslated_udp(&host).await.map(|_| ())
+            }
             Undo::Address { host, ifname, net } => {
                 let h = lab.host(&host)?;
                 let ix = h.index(&ifname).await?;
@@ -228,8 +241,14 @@ impl Undo {
                     .await
                     .map_err(|e| nl_error(&host, format!("adding {net} to {ifname}"), e))
             }
-            Undo::ReaddRoutes { host, routes } => {
+            Undo::ReaddRoutes { host, routes, devs } => {
                 let h = lab.host(&host)?;
+                let mut routes = routes;
+                if devs.len() == routes.len() {
+                    for (m, dev) in routes.iter_mut().zip(&devs) {
+                        set_oif(m, h.index(dev).await?);
+                    }
+                }
                 // Link routes first: gatewayed routes may need them.
                 let (direct, via): (Vec<_>, Vec<_>) = routes.into_iter().partition(|m| {
                     !m.attributes.iter().any(|a| {
@@ -388,7 +407,7 @@ async fn restore(
     lab: &Lab,
     host: &str,
     routes: Vec<(RouteMessage, String)>,
-    neighbours: Vec<(String, Ipv4Addr, Vec<u8>)>,
+    neighbours: Vec<(String, std::net::IpAddr, Vec<u8>)>,
     fdb: Vec<FdbEntry>,
 ) -> Result<()> {
     let h = lab.host(host)?;
@@ -422,12 +441,7 @@ async fn restore(
     });
     for (mut m, dev) in direct.into_iter().chain(via) {
         if !dev.is_empty() {
-            let ix = h.index(&dev).await?;
-            for a in m.attributes.iter_mut() {
-                if let netlink_packet_route::route::RouteAttribute::Oif(o) = a {
-                    *o = ix;
-                }
-            }
+            set_oif(&mut m, h.index(&dev).await?);
         }
         match netlink::readd_route(h.handle(), m).await {
             Ok(()) => {}
@@ -436,6 +450,46 @@ async fn restore(
         }
     }
     Ok(())
+}
+
+/// Points a route at the device now at `index`.
+fn set_oif(m: &mut RouteMessage, index: u32) {
+    for a in m.attributes.iter_mut() {
+        if let netlink_packet_route::route::RouteAttribute::Oif(o) = a {
+            *o = index;
+        }
+    }
+}
+
+impl Undo {
+    /// Puts `routes` of `host` back, each on its device by name (see `ReaddRoutes`).
+    pub(super) async fn readd_routes(
+        h: &crate::lab::LabHost,
+        routes: Vec<RouteMessage>,
+    ) -> Result<Undo> {
+        let mut devs = Vec::new();
+        for m in &routes {
+            let oif = m.attributes.iter().find_map(|a| match a {
+                netlink_packet_route::route::RouteAttribute::Oif(o) => Some(*o),
+                _ => None,
+            });
+            match oif {
+                Some(ix) => devs.push(super::ops::ifname_of(h, ix).await?),
+                None => {
+                    return Ok(Undo::ReaddRoutes {
+                        host: h.name.clone(),
+                        routes,
+                        devs: Vec::new(),
+                    })
+                }
+            }
+        }
+        Ok(Undo::ReaddRoutes {
+            host: h.name.clone(),
+            routes,
+            devs,
+        })
+    }
 }
 
 /// After bringing a veth end back, wait for carrier on both ends (a heal must leave the lab as
@@ -498,6 +552,9 @@ pub struct LinkSnap {
     pub fdb: Vec<FdbEntry>,
     /// Per-interface sysctls that differ from a new interface's defaults.
     pub sysctls: Vec<(String, String)>,
+    /// A bridge port's hairpin mode: a re-created port joins with it off.
+    #[serde(default)]
+    pub hairpin: bool,
 }
 
 pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> {
@@ -551,6 +608,7 @@ pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> 
             is_self: true,
         })
         .collect();
+    let hairpin = l.details.iter().any(|d| d == "hairpin on");
     let name = ifname.to_string();
     let sysctls =
         h.ns.run_async(move || {
@@ -578,6 +636,7 @@ pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> 
         neighbours,
         fdb,
         sysctls,
+        hairpin,
     })
 }
 
@@ -622,6 +681,11 @@ async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
     }
     if !side.sysctls.is_empty() {
         write_sysctls(lab, host, side.sysctls.clone()).await?;
+    }
+    if side.hairpin {
+        netlink::set_hairpin(hd, ix, true)
+            .await
+            .map_err(|e| nl_error(host, format!("hairpin on {}", side.name), e))?;
     }
     Ok(())
 }
@@ -751,7 +815,17 @@ impl NftUndo {
                 .map_err(|e| Error::io(format!("{host}: {tool}"), e))?;
         }
         // In chain order, each rule goes right after the rule now at its old index minus one.
+        // A rule already back is left alone: a later fault's heal may have rendered its whole
+        // table again (kube-proxy's, as a re-sync does), and a second copy would stay behind.
+        let live = nft::list(&h.ns, &self.host).await?;
         for (rule, index) in self.native {
+            let back = nft::rules(&live).any(|r| {
+                (r.family, &r.table, &r.chain, &r.expr)
+                    == (rule.family, &rule.table, &rule.chain, &rule.expr)
+            });
+            if back {
+                continue;
+            }
             let mut b = nftables::batch::Batch::new();
             b.add_cmd(nft::readd_cmd(&rule, index.checked_sub(1)));
             nft::apply(&h.ns, &self.host, b.to_nftables()).await?;

@@ -45,6 +45,29 @@ impl Lab {
         Ok(())
     }
 
+    /// Deletes the node's UDP conntrack entries to a Service address that met no translation
+    /// (their reply comes from the Service address itself): flows sent while kube-proxy's rules
+    /// were missing would keep going untranslated. kube-proxy deletes UDP entries to a Service
+    /// that gains endpoints for the same reason. How many.
+    pub async fn forget_untranslated_udp(&self, node: &str) -> Result<usize> {
+        let mut ips: Vec<std::net::IpAddr> = Vec::new();
+        for s in &self.topo.k8s.services {
+            ips.push(s.cluster_ip.into());
+            ips.extend(s.cluster_ip6.map(std::net::IpAddr::from));
+            ips.extend(
+                s.fronts()
+                    .into_iter()
+                    .map(|(a, _)| std::net::IpAddr::from(a)),
+            );
+        }
+        self.host(node)?
+            .ns
+            .run_async(move || crate::conntrack::delete_udp_to(&ips))
+            .await
+            .and_then(|r| r)
+            .map_err(|e| Error::io(format!("{node}: deleting conntrack entries"), e))
+    }
+
     /// Renders kube-proxy's and the policies' tables for `node` from `spec` and replaces the
     /// live ones (one nft transaction; in iptables mode, kube-proxy's chains then go in with
     /// iptables-nft-restore).

@@ -194,13 +194,18 @@ impl Breakage for PacketLoss {
             interface,
             percent,
         } = self;
+        // `numgen random mod 100` is 0..99: nft refuses `< 100`, so 100% drops every packet.
+        let lost = match percent {
+            100 => String::new(),
+            p => format!("numgen random mod 100 < {p} "),
+        };
         add_table(
             lab,
             host,
             "inet",
             "shaping",
             &format!(
-                "table inet shaping {{\n chain postrouting {{\n  type filter hook postrouting priority -150; policy accept;\n  oifname \"{interface}\" numgen random mod 100 < {percent} drop\n }}\n}}\n"
+                "table inet shaping {{\n chain postrouting {{\n  type filter hook postrouting priority -150; policy accept;\n  oifname \"{interface}\" {lost}drop\n }}\n}}\n"
             ),
         )
         .await

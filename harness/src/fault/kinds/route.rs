@@ -46,10 +46,7 @@ impl Breakage for DeletePodRoute {
                 .await
                 .map_err(|e| nl_error(pod, "deleting the default route", e))?;
         }
-        Ok(vec![Undo::ReaddRoutes {
-            host: pod.clone(),
-            routes,
-        }])
+        Ok(vec![Undo::readd_routes(h, routes).await?])
     }
 }
 
@@ -92,10 +89,7 @@ impl Breakage for RouteVia {
             .await
             .map_err(|e| nl_error(host, format!("adding {to} via {via}"), e))?;
         Ok(vec![
-            Undo::ReaddRoutes {
-                host: host.clone(),
-                routes: old,
-            },
+            Undo::readd_routes(h, old).await?,
             Undo::DeleteRoute {
                 host: host.clone(),
                 dst: to,
@@ -141,9 +135,6 @@ impl Breakage for DeleteRoute {
                 .await
                 .map_err(|e| nl_error(host, format!("deleting the route to {to}"), e))?;
         }
-        Ok(vec![Undo::ReaddRoutes {
-            host: host.clone(),
-            routes,
-        }])
+        Ok(vec![Undo::readd_routes(h, routes).await?])
     }
 }

@@ -67,12 +67,16 @@ impl Breakage for DeleteServiceRule {
         }
         let doomed: Vec<_> = native.iter().map(|(r, _)| r.clone()).collect();
         nft::apply(&h.ns, node, nft::delete_batch(&doomed)).await?;
-        let mut undo = vec![Undo::NftRules(NftUndo {
-            host: node.clone(),
-            native,
-            iptables: Vec::new(),
-            ip6tables: Vec::new(),
-        })];
+        // Undone backwards: the rules first, then the flows sent while they were gone.
+        let mut undo = vec![
+            Undo::ForgetUntranslatedUdp { host: node.clone() },
+            Undo::NftRules(NftUndo {
+                host: node.clone(),
+                native,
+                iptables: Vec::new(),
+                ip6tables: Vec::new(),
+            }),
+        ];
         // kube-proxy forgets the ClusterIP with its rule: out of its cluster-ips set, packets
         // to it are dropped as unallocated, not rejected as an unserved port.
         let element = format!(
@@ -273,7 +277,15 @@ impl Breakage for HairpinOff {
         let Self { pod } = self;
         let p = t.host(pod).and_then(|h| h.as_pod()).expect("checked");
         let h = lab.host(&p.node)?;
-        let ix = h.index(&p.host_veth).await?;
+        let l = super::super::ops::live_link(h, &p.host_veth).await?;
+        // Outside Kubernetes labs ports have hairpin off: nothing to break, nothing to restore.
+        if !l.details.iter().any(|d| d == "hairpin on") {
+            return Err(Error::NotApplicable(format!(
+                "{} {} has hairpin off already",
+                p.node, p.host_veth
+            )));
+        }
+        let ix = l.index;
         netlink::set_hairpin(h.handle(), ix, false)
             .await
             .map_err(|e| nl_error(&p.node, format!("hairpin off on {}", p.host_veth), e))?;
@@ -347,10 +359,14 @@ impl Breakage for FlushKubeProxy {
         let Self { node } = self;
         lab.nft_script(node, format!("flush table ip {KUBE_PROXY_TABLE}\n"))
             .await?;
-        Ok(vec![Undo::NftScript {
-            host: node.clone(),
-            script: kube_proxy_script(t, &t.k8s, node),
-        }])
+        // Undone backwards: the rules first, then the flows sent while they were gone.
+        Ok(vec![
+            Undo::ForgetUntranslatedUdp { host: node.clone() },
+            Undo::NftScript {
+                host: node.clone(),
+                script: kube_proxy_script(t, &t.k8s, node),
+            },
+        ])
     }
 }
 

@@ -1,0 +1,149 @@
+//! `netfault explore` and the bugs it found: each combination below once failed a check (a heal
+//! that left the lab changed, a wrong culprit); each now runs as a whole round and heals.
+
+use netfault::explore::{run_round, Ran, RoundRun};
+use netfault::fault::Fault;
+use netfault::topology::Topology;
+
+mod common;
+use common::fixture;
+
+async fn round(t: &Topology, faults: &[&str]) -> RoundRun {
+    let faults: Vec<Fault> = faults
+        .iter()
+        .map(|f| Fault::parse_spec(f).unwrap())
+        .collect();
+    let mut lab = common::up(t).await;
+    run_round(&mut lab, t, &faults).await
+}
+
+/// The round ran whole and healed, and every culprit is one its faults may be blamed as.
+fn healed_and_right(r: &RoundRun, t: &Topology) {
+    assert_eq!(r.ran, Ran::Whole, "{:?}", r.faults);
+    let v = netfault::explore::judge(r, t, &|_| None);
+    assert!(v.wrong.is_empty(), "{:#?}", v.wrong);
+}
+
+/// A pod's port re-attached to its bridge (or its veth re-created) joins with hairpin off: the
+/// heal puts it back on, or the pod cannot reach itself through its own Service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reattached_or_recreated_port_gets_its_hairpin_back() {
+    let t = fixture("k8s.toml");
+    for f in ["detach-veth:pod=pod-b", "delete-veth:pod=pod-a"] {
+        healed_and_right(&round(&t, &[f]).await, &t);
+    }
+}
+
+/// A route deleted before its device was deleted and re-created goes back on the new device
+/// (its old index is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_goes_back_on_its_recreated_device() {
+    let t = fixture("single-node.toml");
+    let r = round(&t, &["delete-pod-route:pod=pod-b", "delete-veth:pod=pod-b"]).await;
+    healed_and_right(&r, &t);
+}
+
+/// Healing a Kubernetes fault renders kube-proxy's tables again, as its re-sync does: the
+/// masquerade rule and the Service rule another fault deleted are back then, and that fault's
+/// own heal must not add them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_a_resync_brought_back_is_not_added_twice() {
+    let t = fixture("k8s.toml");
+    for faults in [
+        ["delete-masquerade:node=node2", "no-endpoints:service=web"],
+        [
+            "delete-service-rule:node=node2,service=echo",
+            "wrong-endpoint-port:service=web,port=4790",
+        ],
+    ] {
+        healed_and_right(&round(&t, &faults).await, &t);
+    }
+}
+
+/// UDP flows sent while kube-proxy's rules were gone met no translation, and their conntrack
+/// entries would keep them untranslated after the heal: the heal deletes them, as kube-proxy
+/// does for a Service that gains endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_untranslated_while_rules_were_gone_are_forgotten() {
+    let t = fixture("k8s.toml");
+    let faults = [
+        "forward-drop-policy:node=node1",
+        "flush-kube-proxy:node=node1",
+        "link-down:host=node1,interface=cni0",
+    ];
+    healed_and_right(&round(&t, &faults).await, &t);
+}
+
+/// A bridge or uplink down in a dual-stack lab: its permanent NDP entries come back with it, and
+/// the IPv6 walk blames the link (not a route the link took with it, nor the host whose side
+/// only lost carrier).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_down_in_a_dual_stack_lab_is_blamed_and_healed_in_both_families() {
+    let t = fixture("dual-stack.toml");
+    for f in [
+        "bridge-down:node=node1",
+        "link-down:host=ext,interface=eth0",
+    ] {
+        let r = round(&t, &[f]).await;
+        healed_and_right(&r, &t);
+        assert!(!r.diagnoses.is_empty(), "{f} breaks pairs");
+    }
+}
+
+/// hairpin-off where ports have hairpin off already does not apply (its heal would turn it on);
+/// packet-loss at 100% drops everything (nft's `numgen mod 100` stops at 99).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_that_once_could_not_heal_or_go_in() {
+    let t = fixture("single-node.toml");
+    let r = round(&t, &["hairpin-off:pod=pod-a"]).await;
+    assert!(
+        matches!(&r.ran, Ran::NotInjected(m) if m.contains("hairpin off already")),
+        "{:?}",
+        r.ran
+    );
+    let r = round(&t, &["packet-loss:host=pod-a,interface=eth0,percent=100"]).await;
+    healed_and_right(&r, &t);
+    assert!(
+        r.broken.iter().any(|(from, _)| from == "pod-a"),
+        "{:?}",
+        r.broken
+    );
+}
+
+/// The command: the same seed draws the same rounds; the summary counts them; a healthy
+/// exploration exits 0.
+#[test]
+fn the_same_seed_explores_the_same_rounds() {
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_netfault"))
+            .args([
+                "explore", "--seed", "5", "--rounds", "3", "--jobs", "2", "--json",
+            ])
+            .arg(common::fixture_path("single-node.toml"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a["summary"]["rounds"], 3);
+    let faults = |x: &serde_json::Value| -> Vec<serde_json::Value> {
+        x["rounds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["faults"].clone())
+            .collect()
+    };
+    assert_eq!(faults(&a), faults(&b));
+    assert!(
+        a["faults_offered"].as_u64().unwrap() > 50,
+        "{}",
+        a["faults_offered"]
+    );
+}
