@@ -72,7 +72,7 @@ impl Walker6<'_> {
             t.host(from).and_then(|h| h.address6()),
             t.host(to).and_then(|h| h.address6()),
         ) else {
-            d.culprit = unexplained("one end has no IPv6 address in the fixture");
+            d.culprit = unexplained(from, "one end has no IPv6 address in the fixture");
             return Ok(d);
         };
         let mut masq: Vec<(String, Ipv6Addr)> = Vec::new();
@@ -181,7 +181,7 @@ fn diagnosis(from: &str, to: &str, proto: Proto, outcome: Outcome, why: &str) ->
         size: None,
         forward: Vec::new(),
         reply: Vec::new(),
-        culprit: unexplained(why),
+        culprit: unexplained(from, why),
         evidence: Vec::new(),
         notes: Vec::new(),
     }
@@ -197,9 +197,11 @@ fn filter_component(at: &str) -> Component {
     }
 }
 
-fn unexplained(why: &str) -> Culprit {
+/// Nothing singled out, said at the host where the walk stopped (the sender before it starts),
+/// as the IPv4 walk says it.
+fn unexplained(host: &str, why: &str) -> Culprit {
     Culprit {
-        host: "-".into(),
+        host: host.into(),
         component: Component::Unexplained,
         summary: why.into(),
     }
@@ -496,9 +498,10 @@ impl<'a> Walker6<'a> {
                 } else {
                     format!(" via {nh}")
                 };
-                return Ok(End6::Broken(unexplained(&format!(
-                    "{host} routes {dst}{via}, which no host of the lab holds"
-                ))));
+                return Ok(End6::Broken(unexplained(
+                    &host,
+                    &format!("{host} routes {dst}{via}, which no host of the lab holds"),
+                )));
             };
             if let Some(end) = self
                 .bridged(&host, &next_host, src, dst, proto, reply, hops)
@@ -727,7 +730,7 @@ impl<'a> Walker6<'a> {
                     &a,
                     format!("bridges it; {at} may drop it: {rule}"),
                 ));
-                Ok(Some(End6::Broken(unexplained(&format!("{at} on {a} may drop IPv6 packets bridged on {bridge} ({rule}): the walk cannot decide that rule")))))
+                Ok(Some(End6::Broken(unexplained(&a, &format!("{at} on {a} may drop IPv6 packets bridged on {bridge} ({rule}): the walk cannot decide that rule")))))
             }
             Verdict::Accept { .. } => {
                 hops.push(hop(HopStatus::Ok, &a, format!("bridges it on {bridge}")));
@@ -974,7 +977,7 @@ impl<'a> Walker6<'a> {
                     host,
                     format!("{at} may drop it: {rule}"),
                 ));
-                Ok(Some(End6::Broken(unexplained(&format!("{at} on {host} may drop IPv6 packets ({rule}): the walk cannot decide that rule")))))
+                Ok(Some(End6::Broken(unexplained(host, &format!("{at} on {host} may drop IPv6 packets ({rule}): the walk cannot decide that rule")))))
             }
             Verdict::Accept { .. } => Ok(None),
         }

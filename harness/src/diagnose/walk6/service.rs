@@ -29,8 +29,10 @@ impl Walker6<'_> {
             _ => None,
         };
         let Some((svc, cip)) = svc.and_then(|s| Some((s.clone(), s.cluster_ip6?))) else {
-            d.culprit =
-                unexplained("the IPv6 walk follows IPv6 ClusterIPs only (compare the IPv4 twin)");
+            d.culprit = unexplained(
+                from,
+                "the IPv6 walk follows IPv6 ClusterIPs only (compare the IPv4 twin)",
+            );
             return Ok(d);
         };
         let node = match t.host(from).map(|h| &h.role) {
@@ -38,7 +40,7 @@ impl Walker6<'_> {
             Some(Role::Node(_)) => from.to_string(),
             _ => {
                 let why = format!("{from} is outside the cluster: no ClusterIP is for it to reach");
-                d.culprit = unexplained(&why);
+                d.culprit = unexplained(from, &why);
                 return Ok(d);
             }
         };
@@ -90,6 +92,7 @@ impl Walker6<'_> {
         if pod == d.from {
             d.forward.push(sent);
             d.culprit = unexplained(
+                node,
                 "the endpoint is the client itself (hairpin): the IPv6 walk does not follow it",
             );
             return Ok(d);
@@ -102,7 +105,7 @@ impl Walker6<'_> {
         d.forward.extend(inner.forward);
         d.reply = inner.reply;
         d.culprit = if inner.culprit.component == Component::Unexplained {
-            unexplained(&format!("kube-proxy on {node} translates {addr} to [{ep}]:{port} ({pod}), and the IPv6 path there: {}", inner.culprit.summary))
+            unexplained(node, &format!("kube-proxy on {node} translates {addr} to [{ep}]:{port} ({pod}), and the IPv6 path there: {}", inner.culprit.summary))
         } else {
             inner.culprit
         };
@@ -138,7 +141,7 @@ fn untranslated(
         ),
         Translation::Rejected => (
             format!("kube-proxy rejects new flows to {addr}: no endpoints"),
-            unexplained(&format!("kube-proxy on {node} rejects {addr} (no endpoints), but the probe was not refused: {outcome}")),
+            unexplained(node, &format!("kube-proxy on {node} rejects {addr} (no endpoints), but the probe was not refused: {outcome}")),
         ),
         Translation::NoLocal => (
             format!("kube-proxy drops {addr}: no local endpoint"),
