@@ -26,8 +26,9 @@ impl Target {
             });
         }
         let text = crate::audit::audit_fixture_text(path);
-        let topology = crate::audit::audit_topology(path)?;
+        let mut topology = crate::audit::audit_topology(path)?;
         let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        topology.name = format!("{stem}-conflist");
         Ok(Target {
             topology,
             fixture: PathBuf::from(format!("fixture-{stem}.toml")),

@@ -62,6 +62,29 @@ pub(super) async fn ifname_of(h: &LabHost, index: u32) -> Result<String> {
         .ok_or_else(|| Error::other(format!("{}: no interface with index {index}", h.name)))
 }
 
+/// Puts `routes` of `h` back, each on its device by name (see `Undo::ReaddRoutes`).
+pub(super) async fn readd_routes(h: &LabHost, routes: Vec<RouteMessage>) -> Result<Undo> {
+    let mut devs = Vec::new();
+    for m in &routes {
+        let oif = m.attributes.iter().find_map(|a| match a {
+            netlink_packet_route::route::RouteAttribute::Oif(o) => Some(*o),
+            _ => None,
+        });
+        match oif {
+            Some(ix) => devs.push(ifname_of(h, ix).await?),
+            None => {
+                devs.clear();
+                break;
+            }
+        }
+    }
+    Ok(Undo::ReaddRoutes {
+        host: h.name.clone(),
+        routes,
+        devs,
+    })
+}
+
 pub(super) async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) -> Result<Vec<Undo>> {
     let h = lab.host(host)?;
     let l = live_link(h, ifname).await?;

@@ -461,37 +461,6 @@ fn set_oif(m: &mut RouteMessage, index: u32) {
     }
 }
 
-impl Undo {
-    /// Puts `routes` of `host` back, each on its device by name (see `ReaddRoutes`).
-    pub(super) async fn readd_routes(
-        h: &crate::lab::LabHost,
-        routes: Vec<RouteMessage>,
-    ) -> Result<Undo> {
-        let mut devs = Vec::new();
-        for m in &routes {
-            let oif = m.attributes.iter().find_map(|a| match a {
-                netlink_packet_route::route::RouteAttribute::Oif(o) => Some(*o),
-                _ => None,
-            });
-            match oif {
-                Some(ix) => devs.push(super::ops::ifname_of(h, ix).await?),
-                None => {
-                    return Ok(Undo::ReaddRoutes {
-                        host: h.name.clone(),
-                        routes,
-                        devs: Vec::new(),
-                    })
-                }
-            }
-        }
-        Ok(Undo::ReaddRoutes {
-            host: h.name.clone(),
-            routes,
-            devs,
-        })
-    }
-}
-
 /// After bringing a veth end back, wait for carrier on both ends (a heal must leave the lab as
 /// ready to probe as `up` does).
 async fn wait_up_both_ends(lab: &Lab, host: &str, ifname: &str) -> Result<()> {

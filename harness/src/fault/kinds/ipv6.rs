@@ -120,7 +120,7 @@ impl Breakage for DeletePodRoute6 {
                 .await
                 .map_err(|e| nl_error(pod, "deleting its IPv6 default route", e))?;
         }
-        Ok(vec![Undo::readd_routes(h, doomed).await?])
+        Ok(vec![super::super::ops::readd_routes(h, doomed).await?])
     }
 }
 
@@ -353,7 +353,7 @@ impl Breakage for RouteVia6 {
             .await
             .map_err(|e| nl_error(host, format!("adding {to} via {via}"), e))?;
         Ok(vec![
-            Undo::readd_routes(h, old).await?,
+            super::super::ops::readd_routes(h, old).await?,
             Undo::DeleteRoute6 {
                 host: host.clone(),
                 dst: to,

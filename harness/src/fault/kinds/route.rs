@@ -46,7 +46,7 @@ impl Breakage for DeletePodRoute {
                 .await
                 .map_err(|e| nl_error(pod, "deleting the default route", e))?;
         }
-        Ok(vec![Undo::readd_routes(h, routes).await?])
+        Ok(vec![super::super::ops::readd_routes(h, routes).await?])
     }
 }
 
@@ -89,7 +89,7 @@ impl Breakage for RouteVia {
             .await
             .map_err(|e| nl_error(host, format!("adding {to} via {via}"), e))?;
         Ok(vec![
-            Undo::readd_routes(h, old).await?,
+            super::super::ops::readd_routes(h, old).await?,
             Undo::DeleteRoute {
                 host: host.clone(),
                 dst: to,
@@ -135,6 +135,6 @@ impl Breakage for DeleteRoute {
                 .await
                 .map_err(|e| nl_error(host, format!("deleting the route to {to}"), e))?;
         }
-        Ok(vec![Undo::readd_routes(h, routes).await?])
+        Ok(vec![super::super::ops::readd_routes(h, routes).await?])
     }
 }
