@@ -70,23 +70,8 @@ fn run_rejects_a_case_naming_an_unknown_host_with_file_line_and_name() {
 
 #[test]
 fn run_reports_json_and_exit_0_when_cases_pass() {
-    let out = netfault(&[
-        "run",
-        "--json",
-        repo()
-            .join("cases/delete-masquerade.toml")
-            .to_str()
-            .unwrap(),
-    ])
-    .output()
-    .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let case = repo().join("cases/delete-masquerade.toml");
+    let v = common::json_of(&mut netfault(&["run", "--json", case.to_str().unwrap()]), 0);
     assert_eq!(v["cases"][0]["status"], "pass");
     assert_eq!(v["cases"][0]["culprits"][0]["host"], "node1");
     assert_eq!(v["cases"][0]["culprits"][0]["component"], "masquerade");

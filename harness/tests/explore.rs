@@ -114,21 +114,13 @@ async fn faults_that_once_could_not_heal_or_go_in() {
 /// exploration exits 0.
 #[test]
 fn the_same_seed_explores_the_same_rounds() {
+    let fixture = common::fixture_path("single-node.toml");
+    let args = [
+        "explore", "--seed", "5", "--rounds", "3", "--jobs", "2", "--json",
+    ];
     let run = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_netfault"))
-            .args([
-                "explore", "--seed", "5", "--rounds", "3", "--jobs", "2", "--json",
-            ])
-            .arg(common::fixture_path("single-node.toml"))
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_netfault"));
+        common::json_of(cmd.args(args).arg(&fixture), 0)
     };
     let (a, b) = (run(), run());
     assert_eq!(a["summary"]["rounds"], 3);

@@ -205,3 +205,17 @@ pub fn sh(lab: &Lab, host: &str, cmd: impl Into<String>) {
         })
         .unwrap()
 }
+
+/// Runs a command (the netfault binary: `CARGO_BIN_EXE_netfault` is the caller's), asserts it
+/// exits with `code` (stderr shown if not) and returns what it printed on stdout as JSON.
+#[allow(dead_code)]
+pub fn json_of(cmd: &mut std::process::Command, code: i32) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
