@@ -660,14 +660,7 @@ fn probe_note(p: &crate::topology::ProbeSettings) -> Option<String> {
 }
 
 async fn heal_all(lab: &Lab, guards: Vec<crate::fault::Guard>) -> Result<()> {
-    let mut first = None;
-    for g in guards.into_iter().rev() {
-        let name = g.fault.to_string();
-        if let Err(e) = g.heal(lab).await {
-            first.get_or_insert(Error::other(format!("healing {name}: {e}")));
-        }
-    }
-    first.map_or(Ok(()), Err)
+    crate::fault::heal_all(lab, guards).await
 }
 
 /// Text with the names a plugin picked at random replaced: by the stable names the lab gives

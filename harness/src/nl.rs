@@ -1056,8 +1056,14 @@ pub async fn routes_raw(h: &Handle) -> Result<Vec<RouteMessage>, rtnetlink::Erro
     Ok(all.into_iter().filter(|m| !is_cached(m)).collect())
 }
 
-/// Re-adds a route captured with [`routes_raw`].
-pub async fn readd_route(h: &Handle, m: RouteMessage) -> Result<(), rtnetlink::Error> {
+/// Re-adds a route captured with [`routes_raw`]. The kernel's own state flags go: a route read
+/// while its link had no carrier says `linkdown` (or `dead`), which the kernel refuses to be
+/// given (EINVAL) and sets again itself if the link is still down.
+pub async fn readd_route(h: &Handle, mut m: RouteMessage) -> Result<(), rtnetlink::Error> {
+    use netlink_packet_route::route::RouteFlags;
+    m.header
+        .flags
+        .remove(RouteFlags::Linkdown | RouteFlags::Dead);
     h.route().add(m).execute().await
 }
 

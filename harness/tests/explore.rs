@@ -139,3 +139,49 @@ fn the_same_seed_explores_the_same_rounds() {
         a["faults_offered"]
     );
 }
+
+/// Heals that need another heal first (a route goes back once the link another fault set down
+/// is up again), a veth re-created while its peer side was down, a connected route the kernel
+/// already put back: each round heals whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heals_that_depend_on_each_other_all_land() {
+    let t = fixture("single-node.toml");
+    for faults in [
+        &[
+            "link-down:host=node1,interface=veth-pod-a",
+            "delete-pod-route:pod=pod-a",
+        ][..],
+        &["veth-down:pod=pod-b", "remove-pod-address:pod=pod-b"],
+        &[
+            "link-down:host=node1,interface=veth-pod-b",
+            "delete-veth:pod=pod-b",
+        ],
+        &[
+            "route-via:host=node1,to=10.244.1.0/24,via=203.0.113.1",
+            "bridge-down:node=node1",
+        ],
+        &[
+            "delete-route:host=pod-a,to=10.244.1.0/24",
+            "remove-pod-address:pod=pod-a",
+        ],
+    ] {
+        let r = round(&t, faults).await;
+        assert_eq!(r.ran, Ran::Whole, "{faults:?}");
+    }
+}
+
+/// With forwarding off the kernel answers a forwarded packet "host unreachable" even where it
+/// has no route either: forwarding is blamed, not an unreachable route. And a routed pod's
+/// veth comes back with its link-local route before the default route via it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_off_is_blamed_over_a_route_gone_too_and_routed_veths_heal() {
+    let t = fixture("two-node-hostgw.toml");
+    let r = round(
+        &t,
+        &["bridge-down:node=node2", "disable-ip-forward:node=node2"],
+    )
+    .await;
+    healed_and_right(&r, &t);
+    let t = fixture("two-node-routed.toml");
+    healed_and_right(&round(&t, &["delete-veth:pod=pod-c"]).await, &t);
+}

@@ -40,12 +40,42 @@ pub struct Guard {
 
 impl Guard {
     pub async fn heal(self, lab: &Lab) -> Result<()> {
-        for u in self.undo.into_iter().rev() {
-            u.apply(lab).await?;
+        self.heal_or_keep(lab).await.map_err(|(e, _)| e)
+    }
+
+    /// Heals; on a step that fails, returns the error with the guard holding that step and
+    /// those after it, to be tried again.
+    async fn heal_or_keep(mut self, lab: &Lab) -> std::result::Result<(), (Error, Guard)> {
+        while let Some(u) = self.undo.pop() {
+            if let Err(e) = u.clone().apply(lab).await {
+                self.undo.push(u);
+                return Err((e, self));
+            }
             crate::testhook::pause("fault:healed");
         }
         Ok(())
     }
+}
+
+/// Heals faults injected in order `guards` (last first). A heal may need another one first —
+/// a route goes back only once the link another fault set down is up again — so a heal that
+/// fails waits until the others are done and is tried once more; the first error that remains
+/// is returned.
+pub async fn heal_all(lab: &Lab, guards: Vec<Guard>) -> Result<()> {
+    let mut waiting = Vec::new();
+    for g in guards.into_iter().rev() {
+        if let Err((_, rest)) = g.heal_or_keep(lab).await {
+            waiting.push(rest);
+        }
+    }
+    let mut first = None;
+    for g in waiting {
+        let name = g.fault.to_string();
+        if let Err((e, _)) = g.heal_or_keep(lab).await {
+            first.get_or_insert(Error::other(format!("healing {name}: {e}")));
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// A fault on links, routes, rules or sysctls: some changes take more with them than they name

@@ -25,7 +25,7 @@ mod variants;
 pub use blame::Blamable;
 pub use catalog::catalog_markdown;
 pub use check::{Checker, ParamError};
-pub use guard::Guard;
+pub use guard::{heal_all, Guard};
 pub use kind::{parse_rate, Breakage, Kind};
 pub use ops::reinsert_lines;
 pub use registry::{Fault, CATALOG};

@@ -12,7 +12,7 @@ use crate::netns;
 use crate::nft;
 use crate::nl::{self as netlink, Mac, VethSpec};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub enum Undo {
     /// Re-create a deleted veth pair and what lived on both ends.
     Veth(Box<VethSnapshot>),
@@ -255,10 +255,15 @@ impl Undo {
                         matches!(a, netlink_packet_route::route::RouteAttribute::Gateway(_))
                     })
                 });
+                // One already there came back with its link (a connected route the kernel
+                // adds again): the heal check compares what is left with the state before.
                 for m in direct.into_iter().chain(via) {
-                    netlink::readd_route(h.handle(), m)
-                        .await
-                        .map_err(|e| nl_error(&host, "re-adding a route", e))?;
+                    match netlink::readd_route(h.handle(), m).await {
+                        Err(e) if crate::error::netlink_errno(&e) != Some(libc::EEXIST) => {
+                            return Err(nl_error(&host, "re-adding a route", e))
+                        }
+                        _ => {}
+                    }
                 }
                 Ok(())
             }
@@ -508,7 +513,7 @@ pub async fn write_sysctls(lab: &Lab, host: &str, values: Vec<(String, String)>)
 }
 
 /// Everything needed to rebuild a link and what lived on it.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LinkSnap {
     pub name: String,
     pub mac: Mac,
@@ -624,7 +629,16 @@ async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
             .await
             .map_err(|e| nl_error(host, format!("adding {a} to {}", side.name), e))?;
     }
-    for m in &side.routes {
+    // Link routes first: a gatewayed route may go via one (a routed pod's default route via
+    // its link-local gateway).
+    let gatewayed = |m: &RouteMessage| {
+        m.attributes
+            .iter()
+            .any(|a| matches!(a, netlink_packet_route::route::RouteAttribute::Gateway(_)))
+    };
+    let mut routes: Vec<&RouteMessage> = side.routes.iter().collect();
+    routes.sort_by_key(|m| gatewayed(m));
+    for m in routes {
         let mut m = m.clone();
         // The link is new: so is its index.
         for a in m.attributes.iter_mut() {
@@ -660,7 +674,7 @@ async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
 }
 
 /// A deleted veth pair.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct VethSnapshot {
     pub node: String,
     pub pod: String,
@@ -684,7 +698,9 @@ impl VethSnapshot {
                 mac: self.host_side.mac,
                 mtu: Some(self.host_side.mtu),
                 master,
-                up: self.host_side.up,
+                // Up while what lived on it goes back (a gateway route needs a live link);
+                // set down below if it was.
+                up: true,
                 peer_name: &self.pod_side.name,
                 peer_mac: self.pod_side.mac,
                 peer_mtu: Some(self.pod_side.mtu),
@@ -701,6 +717,15 @@ impl VethSnapshot {
         })?;
         restore_on(lab, &self.pod, &self.pod_side).await?;
         restore_on(lab, &self.node, &self.host_side).await?;
+        for (host, side) in [(&self.node, &self.host_side), (&self.pod, &self.pod_side)] {
+            if !side.up {
+                let h = lab.host(host)?;
+                let ix = h.index(&side.name).await?;
+                netlink::set_up(h.handle(), ix, false)
+                    .await
+                    .map_err(|e| nl_error(host, format!("setting {} down", side.name), e))?;
+            }
+        }
         if self.host_side.up && self.pod_side.up {
             lab.wait_links_up(&self.node, std::slice::from_ref(&self.host_side.name))
                 .await?;
@@ -712,7 +737,7 @@ impl VethSnapshot {
 }
 
 /// A vxlan device as it was.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct VxlanSnapshot {
     pub host: String,
     pub link: LinkSnap,
@@ -750,7 +775,7 @@ impl VxlanSnapshot {
 }
 
 /// Deleted nft rules to put back.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct NftUndo {
     pub host: String,
     /// Deleted native rules in ruleset order, with their index in the chain before deletion.

@@ -138,17 +138,20 @@ impl<'a> Walker<'a> {
     ) -> Result<Option<(Culprit, String)>> {
         let dst = pkt.dst;
         if errno == libc::EHOSTUNREACH {
-            // The same lookup without iif succeeds when the host routes but will not forward.
+            // The same lookup without iif succeeds when the host routes but will not forward;
+            // with forwarding off the kernel answers EHOSTUNREACH even where it has no route
+            // either (ip_route_input_slow), and forwarding is what stops the packet first.
             let h = self.lab.host(host)?.handle().clone();
-            if netlink::route_get(&h, dst, None, None).await.is_ok() {
-                let all = self
-                    .sysctl(host, "net.ipv4.ip_forward")
-                    .await
-                    .unwrap_or_else(|| "?".into());
-                let per_if = self
-                    .sysctl(host, &format!("net/ipv4/conf/{n}/forwarding"))
-                    .await
-                    .unwrap_or_else(|| "?".into());
+            let all = self
+                .sysctl(host, "net.ipv4.ip_forward")
+                .await
+                .unwrap_or_else(|| "?".into());
+            let per_if = self
+                .sysctl(host, &format!("net/ipv4/conf/{n}/forwarding"))
+                .await
+                .unwrap_or_else(|| "?".into());
+            let off = all == "0" || per_if == "0";
+            if off || netlink::route_get(&h, dst, None, None).await.is_ok() {
                 let why = if all == "0" {
                     "net.ipv4.ip_forward = 0".to_string()
                 } else {
