@@ -185,3 +185,13 @@ async fn forwarding_off_is_blamed_over_a_route_gone_too_and_routed_veths_heal() 
     let t = fixture("two-node-routed.toml");
     healed_and_right(&round(&t, &["delete-veth:pod=pod-c"]).await, &t);
 }
+
+/// A dual-stack pod's veth deleted and re-created gets its IPv6 side back too: addresses,
+/// routes, NDP entries (the heal restored IPv4 only); meanwhile the IPv6 walk blames the
+/// missing link, not the address that went with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_dual_stack_veth_gets_its_ipv6_back() {
+    let t = fixture("dual-stack.toml");
+    let r = round(&t, &["delete-veth:pod=pod-a"]).await;
+    healed_and_right(&r, &t);
+}

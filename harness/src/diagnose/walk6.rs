@@ -661,6 +661,20 @@ impl<'a> Walker6<'a> {
             ));
             return Ok(culprit(host, Component::Mtu, format!("{} MTU {} is below IPv6's minimum of 1280: the kernel turned IPv6 off on it and dropped its addresses ({ip} is gone)", l.name, l.mtu)));
         }
+        // The interface the lab puts it on is gone: the address went with the link.
+        let planned = self.lab.plan().host(host).and_then(|p| {
+            p.v6.addresses
+                .iter()
+                .find(|(_, n)| n.addr() == ip)
+                .map(|(dev, _)| dev.clone())
+        });
+        if let Some(dev) = planned {
+            if !self.links(host).await?.iter().any(|l| l.name == dev) {
+                hops.push(hop(HopStatus::Fail, host, format!("has no {dev} for {ip}")));
+                let why = format!("{host} has no {dev}: its IPv6 address {ip} went with it");
+                return Ok(culprit(host, Component::Link, why));
+            }
+        }
         hops.push(hop(HopStatus::Fail, host, format!("does not hold {ip}")));
         Ok(culprit(
             host,

@@ -1,6 +1,6 @@
 //! The undo log of an injected fault: each entry puts one change back.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use netlink_packet_route::route::RouteMessage;
@@ -529,6 +529,14 @@ pub struct LinkSnap {
     /// A bridge port's hairpin mode: a re-created port joins with it off.
     #[serde(default)]
     pub hairpin: bool,
+    /// The IPv6 side of a dual-stack link: global addresses (the kernel makes the link-local
+    /// one), routes someone added, permanent NDP entries.
+    #[serde(default)]
+    pub addresses6: Vec<ipnet::Ipv6Net>,
+    #[serde(default, with = "super::route_bytes::list")]
+    pub routes6: Vec<RouteMessage>,
+    #[serde(default)]
+    pub neighbours6: Vec<(std::net::Ipv6Addr, Vec<u8>)>,
 }
 
 pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> {
@@ -583,6 +591,7 @@ pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> 
         })
         .collect();
     let hairpin = l.details.iter().any(|d| d == "hairpin on");
+    let (addresses6, routes6, neighbours6) = snap_link6(h, l.index).await?;
     let name = ifname.to_string();
     let sysctls =
         h.ns.run_async(move || {
@@ -611,7 +620,47 @@ pub async fn snap_link(lab: &Lab, host: &str, ifname: &str) -> Result<LinkSnap> 
         fdb,
         sysctls,
         hairpin,
+        addresses6,
+        routes6,
+        neighbours6,
     })
+}
+
+type Link6 = (
+    Vec<ipnet::Ipv6Net>,
+    Vec<RouteMessage>,
+    Vec<(std::net::Ipv6Addr, Vec<u8>)>,
+);
+
+/// A link's IPv6 side (see `LinkSnap`).
+async fn snap_link6(h: &crate::lab::LabHost, index: u32) -> Result<Link6> {
+    let hd = h.handle();
+    let host = &h.name;
+    let addresses = crate::nl6::addresses6(hd)
+        .await
+        .map_err(|e| nl_error(host, "listing IPv6 addresses", e))?
+        .into_iter()
+        .filter(|a| a.index == index && !a.is_link_local())
+        .map(|a| a.net)
+        .collect();
+    let routes = crate::nl6::routes_raw6(hd)
+        .await
+        .map_err(|e| nl_error(host, "listing IPv6 routes", e))?
+        .into_iter()
+        .filter(|m| {
+            m.header.protocol != netlink_packet_route::route::RouteProtocol::Kernel
+                && crate::nl6::parse_route6(m)
+                    .is_some_and(|r| r.oif == Some(index) && r.kind == "unicast")
+        })
+        .collect();
+    let neighbours = crate::nl6::neighbours6(hd)
+        .await
+        .map_err(|e| nl_error(host, "listing NDP entries", e))?
+        .into_iter()
+        .filter(|n| n.index == index && n.state == "permanent")
+        .filter_map(|n| Some((n.ip, n.mac?)))
+        .collect();
+    Ok((addresses, routes, neighbours))
 }
 
 /// Puts back what lived on a re-created link.
@@ -636,7 +685,12 @@ async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
             .iter()
             .any(|a| matches!(a, netlink_packet_route::route::RouteAttribute::Gateway(_)))
     };
-    let mut routes: Vec<&RouteMessage> = side.routes.iter().collect();
+    for a in &side.addresses6 {
+        crate::nl6::add_address6(hd, ix, *a)
+            .await
+            .map_err(|e| nl_error(host, format!("adding {a} to {}", side.name), e))?;
+    }
+    let mut routes: Vec<&RouteMessage> = side.routes.iter().chain(&side.routes6).collect();
     routes.sort_by_key(|m| gatewayed(m));
     for m in routes {
         let mut m = m.clone();
@@ -650,8 +704,17 @@ async fn restore_on(lab: &Lab, host: &str, side: &LinkSnap) -> Result<()> {
             .await
             .map_err(|e| nl_error(host, format!("re-adding a route through {}", side.name), e))?;
     }
-    for (ip, mac) in &side.neighbours {
-        netlink::add_permanent_neighbour(hd, ix, *ip, mac)
+    let v6 = side
+        .neighbours6
+        .iter()
+        .map(|(ip, mac)| (IpAddr::V6(*ip), mac));
+    for (ip, mac) in side
+        .neighbours
+        .iter()
+        .map(|(ip, mac)| (IpAddr::V4(*ip), mac))
+        .chain(v6)
+    {
+        netlink::add_permanent_neighbour(hd, ix, ip, mac)
             .await
             .map_err(|e| nl_error(host, format!("adding neighbour {ip}"), e))?;
     }
