@@ -505,7 +505,7 @@ impl Case {
 
         // Heal whatever happened above, then look at the results.
         let t = Instant::now();
-        let healed = heal_all(lab, guards).await;
+        let healed = crate::fault::heal_all(lab, guards).await;
         report.timings.heal_ms = ms(t.elapsed());
         let broken = broken?;
         let mut observed = observed?;
@@ -585,7 +585,9 @@ impl Case {
             match f.inject(lab).await {
                 Ok(g) => guards.push(g),
                 Err(e) => {
-                    heal_all(lab, guards).await.map_err(|h| (h, Phase::Heal))?;
+                    crate::fault::heal_all(lab, guards)
+                        .await
+                        .map_err(|h| (h, Phase::Heal))?;
                     let e = match e {
                         Error::Unsupported(m) => Error::Unsupported(format!("{f}: {m}")),
                         other => Error::other(format!("injecting {f}: {other}")),
@@ -657,10 +659,6 @@ fn probe_note(p: &crate::topology::ProbeSettings) -> Option<String> {
         ));
     }
     (!v.is_empty()).then(|| v.join("; "))
-}
-
-async fn heal_all(lab: &Lab, guards: Vec<crate::fault::Guard>) -> Result<()> {
-    crate::fault::heal_all(lab, guards).await
 }
 
 /// Text with the names a plugin picked at random replaced: by the stable names the lab gives
