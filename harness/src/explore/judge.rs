@@ -46,12 +46,14 @@ pub type Alone = Vec<(String, String)>;
 pub fn unnamed(run: &RoundRun, t: &Topology) -> Vec<Fault> {
     run.faults
         .iter()
-        .filter(|f| {
-            let b = f.blamable(t);
-            !run.diagnoses.iter().any(|d| b.allows(&d.culprit))
-        })
+        .filter(|f| !named(run, &f.blamable(t)))
         .cloned()
         .collect()
+}
+
+/// Whether some culprit of the round is one a fault may be blamed as.
+fn named(run: &RoundRun, b: &Blamable) -> bool {
+    run.diagnoses.iter().any(|d| b.allows(&d.culprit))
 }
 
 /// Judges a round; `alone` gives what each unnamed fault breaks by itself.
@@ -72,7 +74,7 @@ pub fn judge(run: &RoundRun, t: &Topology, alone: &dyn Fn(&Fault) -> Option<Alon
         }
     }
     for (i, f) in run.faults.iter().enumerate() {
-        if run.diagnoses.iter().any(|d| blamable[i].allows(&d.culprit)) {
+        if named(run, &blamable[i]) {
             continue;
         }
         let broken_alone = match run.faults.len() {
