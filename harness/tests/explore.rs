@@ -195,3 +195,60 @@ async fn a_recreated_dual_stack_veth_gets_its_ipv6_back() {
     let r = round(&t, &["delete-veth:pod=pod-a"]).await;
     healed_and_right(&r, &t);
 }
+
+/// A pod's eth0 set down takes its IPv6 default route with it; with other IPv6 faults in the
+/// round the heal must still put that route back (the capture of what vanishes had IPv4 routes
+/// only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_routes_a_link_took_down_come_back() {
+    let t = fixture("dual-stack.toml");
+    let faults = [
+        "link-down:host=pod-a,interface=eth0",
+        "disable-ipv6-forward:node=node1",
+        "delete-masquerade6:node=node1",
+    ];
+    healed_and_right(&round(&t, &faults).await, &t);
+}
+
+/// An endpoint pod that lost its planned address is blamed on that address, not on kube-proxy
+/// as a stale endpoint: the fixture says whose address the endpoint is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_pod_without_its_address_is_blamed_on_the_address() {
+    let t = fixture("k8s.toml");
+    for f in ["remove-pod-address:pod=dns", "remove-pod-address:pod=pod-c"] {
+        let r = round(&t, &[f]).await;
+        healed_and_right(&r, &t);
+        assert!(!r.diagnoses.is_empty(), "{f} breaks pairs");
+    }
+}
+
+/// A pod's veth set down on the node side is blamed at the node, in both families (the IPv6
+/// walk blamed the pod's carrier-less eth0 where IPv6 packets arrive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_veth_down_on_the_node_side_is_blamed_there_for_ipv6_too() {
+    let t = fixture("dual-stack.toml");
+    let r = round(&t, &["link-down:host=node1,interface=veth-pod-b"]).await;
+    healed_and_right(&r, &t);
+    assert!(!r.diagnoses.is_empty());
+}
+
+/// A duplicate IPv6 address, an MTU IPv6 cannot run on and strict reverse-path filtering, all
+/// at once: no culprit outside them (node1's NDP entry was blamed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_ipv6_faults_are_not_blamed_on_a_neighbour() {
+    let t = fixture("dual-stack.toml");
+    let faults = [
+        "duplicate-address6:pod=pod-a,of=pod-b",
+        "mtu-below-ipv6-minimum:pod=pod-b",
+        "strict-rp-filter6:node=node1",
+    ];
+    healed_and_right(&round(&t, &faults).await, &t);
+}
+
+/// A pair already stopped by a policy that changes outcome when its client loses a route is
+/// blamed on the route, not on the policy drop that was there before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_pair_is_blamed_on_the_change_not_on_a_policy_before_it() {
+    let t = fixture("k8s.toml");
+    healed_and_right(&round(&t, &["delete-pod-route:pod=dns"]).await, &t);
+}

@@ -688,31 +688,7 @@ pub(super) async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Rest
             .await
             .map_err(|e| nl_error(&h.name, "listing links", e))?;
         let name = |ix: u32| links.iter().find(|l| l.index == ix).map(|l| l.name.clone());
-        let mut routes = Vec::new();
-        for m in netlink::routes_raw(h.handle())
-            .await
-            .map_err(|e| nl_error(&h.name, "listing routes", e))?
-        {
-            let Some(r) = netlink::parse_route(&m) else {
-                continue;
-            };
-            if r.table != 254
-                || r.protocol == "kernel"
-                || r.kind == "local"
-                || r.kind == "broadcast"
-            {
-                continue;
-            }
-            let dev = r.oif.and_then(name).unwrap_or_default();
-            let key = format!(
-                "{} {:?} {dev} {} {}",
-                r.dst,
-                r.gateway,
-                r.kind,
-                r.metric.unwrap_or(0)
-            );
-            routes.push((m, dev, key));
-        }
+        let routes = restorable_routes(h, &name).await?;
         // Both families: a link going down flushes its permanent NDP entries too.
         let v4 = netlink::neighbours(h.handle())
             .await
@@ -751,6 +727,58 @@ pub(super) async fn capture_restorable(lab: &Lab) -> Result<HashMap<String, Rest
                 fdb,
             },
         );
+    }
+    Ok(out)
+}
+
+/// The routes someone added to a host's main table, both families, each with its device's name
+/// and a key to find it again: a link going down takes its IPv4 and IPv6 routes with it.
+async fn restorable_routes(
+    h: &LabHost,
+    name: &impl Fn(u32) -> Option<String>,
+) -> Result<Vec<(RouteMessage, String, String)>> {
+    let mut out = Vec::new();
+    for m in netlink::routes_raw(h.handle())
+        .await
+        .map_err(|e| nl_error(&h.name, "listing routes", e))?
+    {
+        let Some(r) = netlink::parse_route(&m) else {
+            continue;
+        };
+        if r.table != 254 || r.protocol == "kernel" || r.kind == "local" || r.kind == "broadcast" {
+            continue;
+        }
+        let dev = r.oif.and_then(name).unwrap_or_default();
+        let key = format!(
+            "{} {:?} {dev} {} {}",
+            r.dst,
+            r.gateway,
+            r.kind,
+            r.metric.unwrap_or(0)
+        );
+        out.push((m, dev, key));
+    }
+    // The kernel's own IPv6 routes (prefix routes, fe80::/64) come back with their link.
+    for m in crate::nl6::added_routes6(h.handle(), None)
+        .await
+        .map_err(|e| nl_error(&h.name, "listing IPv6 routes", e))?
+    {
+        let Some(r) = crate::nl6::parse_route6(&m) else {
+            continue;
+        };
+        let dev = r.oif.and_then(name).unwrap_or_default();
+        let metric = m.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Priority(p) => Some(*p),
+            _ => None,
+        });
+        let key = format!(
+            "{} {:?} {dev} {} {}",
+            r.dst,
+            r.gateway,
+            r.kind,
+            metric.unwrap_or(0)
+        );
+        out.push((m, dev, key));
     }
     Ok(out)
 }
