@@ -613,6 +613,11 @@ impl<'a> Walker6<'a> {
                     host,
                     format!("arrives on {}, which is {}", l.name, l.oper),
                 ));
+                // Carrier-less because the veth's other end was set down: blame that end.
+                if let Some((peer_host, peer_name)) = self.downed_peer(host, &l).await? {
+                    let why = format!("{peer_host} {peer_name} is down: {host} {} has no carrier, and IPv6 packets arrive there", l.name);
+                    return Ok(Some(culprit(&peer_host, Component::Link, why)));
+                }
                 return Ok(Some(culprit(
                     host,
                     Component::Link,
@@ -1150,6 +1155,15 @@ impl Walker6<'_> {
     /// A link up on this side with no carrier because its veth peer was set down: the peer's
     /// host is to blame (as the IPv4 walk finds it).
     async fn peer_down(&self, host: &str, link: &Link, dst: Ipv6Addr) -> Result<Option<End6>> {
+        let Some((peer_host, peer_name)) = self.downed_peer(host, link).await? else {
+            return Ok(None);
+        };
+        let why = format!("{peer_host} {peer_name} is down: {host} {} has no carrier, and IPv6 packets to {dst} leave by it", link.name);
+        Ok(Some(culprit(&peer_host, Component::Link, why)))
+    }
+
+    /// The veth peer (host, name) of a link that is up on this side, when that peer is set down.
+    async fn downed_peer(&self, host: &str, link: &Link) -> Result<Option<(String, String)>> {
         if !link.admin_up {
             return Ok(None);
         }
@@ -1166,11 +1180,9 @@ impl Walker6<'_> {
         let peer = netlink::link_by_name(&h, peer_name)
             .await
             .map_err(|e| nl_error(peer_host, format!("reading {peer_name}"), e))?;
-        if peer.is_some_and(|p| !p.admin_up) {
-            let why = format!("{peer_host} {peer_name} is down: {host} {} has no carrier, and IPv6 packets to {dst} leave by it", link.name);
-            return Ok(Some(culprit(peer_host, Component::Link, why)));
-        }
-        Ok(None)
+        Ok(peer
+            .is_some_and(|p| !p.admin_up)
+            .then(|| (peer_host.clone(), peer_name.clone())))
     }
 
     /// A lookup that failed because the device the plan routes `dst` by is missing or down
