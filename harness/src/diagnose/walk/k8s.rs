@@ -49,6 +49,13 @@ fn udp_conntrack(
     Ok(out)
 }
 
+/// The pod the fixture gives `ip` to.
+fn planned_pod(t: &crate::topology::Topology, ip: Ipv4Addr) -> Option<String> {
+    t.owner_of(ip)
+        .filter(|h| h.as_pod().is_some())
+        .map(|h| h.name.clone())
+}
+
 /// Whether a UDP socket is bound to `port` in `host` (what `ss -uln` shows).
 fn udp_listening(lab: &Lab, host: &str, port: u16) -> Result<bool> {
     lab.host(host)?
@@ -334,8 +341,15 @@ impl Walker<'_> {
                 .find(|(a, _)| *a == ip)
                 .map(|(_, p)| p.clone())
         };
+        let mut lost = Vec::new();
         for (ip, port) in eps {
-            let owner = holder(*ip);
+            // An endpoint no pod holds now but the fixture gives to one: that pod lost it (its
+            // address or its link); the walk on to it finds which.
+            let live = holder(*ip);
+            let owner = live.clone().or_else(|| planned_pod(&t, *ip));
+            if let Some(pod) = owner.as_ref().filter(|_| live.is_none()) {
+                lost.push((*ip, pod.clone()));
+            }
             let Some(pod) = owner else {
                 hops.push(hop(
                     HopStatus::Fail,
@@ -372,6 +386,7 @@ impl Walker<'_> {
                 format!("kube-proxy sends {addr} to {ip}:{port} ({pod})"),
             ));
         }
+        holders.append(&mut lost);
         Ok(Ok(holders))
     }
 
