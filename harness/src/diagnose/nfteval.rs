@@ -51,6 +51,30 @@ pub struct Pkt {
     pub rpf_oif: Option<Option<String>>,
 }
 
+impl Pkt {
+    /// The first packet of a new IPv4 flow as its sender's output hook sees it.
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, proto: Proto, dport: Option<u16>) -> Pkt {
+        Pkt {
+            src,
+            dst,
+            proto,
+            sport: None,
+            dport,
+            icmp_type: (proto == Proto::Icmp).then_some(8),
+            icmp_code: None,
+            iif: None,
+            oif: None,
+            ct_new: true,
+            len: 64,
+            mark: Default::default(),
+            dst_local: None,
+            arp_op: None,
+            v6: None,
+            rpf_oif: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Nat {
     Masquerade,

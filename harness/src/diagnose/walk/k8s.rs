@@ -107,6 +107,9 @@ impl Walker<'_> {
                 Err(cul) => return Ok(done(hops, cul)),
             }
         }
+        if let Err(cul) = self.client_route_stage(&c, proto, &mut hops).await? {
+            return Ok(done(hops, cul));
+        }
         let eps = match self.translation_stage(&c, &mut hops).await? {
             Ok(eps) => eps,
             Err(cul) => return Ok(done(hops, cul)),
@@ -209,6 +212,30 @@ impl Walker<'_> {
             format!("the DNS server listens on udp port {}", d.port),
         ));
         Ok(Ok(d.port))
+    }
+
+    /// The client must have a route to the address it sends to (the ClusterIP, the node, the
+    /// load balancer) before anything translates it: a pod without its default route cannot
+    /// send to a Service at all, however reachable the endpoint's own address is from it.
+    async fn client_route_stage(
+        &mut self,
+        c: &SvcCtx<'_>,
+        proto: Proto,
+        hops: &mut Vec<Hop>,
+    ) -> Result<std::result::Result<(), Culprit>> {
+        let t = self.lab.topology().clone();
+        let (dst, port) = c.front.unwrap_or((c.svc.cluster_ip, c.svc.port));
+        let src = t.host(c.from).map(|h| h.address());
+        let Some(src) = src else { return Ok(Ok(())) };
+        let h = self.lab.host(c.from)?.handle().clone();
+        let Err(e) = netlink::route_get(&h, dst, None, None).await else {
+            return Ok(Ok(()));
+        };
+        let pkt = Pkt::new(src, dst, proto, Some(port));
+        let cul = self
+            .unroutable(c.from, &pkt, None, None, &e, "", hops)
+            .await?;
+        Ok(Err(cul))
     }
 
     /// kube-proxy's live table on the node that translates: the endpoints it DNATs to.
