@@ -1054,6 +1054,12 @@ impl<'a> Walker6<'a> {
                     return Ok(Err(self.dad_culprit(&m, nh).await?));
                 }
                 None => {
+                    // The entry names the host the lab gives the address to: the entry is right,
+                    // and that host lost the address (whoever holds it now).
+                    let t = self.lab.topology();
+                    if t.owner_of6(nh).is_some_and(|o| o.name == m) {
+                        return Ok(Err(self.missing(&m, nh, hops).await?));
+                    }
                     if self.holder(nh).await?.is_some() {
                         hops.push(hop(
                             HopStatus::Fail,
