@@ -252,3 +252,39 @@ async fn a_changed_pair_is_blamed_on_the_change_not_on_a_policy_before_it() {
     let t = fixture("k8s.toml");
     healed_and_right(&round(&t, &["delete-pod-route:pod=dns"]).await, &t);
 }
+
+/// A route via the host's own address is refused by the kernel: the fault does not apply, and
+/// the route it would replace is still there (it was deleted first and never put back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_via_the_hosts_own_address_does_not_apply_and_leaves_the_route() {
+    let t = fixture("dual-stack.toml");
+    for f in [
+        "route-via6:host=node1,to=fd00:10:244:1::/64,via=2001:db8::1",
+        "route-via:host=node1,to=10.244.1.0/24,via=203.0.113.1",
+    ] {
+        let mut lab = common::up(&t).await;
+        let r = run_round(&mut lab, &t, &[Fault::parse_spec(f).unwrap()]).await;
+        assert!(
+            matches!(&r.ran, Ran::NotInjected(m) if m.contains("own address")),
+            "{f}: {:?}",
+            r.ran
+        );
+        // The next round on the same lab starts healthy.
+        let next = run_round(&mut lab, &t, &[]).await;
+        assert_eq!(next.ran, Ran::Whole, "{f}");
+    }
+}
+
+/// An MTU below IPv6's minimum drops the pod's IPv6 addresses; another fault raising the MTU
+/// again does not bring them back: the missing address is what the walk sees, and may blame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_address_lost_to_a_small_mtu_is_blamed_on_the_address() {
+    let t = fixture("dual-stack.toml");
+    let faults = [
+        "mtu-below-ipv6-minimum:pod=pod-b",
+        "pod-mtu:node=node1,mtu=1500",
+    ];
+    let r = round(&t, &faults).await;
+    healed_and_right(&r, &t);
+    assert!(!r.diagnoses.is_empty());
+}

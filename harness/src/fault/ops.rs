@@ -85,6 +85,31 @@ pub(super) async fn readd_routes(h: &LabHost, routes: Vec<RouteMessage>) -> Resu
     })
 }
 
+/// Replaces `old` routes of a host by the one `add` puts in, all or nothing: when the kernel
+/// refuses the new route the old ones go back before the error is returned (else the host would
+/// be left without them, and no heal knows). Returns the undo that puts the old ones back.
+pub(super) async fn swap_routes(
+    h: &LabHost,
+    old: Vec<RouteMessage>,
+    what: &str,
+    add: impl std::future::Future<Output = std::result::Result<(), rtnetlink::Error>>,
+) -> Result<Undo> {
+    let undo = readd_routes(h, old.clone()).await?;
+    for m in &old {
+        netlink::del_route_msg(h.handle(), m.clone())
+            .await
+            .map_err(|e| nl_error(&h.name, format!("deleting the route {what} replaces"), e))?;
+    }
+    if let Err(e) = add.await {
+        for m in old {
+            // Best effort: the error that matters is the one being returned.
+            let _ = netlink::readd_route(h.handle(), m).await;
+        }
+        return Err(nl_error(&h.name, format!("adding {what}"), e));
+    }
+    Ok(undo)
+}
+
 pub(super) async fn link_admin(lab: &Lab, host: &str, ifname: &str, up: bool) -> Result<Vec<Undo>> {
     let h = lab.host(host)?;
     let l = live_link(h, ifname).await?;
@@ -199,6 +224,21 @@ pub(super) async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessa
             })
         })
         .collect())
+}
+
+/// Whether the host holds `ip` itself.
+pub(super) async fn holds(h: &LabHost, ip: Ipv4Addr) -> Result<bool> {
+    let addrs = netlink::addresses(h.handle())
+        .await
+        .map_err(|e| nl_error(&h.name, "listing addresses", e))?;
+    Ok(addrs.iter().any(|a| a.net.addr() == ip))
+}
+
+/// A route via the host's own address: the kernel refuses it (EINVAL), so the fault cannot be.
+pub(super) fn own_gateway(host: &str, via: &str) -> Error {
+    Error::NotApplicable(format!(
+        "{via} is {host}'s own address: a route cannot go via it"
+    ))
 }
 
 /// The interface whose connected network holds `ip`.

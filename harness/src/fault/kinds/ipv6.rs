@@ -10,6 +10,7 @@ use super::super::kind::{Breakage, Kind, NODE, POD};
 use super::super::ops::*;
 use super::super::undo::Undo;
 use crate::error::{nl_error, Error, Result};
+use crate::diagnose::Component;
 use crate::lab::Lab;
 use crate::nl6;
 
@@ -183,6 +184,9 @@ impl Breakage for MtuBelowIpv6Minimum {
         component: "mtu",
         example: "mtu-below-ipv6-minimum:pod=pod-a",
     };
+    /// The kernel drops the addresses for good: another fault that raises the MTU again (a
+    /// pod-side MTU change) leaves the pod without its IPv6 address, rightly blamed on it.
+    const ALSO_BLAMED_AS: &'static [Component] = &[Component::Address];
 
     fn check(&self, c: &Checker) -> std::result::Result<(), ParamError> {
         c.role("pod", &self.pod, "pod")?;
@@ -327,6 +331,9 @@ impl Breakage for RouteVia6 {
         let addrs = nl6::addresses6(h.handle())
             .await
             .map_err(|e| nl_error(host, "listing IPv6 addresses", e))?;
+        if addrs.iter().any(|a| a.net.addr() == via) {
+            return Err(own_gateway(host, &via.to_string()));
+        }
         let on = addrs
             .iter()
             .find(|a| {
@@ -344,16 +351,10 @@ impl Breakage for RouteVia6 {
             .into_iter()
             .filter(|m| nl6::parse_route6(m).is_some_and(|r| r.dst == to))
             .collect();
-        for m in &old {
-            crate::nl::del_route_msg(h.handle(), m.clone())
-                .await
-                .map_err(|e| nl_error(host, format!("deleting the route to {to}"), e))?;
-        }
-        nl6::add_route6(h.handle(), to, Some(via), on.index, false)
-            .await
-            .map_err(|e| nl_error(host, format!("adding {to} via {via}"), e))?;
+        let what = format!("{to} via {via}");
+        let add = nl6::add_route6(h.handle(), to, Some(via), on.index, false);
         Ok(vec![
-            super::super::ops::readd_routes(h, old).await?,
+            swap_routes(h, old, &what, add).await?,
             Undo::DeleteRoute6 {
                 host: host.clone(),
                 dst: to,

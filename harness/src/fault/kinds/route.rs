@@ -73,23 +73,20 @@ impl Breakage for RouteVia {
         let to: Ipv4Net = to.parse::<Ipv4Net>().expect("checked").trunc();
         let via: Ipv4Addr = via.parse().expect("checked");
         let h = lab.host(host)?;
+        if holds(h, via).await? {
+            return Err(own_gateway(host, &via.to_string()));
+        }
         let dev = iface_reaching(h, via).await?.ok_or_else(|| {
             Error::NotApplicable(format!(
                 "no interface of {host} is on the same network as {via}"
             ))
         })?;
         let old = routes_to(h, to).await?;
-        for m in &old {
-            netlink::del_route_msg(h.handle(), m.clone())
-                .await
-                .map_err(|e| nl_error(host, format!("deleting the route to {to}"), e))?;
-        }
         let ix = h.index(&dev).await?;
-        netlink::add_route(h.handle(), to, Some(via), ix)
-            .await
-            .map_err(|e| nl_error(host, format!("adding {to} via {via}"), e))?;
+        let what = format!("{to} via {via}");
+        let add = netlink::add_route(h.handle(), to, Some(via), ix);
         Ok(vec![
-            super::super::ops::readd_routes(h, old).await?,
+            swap_routes(h, old, &what, add).await?,
             Undo::DeleteRoute {
                 host: host.clone(),
                 dst: to,
