@@ -288,3 +288,13 @@ async fn an_ipv6_address_lost_to_a_small_mtu_is_blamed_on_the_address() {
     healed_and_right(&r, &t);
     assert!(!r.diagnoses.is_empty());
 }
+
+/// A client pod without its address cannot send to a Service: blamed on the address (its route
+/// went with it), as a walk from a sender asks first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_client_without_its_address_is_blamed_on_the_address() {
+    let t = fixture("k8s.toml");
+    let r = round(&t, &["remove-pod-address:pod=pod-a"]).await;
+    healed_and_right(&r, &t);
+    assert!(r.diagnoses.iter().any(|d| d.to.starts_with("svc/")));
+}

@@ -232,6 +232,10 @@ impl Walker<'_> {
             return Ok(Ok(()));
         };
         let pkt = Pkt::new(src, dst, proto, Some(port));
+        // Its address gone, its routes went with it: as the walk from a sender asks first.
+        if !self.has_address(c.from, src).await? {
+            return Ok(Err(self.source_missing(c.from, &pkt, "", hops).await?));
+        }
         let cul = self
             .unroutable(c.from, &pkt, None, None, &e, "", hops)
             .await?;

@@ -9,8 +9,8 @@ use super::super::check::{perr, Checker, ParamError};
 use super::super::kind::{Breakage, Kind, NODE, POD};
 use super::super::ops::*;
 use super::super::undo::Undo;
-use crate::error::{nl_error, Error, Result};
 use crate::diagnose::Component;
+use crate::error::{nl_error, Error, Result};
 use crate::lab::Lab;
 use crate::nl6;
 
