@@ -298,3 +298,25 @@ async fn a_service_client_without_its_address_is_blamed_on_the_address() {
     healed_and_right(&r, &t);
     assert!(r.diagnoses.iter().any(|d| d.to.starts_with("svc/")));
 }
+
+/// A route the lab's plan does not have makes pods reachable from outside: the pairs that
+/// became reachable are blamed on that route (they were unexplained, and the fault missed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_reachable_by_an_unplanned_route_is_blamed_on_it() {
+    let t = fixture("dual-stack.toml");
+    for f in [
+        "route-via:host=ext,to=10.244.1.0/24,via=203.0.113.1",
+        "route-via6:host=ext,to=fd00:10:244:1::2/128,via=2001:db8::1",
+    ] {
+        let r = round(&t, &[f]).await;
+        healed_and_right(&r, &t);
+        assert!(!r.diagnoses.is_empty(), "{f} changes pairs");
+        for d in &r.diagnoses {
+            assert_eq!(
+                (d.culprit.host.as_str(), d.culprit.component.as_str()),
+                ("ext", "route"),
+                "{f}: {d:?}"
+            );
+        }
+    }
+}

@@ -468,8 +468,13 @@ impl<'a> Walker<'a> {
         let culprit = match end {
             End::Broken(c) => self.blame_divergence(c, &flow, &mut forward),
             End::Arrived => {
-                self.reply_culprit(from, to, &pkt, src, &mut flow, &mut forward, &mut reply)
-                    .await?
+                let c = self
+                    .reply_culprit(from, to, &pkt, src, &mut flow, &mut forward, &mut reply)
+                    .await?;
+                match outcome {
+                    Outcome::Reachable => self.reached_off_plan(c, &flow, &mut forward, from, to),
+                    _ => c,
+                }
             }
         };
         Ok(Diagnosis {

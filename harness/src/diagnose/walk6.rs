@@ -103,8 +103,41 @@ impl Walker6<'_> {
                 .untranslated(from, src, seen, &d.forward)
                 .await
                 .unwrap_or(c);
+        } else if outcome == Outcome::Reachable {
+            if let Some(c) = self.unplanned_route(&d.forward, dst, from, to) {
+                d.culprit = c;
+            }
         }
         Ok(d)
+    }
+
+    /// A pair reachable where the lab does not intend it (the case loop explains pairs whose
+    /// outcome changed): the first host on the way that routes `dst` though its plan has no
+    /// route for it.
+    fn unplanned_route(
+        &self,
+        hops: &[Hop],
+        dst: Ipv6Addr,
+        from: &str,
+        to: &str,
+    ) -> Option<Culprit> {
+        let (lab, t) = (self.lab, self.lab.topology());
+        if t.cni.is_some() {
+            return None;
+        }
+        let host = hops.iter().map(|h| &h.host).find(|h| {
+            t.owner_of6(dst).is_none_or(|o| o.name != **h)
+                && lab
+                    .plan()
+                    .host(h)
+                    .filter(|p| !p.ifaces.is_empty())
+                    .is_some_and(|p| p.v6.route_for(dst).is_none())
+        })?;
+        Some(Culprit {
+            host: host.clone(),
+            component: Component::Route,
+            summary: format!("{host} routes {dst}, which the lab's plan gives it no IPv6 route for: {from} reaches {to}, which the lab does not intend"),
+        })
     }
 
     /// Explains a reachable IPv6 probe whose server saw another source than the plan intends: the

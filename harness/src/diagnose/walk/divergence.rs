@@ -63,6 +63,36 @@ impl<'a> Walker<'a> {
         })
     }
 
+    /// A pair reachable where the lab does not intend it (the case loop explains pairs whose
+    /// outcome changed): a route the plan does not have at all, that the packet took, is why.
+    /// Anything else stays as the walk found it.
+    pub(super) fn reached_off_plan(
+        &self,
+        c: Culprit,
+        flow: &Flow,
+        hops: &mut [Hop],
+        from: &str,
+        to: &str,
+    ) -> Culprit {
+        let Some(d) = flow.diverged.as_ref().filter(|d| d.planned_dev.is_none()) else {
+            return c;
+        };
+        if c.component != Component::Unexplained {
+            return c;
+        }
+        if let Some(h) = hops.get_mut(d.at) {
+            h.status = HopStatus::Fail;
+        }
+        culprit(
+            &d.host,
+            Component::Route,
+            format!(
+                "{} routes {} {}, a route the lab's plan does not have: {from} reaches {to}, which the lab does not intend",
+                d.host, d.dst, d.live
+            ),
+        )
+    }
+
     /// A broken walk still off the plan's path: the route that left it is the culprit,
     /// whatever later hop the packet died at.
     pub(super) fn blame_divergence(&self, c: Culprit, flow: &Flow, hops: &mut [Hop]) -> Culprit {
