@@ -421,27 +421,11 @@ impl<'a> Walker<'a> {
             true => self.route_mtu(from, dst).await?,
             false => None,
         };
-        let pkt = Pkt {
-            src,
-            dst,
-            proto,
-            sport: None,
-            dport: port,
-            icmp_type: (proto == Proto::Icmp).then_some(8),
-            icmp_code: None,
-            iif: None,
-            oif: None,
-            ct_new: true,
-            len: if proto == Proto::Tcp {
-                SMALL
-            } else {
-                full.or(size).unwrap_or(SMALL)
-            },
-            mark: Default::default(),
-            dst_local: None,
-            rpf_oif: None,
-            arp_op: None,
-            v6: None,
+        let mut pkt = Pkt::new(src, dst, proto, port);
+        pkt.len = if proto == Proto::Tcp {
+            SMALL
+        } else {
+            full.or(size).unwrap_or(SMALL)
         };
         let mut forward = Vec::new();
         let mut flow = Flow::default();

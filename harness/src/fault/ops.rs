@@ -226,15 +226,8 @@ pub(super) async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessa
         .collect())
 }
 
-/// Whether the host holds `ip` itself.
-pub(super) async fn holds(h: &LabHost, ip: Ipv4Addr) -> Result<bool> {
-    let addrs = netlink::addresses(h.handle())
-        .await
-        .map_err(|e| nl_error(&h.name, "listing addresses", e))?;
-    Ok(addrs.iter().any(|a| a.net.addr() == ip))
-}
-
-/// A route via the host's own address: the kernel refuses it (EINVAL), so the fault cannot be.
+/// An IPv6 route via the host's own address: the kernel refuses it (EINVAL), so the fault cannot
+/// be (IPv4 takes it).
 pub(super) fn own_gateway(host: &str, via: &str) -> Error {
     Error::NotApplicable(format!(
         "{via} is {host}'s own address: a route cannot go via it"

@@ -73,9 +73,6 @@ impl Breakage for RouteVia {
         let to: Ipv4Net = to.parse::<Ipv4Net>().expect("checked").trunc();
         let via: Ipv4Addr = via.parse().expect("checked");
         let h = lab.host(host)?;
-        if holds(h, via).await? {
-            return Err(own_gateway(host, &via.to_string()));
-        }
         let dev = iface_reaching(h, via).await?.ok_or_else(|| {
             Error::NotApplicable(format!(
                 "no interface of {host} is on the same network as {via}"
