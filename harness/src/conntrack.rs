@@ -12,9 +12,12 @@ const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
+/// CTA_IP_V4_SRC, CTA_IP_V6_SRC; the DST of each follows it.
 const CTA_IP_V4_SRC: u16 = 1;
 const CTA_IP_V6_SRC: u16 = 3;
 const CTA_PROTO_NUM: u16 = 1;
+/// CTA_PROTO_SRC_PORT; CTA_PROTO_DST_PORT follows it (as each address's DST follows its SRC).
+const CTA_PROTO_SRC_PORT: u16 = 2;
 /// The type bits of an attribute (NLA_F_NESTED and NLA_F_NET_BYTEORDER masked off).
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -30,17 +33,42 @@ pub fn flush() -> io::Result<()> {
 /// `endpoints` (their translation leads there), as kube-proxy does for an endpoint that went
 /// (`conntrack -D -p udp --reply-src IP`); how many.
 pub fn delete_udp_to(endpoints: &[IpAddr]) -> io::Result<usize> {
+    delete_udp_where(|f| endpoints.contains(&f.to.0))
+}
+
+/// A UDP flow as conntrack keeps it: where its first packet was sent, and where its translation
+/// sends it (the reply's source), each as address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpFlow {
+    pub dst: (IpAddr, u16),
+    pub to: (IpAddr, u16),
+}
+
+/// Deletes the UDP entries of the calling thread's namespace that `stale` picks; how many.
+pub fn delete_udp_where(stale: impl Fn(&UdpFlow) -> bool) -> io::Result<usize> {
     let sock = socket()?;
     send(&sock, request(CT_GET, libc::AF_UNSPEC as u8, &[]))?;
     let mut doomed = Vec::new();
     for (family, attrs) in dump(&sock)? {
-        let orig = find(&attrs, CTA_TUPLE_ORIG);
-        let reply_src = find(&attrs, CTA_TUPLE_REPLY).and_then(|t| tuple_src(&t[4..]));
-        let udp = orig.and_then(|t| tuple_proto(&t[4..])) == Some(libc::IPPROTO_UDP as u8);
-        if let (Some(orig), Some(src), true) = (orig, reply_src, udp) {
-            if endpoints.contains(&src) {
-                doomed.push((family, orig.to_vec()));
-            }
+        let Some(orig) = find(&attrs, CTA_TUPLE_ORIG) else {
+            continue;
+        };
+        let reply = find(&attrs, CTA_TUPLE_REPLY).map(|t| &t[4..]);
+        if tuple_proto(&orig[4..]) != Some(libc::IPPROTO_UDP as u8) {
+            continue;
+        }
+        let flow = (|| {
+            let reply = reply?;
+            Some(UdpFlow {
+                dst: (
+                    tuple_addr(&orig[4..], false)?,
+                    tuple_port(&orig[4..], false)?,
+                ),
+                to: (tuple_addr(reply, true)?, tuple_port(reply, true)?),
+            })
+        })();
+        if flow.is_some_and(|f| stale(&f)) {
+            doomed.push((family, orig.to_vec()));
         }
     }
     for (family, orig) in &doomed {
@@ -173,14 +201,30 @@ fn find(attrs: &[u8], kind: u16) -> Option<&[u8]> {
     None
 }
 
-/// A tuple's source address (its nested attributes given).
-fn tuple_src(tuple: &[u8]) -> Option<IpAddr> {
+/// A tuple's source or destination address (its nested attributes given).
+fn tuple_addr(tuple: &[u8], src: bool) -> Option<IpAddr> {
     let ip = &find(tuple, CTA_TUPLE_IP)?[4..];
-    if let Some(a) = find(ip, CTA_IP_V4_SRC).filter(|a| a.len() >= 8) {
+    let (v4, v6) = match src {
+        true => (CTA_IP_V4_SRC, CTA_IP_V6_SRC),
+        false => (CTA_IP_V4_SRC + 1, CTA_IP_V6_SRC + 1),
+    };
+    if let Some(a) = find(ip, v4).filter(|a| a.len() >= 8) {
         return Some(IpAddr::from(<[u8; 4]>::try_from(&a[4..8]).ok()?));
     }
-    let a = find(ip, CTA_IP_V6_SRC).filter(|a| a.len() >= 20)?;
+    let a = find(ip, v6).filter(|a| a.len() >= 20)?;
     Some(IpAddr::from(<[u8; 16]>::try_from(&a[4..20]).ok()?))
+}
+
+/// A tuple's source or destination port (network order on the wire).
+fn tuple_port(tuple: &[u8], src: bool) -> Option<u16> {
+    let p = &find(tuple, CTA_TUPLE_PROTO)?[4..];
+    let kind = if src {
+        CTA_PROTO_SRC_PORT
+    } else {
+        CTA_PROTO_SRC_PORT + 1
+    };
+    let a = find(p, kind).filter(|a| a.len() >= 6)?;
+    Some(u16::from_be_bytes([a[4], a[5]]))
 }
 
 /// A tuple's transport protocol number.

@@ -1271,11 +1271,8 @@ fn tbf_rate(opts: &[netlink_packet_route::tc::TcOption]) -> Option<u64> {
     None
 }
 
-/// The root qdisc of a link: its kind, and for tbf its rate in bits per second.
-pub async fn root_qdisc(
-    h: &Handle,
-    index: u32,
-) -> Result<Option<(String, Option<u64>)>, rtnetlink::Error> {
+/// The root qdisc of a link (its kind, for tbf its rate, its drops).
+pub async fn root_qdisc(h: &Handle, index: u32) -> Result<Option<Qdisc>, rtnetlink::Error> {
     let msgs: Vec<_> = h
         .clone()
         .qdisc()
@@ -1287,8 +1284,7 @@ pub async fn root_qdisc(
     Ok(msgs
         .iter()
         .filter_map(qdisc_of)
-        .find(|q| q.index == index && q.parent == "root")
-        .map(|q| (q.kind, q.rate)))
+        .find(|q| q.index == index && q.parent == "root"))
 }
 
 /// Adds (or replaces) permanent IPv4 neighbour entries `(ifindex, address, MAC)` in the calling

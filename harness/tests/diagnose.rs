@@ -187,3 +187,36 @@ async fn rejects_are_decided_and_a_tcp_reset_spares_other_protocols() {
         );
     }
 }
+
+/// A shaper a single probe passes in time, that dropped packets of a burst: where every other
+/// hop passes it is the culprit, saying how many it dropped; before it dropped any, nothing is
+/// (which of a round's parallel probes a slow shaper drops varies, so this is how a broken pair
+/// behind one is explained).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shaper_that_dropped_a_burst_is_blamed_where_nothing_else_is() {
+    use netfault::{Outcome, Proto};
+    let lab = common::up(&fixture("single-node.toml")).await;
+    let f = Fault::parse_spec("bandwidth:host=node1,interface=cni0,rate=1mbit").unwrap();
+    let g = f.inject(&lab).await.unwrap();
+    let ask =
+        || netfault::diagnose::explain(&lab, "node1", "pod-a", Proto::Icmp, Outcome::Timeout, None);
+    let before = ask().await.unwrap();
+    assert_eq!(before.culprit.component, Component::Unexplained, "{before}");
+    // 2,000 datagrams of 1,400 bytes at once: far more than a 1 Mbit/s shaper queues.
+    let burst = || -> std::io::Result<()> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        for _ in 0..2000 {
+            let _ = s.send_to(&[0u8; 1400], "10.244.1.2:9");
+        }
+        Ok(())
+    };
+    lab.host("node1").unwrap().ns.run(burst).unwrap().unwrap();
+    let after = ask().await.unwrap();
+    assert_eq!(
+        (after.culprit.host.as_str(), after.culprit.component),
+        ("node1", Component::Link),
+        "{after}"
+    );
+    assert!(after.culprit.summary.contains("dropped"), "{after}");
+    g.heal(&lab).await.unwrap();
+}

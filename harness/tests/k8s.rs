@@ -1094,3 +1094,41 @@ fn proxy_mode_errors_are_located() {
         netfault::topology::k8s::ProxyMode::Iptables
     );
 }
+
+/// UDP flows sent while a Service's endpoints pointed at a wrong port keep that translation in
+/// conntrack (a probe reuses its source port, so the next run would go to the wrong port
+/// again): the heal deletes the UDP entries to a Service whose translation leads to no endpoint
+/// it has, as kube-proxy does when a Service's endpoints change.
+#[tokio::test]
+async fn healing_an_endpoint_change_forgets_udp_flows_to_the_old_endpoints() {
+    use netfault::fault::Fault;
+    let t = fixture("k8s.toml");
+    let lab = common::up(&t).await;
+    let g = Fault::parse_spec("wrong-endpoint-port:service=echo,port=7")
+        .unwrap()
+        .inject(&lab)
+        .await
+        .unwrap();
+    netfault::probe::matrix(&lab).await.unwrap();
+    // An entry to the Service translated to port 7: "dst=CLUSTER-IP ... sport=7" (its reply).
+    let svc = format!("dst={} ", t.k8s.service("echo").unwrap().cluster_ip);
+    let to_port_7 = |lab: &netfault::Lab| {
+        let read = || std::fs::read_to_string("/proc/thread-self/net/nf_conntrack");
+        let text = lab.host("node1").unwrap().ns.run(read).unwrap().unwrap();
+        text.lines()
+            .filter(|l| l.contains(" udp ") && l.contains(&svc) && l.contains("sport=7 "))
+            .count()
+    };
+    assert!(
+        to_port_7(&lab) > 0,
+        "the faulted run made no entry to port 7"
+    );
+    g.heal(&lab).await.unwrap();
+    assert_eq!(to_port_7(&lab), 0);
+    let healed = netfault::probe::matrix(&lab).await.unwrap();
+    assert!(
+        healed.mismatches().is_empty(),
+        "{:?}",
+        healed.render_mismatches()
+    );
+}

@@ -252,6 +252,8 @@ pub fn attach_round(lab: &Lab, ds: &mut [Diagnosis], m: &crate::matrix::Matrix, 
 /// Attaches what a recorded round shows to each diagnosis it concerns, and reconciles: evidence
 /// can name a culprit the walk could not, or contradict it.
 fn attach_recorded(lab: &Lab, ds: &mut [Diagnosis], r: &Recording) {
+    let t = lab.topology();
+    let lab_addr = |a: Ipv4Addr| t.owner_of(a).is_some();
     for d in ds.iter_mut() {
         let addrs = pair_addresses(lab, &d.from, &d.to);
         let (src, dst) = (addrs.map(|a| a.0), addrs.map(|a| a.1));
@@ -263,7 +265,7 @@ fn attach_recorded(lab: &Lab, ds: &mut [Diagnosis], r: &Recording) {
             .collect();
         let mut ev = counter_evidence(r, &on_path);
         for tr in &r.traces {
-            if belongs(tr, src, dst, &on_path, &r.failed) {
+            if belongs(tr, (src, dst), &on_path, &r.failed, &lab_addr) {
                 let e = Evidence {
                     host: tr.host.clone(),
                     kind: "nft-trace".into(),
@@ -295,20 +297,23 @@ fn attach_recorded(lab: &Lab, ds: &mut [Diagnosis], r: &Recording) {
 /// Whether a traced drop is of the pair `src` → `dst` whose path crosses `on_path`: its addresses
 /// are the pair's (either way), or — a packet translated on the way shares one address with its
 /// pair — one of them is, on a host of the path, and they are not exactly another failed
-/// probe's (`failed`), whose it then is.
+/// probe's (`failed`), whose it then is. A reply goes back to the source or to the address a
+/// host translated it to (`lab_addr`): a packet from the pair's destination to anything else (a
+/// Service address it queries itself) is its own.
 fn belongs(
     tr: &TracedDrop,
-    src: Option<Ipv4Addr>,
-    dst: Option<Ipv4Addr>,
+    (src, dst): (Option<Ipv4Addr>, Option<Ipv4Addr>),
     on_path: &BTreeSet<&str>,
     failed: &BTreeSet<(Ipv4Addr, Ipv4Addr)>,
+    lab_addr: &dyn Fn(Ipv4Addr) -> bool,
 ) -> bool {
     let (s, d) = (Some(tr.saddr), Some(tr.daddr));
     if (s == src && d == dst) || (s == dst && d == src) {
         return true;
     }
     let owned = failed.contains(&(tr.saddr, tr.daddr)) || failed.contains(&(tr.daddr, tr.saddr));
-    !owned && on_path.contains(tr.host.as_str()) && (s == src || d == dst || s == dst)
+    let reply = s == dst && lab_addr(tr.daddr);
+    !owned && on_path.contains(tr.host.as_str()) && (s == src || d == dst || reply)
 }
 
 /// The error counters that moved on the hosts of a diagnosis's path.
@@ -681,23 +686,30 @@ mod tests {
         let (pod_a, pod_b, ext) = (ip("10.244.1.2"), ip("10.244.1.3"), ip("203.0.113.10"));
         let path: BTreeSet<&str> = ["pod-a", "node1", "ext"].into();
         let failed: BTreeSet<(Ipv4Addr, Ipv4Addr)> = [(pod_a, ext), (pod_a, pod_b)].into();
-        let pod_a_ext = |tr: &TracedDrop| belongs(tr, Some(pod_a), Some(ext), &path, &failed);
+        let node1 = ip("203.0.113.1");
+        let lab_addr = |a: Ipv4Addr| [pod_a, pod_b, ext, node1].contains(&a);
+        let pair = (Some(pod_a), Some(ext));
+        let pod_a_ext = |tr: &TracedDrop| belongs(tr, pair, &path, &failed, &lab_addr);
         // Its own packet, and its reply.
         assert!(pod_a_ext(&drop("node1", "10.244.1.2", "203.0.113.10")));
         assert!(pod_a_ext(&drop("node1", "203.0.113.10", "10.244.1.2")));
         // Masqueraded on the way (node1's address to ext), on the path.
         assert!(pod_a_ext(&drop("ext", "203.0.113.1", "203.0.113.10")));
         assert!(!pod_a_ext(&drop("node2", "203.0.113.1", "203.0.113.10")));
+        // A reply from ext to node1's address (masqueraded) is; ext's own query to a Service
+        // address (no host's) is not.
+        assert!(pod_a_ext(&drop("node1", "203.0.113.10", "203.0.113.1")));
+        assert!(!pod_a_ext(&drop("node1", "203.0.113.10", "10.96.0.30")));
         // Another broken pair's packet shares pod-a's address: it is that pair's.
         assert!(!pod_a_ext(&drop("node1", "10.244.1.2", "10.244.1.3")));
         // Unless that pair reached: then it can only be a translated packet of this one.
         let reached = BTreeSet::from([(pod_a, ext)]);
         assert!(belongs(
             &drop("node1", "10.244.1.2", "10.244.1.3"),
-            Some(pod_a),
-            Some(ext),
+            pair,
             &path,
-            &reached
+            &reached,
+            &lab_addr
         ));
     }
 

@@ -192,6 +192,12 @@ struct Walker<'a> {
     entry_mark: u32,
     /// The source translation the last forward walk applied: (host, original, translated).
     last_snat: Option<(String, Ipv4Addr, Ipv4Addr)>,
+    /// Where the last forward walk left a node's uplink untranslated: (node, uplink, pod
+    /// source, hop index).
+    last_untranslated: Option<(String, String, Ipv4Addr, usize)>,
+    /// Shapers the walk passed that a single packet gets through in time but that have dropped
+    /// packets (host, what): a burst of the round's parallel probes overflows a slow one.
+    dropping_shapers: Vec<(String, String)>,
 }
 
 /// Where a walk stopped.
@@ -275,6 +281,8 @@ impl<'a> Walker<'a> {
             entry: None,
             entry_mark: 0,
             last_snat: None,
+            last_untranslated: None,
+            dropping_shapers: Vec::new(),
         }
     }
 
@@ -429,6 +437,7 @@ impl<'a> Walker<'a> {
         };
         let mut forward = Vec::new();
         let mut flow = Flow::default();
+        self.dropping_shapers.clear();
         pkt.mark.set(std::mem::take(&mut self.entry_mark));
         let (start, start_iif) = match &entry {
             Some((h, ifname, _)) => {
@@ -448,6 +457,7 @@ impl<'a> Walker<'a> {
             )
             .await?;
         self.last_snat = flow.snat.clone();
+        self.last_untranslated = flow.untranslated.clone();
         let mut reply = Vec::new();
         let culprit = match end {
             End::Broken(c) => self.blame_divergence(c, &flow, &mut forward),
@@ -529,6 +539,10 @@ impl<'a> Walker<'a> {
         }
         Ok(match end {
                 End::Broken(c) => self.blame_untranslated(c, flow, forward),
+                End::Arrived if flow.uncertain.is_empty() && self.dropping_shapers.len() == 1 => {
+                    let (h, what) = &self.dropping_shapers[0];
+                    culprit(h, Component::Link, format!("every other hop passes in both directions; {what}: a burst of the probes overflows its queue (which of them it drops varies)"))
+                }
                 End::Arrived => match flow.uncertain.first() {
                     Some((h, at, rule)) => culprit(
                         h,

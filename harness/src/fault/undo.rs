@@ -42,11 +42,12 @@ pub enum Undo {
     /// Run an nft script that removes what the fault added (a table, a chain, a policy).
     NftScript { host: String, script: String },
     /// Render the lab's own Kubernetes layer again on a node (kube-proxy's rules in either
-    /// mode, the policies'), as kube-proxy re-syncs; then forget untranslated flows as below.
+    /// mode, the policies'), as kube-proxy re-syncs; then forget stale UDP flows as below.
     K8sTables { host: String },
-    /// Delete the node's UDP conntrack entries to Service addresses that met no translation
-    /// while kube-proxy's rules were missing (see `Lab::forget_untranslated_udp`).
-    ForgetUntranslatedUdp { host: String },
+    /// Delete the node's UDP conntrack entries to a Service that lead to no endpoint it has
+    /// (met no translation while kube-proxy's rules were missing, or went to an old endpoint;
+    /// see `Lab::forget_stale_udp`).
+    ForgetStaleUdp { host: String },
     Address {
         host: String,
         ifname: String,
@@ -229,11 +230,9 @@ impl Undo {
             }
             Undo::K8sTables { host } => {
                 lab.apply_k8s_tables(&host, &lab.topology().k8s).await?;
-                lab.forget_untranslated_udp(&host).await.map(|_| ())
+                lab.forget_stale_udp(&host).await.map(|_| ())
             }
-            Undo::ForgetUntranslatedUdp { host } => {
-                lab.forget_untranslated_udp(&host).await.map(|_| ())
-            }
+            Undo::ForgetStaleUdp { host } => lab.forget_stale_udp(&host).await.map(|_| ()),
             Undo::Address { host, ifname, net } => {
                 let h = lab.host(&host)?;
                 let ix = h.index(&ifname).await?;

@@ -1,5 +1,7 @@
 //! The lab's Kubernetes layer: kube-proxy's tables on each node and the cluster DNS server.
 
+use std::net::IpAddr;
+
 use super::k8s;
 use super::live::Lab;
 use crate::error::{nl_error, Error, Result};
@@ -45,24 +47,27 @@ impl Lab {
         Ok(())
     }
 
-    /// Deletes the node's UDP conntrack entries to a Service address that met no translation
-    /// (their reply comes from the Service address itself): flows sent while kube-proxy's rules
-    /// were missing would keep going untranslated. kube-proxy deletes UDP entries to a Service
-    /// that gains endpoints for the same reason. How many.
-    pub async fn forget_untranslated_udp(&self, node: &str) -> Result<usize> {
-        let mut ips: Vec<std::net::IpAddr> = Vec::new();
-        for s in &self.topo.k8s.services {
-            ips.push(s.cluster_ip.into());
-            ips.extend(s.cluster_ip6.map(std::net::IpAddr::from));
-            ips.extend(
-                s.fronts()
-                    .into_iter()
-                    .map(|(a, _)| std::net::IpAddr::from(a)),
-            );
-        }
+    /// Deletes the node's UDP conntrack entries to a Service whose translation leads to no
+    /// endpoint it has (an old endpoint, a wrong port), or that met no translation at all (sent
+    /// while kube-proxy's rules were missing): those flows would keep going there. kube-proxy
+    /// deletes such UDP entries when a Service's endpoints change, for the same reason. How
+    /// many.
+    pub async fn forget_stale_udp(&self, node: &str) -> Result<usize> {
+        let t = &self.topo;
+        let services: Vec<(Sockets, Sockets)> = t
+            .k8s
+            .services
+            .iter()
+            .map(|s| (service_fronts(t, s), service_endpoints(t, s)))
+            .collect();
+        let stale = move |f: &crate::conntrack::UdpFlow| {
+            services
+                .iter()
+                .any(|(fronts, eps)| fronts.contains(&f.dst) && !eps.contains(&f.to))
+        };
         self.host(node)?
             .ns
-            .run_async(move || crate::conntrack::delete_udp_to(&ips))
+            .run_async(move || crate::conntrack::delete_udp_where(stale))
             .await
             .and_then(|r| r)
             .map_err(|e| Error::io(format!("{node}: deleting conntrack entries"), e))
@@ -173,4 +178,41 @@ impl Lab {
     pub fn dns_running(&self) -> bool {
         self.k8s.dns.lock().map(|s| s.is_some()).unwrap_or(false)
     }
+}
+
+/// Addresses with ports.
+type Sockets = Vec<(IpAddr, u16)>;
+
+/// Where a Service is reached: its ClusterIPs, load balancer and external IPs at its port, and
+/// every node's address at its NodePort.
+fn service_fronts(t: &crate::topology::Topology, s: &crate::topology::k8s::Service) -> Sockets {
+    let mut out = vec![(IpAddr::from(s.cluster_ip), s.port)];
+    out.extend(s.cluster_ip6.map(|ip| (IpAddr::from(ip), s.port)));
+    out.extend(
+        s.fronts()
+            .into_iter()
+            .map(|(a, _)| (IpAddr::from(a), s.port)),
+    );
+    if let Some(np) = s.node_port {
+        let nodes = t.nodes().filter_map(|(n, _)| t.host(n));
+        out.extend(nodes.map(|h| (IpAddr::from(h.address()), np)));
+    }
+    out
+}
+
+/// Where kube-proxy sends a Service's flows: each endpoint pod's addresses at its port, and the
+/// stale endpoints the fixture declares.
+fn service_endpoints(t: &crate::topology::Topology, s: &crate::topology::k8s::Service) -> Sockets {
+    let mut out: Vec<(IpAddr, u16)> = s
+        .stale
+        .iter()
+        .map(|(a, p)| (IpAddr::from(*a), *p))
+        .collect();
+    for e in &s.endpoints {
+        if let Some(h) = t.host(&e.pod) {
+            out.push((IpAddr::from(h.address()), e.port));
+            out.extend(h.address6().map(|a| (IpAddr::from(a), e.port)));
+        }
+    }
+    out
 }

@@ -143,7 +143,10 @@ impl<'a> Walker<'a> {
         hops: &mut Vec<Hop>,
     ) -> Result<Option<Culprit>> {
         let h = self.lab.host(host)?.handle().clone();
-        let Ok(Some((kind, Some(rate)))) = netlink::root_qdisc(&h, index).await else {
+        let Ok(Some(q)) = netlink::root_qdisc(&h, index).await else {
+            return Ok(None);
+        };
+        let (kind, Some(rate)) = (q.kind, q.rate) else {
             return Ok(None);
         };
         let (bytes, what) = match self.bulk {
@@ -153,6 +156,16 @@ impl<'a> Walker<'a> {
         let secs = (bytes as f64 * 8.0) / rate as f64;
         let budget = self.lab.topology().probe.timeout_ms as f64 / 1000.0;
         if secs <= budget {
+            if q.drops > 0 {
+                let what = format!(
+                    "{host} {oif} is shaped to {} by a {kind} qdisc, which has dropped {} packets",
+                    rate_text(rate),
+                    q.drops
+                );
+                if !self.dropping_shapers.iter().any(|(_, w)| *w == what) {
+                    self.dropping_shapers.push((host.to_string(), what));
+                }
+            }
             return Ok(None);
         }
         let rate = rate_text(rate);

@@ -37,11 +37,25 @@ impl Walker<'_> {
                     format!("{host} translates {orig} to {translated} on the way to {to}: reachable, {why}"),
                 )
             }
-            _ => culprit(
-                from,
-                Component::Unexplained,
-                format!("reachable, {why}; the walk finds no hop that translates it to {seen}"),
-            ),
+            _ => match self.last_untranslated.clone() {
+                // The pod's own address seen where the plan masquerades it: the node sent it out
+                // untranslated (and the far end routes pod addresses back, or it would not reach).
+                Some((node, uplink, pod_ip, at)) if pod_ip == seen => {
+                    if let Some(h) = d.forward.get_mut(at) {
+                        h.status = HopStatus::Fail;
+                    }
+                    culprit(
+                        &node,
+                        Component::Masquerade,
+                        format!("{node} sends {pod_ip} out of {uplink} unmasqueraded: reachable only because {to} routes it back, {why}"),
+                    )
+                }
+                _ => culprit(
+                    from,
+                    Component::Unexplained,
+                    format!("reachable, {why}; the walk finds no hop that translates it to {seen}"),
+                ),
+            },
         };
         Ok(d)
     }

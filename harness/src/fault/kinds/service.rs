@@ -69,7 +69,7 @@ impl Breakage for DeleteServiceRule {
         nft::apply(&h.ns, node, nft::delete_batch(&doomed)).await?;
         // Undone backwards: the rules first, then the flows sent while they were gone.
         let mut undo = vec![
-            Undo::ForgetUntranslatedUdp { host: node.clone() },
+            Undo::ForgetStaleUdp { host: node.clone() },
             Undo::NftRules(NftUndo {
                 host: node.clone(),
                 native,
@@ -361,7 +361,7 @@ impl Breakage for FlushKubeProxy {
             .await?;
         // Undone backwards: the rules first, then the flows sent while they were gone.
         Ok(vec![
-            Undo::ForgetUntranslatedUdp { host: node.clone() },
+            Undo::ForgetStaleUdp { host: node.clone() },
             Undo::NftScript {
                 host: node.clone(),
                 script: kube_proxy_script(t, &t.k8s, node),
