@@ -318,3 +318,27 @@ async fn a_pair_reachable_by_an_unplanned_route_is_blamed_on_it() {
         }
     }
 }
+
+/// Without its masquerade a pod's packets leave untranslated; when ext routes pod addresses
+/// back they reach, seen as the pod's own address where the plan has the node's: the node that
+/// sent them out unmasqueraded is named (the masquerade fault was missed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_address_seen_outside_is_blamed_on_the_missing_masquerade() {
+    let t = fixture("single-node.toml");
+    let faults = [
+        "delete-masquerade:node=node1",
+        "route-via:host=ext,to=10.244.1.0/24,via=203.0.113.1",
+    ];
+    let r = round(&t, &faults).await;
+    healed_and_right(&r, &t);
+    let d = r
+        .diagnoses
+        .iter()
+        .find(|d| d.from == "pod-a" && d.to == "ext")
+        .expect("pod-a → ext is seen as pod-a");
+    assert_eq!(
+        (d.culprit.host.as_str(), d.culprit.component.as_str()),
+        ("node1", "masquerade"),
+        "{d:?}"
+    );
+}
