@@ -600,13 +600,22 @@ impl Case {
     }
 }
 
-/// After heal, the matrix must equal the healthy one and the state what it was before.
+/// After heal, the matrix must equal the healthy one and the state what it was before. A
+/// matrix that differs while the state is exactly what it was is probed once more: right after
+/// a fault that starved them, neighbours are resolved anew and a first probe can lose that race
+/// (seen once in 700 rounds after 100% loss on a link); a heal that left anything behind fails
+/// either way.
 async fn verify_healed(
     lab: &Lab,
     baseline: &crate::matrix::Matrix,
     before: &diagnose::LabState,
 ) -> Result<()> {
-    let again = crate::probe::matrix(lab).await?;
+    let mut again = crate::probe::matrix(lab).await?;
+    let after = diagnose::capture(lab).await?;
+    let left = diagnose::diff(before, &after);
+    if again.outcomes() != baseline.outcomes() && left.is_empty() {
+        again = crate::probe::matrix(lab).await?;
+    }
     if again.outcomes() != baseline.outcomes() {
         let diff: Vec<String> = again
             .cells
@@ -619,8 +628,6 @@ async fn verify_healed(
             diff.join("; ")
         )));
     }
-    let after = diagnose::capture(lab).await?;
-    let left = diagnose::diff(before, &after);
     if !left.is_empty() {
         return Err(Error::other(format!(
             "heal left changes behind: {}",

@@ -122,11 +122,9 @@ impl Walker6<'_> {
         to: &str,
     ) -> Option<Culprit> {
         let (lab, t) = (self.lab, self.lab.topology());
-        if t.cni.is_some() {
-            return None;
-        }
         let host = hops.iter().map(|h| &h.host).find(|h| {
-            t.owner_of6(dst).is_none_or(|o| o.name != **h)
+            !t.plugin_wired(h)
+                && t.owner_of6(dst).is_none_or(|o| o.name != **h)
                 && lab
                     .plan()
                     .host(h)
@@ -569,7 +567,7 @@ impl<'a> Walker6<'a> {
         let t = lab.topology();
         let plan = lab.plan().host(host).map(|h| &h.v6);
         let Some((pdev, pgw)) = plan
-            .filter(|_| t.cni.is_none())
+            .filter(|_| !t.plugin_wired(host))
             .and_then(|p| p.route_for(dst))
         else {
             return Ok(None);

@@ -482,6 +482,15 @@ impl Topology {
         })
     }
 
+    /// Whether real CNI plugins wired `host` (its pods and nodes in a CNI-built lab): the lab's
+    /// plan does not list what they made. External hosts netfault wires itself.
+    pub fn plugin_wired(&self, host: &str) -> bool {
+        self.cni.is_some()
+            && self
+                .host(host)
+                .is_some_and(|h| !matches!(h.role, Role::External(_)))
+    }
+
     /// Which host owns an address (a host's probe address, a node's bridge gateway or vxlan
     /// device address).
     pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Host> {

@@ -15,8 +15,7 @@ impl Divergence {
 
 impl<'a> Walker<'a> {
     /// Whether `host`'s live route for `dst` (out of `oif`, via `gateway`) differs from its
-    /// plan's. Not judged where a CNI plugin built the lab (the plan does not list what the
-    /// plugins made).
+    /// plan's. Not judged on hosts CNI plugins wired (the plan does not list what they made).
     pub(super) fn diverges(
         &self,
         host: &str,
@@ -25,7 +24,7 @@ impl<'a> Walker<'a> {
         (src, dst): (Ipv4Addr, Ipv4Addr),
         at: usize,
     ) -> Option<Divergence> {
-        if self.lab.topology().cni.is_some() || oif == "lo" {
+        if self.lab.topology().plugin_wired(host) || oif == "lo" {
             return None;
         }
         let plan = self
