@@ -290,17 +290,6 @@ struct Layout {
     bottom: f64,
 }
 
-fn peer_of(plan: &Plan, host: &str, ifname: &str) -> Option<(String, String)> {
-    match &plan.host(host)?.iface(ifname)?.kind {
-        IfaceKind::Veth {
-            peer_host,
-            peer_name,
-            ..
-        } => Some((peer_host.clone(), peer_name.clone())),
-        _ => None,
-    }
-}
-
 fn addrs_of(plan: &Plan, host: &str, ifname: &str) -> Vec<String> {
     plan.host(host)
         .map(|h| {
@@ -735,7 +724,7 @@ pub fn svg(t: &Topology, plan: &Plan, findings: &[Finding], live: Option<&Live>)
 fn draw_links(s: &mut String, plan: &Plan, l: &Layout, m: &Marks) {
     let _ = writeln!(s, r#"<g id="links">"#);
     for p in &l.ports {
-        if let Some((ph, pi)) = peer_of(plan, &p.host, &p.ifname) {
+        if let Some((ph, pi)) = plan.veth_peer(&p.host, &p.ifname) {
             // Draw each pair once, from the end whose host sorts first.
             if (p.host.as_str(), p.ifname.as_str()) > (ph.as_str(), pi.as_str()) {
                 continue;

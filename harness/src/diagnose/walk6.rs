@@ -1204,22 +1204,16 @@ impl Walker6<'_> {
         if !link.admin_up {
             return Ok(None);
         }
-        let kind = self.lab.plan().host(host).and_then(|p| p.iface(&link.name));
-        let Some(crate::lab::IfaceKind::Veth {
-            peer_host,
-            peer_name,
-            ..
-        }) = kind.map(|i| &i.kind)
-        else {
+        let Some((peer_host, peer_name)) = self.lab.plan().veth_peer(host, &link.name) else {
             return Ok(None);
         };
-        let h = self.lab.host(peer_host)?.handle().clone();
-        let peer = netlink::link_by_name(&h, peer_name)
+        let h = self.lab.host(&peer_host)?.handle().clone();
+        let peer = netlink::link_by_name(&h, &peer_name)
             .await
-            .map_err(|e| nl_error(peer_host, format!("reading {peer_name}"), e))?;
+            .map_err(|e| nl_error(&peer_host, format!("reading {peer_name}"), e))?;
         Ok(peer
             .is_some_and(|p| !p.admin_up)
-            .then(|| (peer_host.clone(), peer_name.clone())))
+            .then_some((peer_host, peer_name)))
     }
 
     /// A lookup that failed because the device the plan routes `dst` by is missing or down

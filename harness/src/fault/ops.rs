@@ -226,14 +226,6 @@ pub(super) async fn routes_to(h: &LabHost, to: Ipv4Net) -> Result<Vec<RouteMessa
         .collect())
 }
 
-/// An IPv6 route via the host's own address: the kernel refuses it (EINVAL), so the fault cannot
-/// be (IPv4 takes it).
-pub(super) fn own_gateway(host: &str, via: &str) -> Error {
-    Error::NotApplicable(format!(
-        "{via} is {host}'s own address: a route cannot go via it"
-    ))
-}
-
 /// The interface whose connected network holds `ip`.
 pub(super) async fn iface_reaching(h: &LabHost, ip: Ipv4Addr) -> Result<Option<String>> {
     let addrs = netlink::addresses(h.handle())
@@ -782,13 +774,7 @@ async fn restorable_routes(
             continue;
         }
         let dev = r.oif.and_then(name).unwrap_or_default();
-        let key = format!(
-            "{} {:?} {dev} {} {}",
-            r.dst,
-            r.gateway,
-            r.kind,
-            r.metric.unwrap_or(0)
-        );
+        let key = route_key(&r.dst, &r.gateway, &dev, &r.kind, r.metric);
         out.push((m, dev, key));
     }
     // The kernel's own IPv6 routes (prefix routes, fe80::/64) come back with their link.
@@ -804,16 +790,21 @@ async fn restorable_routes(
             RouteAttribute::Priority(p) => Some(*p),
             _ => None,
         });
-        let key = format!(
-            "{} {:?} {dev} {} {}",
-            r.dst,
-            r.gateway,
-            r.kind,
-            metric.unwrap_or(0)
-        );
+        let key = route_key(&r.dst, &r.gateway, &dev, &r.kind, metric);
         out.push((m, dev, key));
     }
     Ok(out)
+}
+
+/// What tells a captured route from another, in either family: found again by it after a change.
+fn route_key(
+    dst: &impl std::fmt::Display,
+    gateway: &impl std::fmt::Debug,
+    dev: &str,
+    kind: &str,
+    metric: Option<u32>,
+) -> String {
+    format!("{dst} {gateway:?} {dev} {kind} {}", metric.unwrap_or(0))
 }
 
 pub(super) fn vanished(

@@ -215,6 +215,18 @@ impl HostPlan {
 }
 
 impl Plan {
+    /// The other end of a veth, as (host, ifname); None for a bridge or vxlan device.
+    pub fn veth_peer(&self, host: &str, ifname: &str) -> Option<(String, String)> {
+        match &self.host(host)?.iface(ifname)?.kind {
+            IfaceKind::Veth {
+                peer_host,
+                peer_name,
+                ..
+            } => Some((peer_host.clone(), peer_name.clone())),
+            _ => None,
+        }
+    }
+
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         self.hosts.iter().find(|h| h.name == name)
     }

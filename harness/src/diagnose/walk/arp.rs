@@ -311,21 +311,11 @@ fn arp_packet(op: &'static str, src: Ipv4Addr, dst: Ipv4Addr, hook: &str, dev: &
         (None, Some(dev.to_string()))
     };
     Pkt {
-        src,
-        dst,
-        proto: Proto::Icmp,
-        sport: None,
-        dport: None,
         icmp_type: None,
-        icmp_code: None,
         iif,
         oif,
-        ct_new: true,
         len: 28,
-        mark: Default::default(),
-        dst_local: None,
-        rpf_oif: None,
         arp_op: Some(op),
-        v6: None,
+        ..Pkt::new(src, dst, Proto::Icmp, None)
     }
 }

@@ -272,22 +272,12 @@ impl<'a> Walker<'a> {
                 if in_name.is_some() {
                     // A router answers with ICMP fragmentation-needed, unless that is dropped.
                     let icmp = Pkt {
-                        src: pkt.dst,
-                        dst: pkt.src,
-                        proto: Proto::Icmp,
-                        sport: None,
-                        dport: None,
                         icmp_type: Some(3),
                         icmp_code: Some(4),
-                        iif: None,
                         oif: in_name.map(str::to_string),
                         ct_new: false,
                         len: 576,
-                        mark: Default::default(),
-                        dst_local: None,
-                        rpf_oif: None,
-                        arp_op: None,
-                        v6: None,
+                        ..Pkt::new(pkt.dst, pkt.src, Proto::Icmp, None)
                     };
                     let rs = self.ruleset(host).await?;
                     for hk in ["output", "postrouting"] {

@@ -545,17 +545,6 @@ impl<'a> Walker<'a> {
 
     /// The other end of a veth, from the plan, as (host, ifname).
     pub(super) fn veth_peer(&self, host: &str, ifname: &str) -> Option<(String, String)> {
-        self.lab
-            .plan()
-            .host(host)
-            .and_then(|p| p.iface(ifname))
-            .and_then(|i| match &i.kind {
-                IfaceKind::Veth {
-                    peer_host,
-                    peer_name,
-                    ..
-                } => Some((peer_host.clone(), peer_name.clone())),
-                IfaceKind::Bridge | IfaceKind::Vxlan { .. } => None,
-            })
+        self.lab.plan().veth_peer(host, ifname)
     }
 }

@@ -68,22 +68,8 @@ impl<'a> Walker<'a> {
         ));
         // The encapsulated packet crosses the underlay like any other.
         let outer = Pkt {
-            src: local,
-            dst: vtep,
-            proto: crate::topology::Proto::Udp,
-            sport: None,
-            dport: port,
-            icmp_type: None,
-            icmp_code: None,
-            iif: None,
-            oif: None,
-            ct_new: true,
             len: pkt.len + 50,
-            mark: Default::default(),
-            dst_local: None,
-            rpf_oif: None,
-            arp_op: None,
-            v6: None,
+            ..Pkt::new(local, vtep, crate::topology::Proto::Udp, port)
         };
         let mut under = Vec::new();
         let mut uflow = Flow::default();

@@ -332,7 +332,10 @@ impl Breakage for RouteVia6 {
             .await
             .map_err(|e| nl_error(host, "listing IPv6 addresses", e))?;
         if addrs.iter().any(|a| a.net.addr() == via) {
-            return Err(own_gateway(host, &via.to_string()));
+            // The kernel refuses an IPv6 route via the host's own address (EINVAL; IPv4 takes it).
+            return Err(Error::NotApplicable(format!(
+                "{via} is {host}'s own address: a route cannot go via it"
+            )));
         }
         let on = addrs
             .iter()
